@@ -1,0 +1,6 @@
+//! What an application embeds to talk to EnMasse, and the `enmasse` command-line tool.
+//!
+//! Connection settings from the environment or an endpoint export, connections with TLS and SASL,
+//! senders and receivers, and a typed client for the EnMasse resources.
+//!
+//! Nothing is implemented here yet: the SDK arrives with the client milestone.

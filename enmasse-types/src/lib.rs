@@ -1,0 +1,11 @@
+//! EnMasse resource types, their rules, and the broker config contract.
+//!
+//! Everything here is a pure function of its inputs: no I/O, no clock, no async. The operator and the
+//! standalone broker both call these rules, so they reach the same verdict on the same manifests.
+//!
+//! - [`resources`]: the kinds (`AddressSpace`, `Address`, `MessagingUser`, plans, infra configs,
+//!   authentication services) with EnMasse's field names.
+
+pub mod crd;
+pub mod manifests;
+pub mod resources;

@@ -1,0 +1,42 @@
+//! Repository automation, run as `cargo xtask <task>`.
+//!
+//! - `codegen [--check]`: writes the CRDs under `deploy/crds/`; with `--check`, fails when a
+//!   checked-in file differs from what the types generate.
+
+mod codegen;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    match task.as_deref() {
+        Some("codegen") => {
+            let check = match rest.as_slice() {
+                [] => false,
+                [flag] if flag == "--check" => true,
+                _ => bail!("{USAGE}"),
+            };
+            codegen::run(&project_root()?, codegen::Mode::from_check(check))
+        }
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn project_root() -> anyhow::Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).context("xtask has no parent directory")
+}
