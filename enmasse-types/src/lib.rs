@@ -6,6 +6,11 @@
 //! - [`resources`]: the kinds (`AddressSpace`, `Address`, `MessagingUser`, plans, infra configs,
 //!   authentication services) with EnMasse's field names.
 
+pub mod admission;
+pub mod credits;
 pub mod crd;
+pub mod error;
 pub mod manifests;
+pub mod names;
+pub mod patterns;
 pub mod resources;
