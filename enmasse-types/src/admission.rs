@@ -44,7 +44,10 @@ impl Limits {
     pub fn from_plan(limits: &ResourceLimits) -> Result<Self, InvalidField> {
         let read = |name: &str, value: Option<f64>| {
             value
-                .map(|v| Credits::from_plan(v).map_err(|e| invalid_number(&format!("spec.resourceLimits.{name}"), v, e)))
+                .map(|v| {
+                    Credits::from_plan(v)
+                        .map_err(|e| invalid_number(&format!("spec.resourceLimits.{name}"), v, e))
+                })
                 .transpose()
         };
         Ok(Self {
@@ -118,7 +121,13 @@ pub struct Request {
 
 impl Request {
     /// The request of an address of `type_` on `plan`.
-    pub fn new(address: &str, type_: AddressType, topic: Option<&str>, plan_name: &str, plan: &AddressPlanSpec) -> Result<Self, InvalidField> {
+    pub fn new(
+        address: &str,
+        type_: AddressType,
+        topic: Option<&str>,
+        plan_name: &str,
+        plan: &AddressPlanSpec,
+    ) -> Result<Self, InvalidField> {
         let read = |name: &str, value: Option<f64>| {
             Credits::from_plan(value.unwrap_or(0.0))
                 .map_err(|e| invalid_number(&format!("spec.resources.{name}"), value.unwrap_or(0.0), e))
@@ -166,13 +175,20 @@ impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Admitted(plan) => write!(f, "admitted on plan {}", plan.name),
-            Self::QuotaExceeded { resource, needed, limit } => write!(
+            Self::QuotaExceeded {
+                resource,
+                needed,
+                limit,
+            } => write!(
                 f,
                 "Quota exceeded: the address space would need {needed} {resource} credit(s), its plan allows {limit}"
             ),
             Self::TopicNotAdmitted { topic } => write!(f, "topic {topic:?} is not configured yet"),
             Self::SubscriptionsFull { topic } => {
-                write!(f, "Quota exceeded: the broker of topic {topic:?} holds no more subscriptions")
+                write!(
+                    f,
+                    "Quota exceeded: the broker of topic {topic:?} holds no more subscriptions"
+                )
             }
         }
     }
@@ -229,7 +245,10 @@ struct Usage {
 impl Usage {
     fn needed(&self) -> Needed {
         let pooled: u64 = self.pooled.iter().map(|c| c.ceil_units()).sum();
-        Needed { router: self.router.ceil_units(), broker: pooled + self.sharded.iter().sum::<u64>() }
+        Needed {
+            router: self.router.ceil_units(),
+            broker: pooled + self.sharded.iter().sum::<u64>(),
+        }
     }
 
     fn capacity(&self, slot: Slot) -> Credits {
@@ -246,7 +265,10 @@ impl Usage {
             AddressType::Anycast | AddressType::Multicast if request.broker == Credits::ZERO => Ok(1),
             AddressType::Subscription => {
                 let topic = request.topic.clone().unwrap_or_default();
-                let slot = *self.topics.get(&topic).ok_or(Verdict::TopicNotAdmitted { topic: topic.clone() })?;
+                let slot = *self
+                    .topics
+                    .get(&topic)
+                    .ok_or(Verdict::TopicNotAdmitted { topic: topic.clone() })?;
                 let capacity = self.capacity(slot);
                 let used = self.subscriptions.entry(slot).or_default();
                 if *used + request.broker > capacity {
@@ -257,7 +279,8 @@ impl Usage {
             }
             AddressType::Topic if request.broker >= Credits::ONE => {
                 self.sharded.push(request.broker.ceil_units());
-                self.topics.insert(request.address.clone(), Slot::Sharded(self.sharded.len() - 1));
+                self.topics
+                    .insert(request.address.clone(), Slot::Sharded(self.sharded.len() - 1));
                 Ok(1)
             }
             _ => {
@@ -281,7 +304,8 @@ impl Usage {
                     taken.push(index);
                 }
                 if request.type_ == AddressType::Topic {
-                    self.topics.insert(request.address.clone(), Slot::Pooled(taken[0]));
+                    self.topics
+                        .insert(request.address.clone(), Slot::Pooled(taken[0]));
                 }
                 Ok(partitions)
             }
@@ -290,18 +314,24 @@ impl Usage {
 }
 
 fn first_exceeded(needed: Needed, limits: &Limits) -> Option<(Resource, u64, Credits)> {
-    [Resource::Router, Resource::Broker, Resource::Aggregate].into_iter().find_map(|resource| {
-        let limit = limits.get(resource)?;
-        let pods = needed.of(resource);
-        (Credits::units(pods) > limit).then_some((resource, pods, limit))
-    })
+    [Resource::Router, Resource::Broker, Resource::Aggregate]
+        .into_iter()
+        .find_map(|resource| {
+            let limit = limits.get(resource)?;
+            let pods = needed.of(resource);
+            (Credits::units(pods) > limit).then_some((resource, pods, limit))
+        })
 }
 
 fn plan_status(request: &Request, partitions: u32) -> PlanStatus {
     let mut resources = BTreeMap::new();
     resources.insert("router".to_owned(), request.router.as_f64());
     resources.insert("broker".to_owned(), request.broker.as_f64());
-    PlanStatus { name: request.plan.clone(), partitions: Some(partitions), resources }
+    PlanStatus {
+        name: request.plan.clone(),
+        partitions: Some(partitions),
+        resources,
+    }
 }
 
 /// Admits a space's addresses against its plan's limits. See the module documentation for the
@@ -309,7 +339,12 @@ fn plan_status(request: &Request, partitions: u32) -> PlanStatus {
 pub fn admit(limits: &Limits, requests: &[Request]) -> Outcome {
     let mut order: Vec<usize> = (0..requests.len()).collect();
     // Stable: previously admitted first, then non-subscriptions, then subscriptions.
-    order.sort_by_key(|&i| (!requests[i].previously_admitted, requests[i].type_ == AddressType::Subscription));
+    order.sort_by_key(|&i| {
+        (
+            !requests[i].previously_admitted,
+            requests[i].type_ == AddressType::Subscription,
+        )
+    });
 
     let mut usage = Usage::default();
     let mut verdicts: Vec<(usize, Verdict)> = Vec::with_capacity(requests.len());
@@ -325,9 +360,11 @@ pub fn admit(limits: &Limits, requests: &[Request]) -> Outcome {
         let verdict = match attempt.place(request) {
             Err(refusal) => refusal,
             Ok(partitions) => match first_exceeded(attempt.needed(), limits) {
-                Some((resource, needed, limit)) if !request.previously_admitted => {
-                    Verdict::QuotaExceeded { resource, needed, limit }
-                }
+                Some((resource, needed, limit)) if !request.previously_admitted => Verdict::QuotaExceeded {
+                    resource,
+                    needed,
+                    limit,
+                },
                 _ => {
                     usage = attempt;
                     Verdict::Admitted(plan_status(request, partitions))

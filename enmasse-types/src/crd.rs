@@ -82,7 +82,10 @@ const OMITTED_WHEN_FALSE: &[&str] = &[
 
 /// The file name a CRD is written to under `deploy/crds/`.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
-    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or(&crd.spec.names.plural))
+    format!(
+        "{}.yaml",
+        crd.metadata.name.as_deref().unwrap_or(&crd.spec.names.plural)
+    )
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ impl Credits {
     /// Reads a credit from a plan; negative, non-finite or absurdly large values are refused, and
     /// finer values than a millionth are rounded to the nearest millionth.
     pub fn from_plan(value: f64) -> Result<Self, Violation> {
-        const RANGE: Violation = Violation::OutOfRange { range: "a number from 0 to 1000000000" };
+        const RANGE: Violation = Violation::OutOfRange {
+            range: "a number from 0 to 1000000000",
+        };
         if !value.is_finite() || value < 0.0 || value > Self::MAX.as_f64() {
             return Err(RANGE);
         }

@@ -18,13 +18,21 @@ pub struct InvalidField {
 impl InvalidField {
     /// An invalid value at `field`.
     pub fn new(field: impl Into<String>, value: impl Into<String>, violation: Violation) -> Self {
-        Self { field: field.into(), value: value.into(), violation }
+        Self {
+            field: field.into(),
+            value: value.into(),
+            violation,
+        }
     }
 
     /// The same error at `prefix.field` (for a rule checked on part of a resource).
     #[must_use]
     pub fn within(mut self, prefix: &str) -> Self {
-        self.field = if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
+        self.field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
         self
     }
 }

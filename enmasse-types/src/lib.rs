@@ -7,10 +7,15 @@
 //!   authentication services) with EnMasse's field names.
 
 pub mod admission;
-pub mod credits;
+pub mod base64;
+pub mod broker_config;
+pub mod catalog;
 pub mod crd;
+pub mod credits;
 pub mod error;
+pub mod evaluate;
 pub mod manifests;
 pub mod names;
 pub mod patterns;
+pub mod policy;
 pub mod resources;

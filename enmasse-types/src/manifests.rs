@@ -187,28 +187,48 @@ fn parse_document(line: usize, body: &str) -> Result<Option<Document>, DocumentE
         name: name.map(str::to_owned),
         problem,
     };
-    if body.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if body
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(None);
     }
-    let value: Value =
-        serde_saphyr::from_str(body).map_err(|e| error(None, None, DocumentProblem::Syntax(e.to_string())))?;
+    let value: Value = serde_saphyr::from_str(body)
+        .map_err(|e| error(None, None, DocumentProblem::Syntax(e.to_string())))?;
     if value.is_null() {
         return Ok(None);
     }
     let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
-    let name = value.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned);
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let Some(kind) = field("kind") else {
-        return Err(error(None, name.as_deref(), DocumentProblem::MissingField("kind")));
+        return Err(error(
+            None,
+            name.as_deref(),
+            DocumentProblem::MissingField("kind"),
+        ));
     };
     let Some(api_version) = field("apiVersion") else {
-        return Err(error(Some(&kind), name.as_deref(), DocumentProblem::MissingField("apiVersion")));
+        return Err(error(
+            Some(&kind),
+            name.as_deref(),
+            DocumentProblem::MissingField("apiVersion"),
+        ));
     };
     let group = api_version.split_once('/').map_or("", |(group, _)| group);
-    let served = SERVED_KINDS.iter().find(|(k, served)| *k == kind && served.starts_with(group) && !group.is_empty());
+    let served = SERVED_KINDS
+        .iter()
+        .find(|(k, served)| *k == kind && served.starts_with(group) && !group.is_empty());
     let manifest = match served {
         None => Manifest::Other { api_version, kind },
         Some((_, served)) if *served != api_version => {
-            let problem = DocumentProblem::UnsupportedVersion { api_version, kind: kind.clone(), served };
+            let problem = DocumentProblem::UnsupportedVersion {
+                api_version,
+                kind: kind.clone(),
+                served,
+            };
             return Err(error(Some(&kind), name.as_deref(), problem));
         }
         Some(_) => typed(&kind, value).map_err(|problem| error(Some(&kind), name.as_deref(), problem))?,
@@ -226,20 +246,35 @@ fn typed(kind: &str, value: Value) -> Result<Manifest, DocumentProblem> {
         "StandardInfraConfig" => Manifest::StandardInfraConfig(strict(value)?),
         "BrokeredInfraConfig" => Manifest::BrokeredInfraConfig(strict(value)?),
         "AuthenticationService" => Manifest::AuthenticationService(strict(value)?),
-        other => Manifest::Other { api_version: String::new(), kind: other.to_owned() },
+        other => Manifest::Other {
+            api_version: String::new(),
+            kind: other.to_owned(),
+        },
     })
 }
 
 /// Deserializes a resource, naming the path of a bad field and collecting the unknown ones.
 fn strict<T: DeserializeOwned>(value: Value) -> Result<Box<T>, DocumentProblem> {
     let mut unknown = Vec::new();
-    let mut collect = |path: serde_ignored::Path<'_>| unknown.push(render_path(&path));
+    let mut collect = |path: serde_ignored::Path<'_>| {
+        let path = render_path(&path);
+        // The generated kinds take `apiVersion` and `kind` from their type, not from the document
+        // (both were checked before).
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    };
     let ignoring = serde_ignored::Deserializer::new(value, &mut collect);
-    let typed: T = serde_path_to_error::deserialize(ignoring).map_err(|err| DocumentProblem::InvalidField {
-        path: err.path().to_string(),
-        message: err.inner().to_string(),
-    })?;
-    if unknown.is_empty() { Ok(Box::new(typed)) } else { Err(DocumentProblem::UnknownFields(unknown)) }
+    let typed: T =
+        serde_path_to_error::deserialize(ignoring).map_err(|err| DocumentProblem::InvalidField {
+            path: err.path().to_string(),
+            message: err.inner().to_string(),
+        })?;
+    if unknown.is_empty() {
+        Ok(Box::new(typed))
+    } else {
+        Err(DocumentProblem::UnknownFields(unknown))
+    }
 }
 
 /// Renders a path the way `kubectl` names fields: `spec.endpoints[0].cert`.

@@ -67,7 +67,13 @@ pub fn split_resource_name(name: &str) -> Result<(&str, &str), InvalidField> {
             check_space_name(space).map_err(|e| InvalidField::new("metadata.name", name, e.violation))?;
             Ok((space, local))
         }
-        _ => Err(InvalidField::new("metadata.name", name, Violation::NotInSpace { example: name.to_owned() })),
+        _ => Err(InvalidField::new(
+            "metadata.name",
+            name,
+            Violation::NotInSpace {
+                example: name.to_owned(),
+            },
+        )),
     }
 }
 
@@ -105,14 +111,21 @@ impl ServiceAccountName {
             InvalidField::new(
                 "spec.username",
                 username,
-                Violation::Grammar { expected: "be system:serviceaccount:<namespace>:<name> for a serviceaccount user" },
+                Violation::Grammar {
+                    expected: "be system:serviceaccount:<namespace>:<name> for a serviceaccount user",
+                },
             )
         };
-        let rest = username.strip_prefix("system:serviceaccount:").ok_or_else(invalid)?;
+        let rest = username
+            .strip_prefix("system:serviceaccount:")
+            .ok_or_else(invalid)?;
         let (namespace, name) = rest.split_once(':').ok_or_else(invalid)?;
         dns_label(namespace, 63).map_err(|_| invalid())?;
         check_object_name(name).map_err(|_| invalid())?;
-        Ok(Self { namespace: namespace.to_owned(), name: name.to_owned() })
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -170,7 +183,10 @@ mod tests {
     fn resource_names_split_at_the_first_dot() {
         assert_eq!(split_resource_name("app.orders").unwrap(), ("app", "orders"));
         assert_eq!(split_resource_name("myspace.app").unwrap(), ("myspace", "app"));
-        assert_eq!(split_resource_name("app.orders.eu").unwrap(), ("app", "orders.eu"));
+        assert_eq!(
+            split_resource_name("app.orders.eu").unwrap(),
+            ("app", "orders.eu")
+        );
     }
 
     #[test]
@@ -186,7 +202,13 @@ mod tests {
 
     #[test]
     fn usernames_follow_the_enmasse_grammar() {
-        for good in ["user1", "a", "system:serviceaccount:team1:default", "alice@example.com", "a_b-c"] {
+        for good in [
+            "user1",
+            "a",
+            "system:serviceaccount:team1:default",
+            "alice@example.com",
+            "a_b-c",
+        ] {
             assert!(check_username(good).is_ok(), "{good}");
         }
         for bad in ["", "Alice", "user-", "_user", "a b", "@@serviceaccount@@"] {
@@ -199,7 +221,12 @@ mod tests {
         let sa = ServiceAccountName::parse("system:serviceaccount:team1:default").unwrap();
         assert_eq!((sa.namespace.as_str(), sa.name.as_str()), ("team1", "default"));
         assert_eq!(sa.to_string(), "system:serviceaccount:team1:default");
-        for bad in ["default", "system:serviceaccount:team1", "system:serviceaccount::x", "system:user:a:b"] {
+        for bad in [
+            "default",
+            "system:serviceaccount:team1",
+            "system:serviceaccount::x",
+            "system:user:a:b",
+        ] {
             assert!(ServiceAccountName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -209,7 +236,15 @@ mod tests {
         for good in ["orders", "sensors/temp", "a.b.c", "orders+eu"] {
             assert!(check_address(good).is_ok(), "{good}");
         }
-        for bad in ["", "my orders", "t::s", "__internal", "$management", "sensors/#", "a/+/b"] {
+        for bad in [
+            "",
+            "my orders",
+            "t::s",
+            "__internal",
+            "$management",
+            "sensors/#",
+            "a/+/b",
+        ] {
             assert!(check_address(bad).is_err(), "{bad}");
         }
     }

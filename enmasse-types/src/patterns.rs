@@ -43,7 +43,11 @@ impl AddressPattern {
             },
             AddressSpaceType::Brokered => {
                 let words = WordPattern::parse(pattern, true).map_err(invalid)?;
-                Ok(if words.has_wildcards() { Self::Words(words) } else { Self::Exact(pattern.to_owned()) })
+                Ok(if words.has_wildcards() {
+                    Self::Words(words)
+                } else {
+                    Self::Exact(pattern.to_owned())
+                })
             }
         }
     }
@@ -88,7 +92,9 @@ impl WordPattern {
                 "#" => Word::Any,
                 "*" if star_is_any => Word::Any,
                 _ if word.contains(['+', '#']) || (star_is_any && word.contains('*')) => {
-                    return Err(Violation::Wildcard { allowed: "'+' and '#' as whole '/'-separated words" });
+                    return Err(Violation::Wildcard {
+                        allowed: "'+' and '#' as whole '/'-separated words",
+                    });
                 }
                 _ => Word::Literal(word.to_owned()),
             });
@@ -183,7 +189,8 @@ mod tests {
             (None, None) => true,
             (None, Some(_)) => false,
             (Some(Word::Any), _) => {
-                reference(&pattern[1..], subject) || (!subject.is_empty() && reference(pattern, &subject[1..]))
+                reference(&pattern[1..], subject)
+                    || (!subject.is_empty() && reference(pattern, &subject[1..]))
             }
             (Some(_), None) => false,
             (Some(Word::One), Some(_)) => reference(&pattern[1..], &subject[1..]),
@@ -192,7 +199,12 @@ mod tests {
     }
 
     fn word() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_owned()), Just("b".to_owned()), Just("".to_owned()), Just("ab".to_owned())]
+        prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("".to_owned()),
+            Just("ab".to_owned())
+        ]
     }
 
     proptest! {

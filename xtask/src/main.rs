@@ -38,5 +38,8 @@ fn main() -> anyhow::Result<()> {
 /// The workspace root: the parent of this crate's manifest directory.
 fn project_root() -> anyhow::Result<PathBuf> {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map(PathBuf::from).context("xtask has no parent directory")
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .context("xtask has no parent directory")
 }

@@ -26,28 +26,38 @@ fn request(address: &str, type_: AddressType, router: f64, broker: f64) -> Reque
 }
 
 fn admitted(outcome: &Outcome) -> usize {
-    outcome.verdicts.iter().filter(|v| matches!(v, Verdict::Admitted(_))).count()
+    outcome
+        .verdicts
+        .iter()
+        .filter(|v| matches!(v, Verdict::Admitted(_)))
+        .count()
 }
 
 #[test]
 fn small_queues_share_one_broker_until_it_is_full() {
     // standard-small: router 1, broker 1, aggregate 2; standard-medium-queue takes 0.1 broker.
-    let requests: Vec<Request> =
-        (0..11).map(|i| request(&format!("q{i}"), AddressType::Queue, 0.01, 0.1)).collect();
+    let requests: Vec<Request> = (0..11)
+        .map(|i| request(&format!("q{i}"), AddressType::Queue, 0.01, 0.1))
+        .collect();
     let outcome = admit(&limits(1.0, 1.0, 2.0), &requests);
     assert_eq!(admitted(&outcome), 10);
     assert_eq!(outcome.needed, Needed { router: 1, broker: 1 });
     assert_eq!(
         outcome.verdicts[10],
-        Verdict::QuotaExceeded { resource: Resource::Broker, needed: 2, limit: Credits::ONE }
+        Verdict::QuotaExceeded {
+            resource: Resource::Broker,
+            needed: 2,
+            limit: Credits::ONE
+        }
     );
     assert!(outcome.verdicts[10].to_string().starts_with("Quota exceeded"));
 }
 
 #[test]
 fn a_fourth_three_tenths_queue_needs_a_second_broker() {
-    let requests: Vec<Request> =
-        (0..4).map(|i| request(&format!("q{i}"), AddressType::Queue, 0.0, 0.3)).collect();
+    let requests: Vec<Request> = (0..4)
+        .map(|i| request(&format!("q{i}"), AddressType::Queue, 0.0, 0.3))
+        .collect();
     let outcome = admit(&Limits::default(), &requests);
     assert_eq!(outcome.needed.broker, 2);
     assert_eq!(admitted(&outcome), 4);
@@ -56,8 +66,13 @@ fn a_fourth_three_tenths_queue_needs_a_second_broker() {
 #[test]
 fn a_two_credit_queue_is_spread_over_two_brokers() {
     // standard-xlarge-queue: router 0.2, broker 2.0.
-    let outcome = admit(&Limits::default(), &[request("big", AddressType::Queue, 0.2, 2.0)]);
-    let Verdict::Admitted(plan) = &outcome.verdicts[0] else { panic!("{:?}", outcome.verdicts) };
+    let outcome = admit(
+        &Limits::default(),
+        &[request("big", AddressType::Queue, 0.2, 2.0)],
+    );
+    let Verdict::Admitted(plan) = &outcome.verdicts[0] else {
+        panic!("{:?}", outcome.verdicts)
+    };
     assert_eq!(plan.partitions, Some(2));
     assert_eq!(outcome.needed, Needed { router: 1, broker: 2 });
 }
@@ -66,9 +81,14 @@ fn a_two_credit_queue_is_spread_over_two_brokers() {
 fn a_topic_of_one_broker_credit_or_more_gets_brokers_of_its_own() {
     let mut small = request("small", AddressType::Queue, 0.0, 0.1);
     small.plan = "q".into();
-    let outcome =
-        admit(&Limits::default(), &[small, request("big-topic", AddressType::Topic, 0.0, 1.5)]);
-    assert_eq!(outcome.needed.broker, 3, "one pooled broker, two for the sharded topic");
+    let outcome = admit(
+        &Limits::default(),
+        &[small, request("big-topic", AddressType::Topic, 0.0, 1.5)],
+    );
+    assert_eq!(
+        outcome.needed.broker, 3,
+        "one pooled broker, two for the sharded topic"
+    );
 }
 
 #[test]
@@ -79,16 +99,36 @@ fn anycast_and_multicast_take_router_credit_only() {
         .collect();
     let outcome = admit(&limits(1.0, 1.0, 2.0), &requests);
     assert_eq!(outcome.needed, Needed { router: 1, broker: 0 });
-    assert_eq!(admitted(&outcome), 1000, "the 1001st address needs a second router");
-    assert!(matches!(outcome.verdicts[1000], Verdict::QuotaExceeded { resource: Resource::Router, .. }));
+    assert_eq!(
+        admitted(&outcome),
+        1000,
+        "the 1001st address needs a second router"
+    );
+    assert!(matches!(
+        outcome.verdicts[1000],
+        Verdict::QuotaExceeded {
+            resource: Resource::Router,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn the_aggregate_limit_counts_routers_and_brokers_together() {
-    let requests = [request("q", AddressType::Queue, 0.5, 0.5), request("r", AddressType::Queue, 0.6, 0.6)];
+    let requests = [
+        request("q", AddressType::Queue, 0.5, 0.5),
+        request("r", AddressType::Queue, 0.6, 0.6),
+    ];
     let outcome = admit(&limits(2.0, 2.0, 3.0), &requests);
     assert_eq!(admitted(&outcome), 1);
-    assert!(matches!(outcome.verdicts[1], Verdict::QuotaExceeded { resource: Resource::Aggregate, needed: 4, .. }));
+    assert!(matches!(
+        outcome.verdicts[1],
+        Verdict::QuotaExceeded {
+            resource: Resource::Aggregate,
+            needed: 4,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -99,13 +139,29 @@ fn subscriptions_wait_for_their_topic_and_share_its_broker() {
     second.address = "sub2".into();
 
     let alone = admit(&Limits::default(), std::slice::from_ref(&sub));
-    assert_eq!(alone.verdicts[0], Verdict::TopicNotAdmitted { topic: "events".into() });
+    assert_eq!(
+        alone.verdicts[0],
+        Verdict::TopicNotAdmitted {
+            topic: "events".into()
+        }
+    );
 
     // The subscriptions come first in the list but are admitted after their topic.
-    let outcome = admit(&Limits::default(), &[sub, second, request("events", AddressType::Topic, 0.0, 0.1)]);
+    let outcome = admit(
+        &Limits::default(),
+        &[sub, second, request("events", AddressType::Topic, 0.0, 0.1)],
+    );
     assert!(matches!(outcome.verdicts[0], Verdict::Admitted(_)));
-    assert_eq!(outcome.verdicts[1], Verdict::SubscriptionsFull { topic: "events".into() });
-    assert_eq!(outcome.needed.broker, 1, "subscriptions do not count towards the broker limit");
+    assert_eq!(
+        outcome.verdicts[1],
+        Verdict::SubscriptionsFull {
+            topic: "events".into()
+        }
+    );
+    assert_eq!(
+        outcome.needed.broker, 1,
+        "subscriptions do not count towards the broker limit"
+    );
 }
 
 #[test]
@@ -121,8 +177,9 @@ fn previously_admitted_addresses_keep_their_place_before_newer_ones() {
 
 #[test]
 fn addresses_admitted_under_a_larger_plan_stay_and_the_excess_is_reported() {
-    let mut requests: Vec<Request> =
-        (0..3).map(|i| request(&format!("q{i}"), AddressType::Queue, 0.0, 1.0)).collect();
+    let mut requests: Vec<Request> = (0..3)
+        .map(|i| request(&format!("q{i}"), AddressType::Queue, 0.0, 1.0))
+        .collect();
     for r in &mut requests {
         r.previously_admitted = true;
     }
@@ -141,8 +198,14 @@ fn any_request() -> impl Strategy<Value = Request> {
         Just(AddressType::Topic),
         Just(AddressType::Subscription),
     ];
-    (types, 0u32..300, 0u32..2500, proptest::option::of(1u32..4), 0usize..4).prop_map(
-        |(type_, router, broker, partitions, topic)| Request {
+    (
+        types,
+        0u32..300,
+        0u32..2500,
+        proptest::option::of(1u32..4),
+        0usize..4,
+    )
+        .prop_map(|(type_, router, broker, partitions, topic)| Request {
             address: String::new(),
             type_,
             topic: Some(format!("t{topic}")),
@@ -151,8 +214,7 @@ fn any_request() -> impl Strategy<Value = Request> {
             broker: Credits::from_plan(f64::from(broker) / 1000.0).unwrap(),
             partitions,
             previously_admitted: false,
-        },
-    )
+        })
 }
 
 proptest! {

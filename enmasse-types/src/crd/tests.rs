@@ -6,7 +6,13 @@ use serde_json::Value;
 use super::{all, to_canonical_json};
 
 /// Keywords that may not appear inside `anyOf`/`oneOf`/`allOf`/`not` in a structural schema.
-const FORBIDDEN_IN_JUNCTORS: &[&str] = &["type", "description", "default", "nullable", "additionalProperties"];
+const FORBIDDEN_IN_JUNCTORS: &[&str] = &[
+    "type",
+    "description",
+    "default",
+    "nullable",
+    "additionalProperties",
+];
 
 /// Walks a schema and collects every way it breaks Kubernetes's structural-schema rules.
 fn structural_violations(schema: &Value, path: &str, in_junctor: bool, out: &mut Vec<String>) {
@@ -64,7 +70,12 @@ fn schemas(crd: &Value) -> Vec<(String, &Value)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["name"].as_str().unwrap().to_owned(), &v["schema"]["openAPIV3Schema"]))
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_owned(),
+                &v["schema"]["openAPIV3Schema"],
+            )
+        })
         .collect()
 }
 
@@ -75,7 +86,11 @@ fn every_crd_schema_is_structural() {
         for (version, schema) in schemas(&json) {
             let mut violations = Vec::new();
             structural_violations(schema, "", false, &mut violations);
-            assert!(violations.is_empty(), "{} {version}: {violations:#?}", crd.spec.names.kind);
+            assert!(
+                violations.is_empty(),
+                "{} {version}: {violations:#?}",
+                crd.spec.names.kind
+            );
             let metadata = &schema["properties"]["metadata"];
             assert!(
                 metadata.is_null() || metadata.as_object().unwrap().keys().all(|k| k == "type"),
@@ -92,7 +107,11 @@ fn every_crd_reads_back_from_the_api_types_without_a_difference() {
         let written = to_canonical_json(&crd).unwrap();
         let stored: CustomResourceDefinition = serde_json::from_value(written.clone()).unwrap();
         let read_back = to_canonical_json(&stored).unwrap();
-        assert_eq!(written, read_back, "{} changed on a round trip", crd.spec.names.kind);
+        assert_eq!(
+            written, read_back,
+            "{} changed on a round trip",
+            crd.spec.names.kind
+        );
     }
 }
 
@@ -113,13 +132,18 @@ fn canonical_crds_hold_no_value_the_api_server_would_drop() {
                         }
                         Value::Array(items) if items.is_empty() => panic!("{here} is an empty list"),
                         Value::Null => panic!("{here} is null"),
-                        Value::Number(n) => assert!(!n.is_f64() || n.as_f64().unwrap().fract() != 0.0, "{here}: {n}"),
+                        Value::Number(n) => {
+                            assert!(!n.is_f64() || n.as_f64().unwrap().fract() != 0.0, "{here}: {n}")
+                        }
                         _ => {}
                     }
                     check(child, &here);
                 }
             }
-            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| check(v, &format!("{path}[{i}]"))),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| check(v, &format!("{path}[{i}]"))),
             _ => {}
         }
     }
@@ -131,7 +155,9 @@ fn canonical_crds_hold_no_value_the_api_server_would_drop() {
 #[test]
 fn every_crd_fits_in_the_last_applied_annotation_of_kubectl_apply() {
     for crd in all() {
-        let size = serde_json::to_vec(&to_canonical_json(&crd).unwrap()).unwrap().len();
+        let size = serde_json::to_vec(&to_canonical_json(&crd).unwrap())
+            .unwrap()
+            .len();
         assert!(size < 200 * 1024, "{} is {size} bytes", crd.spec.names.kind);
     }
 }
@@ -141,7 +167,13 @@ fn every_kind_serves_the_status_subresource_and_prints_its_age() {
     for crd in all() {
         for version in &crd.spec.versions {
             assert!(version.served && version.storage);
-            assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+            assert!(
+                version
+                    .subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some()
+            );
             let columns = version.additional_printer_columns.as_deref().unwrap_or_default();
             assert!(columns.iter().any(|c| c.name == "Age"), "{}", crd.spec.names.kind);
         }

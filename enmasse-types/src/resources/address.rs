@@ -21,13 +21,44 @@ use super::common::Phase;
     derive = "PartialEq",
     category = "enmasse",
     doc = "An address in an address space: a queue, topic, subscription, anycast or multicast address",
-    printcolumn(name = "Address", type_ = "string", json_path = ".spec.address", description = "The AMQP address"),
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "The address type"),
-    printcolumn(name = "Plan", type_ = "string", json_path = ".spec.plan", description = "The address plan"),
-    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.isReady", description = "Whether the broker serves the address"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "The lifecycle phase"),
+    printcolumn(
+        name = "Address",
+        type_ = "string",
+        json_path = ".spec.address",
+        description = "The AMQP address"
+    ),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.type",
+        description = "The address type"
+    ),
+    printcolumn(
+        name = "Plan",
+        type_ = "string",
+        json_path = ".spec.plan",
+        description = "The address plan"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "boolean",
+        json_path = ".status.isReady",
+        description = "Whether the broker serves the address"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "The lifecycle phase"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.messages[0]", priority = 1, description = "Why the address is not ready")
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.messages[0]",
+        priority = 1,
+        description = "Why the address is not ready"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AddressSpec {
@@ -81,8 +112,14 @@ pub enum AddressType {
 
 impl AddressType {
     /// Every address type, in the order EnMasse documents them.
-    pub const ALL: [Self; 6] =
-        [Self::Anycast, Self::Multicast, Self::Queue, Self::Topic, Self::Subscription, Self::Deadletter];
+    pub const ALL: [Self; 6] = [
+        Self::Anycast,
+        Self::Multicast,
+        Self::Queue,
+        Self::Topic,
+        Self::Subscription,
+        Self::Deadletter,
+    ];
 
     /// The name as written in manifests.
     pub fn as_str(self) -> &'static str {
@@ -98,7 +135,10 @@ impl AddressType {
 
     /// Whether messages sent to this type are kept by the broker until consumed.
     pub fn stores_messages(self) -> bool {
-        matches!(self, Self::Queue | Self::Topic | Self::Subscription | Self::Deadletter)
+        matches!(
+            self,
+            Self::Queue | Self::Topic | Self::Subscription | Self::Deadletter
+        )
     }
 }
 

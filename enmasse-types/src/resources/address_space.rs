@@ -25,12 +25,38 @@ use super::common::{Phase, terse_schema};
     shortname = "as",
     category = "enmasse",
     doc = "A group of addresses that share endpoints, a plan and authentication",
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "The address space type"),
-    printcolumn(name = "Plan", type_ = "string", json_path = ".spec.plan", description = "The address space plan"),
-    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.isReady", description = "Whether the address space is serving"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "The lifecycle phase"),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.type",
+        description = "The address space type"
+    ),
+    printcolumn(
+        name = "Plan",
+        type_ = "string",
+        json_path = ".spec.plan",
+        description = "The address space plan"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "boolean",
+        json_path = ".status.isReady",
+        description = "Whether the address space is serving"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "The lifecycle phase"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.messages[0]", priority = 1, description = "Why the address space is not ready")
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.messages[0]",
+        priority = 1,
+        description = "Why the address space is not ready"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AddressSpaceSpec {

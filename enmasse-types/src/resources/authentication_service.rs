@@ -25,8 +25,18 @@ use super::common::terse_schema;
     shortname = "authsvc",
     category = "enmasse",
     doc = "Who authenticates the clients of the address spaces that name this service",
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "The service type"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "The lifecycle phase"),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.type",
+        description = "The service type"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "The lifecycle phase"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where a resource is in its life, with EnMasse's names.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 pub enum Phase {
     /// Accepted but not configured: waiting for a dependency, or refused by a quota.
     #[default]
@@ -194,7 +196,14 @@ mod tests {
     #[test]
     fn ready_condition_keeps_the_transition_time_while_the_status_holds() {
         let first = ready_condition(&[], false, "Pending", "waiting", Some(1), &at(10));
-        let again = ready_condition(&[first.clone()], false, "Pending", "still waiting", Some(2), &at(20));
+        let again = ready_condition(
+            &[first.clone()],
+            false,
+            "Pending",
+            "still waiting",
+            Some(2),
+            &at(20),
+        );
         assert_eq!(again.last_transition_time, at(10));
         assert_eq!(again.message, "still waiting");
 
@@ -206,7 +215,10 @@ mod tests {
     #[test]
     fn set_condition_replaces_the_condition_of_the_same_type() {
         let mut conditions = vec![ready_condition(&[], false, "Pending", "", None, &at(1))];
-        set_condition(&mut conditions, ready_condition(&[], true, "Active", "", None, &at(2)));
+        set_condition(
+            &mut conditions,
+            ready_condition(&[], true, "Active", "", None, &at(2)),
+        );
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].status, "True");
     }

@@ -19,11 +19,32 @@ use super::common::SimpleStatus;
     shortname = "msgusr",
     category = "enmasse",
     doc = "A user of an address space and what it may do",
-    printcolumn(name = "Username", type_ = "string", json_path = ".spec.username", description = "The name the user logs in with"),
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.authentication.type", description = "How the user authenticates"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "The lifecycle phase"),
+    printcolumn(
+        name = "Username",
+        type_ = "string",
+        json_path = ".spec.username",
+        description = "The name the user logs in with"
+    ),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.authentication.type",
+        description = "How the user authenticates"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "The lifecycle phase"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.message", priority = 1, description = "Why the user is not active")
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = 1,
+        description = "Why the user is not active"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MessagingUserSpec {

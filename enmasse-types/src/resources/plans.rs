@@ -23,8 +23,18 @@ use super::{
     shortname = "asp",
     category = "enmasse",
     doc = "A plan for address spaces: the quota and the address plans offered",
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.addressSpaceType", description = "The address space type"),
-    printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName", priority = 1),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.addressSpaceType",
+        description = "The address space type"
+    ),
+    printcolumn(
+        name = "Display Name",
+        type_ = "string",
+        json_path = ".spec.displayName",
+        priority = 1
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -78,8 +88,18 @@ pub struct ResourceLimits {
     shortname = "ap",
     category = "enmasse",
     doc = "A plan for addresses: the address type and the credits it takes",
-    printcolumn(name = "Type", type_ = "string", json_path = ".spec.addressType", description = "The address type"),
-    printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName", priority = 1),
+    printcolumn(
+        name = "Type",
+        type_ = "string",
+        json_path = ".spec.addressType",
+        description = "The address type"
+    ),
+    printcolumn(
+        name = "Display Name",
+        type_ = "string",
+        json_path = ".spec.displayName",
+        priority = 1
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,252 @@
+//! The broker config contract: the document that tells one broker which addresses and users it
+//! serves, and the report a broker gives back about what it really serves.
+//!
+//! The operator pushes a [`BrokerConfig`] through the broker's management API; the standalone
+//! broker builds the same document from a directory of manifests. Both build it with
+//! [`crate::evaluate`], so a space gets the same broker whichever way it runs. The contract never
+//! holds a password: a password user names the `MessagingUser` its secret is read from.
+
+use serde::{Deserialize, Serialize};
+
+use crate::resources::{
+    address::{AddressType, MessageRedelivery, MessageTtl},
+    address_space::AddressSpaceType,
+    authentication_service::AuthenticationServiceType,
+    messaging_user::AuthorizationRule,
+};
+
+/// Messages a stored address holds when its plan sets no `maxDepth`.
+pub const DEFAULT_MAX_DEPTH: u64 = 100_000;
+/// Bytes of message a stored address holds when its plan sets no `maxBytes`.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest message an address accepts when its plan sets no `maxMessageSize`.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 8 * 1024 * 1024;
+
+/// Everything one broker serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerConfig {
+    /// The address space the broker serves.
+    pub space: SpaceConfig,
+    /// The addresses, sorted by address.
+    pub addresses: Vec<BrokerAddress>,
+    /// The users, sorted by username.
+    pub users: Vec<BrokerUser>,
+}
+
+impl BrokerConfig {
+    /// A short fingerprint of the whole document. A broker reports the revision it has applied, so
+    /// the operator can tell a broker that serves the latest config from one that does not.
+    pub fn revision(&self) -> String {
+        // FNV-1a over the canonical JSON: stable across processes and versions of this crate.
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
+
+    /// The address with this `spec.address`.
+    pub fn address(&self, address: &str) -> Option<&BrokerAddress> {
+        self.addresses.iter().find(|a| a.address == address)
+    }
+}
+
+/// The space a broker serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpaceConfig {
+    /// The namespace of the `AddressSpace`.
+    pub namespace: String,
+    /// The name of the `AddressSpace`.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub type_: AddressSpaceType,
+    /// The space plan in force.
+    pub plan: String,
+    /// Who authenticates the space's clients.
+    pub authentication: Authentication,
+}
+
+/// Who authenticates a space's clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    /// The `AuthenticationService`.
+    pub service: String,
+    /// Its type: `none` accepts every client with every right; `standard` accepts the users below.
+    #[serde(rename = "type")]
+    pub type_: AuthenticationServiceType,
+}
+
+/// One address a broker serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerAddress {
+    /// The `Address` resource (`<space>.<name>`).
+    pub resource: String,
+    /// The AMQP address.
+    pub address: String,
+    /// Its semantics.
+    #[serde(rename = "type")]
+    pub type_: AddressType,
+    /// The address plan.
+    pub plan: String,
+    /// For a subscription: the topic it is fed by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// For a subscription: how many receivers may consume it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_consumers: Option<u32>,
+    /// How much the address may hold.
+    pub limits: AddressLimits,
+    /// TTL bounds in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_ttl: Option<MessageTtl>,
+    /// Redelivery settings in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_redelivery: Option<MessageRedelivery>,
+    /// The dead-letter address for messages past their delivery attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadletter: Option<String>,
+    /// The dead-letter address for expired messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
+}
+
+/// How much one address may hold: senders get credit only while there is room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressLimits {
+    /// Messages held at most.
+    pub max_depth: u64,
+    /// Bytes of message held at most.
+    pub max_bytes: u64,
+    /// The largest single message accepted.
+    pub max_message_size: u64,
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// One user a broker authenticates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerUser {
+    /// The `MessagingUser` resource (`<space>.<name>`).
+    pub resource: String,
+    /// The name the user logs in with.
+    pub username: String,
+    /// How the user proves who it is.
+    pub credential: Credential,
+    /// What the user may do; compile with [`crate::policy::Policy::compile`].
+    pub authorization: Vec<AuthorizationRule>,
+}
+
+/// How a user proves who it is, without the secret itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Credential {
+    /// A password, read from the `MessagingUser` resource `namespace/resource` and kept only as a
+    /// salted hash by whoever reads it.
+    Password {
+        /// The namespace of the `MessagingUser`.
+        namespace: String,
+    },
+    /// A Kubernetes service-account token for this account.
+    #[serde(rename = "serviceaccount")]
+    ServiceAccount {
+        /// The service account's namespace.
+        namespace: String,
+        /// The service account's name.
+        name: String,
+    },
+}
+
+/// What a broker reports it really serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerReport {
+    /// The revision of the config the broker has applied.
+    pub revision: String,
+    /// The addresses it serves, by address.
+    pub addresses: Vec<AddressReport>,
+}
+
+impl BrokerReport {
+    /// The report of the address with this `spec.address`.
+    pub fn address(&self, address: &str) -> Option<&AddressReport> {
+        self.addresses.iter().find(|a| a.address == address)
+    }
+}
+
+/// What a broker reports about one address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressReport {
+    /// The AMQP address.
+    pub address: String,
+    /// Whether clients can attach to it.
+    pub ready: bool,
+    /// Why it is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BrokerConfig {
+        BrokerConfig {
+            space: SpaceConfig {
+                namespace: "team1".into(),
+                name: "app".into(),
+                type_: AddressSpaceType::Standard,
+                plan: "standard-small".into(),
+                authentication: Authentication {
+                    service: "standard-authservice".into(),
+                    type_: AuthenticationServiceType::Standard,
+                },
+            },
+            addresses: vec![],
+            users: vec![BrokerUser {
+                resource: "app.user".into(),
+                username: "system:serviceaccount:team1:default".into(),
+                credential: Credential::ServiceAccount {
+                    namespace: "team1".into(),
+                    name: "default".into(),
+                },
+                authorization: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_revision_changes_with_the_content_and_only_with_it() {
+        let a = config();
+        assert_eq!(a.revision(), config().revision());
+        let mut b = config();
+        b.space.plan = "standard-medium".into();
+        assert_ne!(a.revision(), b.revision());
+        assert_eq!(a.revision().len(), 16);
+    }
+
+    #[test]
+    fn the_contract_round_trips_through_json() {
+        let json = serde_json::to_string(&config()).unwrap();
+        assert!(
+            json.contains(r#""credential":{"type":"serviceaccount","namespace":"team1","name":"default"}"#)
+        );
+        let back: BrokerConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config());
+    }
+}

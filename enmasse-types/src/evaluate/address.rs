@@ -1,0 +1,441 @@
+//! Addresses: their rules, references, quota, and status.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{Infra, name_of, space::Resolved};
+use crate::{
+    admission::{self, Limits, Request, Verdict},
+    broker_config::{
+        AddressLimits, BrokerAddress, BrokerReport, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH,
+        DEFAULT_MAX_MESSAGE_SIZE,
+    },
+    error::one_line,
+    names,
+    resources::{
+        address::{
+            Address, AddressStatus, AddressType, MessageRedelivery, MessageTtl, PlanStatus, SubscriptionSpec,
+        },
+        address_space::AddressSpaceType,
+        common::{Phase, ready_condition, set_condition},
+        plans::{AddressPlanSpec, AddressSpacePlanSpec},
+    },
+};
+
+/// The address types each space type offers.
+pub(crate) fn allowed_types(space_type: AddressSpaceType) -> &'static [AddressType] {
+    match space_type {
+        AddressSpaceType::Standard => &[
+            AddressType::Anycast,
+            AddressType::Multicast,
+            AddressType::Queue,
+            AddressType::Topic,
+            AddressType::Subscription,
+            AddressType::Deadletter,
+        ],
+        AddressSpaceType::Brokered => &[AddressType::Queue, AddressType::Topic, AddressType::Deadletter],
+    }
+}
+
+/// Why an address is not served.
+type Refusal = (Phase, String);
+
+/// An address that passed its own rules.
+struct Checked<'a> {
+    address: &'a Address,
+    plan: &'a AddressPlanSpec,
+    request: Request,
+}
+
+/// What an admitted address is served with.
+pub(super) struct Served {
+    plan_status: PlanStatus,
+    message_ttl: Option<MessageTtl>,
+    message_redelivery: Option<MessageRedelivery>,
+    subscription: Option<SubscriptionSpec>,
+}
+
+/// Evaluates a space's addresses: statuses go into `out`; the admitted ones are returned for the
+/// broker config, with notes for the space's status.
+pub(super) fn evaluate_addresses(
+    space: &Resolved<'_>,
+    addresses: &[&Address],
+    infra: &Infra<'_>,
+    report: Option<&BrokerReport>,
+    now: &Time,
+    out: &mut BTreeMap<String, AddressStatus>,
+) -> (Vec<BrokerAddress>, Vec<String>) {
+    let mut checked: Vec<Checked<'_>> = Vec::new();
+    for &address in addresses {
+        let verdict = check(space, address, infra).and_then(|plan| {
+            match checked
+                .iter()
+                .find(|c| c.address.spec.address == address.spec.address)
+            {
+                Some(first) => Err((
+                    Phase::Failed,
+                    format!(
+                        "Address '{}' already exists with resource name '{}'",
+                        address.spec.address,
+                        name_of(&first.address.metadata)
+                    ),
+                )),
+                None => Ok(plan),
+            }
+        });
+        match verdict {
+            Ok((plan, request)) => checked.push(Checked {
+                address,
+                plan,
+                request,
+            }),
+            Err((phase, message)) => refuse(out, address, phase, message, now),
+        }
+    }
+
+    // References between addresses, then the settings in force.
+    let mut candidates = Vec::new();
+    for c in &checked {
+        match references(c, &checked).and_then(|()| settings(c)) {
+            Ok(served) => candidates.push((c, served)),
+            Err((phase, message)) => refuse(out, c.address, phase, message, now),
+        }
+    }
+
+    let requests: Vec<Request> = candidates.iter().map(|(c, _)| c.request.clone()).collect();
+    let outcome = admission::admit(&space.limits, &requests);
+    let mut notes = Vec::new();
+    if let Some((resource, needed, limit)) = outcome.exceeded {
+        notes.push(format!(
+            "the admitted addresses need {needed} {resource} credit(s) but plan {} allows {limit}: no new address is admitted",
+            space.plan_name
+        ));
+    }
+
+    let mut served = Vec::new();
+    for ((c, mut settings), verdict) in candidates.into_iter().zip(outcome.verdicts) {
+        let Verdict::Admitted(plan_status) = verdict else {
+            refuse(out, c.address, Phase::Pending, verdict.to_string(), now);
+            continue;
+        };
+        settings.plan_status = plan_status;
+        let spec = &c.address.spec;
+        let (phase, messages) = match report.and_then(|r| r.address(&spec.address)) {
+            Some(r) if r.ready => (Phase::Active, Vec::new()),
+            Some(r) => (
+                Phase::Configuring,
+                vec![
+                    r.message
+                        .clone()
+                        .unwrap_or_else(|| "the broker reports the address as not ready".into()),
+                ],
+            ),
+            None => (
+                Phase::Configuring,
+                vec!["waiting for the broker to serve the address".to_owned()],
+            ),
+        };
+        served.push(BrokerAddress {
+            resource: name_of(&c.address.metadata).to_owned(),
+            address: spec.address.clone(),
+            type_: spec.type_,
+            plan: spec.plan.clone(),
+            topic: spec
+                .topic
+                .clone()
+                .filter(|_| spec.type_ == AddressType::Subscription),
+            max_consumers: settings.subscription.as_ref().and_then(|s| s.max_consumers),
+            limits: AddressLimits {
+                max_depth: c.plan.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
+                max_bytes: c.plan.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+                max_message_size: c.plan.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            },
+            message_ttl: settings.message_ttl.clone(),
+            message_redelivery: settings.message_redelivery.clone(),
+            deadletter: spec.deadletter.clone(),
+            expiry: spec.expiry.clone(),
+        });
+        out.insert(
+            name_of(&c.address.metadata).to_owned(),
+            status(c.address, phase, messages, Some(settings), now),
+        );
+    }
+    served.sort_by(|a, b| a.address.cmp(&b.address));
+    (served, notes)
+}
+
+fn refuse(
+    out: &mut BTreeMap<String, AddressStatus>,
+    address: &Address,
+    phase: Phase,
+    message: String,
+    now: &Time,
+) {
+    out.insert(
+        name_of(&address.metadata).to_owned(),
+        status(address, phase, vec![message], None, now),
+    );
+}
+
+/// The address's own rules, its plan, and what it asks of the quota.
+fn check<'a>(
+    space: &Resolved<'_>,
+    address: &Address,
+    infra: &Infra<'a>,
+) -> Result<(&'a AddressPlanSpec, Request), Refusal> {
+    let spec = &address.spec;
+    let failed = |message: String| (Phase::Failed, message);
+    if let Some(claimed) = spec
+        .address_space
+        .as_deref()
+        .filter(|claimed| *claimed != space.name)
+    {
+        return Err(failed(format!(
+            "spec.addressSpace {claimed:?} does not match the address space {} of metadata.name",
+            space.name
+        )));
+    }
+    names::check_address(&spec.address).map_err(|e| failed(one_line(&e)))?;
+    let allowed = allowed_types(space.type_);
+    if !allowed.contains(&spec.type_) {
+        let names: Vec<&str> = allowed.iter().map(|t| t.as_str()).collect();
+        return Err(failed(format!(
+            "address type {} is not available in a {} address space (available: {})",
+            spec.type_,
+            space.type_,
+            names.join(", ")
+        )));
+    }
+    let plan = find_address_plan(infra, &spec.plan, spec.type_)?;
+    if !space.plan.address_plans.iter().any(|p| *p == spec.plan) {
+        return Err(failed(format!(
+            "address plan {} is not offered by address space plan {} (offered: {})",
+            spec.plan,
+            space.plan_name,
+            space.plan.address_plans.join(", ")
+        )));
+    }
+    let mut request = Request::new(&spec.address, spec.type_, spec.topic.as_deref(), &spec.plan, plan)
+        .map_err(|e| failed(format!("address plan {}: {}", spec.plan, one_line(&e))))?;
+    request.previously_admitted = address.status.as_ref().is_some_and(|s| {
+        matches!(s.phase, Some(Phase::Configuring | Phase::Active))
+            && s.plan_status.as_ref().is_some_and(|p| p.name == spec.plan)
+    });
+    Ok((plan, request))
+}
+
+fn find_address_plan<'a>(
+    infra: &Infra<'a>,
+    name: &str,
+    type_: AddressType,
+) -> Result<&'a AddressPlanSpec, Refusal> {
+    let plan = infra
+        .address_plans
+        .iter()
+        .find(|p| name_of(&p.metadata) == name)
+        .ok_or_else(|| (Phase::Pending, format!("address plan {name} not found")))?;
+    if plan.spec.address_type != type_ {
+        return Err((
+            Phase::Failed,
+            format!(
+                "address plan {name} is for {} addresses, not {type_}",
+                plan.spec.address_type
+            ),
+        ));
+    }
+    Ok(&plan.spec)
+}
+
+/// A subscription's topic and the dead-letter addresses must be addresses of the right type.
+fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
+    let spec = &c.address.spec;
+    let mut wanted: Vec<(&str, &str, AddressType)> = Vec::new();
+    if spec.type_ == AddressType::Subscription {
+        let topic = spec
+            .topic
+            .as_deref()
+            .ok_or((Phase::Failed, "spec.topic is required for a subscription".into()))?;
+        wanted.push(("spec.topic", topic, AddressType::Topic));
+    }
+    if let Some(deadletter) = &spec.deadletter {
+        wanted.push(("spec.deadletter", deadletter, AddressType::Deadletter));
+    }
+    if let Some(expiry) = &spec.expiry {
+        wanted.push(("spec.expiry", expiry, AddressType::Deadletter));
+    }
+    for (field, target, type_) in wanted {
+        match all.iter().find(|other| other.address.spec.address == target) {
+            None => {
+                return Err((
+                    Phase::Pending,
+                    format!("{field}: {type_} address {target:?} not found in the address space"),
+                ));
+            }
+            Some(other) if other.address.spec.type_ != type_ => {
+                return Err((
+                    Phase::Failed,
+                    format!(
+                        "{field}: {target:?} is a {}, not a {type_}",
+                        other.address.spec.type_
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The TTL, redelivery and subscription settings in force: the plan's, narrowed or overridden by
+/// the address.
+fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
+    let spec = &c.address.spec;
+    let plan_ttl = c.plan.message_ttl.clone().unwrap_or_default();
+    let own_ttl = spec.message_ttl.clone().unwrap_or_default();
+    if let (Some(min), Some(max)) = (own_ttl.minimum, own_ttl.maximum)
+        && min > max
+    {
+        return Err((
+            Phase::Failed,
+            format!("spec.messageTtl.minimum {min} is above spec.messageTtl.maximum {max}"),
+        ));
+    }
+    let narrow = |plan: Option<u64>, own: Option<u64>, pick: fn(u64, u64) -> u64| match (plan, own) {
+        (Some(p), Some(o)) => Some(pick(p, o)),
+        (p, o) => p.or(o),
+    };
+    let ttl = MessageTtl {
+        minimum: narrow(plan_ttl.minimum, own_ttl.minimum, u64::max),
+        maximum: narrow(plan_ttl.maximum, own_ttl.maximum, u64::min),
+    };
+    if let (Some(min), Some(max)) = (ttl.minimum, ttl.maximum)
+        && min > max
+    {
+        return Err((
+            Phase::Failed,
+            format!(
+                "spec.messageTtl leaves no TTL within plan {}: minimum {min} is above maximum {max}",
+                spec.plan
+            ),
+        ));
+    }
+    let plan_redelivery = c.plan.message_redelivery.clone().unwrap_or_default();
+    let own = spec.message_redelivery.clone().unwrap_or_default();
+    let redelivery = MessageRedelivery {
+        maximum_delivery_attempts: own
+            .maximum_delivery_attempts
+            .or(plan_redelivery.maximum_delivery_attempts),
+        redelivery_delay: own.redelivery_delay.or(plan_redelivery.redelivery_delay),
+        redelivery_delay_multiplier: own
+            .redelivery_delay_multiplier
+            .or(plan_redelivery.redelivery_delay_multiplier),
+        maximum_delivery_delay: own
+            .maximum_delivery_delay
+            .or(plan_redelivery.maximum_delivery_delay),
+    };
+    Ok(Served {
+        plan_status: PlanStatus::default(),
+        message_ttl: (ttl != MessageTtl::default()).then_some(ttl),
+        message_redelivery: (redelivery != MessageRedelivery::default()).then_some(redelivery),
+        subscription: spec
+            .subscription
+            .clone()
+            .filter(|_| spec.type_ == AddressType::Subscription),
+    })
+}
+
+/// Whether the addresses served now would fit a new space plan: every address plan they use must be
+/// offered by it, and admitting them all must stay within its limits.
+pub(super) fn plan_change_fits(
+    plan_name: &str,
+    plan: &AddressSpacePlanSpec,
+    limits: &Limits,
+    addresses: &[&Address],
+    infra: &Infra<'_>,
+) -> Result<(), String> {
+    let mut requests = Vec::new();
+    for address in addresses {
+        let spec = &address.spec;
+        let served = address
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Some(Phase::Configuring | Phase::Active)));
+        if !served {
+            continue;
+        }
+        if !plan.address_plans.contains(&spec.plan) {
+            return Err(format!(
+                "address plan {} of address {} is not offered by {plan_name}",
+                spec.plan, spec.address
+            ));
+        }
+        let address_plan =
+            find_address_plan(infra, &spec.plan, spec.type_).map_err(|(_, message)| message)?;
+        let request = Request::new(
+            &spec.address,
+            spec.type_,
+            spec.topic.as_deref(),
+            &spec.plan,
+            address_plan,
+        )
+        .map_err(|e| one_line(&e))?;
+        requests.push(request);
+    }
+    let outcome = admission::admit(limits, &requests);
+    match outcome
+        .verdicts
+        .iter()
+        .find(|v| !matches!(v, Verdict::Admitted(_)))
+    {
+        Some(Verdict::QuotaExceeded { resource, .. }) => {
+            Err(format!("quota exceeded for resource {resource}"))
+        }
+        Some(other) => Err(other.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// Builds an address's status, keeping its conditions' transition times.
+pub(super) fn status(
+    address: &Address,
+    phase: Phase,
+    messages: Vec<String>,
+    served: Option<Served>,
+    now: &Time,
+) -> AddressStatus {
+    let previous = address.status.clone().unwrap_or_default();
+    let ready = phase == Phase::Active;
+    let generation = address.metadata.generation;
+    let mut conditions = previous.conditions.clone();
+    let condition = ready_condition(
+        &previous.conditions,
+        ready,
+        phase.as_str(),
+        &messages.join("; "),
+        generation,
+        now,
+    );
+    set_condition(&mut conditions, condition);
+    let (plan_status, message_ttl, message_redelivery, subscription) = match served {
+        Some(s) => (
+            Some(s.plan_status),
+            s.message_ttl,
+            s.message_redelivery,
+            s.subscription,
+        ),
+        None => (None, None, None, None),
+    };
+    AddressStatus {
+        is_ready: ready,
+        phase: Some(phase),
+        messages,
+        plan_status,
+        broker_statuses: previous.broker_statuses,
+        message_ttl,
+        message_redelivery,
+        subscription,
+        conditions,
+        observed_generation: generation,
+    }
+}

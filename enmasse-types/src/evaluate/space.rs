@@ -1,0 +1,386 @@
+//! The address space: its plan, infra config and authentication service, plan changes, and the
+//! space's own status.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{Evaluation, Infra, Members, SpaceVerdict, address, name_of, user};
+use crate::{
+    admission::Limits,
+    broker_config::{Authentication, BrokerConfig, BrokerReport, SpaceConfig},
+    error::one_line,
+    names,
+    resources::{
+        address::Address,
+        address_space::{AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec},
+        authentication_service::{AuthenticationService, AuthenticationServiceType},
+        common::{Phase, ready_condition, set_condition},
+        plans::AddressSpacePlanSpec,
+    },
+};
+
+/// The services an endpoint can expose.
+const ENDPOINT_SERVICES: &[&str] = &["messaging", "messaging-wss", "mqtt", "console"];
+
+/// An address space whose plan, infra config and authentication service were all found.
+pub(super) struct Resolved<'a> {
+    pub(super) namespace: &'a str,
+    pub(super) name: &'a str,
+    pub(super) type_: AddressSpaceType,
+    pub(super) plan_name: &'a str,
+    pub(super) plan: &'a AddressSpacePlanSpec,
+    pub(super) limits: Limits,
+    pub(super) authentication: Authentication,
+}
+
+/// Why a space cannot be served: its phase and the causes.
+pub(super) type Unresolved = (Phase, Vec<String>);
+
+/// Evaluates one space with its addresses and users, writing every verdict into `out`.
+pub(super) fn evaluate_space(
+    namespace: &str,
+    space: &AddressSpace,
+    members: &Members<'_>,
+    infra: &Infra<'_>,
+    report: Option<&BrokerReport>,
+    now: &Time,
+    out: &mut Evaluation,
+) {
+    let name = name_of(&space.metadata);
+    let (resolved, mut messages) = match resolve(namespace, space, infra, &members.addresses) {
+        Ok(resolved) => resolved,
+        Err((phase, messages)) => {
+            let why = format!("address space {name} is not ready: {}", messages.join("; "));
+            for address in &members.addresses {
+                let status = address::status(address, Phase::Pending, vec![why.clone()], None, now);
+                out.addresses
+                    .insert(name_of(&address.metadata).to_owned(), status);
+            }
+            for u in &members.users {
+                out.users.insert(
+                    name_of(&u.metadata).to_owned(),
+                    user::status(u, Phase::Pending, Some(why.clone()), now),
+                );
+            }
+            let status = space_status(space, phase, messages, None, now);
+            out.spaces
+                .insert(name.to_owned(), SpaceVerdict { status, config: None });
+            return;
+        }
+    };
+
+    let (addresses, address_messages) = address::evaluate_addresses(
+        &resolved,
+        &members.addresses,
+        infra,
+        report,
+        now,
+        &mut out.addresses,
+    );
+    messages.extend(address_messages);
+    let users = user::evaluate_users(&resolved, &members.users);
+    let config = BrokerConfig {
+        space: SpaceConfig {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            type_: resolved.type_,
+            plan: resolved.plan_name.to_owned(),
+            authentication: resolved.authentication.clone(),
+        },
+        addresses,
+        users: users
+            .iter()
+            .filter_map(|(_, verdict)| verdict.as_ref().ok().cloned())
+            .collect(),
+    };
+    let revision = config.revision();
+    let applied = report.is_some_and(|r| r.revision == revision);
+    for (u, verdict) in &users {
+        let status = match verdict {
+            Err((phase, message)) => user::status(u, *phase, Some(message.clone()), now),
+            Ok(_) if resolved.authentication.type_ == AuthenticationServiceType::None => {
+                let message = format!(
+                    "authentication service {} is of type none: every client is accepted with every right",
+                    resolved.authentication.service
+                );
+                user::status(u, Phase::Active, Some(message), now)
+            }
+            Ok(_) if applied => user::status(u, Phase::Active, None, now),
+            Ok(_) => user::status(
+                u,
+                Phase::Configuring,
+                Some("waiting for the broker to apply the user".into()),
+                now,
+            ),
+        };
+        out.users.insert(name_of(&u.metadata).to_owned(), status);
+    }
+
+    let phase = if applied {
+        Phase::Active
+    } else {
+        messages.push(match report {
+            None => "waiting for the broker to report".to_owned(),
+            Some(r) => format!(
+                "the broker serves configuration {}, not the latest ({revision})",
+                r.revision
+            ),
+        });
+        Phase::Configuring
+    };
+    let status = space_status(space, phase, messages, Some(resolved.plan_name), now);
+    out.spaces.insert(
+        name.to_owned(),
+        SpaceVerdict {
+            status,
+            config: Some(config),
+        },
+    );
+}
+
+/// Finds what the space needs; the second value holds notes that do not stop the space.
+fn resolve<'a>(
+    namespace: &'a str,
+    space: &'a AddressSpace,
+    infra: &Infra<'a>,
+    addresses: &[&Address],
+) -> Result<(Resolved<'a>, Vec<String>), Unresolved> {
+    let name = name_of(&space.metadata);
+    let failed = |message: String| (Phase::Failed, vec![message]);
+    names::check_space_name(name).map_err(|e| failed(one_line(&e)))?;
+    check_endpoints(&space.spec.endpoints).map_err(failed)?;
+
+    let type_ = space.spec.type_;
+    let mut notes = Vec::new();
+    let wanted = space.spec.plan.as_str();
+    let applied = space.status.as_ref().and_then(|s| s.applied_plan.as_deref());
+    let (plan_name, plan, limits) = match applied {
+        Some(old) if old != wanted => match find_plan(infra, type_, old) {
+            // The old plan is gone: nothing to fall back to.
+            Err(_) => find_plan(infra, type_, wanted).map(|(plan, limits)| (wanted, plan, limits))?,
+            Ok((old_plan, old_limits)) => {
+                let change = find_plan(infra, type_, wanted)
+                    .map_err(|(_, messages)| messages.join("; "))
+                    .and_then(|(plan, limits)| {
+                        address::plan_change_fits(wanted, plan, &limits, addresses, infra)
+                            .map(|()| (plan, limits))
+                    });
+                match change {
+                    Ok((plan, limits)) => (wanted, plan, limits),
+                    Err(why) => {
+                        notes.push(format!(
+                            "Unable to apply plan {wanted} to address space {namespace}:{name}: {why}; plan {old} stays applied"
+                        ));
+                        (old, old_plan, old_limits)
+                    }
+                }
+            }
+        },
+        _ => find_plan(infra, type_, wanted).map(|(plan, limits)| (wanted, plan, limits))?,
+    };
+
+    let infra_found = match type_ {
+        AddressSpaceType::Standard => infra
+            .standard_infra_configs
+            .iter()
+            .any(|c| name_of(&c.metadata) == plan.infra_config_ref),
+        AddressSpaceType::Brokered => infra
+            .brokered_infra_configs
+            .iter()
+            .any(|c| name_of(&c.metadata) == plan.infra_config_ref),
+    };
+    if !infra_found {
+        let kind = if type_ == AddressSpaceType::Standard {
+            "StandardInfraConfig"
+        } else {
+            "BrokeredInfraConfig"
+        };
+        return Err((
+            Phase::Pending,
+            vec![format!(
+                "{kind} {} of plan {plan_name} not found",
+                plan.infra_config_ref
+            )],
+        ));
+    }
+
+    let authentication = authentication(space, infra.authentication_services)?;
+    let resolved = Resolved {
+        namespace,
+        name,
+        type_,
+        plan_name,
+        plan,
+        limits,
+        authentication,
+    };
+    Ok((resolved, notes))
+}
+
+/// Finds a space plan for a space of `type_`.
+fn find_plan<'a>(
+    infra: &Infra<'a>,
+    type_: AddressSpaceType,
+    name: &str,
+) -> Result<(&'a AddressSpacePlanSpec, Limits), Unresolved> {
+    let plan = infra
+        .space_plans
+        .iter()
+        .find(|p| name_of(&p.metadata) == name)
+        .ok_or_else(|| {
+            (
+                Phase::Pending,
+                vec![format!("address space plan {name} not found")],
+            )
+        })?;
+    if plan.spec.address_space_type != type_ {
+        let message = format!(
+            "address space plan {name} is for {} address spaces, not {type_}",
+            plan.spec.address_space_type
+        );
+        return Err((Phase::Failed, vec![message]));
+    }
+    let limits = Limits::from_plan(&plan.spec.resource_limits).map_err(|e| {
+        (
+            Phase::Failed,
+            vec![format!("address space plan {name}: {}", one_line(&e))],
+        )
+    })?;
+    Ok((&plan.spec, limits))
+}
+
+/// The space's authentication service: the one it names, or the default (the first `standard`
+/// one by name, else the first `none` one), as EnMasse chose.
+fn authentication(
+    space: &AddressSpace,
+    services: &[AuthenticationService],
+) -> Result<Authentication, Unresolved> {
+    let reference = space.spec.authentication_service.as_ref();
+    let named = reference.and_then(|r| r.name.as_deref());
+    let by_type = |t: AuthenticationServiceType| {
+        let mut of_type: Vec<&AuthenticationService> =
+            services.iter().filter(|s| s.spec.type_ == t).collect();
+        of_type.sort_by_key(|s| name_of(&s.metadata));
+        of_type.first().copied()
+    };
+    let service = match named {
+        Some(name) => services
+            .iter()
+            .find(|s| name_of(&s.metadata) == name)
+            .ok_or_else(|| {
+                (
+                    Phase::Pending,
+                    vec![format!("authentication service {name} not found")],
+                )
+            })?,
+        None => by_type(AuthenticationServiceType::Standard)
+            .or_else(|| by_type(AuthenticationServiceType::None))
+            .ok_or_else(|| {
+                (
+                    Phase::Pending,
+                    vec!["no authentication service of type standard or none is defined".to_owned()],
+                )
+            })?,
+    };
+    let service_name = name_of(&service.metadata).to_owned();
+    let overrides = reference.and_then(|r| r.overrides.as_ref());
+    let allows_override = service
+        .spec
+        .external
+        .as_ref()
+        .and_then(|e| e.allow_override)
+        .unwrap_or(false);
+    if overrides.is_some() && !allows_override {
+        let message = format!(
+            "authentication service {service_name} does not allow overrides (spec.external.allowOverride)"
+        );
+        return Err((Phase::Failed, vec![message]));
+    }
+    if service.spec.type_ == AuthenticationServiceType::External {
+        let message =
+            format!("authentication service {service_name} is of type external, which is not supported yet");
+        return Err((Phase::Failed, vec![message]));
+    }
+    Ok(Authentication {
+        service: service_name,
+        type_: service.spec.type_,
+    })
+}
+
+/// Checks the endpoints: unique names, known services, complete certificates, valid exports.
+fn check_endpoints(endpoints: &[EndpointSpec]) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let field = format!("spec.endpoints[{i}]");
+        if seen.contains(&endpoint.name.as_str()) {
+            return Err(format!(
+                "{field}.name {:?} is used by another endpoint",
+                endpoint.name
+            ));
+        }
+        seen.push(&endpoint.name);
+        if !ENDPOINT_SERVICES.contains(&endpoint.service.as_str()) {
+            return Err(format!(
+                "{field}.service {:?} is not one of {}",
+                endpoint.service,
+                ENDPOINT_SERVICES.join(", ")
+            ));
+        }
+        if let Some(cert) = endpoint
+            .cert
+            .as_ref()
+            .filter(|c| c.provider == CertProvider::CertBundle)
+        {
+            for (key, value) in [("tlsKey", &cert.tls_key), ("tlsCert", &cert.tls_cert)] {
+                match value {
+                    None => {
+                        return Err(format!(
+                            "{field}.cert.{key} is required for the certBundle provider"
+                        ));
+                    }
+                    Some(v) if !crate::base64::is_valid(v) => {
+                        return Err(format!("{field}.cert.{key} must be base64-encoded PEM"));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for (j, export) in endpoint.exports.iter().enumerate() {
+            names::check_object_name(&export.name)
+                .map_err(|e| format!("{field}.exports[{j}].name {:?}: {}", export.name, e.violation))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the space's status, keeping what other parts of its writer record (endpoints, CA).
+fn space_status(
+    space: &AddressSpace,
+    phase: Phase,
+    messages: Vec<String>,
+    applied_plan: Option<&str>,
+    now: &Time,
+) -> AddressSpaceStatus {
+    let previous = space.status.clone().unwrap_or_default();
+    let ready = phase == Phase::Active;
+    let generation = space.metadata.generation;
+    let reason = phase.as_str();
+    let mut conditions = previous.conditions.clone();
+    let condition = ready_condition(
+        &previous.conditions,
+        ready,
+        reason,
+        &messages.join("; "),
+        generation,
+        now,
+    );
+    set_condition(&mut conditions, condition);
+    AddressSpaceStatus {
+        is_ready: ready,
+        phase: Some(phase),
+        messages,
+        applied_plan: applied_plan.map(str::to_owned).or(previous.applied_plan),
+        conditions,
+        observed_generation: generation,
+        ..previous
+    }
+}
