@@ -220,7 +220,7 @@ mod tests {
                 Word::One => "+".to_owned(),
                 Word::Any => "#".to_owned(),
             }).collect();
-            prop_assume!(text.join("/") != "");
+            prop_assume!(!text.join("/").is_empty());
             let parsed = WordPattern::parse(&text.join("/"), false).unwrap();
             let subject_refs: Vec<&str> = subject.iter().map(String::as_str).collect();
             prop_assert_eq!(parsed.matches(&subject.join("/")), reference(&pattern, &subject_refs));

@@ -1,6 +1,12 @@
 //! The project's own examples: every manifest under `examples/` reads cleanly and the rules accept
 //! the team's address space, addresses and users.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
 use std::collections::BTreeMap;
 
 use enmasse_types::{

@@ -1,6 +1,12 @@
 //! The post "Gitops and EnMasse": its manifests are accepted unchanged, keep their values through
 //! the types, and its slips are reported clearly instead of stopping anything.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
 use std::collections::BTreeMap;
 
 use enmasse_types::{

@@ -45,13 +45,14 @@ pub(crate) fn run(root: &Path, mode: Mode) -> anyhow::Result<()> {
         }
         expected.push(path);
     }
-    stale.extend(unexpected_files(&dir, &expected)?.into_iter().map(|path| {
+    for path in unexpected_files(&dir, &expected)? {
         if mode == Mode::Write {
-            // A kind that no longer exists: its CRD must go too.
-            let _ = fs::remove_file(&path);
+            // A kind that no longer exists: its CRD goes too.
+            fs::remove_file(&path).with_context(|| format!("failed to remove {}", path.display()))?;
+            eprintln!("removed {}", path.display());
         }
-        path
-    }));
+        stale.push(path);
+    }
     if mode == Mode::Check && !stale.is_empty() {
         let list: Vec<String> = stale.iter().map(|p| format!("  {}", p.display())).collect();
         bail!(

@@ -55,11 +55,11 @@ fn structural_violations(schema: &Value, path: &str, in_junctor: bool, out: &mut
         structural_violations(additional, &format!("{path}{{*}}"), in_junctor, out);
     }
     for junctor in ["anyOf", "oneOf", "allOf"] {
-        if let Some(Value::Array(branches)) = map.get(junctor) {
-            if !int_or_string {
-                for (i, branch) in branches.iter().enumerate() {
-                    structural_violations(branch, &format!("{path}/{junctor}[{i}]"), true, out);
-                }
+        if let Some(Value::Array(branches)) = map.get(junctor)
+            && !int_or_string
+        {
+            for (i, branch) in branches.iter().enumerate() {
+                structural_violations(branch, &format!("{path}/{junctor}[{i}]"), true, out);
             }
         }
     }

@@ -208,7 +208,7 @@ fn check<'a>(
         )));
     }
     let plan = find_address_plan(infra, &spec.plan, spec.type_)?;
-    if !space.plan.address_plans.iter().any(|p| *p == spec.plan) {
+    if !space.plan.address_plans.contains(&spec.plan) {
         return Err(failed(format!(
             "address plan {} is not offered by address space plan {} (offered: {})",
             spec.plan,

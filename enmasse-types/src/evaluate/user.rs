@@ -15,12 +15,12 @@ use crate::{
     },
 };
 
+/// A user with the broker's view of it, or the phase and reason it is not served.
+pub(super) type UserVerdict<'a> = (&'a MessagingUser, Result<BrokerUser, (Phase, String)>);
+
 /// Checks a space's users; each gets the broker's view of it, or why it is not served.
-pub(super) fn evaluate_users<'a>(
-    space: &Resolved<'_>,
-    users: &[&'a MessagingUser],
-) -> Vec<(&'a MessagingUser, Result<BrokerUser, (Phase, String)>)> {
-    let mut verdicts: Vec<(&MessagingUser, Result<BrokerUser, (Phase, String)>)> = Vec::new();
+pub(super) fn evaluate_users<'a>(space: &Resolved<'_>, users: &[&'a MessagingUser]) -> Vec<UserVerdict<'a>> {
+    let mut verdicts: Vec<UserVerdict<'a>> = Vec::new();
     for &user in users {
         let verdict = check(space, user).and_then(|served| {
             let taken = verdicts.iter().find_map(|(other, v)| {

@@ -197,7 +197,7 @@ mod tests {
     fn ready_condition_keeps_the_transition_time_while_the_status_holds() {
         let first = ready_condition(&[], false, "Pending", "waiting", Some(1), &at(10));
         let again = ready_condition(
-            &[first.clone()],
+            std::slice::from_ref(&first),
             false,
             "Pending",
             "still waiting",
