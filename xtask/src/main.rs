@@ -2,8 +2,10 @@
 //!
 //! - `codegen [--check]`: writes the CRDs under `deploy/crds/`; with `--check`, fails when a
 //!   checked-in file differs from what the types generate.
+//! - `test`: everything CI runs: the generated files, clippy, and every test of the workspace.
 
 mod codegen;
+mod test;
 
 use std::path::PathBuf;
 
@@ -12,7 +14,8 @@ use anyhow::{Context, bail};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)";
+  codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)
+  test                run everything CI runs: generated files, clippy, all tests";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             };
             codegen::run(&project_root()?, codegen::Mode::from_check(check))
         }
+        Some("test") if rest.is_empty() => test::run(&project_root()?),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
