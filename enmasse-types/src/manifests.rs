@@ -236,7 +236,7 @@ fn parse_document(line: usize, body: &str) -> Result<Option<Document>, DocumentE
     Ok(Some(Document { line, manifest }))
 }
 
-fn typed(kind: &str, value: Value) -> Result<Manifest, DocumentProblem> {
+pub(crate) fn typed(kind: &str, value: Value) -> Result<Manifest, DocumentProblem> {
     Ok(match kind {
         "AddressSpace" => Manifest::AddressSpace(strict(value)?),
         "Address" => Manifest::Address(strict(value)?),

@@ -1,6 +1,7 @@
 //! Checks that every generated CRD is one the API server accepts and returns unchanged.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use proptest::strategy::Strategy as _;
 use serde_json::Value;
 
 use super::{all, to_canonical_json};
@@ -177,5 +178,139 @@ fn every_kind_serves_the_status_subresource_and_prints_its_age() {
             let columns = version.additional_printer_columns.as_deref().unwrap_or_default();
             assert!(columns.iter().any(|c| c.name == "Age"), "{}", crd.spec.names.kind);
         }
+    }
+}
+
+/// Generates JSON documents that the CRD schema accepts, so that every kind can be checked to read
+/// and write them back unchanged.
+mod documents {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    const TIMES: &[&str] = &["2024-01-02T03:04:05Z", "2026-11-24T23:59:59Z"];
+
+    /// Any document the schema at `schema` accepts (without nulls: an absent field is the same).
+    pub(super) fn conforming(schema: &Value) -> BoxedStrategy<Value> {
+        if let Some(Value::Array(values)) = schema.get("enum") {
+            return proptest::sample::select(values.clone()).boxed();
+        }
+        if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            return "[1-9][0-9]{0,2}".prop_map(Value::String).boxed();
+        }
+        match schema.get("type").and_then(Value::as_str) {
+            Some("string") if schema.get("format").and_then(Value::as_str) == Some("date-time") => {
+                proptest::sample::select(TIMES)
+                    .prop_map(|t| Value::String(t.to_owned()))
+                    .boxed()
+            }
+            Some("string") => "[a-z0-9.-]{0,8}".prop_map(Value::String).boxed(),
+            Some("integer") => (0u32..5000).prop_map(Value::from).boxed(),
+            Some("number") => (0u32..5000)
+                .prop_map(|n| Value::from(f64::from(n) / 1000.0))
+                .boxed(),
+            Some("boolean") => any::<bool>().prop_map(Value::Bool).boxed(),
+            Some("array") => {
+                let item = conforming(&schema["items"]);
+                prop::collection::vec(item, 0..3).prop_map(Value::Array).boxed()
+            }
+            Some("object") => object(schema),
+            other => panic!("no generator for schema type {other:?}"),
+        }
+    }
+
+    fn object(schema: &Value) -> BoxedStrategy<Value> {
+        if let Some(additional) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+            let values = conforming(additional);
+            return prop::collection::btree_map("[a-z]{1,5}", values, 0..3)
+                .prop_map(|map| Value::Object(map.into_iter().collect()))
+                .boxed();
+        }
+        let Some(Value::Object(properties)) = schema.get("properties") else {
+            // An untyped object (such as `metadata`): give it a name.
+            return "[a-z]{1,8}"
+                .prop_map(|name| serde_json::json!({ "name": name }))
+                .boxed();
+        };
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut fields: Vec<BoxedStrategy<Option<(String, Value)>>> = Vec::new();
+        for (name, child) in properties {
+            let name = name.clone();
+            let value = conforming(child);
+            let always = required.contains(&name.as_str()) || child.get("default").is_some();
+            fields.push(if always {
+                value.prop_map(move |v| Some((name.clone(), v))).boxed()
+            } else {
+                proptest::option::of(value)
+                    .prop_map(move |v| v.map(|v| (name.clone(), v)))
+                    .boxed()
+            });
+        }
+        fields
+            .prop_map(|entries| Value::Object(entries.into_iter().flatten().collect::<Map<String, Value>>()))
+            .boxed()
+    }
+
+    /// Drops what serialization may leave out (nulls, empty lists and objects) and compares numbers
+    /// by value.
+    pub(super) fn normalized(value: &Value) -> Option<Value> {
+        match value {
+            Value::Null => None,
+            Value::Number(n) => n.as_f64().map(Value::from),
+            Value::Array(items) => {
+                let items: Vec<Value> = items.iter().filter_map(normalized).collect();
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            Value::Object(map) => {
+                let map: Map<String, Value> = map
+                    .iter()
+                    .filter_map(|(k, v)| normalized(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!map.is_empty()).then_some(Value::Object(map))
+            }
+            other => Some(other.clone()),
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_kind_reads_what_its_schema_accepts_and_writes_it_back_unchanged(
+        (kind, api_version, document) in proptest::sample::select(all()).prop_flat_map(|crd| {
+            let version = &crd.spec.versions[0];
+            let schema = serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            let kind = crd.spec.names.kind.clone();
+            let api_version = format!("{}/{}", crd.spec.group, version.name);
+            (proptest::strategy::Just(kind), proptest::strategy::Just(api_version), documents::conforming(&schema))
+        })
+    ) {
+        use proptest::prelude::*;
+        let mut document = document;
+        document["apiVersion"] = Value::from(api_version);
+        document["kind"] = Value::from(kind.clone());
+        // The API server always gives an object its metadata; the schema leaves it to it.
+        if document.get("metadata").is_none() {
+            document["metadata"] = serde_json::json!({ "name": "generated" });
+        }
+        let manifest = crate::manifests::typed(&kind, document.clone())
+            .map_err(|e| TestCaseError::fail(format!("{kind}: {e}\n{document:#}")))?;
+        let written = match manifest {
+            crate::manifests::Manifest::AddressSpace(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::Address(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::MessagingUser(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::AddressSpacePlan(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::AddressPlan(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::StandardInfraConfig(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::BrokeredInfraConfig(r) => serde_json::to_value(r),
+            crate::manifests::Manifest::AuthenticationService(r) => serde_json::to_value(r),
+            other => panic!("{} is not an EnMasse kind", other.kind()),
+        }
+        .unwrap();
+        prop_assert_eq!(documents::normalized(&written), documents::normalized(&document));
     }
 }
