@@ -4,5 +4,6 @@
 //! subscription, anycast, multicast), credit-based flow control, the message store and the management
 //! API. It knows nothing of Kubernetes: it serves the broker configuration that `enmasse-types`
 //! builds, whether the operator pushes it or the broker reads a directory of manifests itself.
-//!
-//! Nothing is implemented here yet: the data plane arrives with the broker milestone.
+
+pub mod address;
+pub mod message;

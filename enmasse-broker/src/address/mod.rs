@@ -1,0 +1,3 @@
+//! Addresses and the engines behind them.
+
+pub mod queue;

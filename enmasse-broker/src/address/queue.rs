@@ -1,0 +1,277 @@
+//! A bounded store-and-forward queue: the engine behind `queue`, `subscription` and `deadletter`
+//! addresses, and behind each receiver of a topic.
+//!
+//! Flow control, not buffering: a sender gets credit only by *reserving* room first, so the queue
+//! never holds more messages than its depth bound, and stops granting credit once its bytes bound is
+//! reached. Consumers compete: each message goes to one consumer, in the order they asked, and stays
+//! *in flight* until that consumer settles it. A released or modified message comes back to the
+//! front of the queue with its delivery count raised; a rejected one is dropped.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use enmasse_types::broker_config::AddressLimits;
+use tokio::sync::Notify;
+
+use crate::message::Message;
+
+/// How a consumer settled a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Processed: forget it.
+    Accepted,
+    /// Not processed, deliver it again (to anyone).
+    Released,
+    /// Not processed and the attempt counts as failed: deliver it again.
+    Modified,
+    /// Cannot be processed: never deliver it again.
+    Rejected,
+}
+
+/// Why a message was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The message is larger than the address accepts.
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The message's size.
+        size: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// The queue was removed.
+    #[error("the address was removed")]
+    Closed,
+}
+
+/// What a queue holds, for status and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages waiting for a consumer.
+    pub ready: u64,
+    /// Messages delivered and not settled yet.
+    pub in_flight: u64,
+    /// Bytes of message held (waiting and in flight).
+    pub bytes: u64,
+    /// Messages taken in since the queue was created.
+    pub messages_in: u64,
+    /// Messages settled as accepted or rejected since the queue was created.
+    pub messages_out: u64,
+}
+
+impl QueueStats {
+    /// Messages held: waiting and in flight.
+    pub fn depth(&self) -> u64 {
+        self.ready + self.in_flight
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ready: VecDeque<Message>,
+    in_flight: HashMap<u64, Message>,
+    bytes: u64,
+    reserved: u64,
+    messages_in: u64,
+    messages_out: u64,
+    closed: bool,
+}
+
+impl State {
+    fn depth(&self) -> u64 {
+        self.ready.len() as u64 + self.in_flight.len() as u64
+    }
+}
+
+/// A bounded queue shared by its senders and consumers.
+#[derive(Debug)]
+pub struct Queue {
+    limits: Mutex<AddressLimits>,
+    state: Mutex<State>,
+    /// Woken when a message arrives (consumers wait here, first come first served).
+    arrivals: Notify,
+    /// Woken when room frees up (senders waiting for credit wait here).
+    room: Notify,
+}
+
+impl Queue {
+    /// An empty queue with these bounds.
+    pub fn new(limits: AddressLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits: Mutex::new(limits),
+            state: Mutex::new(State::default()),
+            arrivals: Notify::new(),
+            room: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that matters
+        // more than stopping the broker would, so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The queue's bounds.
+    pub fn limits(&self) -> AddressLimits {
+        *self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes the bounds (a plan change); a lower bound takes effect as messages leave.
+    pub fn set_limits(&self, limits: AddressLimits) {
+        *self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = limits;
+        self.room.notify_waiters();
+    }
+
+    /// Reserves room for up to `want` messages and returns how many a sender may send now (its
+    /// credit). Zero when the queue is full or closed.
+    pub fn reserve(&self, want: u32) -> u32 {
+        let limits = self.limits();
+        let mut state = self.state();
+        if state.closed || state.bytes >= limits.max_bytes {
+            return 0;
+        }
+        let room = limits.max_depth.saturating_sub(state.depth() + state.reserved);
+        let granted = room.min(u64::from(want));
+        state.reserved += granted;
+        // `granted` is at most `want`, a u32.
+        u32::try_from(granted).unwrap_or(want)
+    }
+
+    /// Gives back room reserved and not used (a sender detached with credit left).
+    pub fn unreserve(&self, count: u32) {
+        let mut state = self.state();
+        state.reserved = state.reserved.saturating_sub(u64::from(count));
+        drop(state);
+        self.room.notify_waiters();
+    }
+
+    /// Waits until [`Queue::reserve`] may grant credit again (or the queue closes).
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let limits = self.limits();
+            {
+                let state = self.state();
+                if state.closed || (state.bytes < limits.max_bytes && state.depth() + state.reserved < limits.max_depth) {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes in a message sent under a reservation made with [`Queue::reserve`].
+    pub fn push(&self, message: Message) -> Result<(), PushError> {
+        let limit = self.limits().max_message_size;
+        let mut state = self.state();
+        state.reserved = state.reserved.saturating_sub(1);
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if message.size as u64 > limit {
+            drop(state);
+            self.room.notify_waiters();
+            return Err(PushError::TooLarge { size: message.size, limit });
+        }
+        state.bytes += message.size as u64;
+        state.messages_in += 1;
+        state.ready.push_back(message);
+        drop(state);
+        self.arrivals.notify_one();
+        Ok(())
+    }
+
+    /// Takes the next message for a consumer, waiting for one; `None` once the queue is closed. The
+    /// message stays in flight until [`Queue::settle`] is called with its id.
+    pub async fn pop(&self) -> Option<Message> {
+        loop {
+            let notified = self.arrivals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.state();
+                if state.closed {
+                    return None;
+                }
+                if let Some(message) = state.ready.pop_front() {
+                    state.in_flight.insert(message.id, message.clone());
+                    let more = !state.ready.is_empty();
+                    drop(state);
+                    if more {
+                        // Pass the wake-up on: another consumer may take the next one.
+                        self.arrivals.notify_one();
+                    }
+                    return Some(message);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the next message if one is waiting, without waiting.
+    pub fn try_pop(&self) -> Option<Message> {
+        let mut state = self.state();
+        if state.closed {
+            return None;
+        }
+        let message = state.ready.pop_front()?;
+        state.in_flight.insert(message.id, message.clone());
+        Some(message)
+    }
+
+    /// Settles a message in flight; unknown ids (already settled) are ignored.
+    pub fn settle(&self, id: u64, settlement: Settlement) {
+        let mut state = self.state();
+        let Some(mut message) = state.in_flight.remove(&id) else { return };
+        match settlement {
+            Settlement::Accepted | Settlement::Rejected => {
+                state.bytes = state.bytes.saturating_sub(message.size as u64);
+                state.messages_out += 1;
+                drop(state);
+                self.room.notify_waiters();
+            }
+            Settlement::Released | Settlement::Modified => {
+                message.delivery_count = message.delivery_count.saturating_add(1);
+                state.ready.push_front(message);
+                drop(state);
+                self.arrivals.notify_one();
+            }
+        }
+    }
+
+    /// What the queue holds.
+    pub fn stats(&self) -> QueueStats {
+        let state = self.state();
+        QueueStats {
+            ready: state.ready.len() as u64,
+            in_flight: state.in_flight.len() as u64,
+            bytes: state.bytes,
+            messages_in: state.messages_in,
+            messages_out: state.messages_out,
+        }
+    }
+
+    /// Closes the queue: senders get no more credit and consumers no more messages. Returns what it
+    /// still held.
+    pub fn close(&self) -> u64 {
+        let mut state = self.state();
+        state.closed = true;
+        let held = state.depth();
+        drop(state);
+        self.arrivals.notify_waiters();
+        self.room.notify_waiters();
+        held
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+}
+
+#[cfg(test)]
+mod tests;

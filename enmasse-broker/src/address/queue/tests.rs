@@ -1,0 +1,133 @@
+//! The queue's bounds, competing consumers and settlements.
+
+use std::time::Duration;
+
+use super::*;
+use crate::message::testing::message;
+
+fn limits(max_depth: u64, max_bytes: u64, max_message_size: u64) -> AddressLimits {
+    AddressLimits { max_depth, max_bytes, max_message_size }
+}
+
+#[test]
+fn credit_is_granted_only_while_there_is_room() {
+    let queue = Queue::new(limits(3, 1_000, 100));
+    assert_eq!(queue.reserve(2), 2);
+    assert_eq!(queue.reserve(5), 1, "one slot left");
+    assert_eq!(queue.reserve(5), 0);
+    for _ in 0..3 {
+        queue.push(message("q", 10)).unwrap();
+    }
+    assert_eq!(queue.stats().depth(), 3);
+    assert_eq!(queue.reserve(1), 0, "full");
+}
+
+#[test]
+fn the_bytes_bound_stops_credit_too() {
+    let queue = Queue::new(limits(100, 25, 100));
+    assert_eq!(queue.reserve(3), 3);
+    for _ in 0..3 {
+        queue.push(message("q", 10)).unwrap();
+    }
+    assert_eq!(queue.reserve(1), 0, "30 bytes held, the bound is 25");
+}
+
+#[test]
+fn a_message_larger_than_the_limit_is_refused_and_its_room_returned() {
+    let queue = Queue::new(limits(1, 1_000, 100));
+    assert_eq!(queue.reserve(1), 1);
+    assert_eq!(queue.push(message("q", 101)), Err(PushError::TooLarge { size: 101, limit: 100 }));
+    assert_eq!(queue.reserve(1), 1, "the refused message took no room");
+}
+
+#[tokio::test]
+async fn each_message_goes_to_one_consumer_in_order() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.reserve(3);
+    let sent: Vec<u64> = (0..3)
+        .map(|_| {
+            let m = message("q", 1);
+            let id = m.id;
+            queue.push(m).unwrap();
+            id
+        })
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = queue.pop().await.unwrap();
+        queue.settle(m.id, Settlement::Accepted);
+        got.push(m.id);
+    }
+    assert_eq!(got, sent);
+    assert_eq!(queue.stats(), QueueStats { messages_in: 3, messages_out: 3, ..Default::default() });
+}
+
+#[tokio::test]
+async fn a_released_message_comes_back_first_with_its_delivery_count_raised() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.reserve(2);
+    queue.push(message("q", 1)).unwrap();
+    queue.push(message("q", 1)).unwrap();
+    let first = queue.pop().await.unwrap();
+    queue.settle(first.id, Settlement::Released);
+    let again = queue.pop().await.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.delivery_count, 1);
+    queue.settle(again.id, Settlement::Modified);
+    assert_eq!(queue.pop().await.unwrap().delivery_count, 2);
+}
+
+#[tokio::test]
+async fn a_rejected_message_is_not_delivered_again() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.reserve(1);
+    queue.push(message("q", 1)).unwrap();
+    let m = queue.pop().await.unwrap();
+    queue.settle(m.id, Settlement::Rejected);
+    assert!(queue.try_pop().is_none());
+    assert_eq!(queue.stats().depth(), 0);
+}
+
+#[tokio::test]
+async fn a_waiting_sender_is_woken_when_a_consumer_frees_room() {
+    let queue = Queue::new(limits(1, 1_000, 100));
+    queue.reserve(1);
+    queue.push(message("q", 1)).unwrap();
+    let waiter = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.wait_for_room().await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished(), "no room yet");
+    let m = queue.pop().await.unwrap();
+    queue.settle(m.id, Settlement::Accepted);
+    tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_waiting_consumer_is_woken_by_a_new_message() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    let consumer = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.pop().await.map(|m| m.id) }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    queue.reserve(1);
+    let m = message("q", 1);
+    let id = m.id;
+    queue.push(m).unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(1), consumer).await.unwrap().unwrap(), Some(id));
+}
+
+#[tokio::test]
+async fn closing_wakes_consumers_and_refuses_senders() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    let consumer = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.pop().await.is_none() }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    queue.close();
+    assert!(tokio::time::timeout(Duration::from_secs(1), consumer).await.unwrap().unwrap());
+    assert_eq!(queue.reserve(1), 0);
+}

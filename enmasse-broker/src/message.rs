@@ -1,0 +1,95 @@
+//! A message as the broker holds it: the AMQP message, its size, and where it is in its life.
+
+use std::sync::{Arc, Mutex};
+
+use fe2o3_amqp::types::{
+    messaging::{Body, Message as AmqpMessage},
+    primitives::LazyValue,
+};
+use tokio::sync::oneshot;
+
+use crate::address::queue::Settlement;
+
+/// The AMQP message as received: sections decoded, the body kept as its encoded bytes, so that it
+/// is forwarded without being decoded.
+pub type Content = AmqpMessage<Body<LazyValue>>;
+
+/// One message held by the broker.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Unique within the broker process; orders messages of one sender.
+    pub id: u64,
+    /// The message itself, shared between the queues of a fan-out.
+    pub content: Arc<Content>,
+    /// Its encoded size in bytes.
+    pub size: usize,
+    /// Whether its sender marked it durable.
+    pub durable: bool,
+    /// Deliveries that did not end in a settlement (raised on release, modify or a lost consumer).
+    pub delivery_count: u32,
+    /// The address it was sent to; on a topic, the full `/`-separated name receivers filter on.
+    pub address: Arc<str>,
+    /// For anycast: where the final settlement goes back to the sender.
+    pub reply: Option<SettleBack>,
+}
+
+/// Sends a consumer's settlement back to the sender of an anycast message, once.
+#[derive(Clone, Debug)]
+pub struct SettleBack(Arc<Mutex<Option<oneshot::Sender<Settlement>>>>);
+
+impl SettleBack {
+    /// A channel for one message's settlement.
+    pub fn channel() -> (Self, oneshot::Receiver<Settlement>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Arc::new(Mutex::new(Some(tx)))), rx)
+    }
+
+    /// Passes the settlement on; later calls do nothing.
+    pub fn settle(&self, settlement: Settlement) {
+        let sender = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(sender) = sender {
+            // The sender's link may be gone: then nobody waits for the outcome.
+            let _ = sender.send(settlement);
+        }
+    }
+}
+
+impl Message {
+    /// A message with the given id and content, as sent to `address`.
+    pub fn new(id: u64, content: Content, size: usize, address: Arc<str>) -> Self {
+        let header = content.header.as_ref();
+        let durable = header.is_some_and(|h| h.durable);
+        let delivery_count = header.map_or(0, |h| h.delivery_count);
+        Self { id, content: Arc::new(content), size, durable, delivery_count, address, reply: None }
+    }
+
+    /// The content to send to a consumer, with the delivery count the broker has recorded.
+    pub fn to_send(&self) -> Content {
+        let mut content = (*self.content).clone();
+        if self.delivery_count > 0 {
+            let header = content.header.get_or_insert_with(Default::default);
+            header.delivery_count = self.delivery_count;
+            header.first_acquirer = false;
+        }
+        content
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Messages for tests.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use fe2o3_amqp::types::messaging::Body;
+
+    use super::*;
+
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+
+    /// A message of `size` bytes sent to `address`.
+    pub(crate) fn message(address: &str, size: usize) -> Message {
+        let content: Content = AmqpMessage::from(Body::Empty);
+        Message::new(NEXT.fetch_add(1, Ordering::Relaxed), content, size, Arc::from(address))
+    }
+}
