@@ -1,3 +1,5 @@
 //! Addresses and the engines behind them.
 
+pub mod fanout;
 pub mod queue;
+pub mod table;

@@ -1,0 +1,261 @@
+//! Fan-out: the engine behind `topic` and `multicast` addresses.
+//!
+//! Every member (an attached receiver, or a topic's durable subscription) has a queue of its own
+//! and a filter. A message is copied into the queue of every member whose filter matches the
+//! address it was sent to. A sender gets credit only while every member has room, so the slowest
+//! member paces the senders instead of growing memory. With no member at all, messages are
+//! accepted and dropped, as on a topic nobody listens to.
+
+use std::sync::{
+    Arc, Mutex, MutexGuard,
+    atomic::{AtomicU64, Ordering},
+};
+
+use enmasse_types::{broker_config::AddressLimits, patterns::WordPattern};
+use tokio::sync::Notify;
+
+use super::queue::{PushError, Queue};
+use crate::message::Message;
+
+/// Which messages a member receives.
+#[derive(Clone, Debug)]
+pub enum Filter {
+    /// Every message of the address.
+    All,
+    /// Messages whose address matches a `/`-separated pattern with `+` and `#`.
+    Pattern(WordPattern),
+}
+
+impl Filter {
+    fn matches(&self, address: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Pattern(pattern) => pattern.matches(address),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    id: u64,
+    filter: Filter,
+    queue: Arc<Queue>,
+}
+
+/// A fan-out address.
+#[derive(Debug)]
+pub struct Fanout {
+    members: Mutex<Vec<Member>>,
+    next_member: AtomicU64,
+    published: AtomicU64,
+    /// Woken when the set of members changes, so waiting senders recompute their credit.
+    changed: Notify,
+}
+
+/// What a fan-out holds, for status and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FanoutStats {
+    /// Members (receivers and subscriptions).
+    pub members: u64,
+    /// Messages held in all member queues.
+    pub depth: u64,
+    /// Messages published since the address was created.
+    pub messages_in: u64,
+}
+
+impl Default for Fanout {
+    fn default() -> Self {
+        Self { members: Mutex::new(Vec::new()), next_member: AtomicU64::new(1), published: AtomicU64::new(0), changed: Notify::new() }
+    }
+}
+
+impl Fanout {
+    /// A fan-out with no members.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn members(&self) -> MutexGuard<'_, Vec<Member>> {
+        self.members.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a member with a queue of its own bounded by `limits`; returns its id and queue.
+    pub fn join(&self, filter: Filter, limits: AddressLimits) -> (u64, Arc<Queue>) {
+        let queue = Queue::new(limits);
+        let id = self.join_queue(filter, queue.clone());
+        (id, queue)
+    }
+
+    /// Adds a member whose queue already exists (a durable subscription).
+    pub fn join_queue(&self, filter: Filter, queue: Arc<Queue>) -> u64 {
+        let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        self.members().push(Member { id, filter, queue });
+        self.changed.notify_waiters();
+        id
+    }
+
+    /// Removes a member. Its queue is closed unless it outlives the membership (`keep_queue`).
+    pub fn leave(&self, id: u64, keep_queue: bool) {
+        let removed = {
+            let mut members = self.members();
+            let index = members.iter().position(|m| m.id == id);
+            index.map(|i| members.remove(i))
+        };
+        if let Some(member) = removed
+            && !keep_queue
+        {
+            member.queue.close();
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Reserves room for up to `want` messages in every member's queue; returns the credit a
+    /// sender may use. Without members, any credit is granted: the messages are dropped.
+    pub fn reserve(&self, want: u32) -> u32 {
+        let members = self.members();
+        let mut granted = want;
+        let mut taken: Vec<(&Member, u32)> = Vec::with_capacity(members.len());
+        for member in members.iter() {
+            let got = member.queue.reserve(granted);
+            taken.push((member, got));
+            granted = granted.min(got);
+        }
+        for (member, got) in taken {
+            if got > granted {
+                member.queue.unreserve(got - granted);
+            }
+        }
+        granted
+    }
+
+    /// Gives back reserved room a sender did not use.
+    pub fn unreserve(&self, count: u32) {
+        for member in self.members().iter() {
+            member.queue.unreserve(count);
+        }
+    }
+
+    /// Waits until every member has room (or the members change).
+    pub async fn wait_for_room(&self) {
+        let changed = self.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let queues: Vec<Arc<Queue>> = self.members().iter().map(|m| m.queue.clone()).collect();
+        let all_have_room = async {
+            for queue in queues {
+                queue.wait_for_room().await;
+            }
+        };
+        tokio::select! {
+            () = all_have_room => {}
+            () = changed => {}
+        }
+    }
+
+    /// Copies a message sent under a reservation into every matching member's queue. A member that
+    /// refuses it (too large) does not stop the others; the first refusal is returned.
+    pub fn publish(&self, message: &Message) -> Result<(), PushError> {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let members = self.members();
+        let mut result = Ok(());
+        for member in members.iter() {
+            if member.filter.matches(&message.address) {
+                let mut copy = message.clone();
+                copy.reply = None;
+                if let Err(err) = member.queue.push(copy) {
+                    result = result.and(Err(err));
+                }
+            } else {
+                member.queue.unreserve(1);
+            }
+        }
+        result
+    }
+
+    /// What the fan-out holds.
+    pub fn stats(&self) -> FanoutStats {
+        let members = self.members();
+        FanoutStats {
+            members: members.len() as u64,
+            depth: members.iter().map(|m| m.queue.stats().depth()).sum(),
+            messages_in: self.published.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes every member's queue (the address was removed).
+    pub fn close(&self) {
+        let members = std::mem::take(&mut *self.members());
+        for member in members {
+            member.queue.close();
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{address::queue::Settlement, message::testing::message};
+
+    fn limits(max_depth: u64) -> AddressLimits {
+        AddressLimits { max_depth, max_bytes: 1_000_000, max_message_size: 1_000 }
+    }
+
+    #[test]
+    fn every_member_gets_every_message_it_filters_for() {
+        let topic = Fanout::new();
+        let (_, all) = topic.join(Filter::All, limits(10));
+        let (_, temps) = topic.join(Filter::Pattern(WordPattern::parse("sensors/+/temp", false).unwrap()), limits(10));
+        assert_eq!(topic.reserve(2), 2);
+        topic.publish(&message("sensors/room1/temp", 1)).unwrap();
+        topic.publish(&message("sensors/room1/humidity", 1)).unwrap();
+        assert_eq!(all.stats().depth(), 2);
+        assert_eq!(temps.stats().depth(), 1);
+        assert_eq!(temps.reserve(100), 9, "the unmatched message's room was given back");
+    }
+
+    #[test]
+    fn the_fullest_member_sets_the_credit() {
+        let topic = Fanout::new();
+        let (_, slow) = topic.join(Filter::All, limits(2));
+        let (_, _fast) = topic.join(Filter::All, limits(10));
+        assert_eq!(topic.reserve(5), 2);
+        topic.publish(&message("t", 1)).unwrap();
+        topic.publish(&message("t", 1)).unwrap();
+        assert_eq!(topic.reserve(5), 0, "the slow member is full");
+        let m = slow.try_pop().unwrap();
+        slow.settle(m.id, Settlement::Accepted);
+        assert_eq!(topic.reserve(5), 1);
+    }
+
+    #[test]
+    fn without_members_messages_are_dropped_and_credit_flows() {
+        let topic = Fanout::new();
+        assert_eq!(topic.reserve(50), 50);
+        topic.publish(&message("t", 1)).unwrap();
+        assert_eq!(topic.stats(), FanoutStats { members: 0, depth: 0, messages_in: 1 });
+    }
+
+    #[test]
+    fn a_member_that_leaves_gets_no_more_and_its_queue_closes() {
+        let topic = Fanout::new();
+        let (id, queue) = topic.join(Filter::All, limits(10));
+        topic.leave(id, false);
+        assert!(queue.is_closed());
+        topic.reserve(1);
+        topic.publish(&message("t", 1)).unwrap();
+        assert_eq!(queue.stats().depth(), 0);
+    }
+
+    #[test]
+    fn a_durable_subscription_keeps_its_queue_when_it_leaves() {
+        let topic = Fanout::new();
+        let queue = Queue::new(limits(10));
+        let id = topic.join_queue(Filter::All, queue.clone());
+        topic.reserve(1);
+        topic.publish(&message("t", 1)).unwrap();
+        topic.leave(id, true);
+        assert!(!queue.is_closed());
+        assert_eq!(queue.stats().depth(), 1);
+    }
+}

@@ -1,0 +1,332 @@
+//! The address table: which addresses the broker serves, built from the broker config and changed
+//! live. Attaching links look their address up here.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, RwLock,
+        atomic::AtomicU64,
+    },
+};
+
+use enmasse_types::{
+    broker_config::{BrokerAddress, BrokerConfig},
+    names::SUBSCRIPTION_SEPARATOR,
+    patterns::WordPattern,
+    resources::address::AddressType,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    fanout::{Fanout, Filter},
+    queue::Queue,
+};
+
+/// Messages an anycast address holds in hand-over at most, per attached receiver.
+const ANYCAST_WINDOW: u64 = 100;
+
+/// The engine behind one address.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    /// `queue`, `deadletter`, `subscription`: store and forward, competing consumers.
+    Queue(Arc<Queue>),
+    /// `topic`, `multicast`: a copy for every member.
+    Fanout(Arc<Fanout>),
+    /// `anycast`: a hand-over queue that grants credit only while a receiver is attached.
+    Anycast(Arc<Queue>),
+}
+
+/// One address the broker serves.
+#[derive(Debug)]
+pub struct Entry {
+    /// The address.
+    pub address: String,
+    /// Its type; a change of type recreates the entry.
+    pub type_: AddressType,
+    /// For a subscription, its topic; a change of topic recreates the entry.
+    pub topic: Option<String>,
+    /// Its configuration; limits and settings change in place.
+    config: RwLock<BrokerAddress>,
+    /// Its engine.
+    pub engine: Engine,
+    /// For a subscription: its membership in the topic.
+    membership: Option<(Arc<Fanout>, u64)>,
+    /// Attached sender links.
+    pub senders: AtomicU64,
+    /// Attached receiver links.
+    pub receivers: AtomicU64,
+    /// Messages delivered to consumers and settled.
+    pub messages_out: AtomicU64,
+    /// Cancelled when the address is removed: its links detach.
+    pub removed: CancellationToken,
+}
+
+impl Entry {
+    fn new(config: BrokerAddress, engine: Engine) -> Self {
+        Self {
+            address: config.address.clone(),
+            type_: config.type_,
+            topic: config.topic.clone(),
+            config: RwLock::new(config),
+            engine,
+            membership: None,
+            senders: AtomicU64::new(0),
+            receivers: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            removed: CancellationToken::new(),
+        }
+    }
+
+    /// Its configuration now.
+    pub fn config(&self) -> BrokerAddress {
+        self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Messages held, wherever the engine keeps them.
+    pub fn depth(&self) -> u64 {
+        match &self.engine {
+            Engine::Queue(queue) | Engine::Anycast(queue) => queue.stats().depth(),
+            Engine::Fanout(fanout) => fanout.stats().depth,
+        }
+    }
+
+    /// Messages taken in since the address was created.
+    pub fn messages_in(&self) -> u64 {
+        match &self.engine {
+            Engine::Queue(queue) | Engine::Anycast(queue) => queue.stats().messages_in,
+            Engine::Fanout(fanout) => fanout.stats().messages_in,
+        }
+    }
+
+    fn close(&self) {
+        self.removed.cancel();
+        if let Some((topic, id)) = &self.membership {
+            topic.leave(*id, true);
+        }
+        match &self.engine {
+            Engine::Queue(queue) | Engine::Anycast(queue) => {
+                queue.close();
+            }
+            Engine::Fanout(fanout) => fanout.close(),
+        }
+    }
+}
+
+/// Where a client's sender link delivers.
+#[derive(Clone, Debug)]
+pub struct SendTarget {
+    /// The address entry.
+    pub entry: Arc<Entry>,
+    /// The address messages are routed by (on a topic, the full name sent to).
+    pub routing: Arc<str>,
+}
+
+/// Where a client's receiver link takes messages from.
+#[derive(Clone, Debug)]
+pub struct ReceiveSource {
+    /// The address entry.
+    pub entry: Arc<Entry>,
+    /// For a topic or multicast address, the filter of the receiver's own member queue.
+    pub filter: Option<Filter>,
+}
+
+/// Why a link cannot attach.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// No such address.
+    #[error("address {0:?} is not served by this address space")]
+    NotFound(String),
+    /// The address exists but not for this direction.
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+/// What applying a config changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Addresses created.
+    pub added: Vec<String>,
+    /// Addresses whose settings changed in place.
+    pub updated: Vec<String>,
+    /// Addresses removed, with the messages they still held.
+    pub removed: Vec<(String, u64)>,
+}
+
+/// The addresses the broker serves.
+#[derive(Debug, Default)]
+pub struct AddressTable {
+    entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+}
+
+impl AddressTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Entry>>> {
+        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every address, sorted.
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The address with this name.
+    pub fn get(&self, address: &str) -> Option<Arc<Entry>> {
+        self.read().get(address).cloned()
+    }
+
+    /// Makes the table serve exactly the config's addresses: new ones are created, changed ones
+    /// updated in place (or recreated when their type or topic changed), missing ones removed.
+    /// Unrelated addresses and their links are untouched.
+    pub fn apply(&self, config: &BrokerConfig) -> Applied {
+        let mut applied = Applied::default();
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let wanted: BTreeMap<&str, &BrokerAddress> = config.addresses.iter().map(|a| (a.address.as_str(), a)).collect();
+
+        let stale: Vec<String> = entries
+            .iter()
+            .filter(|(name, entry)| match wanted.get(name.as_str()) {
+                None => true,
+                Some(want) => want.type_ != entry.type_ || want.topic != entry.topic,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        // Subscriptions first, so a topic is never closed under its subscriptions' feet.
+        let mut stale = stale;
+        stale.sort_by_key(|name| entries.get(name).map(|e| e.type_ != AddressType::Subscription));
+        for name in stale {
+            if let Some(entry) = entries.remove(&name) {
+                let held = entry.depth();
+                entry.close();
+                if !wanted.contains_key(name.as_str()) {
+                    applied.removed.push((name, held));
+                }
+            }
+        }
+
+        // Topics before subscriptions, so every subscription finds its topic.
+        let mut ordered: Vec<&BrokerAddress> = config.addresses.iter().collect();
+        ordered.sort_by_key(|a| a.type_ == AddressType::Subscription);
+        for want in ordered {
+            match entries.get(&want.address) {
+                Some(entry) => {
+                    if entry.config() != *want {
+                        update(entry, want);
+                        applied.updated.push(want.address.clone());
+                    }
+                }
+                None => {
+                    let entry = create(want, &entries);
+                    entries.insert(want.address.clone(), Arc::new(entry));
+                    applied.added.push(want.address.clone());
+                }
+            }
+        }
+        applied
+    }
+
+    /// Resolves the target of a client's sender link.
+    pub fn resolve_target(&self, address: &str) -> Result<SendTarget, ResolveError> {
+        let entries = self.read();
+        if let Some(entry) = entries.get(address) {
+            return match entry.type_ {
+                AddressType::Subscription => Err(ResolveError::NotAllowed(format!(
+                    "address {address:?} is a subscription: send to its topic {:?}",
+                    entry.topic.as_deref().unwrap_or_default()
+                ))),
+                _ => Ok(SendTarget { entry: entry.clone(), routing: Arc::from(address) }),
+            };
+        }
+        match topic_of(&entries, address) {
+            Some(entry) => Ok(SendTarget { entry, routing: Arc::from(address) }),
+            None => Err(ResolveError::NotFound(address.to_owned())),
+        }
+    }
+
+    /// Resolves the source of a client's receiver link.
+    pub fn resolve_source(&self, address: &str) -> Result<ReceiveSource, ResolveError> {
+        let entries = self.read();
+        if let Some((topic, subscription)) = address.split_once(SUBSCRIPTION_SEPARATOR) {
+            let entry = entries
+                .get(subscription)
+                .filter(|e| e.type_ == AddressType::Subscription && e.topic.as_deref() == Some(topic))
+                .ok_or_else(|| ResolveError::NotFound(address.to_owned()))?;
+            return Ok(ReceiveSource { entry: entry.clone(), filter: None });
+        }
+        if let Some(entry) = entries.get(address) {
+            let filter = match entry.type_ {
+                AddressType::Topic => Some(topic_filter(address)),
+                AddressType::Multicast => Some(Filter::All),
+                _ => None,
+            };
+            return Ok(ReceiveSource { entry: entry.clone(), filter });
+        }
+        match topic_of(&entries, address) {
+            Some(entry) => {
+                let pattern = WordPattern::parse(address, false)
+                    .map_err(|e| ResolveError::NotAllowed(format!("invalid topic filter {address:?}: {e}")))?;
+                Ok(ReceiveSource { entry, filter: Some(Filter::Pattern(pattern)) })
+            }
+            None => Err(ResolveError::NotFound(address.to_owned())),
+        }
+    }
+}
+
+/// A receiver attached to a topic itself gets all of the topic: the topic and every address below.
+fn topic_filter(topic: &str) -> Filter {
+    WordPattern::parse(&format!("{topic}/#"), false).map_or(Filter::All, Filter::Pattern)
+}
+
+/// The topic an address below it (`<topic>/...`) belongs to.
+fn topic_of(entries: &BTreeMap<String, Arc<Entry>>, address: &str) -> Option<Arc<Entry>> {
+    let mut prefix = address;
+    while let Some((head, _)) = prefix.rsplit_once('/') {
+        if let Some(entry) = entries.get(head).filter(|e| e.type_ == AddressType::Topic) {
+            return Some(entry.clone());
+        }
+        prefix = head;
+    }
+    None
+}
+
+fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Entry {
+    match config.type_ {
+        AddressType::Queue | AddressType::Deadletter => Entry::new(config.clone(), Engine::Queue(Queue::new(config.limits))),
+        AddressType::Topic | AddressType::Multicast => Entry::new(config.clone(), Engine::Fanout(Fanout::new())),
+        AddressType::Anycast => {
+            let mut limits = config.limits;
+            limits.max_depth = limits.max_depth.min(ANYCAST_WINDOW);
+            Entry::new(config.clone(), Engine::Anycast(Queue::new(limits)))
+        }
+        AddressType::Subscription => {
+            let queue = Queue::new(config.limits);
+            let mut entry = Entry::new(config.clone(), Engine::Queue(queue.clone()));
+            let topic = config.topic.as_deref().and_then(|t| entries.get(t));
+            if let Some(Engine::Fanout(fanout)) = topic.map(|t| &t.engine) {
+                let id = fanout.join_queue(Filter::All, queue);
+                entry.membership = Some((fanout.clone(), id));
+            }
+            entry
+        }
+    }
+}
+
+/// Gives an address new settings in place, keeping its engine, counters and links.
+fn update(entry: &Entry, config: &BrokerAddress) {
+    match &entry.engine {
+        Engine::Queue(queue) => queue.set_limits(config.limits),
+        Engine::Anycast(queue) => {
+            let mut limits = config.limits;
+            limits.max_depth = limits.max_depth.min(ANYCAST_WINDOW);
+            queue.set_limits(limits);
+        }
+        Engine::Fanout(_) => {}
+    }
+    *entry.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.clone();
+}
+
+#[cfg(test)]
+mod tests;

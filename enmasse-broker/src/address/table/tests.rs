@@ -1,0 +1,128 @@
+//! Resolving attaches and applying configs live.
+
+use enmasse_types::{
+    broker_config::{AddressLimits, Authentication, SpaceConfig},
+    resources::{address_space::AddressSpaceType, authentication_service::AuthenticationServiceType},
+};
+
+use super::*;
+
+fn address(name: &str, type_: AddressType, topic: Option<&str>) -> BrokerAddress {
+    BrokerAddress {
+        resource: format!("app.{name}"),
+        address: name.to_owned(),
+        type_,
+        plan: "plan".into(),
+        topic: topic.map(str::to_owned),
+        max_consumers: None,
+        limits: AddressLimits::default(),
+        message_ttl: None,
+        message_redelivery: None,
+        deadletter: None,
+        expiry: None,
+    }
+}
+
+fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
+    BrokerConfig {
+        space: SpaceConfig {
+            namespace: "team1".into(),
+            name: "app".into(),
+            type_: AddressSpaceType::Standard,
+            plan: "standard-small".into(),
+            authentication: Authentication { service: "none".into(), type_: AuthenticationServiceType::None },
+        },
+        addresses,
+        users: vec![],
+    }
+}
+
+fn table() -> AddressTable {
+    let table = AddressTable::new();
+    table.apply(&config(vec![
+        address("orders", AddressType::Queue, None),
+        address("events", AddressType::Topic, None),
+        address("audit", AddressType::Subscription, Some("events")),
+        address("rpc", AddressType::Anycast, None),
+    ]));
+    table
+}
+
+#[test]
+fn senders_reach_queues_topics_and_addresses_below_a_topic() {
+    let table = table();
+    assert_eq!(table.resolve_target("orders").unwrap().entry.address, "orders");
+    let below = table.resolve_target("events/eu/created").unwrap();
+    assert_eq!(below.entry.address, "events");
+    assert_eq!(&*below.routing, "events/eu/created");
+    assert_eq!(table.resolve_target("nowhere").unwrap_err(), ResolveError::NotFound("nowhere".into()));
+    assert!(matches!(table.resolve_target("audit"), Err(ResolveError::NotAllowed(_))));
+}
+
+#[test]
+fn receivers_reach_subscriptions_by_either_name_and_topics_by_pattern() {
+    let table = table();
+    assert_eq!(table.resolve_source("events::audit").unwrap().entry.address, "audit");
+    assert_eq!(table.resolve_source("audit").unwrap().entry.address, "audit");
+    assert!(table.resolve_source("orders::audit").is_err(), "audit is not a subscription of orders");
+
+    let wildcard = table.resolve_source("events/+/created").unwrap();
+    assert_eq!(wildcard.entry.address, "events");
+    let Some(Filter::Pattern(pattern)) = wildcard.filter else { panic!("a pattern filter") };
+    assert!(pattern.matches("events/eu/created"));
+
+    let Some(Filter::Pattern(whole)) = table.resolve_source("events").unwrap().filter else { panic!() };
+    assert!(whole.matches("events") && whole.matches("events/eu/created"));
+}
+
+#[test]
+fn a_subscription_collects_its_topics_messages_while_nobody_is_attached() {
+    let table = table();
+    let Engine::Fanout(topic) = &table.get("events").unwrap().engine else { panic!() };
+    assert_eq!(topic.reserve(1), 1);
+    topic.publish(&crate::message::testing::message("events/x", 1)).unwrap();
+    assert_eq!(table.get("audit").unwrap().depth(), 1);
+}
+
+#[test]
+fn applying_a_config_adds_updates_and_removes_only_what_changed() {
+    let table = table();
+    let orders = table.get("orders").unwrap();
+    let mut bigger = address("orders", AddressType::Queue, None);
+    bigger.limits.max_depth = 7;
+    let applied = table.apply(&config(vec![
+        bigger,
+        address("events", AddressType::Topic, None),
+        address("audit", AddressType::Subscription, Some("events")),
+        address("new", AddressType::Multicast, None),
+    ]));
+    assert_eq!(applied.added, ["new"]);
+    assert_eq!(applied.updated, ["orders"]);
+    assert_eq!(applied.removed, [("rpc".to_owned(), 0)]);
+    let same = table.get("orders").unwrap();
+    assert!(Arc::ptr_eq(&orders, &same), "an update keeps the entry and its links");
+    assert_eq!(same.config().limits.max_depth, 7);
+    assert!(!orders.removed.is_cancelled());
+}
+
+#[test]
+fn a_removed_address_tells_its_links_and_reports_what_it_held() {
+    let table = table();
+    let orders = table.get("orders").unwrap();
+    let Engine::Queue(queue) = &orders.engine else { panic!() };
+    queue.reserve(1);
+    queue.push(crate::message::testing::message("orders", 1)).unwrap();
+    let applied = table.apply(&config(vec![]));
+    assert!(applied.removed.contains(&("orders".to_owned(), 1)));
+    assert!(orders.removed.is_cancelled());
+    assert!(queue.is_closed());
+}
+
+#[test]
+fn changing_an_address_type_recreates_it() {
+    let table = table();
+    let old = table.get("orders").unwrap();
+    table.apply(&config(vec![address("orders", AddressType::Topic, None)]));
+    assert!(old.removed.is_cancelled());
+    assert_eq!(table.get("orders").unwrap().type_, AddressType::Topic);
+}
