@@ -6,4 +6,10 @@
 //! builds, whether the operator pushes it or the broker reads a directory of manifests itself.
 
 pub mod address;
+pub mod auth;
+pub mod broker;
+pub mod connection;
+pub mod link;
 pub mod message;
+pub mod sasl;
+pub mod server;

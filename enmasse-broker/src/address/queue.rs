@@ -223,6 +223,27 @@ impl Queue {
         Some(message)
     }
 
+    /// Puts a message that was taken but never delivered back at the front, as it was.
+    pub fn give_back(&self, id: u64) {
+        let mut state = self.state();
+        if let Some(message) = state.in_flight.remove(&id) {
+            state.ready.push_front(message);
+            drop(state);
+            self.arrivals.notify_one();
+        }
+    }
+
+    /// Removes every waiting message (anycast, when its last receiver leaves) and returns them.
+    pub fn drain(&self) -> Vec<Message> {
+        let mut state = self.state();
+        let drained: Vec<Message> = state.ready.drain(..).collect();
+        let bytes: u64 = drained.iter().map(|m| m.size as u64).sum();
+        state.bytes = state.bytes.saturating_sub(bytes);
+        drop(state);
+        self.room.notify_waiters();
+        drained
+    }
+
     /// Settles a message in flight; unknown ids (already settled) are ignored.
     pub fn settle(&self, id: u64, settlement: Settlement) {
         let mut state = self.state();

@@ -15,6 +15,7 @@ use enmasse_types::{
     patterns::WordPattern,
     resources::address::AddressType,
 };
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -57,6 +58,8 @@ pub struct Entry {
     pub receivers: AtomicU64,
     /// Messages delivered to consumers and settled.
     pub messages_out: AtomicU64,
+    /// Woken when a receiver attaches (anycast senders wait for one).
+    pub receiver_joined: Notify,
     /// Cancelled when the address is removed: its links detach.
     pub removed: CancellationToken,
 }
@@ -73,6 +76,7 @@ impl Entry {
             senders: AtomicU64::new(0),
             receivers: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
+            receiver_joined: Notify::new(),
             removed: CancellationToken::new(),
         }
     }

@@ -1,0 +1,291 @@
+//! One client connection: the protocol header, SASL, the AMQP connection, its sessions, and the
+//! decision on every link it attaches.
+
+use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use enmasse_types::resources::messaging_user::Operation;
+use fe2o3_amqp::{
+    acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor},
+    types::{
+        definitions::{AmqpError, ConnectionError, Error as AmqpErrorValue, Role},
+        messaging::{Source, Target, TargetArchetype},
+        performatives::Attach,
+    },
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info, warn};
+
+use crate::{
+    address::table::ResolveError,
+    auth::Identity,
+    broker::Broker,
+    link::{self, CLOSE_TIMEOUT},
+    sasl::{self, AMQP_HEADER, SASL_HEADER},
+};
+
+/// How long a client has to send its protocol header, finish SASL and open its connection.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a connection ended before it was open.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The client was too slow to open.
+    #[error("the client did not open the connection within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// Reading or writing the socket failed.
+    #[error("failed to read the protocol header")]
+    Io(#[source] std::io::Error),
+    /// The client spoke something other than AMQP 1.0 (or TLS on a plain port).
+    #[error("unsupported protocol header {0:?}")]
+    Protocol([u8; 8]),
+    /// The client skipped SASL where it is required.
+    #[error("the client skipped SASL, which this address space requires")]
+    SaslRequired,
+    /// SASL failed.
+    #[error("SASL failed")]
+    Sasl(#[source] sasl::SaslError),
+    /// The AMQP open failed.
+    #[error("failed to open the AMQP connection")]
+    Open(#[source] fe2o3_amqp::connection::OpenError),
+}
+
+/// Serves one client connection until it closes or the broker shuts down.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &broker)).await {
+        Ok(Ok(identity)) => identity,
+        Ok(Err(err)) => {
+            if matches!(err, HandshakeError::Sasl(sasl::SaslError::Rejected(_))) {
+                broker.counters().authentication_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            info!(%peer, error = %enmasse_types::error::one_line(&err), "connection refused");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, "connection refused: handshake timed out");
+            return;
+        }
+    };
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id(broker.settings().container_id.clone())
+        .max_frame_size(65_536u32)
+        .build();
+    let mut connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(err)) => {
+            info!(%peer, error = %err, "failed to open the AMQP connection");
+            return;
+        }
+        Err(_) => {
+            info!(%peer, "failed to open the AMQP connection: timed out");
+            return;
+        }
+    };
+    debug!(%peer, user = %identity.username, "connection open");
+    let identity = Arc::new(identity);
+    let sessions = TaskTracker::new();
+    let closing = shutdown.child_token();
+    loop {
+        tokio::select! {
+            () = closing.cancelled() => {
+                let error = AmqpErrorValue::new(ConnectionError::ConnectionForced, "the broker is shutting down".to_string(), None);
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close_with_error(error)).await;
+                break;
+            }
+            incoming = connection.next_incoming_session() => {
+                let Some(incoming) = incoming else { break };
+                match SessionAcceptor::new().accept_incoming_session(incoming, &mut connection).await {
+                    Ok(session) => {
+                        sessions.spawn(serve_session(session, identity.clone(), broker.clone(), closing.clone()));
+                    }
+                    Err(err) => {
+                        warn!(%peer, error = %err, "failed to begin a session");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    closing.cancel();
+    sessions.close();
+    sessions.wait().await;
+    debug!(%peer, "connection closed");
+}
+
+/// Reads the protocol header and authenticates the client.
+async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Identity, HandshakeError> {
+    let header = peek_header(stream).await?;
+    let authenticator = broker.authenticator();
+    if header == SASL_HEADER {
+        let mut consumed = [0u8; 8];
+        stream.read_exact(&mut consumed).await.map_err(HandshakeError::Io)?;
+        return sasl::negotiate(stream, authenticator.as_ref()).await.map_err(HandshakeError::Sasl);
+    }
+    if header == AMQP_HEADER {
+        return match authenticator.anonymous().filter(|_| authenticator.allows_no_sasl()) {
+            Some(identity) => Ok(identity),
+            None => {
+                // Tell the client which layer is required, then close (AMQP 1.0, 5.3.1).
+                let _ = stream.write_all(&SASL_HEADER).await;
+                Err(HandshakeError::SaslRequired)
+            }
+        };
+    }
+    let _ = stream.write_all(&SASL_HEADER).await;
+    Err(HandshakeError::Protocol(header))
+}
+
+/// Waits for the 8 bytes of the protocol header without consuming them.
+async fn peek_header(stream: &mut TcpStream) -> Result<[u8; 8], HandshakeError> {
+    let mut header = [0u8; 8];
+    loop {
+        let read = stream.peek(&mut header).await.map_err(HandshakeError::Io)?;
+        if read == 0 {
+            return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        if read == header.len() {
+            return Ok(header);
+        }
+        let prefix = read.min(4);
+        if header[..prefix] != b"AMQP"[..prefix] {
+            return Err(HandshakeError::Protocol(header));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Serves one session: every attach is decided here and its link runs in a task of its own.
+async fn serve_session(
+    mut session: ListenerSessionHandle,
+    identity: Arc<Identity>,
+    broker: Arc<Broker>,
+    closing: CancellationToken,
+) {
+    let links = TaskTracker::new();
+    let acceptor = LinkAcceptor::new();
+    loop {
+        let attach = tokio::select! {
+            () = closing.cancelled() => break,
+            attach = session.next_incoming_attach() => match attach {
+                Some(attach) => attach,
+                None => break,
+            },
+        };
+        match decide(&attach, &identity, &broker) {
+            Ok(Decision::Inbound(target)) => match acceptor.accept_incoming_attach(attach, &mut session).await {
+                Ok(LinkEndpoint::Receiver(receiver)) => {
+                    links.spawn(link::inbound::run(receiver, target, broker.clone(), closing.clone()));
+                }
+                Ok(LinkEndpoint::Sender(_)) | Err(_) => debug!("failed to accept a sender link"),
+            },
+            Ok(Decision::Outbound(source)) => match acceptor.accept_incoming_attach(attach, &mut session).await {
+                Ok(LinkEndpoint::Sender(sender)) => {
+                    links.spawn(link::outbound::run(sender, source, broker.clone(), closing.clone()));
+                }
+                Ok(LinkEndpoint::Receiver(_)) | Err(_) => debug!("failed to accept a receiver link"),
+            },
+            Err(error) => {
+                broker.counters().attaches_refused.fetch_add(1, Ordering::Relaxed);
+                info!(user = %identity.username, error = ?error.description, condition = ?error.condition, "attach refused");
+                refuse(attach, error, &acceptor, &mut session).await;
+            }
+        }
+    }
+    links.close();
+    links.wait().await;
+}
+
+/// The link acceptor with default settings (no dynamic termini).
+type Links = LinkAcceptor<fn(Source) -> Option<Source>, fn(Target) -> Option<Target>>;
+
+/// What an attach leads to.
+enum Decision {
+    /// The client sends: messages flow into this target.
+    Inbound(crate::address::table::SendTarget),
+    /// The client receives: messages flow out of this source.
+    Outbound(crate::address::table::ReceiveSource),
+}
+
+/// Decides an attach: the address must exist, suit the direction, and be allowed for the user.
+fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decision, AmqpErrorValue> {
+    let table = broker.table();
+    match attach.role {
+        Role::Sender => {
+            let address = match attach.target.as_deref() {
+                Some(TargetArchetype::Target(target)) => target.address.clone(),
+                #[allow(unreachable_patterns, reason = "coordinators exist with fe2o3's transaction feature")]
+                _ => None,
+            };
+            let address = address.ok_or_else(|| not_implemented("a sender link needs a target address (no anonymous relay)"))?;
+            if !identity.may(Operation::Send, &address) {
+                return Err(unauthorized(&identity.username, "send to", &address));
+            }
+            table.resolve_target(&address).map(Decision::Inbound).map_err(resolve_error)
+        }
+        Role::Receiver => {
+            let source = attach.source.as_deref();
+            if source.is_some_and(|s| s.dynamic) {
+                return Err(not_implemented("dynamic sources are not supported"));
+            }
+            let address = source
+                .and_then(|s| s.address.clone())
+                .ok_or_else(|| not_implemented("a receiver link needs a source address"))?;
+            if !identity.may(Operation::Recv, &address) {
+                return Err(unauthorized(&identity.username, "receive from", &address));
+            }
+            let source = table.resolve_source(&address).map_err(resolve_error)?;
+            let config = source.entry.config();
+            if let Some(max) = config.max_consumers
+                && source.entry.receivers.load(Ordering::Relaxed) >= u64::from(max)
+            {
+                return Err(AmqpErrorValue::new(
+                    AmqpError::ResourceLimitExceeded,
+                    format!("subscription {address:?} allows {max} consumer(s) at once"),
+                    None,
+                ));
+            }
+            Ok(Decision::Outbound(source))
+        }
+    }
+}
+
+/// Answers an attach with a null terminus and detaches it with the error, as AMQP prescribes.
+async fn refuse(mut attach: Attach, error: AmqpErrorValue, acceptor: &Links, session: &mut ListenerSessionHandle) {
+    match attach.role {
+        Role::Sender => attach.target = None,
+        Role::Receiver => attach.source = None,
+    }
+    let accepted = tokio::time::timeout(CLOSE_TIMEOUT, acceptor.accept_incoming_attach(attach, session)).await;
+    let closed = match accepted {
+        Ok(Ok(LinkEndpoint::Receiver(receiver))) => {
+            tokio::time::timeout(CLOSE_TIMEOUT, receiver.close_with_error(error)).await.map(|r| r.is_ok())
+        }
+        Ok(Ok(LinkEndpoint::Sender(sender))) => {
+            tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error)).await.map(|r| r.is_ok())
+        }
+        Ok(Err(_)) | Err(_) => Ok(false),
+    };
+    if !matches!(closed, Ok(true)) {
+        debug!("the refused link did not close cleanly");
+    }
+}
+
+fn resolve_error(error: ResolveError) -> AmqpErrorValue {
+    let condition = match error {
+        ResolveError::NotFound(_) => AmqpError::NotFound,
+        ResolveError::NotAllowed(_) => AmqpError::NotAllowed,
+    };
+    AmqpErrorValue::new(condition, error.to_string(), None)
+}
+
+fn unauthorized(user: &str, action: &str, address: &str) -> AmqpErrorValue {
+    AmqpErrorValue::new(AmqpError::UnauthorizedAccess, format!("user {user:?} may not {action} address {address:?}"), None)
+}
+
+fn not_implemented(what: &str) -> AmqpErrorValue {
+    AmqpErrorValue::new(AmqpError::NotImplemented, what.to_owned(), None)
+}

@@ -1,0 +1,194 @@
+//! A client's sender link: messages flow into an address.
+//!
+//! The link gets credit only for room the address has reserved, so a full address stops its
+//! senders instead of buffering. A delivery is accepted once the address holds it; an anycast
+//! delivery is settled only when a receiver settles it, with the receiver's outcome.
+
+use std::{future::Future, pin::Pin, sync::Arc, sync::atomic::Ordering};
+
+use fe2o3_amqp::{
+    Receiver,
+    link::{CreditMode, RecvError, delivery::DeliveryInfo},
+    types::{
+        definitions::{AmqpError, Error as AmqpErrorValue, LinkError},
+        messaging::{Body, Modified, message::__private::Serializable},
+        primitives::LazyValue,
+    },
+};
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{CLOSE_TIMEOUT, removed_error};
+use crate::{
+    address::{
+        queue::{PushError, Settlement},
+        table::{Engine, Entry, SendTarget},
+    },
+    broker::Broker,
+    message::{Content, Message, SettleBack},
+};
+
+type PendingSettlement = Pin<Box<dyn Future<Output = (DeliveryInfo, Settlement)> + Send>>;
+
+/// Why the link stopped.
+enum Exit {
+    Shutdown,
+    Removed,
+    Peer,
+}
+
+/// Runs a client's sender link until the peer detaches, the address is removed or the broker stops.
+pub async fn run(mut receiver: Receiver, target: SendTarget, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let entry = target.entry.clone();
+    entry.senders.fetch_add(1, Ordering::Relaxed);
+    let window = broker.settings().credit_window;
+    // The acceptor granted 200 credit before handing the link over: cover it with room.
+    receiver.set_credit_mode(CreditMode::Manual);
+    let mut credit = reserve(&entry, 200);
+    let mut pending: FuturesUnordered<PendingSettlement> = FuturesUnordered::new();
+    let mut stopped = receiver.set_credit(credit).await.is_err();
+    let exit = loop {
+        if stopped {
+            break Exit::Peer;
+        }
+        if credit < window / 2 {
+            let got = reserve(&entry, window - credit);
+            if got > 0 {
+                credit += got;
+                stopped = receiver.set_credit(credit).await.is_err();
+                continue;
+            }
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break Exit::Shutdown,
+            () = entry.removed.cancelled() => break Exit::Removed,
+            Some((info, settlement)) = pending.next(), if !pending.is_empty() => {
+                settle_upstream(&receiver, info, settlement).await;
+            }
+            () = wait_for_room(&entry), if credit == 0 => {}
+            delivery = receiver.recv::<Body<LazyValue>>() => {
+                credit = credit.saturating_sub(1);
+                match delivery {
+                    Ok(delivery) => {
+                        let (info, content) = delivery.into_parts();
+                        if let Some(waiting) = deliver(&receiver, &target, &broker, info, content).await {
+                            pending.push(waiting);
+                        }
+                    }
+                    Err(RecvError::MessageDecode(err)) => {
+                        let error = AmqpErrorValue::new(AmqpError::DecodeError, format!("cannot decode the message: {}", err.source), None);
+                        let _ = receiver.reject(err.info, error).await;
+                    }
+                    Err(err) => {
+                        debug!(address = %entry.address, error = %err, "sender link ended");
+                        break Exit::Peer;
+                    }
+                }
+            }
+        }
+    };
+    unreserve(&entry, credit);
+    entry.senders.fetch_sub(1, Ordering::Relaxed);
+    match exit {
+        Exit::Removed => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, receiver.close_with_error(removed_error(&entry.address))).await;
+        }
+        Exit::Shutdown | Exit::Peer => {}
+    }
+}
+
+/// Stores one delivery and settles it, or returns the future of its settlement (anycast).
+async fn deliver(
+    receiver: &Receiver,
+    target: &SendTarget,
+    broker: &Broker,
+    info: DeliveryInfo,
+    content: Content,
+) -> Option<PendingSettlement> {
+    let size = serde_amqp::serialized_size(&Serializable(&content)).unwrap_or(usize::MAX);
+    let mut message = Message::new(broker.next_message_id(), content, size, target.routing.clone());
+    let result = match &target.entry.engine {
+        Engine::Queue(queue) => queue.push(message),
+        Engine::Fanout(fanout) => fanout.publish(&message),
+        Engine::Anycast(queue) => {
+            let (reply, settled) = SettleBack::channel();
+            message.reply = Some(reply);
+            match queue.push(message) {
+                Ok(()) => {
+                    return Some(Box::pin(async move {
+                        // A receiver that vanished without settling leaves the message released.
+                        (info, settled.await.unwrap_or(Settlement::Released))
+                    }));
+                }
+                Err(err) => Err(err),
+            }
+        }
+    };
+    let outcome = match result {
+        Ok(()) => receiver.accept(info).await,
+        Err(PushError::TooLarge { size, limit }) => {
+            let error = AmqpErrorValue::new(
+                LinkError::MessageSizeExceeded,
+                format!("message of {size} bytes exceeds the limit of {limit} bytes of address {:?}", target.entry.address),
+                None,
+            );
+            receiver.reject(info, error).await
+        }
+        Err(PushError::Closed) => receiver.release(info).await,
+    };
+    if let Err(err) = outcome {
+        warn!(address = %target.entry.address, error = %err, "failed to settle a delivery");
+    }
+    None
+}
+
+/// Passes a receiver's settlement of an anycast message back to its sender.
+async fn settle_upstream(receiver: &Receiver, info: DeliveryInfo, settlement: Settlement) {
+    let result = match settlement {
+        Settlement::Accepted => receiver.accept(info).await,
+        Settlement::Rejected => receiver.reject(info, None).await,
+        Settlement::Released => receiver.release(info).await,
+        Settlement::Modified => {
+            let modified = Modified { delivery_failed: Some(true), undeliverable_here: None, message_annotations: None };
+            receiver.modify(info, modified).await
+        }
+    };
+    if let Err(err) = result {
+        debug!(error = %err, "failed to settle an anycast delivery upstream");
+    }
+}
+
+fn reserve(entry: &Entry, want: u32) -> u32 {
+    match &entry.engine {
+        Engine::Queue(queue) => queue.reserve(want),
+        Engine::Fanout(fanout) => fanout.reserve(want),
+        Engine::Anycast(queue) if entry.receivers.load(Ordering::Relaxed) > 0 => queue.reserve(want),
+        Engine::Anycast(_) => 0,
+    }
+}
+
+fn unreserve(entry: &Entry, count: u32) {
+    match &entry.engine {
+        Engine::Queue(queue) | Engine::Anycast(queue) => queue.unreserve(count),
+        Engine::Fanout(fanout) => fanout.unreserve(count),
+    }
+}
+
+async fn wait_for_room(entry: &Entry) {
+    match &entry.engine {
+        Engine::Queue(queue) => queue.wait_for_room().await,
+        Engine::Fanout(fanout) => fanout.wait_for_room().await,
+        Engine::Anycast(queue) => {
+            let joined = entry.receiver_joined.notified();
+            tokio::pin!(joined);
+            joined.as_mut().enable();
+            if entry.receivers.load(Ordering::Relaxed) == 0 {
+                joined.await;
+            } else {
+                queue.wait_for_room().await;
+            }
+        }
+    }
+}

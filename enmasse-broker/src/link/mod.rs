@@ -1,0 +1,21 @@
+//! Links: a client's sender delivers into an address ([`inbound`]), a client's receiver takes from
+//! one ([`outbound`]).
+
+pub mod inbound;
+pub mod outbound;
+
+use std::time::Duration;
+
+use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorValue};
+
+/// How long a link close may wait for the peer's answer.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The error a link is detached with when its address is removed.
+pub(crate) fn removed_error(address: &str) -> AmqpErrorValue {
+    AmqpErrorValue::new(
+        AmqpError::NotFound,
+        format!("address {address:?} was removed from the address space"),
+        None,
+    )
+}

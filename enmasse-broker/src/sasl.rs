@@ -1,0 +1,142 @@
+//! The SASL exchange, run as our own async step on the connection's stream before the AMQP
+//! connection is accepted (fe2o3-amqp's acceptor-side SASL is synchronous and cannot hand the
+//! identity on).
+//!
+//! Frames are read with exact reads only, so no byte the client pipelines after its last SASL
+//! frame (the AMQP header, its Open) is consumed here.
+
+use fe2o3_amqp::{
+    frames::sasl::Frame,
+    types::{
+        primitives::{Array, Symbol},
+        sasl::{SaslCode, SaslMechanisms, SaslOutcome},
+    },
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::{AuthError, Authenticator, Identity};
+
+/// The protocol header that opens a SASL layer.
+pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
+/// The protocol header of plain AMQP.
+pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
+/// The protocol header that opens a TLS layer.
+pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
+
+/// SASL frames may not be larger than the smallest max-frame-size (AMQP 1.0, 5.3.1).
+const MAX_SASL_FRAME: usize = 512;
+
+/// Why the SASL layer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaslError {
+    /// Reading or writing the stream failed.
+    #[error("failed to exchange SASL frames")]
+    Io(#[source] std::io::Error),
+    /// The peer sent something that is not a valid SASL frame at this point.
+    #[error("malformed SASL frame: {0}")]
+    Malformed(String),
+    /// The peer did not authenticate.
+    #[error("authentication failed")]
+    Rejected(#[source] AuthError),
+}
+
+/// Runs the server side of SASL after the peer's SASL header was read: offers the mechanisms,
+/// authenticates the `SASL-INIT`, and sends the outcome.
+pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    authenticator: &dyn Authenticator,
+) -> Result<Identity, SaslError> {
+    stream.write_all(&SASL_HEADER).await.map_err(SaslError::Io)?;
+    let mechanisms: Vec<Symbol> = authenticator.mechanisms().into_iter().map(Symbol::from).collect();
+    write_frame(stream, &Frame::Mechanisms(SaslMechanisms { sasl_server_mechanisms: Array(mechanisms) })).await?;
+    let init = match read_frame(stream).await? {
+        Frame::Init(init) => init,
+        other => return Err(SaslError::Malformed(format!("expected sasl-init, got {other:?}"))),
+    };
+    let response = init.initial_response.as_ref().map(|r| r.as_slice()).unwrap_or_default();
+    let result = authenticator.authenticate(init.mechanism.as_str(), response, init.hostname.as_deref()).await;
+    let code = match &result {
+        Ok(_) => SaslCode::Ok,
+        Err(AuthError::Unavailable(_)) => SaslCode::SysTemp,
+        Err(_) => SaslCode::Auth,
+    };
+    write_frame(stream, &Frame::Outcome(SaslOutcome { code, additional_data: None })).await?;
+    stream.flush().await.map_err(SaslError::Io)?;
+    result.map_err(SaslError::Rejected)
+}
+
+/// Splits a PLAIN response (`authzid NUL authcid NUL passwd`); `None` if malformed.
+pub fn parse_plain(response: &[u8]) -> Option<(String, String, Vec<u8>)> {
+    let mut parts = response.splitn(3, |b| *b == 0);
+    let authzid = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let authcid = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let password = parts.next()?.to_vec();
+    if authcid.is_empty() {
+        return None;
+    }
+    Some((authzid, authcid, password))
+}
+
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &Frame) -> Result<(), SaslError> {
+    let body = serde_amqp::to_vec(frame).map_err(|e| SaslError::Malformed(e.to_string()))?;
+    let size = u32::try_from(8 + body.len()).map_err(|_| SaslError::Malformed("frame too large".into()))?;
+    let mut buf = Vec::with_capacity(8 + body.len());
+    buf.extend_from_slice(&size.to_be_bytes());
+    buf.extend_from_slice(&[0x02, 0x01, 0x00, 0x00]);
+    buf.extend_from_slice(&body);
+    stream.write_all(&buf).await.map_err(SaslError::Io)
+}
+
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Frame, SaslError> {
+    let size = stream.read_u32().await.map_err(SaslError::Io)? as usize;
+    if !(8..=MAX_SASL_FRAME).contains(&size) {
+        return Err(SaslError::Malformed(format!("frame size {size} outside 8..={MAX_SASL_FRAME}")));
+    }
+    let mut rest = vec![0u8; size - 4];
+    stream.read_exact(&mut rest).await.map_err(SaslError::Io)?;
+    let doff = usize::from(rest[0]) * 4;
+    if doff < 8 || doff > size || rest[1] != 0x01 {
+        return Err(SaslError::Malformed(format!("bad frame header (doff {doff}, type {})", rest[1])));
+    }
+    serde_amqp::from_slice::<Frame>(&rest[doff - 4..]).map_err(|e| SaslError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_responses_split_into_their_three_parts() {
+        assert_eq!(parse_plain(b"\0alice\0secret"), Some((String::new(), "alice".into(), b"secret".to_vec())));
+        assert_eq!(parse_plain(b"admin\0alice\0"), Some(("admin".into(), "alice".into(), Vec::new())));
+        assert_eq!(parse_plain(b"alice-secret"), None);
+        assert_eq!(parse_plain(b"\0\0secret"), None, "an empty username is malformed");
+        assert_eq!(parse_plain(b"\0\xff\0x"), None, "usernames are UTF-8");
+    }
+
+    #[tokio::test]
+    async fn a_garbage_frame_is_a_clean_error_not_a_panic() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let task = tokio::spawn(async move { negotiate(&mut server, &crate::auth::AcceptAll).await });
+        let mut header = [0u8; 8];
+        client.read_exact(&mut header).await.unwrap();
+        assert_eq!(header, SASL_HEADER);
+        let size = client.read_u32().await.unwrap();
+        let mut mechanisms = vec![0u8; size as usize - 4];
+        client.read_exact(&mut mechanisms).await.unwrap();
+        client.write_all(&[0, 0, 0, 12, 2, 1, 0, 0, 0xde, 0xad, 0xbe, 0xef]).await.unwrap();
+        let result = task.await.unwrap();
+        assert!(matches!(result, Err(SaslError::Malformed(_))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_is_refused_before_it_is_read() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let task = tokio::spawn(async move { negotiate(&mut server, &crate::auth::AcceptAll).await });
+        let mut drain = [0u8; 256];
+        let _ = client.read(&mut drain).await.unwrap();
+        client.write_all(&[0x7f, 0xff, 0xff, 0xff]).await.unwrap();
+        assert!(matches!(task.await.unwrap(), Err(SaslError::Malformed(_))));
+    }
+}

@@ -1,0 +1,137 @@
+//! Queues over real sockets: store and forward, competing consumers, settlement and flow control.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{address, config, start, within};
+use enmasse_types::resources::address::AddressType;
+use fe2o3_amqp::{
+    Receiver, Sender,
+    types::{
+        definitions::{AmqpError, ErrorCondition},
+        messaging::{Message, Outcome},
+    },
+};
+
+#[tokio::test]
+async fn a_message_sent_to_a_queue_is_received_once() {
+    let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
+    let (mut connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let outcome = within("send", sender.send("hello")).await.unwrap();
+    assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let delivery = within("receive", receiver.recv::<String>()).await.unwrap();
+    assert_eq!(delivery.body(), "hello");
+    receiver.accept(&delivery).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(200), receiver.recv::<String>()).await.is_err(), "only once");
+
+    sender.close().await.unwrap();
+    receiver.close().await.unwrap();
+    session.end().await.unwrap();
+    connection.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn attaching_to_an_unknown_address_is_refused_as_not_found() {
+    let broker = start(config(vec![])).await;
+    let (_connection, mut session) = broker.client().await;
+    let err = Sender::attach(&mut session, "s", "nowhere").await.unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("NotFound"), "{text}");
+    assert!(text.contains("not served by this address space"), "{text}");
+}
+
+#[tokio::test]
+async fn a_released_message_comes_back_with_its_delivery_count_raised() {
+    let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    within("send", sender.send("again")).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let first = within("receive", receiver.recv::<String>()).await.unwrap();
+    receiver.release(&first).await.unwrap();
+    let second = within("receive again", receiver.recv::<String>()).await.unwrap();
+    assert_eq!(second.body(), "again");
+    assert_eq!(second.message().header.as_ref().unwrap().delivery_count, 1);
+    receiver.accept(&second).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rejected_message_is_not_delivered_again() {
+    let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    within("send", sender.send("bad")).await.unwrap();
+    within("send", sender.send("good")).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let bad = within("receive", receiver.recv::<String>()).await.unwrap();
+    receiver.reject(&bad, None).await.unwrap();
+    let good = within("receive", receiver.recv::<String>()).await.unwrap();
+    assert_eq!(good.body(), "good");
+}
+
+#[tokio::test]
+async fn competing_consumers_each_get_different_messages() {
+    let broker = start(config(vec![address("work", AddressType::Queue)])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut a = Receiver::attach(&mut session, "a", "work").await.unwrap();
+    let mut b = Receiver::attach(&mut session, "b", "work").await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "work").await.unwrap();
+    for i in 0..20 {
+        within("send", sender.send(format!("m{i}"))).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for receiver in [&mut a, &mut b] {
+        while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(300), receiver.recv::<String>()).await {
+            receiver.accept(&d).await.unwrap();
+            got.push(d.body().clone());
+        }
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every message exactly once over both consumers");
+}
+
+#[tokio::test]
+async fn a_full_queue_stops_its_sender_until_a_consumer_makes_room() {
+    let mut small = address("small", AddressType::Queue);
+    small.limits.max_depth = 5;
+    let broker = start(config(vec![small])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "small").await.unwrap();
+    for i in 0..5 {
+        within("send", sender.send(format!("m{i}"))).await.unwrap();
+    }
+    let blocked = tokio::time::timeout(Duration::from_millis(300), sender.send("m5")).await;
+    assert!(blocked.is_err(), "the sender gets no credit while the queue holds 5");
+    assert_eq!(broker.broker.table().get("small").unwrap().depth(), 5);
+
+    let (_c2, mut session2) = broker.client().await;
+    let mut receiver = Receiver::attach(&mut session2, "r", "small").await.unwrap();
+    let d = within("receive", receiver.recv::<String>()).await.unwrap();
+    receiver.accept(&d).await.unwrap();
+    within("send after room", sender.send("m6")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_rejected_with_the_reason() {
+    let mut tiny = address("tiny", AddressType::Queue);
+    tiny.limits.max_message_size = 100;
+    let broker = start(config(vec![tiny])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "tiny").await.unwrap();
+    let outcome = within("send", sender.send(Message::from("x".repeat(500)))).await.unwrap();
+    let Outcome::Rejected(rejected) = outcome else { panic!("{outcome:?}") };
+    let error = rejected.error.unwrap();
+    assert!(matches!(error.condition, ErrorCondition::LinkError(_)), "{error:?}");
+    assert!(error.description.unwrap().contains("exceeds the limit of 100 bytes"));
+    let ok = within("send small", sender.send("ok")).await.unwrap();
+    assert!(matches!(ok, Outcome::Accepted(_)));
+    let _ = AmqpError::NotFound;
+}
