@@ -7,10 +7,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use enmasse_types::{
-    policy::Policy,
-    resources::messaging_user::Operation,
-};
+use enmasse_types::{policy::Policy, resources::messaging_user::Operation};
 
 /// Who a peer is, once authenticated, and what it may do.
 #[derive(Clone, Debug)]
@@ -64,8 +61,18 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// The identity of a peer that skipped SASL.
     fn anonymous(&self) -> Option<Identity>;
 
+    /// What keeps this authenticator from admitting anyone, if anything (reported in status).
+    fn problem(&self) -> Option<String> {
+        None
+    }
+
     /// Authenticates a `SASL-INIT` with this mechanism and initial response.
-    fn authenticate<'a>(&'a self, mechanism: &'a str, response: &'a [u8], hostname: Option<&'a str>) -> AuthFuture<'a>;
+    fn authenticate<'a>(
+        &'a self,
+        mechanism: &'a str,
+        response: &'a [u8],
+        hostname: Option<&'a str>,
+    ) -> AuthFuture<'a>;
 }
 
 /// The `none` authentication service: every peer is accepted, with or without SASL, anonymously or
@@ -75,7 +82,10 @@ pub struct AcceptAll;
 
 impl AcceptAll {
     fn identity(username: &str) -> Identity {
-        Identity { username: username.to_owned(), policy: Arc::new(Policy::allow_all()) }
+        Identity {
+            username: username.to_owned(),
+            policy: Arc::new(Policy::allow_all()),
+        }
     }
 }
 
@@ -92,17 +102,66 @@ impl Authenticator for AcceptAll {
         Some(Self::identity("anonymous"))
     }
 
-    fn authenticate<'a>(&'a self, mechanism: &'a str, response: &'a [u8], _hostname: Option<&'a str>) -> AuthFuture<'a> {
+    fn authenticate<'a>(
+        &'a self,
+        mechanism: &'a str,
+        response: &'a [u8],
+        _hostname: Option<&'a str>,
+    ) -> AuthFuture<'a> {
         Box::pin(async move {
             match mechanism {
                 "ANONYMOUS" => Ok(Self::identity("anonymous")),
                 "PLAIN" => {
-                    let (_, username, _) = crate::sasl::parse_plain(response)
-                        .ok_or_else(|| AuthError::Malformed { mechanism: mechanism.to_owned() })?;
+                    let (_, username, _) =
+                        crate::sasl::parse_plain(response).ok_or_else(|| AuthError::Malformed {
+                            mechanism: mechanism.to_owned(),
+                        })?;
                     Ok(Self::identity(&username))
                 }
                 other => Err(AuthError::Mechanism(other.to_owned())),
             }
         })
+    }
+}
+
+/// An authentication service this broker cannot run: every peer is refused, with the reason in the
+/// log. The refusal is a SASL `sys-temp` outcome, so clients know to retry rather than to change
+/// their credentials.
+#[derive(Debug)]
+pub struct RefuseAll {
+    reason: String,
+}
+
+impl RefuseAll {
+    /// Refuses everyone for `reason`.
+    pub fn new(reason: String) -> Self {
+        Self { reason }
+    }
+}
+
+impl Authenticator for RefuseAll {
+    fn mechanisms(&self) -> Vec<&'static str> {
+        vec!["PLAIN"]
+    }
+
+    fn allows_no_sasl(&self) -> bool {
+        false
+    }
+
+    fn anonymous(&self) -> Option<Identity> {
+        None
+    }
+
+    fn problem(&self) -> Option<String> {
+        Some(format!("clients cannot authenticate: {}", self.reason))
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        _mechanism: &'a str,
+        _response: &'a [u8],
+        _hostname: Option<&'a str>,
+    ) -> AuthFuture<'a> {
+        Box::pin(async move { Err(AuthError::Unavailable(self.reason.clone())) })
     }
 }

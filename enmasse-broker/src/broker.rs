@@ -26,7 +26,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { container_id: "enmasse-broker".to_owned(), credit_window: 500, max_in_flight: 500 }
+        Self {
+            container_id: "enmasse-broker".to_owned(),
+            credit_window: 500,
+            max_in_flight: 500,
+        }
     }
 }
 
@@ -82,7 +86,10 @@ impl Broker {
 
     /// The authenticator in force.
     pub fn authenticator(&self) -> Arc<dyn Authenticator> {
-        self.authenticator.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.authenticator
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The address table.

@@ -55,12 +55,20 @@ pub enum HandshakeError {
 }
 
 /// Serves one client connection until it closes or the broker shuts down.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &broker)).await {
         Ok(Ok(identity)) => identity,
         Ok(Err(err)) => {
             if matches!(err, HandshakeError::Sasl(sasl::SaslError::Rejected(_))) {
-                broker.counters().authentication_failures.fetch_add(1, Ordering::Relaxed);
+                broker
+                    .counters()
+                    .authentication_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
             info!(%peer, error = %enmasse_types::error::one_line(&err), "connection refused");
             return;
@@ -122,11 +130,19 @@ async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Identity, 
     let authenticator = broker.authenticator();
     if header == SASL_HEADER {
         let mut consumed = [0u8; 8];
-        stream.read_exact(&mut consumed).await.map_err(HandshakeError::Io)?;
-        return sasl::negotiate(stream, authenticator.as_ref()).await.map_err(HandshakeError::Sasl);
+        stream
+            .read_exact(&mut consumed)
+            .await
+            .map_err(HandshakeError::Io)?;
+        return sasl::negotiate(stream, authenticator.as_ref())
+            .await
+            .map_err(HandshakeError::Sasl);
     }
     if header == AMQP_HEADER {
-        return match authenticator.anonymous().filter(|_| authenticator.allows_no_sasl()) {
+        return match authenticator
+            .anonymous()
+            .filter(|_| authenticator.allows_no_sasl())
+        {
             Some(identity) => Ok(identity),
             None => {
                 // Tell the client which layer is required, then close (AMQP 1.0, 5.3.1).
@@ -176,18 +192,32 @@ async fn serve_session(
             },
         };
         match decide(&attach, &identity, &broker) {
-            Ok(Decision::Inbound(target)) => match acceptor.accept_incoming_attach(attach, &mut session).await {
-                Ok(LinkEndpoint::Receiver(receiver)) => {
-                    links.spawn(link::inbound::run(receiver, target, broker.clone(), closing.clone()));
+            Ok(Decision::Inbound(target)) => {
+                match acceptor.accept_incoming_attach(attach, &mut session).await {
+                    Ok(LinkEndpoint::Receiver(receiver)) => {
+                        links.spawn(link::inbound::run(
+                            receiver,
+                            target,
+                            broker.clone(),
+                            closing.clone(),
+                        ));
+                    }
+                    Ok(LinkEndpoint::Sender(_)) | Err(_) => debug!("failed to accept a sender link"),
                 }
-                Ok(LinkEndpoint::Sender(_)) | Err(_) => debug!("failed to accept a sender link"),
-            },
-            Ok(Decision::Outbound(source)) => match acceptor.accept_incoming_attach(attach, &mut session).await {
-                Ok(LinkEndpoint::Sender(sender)) => {
-                    links.spawn(link::outbound::run(sender, source, broker.clone(), closing.clone()));
+            }
+            Ok(Decision::Outbound(source)) => {
+                match acceptor.accept_incoming_attach(attach, &mut session).await {
+                    Ok(LinkEndpoint::Sender(sender)) => {
+                        links.spawn(link::outbound::run(
+                            sender,
+                            source,
+                            broker.clone(),
+                            closing.clone(),
+                        ));
+                    }
+                    Ok(LinkEndpoint::Receiver(_)) | Err(_) => debug!("failed to accept a receiver link"),
                 }
-                Ok(LinkEndpoint::Receiver(_)) | Err(_) => debug!("failed to accept a receiver link"),
-            },
+            }
             Err(error) => {
                 broker.counters().attaches_refused.fetch_add(1, Ordering::Relaxed);
                 info!(user = %identity.username, error = ?error.description, condition = ?error.condition, "attach refused");
@@ -217,14 +247,22 @@ fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decis
         Role::Sender => {
             let address = match attach.target.as_deref() {
                 Some(TargetArchetype::Target(target)) => target.address.clone(),
-                #[allow(unreachable_patterns, reason = "coordinators exist with fe2o3's transaction feature")]
+                #[allow(
+                    unreachable_patterns,
+                    reason = "coordinators exist with fe2o3's transaction feature"
+                )]
                 _ => None,
             };
-            let address = address.ok_or_else(|| not_implemented("a sender link needs a target address (no anonymous relay)"))?;
+            let address = address.ok_or_else(|| {
+                not_implemented("a sender link needs a target address (no anonymous relay)")
+            })?;
             if !identity.may(Operation::Send, &address) {
                 return Err(unauthorized(&identity.username, "send to", &address));
             }
-            table.resolve_target(&address).map(Decision::Inbound).map_err(resolve_error)
+            table
+                .resolve_target(&address)
+                .map(Decision::Inbound)
+                .map_err(resolve_error)
         }
         Role::Receiver => {
             let source = attach.source.as_deref();
@@ -254,18 +292,28 @@ fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decis
 }
 
 /// Answers an attach with a null terminus and detaches it with the error, as AMQP prescribes.
-async fn refuse(mut attach: Attach, error: AmqpErrorValue, acceptor: &Links, session: &mut ListenerSessionHandle) {
+async fn refuse(
+    mut attach: Attach,
+    error: AmqpErrorValue,
+    acceptor: &Links,
+    session: &mut ListenerSessionHandle,
+) {
     match attach.role {
         Role::Sender => attach.target = None,
         Role::Receiver => attach.source = None,
     }
-    let accepted = tokio::time::timeout(CLOSE_TIMEOUT, acceptor.accept_incoming_attach(attach, session)).await;
+    let accepted =
+        tokio::time::timeout(CLOSE_TIMEOUT, acceptor.accept_incoming_attach(attach, session)).await;
     let closed = match accepted {
         Ok(Ok(LinkEndpoint::Receiver(receiver))) => {
-            tokio::time::timeout(CLOSE_TIMEOUT, receiver.close_with_error(error)).await.map(|r| r.is_ok())
+            tokio::time::timeout(CLOSE_TIMEOUT, receiver.close_with_error(error))
+                .await
+                .map(|r| r.is_ok())
         }
         Ok(Ok(LinkEndpoint::Sender(sender))) => {
-            tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error)).await.map(|r| r.is_ok())
+            tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error))
+                .await
+                .map(|r| r.is_ok())
         }
         Ok(Err(_)) | Err(_) => Ok(false),
     };
@@ -283,7 +331,11 @@ fn resolve_error(error: ResolveError) -> AmqpErrorValue {
 }
 
 fn unauthorized(user: &str, action: &str, address: &str) -> AmqpErrorValue {
-    AmqpErrorValue::new(AmqpError::UnauthorizedAccess, format!("user {user:?} may not {action} address {address:?}"), None)
+    AmqpErrorValue::new(
+        AmqpError::UnauthorizedAccess,
+        format!("user {user:?} may not {action} address {address:?}"),
+        None,
+    )
 }
 
 fn not_implemented(what: &str) -> AmqpErrorValue {

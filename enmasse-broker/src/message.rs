@@ -46,7 +46,11 @@ impl SettleBack {
 
     /// Passes the settlement on; later calls do nothing.
     pub fn settle(&self, settlement: Settlement) {
-        let sender = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let sender = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Some(sender) = sender {
             // The sender's link may be gone: then nobody waits for the outcome.
             let _ = sender.send(settlement);
@@ -60,7 +64,15 @@ impl Message {
         let header = content.header.as_ref();
         let durable = header.is_some_and(|h| h.durable);
         let delivery_count = header.map_or(0, |h| h.delivery_count);
-        Self { id, content: Arc::new(content), size, durable, delivery_count, address, reply: None }
+        Self {
+            id,
+            content: Arc::new(content),
+            size,
+            durable,
+            delivery_count,
+            address,
+            reply: None,
+        }
     }
 
     /// The content to send to a consumer, with the delivery count the broker has recorded.
@@ -90,6 +102,11 @@ pub(crate) mod testing {
     /// A message of `size` bytes sent to `address`.
     pub(crate) fn message(address: &str, size: usize) -> Message {
         let content: Content = AmqpMessage::from(Body::Empty);
-        Message::new(NEXT.fetch_add(1, Ordering::Relaxed), content, size, Arc::from(address))
+        Message::new(
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            content,
+            size,
+            Arc::from(address),
+        )
     }
 }

@@ -49,19 +49,38 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Identity, SaslError> {
     stream.write_all(&SASL_HEADER).await.map_err(SaslError::Io)?;
     let mechanisms: Vec<Symbol> = authenticator.mechanisms().into_iter().map(Symbol::from).collect();
-    write_frame(stream, &Frame::Mechanisms(SaslMechanisms { sasl_server_mechanisms: Array(mechanisms) })).await?;
+    write_frame(
+        stream,
+        &Frame::Mechanisms(SaslMechanisms {
+            sasl_server_mechanisms: Array(mechanisms),
+        }),
+    )
+    .await?;
     let init = match read_frame(stream).await? {
         Frame::Init(init) => init,
         other => return Err(SaslError::Malformed(format!("expected sasl-init, got {other:?}"))),
     };
-    let response = init.initial_response.as_ref().map(|r| r.as_slice()).unwrap_or_default();
-    let result = authenticator.authenticate(init.mechanism.as_str(), response, init.hostname.as_deref()).await;
+    let response = init
+        .initial_response
+        .as_ref()
+        .map(|r| r.as_slice())
+        .unwrap_or_default();
+    let result = authenticator
+        .authenticate(init.mechanism.as_str(), response, init.hostname.as_deref())
+        .await;
     let code = match &result {
         Ok(_) => SaslCode::Ok,
         Err(AuthError::Unavailable(_)) => SaslCode::SysTemp,
         Err(_) => SaslCode::Auth,
     };
-    write_frame(stream, &Frame::Outcome(SaslOutcome { code, additional_data: None })).await?;
+    write_frame(
+        stream,
+        &Frame::Outcome(SaslOutcome {
+            code,
+            additional_data: None,
+        }),
+    )
+    .await?;
     stream.flush().await.map_err(SaslError::Io)?;
     result.map_err(SaslError::Rejected)
 }
@@ -91,13 +110,18 @@ async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &Frame) -> Re
 async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Frame, SaslError> {
     let size = stream.read_u32().await.map_err(SaslError::Io)? as usize;
     if !(8..=MAX_SASL_FRAME).contains(&size) {
-        return Err(SaslError::Malformed(format!("frame size {size} outside 8..={MAX_SASL_FRAME}")));
+        return Err(SaslError::Malformed(format!(
+            "frame size {size} outside 8..={MAX_SASL_FRAME}"
+        )));
     }
     let mut rest = vec![0u8; size - 4];
     stream.read_exact(&mut rest).await.map_err(SaslError::Io)?;
     let doff = usize::from(rest[0]) * 4;
     if doff < 8 || doff > size || rest[1] != 0x01 {
-        return Err(SaslError::Malformed(format!("bad frame header (doff {doff}, type {})", rest[1])));
+        return Err(SaslError::Malformed(format!(
+            "bad frame header (doff {doff}, type {})",
+            rest[1]
+        )));
     }
     serde_amqp::from_slice::<Frame>(&rest[doff - 4..]).map_err(|e| SaslError::Malformed(e.to_string()))
 }
@@ -108,8 +132,14 @@ mod tests {
 
     #[test]
     fn plain_responses_split_into_their_three_parts() {
-        assert_eq!(parse_plain(b"\0alice\0secret"), Some((String::new(), "alice".into(), b"secret".to_vec())));
-        assert_eq!(parse_plain(b"admin\0alice\0"), Some(("admin".into(), "alice".into(), Vec::new())));
+        assert_eq!(
+            parse_plain(b"\0alice\0secret"),
+            Some((String::new(), "alice".into(), b"secret".to_vec()))
+        );
+        assert_eq!(
+            parse_plain(b"admin\0alice\0"),
+            Some(("admin".into(), "alice".into(), Vec::new()))
+        );
         assert_eq!(parse_plain(b"alice-secret"), None);
         assert_eq!(parse_plain(b"\0\0secret"), None, "an empty username is malformed");
         assert_eq!(parse_plain(b"\0\xff\0x"), None, "usernames are UTF-8");
@@ -125,7 +155,10 @@ mod tests {
         let size = client.read_u32().await.unwrap();
         let mut mechanisms = vec![0u8; size as usize - 4];
         client.read_exact(&mut mechanisms).await.unwrap();
-        client.write_all(&[0, 0, 0, 12, 2, 1, 0, 0, 0xde, 0xad, 0xbe, 0xef]).await.unwrap();
+        client
+            .write_all(&[0, 0, 0, 12, 2, 1, 0, 0, 0xde, 0xad, 0xbe, 0xef])
+            .await
+            .unwrap();
         let result = task.await.unwrap();
         assert!(matches!(result, Err(SaslError::Malformed(_))), "{result:?}");
     }

@@ -47,7 +47,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
     connections.close();
     let open = broker.counters().connections_open.load(Ordering::Relaxed);
     info!(open, "closing connections");
-    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
         warn!("connections did not close within {DRAIN_TIMEOUT:?}");
     }
 }

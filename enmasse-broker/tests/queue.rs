@@ -1,6 +1,10 @@
 //! Queues over real sockets: store and forward, competing consumers, settlement and flow control.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -28,7 +32,12 @@ async fn a_message_sent_to_a_queue_is_received_once() {
     let delivery = within("receive", receiver.recv::<String>()).await.unwrap();
     assert_eq!(delivery.body(), "hello");
     receiver.accept(&delivery).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(200), receiver.recv::<String>()).await.is_err(), "only once");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), receiver.recv::<String>())
+            .await
+            .is_err(),
+        "only once"
+    );
 
     sender.close().await.unwrap();
     receiver.close().await.unwrap();
@@ -87,7 +96,9 @@ async fn competing_consumers_each_get_different_messages() {
     }
     let mut got = Vec::new();
     for receiver in [&mut a, &mut b] {
-        while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(300), receiver.recv::<String>()).await {
+        while let Ok(Ok(d)) =
+            tokio::time::timeout(Duration::from_millis(300), receiver.recv::<String>()).await
+        {
             receiver.accept(&d).await.unwrap();
             got.push(d.body().clone());
         }
@@ -109,7 +120,10 @@ async fn a_full_queue_stops_its_sender_until_a_consumer_makes_room() {
         within("send", sender.send(format!("m{i}"))).await.unwrap();
     }
     let blocked = tokio::time::timeout(Duration::from_millis(300), sender.send("m5")).await;
-    assert!(blocked.is_err(), "the sender gets no credit while the queue holds 5");
+    assert!(
+        blocked.is_err(),
+        "the sender gets no credit while the queue holds 5"
+    );
     assert_eq!(broker.broker.table().get("small").unwrap().depth(), 5);
 
     let (_c2, mut session2) = broker.client().await;
@@ -126,11 +140,23 @@ async fn a_message_over_the_size_limit_is_rejected_with_the_reason() {
     let broker = start(config(vec![tiny])).await;
     let (_connection, mut session) = broker.client().await;
     let mut sender = Sender::attach(&mut session, "s", "tiny").await.unwrap();
-    let outcome = within("send", sender.send(Message::from("x".repeat(500)))).await.unwrap();
-    let Outcome::Rejected(rejected) = outcome else { panic!("{outcome:?}") };
+    let outcome = within("send", sender.send(Message::from("x".repeat(500))))
+        .await
+        .unwrap();
+    let Outcome::Rejected(rejected) = outcome else {
+        panic!("{outcome:?}")
+    };
     let error = rejected.error.unwrap();
-    assert!(matches!(error.condition, ErrorCondition::LinkError(_)), "{error:?}");
-    assert!(error.description.unwrap().contains("exceeds the limit of 100 bytes"));
+    assert!(
+        matches!(error.condition, ErrorCondition::LinkError(_)),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .description
+            .unwrap()
+            .contains("exceeds the limit of 100 bytes")
+    );
     let ok = within("send small", sender.send("ok")).await.unwrap();
     assert!(matches!(ok, Outcome::Accepted(_)));
     let _ = AmqpError::NotFound;

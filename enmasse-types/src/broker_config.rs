@@ -179,6 +179,10 @@ pub struct BrokerReport {
     pub revision: String,
     /// The addresses it serves, by address.
     pub addresses: Vec<AddressReport>,
+    /// What keeps the broker from serving the config fully (for example an authentication
+    /// service it cannot run); empty when nothing does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl BrokerReport {

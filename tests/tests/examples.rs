@@ -99,6 +99,7 @@ fn the_team_space_is_ready_once_its_broker_serves_the_config() {
                 message: None,
             })
             .collect(),
+        problems: vec![],
     };
     let reports = BTreeMap::from([("app".to_owned(), report)]);
     let evaluation = evaluate(&team1.as_tenant(), &catalog.infra(), &reports, &now());

@@ -65,7 +65,12 @@ pub struct FanoutStats {
 
 impl Default for Fanout {
     fn default() -> Self {
-        Self { members: Mutex::new(Vec::new()), next_member: AtomicU64::new(1), published: AtomicU64::new(0), changed: Notify::new() }
+        Self {
+            members: Mutex::new(Vec::new()),
+            next_member: AtomicU64::new(1),
+            published: AtomicU64::new(0),
+            changed: Notify::new(),
+        }
     }
 }
 
@@ -76,7 +81,9 @@ impl Fanout {
     }
 
     fn members(&self) -> MutexGuard<'_, Vec<Member>> {
-        self.members.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a member with a queue of its own bounded by `limits`; returns its id and queue.
@@ -198,20 +205,31 @@ mod tests {
     use crate::{address::queue::Settlement, message::testing::message};
 
     fn limits(max_depth: u64) -> AddressLimits {
-        AddressLimits { max_depth, max_bytes: 1_000_000, max_message_size: 1_000 }
+        AddressLimits {
+            max_depth,
+            max_bytes: 1_000_000,
+            max_message_size: 1_000,
+        }
     }
 
     #[test]
     fn every_member_gets_every_message_it_filters_for() {
         let topic = Fanout::new();
         let (_, all) = topic.join(Filter::All, limits(10));
-        let (_, temps) = topic.join(Filter::Pattern(WordPattern::parse("sensors/+/temp", false).unwrap()), limits(10));
+        let (_, temps) = topic.join(
+            Filter::Pattern(WordPattern::parse("sensors/+/temp", false).unwrap()),
+            limits(10),
+        );
         assert_eq!(topic.reserve(2), 2);
         topic.publish(&message("sensors/room1/temp", 1)).unwrap();
         topic.publish(&message("sensors/room1/humidity", 1)).unwrap();
         assert_eq!(all.stats().depth(), 2);
         assert_eq!(temps.stats().depth(), 1);
-        assert_eq!(temps.reserve(100), 9, "the unmatched message's room was given back");
+        assert_eq!(
+            temps.reserve(100),
+            9,
+            "the unmatched message's room was given back"
+        );
     }
 
     #[test]
@@ -233,7 +251,14 @@ mod tests {
         let topic = Fanout::new();
         assert_eq!(topic.reserve(50), 50);
         topic.publish(&message("t", 1)).unwrap();
-        assert_eq!(topic.stats(), FanoutStats { members: 0, depth: 0, messages_in: 1 });
+        assert_eq!(
+            topic.stats(),
+            FanoutStats {
+                members: 0,
+                depth: 0,
+                messages_in: 1
+            }
+        );
     }
 
     #[test]

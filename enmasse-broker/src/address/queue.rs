@@ -115,12 +115,18 @@ impl Queue {
 
     /// The queue's bounds.
     pub fn limits(&self) -> AddressLimits {
-        *self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Changes the bounds (a plan change); a lower bound takes effect as messages leave.
     pub fn set_limits(&self, limits: AddressLimits) {
-        *self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = limits;
+        *self
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = limits;
         self.room.notify_waiters();
     }
 
@@ -156,7 +162,9 @@ impl Queue {
             let limits = self.limits();
             {
                 let state = self.state();
-                if state.closed || (state.bytes < limits.max_bytes && state.depth() + state.reserved < limits.max_depth) {
+                if state.closed
+                    || (state.bytes < limits.max_bytes && state.depth() + state.reserved < limits.max_depth)
+                {
                     return;
                 }
             }
@@ -175,7 +183,10 @@ impl Queue {
         if message.size as u64 > limit {
             drop(state);
             self.room.notify_waiters();
-            return Err(PushError::TooLarge { size: message.size, limit });
+            return Err(PushError::TooLarge {
+                size: message.size,
+                limit,
+            });
         }
         state.bytes += message.size as u64;
         state.messages_in += 1;
@@ -247,7 +258,9 @@ impl Queue {
     /// Settles a message in flight; unknown ids (already settled) are ignored.
     pub fn settle(&self, id: u64, settlement: Settlement) {
         let mut state = self.state();
-        let Some(mut message) = state.in_flight.remove(&id) else { return };
+        let Some(mut message) = state.in_flight.remove(&id) else {
+            return;
+        };
         match settlement {
             Settlement::Accepted | Settlement::Rejected => {
                 state.bytes = state.bytes.saturating_sub(message.size as u64);

@@ -3,10 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc, RwLock,
-        atomic::AtomicU64,
-    },
+    sync::{Arc, RwLock, atomic::AtomicU64},
 };
 
 use enmasse_types::{
@@ -83,7 +80,10 @@ impl Entry {
 
     /// Its configuration now.
     pub fn config(&self) -> BrokerAddress {
-        self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Messages held, wherever the engine keeps them.
@@ -169,7 +169,9 @@ impl AddressTable {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Entry>>> {
-        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every address, sorted.
@@ -187,8 +189,12 @@ impl AddressTable {
     /// Unrelated addresses and their links are untouched.
     pub fn apply(&self, config: &BrokerConfig) -> Applied {
         let mut applied = Applied::default();
-        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let wanted: BTreeMap<&str, &BrokerAddress> = config.addresses.iter().map(|a| (a.address.as_str(), a)).collect();
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let wanted: BTreeMap<&str, &BrokerAddress> =
+            config.addresses.iter().map(|a| (a.address.as_str(), a)).collect();
 
         let stale: Vec<String> = entries
             .iter()
@@ -241,11 +247,17 @@ impl AddressTable {
                     "address {address:?} is a subscription: send to its topic {:?}",
                     entry.topic.as_deref().unwrap_or_default()
                 ))),
-                _ => Ok(SendTarget { entry: entry.clone(), routing: Arc::from(address) }),
+                _ => Ok(SendTarget {
+                    entry: entry.clone(),
+                    routing: Arc::from(address),
+                }),
             };
         }
         match topic_of(&entries, address) {
-            Some(entry) => Ok(SendTarget { entry, routing: Arc::from(address) }),
+            Some(entry) => Ok(SendTarget {
+                entry,
+                routing: Arc::from(address),
+            }),
             None => Err(ResolveError::NotFound(address.to_owned())),
         }
     }
@@ -258,7 +270,10 @@ impl AddressTable {
                 .get(subscription)
                 .filter(|e| e.type_ == AddressType::Subscription && e.topic.as_deref() == Some(topic))
                 .ok_or_else(|| ResolveError::NotFound(address.to_owned()))?;
-            return Ok(ReceiveSource { entry: entry.clone(), filter: None });
+            return Ok(ReceiveSource {
+                entry: entry.clone(),
+                filter: None,
+            });
         }
         if let Some(entry) = entries.get(address) {
             let filter = match entry.type_ {
@@ -266,13 +281,20 @@ impl AddressTable {
                 AddressType::Multicast => Some(Filter::All),
                 _ => None,
             };
-            return Ok(ReceiveSource { entry: entry.clone(), filter });
+            return Ok(ReceiveSource {
+                entry: entry.clone(),
+                filter,
+            });
         }
         match topic_of(&entries, address) {
             Some(entry) => {
-                let pattern = WordPattern::parse(address, false)
-                    .map_err(|e| ResolveError::NotAllowed(format!("invalid topic filter {address:?}: {e}")))?;
-                Ok(ReceiveSource { entry, filter: Some(Filter::Pattern(pattern)) })
+                let pattern = WordPattern::parse(address, false).map_err(|e| {
+                    ResolveError::NotAllowed(format!("invalid topic filter {address:?}: {e}"))
+                })?;
+                Ok(ReceiveSource {
+                    entry,
+                    filter: Some(Filter::Pattern(pattern)),
+                })
             }
             None => Err(ResolveError::NotFound(address.to_owned())),
         }
@@ -298,8 +320,12 @@ fn topic_of(entries: &BTreeMap<String, Arc<Entry>>, address: &str) -> Option<Arc
 
 fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Entry {
     match config.type_ {
-        AddressType::Queue | AddressType::Deadletter => Entry::new(config.clone(), Engine::Queue(Queue::new(config.limits))),
-        AddressType::Topic | AddressType::Multicast => Entry::new(config.clone(), Engine::Fanout(Fanout::new())),
+        AddressType::Queue | AddressType::Deadletter => {
+            Entry::new(config.clone(), Engine::Queue(Queue::new(config.limits)))
+        }
+        AddressType::Topic | AddressType::Multicast => {
+            Entry::new(config.clone(), Engine::Fanout(Fanout::new()))
+        }
         AddressType::Anycast => {
             let mut limits = config.limits;
             limits.max_depth = limits.max_depth.min(ANYCAST_WINDOW);
@@ -329,7 +355,10 @@ fn update(entry: &Entry, config: &BrokerAddress) {
         }
         Engine::Fanout(_) => {}
     }
-    *entry.config.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.clone();
+    *entry
+        .config
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = config.clone();
 }
 
 #[cfg(test)]

@@ -39,7 +39,12 @@ enum Exit {
 }
 
 /// Runs a client's sender link until the peer detaches, the address is removed or the broker stops.
-pub async fn run(mut receiver: Receiver, target: SendTarget, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn run(
+    mut receiver: Receiver,
+    target: SendTarget,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     let entry = target.entry.clone();
     entry.senders.fetch_add(1, Ordering::Relaxed);
     let window = broker.settings().credit_window;
@@ -93,7 +98,11 @@ pub async fn run(mut receiver: Receiver, target: SendTarget, broker: Arc<Broker>
     entry.senders.fetch_sub(1, Ordering::Relaxed);
     match exit {
         Exit::Removed => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, receiver.close_with_error(removed_error(&entry.address))).await;
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                receiver.close_with_error(removed_error(&entry.address)),
+            )
+            .await;
         }
         Exit::Shutdown | Exit::Peer => {}
     }
@@ -131,7 +140,10 @@ async fn deliver(
         Err(PushError::TooLarge { size, limit }) => {
             let error = AmqpErrorValue::new(
                 LinkError::MessageSizeExceeded,
-                format!("message of {size} bytes exceeds the limit of {limit} bytes of address {:?}", target.entry.address),
+                format!(
+                    "message of {size} bytes exceeds the limit of {limit} bytes of address {:?}",
+                    target.entry.address
+                ),
                 None,
             );
             receiver.reject(info, error).await
@@ -151,7 +163,11 @@ async fn settle_upstream(receiver: &Receiver, info: DeliveryInfo, settlement: Se
         Settlement::Rejected => receiver.reject(info, None).await,
         Settlement::Released => receiver.release(info).await,
         Settlement::Modified => {
-            let modified = Modified { delivery_failed: Some(true), undeliverable_here: None, message_annotations: None };
+            let modified = Modified {
+                delivery_failed: Some(true),
+                undeliverable_here: None,
+                message_annotations: None,
+            };
             receiver.modify(info, modified).await
         }
     };

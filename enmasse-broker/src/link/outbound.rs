@@ -52,7 +52,12 @@ enum Exit {
 
 /// Runs a client's receiver link until the peer detaches, the address is removed or the broker
 /// stops.
-pub async fn run(mut sender: Sender, source: ReceiveSource, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn run(
+    mut sender: Sender,
+    source: ReceiveSource,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     let entry = source.entry.clone();
     let (queue, membership) = match &entry.engine {
         Engine::Queue(queue) | Engine::Anycast(queue) => (queue.clone(), None),
@@ -125,7 +130,11 @@ pub async fn run(mut sender: Sender, source: ReceiveSource, broker: Arc<Broker>,
         }
     }
     if let Exit::Removed = exit {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(removed_error(&entry.address))).await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            sender.close_with_error(removed_error(&entry.address)),
+        )
+        .await;
     }
 }
 
@@ -140,7 +149,10 @@ fn settle(entry: &Entry, queue: &Queue, message: &Message, outcome: Result<Outco
         Ok(Outcome::Rejected(_)) => Settlement::Rejected,
         Ok(Outcome::Released(_)) => Settlement::Released,
         Ok(Outcome::Modified(Modified { .. })) => Settlement::Modified,
-        #[allow(unreachable_patterns, reason = "other outcomes exist with fe2o3's transaction feature")]
+        #[allow(
+            unreachable_patterns,
+            reason = "other outcomes exist with fe2o3's transaction feature"
+        )]
         Ok(_) => Settlement::Released,
         Err(_) => Settlement::Modified,
     };

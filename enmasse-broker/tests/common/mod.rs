@@ -1,7 +1,11 @@
 //! A broker on a free loopback port, and configs for it.
 
 #![allow(dead_code, reason = "each test file uses a different part")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -12,7 +16,8 @@ use enmasse_broker::{
 use enmasse_types::{
     broker_config::{AddressLimits, Authentication, BrokerAddress, BrokerConfig, SpaceConfig},
     resources::{
-        address::AddressType, address_space::AddressSpaceType, authentication_service::AuthenticationServiceType,
+        address::AddressType, address_space::AddressSpaceType,
+        authentication_service::AuthenticationServiceType,
     },
 };
 use fe2o3_amqp::{Connection, Session, connection::ConnectionHandle, session::SessionHandle};
@@ -34,7 +39,9 @@ impl Running {
 
     /// A client connection with one session.
     pub(crate) async fn client(&self) -> (ConnectionHandle<()>, SessionHandle<()>) {
-        let mut connection = Connection::open("test-client", self.url().as_str()).await.unwrap();
+        let mut connection = Connection::open("test-client", self.url().as_str())
+            .await
+            .unwrap();
         let session = Session::begin(&mut connection).await.unwrap();
         (connection, session)
     }
@@ -67,7 +74,10 @@ pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
             name: "app".into(),
             type_: AddressSpaceType::Standard,
             plan: "standard-small".into(),
-            authentication: Authentication { service: "none-authservice".into(), type_: AuthenticationServiceType::None },
+            authentication: Authentication {
+                service: "none-authservice".into(),
+                type_: AuthenticationServiceType::None,
+            },
         },
         addresses,
         users: vec![],
@@ -76,17 +86,31 @@ pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
 
 /// Starts a broker serving `config` on 127.0.0.1, authenticating everyone.
 pub(crate) async fn start(config: BrokerConfig) -> Running {
-    let settings = Settings { credit_window: 50, ..Settings::default() };
+    let settings = Settings {
+        credit_window: 50,
+        ..Settings::default()
+    };
     let broker = Broker::new(settings, Arc::new(AcceptAll));
     broker.apply(config, Arc::new(AcceptAll));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(enmasse_broker::server::run(listener, broker.clone(), shutdown.clone()));
-    Running { addr, broker, shutdown, task }
+    let task = tokio::spawn(enmasse_broker::server::run(
+        listener,
+        broker.clone(),
+        shutdown.clone(),
+    ));
+    Running {
+        addr,
+        broker,
+        shutdown,
+        task,
+    }
 }
 
 /// Fails a test that waits too long.
 pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), future).await.unwrap_or_else(|_| panic!("timed out: {what}"))
+    tokio::time::timeout(Duration::from_secs(5), future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }

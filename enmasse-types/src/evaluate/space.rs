@@ -93,7 +93,7 @@ pub(super) fn evaluate_space(
             .collect(),
     };
     let revision = config.revision();
-    let applied = report.is_some_and(|r| r.revision == revision);
+    let applied = report.is_some_and(|r| r.revision == revision && r.problems.is_empty());
     for (u, verdict) in &users {
         let status = match verdict {
             Err((phase, message)) => user::status(u, *phase, Some(message.clone()), now),
@@ -118,13 +118,14 @@ pub(super) fn evaluate_space(
     let phase = if applied {
         Phase::Active
     } else {
-        messages.push(match report {
-            None => "waiting for the broker to report".to_owned(),
-            Some(r) => format!(
+        match report {
+            None => messages.push("waiting for the broker to report".to_owned()),
+            Some(r) if r.revision != revision => messages.push(format!(
                 "the broker serves configuration {}, not the latest ({revision})",
                 r.revision
-            ),
-        });
+            )),
+            Some(r) => messages.extend(r.problems.iter().cloned()),
+        }
         Phase::Configuring
     };
     let status = space_status(space, phase, messages, Some(resolved.plan_name), now);

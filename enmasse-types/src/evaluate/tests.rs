@@ -439,6 +439,7 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
                 message: Some("journal full".into()),
             },
         ],
+        problems: vec![],
     };
     let evaluation = run_with(&c, &BTreeMap::from([("app".into(), report.clone())]));
     assert!(evaluation.addresses["app.orders"].is_ready);
@@ -447,6 +448,16 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
         (Phase::Configuring, "journal full".into())
     );
     assert!(evaluation.spaces["app"].status.is_ready);
+
+    // A broker that cannot serve the config fully says why, and the space is not ready.
+    let troubled = BrokerReport {
+        problems: vec!["authentication is unavailable".into()],
+        ..report.clone()
+    };
+    let evaluation = run_with(&c, &BTreeMap::from([("app".into(), troubled)]));
+    let space = &evaluation.spaces["app"].status;
+    assert_eq!(space.phase, Some(Phase::Configuring));
+    assert_eq!(space.messages, ["authentication is unavailable"]);
 
     // A report of an older config leaves the space configuring, whatever it says of addresses.
     let stale = BrokerReport {

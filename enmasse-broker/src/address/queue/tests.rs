@@ -6,7 +6,11 @@ use super::*;
 use crate::message::testing::message;
 
 fn limits(max_depth: u64, max_bytes: u64, max_message_size: u64) -> AddressLimits {
-    AddressLimits { max_depth, max_bytes, max_message_size }
+    AddressLimits {
+        max_depth,
+        max_bytes,
+        max_message_size,
+    }
 }
 
 #[test]
@@ -36,7 +40,13 @@ fn the_bytes_bound_stops_credit_too() {
 fn a_message_larger_than_the_limit_is_refused_and_its_room_returned() {
     let queue = Queue::new(limits(1, 1_000, 100));
     assert_eq!(queue.reserve(1), 1);
-    assert_eq!(queue.push(message("q", 101)), Err(PushError::TooLarge { size: 101, limit: 100 }));
+    assert_eq!(
+        queue.push(message("q", 101)),
+        Err(PushError::TooLarge {
+            size: 101,
+            limit: 100
+        })
+    );
     assert_eq!(queue.reserve(1), 1, "the refused message took no room");
 }
 
@@ -59,7 +69,14 @@ async fn each_message_goes_to_one_consumer_in_order() {
         got.push(m.id);
     }
     assert_eq!(got, sent);
-    assert_eq!(queue.stats(), QueueStats { messages_in: 3, messages_out: 3, ..Default::default() });
+    assert_eq!(
+        queue.stats(),
+        QueueStats {
+            messages_in: 3,
+            messages_out: 3,
+            ..Default::default()
+        }
+    );
 }
 
 #[tokio::test]
@@ -101,7 +118,10 @@ async fn a_waiting_sender_is_woken_when_a_consumer_frees_room() {
     assert!(!waiter.is_finished(), "no room yet");
     let m = queue.pop().await.unwrap();
     queue.settle(m.id, Settlement::Accepted);
-    tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -116,7 +136,13 @@ async fn a_waiting_consumer_is_woken_by_a_new_message() {
     let m = message("q", 1);
     let id = m.id;
     queue.push(m).unwrap();
-    assert_eq!(tokio::time::timeout(Duration::from_secs(1), consumer).await.unwrap().unwrap(), Some(id));
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), consumer)
+            .await
+            .unwrap()
+            .unwrap(),
+        Some(id)
+    );
 }
 
 #[tokio::test]
@@ -128,6 +154,11 @@ async fn closing_wakes_consumers_and_refuses_senders() {
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     queue.close();
-    assert!(tokio::time::timeout(Duration::from_secs(1), consumer).await.unwrap().unwrap());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), consumer)
+            .await
+            .unwrap()
+            .unwrap()
+    );
     assert_eq!(queue.reserve(1), 0);
 }

@@ -30,7 +30,10 @@ fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
             name: "app".into(),
             type_: AddressSpaceType::Standard,
             plan: "standard-small".into(),
-            authentication: Authentication { service: "none".into(), type_: AuthenticationServiceType::None },
+            authentication: Authentication {
+                service: "none".into(),
+                type_: AuthenticationServiceType::None,
+            },
         },
         addresses,
         users: vec![],
@@ -55,32 +58,52 @@ fn senders_reach_queues_topics_and_addresses_below_a_topic() {
     let below = table.resolve_target("events/eu/created").unwrap();
     assert_eq!(below.entry.address, "events");
     assert_eq!(&*below.routing, "events/eu/created");
-    assert_eq!(table.resolve_target("nowhere").unwrap_err(), ResolveError::NotFound("nowhere".into()));
-    assert!(matches!(table.resolve_target("audit"), Err(ResolveError::NotAllowed(_))));
+    assert_eq!(
+        table.resolve_target("nowhere").unwrap_err(),
+        ResolveError::NotFound("nowhere".into())
+    );
+    assert!(matches!(
+        table.resolve_target("audit"),
+        Err(ResolveError::NotAllowed(_))
+    ));
 }
 
 #[test]
 fn receivers_reach_subscriptions_by_either_name_and_topics_by_pattern() {
     let table = table();
-    assert_eq!(table.resolve_source("events::audit").unwrap().entry.address, "audit");
+    assert_eq!(
+        table.resolve_source("events::audit").unwrap().entry.address,
+        "audit"
+    );
     assert_eq!(table.resolve_source("audit").unwrap().entry.address, "audit");
-    assert!(table.resolve_source("orders::audit").is_err(), "audit is not a subscription of orders");
+    assert!(
+        table.resolve_source("orders::audit").is_err(),
+        "audit is not a subscription of orders"
+    );
 
     let wildcard = table.resolve_source("events/+/created").unwrap();
     assert_eq!(wildcard.entry.address, "events");
-    let Some(Filter::Pattern(pattern)) = wildcard.filter else { panic!("a pattern filter") };
+    let Some(Filter::Pattern(pattern)) = wildcard.filter else {
+        panic!("a pattern filter")
+    };
     assert!(pattern.matches("events/eu/created"));
 
-    let Some(Filter::Pattern(whole)) = table.resolve_source("events").unwrap().filter else { panic!() };
+    let Some(Filter::Pattern(whole)) = table.resolve_source("events").unwrap().filter else {
+        panic!()
+    };
     assert!(whole.matches("events") && whole.matches("events/eu/created"));
 }
 
 #[test]
 fn a_subscription_collects_its_topics_messages_while_nobody_is_attached() {
     let table = table();
-    let Engine::Fanout(topic) = &table.get("events").unwrap().engine else { panic!() };
+    let Engine::Fanout(topic) = &table.get("events").unwrap().engine else {
+        panic!()
+    };
     assert_eq!(topic.reserve(1), 1);
-    topic.publish(&crate::message::testing::message("events/x", 1)).unwrap();
+    topic
+        .publish(&crate::message::testing::message("events/x", 1))
+        .unwrap();
     assert_eq!(table.get("audit").unwrap().depth(), 1);
 }
 
@@ -100,7 +123,10 @@ fn applying_a_config_adds_updates_and_removes_only_what_changed() {
     assert_eq!(applied.updated, ["orders"]);
     assert_eq!(applied.removed, [("rpc".to_owned(), 0)]);
     let same = table.get("orders").unwrap();
-    assert!(Arc::ptr_eq(&orders, &same), "an update keeps the entry and its links");
+    assert!(
+        Arc::ptr_eq(&orders, &same),
+        "an update keeps the entry and its links"
+    );
     assert_eq!(same.config().limits.max_depth, 7);
     assert!(!orders.removed.is_cancelled());
 }
@@ -109,7 +135,9 @@ fn applying_a_config_adds_updates_and_removes_only_what_changed() {
 fn a_removed_address_tells_its_links_and_reports_what_it_held() {
     let table = table();
     let orders = table.get("orders").unwrap();
-    let Engine::Queue(queue) = &orders.engine else { panic!() };
+    let Engine::Queue(queue) = &orders.engine else {
+        panic!()
+    };
     queue.reserve(1);
     queue.push(crate::message::testing::message("orders", 1)).unwrap();
     let applied = table.apply(&config(vec![]));

@@ -1,0 +1,162 @@
+//! `enmasse-broker`: the AMQP 1.0 broker of one address space.
+//!
+//! With `--manifests DIR` it serves the address space the manifests in DIR define, and follows
+//! every change to them (the embedded default). Without it, it waits for the operator to push a
+//! broker config through the management API.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use clap::Parser;
+use enmasse_broker::{
+    address::table::Applied,
+    auth::RefuseAll,
+    broker::{Broker, Settings},
+    management::{self, Control},
+    server,
+    standalone::{self, Standalone},
+};
+use enmasse_types::broker_config::BrokerConfig;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::info;
+
+/// The AMQP 1.0 broker of one EnMasse address space.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Serve the address space defined by the manifests in this directory (read recursively) and
+    /// apply every change to them live.
+    #[arg(long, env = "ENMASSE_MANIFESTS", value_name = "DIR")]
+    manifests: Option<PathBuf>,
+    /// Where AMQP clients connect.
+    #[arg(
+        long,
+        env = "ENMASSE_LISTEN",
+        default_value = "127.0.0.1:5672",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+    /// Where the management API (config, status, health, metrics) listens.
+    #[arg(
+        long,
+        env = "ENMASSE_MANAGEMENT",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    management: SocketAddr,
+    /// Where exports (and the message journal) are kept.
+    #[arg(long, env = "ENMASSE_DATA_DIR", default_value = "data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The namespace of manifests that name none.
+    #[arg(long, env = "ENMASSE_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Which address space to serve when the manifests define several.
+    #[arg(long, env = "ENMASSE_ADDRESS_SPACE", value_name = "NAME")]
+    address_space: Option<String>,
+    /// Credit a sender link is given at most at once.
+    #[arg(long, env = "ENMASSE_CREDIT_WINDOW", default_value_t = 500)]
+    credit_window: u32,
+}
+
+/// A broker configured through the management API.
+struct Pushed(Arc<Broker>);
+
+impl Control for Pushed {
+    fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
+        let authenticator = standalone::authenticator_for(&config);
+        Ok(self.0.apply(config, authenticator))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,fe2o3_amqp=warn".into()),
+        )
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let amqp = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let management_listener = TcpListener::bind(args.management)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.management))?;
+    let amqp_addr = amqp
+        .local_addr()
+        .context("failed to read the AMQP listener's address")?;
+    let settings = Settings {
+        credit_window: args.credit_window.max(2),
+        ..Settings::default()
+    };
+    let broker = Broker::new(
+        settings,
+        Arc::new(RefuseAll::new("no configuration applied yet".into())),
+    );
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let control: Arc<dyn Control> = match &args.manifests {
+        Some(dir) => {
+            let options = standalone::Options {
+                manifests: dir.clone(),
+                data_dir: args.data_dir.clone(),
+                namespace: args.namespace.clone(),
+                address_space: args.address_space.clone(),
+                amqp: amqp_addr,
+            };
+            let standalone = Standalone::new(options, broker.clone());
+            standalone.refresh();
+            tasks.spawn(standalone.clone().watch(shutdown.clone()));
+            info!(manifests = %dir.display(), "serving the address space of the manifests");
+            standalone
+        }
+        None => {
+            info!("waiting for a broker config on PUT /config");
+            Arc::new(Pushed(broker.clone()))
+        }
+    };
+    info!(amqp = %amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");
+    tasks.spawn(server::run(amqp, broker.clone(), shutdown.clone()));
+    tasks.spawn(management::run(
+        management_listener,
+        broker.clone(),
+        control,
+        shutdown.clone(),
+    ));
+    tasks.close();
+
+    wait_for_signal().await;
+    info!("shutting down: no new connections, closing open ones");
+    shutdown.cancel();
+    tasks.wait().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

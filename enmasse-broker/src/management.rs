@@ -1,0 +1,316 @@
+//! The management API, over HTTP on its own port.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `PUT /config` | applies a broker config (JSON); idempotent; answers what changed and the revision |
+//! | `GET /status` | per address: ready, depth, senders, receivers, messages in and out; plus the space's state |
+//! | `GET /report` | the broker report of the contract: the revision applied and the addresses served |
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /readyz` | 200 once a config is applied, 503 before |
+//! | `GET /metrics` | Prometheus text format |
+
+use std::{convert::Infallible, fmt::Write as _, sync::Arc, sync::atomic::Ordering};
+
+use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Bytes, Incoming},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, warn};
+
+use crate::{address::table::Applied, broker::Broker};
+
+/// The largest config body accepted.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// How the management API applies configs and reports extra state.
+pub trait Control: Send + Sync + 'static {
+    /// Applies a config pushed over the API; `Err` explains why it was refused.
+    fn apply(&self, config: BrokerConfig) -> Result<Applied, String>;
+
+    /// Extra state for `GET /status` (for example the manifests' verdict in standalone mode).
+    fn status(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Serves the management API on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    control: Arc<dyn Control>,
+    shutdown: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "failed to accept a management connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let broker = broker.clone();
+        let control = control.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request| handle(request, broker.clone(), control.clone()));
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        debug!(error = %err, "management connection failed");
+                    }
+                }
+                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+type Answer = Response<Full<Bytes>>;
+
+async fn handle(
+    request: Request<Incoming>,
+    broker: Arc<Broker>,
+    control: Arc<dyn Control>,
+) -> Result<Answer, Infallible> {
+    let answer = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => match broker.config() {
+            Some(_) => text(StatusCode::OK, "ready\n"),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "no configuration applied yet\n"),
+        },
+        (&Method::GET, "/metrics") => text(StatusCode::OK, &metrics(&broker)),
+        (&Method::GET, "/report") => json(StatusCode::OK, &report(&broker)),
+        (&Method::GET, "/status") => json(StatusCode::OK, &status(&broker, control.as_ref())),
+        (&Method::PUT, "/config") => put_config(request, control.as_ref()).await,
+        (_, "/healthz" | "/readyz" | "/metrics" | "/report" | "/status" | "/config") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        (_, path) => text(StatusCode::NOT_FOUND, &format!("no such resource: {path}\n")),
+    };
+    Ok(answer)
+}
+
+async fn put_config(request: Request<Incoming>, control: &dyn Control) -> Answer {
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(err) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("failed to read the config: {err}\n"),
+            );
+        }
+    };
+    let config: BrokerConfig = match serde_json::from_slice(&body) {
+        Ok(config) => config,
+        Err(err) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid broker config: {err}\n"),
+            );
+        }
+    };
+    let revision = config.revision();
+    match control.apply(config) {
+        Ok(applied) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "revision": revision,
+                "added": applied.added,
+                "updated": applied.updated,
+                "removed": applied.removed.iter().map(|(a, held)| serde_json::json!({"address": a, "messages": held})).collect::<Vec<_>>(),
+            }),
+        ),
+        Err(why) => text(StatusCode::CONFLICT, &format!("{why}\n")),
+    }
+}
+
+/// The report of the contract: what the broker really serves.
+pub fn report(broker: &Broker) -> BrokerReport {
+    BrokerReport {
+        revision: broker.config().map(|c| c.revision()).unwrap_or_default(),
+        addresses: broker
+            .table()
+            .entries()
+            .iter()
+            .map(|e| AddressReport {
+                address: e.address.clone(),
+                ready: !e.removed.is_cancelled(),
+                message: None,
+            })
+            .collect(),
+        problems: broker.authenticator().problem().into_iter().collect(),
+    }
+}
+
+/// One address in `GET /status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AddressStatus {
+    address: String,
+    #[serde(rename = "type")]
+    type_: String,
+    plan: String,
+    ready: bool,
+    depth: u64,
+    senders: u64,
+    receivers: u64,
+    messages_in: u64,
+    messages_out: u64,
+}
+
+fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {
+    let config = broker.config();
+    let addresses: Vec<AddressStatus> = broker
+        .table()
+        .entries()
+        .iter()
+        .map(|e| {
+            let config = e.config();
+            AddressStatus {
+                address: e.address.clone(),
+                type_: e.type_.to_string(),
+                plan: config.plan,
+                ready: !e.removed.is_cancelled(),
+                depth: e.depth(),
+                senders: e.senders.load(Ordering::Relaxed),
+                receivers: e.receivers.load(Ordering::Relaxed),
+                messages_in: e.messages_in(),
+                messages_out: e.messages_out.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    serde_json::json!({
+        "revision": config.as_ref().map(|c| c.revision()),
+        "space": config.as_ref().map(|c| &c.space),
+        "connections": broker.counters().connections_open.load(Ordering::Relaxed),
+        "addresses": addresses,
+        "manifests": control.status(),
+    })
+}
+
+fn metrics(broker: &Broker) -> String {
+    let counters = broker.counters();
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let single =
+        |counter: &std::sync::atomic::AtomicU64| vec![(String::new(), counter.load(Ordering::Relaxed))];
+    family(
+        "enmasse_broker_connections_total",
+        "counter",
+        "Connections accepted since start.",
+        single(&counters.connections_total),
+    );
+    family(
+        "enmasse_broker_connections_open",
+        "gauge",
+        "Connections open now.",
+        single(&counters.connections_open),
+    );
+    family(
+        "enmasse_broker_authentication_failures_total",
+        "counter",
+        "Connections refused by authentication.",
+        single(&counters.authentication_failures),
+    );
+    family(
+        "enmasse_broker_attaches_refused_total",
+        "counter",
+        "Links refused at attach.",
+        single(&counters.attaches_refused),
+    );
+
+    let entries = broker.table().entries();
+    let per_address = |value: &dyn Fn(&crate::address::table::Entry) -> u64| -> Vec<(String, u64)> {
+        entries
+            .iter()
+            .map(|e| {
+                (
+                    format!("{{address=\"{}\",type=\"{}\"}}", escape(&e.address), e.type_),
+                    value(e),
+                )
+            })
+            .collect()
+    };
+    family(
+        "enmasse_broker_address_depth",
+        "gauge",
+        "Messages held by an address.",
+        per_address(&|e| e.depth()),
+    );
+    family(
+        "enmasse_broker_address_senders",
+        "gauge",
+        "Sender links attached to an address.",
+        per_address(&|e| e.senders.load(Ordering::Relaxed)),
+    );
+    family(
+        "enmasse_broker_address_receivers",
+        "gauge",
+        "Receiver links attached to an address.",
+        per_address(&|e| e.receivers.load(Ordering::Relaxed)),
+    );
+    family(
+        "enmasse_broker_address_messages_in_total",
+        "counter",
+        "Messages taken in by an address.",
+        per_address(&|e| e.messages_in()),
+    );
+    family(
+        "enmasse_broker_address_messages_out_total",
+        "counter",
+        "Messages settled by consumers of an address.",
+        per_address(&|e| e.messages_out.load(Ordering::Relaxed)),
+    );
+    out
+}
+
+/// Escapes a label value for the Prometheus text format.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn text(status: StatusCode, body: &str) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Answer {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

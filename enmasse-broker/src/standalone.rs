@@ -1,0 +1,366 @@
+//! The embedded default: one address space served from a directory of manifests.
+//!
+//! The directory holds what a team commits (and the plans its operations team provides):
+//! multi-document YAML, with kinds other than EnMasse's passed over. It is read again whenever a
+//! file changes, is added or is removed, and the result is applied live, without a restart: the
+//! same rules the operator applies decide what is served. A bad manifest is reported (in the log
+//! and in `GET /status`) and never stops the others. The endpoint exports the space asks for are
+//! written under the data directory.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use enmasse_types::{
+    broker_config::BrokerConfig,
+    catalog::{Catalog, TenantResources},
+    error::one_line,
+    evaluate::{Evaluation, Reports, evaluate},
+    manifests,
+    resources::{
+        address_space::AddressSpace, authentication_service::AuthenticationServiceType, common::Phase,
+    },
+};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    address::table::Applied,
+    auth::{AcceptAll, Authenticator, RefuseAll},
+    broker::Broker,
+    exports,
+    management::{self, Control},
+};
+
+/// How often the directory is looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Where the standalone broker finds its manifests and writes its exports.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The directory of manifests (read recursively).
+    pub manifests: PathBuf,
+    /// The directory for exports (and, later, the journal).
+    pub data_dir: PathBuf,
+    /// The namespace of manifests that name none.
+    pub namespace: String,
+    /// The address space to serve when the manifests define several.
+    pub address_space: Option<String>,
+    /// Where the AMQP listener really listens, for the exports.
+    pub amqp: SocketAddr,
+}
+
+/// A manifest that could not be read.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileProblem {
+    /// The file.
+    pub file: String,
+    /// What is wrong, with the document's line.
+    pub problem: String,
+}
+
+/// What the last reading of the directory concluded.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// The address space served (`namespace/name`), if any.
+    pub address_space: Option<String>,
+    /// Why nothing (or not everything) is served.
+    pub messages: Vec<String>,
+    /// Files or documents that could not be read.
+    pub problems: Vec<FileProblem>,
+    /// The status of the space, its addresses and users, as the operator would write them.
+    pub statuses: serde_json::Value,
+}
+
+/// The standalone broker's control: reads the directory and applies what it says.
+pub struct Standalone {
+    options: Options,
+    broker: Arc<Broker>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    fingerprint: Vec<(PathBuf, Result<String, String>)>,
+    previous: Option<Evaluation>,
+    verdict: Verdict,
+}
+
+impl Standalone {
+    /// A standalone control for `broker`.
+    pub fn new(options: Options, broker: Arc<Broker>) -> Arc<Self> {
+        Arc::new(Self {
+            options,
+            broker,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the directory now and applies it if anything changed; returns whether it did.
+    pub fn refresh(&self) -> bool {
+        let files = match read_dir(&self.options.manifests) {
+            Ok(files) => files,
+            Err(err) => {
+                let message = format!("failed to read {}: {err}", self.options.manifests.display());
+                let mut state = self.state();
+                if state.verdict.messages != [message.clone()] {
+                    warn!("{message}");
+                    state.verdict.messages = vec![message];
+                }
+                return false;
+            }
+        };
+        if self.state().fingerprint == files {
+            return false;
+        }
+        self.reload(&files);
+        self.state().fingerprint = files;
+        true
+    }
+
+    /// Watches the directory until shutdown.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            self.refresh();
+        }
+    }
+
+    fn reload(&self, files: &[(PathBuf, Result<String, String>)]) {
+        let mut catalog = Catalog::default();
+        let mut problems = Vec::new();
+        for (path, text) in files {
+            let text = match text {
+                Ok(text) => text,
+                Err(err) => {
+                    problems.push(FileProblem {
+                        file: path.display().to_string(),
+                        problem: err.clone(),
+                    });
+                    continue;
+                }
+            };
+            for document in manifests::parse(text) {
+                match document {
+                    Ok(document) => catalog.add(document.manifest),
+                    Err(err) => problems.push(FileProblem {
+                        file: path.display().to_string(),
+                        problem: one_line(&err),
+                    }),
+                }
+            }
+        }
+        for problem in &problems {
+            warn!(file = %problem.file, "{}", problem.problem);
+        }
+
+        let mut messages = Vec::new();
+        let tenants = catalog.tenants(&self.options.namespace);
+        let Some((tenant, space)) = self.choose(&tenants, &mut messages) else {
+            for message in &messages {
+                warn!("{message}");
+            }
+            self.state().verdict = Verdict {
+                address_space: None,
+                messages,
+                problems,
+                statuses: serde_json::Value::Null,
+            };
+            return;
+        };
+        let mut tenant = tenant.clone();
+        tenant.spaces.retain(|s| s.metadata.name == space.metadata.name);
+        self.carry_statuses(&mut tenant);
+
+        let now = Time(Timestamp::now());
+        let evaluation = self.evaluate_and_apply(&tenant, &catalog, &now);
+        let space_name = space.metadata.name.clone().unwrap_or_default();
+        if let Some(verdict) = evaluation.spaces.get(&space_name) {
+            for message in &verdict.status.messages {
+                info!(space = %space_name, "{message}");
+            }
+            if let Err(err) = exports::write(&self.options.data_dir, space, self.options.amqp) {
+                let message = format!("failed to write the exports: {}", one_line(&err));
+                warn!("{message}");
+                messages.push(message);
+            }
+        }
+        log_refusals(&evaluation);
+        let statuses = serde_json::json!({
+            "addressSpaces": evaluation.spaces.iter().map(|(n, v)| (n.clone(), serde_json::to_value(&v.status).unwrap_or_default())).collect::<BTreeMap<_, _>>(),
+            "addresses": evaluation.addresses,
+            "users": evaluation.users,
+        });
+        let mut state = self.state();
+        state.verdict = Verdict {
+            address_space: Some(format!("{}/{space_name}", tenant.namespace)),
+            messages,
+            problems,
+            statuses,
+        };
+        state.previous = Some(evaluation);
+    }
+
+    /// The space to serve: the one named on the command line, else the only one (else the first).
+    fn choose<'a>(
+        &self,
+        tenants: &'a [TenantResources],
+        messages: &mut Vec<String>,
+    ) -> Option<(&'a TenantResources, &'a AddressSpace)> {
+        let all: Vec<(&TenantResources, &AddressSpace)> = tenants
+            .iter()
+            .flat_map(|t| t.spaces.iter().map(move |s| (t, s)))
+            .collect();
+        let chosen = match &self.options.address_space {
+            Some(name) => all
+                .iter()
+                .find(|(_, s)| s.metadata.name.as_deref() == Some(name.as_str()))
+                .copied(),
+            None => all.first().copied(),
+        };
+        match (&chosen, all.len()) {
+            (None, 0) => messages.push(format!("no AddressSpace in {}", self.options.manifests.display())),
+            (None, _) => messages.push(format!(
+                "address space {} is not defined in {}",
+                self.options.address_space.as_deref().unwrap_or_default(),
+                self.options.manifests.display()
+            )),
+            (Some((_, space)), n) if n > 1 && self.options.address_space.is_none() => messages.push(format!(
+                "{n} address spaces are defined; serving {} (choose one with --address-space)",
+                space.metadata.name.as_deref().unwrap_or_default()
+            )),
+            _ => {}
+        }
+        chosen
+    }
+
+    /// Gives every resource the status it got last time, as the API server would return it.
+    fn carry_statuses(&self, tenant: &mut TenantResources) {
+        let state = self.state();
+        let Some(previous) = &state.previous else { return };
+        for space in &mut tenant.spaces {
+            let name = space.metadata.name.clone().unwrap_or_default();
+            space.status = previous.spaces.get(&name).map(|v| v.status.clone());
+        }
+        for address in &mut tenant.addresses {
+            address.status = address
+                .metadata
+                .name
+                .as_ref()
+                .and_then(|n| previous.addresses.get(n))
+                .cloned();
+        }
+        for user in &mut tenant.users {
+            user.status = user
+                .metadata
+                .name
+                .as_ref()
+                .and_then(|n| previous.users.get(n))
+                .cloned();
+        }
+    }
+
+    /// Evaluates, applies the config, and evaluates again against what the broker now serves, so
+    /// that the statuses say what is really served.
+    fn evaluate_and_apply(&self, tenant: &TenantResources, catalog: &Catalog, now: &Time) -> Evaluation {
+        let reports = self.reports(tenant);
+        let first = evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, now);
+        let Some(config) = first.spaces.values().find_map(|v| v.config.clone()) else {
+            return first;
+        };
+        let applied = self.apply_config(config);
+        if !applied.added.is_empty() || !applied.removed.is_empty() {
+            info!(added = ?applied.added, removed = ?applied.removed, "addresses changed");
+        }
+        evaluate(&tenant.as_tenant(), &catalog.infra(), &self.reports(tenant), now)
+    }
+
+    fn reports(&self, tenant: &TenantResources) -> Reports {
+        let mut reports = Reports::new();
+        if let Some(config) = self.broker.config() {
+            reports.insert(config.space.name.clone(), management::report(&self.broker));
+        }
+        reports.retain(|name, _| {
+            tenant
+                .spaces
+                .iter()
+                .any(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+        });
+        reports
+    }
+
+    fn apply_config(&self, config: BrokerConfig) -> Applied {
+        let authenticator = authenticator_for(&config);
+        self.broker.apply(config, authenticator)
+    }
+}
+
+/// The authenticator a config asks for.
+pub fn authenticator_for(config: &BrokerConfig) -> Arc<dyn Authenticator> {
+    match config.space.authentication.type_ {
+        AuthenticationServiceType::None => Arc::new(AcceptAll),
+        other => Arc::new(RefuseAll::new(format!(
+            "authentication service {} of type {} is not available in this build",
+            config.space.authentication.service,
+            other.as_str()
+        ))),
+    }
+}
+
+/// Logs every address and user that is not served, with the reason.
+fn log_refusals(evaluation: &Evaluation) {
+    let refused = |phase: Option<Phase>| matches!(phase, Some(Phase::Failed | Phase::Pending));
+    for (name, status) in evaluation.addresses.iter().filter(|(_, s)| refused(s.phase)) {
+        warn!(address = %name, phase = ?status.phase, "{}", status.messages.join("; "));
+    }
+    for (name, status) in evaluation.users.iter().filter(|(_, s)| refused(s.phase)) {
+        warn!(user = %name, phase = ?status.phase, "{}", status.message.as_deref().unwrap_or_default());
+    }
+}
+
+impl Control for Standalone {
+    fn apply(&self, _config: BrokerConfig) -> Result<Applied, String> {
+        Err(format!(
+            "this broker is configured from the manifests in {}: change those instead",
+            self.options.manifests.display()
+        ))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state().verdict).unwrap_or_default()
+    }
+}
+
+/// Every YAML file below `dir` with its content (or why it could not be read), sorted by path.
+fn read_dir(dir: &Path) -> std::io::Result<Vec<(PathBuf, Result<String, String>)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| format!("failed to read the file: {e}"));
+                files.push((path, text));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
