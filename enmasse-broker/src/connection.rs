@@ -191,6 +191,14 @@ async fn serve_session(
                 None => break,
             },
         };
+        let mut attach = attach;
+        // Clients may leave the terminus they do not address empty (Qpid Proton leaves a
+        // receiver's target null); the link needs both.
+        attach.source.get_or_insert_with(Default::default);
+        attach
+            .target
+            .get_or_insert_with(|| Box::new(TargetArchetype::Target(Target::default())));
+        let name = attach.name.clone();
         match decide(&attach, &identity, &broker) {
             Ok(Decision::Inbound(target)) => {
                 match acceptor.accept_incoming_attach(attach, &mut session).await {
@@ -202,7 +210,11 @@ async fn serve_session(
                             closing.clone(),
                         ));
                     }
-                    Ok(LinkEndpoint::Sender(_)) | Err(_) => debug!("failed to accept a sender link"),
+                    Ok(LinkEndpoint::Sender(_)) => warn!("a sender attach became a receiver link"),
+                    Err(err) => {
+                        end_session(&mut session, &name, &err).await;
+                        break;
+                    }
                 }
             }
             Ok(Decision::Outbound(source)) => {
@@ -215,7 +227,11 @@ async fn serve_session(
                             closing.clone(),
                         ));
                     }
-                    Ok(LinkEndpoint::Receiver(_)) | Err(_) => debug!("failed to accept a receiver link"),
+                    Ok(LinkEndpoint::Receiver(_)) => warn!("a receiver attach became a sender link"),
+                    Err(err) => {
+                        end_session(&mut session, &name, &err).await;
+                        break;
+                    }
                 }
             }
             Err(error) => {
@@ -231,6 +247,25 @@ async fn serve_session(
 
 /// The link acceptor with default settings (no dynamic termini).
 type Links = LinkAcceptor<fn(Source) -> Option<Source>, fn(Target) -> Option<Target>>;
+
+/// Ends a session whose link could not be attached, telling the client why.
+///
+/// fe2o3-amqp keys a session's links by name alone, while AMQP 1.0 (2.6.1) makes a name unique per
+/// direction: a client that names its sender and its receiver on one address alike (Qpid Proton
+/// does by default) gets this error for the second link.
+async fn end_session(
+    session: &mut ListenerSessionHandle,
+    name: &str,
+    err: &(dyn std::error::Error + Send + Sync),
+) {
+    let description = format!(
+        "failed to attach link {name:?}: {err}; link names must be unique within a session here, \
+         whatever the direction of the link"
+    );
+    info!("{description}");
+    let error = AmqpErrorValue::new(AmqpError::NotImplemented, description, None);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.end_with_error(error)).await;
+}
 
 /// What an attach leads to.
 enum Decision {

@@ -26,9 +26,10 @@ use tracing::info;
 #[command(version, about, long_about = None)]
 struct Args {
     /// Serve the address space defined by the manifests in this directory (read recursively) and
-    /// apply every change to them live.
-    #[arg(long, env = "ENMASSE_MANIFESTS", value_name = "DIR")]
-    manifests: Option<PathBuf>,
+    /// apply every change to them live. Repeat it to add directories, such as the operations
+    /// team's plans.
+    #[arg(long, env = "ENMASSE_MANIFESTS", value_name = "DIR", value_delimiter = ',')]
+    manifests: Vec<PathBuf>,
     /// Where AMQP clients connect.
     #[arg(
         long,
@@ -107,10 +108,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let control: Arc<dyn Control> = match &args.manifests {
-        Some(dir) => {
+    let control: Arc<dyn Control> = match args.manifests.is_empty() {
+        false => {
             let options = standalone::Options {
-                manifests: dir.clone(),
+                manifests: args.manifests.clone(),
                 data_dir: args.data_dir.clone(),
                 namespace: args.namespace.clone(),
                 address_space: args.address_space.clone(),
@@ -119,10 +120,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();
             tasks.spawn(standalone.clone().watch(shutdown.clone()));
-            info!(manifests = %dir.display(), "serving the address space of the manifests");
+            info!(manifests = ?args.manifests, "serving the address space of the manifests");
             standalone
         }
-        None => {
+        true => {
             info!("waiting for a broker config on PUT /config");
             Arc::new(Pushed(broker.clone()))
         }

@@ -10,7 +10,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -44,8 +44,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Where the standalone broker finds its manifests and writes its exports.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The directory of manifests (read recursively).
-    pub manifests: PathBuf,
+    /// The directories (or files) of manifests, read recursively; for example the team's
+    /// directory and the operations team's plans.
+    pub manifests: Vec<PathBuf>,
     /// The directory for exports (and, later, the journal).
     pub data_dir: PathBuf,
     /// The namespace of manifests that name none.
@@ -109,10 +110,10 @@ impl Standalone {
 
     /// Reads the directory now and applies it if anything changed; returns whether it did.
     pub fn refresh(&self) -> bool {
-        let files = match read_dir(&self.options.manifests) {
+        let files = match read_all(&self.options.manifests) {
             Ok(files) => files,
             Err(err) => {
-                let message = format!("failed to read {}: {err}", self.options.manifests.display());
+                let message = format!("failed to read the manifests: {err}");
                 let mut state = self.state();
                 if state.verdict.messages != [message.clone()] {
                     warn!("{message}");
@@ -233,11 +234,11 @@ impl Standalone {
             None => all.first().copied(),
         };
         match (&chosen, all.len()) {
-            (None, 0) => messages.push(format!("no AddressSpace in {}", self.options.manifests.display())),
+            (None, 0) => messages.push(format!("no AddressSpace in {}", self.describe_manifests())),
             (None, _) => messages.push(format!(
                 "address space {} is not defined in {}",
                 self.options.address_space.as_deref().unwrap_or_default(),
-                self.options.manifests.display()
+                self.describe_manifests()
             )),
             (Some((_, space)), n) if n > 1 && self.options.address_space.is_none() => messages.push(format!(
                 "{n} address spaces are defined; serving {} (choose one with --address-space)",
@@ -246,6 +247,16 @@ impl Standalone {
             _ => {}
         }
         chosen
+    }
+
+    fn describe_manifests(&self) -> String {
+        let paths: Vec<String> = self
+            .options
+            .manifests
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        paths.join(", ")
     }
 
     /// Gives every resource the status it got last time, as the API server would return it.
@@ -336,7 +347,7 @@ impl Control for Standalone {
     fn apply(&self, _config: BrokerConfig) -> Result<Applied, String> {
         Err(format!(
             "this broker is configured from the manifests in {}: change those instead",
-            self.options.manifests.display()
+            self.describe_manifests()
         ))
     }
 
@@ -345,12 +356,25 @@ impl Control for Standalone {
     }
 }
 
-/// Every YAML file below `dir` with its content (or why it could not be read), sorted by path.
-fn read_dir(dir: &Path) -> std::io::Result<Vec<(PathBuf, Result<String, String>)>> {
+/// Every YAML file below the given paths with its content (or why it could not be read), sorted
+/// by path.
+fn read_all(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Result<String, String>)>> {
     let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
+    let mut pending: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push((
+                path.clone(),
+                std::fs::read_to_string(path).map_err(|e| format!("failed to read the file: {e}")),
+            ));
+        } else {
+            pending.push(path.clone());
+        }
+    }
     while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+        {
             let path = entry?.path();
             if path.is_dir() {
                 pending.push(path);

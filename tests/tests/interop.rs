@@ -1,0 +1,127 @@
+//! Clients nobody here wrote, against the standalone broker: Qpid Proton (Python) and rhea
+//! (Node.js) each send to and receive from a queue and a topic.
+//!
+//! The peers are installed by `cargo xtask test`; a missing peer fails these tests, it never skips
+//! them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use enmasse_broker::{
+    auth::RefuseAll,
+    broker::{Broker, Settings},
+    server,
+    standalone::{Options, Standalone},
+};
+use tests::repo_root;
+use tokio::{net::TcpListener, process::Command};
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The standalone broker on the interop fixture, on a free port.
+async fn broker() -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let broker = Broker::new(
+        Settings::default(),
+        Arc::new(RefuseAll::new("not configured".into())),
+    );
+    let data_dir = std::env::temp_dir().join(format!("enmasse-interop-{}", addr.port()));
+    let options = Options {
+        manifests: vec![
+            repo_root().join("examples/gitops/infra"),
+            repo_root().join("tests/fixtures/interop"),
+        ],
+        data_dir,
+        namespace: "tests".into(),
+        address_space: None,
+        amqp: addr,
+    };
+    let standalone = Standalone::new(options, broker.clone());
+    assert!(standalone.refresh(), "the fixture was applied");
+    assert_eq!(broker.table().entries().len(), 2);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server::run(listener, broker, shutdown.clone()));
+    Running { addr, shutdown }
+}
+
+/// Runs a client to completion and fails the test with its output unless it printed "ok N".
+async fn run_client(program: &str, script: PathBuf, args: &[&str]) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(program)
+            .arg(&script)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{} timed out", script.display()))
+    .unwrap_or_else(|e| {
+        panic!("failed to start {program} (is the peer installed? run `cargo xtask test`): {e}")
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.starts_with("ok "),
+        "{} {args:?} failed ({}):\n{stdout}\n{stderr}",
+        script.display(),
+        output.status
+    );
+}
+
+async fn proton(args: &[&str]) {
+    run_client(
+        "/usr/bin/python3",
+        repo_root().join("tests/interop/proton_client.py"),
+        args,
+    )
+    .await;
+}
+
+async fn rhea(args: &[&str]) {
+    run_client("node", repo_root().join("tests/interop/rhea_client.js"), args).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_python_sends_to_and_receives_from_a_queue() {
+    let broker = broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    proton(&["--url", &url, "--address", "orders", "--count", "50"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_python_publishes_to_and_subscribes_on_a_topic() {
+    let broker = broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    proton(&["--url", &url, "--address", "events", "--count", "20", "--topic"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_sends_to_and_receives_from_a_queue() {
+    let broker = broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    rhea(&["--url", &url, "--address", "orders", "--count", "50"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_publishes_to_and_subscribes_on_a_topic() {
+    let broker = broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    rhea(&["--url", &url, "--address", "events", "--count", "20", "--topic"]).await;
+}
