@@ -5,6 +5,7 @@
 //! - `test`: everything CI runs: the generated files, clippy, and every test of the workspace.
 
 mod codegen;
+mod peers;
 mod test;
 
 use std::path::PathBuf;

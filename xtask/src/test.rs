@@ -1,8 +1,9 @@
 //! `cargo xtask test`: everything CI runs, in the order that fails fastest.
 //!
 //! 1. the generated files are fresh (no build of the workspace needed beyond the types);
-//! 2. clippy denies warnings on every target;
-//! 3. every test of the workspace runs, and the counts of all test binaries are added up into one
+//! 2. the interop peers (Qpid Proton, rhea) are installed if missing;
+//! 3. clippy denies warnings on every target;
+//! 4. every test of the workspace runs, and the counts of all test binaries are added up into one
 //!    closing line, `N passed, N failed, N skipped`.
 
 use std::{
@@ -13,12 +14,15 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::codegen;
+use crate::{codegen, peers};
 
 /// Runs every check; the first failure stops the run.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     step("generated files are fresh");
     codegen::run(root, codegen::Mode::Check)?;
+
+    step("interop peers");
+    peers::install(root)?;
 
     step("clippy");
     cargo(

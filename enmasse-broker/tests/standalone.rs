@@ -1,0 +1,173 @@
+//! The embedded default: a directory of manifests, applied live as it changes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use enmasse_broker::{
+    auth::RefuseAll,
+    broker::{Broker, Settings},
+    management::Control,
+    standalone::{Options, Standalone},
+};
+use tokio_util::sync::CancellationToken;
+
+const SPACE: &str = "apiVersion: enmasse.io/v1beta1
+kind: AddressSpace
+metadata: {name: app, namespace: team1}
+spec:
+  type: standard
+  plan: standard-small
+  authenticationService: {name: none-authservice}
+  endpoints:
+  - name: messaging
+    service: messaging
+    exports:
+    - {name: messaging-config, kind: ConfigMap}
+";
+
+fn queue(name: &str) -> String {
+    format!(
+        "apiVersion: enmasse.io/v1beta1\nkind: Address\nmetadata: {{name: app.{name}, namespace: team1}}\nspec: {{address: {name}, type: queue, plan: standard-small-queue}}\n"
+    )
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("enmasse-standalone-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(path.join("team")).unwrap();
+        Self(path)
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.0.join("team").join(file), text).unwrap();
+    }
+
+    fn remove(&self, file: &str) {
+        std::fs::remove_file(self.0.join("team").join(file)).unwrap();
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn infra() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gitops/infra")
+}
+
+fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
+    let broker = Broker::new(Settings::default(), Arc::new(RefuseAll::new("not configured".into())));
+    let options = Options {
+        manifests: vec![infra(), dir.0.join("team")],
+        data_dir: dir.0.join("data"),
+        namespace: "team1".into(),
+        address_space: None,
+        amqp: "127.0.0.1:5672".parse().unwrap(),
+    };
+    let standalone = Standalone::new(options, broker.clone());
+    (broker, standalone)
+}
+
+fn addresses(broker: &Broker) -> Vec<String> {
+    broker.table().entries().iter().map(|e| e.address.clone()).collect()
+}
+
+/// Waits up to a second (the promise) for the broker to serve exactly `want`.
+async fn served_within_a_second(broker: &Broker, want: &[&str]) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        if addresses(broker) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("after a second the broker serves {:?}, not {want:?}", addresses(broker));
+}
+
+#[tokio::test]
+async fn edits_new_files_and_deleted_files_are_applied_within_a_second() {
+    let dir = Dir::new("watch");
+    dir.write("space.yaml", SPACE);
+    dir.write("a.yaml", &queue("a"));
+    let (broker, standalone) = standalone(&dir);
+    assert!(standalone.refresh());
+    assert_eq!(addresses(&broker), ["a"]);
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(standalone.clone().watch(shutdown.clone()));
+
+    dir.write("b.yaml", &queue("b"));
+    served_within_a_second(&broker, &["a", "b"]).await;
+
+    dir.write("a.yaml", &queue("c"));
+    served_within_a_second(&broker, &["b", "c"]).await;
+
+    dir.remove("b.yaml");
+    served_within_a_second(&broker, &["c"]).await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_bad_manifest_is_reported_and_the_others_are_served() {
+    let dir = Dir::new("bad");
+    dir.write("space.yaml", SPACE);
+    dir.write("a.yaml", &format!("{}---\n{}", queue("a"), queue("b").replace("type: queue", "type: qeue")));
+    dir.write("broken.yaml", "kind: [unclosed\n");
+    let (broker, standalone) = standalone(&dir);
+    standalone.refresh();
+    assert_eq!(addresses(&broker), ["a"]);
+
+    let verdict = standalone.status();
+    let problems = verdict["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{verdict:#}");
+    let text = serde_json::to_string(problems).unwrap();
+    assert!(text.contains("a.yaml") && text.contains("field spec.type"), "{text}");
+    assert!(text.contains("broken.yaml") && text.contains("not valid YAML"), "{text}");
+    assert_eq!(verdict["statuses"]["addresses"]["app.a"]["phase"], "Active");
+}
+
+#[tokio::test]
+async fn an_address_the_rules_refuse_is_reported_with_its_reason() {
+    let dir = Dir::new("refused");
+    dir.write("space.yaml", SPACE);
+    dir.write("a.yaml", &queue("a").replace("standard-small-queue", "standard-large-queue"));
+    let (broker, standalone) = standalone(&dir);
+    standalone.refresh();
+    assert!(addresses(&broker).is_empty());
+    let status = &standalone.status()["statuses"]["addresses"]["app.a"];
+    assert_eq!(status["phase"], "Failed");
+    assert!(status["messages"][0].as_str().unwrap().contains("is not offered by address space plan standard-small"));
+}
+
+#[tokio::test]
+async fn the_exports_the_space_asks_for_are_written_with_the_real_endpoint() {
+    let dir = Dir::new("exports");
+    dir.write("space.yaml", SPACE);
+    let (_broker, standalone) = standalone(&dir);
+    standalone.refresh();
+    let export = std::fs::read_to_string(dir.0.join("data/exports/messaging-config.yaml")).unwrap();
+    assert!(export.contains("kind: ConfigMap"), "{export}");
+    assert!(export.contains("service.host: \"127.0.0.1\"") || export.contains("service.host: 127.0.0.1"), "{export}");
+    assert!(export.contains("service.port.amqp: \"5672\""), "{export}");
+}
+
+#[tokio::test]
+async fn a_standard_space_is_not_ready_while_its_authentication_cannot_run() {
+    let dir = Dir::new("standard-auth");
+    dir.write("space.yaml", &SPACE.replace("  authenticationService: {name: none-authservice}\n", ""));
+    let (_broker, standalone) = standalone(&dir);
+    standalone.refresh();
+    let status = &standalone.status()["statuses"]["addressSpaces"]["app"];
+    assert_eq!(status["phase"], "Configuring");
+    assert!(status["messages"][0].as_str().unwrap().starts_with("clients cannot authenticate"), "{status}");
+}
