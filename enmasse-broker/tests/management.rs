@@ -1,0 +1,139 @@
+//! The management API and the binary's lifecycle, as an operator and Kubernetes use them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{address, config};
+use enmasse_broker::{
+    address::table::Applied,
+    auth::AcceptAll,
+    broker::{Broker, Settings},
+    management::{self, Control},
+    standalone,
+};
+use enmasse_types::{broker_config::BrokerConfig, resources::address::AddressType};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tokio_util::sync::CancellationToken;
+
+struct Pushed(Arc<Broker>);
+
+impl Control for Pushed {
+    fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
+        Ok(self.0.apply(config.clone(), standalone::authenticator_for(&config)))
+    }
+}
+
+/// Sends one HTTP/1.1 request and returns the status code and body.
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: broker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+async fn management() -> (std::net::SocketAddr, Arc<Broker>, CancellationToken) {
+    let broker = Broker::new(Settings::default(), Arc::new(AcceptAll));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(management::run(listener, broker.clone(), Arc::new(Pushed(broker.clone())), shutdown.clone()));
+    (addr, broker, shutdown)
+}
+
+#[tokio::test]
+async fn a_broker_is_ready_only_once_a_config_is_applied() {
+    let (addr, _broker, _shutdown) = management().await;
+    assert_eq!(http(addr, "GET", "/healthz", "").await.0, 200);
+    assert_eq!(http(addr, "GET", "/readyz", "").await.0, 503);
+    let config = serde_json::to_string(&config(vec![address("orders", AddressType::Queue)])).unwrap();
+    let (status, body) = http(addr, "PUT", "/config", &config).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"added\": [\n    \"orders\"\n  ]"), "{body}");
+    assert_eq!(http(addr, "GET", "/readyz", "").await.0, 200);
+}
+
+#[tokio::test]
+async fn applying_the_same_config_twice_changes_nothing() {
+    let (addr, _broker, _shutdown) = management().await;
+    let config = serde_json::to_string(&config(vec![address("orders", AddressType::Queue)])).unwrap();
+    http(addr, "PUT", "/config", &config).await;
+    let (status, body) = http(addr, "PUT", "/config", &config).await;
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["added"], serde_json::json!([]));
+    assert_eq!(answer["updated"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_malformed_config_is_refused_with_the_reason_and_nothing_changes() {
+    let (addr, broker, _shutdown) = management().await;
+    let (status, body) = http(addr, "PUT", "/config", "{\"space\": 1}").await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("invalid broker config"), "{body}");
+    assert!(broker.config().is_none());
+}
+
+#[tokio::test]
+async fn status_and_metrics_report_each_address() {
+    let (addr, _broker, _shutdown) = management().await;
+    let config = serde_json::to_string(&config(vec![address("orders", AddressType::Queue)])).unwrap();
+    http(addr, "PUT", "/config", &config).await;
+    let (_, status) = http(addr, "GET", "/status", "").await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["addresses"][0]["address"], "orders");
+    assert_eq!(status["addresses"][0]["depth"], 0);
+    let (_, report) = http(addr, "GET", "/report", "").await;
+    let report: enmasse_types::broker_config::BrokerReport = serde_json::from_str(&report).unwrap();
+    assert!(report.address("orders").unwrap().ready);
+    let (_, metrics) = http(addr, "GET", "/metrics", "").await;
+    assert!(metrics.contains("# TYPE enmasse_broker_address_depth gauge"), "{metrics}");
+    assert!(metrics.contains("enmasse_broker_address_depth{address=\"orders\",type=\"queue\"} 0"), "{metrics}");
+    assert_eq!(http(addr, "GET", "/nothing", "").await.0, 404);
+}
+
+#[tokio::test]
+async fn the_binary_stops_gracefully_on_sigterm() {
+    let data = std::env::temp_dir().join(format!("enmasse-sigterm-{}", std::process::id()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_enmasse-broker"))
+        .args(["--listen", "127.0.0.1:0", "--management", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut log = Vec::new();
+    let started = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = stderr.read(&mut buf).await.unwrap();
+            log.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&log).contains("listening") || n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "the broker did not start: {}", String::from_utf8_lossy(&log));
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stopped in time").unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).await.unwrap();
+    assert!(rest.contains("stopped"), "{rest}");
+}
