@@ -1,6 +1,9 @@
 //! What an application embeds to talk to EnMasse, and the `enmasse` command-line tool.
 //!
 //! Connection settings from the environment or an endpoint export, connections with TLS and SASL,
-//! senders and receivers, and a typed client for the EnMasse resources.
+//! senders and receivers, and a typed client for the EnMasse resources arrive with the client
+//! milestone. What exists now:
 //!
-//! Nothing is implemented here yet: the SDK arrives with the client milestone.
+//! - [`bench`]: the load generator behind `enmasse bench`.
+
+pub mod bench;

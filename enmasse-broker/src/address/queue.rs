@@ -9,6 +9,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    hash::{BuildHasherDefault, Hasher},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -68,10 +69,30 @@ impl QueueStats {
     }
 }
 
+/// Message ids are unique and handed out in sequence: they need no hashing to spread.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     ready: VecDeque<Message>,
-    in_flight: HashMap<u64, Message>,
+    in_flight: HashMap<u64, Message, BuildHasherDefault<IdHasher>>,
     bytes: u64,
     reserved: u64,
     messages_in: u64,

@@ -15,7 +15,7 @@ use fe2o3_amqp::{
         primitives::LazyValue,
     },
 };
-use futures_util::{StreamExt, stream::FuturesUnordered};
+use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -30,6 +30,9 @@ use crate::{
 };
 
 type PendingSettlement = Pin<Box<dyn Future<Output = (DeliveryInfo, Settlement)> + Send>>;
+
+/// Deliveries taken off the link at once, and settled with one disposition.
+const MAX_BATCH: usize = 64;
 
 /// Why the link stopped.
 enum Exit {
@@ -74,22 +77,45 @@ pub async fn run(
             }
             () = wait_for_room(&entry), if credit == 0 => {}
             delivery = receiver.recv::<Body<LazyValue>>() => {
-                credit = credit.saturating_sub(1);
-                match delivery {
-                    Ok(delivery) => {
-                        let (info, content) = delivery.into_parts();
-                        if let Some(waiting) = deliver(&receiver, &target, &broker, info, content).await {
-                            pending.push(waiting);
+                // Take whatever else has already arrived, so that one disposition settles them all.
+                let mut batch = vec![delivery];
+                while batch.len() < MAX_BATCH {
+                    match receiver.recv::<Body<LazyValue>>().now_or_never() {
+                        Some(delivery) => batch.push(delivery),
+                        None => break,
+                    }
+                }
+                credit = credit.saturating_sub(batch.len() as u32);
+                let mut accepted = Vec::with_capacity(batch.len());
+                let mut ended = false;
+                for delivery in batch {
+                    match delivery {
+                        Ok(delivery) => {
+                            let (info, content) = delivery.into_parts();
+                            match store(&target, &broker, info, content) {
+                                Stored::Accepted(info) => accepted.push(info),
+                                Stored::Waiting(waiting) => pending.push(waiting),
+                                Stored::Refused(info, error) => settle_or_log(&entry, receiver.reject(info, error).await),
+                                Stored::Released(info) => settle_or_log(&entry, receiver.release(info).await),
+                            }
+                        }
+                        Err(RecvError::MessageDecode(err)) => {
+                            let description = format!("cannot decode the message: {}", err.source);
+                            let error = AmqpErrorValue::new(AmqpError::DecodeError, description, None);
+                            settle_or_log(&entry, receiver.reject(err.info, error).await);
+                        }
+                        Err(err) => {
+                            debug!(address = %entry.address, error = %err, "sender link ended");
+                            ended = true;
+                            break;
                         }
                     }
-                    Err(RecvError::MessageDecode(err)) => {
-                        let error = AmqpErrorValue::new(AmqpError::DecodeError, format!("cannot decode the message: {}", err.source), None);
-                        let _ = receiver.reject(err.info, error).await;
-                    }
-                    Err(err) => {
-                        debug!(address = %entry.address, error = %err, "sender link ended");
-                        break Exit::Peer;
-                    }
+                }
+                if !accepted.is_empty() {
+                    settle_or_log(&entry, receiver.accept_all(accepted).await);
+                }
+                if ended {
+                    break Exit::Peer;
                 }
             }
         }
@@ -108,14 +134,20 @@ pub async fn run(
     }
 }
 
-/// Stores one delivery and settles it, or returns the future of its settlement (anycast).
-async fn deliver(
-    receiver: &Receiver,
-    target: &SendTarget,
-    broker: &Broker,
-    info: DeliveryInfo,
-    content: Content,
-) -> Option<PendingSettlement> {
+/// What became of one delivery.
+enum Stored {
+    /// The address holds it: accept it.
+    Accepted(DeliveryInfo),
+    /// Anycast: settle it once a receiver has.
+    Waiting(PendingSettlement),
+    /// The address refuses it, for this reason.
+    Refused(DeliveryInfo, AmqpErrorValue),
+    /// The address went away: the sender may try elsewhere.
+    Released(DeliveryInfo),
+}
+
+/// Hands one delivery to the address's engine.
+fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Content) -> Stored {
     let size = serde_amqp::serialized_size(&Serializable(&content)).unwrap_or(usize::MAX);
     let mut message = Message::new(broker.next_message_id(), content, size, target.routing.clone());
     let result = match &target.entry.engine {
@@ -125,9 +157,9 @@ async fn deliver(
             let (reply, settled) = SettleBack::channel();
             message.reply = Some(reply);
             match queue.push(message) {
+                // A receiver that vanished without settling leaves the message released.
                 Ok(()) => {
-                    return Some(Box::pin(async move {
-                        // A receiver that vanished without settling leaves the message released.
+                    return Stored::Waiting(Box::pin(async move {
                         (info, settled.await.unwrap_or(Settlement::Released))
                     }));
                 }
@@ -135,25 +167,23 @@ async fn deliver(
             }
         }
     };
-    let outcome = match result {
-        Ok(()) => receiver.accept(info).await,
+    match result {
+        Ok(()) => Stored::Accepted(info),
         Err(PushError::TooLarge { size, limit }) => {
-            let error = AmqpErrorValue::new(
-                LinkError::MessageSizeExceeded,
-                format!(
-                    "message of {size} bytes exceeds the limit of {limit} bytes of address {:?}",
-                    target.entry.address
-                ),
-                None,
+            let description = format!(
+                "message of {size} bytes exceeds the limit of {limit} bytes of address {:?}",
+                target.entry.address
             );
-            receiver.reject(info, error).await
+            Stored::Refused(info, AmqpErrorValue::new(LinkError::MessageSizeExceeded, description, None))
         }
-        Err(PushError::Closed) => receiver.release(info).await,
-    };
-    if let Err(err) = outcome {
-        warn!(address = %target.entry.address, error = %err, "failed to settle a delivery");
+        Err(PushError::Closed) => Stored::Released(info),
     }
-    None
+}
+
+fn settle_or_log(entry: &Entry, result: Result<(), impl std::fmt::Display>) {
+    if let Err(err) = result {
+        warn!(address = %entry.address, error = %err, "failed to settle a delivery");
+    }
 }
 
 /// Passes a receiver's settlement of an anycast message back to its sender.
