@@ -82,6 +82,7 @@ pub async fn serve(
         .container_id(broker.settings().container_id.clone())
         .max_frame_size(65_536u32)
         .build();
+    let stream = crate::transport::Coalesced::new(stream);
     let mut connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(err)) => {

@@ -16,3 +16,4 @@ pub mod message;
 pub mod sasl;
 pub mod server;
 pub mod standalone;
+pub mod transport;

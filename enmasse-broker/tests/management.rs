@@ -1,6 +1,10 @@
 //! The management API and the binary's lifecycle, as an operator and Kubernetes use them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod common;
 
@@ -25,7 +29,9 @@ struct Pushed(Arc<Broker>);
 
 impl Control for Pushed {
     fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
-        Ok(self.0.apply(config.clone(), standalone::authenticator_for(&config)))
+        Ok(self
+            .0
+            .apply(config.clone(), standalone::authenticator_for(&config)))
     }
 }
 
@@ -40,7 +46,10 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) 
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -49,7 +58,12 @@ async fn management() -> (std::net::SocketAddr, Arc<Broker>, CancellationToken) 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(management::run(listener, broker.clone(), Arc::new(Pushed(broker.clone())), shutdown.clone()));
+    tokio::spawn(management::run(
+        listener,
+        broker.clone(),
+        Arc::new(Pushed(broker.clone())),
+        shutdown.clone(),
+    ));
     (addr, broker, shutdown)
 }
 
@@ -99,8 +113,14 @@ async fn status_and_metrics_report_each_address() {
     let report: enmasse_types::broker_config::BrokerReport = serde_json::from_str(&report).unwrap();
     assert!(report.address("orders").unwrap().ready);
     let (_, metrics) = http(addr, "GET", "/metrics", "").await;
-    assert!(metrics.contains("# TYPE enmasse_broker_address_depth gauge"), "{metrics}");
-    assert!(metrics.contains("enmasse_broker_address_depth{address=\"orders\",type=\"queue\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE enmasse_broker_address_depth gauge"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("enmasse_broker_address_depth{address=\"orders\",type=\"queue\"} 0"),
+        "{metrics}"
+    );
     assert_eq!(http(addr, "GET", "/nothing", "").await.0, 404);
 }
 
@@ -108,7 +128,13 @@ async fn status_and_metrics_report_each_address() {
 async fn the_binary_stops_gracefully_on_sigterm() {
     let data = std::env::temp_dir().join(format!("enmasse-sigterm-{}", std::process::id()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_enmasse-broker"))
-        .args(["--listen", "127.0.0.1:0", "--management", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--management",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data)
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -127,11 +153,21 @@ async fn the_binary_stops_gracefully_on_sigterm() {
         }
     })
     .await;
-    assert!(started.is_ok(), "the broker did not start: {}", String::from_utf8_lossy(&log));
+    assert!(
+        started.is_ok(),
+        "the broker did not start: {}",
+        String::from_utf8_lossy(&log)
+    );
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("stopped in time").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stopped in time")
+        .unwrap();
     assert!(status.success(), "{status}");
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).await.unwrap();

@@ -1,6 +1,10 @@
 //! The embedded default: a directory of manifests, applied live as it changes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use std::{
     path::{Path, PathBuf},
@@ -66,7 +70,10 @@ fn infra() -> PathBuf {
 }
 
 fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
-    let broker = Broker::new(Settings::default(), Arc::new(RefuseAll::new("not configured".into())));
+    let broker = Broker::new(
+        Settings::default(),
+        Arc::new(RefuseAll::new("not configured".into())),
+    );
     let options = Options {
         manifests: vec![infra(), dir.0.join("team")],
         data_dir: dir.0.join("data"),
@@ -79,7 +86,12 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
 }
 
 fn addresses(broker: &Broker) -> Vec<String> {
-    broker.table().entries().iter().map(|e| e.address.clone()).collect()
+    broker
+        .table()
+        .entries()
+        .iter()
+        .map(|e| e.address.clone())
+        .collect()
 }
 
 /// Waits up to a second (the promise) for the broker to serve exactly `want`.
@@ -91,7 +103,10 @@ async fn served_within_a_second(broker: &Broker, want: &[&str]) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("after a second the broker serves {:?}, not {want:?}", addresses(broker));
+    panic!(
+        "after a second the broker serves {:?}, not {want:?}",
+        addresses(broker)
+    );
 }
 
 #[tokio::test]
@@ -121,7 +136,14 @@ async fn edits_new_files_and_deleted_files_are_applied_within_a_second() {
 async fn a_bad_manifest_is_reported_and_the_others_are_served() {
     let dir = Dir::new("bad");
     dir.write("space.yaml", SPACE);
-    dir.write("a.yaml", &format!("{}---\n{}", queue("a"), queue("b").replace("type: queue", "type: qeue")));
+    dir.write(
+        "a.yaml",
+        &format!(
+            "{}---\n{}",
+            queue("a"),
+            queue("b").replace("type: queue", "type: qeue")
+        ),
+    );
     dir.write("broken.yaml", "kind: [unclosed\n");
     let (broker, standalone) = standalone(&dir);
     standalone.refresh();
@@ -131,8 +153,14 @@ async fn a_bad_manifest_is_reported_and_the_others_are_served() {
     let problems = verdict["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 2, "{verdict:#}");
     let text = serde_json::to_string(problems).unwrap();
-    assert!(text.contains("a.yaml") && text.contains("field spec.type"), "{text}");
-    assert!(text.contains("broken.yaml") && text.contains("not valid YAML"), "{text}");
+    assert!(
+        text.contains("a.yaml") && text.contains("field spec.type"),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken.yaml") && text.contains("not valid YAML"),
+        "{text}"
+    );
     assert_eq!(verdict["statuses"]["addresses"]["app.a"]["phase"], "Active");
 }
 
@@ -140,13 +168,21 @@ async fn a_bad_manifest_is_reported_and_the_others_are_served() {
 async fn an_address_the_rules_refuse_is_reported_with_its_reason() {
     let dir = Dir::new("refused");
     dir.write("space.yaml", SPACE);
-    dir.write("a.yaml", &queue("a").replace("standard-small-queue", "standard-large-queue"));
+    dir.write(
+        "a.yaml",
+        &queue("a").replace("standard-small-queue", "standard-large-queue"),
+    );
     let (broker, standalone) = standalone(&dir);
     standalone.refresh();
     assert!(addresses(&broker).is_empty());
     let status = &standalone.status()["statuses"]["addresses"]["app.a"];
     assert_eq!(status["phase"], "Failed");
-    assert!(status["messages"][0].as_str().unwrap().contains("is not offered by address space plan standard-small"));
+    assert!(
+        status["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("is not offered by address space plan standard-small")
+    );
 }
 
 #[tokio::test]
@@ -157,17 +193,29 @@ async fn the_exports_the_space_asks_for_are_written_with_the_real_endpoint() {
     standalone.refresh();
     let export = std::fs::read_to_string(dir.0.join("data/exports/messaging-config.yaml")).unwrap();
     assert!(export.contains("kind: ConfigMap"), "{export}");
-    assert!(export.contains("service.host: \"127.0.0.1\"") || export.contains("service.host: 127.0.0.1"), "{export}");
+    assert!(
+        export.contains("service.host: \"127.0.0.1\"") || export.contains("service.host: 127.0.0.1"),
+        "{export}"
+    );
     assert!(export.contains("service.port.amqp: \"5672\""), "{export}");
 }
 
 #[tokio::test]
 async fn a_standard_space_is_not_ready_while_its_authentication_cannot_run() {
     let dir = Dir::new("standard-auth");
-    dir.write("space.yaml", &SPACE.replace("  authenticationService: {name: none-authservice}\n", ""));
+    dir.write(
+        "space.yaml",
+        &SPACE.replace("  authenticationService: {name: none-authservice}\n", ""),
+    );
     let (_broker, standalone) = standalone(&dir);
     standalone.refresh();
     let status = &standalone.status()["statuses"]["addressSpaces"]["app"];
     assert_eq!(status["phase"], "Configuring");
-    assert!(status["messages"][0].as_str().unwrap().starts_with("clients cannot authenticate"), "{status}");
+    assert!(
+        status["messages"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("clients cannot authenticate"),
+        "{status}"
+    );
 }

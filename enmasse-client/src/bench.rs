@@ -18,6 +18,7 @@ use fe2o3_amqp::{
     Connection, Receiver, Sendable, Sender, Session,
     connection::ConnectionHandle,
     link::CreditMode,
+    sasl_profile::SaslProfile,
     session::SessionHandle,
     types::{
         messaging::{Data, Message, Outcome, message::Builder},
@@ -118,14 +119,23 @@ pub struct Progress {
 /// Runs a benchmark; `progress` is updated as it goes.
 pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, BenchError> {
     if options.size < 8 || options.producers == 0 || options.consumers == 0 || options.count == 0 {
-        return Err(BenchError::Options("size must be at least 8, and count, producers and consumers at least 1".into()));
+        return Err(BenchError::Options(
+            "size must be at least 8, and count, producers and consumers at least 1".into(),
+        ));
     }
     let epoch = Instant::now();
     let done = Arc::new(Notify::new());
     let mut consumers = Vec::new();
     for i in 0..options.consumers {
         let receiver = attach_consumer(&options, i).await?;
-        consumers.push(tokio::spawn(consume(receiver, options.count, epoch, progress.clone(), done.clone())));
+        consumers.push(tokio::spawn(consume(
+            receiver,
+            options.count,
+            options.credit,
+            epoch,
+            progress.clone(),
+            done.clone(),
+        )));
     }
     let per_producer = options.count / options.producers as u64;
     let mut producers = Vec::new();
@@ -133,7 +143,13 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
     for i in 0..options.producers {
         let extra = u64::from(i == 0) * (options.count % options.producers as u64);
         let sender = attach_producer(&options, i).await?;
-        producers.push(tokio::spawn(produce(sender, per_producer + extra, options.clone(), epoch, progress.clone())));
+        producers.push(tokio::spawn(produce(
+            sender,
+            per_producer + extra,
+            options.clone(),
+            epoch,
+            progress.clone(),
+        )));
     }
     let mut refused = 0;
     for producer in producers {
@@ -166,28 +182,73 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
     })
 }
 
+/// Opens a connection with Nagle's algorithm off: small flow and disposition frames must not wait
+/// for the peer's delayed acknowledgement.
+async fn connect(
+    url: &str,
+    container_id: String,
+) -> Result<ConnectionHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
+    let url = url::Url::parse(url)?;
+    if url.scheme() != "amqp" {
+        return Err(format!("unsupported scheme {:?}: use amqp://", url.scheme()).into());
+    }
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let port = url.port().unwrap_or(5672);
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let builder = Connection::builder().container_id(container_id).hostname(host);
+    let connection = if url.username().is_empty() {
+        builder.open_with_stream(stream).await?
+    } else {
+        let profile = SaslProfile::Plain {
+            username: url.username().to_owned(),
+            password: url.password().unwrap_or_default().to_owned(),
+        };
+        builder.sasl_profile(profile).open_with_stream(stream).await?
+    };
+    Ok(connection)
+}
+
 async fn attach_producer(options: &Options, i: usize) -> Result<Link<Sender>, BenchError> {
-    let mut connection =
-        Connection::open(format!("bench-producer-{i}"), options.url.as_str()).await.map_err(|e| setup("producer")(Box::new(e)))?;
-    let mut session = Session::begin(&mut connection).await.map_err(|e| setup("producer")(Box::new(e)))?;
-    let sender = Sender::attach(&mut session, format!("bench-sender-{i}"), options.address.as_str())
+    let mut connection = connect(&options.url, format!("bench-producer-{i}"))
+        .await
+        .map_err(setup("producer"))?;
+    let mut session = Session::begin(&mut connection)
         .await
         .map_err(|e| setup("producer")(Box::new(e)))?;
-    Ok(Link { connection, session, link: sender })
+    let sender = Sender::attach(
+        &mut session,
+        format!("bench-sender-{i}"),
+        options.address.as_str(),
+    )
+    .await
+    .map_err(|e| setup("producer")(Box::new(e)))?;
+    Ok(Link {
+        connection,
+        session,
+        link: sender,
+    })
 }
 
 async fn attach_consumer(options: &Options, i: usize) -> Result<Link<Receiver>, BenchError> {
-    let mut connection =
-        Connection::open(format!("bench-consumer-{i}"), options.url.as_str()).await.map_err(|e| setup("consumer")(Box::new(e)))?;
-    let mut session = Session::begin(&mut connection).await.map_err(|e| setup("consumer")(Box::new(e)))?;
+    let mut connection = connect(&options.url, format!("bench-consumer-{i}"))
+        .await
+        .map_err(setup("consumer"))?;
+    let mut session = Session::begin(&mut connection)
+        .await
+        .map_err(|e| setup("consumer")(Box::new(e)))?;
     let receiver = Receiver::builder()
         .name(format!("bench-receiver-{i}"))
         .source(options.address.as_str())
-        .credit_mode(CreditMode::Auto(options.credit.max(1)))
+        .credit_mode(CreditMode::Manual)
         .attach(&mut session)
         .await
         .map_err(|e| setup("consumer")(Box::new(e)))?;
-    Ok(Link { connection, session, link: receiver })
+    Ok(Link {
+        connection,
+        session,
+        link: receiver,
+    })
 }
 
 async fn produce(
@@ -203,7 +264,9 @@ async fn produce(
     let mut body = vec![0u8; options.size];
     // Each producer sends its share of the rate on a fixed schedule: messages that fell due while
     // it was held up go out at once.
-    let interval = options.rate.map(|rate| Duration::from_secs_f64(options.producers as f64 / rate.max(1) as f64));
+    let interval = options
+        .rate
+        .map(|rate| Duration::from_secs_f64(options.producers as f64 / rate.max(1) as f64));
     let started = Instant::now();
     for i in 0..count {
         if let Some(interval) = interval {
@@ -213,8 +276,14 @@ async fn produce(
         let sent_at = epoch.elapsed().as_nanos() as u64;
         body[..8].copy_from_slice(&sent_at.to_be_bytes());
         let message: Message<_> = Builder::new().data(Binary::from(body.clone())).build();
-        let sendable = Sendable::builder().message(message).settled(options.presettled).build();
-        let delivery = sender.send_batchable(sendable).await.map_err(|e| failed("producer")(Box::new(e)))?;
+        let sendable = Sendable::builder()
+            .message(message)
+            .settled(options.presettled)
+            .build();
+        let delivery = sender
+            .send_batchable(sendable)
+            .await
+            .map_err(|e| failed("producer")(Box::new(e)))?;
         in_flight.push(delivery);
         while in_flight.len() >= options.window.max(1) {
             refused += settle(in_flight.next().await, &progress)?;
@@ -246,11 +315,20 @@ fn settle(
 async fn consume(
     mut link: Link<Receiver>,
     total: u64,
+    credit: u32,
     epoch: Instant,
     progress: Arc<Progress>,
     done: Arc<Notify>,
 ) -> Result<(Vec<u64>, Instant), BenchError> {
     let receiver = &mut link.link;
+    // Credit is topped up by hand: fe2o3's automatic credit counts a batch settlement as one
+    // delivery and would let the credit run dry.
+    let credit = credit.max(2);
+    receiver
+        .set_credit(credit)
+        .await
+        .map_err(|e| failed("consumer")(Box::new(e)))?;
+    let mut since_top_up = 0;
     let mut latencies = Vec::new();
     'run: while progress.received.load(Ordering::Relaxed) < total {
         let first = tokio::select! {
@@ -279,7 +357,18 @@ async fn consume(
             infos.push(info);
         }
         let received = infos.len() as u64;
-        receiver.accept_all(infos).await.map_err(|e| failed("consumer")(Box::new(e)))?;
+        receiver
+            .accept_all(infos)
+            .await
+            .map_err(|e| failed("consumer")(Box::new(e)))?;
+        since_top_up += received as u32;
+        if since_top_up >= credit / 2 {
+            receiver
+                .set_credit(credit)
+                .await
+                .map_err(|e| failed("consumer")(Box::new(e)))?;
+            since_top_up = 0;
+        }
         if progress.received.fetch_add(received, Ordering::Relaxed) + received >= total {
             done.notify_waiters();
             break 'run;

@@ -78,7 +78,10 @@ enum Output {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the runtime")?;
     match cli.command {
         Command::Bench(args) => runtime.block_on(bench(args)),
     }
@@ -113,7 +116,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             report.latency_p50_ms,
             report.latency_p99_ms,
             report.latency_max_ms,
-            if report.refused > 0 { format!(", {} refused by the broker", report.refused) } else { String::new() }
+            if report.refused > 0 {
+                format!(", {} refused by the broker", report.refused)
+            } else {
+                String::new()
+            }
         ),
     }
     Ok(())
@@ -126,7 +133,10 @@ async fn report_progress(progress: Arc<Progress>, count: u64) {
     loop {
         ticker.tick().await;
         let received = progress.received.load(Ordering::Relaxed);
-        eprint!("\r\x1b[Ksent {} received {received} of {count}", progress.sent.load(Ordering::Relaxed));
+        eprint!(
+            "\r\x1b[Ksent {} received {received} of {count}",
+            progress.sent.load(Ordering::Relaxed)
+        );
         let _ = std::io::stderr().flush();
     }
 }

@@ -3,8 +3,11 @@
 //! - `codegen [--check]`: writes the CRDs under `deploy/crds/`; with `--check`, fails when a
 //!   checked-in file differs from what the types generate.
 //! - `test`: everything CI runs: the generated files, clippy, and every test of the workspace.
+//! - `bench [ROUNDS]`: our broker next to the Qpid Proton C example broker, under `enmasse bench`.
 
+mod bench;
 mod codegen;
+mod exec;
 mod peers;
 mod test;
 
@@ -16,7 +19,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)
-  test                run everything CI runs: generated files, clippy, all tests";
+  test                run everything CI runs: generated files, clippy, all tests
+  bench [ROUNDS]      compare the broker with the Qpid Proton C example broker (default 3 rounds)";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -32,6 +36,16 @@ fn main() -> anyhow::Result<()> {
             codegen::run(&project_root()?, codegen::Mode::from_check(check))
         }
         Some("test") if rest.is_empty() => test::run(&project_root()?),
+        Some("bench") => {
+            let rounds = match rest.as_slice() {
+                [] => 3,
+                [n] => n
+                    .parse()
+                    .with_context(|| format!("ROUNDS must be a number, not {n:?}"))?,
+                _ => bail!("{USAGE}"),
+            };
+            bench::run(&project_root()?, rounds)
+        }
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -5,7 +5,7 @@
 
 use std::{path::Path, process::Command};
 
-use anyhow::{Context, bail};
+use crate::exec::run;
 
 /// The Python that Debian's Proton binding is built for.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
@@ -15,25 +15,25 @@ pub(crate) fn install(root: &Path) -> anyhow::Result<()> {
     if !succeeds(Command::new(PYTHON).args(["-c", "import proton"])) {
         eprintln!("installing python3-qpid-proton");
         run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get").args(["install", "-y", "-qq", "python3-qpid-proton"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "python3-qpid-proton"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let interop = root.join("tests").join("interop");
-    if !interop.join("node_modules").join("rhea").join("package.json").is_file() {
+    if !interop
+        .join("node_modules")
+        .join("rhea")
+        .join("package.json")
+        .is_file()
+    {
         eprintln!("installing rhea");
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&interop))?;
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&interop))?;
     }
     Ok(())
 }
 
 fn succeeds(command: &mut Command) -> bool {
     command.output().is_ok_and(|output| output.status.success())
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let description = format!("{command:?}");
-    let status = command.status().with_context(|| format!("failed to start {description}"))?;
-    if !status.success() {
-        bail!("{description} failed ({status})");
-    }
-    Ok(())
 }

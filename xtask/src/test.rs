@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::{codegen, peers};
+use crate::{codegen, exec::cargo, peers};
 
 /// Runs every check; the first failure stops the run.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -112,20 +112,6 @@ fn cargo_test(root: &Path) -> anyhow::Result<Totals> {
 
 fn step(name: &str) {
     eprintln!("==> {name}");
-}
-
-/// Runs the cargo that runs this task, in the workspace root.
-fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(root)
-        .status()
-        .with_context(|| format!("failed to start cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -174,7 +174,10 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
                 "message of {size} bytes exceeds the limit of {limit} bytes of address {:?}",
                 target.entry.address
             );
-            Stored::Refused(info, AmqpErrorValue::new(LinkError::MessageSizeExceeded, description, None))
+            Stored::Refused(
+                info,
+                AmqpErrorValue::new(LinkError::MessageSizeExceeded, description, None),
+            )
         }
         Err(PushError::Closed) => Stored::Released(info),
     }

@@ -18,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use enmasse_types::resources::address::AddressType;
 use fe2o3_amqp::{
     Sendable, Sender,
     link::SendError,
@@ -71,6 +72,8 @@ pub async fn run(
     entry.receiver_joined.notify_waiters();
 
     let max_in_flight = broker.settings().max_in_flight;
+    // Multicast is at-most-once: its deliveries go out pre-settled.
+    let presettled = entry.type_ == AddressType::Multicast;
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut unsettled: HashSet<u64> = HashSet::new();
     let mut backoff = Duration::ZERO;
@@ -86,7 +89,7 @@ pub async fn run(
             () = tokio::time::sleep(backoff), if !backoff.is_zero() => backoff = Duration::ZERO,
             next = queue.pop(), if in_flight.len() < max_in_flight && backoff.is_zero() => {
                 let Some(message) = next else { break Exit::Removed };
-                let sendable = Sendable::builder().message(message.to_send()).settled(false).build();
+                let sendable = Sendable::builder().message(message.to_send()).settled(presettled).build();
                 let others = entry.receivers.load(Ordering::Relaxed) > 1;
                 tokio::select! {
                     biased;
