@@ -11,6 +11,7 @@ use enmasse_types::broker_config::BrokerConfig;
 use crate::{
     address::table::{AddressTable, Applied},
     auth::Authenticator,
+    store::{MemoryStore, MessageStore},
 };
 
 /// Tunables of the data plane.
@@ -56,11 +57,22 @@ pub struct Broker {
     config: RwLock<Option<Arc<BrokerConfig>>>,
     next_message_id: AtomicU64,
     counters: Counters,
+    store: Arc<dyn MessageStore>,
 }
 
 impl Broker {
-    /// A broker serving no address yet, authenticating with `authenticator`.
+    /// A broker serving no address yet, authenticating with `authenticator`, keeping messages in
+    /// memory only.
     pub fn new(settings: Settings, authenticator: Arc<dyn Authenticator>) -> Arc<Self> {
+        Self::with_store(settings, authenticator, Arc::new(MemoryStore))
+    }
+
+    /// A broker that makes durable messages safe in `store`.
+    pub fn with_store(
+        settings: Settings,
+        authenticator: Arc<dyn Authenticator>,
+        store: Arc<dyn MessageStore>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             table: AddressTable::new(),
@@ -68,12 +80,16 @@ impl Broker {
             config: RwLock::new(None),
             next_message_id: AtomicU64::new(1),
             counters: Counters::default(),
+            store,
         })
     }
 
     /// Serves exactly what `config` says, from now on. Idempotent.
     pub fn apply(&self, config: BrokerConfig, authenticator: Arc<dyn Authenticator>) -> Applied {
         let applied = self.table.apply(&config);
+        for (address, _) in &applied.removed {
+            self.store.forget_address(address);
+        }
         *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config));
         applied
@@ -105,6 +121,11 @@ impl Broker {
     /// The broker-wide counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Where durable messages are made safe.
+    pub fn store(&self) -> &dyn MessageStore {
+        self.store.as_ref()
     }
 
     /// A fresh message id.

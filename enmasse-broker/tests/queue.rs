@@ -161,3 +161,34 @@ async fn a_message_over_the_size_limit_is_rejected_with_the_reason() {
     assert!(matches!(ok, Outcome::Accepted(_)));
     let _ = AmqpError::NotFound;
 }
+
+#[tokio::test]
+async fn at_most_once_works_in_both_directions() {
+    use fe2o3_amqp::types::definitions::SenderSettleMode;
+    let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::builder()
+        .name("s")
+        .target("orders")
+        .sender_settle_mode(SenderSettleMode::Settled)
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let outcome = within("pre-settled send", sender.send("fire and forget"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Accepted(_)));
+
+    let mut receiver = Receiver::builder()
+        .name("r")
+        .source("orders")
+        .sender_settle_mode(SenderSettleMode::Settled)
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let delivery = within("receive", receiver.recv::<String>()).await.unwrap();
+    assert_eq!(delivery.body(), "fire and forget");
+    // The broker sent it settled: it is gone without an accept.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(broker.broker.table().get("orders").unwrap().depth(), 0);
+}

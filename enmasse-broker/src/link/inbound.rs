@@ -27,6 +27,7 @@ use crate::{
     },
     broker::Broker,
     message::{Content, Message, SettleBack},
+    store::Persisted,
 };
 
 type PendingSettlement = Pin<Box<dyn Future<Output = (DeliveryInfo, Settlement)> + Send>>;
@@ -151,6 +152,30 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
     let size = serde_amqp::serialized_size(&Serializable(&content)).unwrap_or(usize::MAX);
     let mut message = Message::new(broker.next_message_id(), content, size, target.routing.clone());
     let result = match &target.entry.engine {
+        Engine::Queue(queue) if message.durable => {
+            let limit = queue.limits().max_message_size;
+            if message.size as u64 > limit {
+                Err(PushError::TooLarge {
+                    size: message.size,
+                    limit,
+                })
+            } else {
+                match broker.store().persist(&target.entry.address, &message) {
+                    Persisted::Now => queue.push(message),
+                    Persisted::Later(persisting) => {
+                        // The delivery is accepted once the message is safe, and only then queued.
+                        let queue = queue.clone();
+                        return Stored::Waiting(Box::pin(async move {
+                            let settlement = match persisting.await {
+                                Ok(()) if queue.push(message).is_ok() => Settlement::Accepted,
+                                Ok(()) | Err(_) => Settlement::Released,
+                            };
+                            (info, settlement)
+                        }));
+                    }
+                }
+            }
+        }
         Engine::Queue(queue) => queue.push(message),
         Engine::Fanout(fanout) => fanout.publish(&message),
         Engine::Anycast(queue) => {

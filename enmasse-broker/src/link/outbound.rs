@@ -84,7 +84,7 @@ pub async fn run(
             () = entry.removed.cancelled() => break Exit::Removed,
             Some((message, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 unsettled.remove(&message.id);
-                settle(&entry, &queue, &message, outcome);
+                settle(&broker, &entry, &queue, &message, outcome);
             }
             () = tokio::time::sleep(backoff), if !backoff.is_zero() => backoff = Duration::ZERO,
             next = queue.pop(), if in_flight.len() < max_in_flight && backoff.is_zero() => {
@@ -146,7 +146,13 @@ fn leave(fanout: &Fanout, id: u64) {
 }
 
 /// Applies a client's outcome to the message's queue (and, for anycast, to its sender).
-fn settle(entry: &Entry, queue: &Queue, message: &Message, outcome: Result<Outcome, SendError>) {
+fn settle(
+    broker: &Broker,
+    entry: &Entry,
+    queue: &Queue,
+    message: &Message,
+    outcome: Result<Outcome, SendError>,
+) {
     let settlement = match outcome {
         Ok(Outcome::Accepted(_)) => Settlement::Accepted,
         Ok(Outcome::Rejected(_)) => Settlement::Rejected,
@@ -162,6 +168,9 @@ fn settle(entry: &Entry, queue: &Queue, message: &Message, outcome: Result<Outco
     queue.settle(message.id, settlement);
     if matches!(settlement, Settlement::Accepted | Settlement::Rejected) {
         entry.messages_out.fetch_add(1, Ordering::Relaxed);
+        if message.durable {
+            broker.store().forget(&entry.address, message.id);
+        }
         if let Some(reply) = &message.reply {
             reply.settle(settlement);
         }

@@ -1,0 +1,54 @@
+//! The message store: where a message is made safe before its sender's delivery is accepted.
+//!
+//! Queues keep their messages in memory; the store is what lets them survive the broker. The
+//! inbound path asks the store to persist every durable message taken in by a queue, and accepts the
+//! sender's delivery only once the store says the message is safe; a consumer's final settlement
+//! tells the store to forget it. [`MemoryStore`] keeps nothing beyond the queues, so its
+//! persistence completes at once; a journal completes it after its write reached the disk (and may
+//! complete many at once, after one sync).
+
+use std::{fmt::Debug, future::Future, pin::Pin};
+
+use crate::message::Message;
+
+/// Why a message could not be made safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to store the message: {0}")]
+pub struct StoreError(pub String);
+
+/// The future of a persistence that did not complete at once.
+pub type Persisting = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// Whether a message is safe yet.
+pub enum Persisted {
+    /// Safe now.
+    Now,
+    /// Safe once the future completes successfully.
+    Later(Persisting),
+}
+
+/// Keeps messages safe across restarts.
+pub trait MessageStore: Send + Sync + Debug {
+    /// Makes a durable message that `address` takes in safe.
+    fn persist(&self, address: &str, message: &Message) -> Persisted;
+
+    /// Forgets a message a consumer settled for good (accepted or rejected).
+    fn forget(&self, address: &str, id: u64);
+
+    /// Forgets everything of an address that was removed.
+    fn forget_address(&self, address: &str);
+}
+
+/// Messages live only in the queues' memory: nothing survives a restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore;
+
+impl MessageStore for MemoryStore {
+    fn persist(&self, _address: &str, _message: &Message) -> Persisted {
+        Persisted::Now
+    }
+
+    fn forget(&self, _address: &str, _id: u64) {}
+
+    fn forget_address(&self, _address: &str) {}
+}

@@ -1,0 +1,153 @@
+//! The message store seam: a durable message's delivery is accepted only once the store says the
+//! message is safe, and the store forgets it once a consumer settled it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::{address, config, within};
+use enmasse_broker::{
+    auth::AcceptAll,
+    broker::{Broker, Settings},
+    message::Message as Stored,
+    store::{MessageStore, Persisted, StoreError},
+};
+use enmasse_types::resources::address::AddressType;
+use fe2o3_amqp::{
+    Connection, Receiver, Sender, Session,
+    types::messaging::{Header, Message, Outcome},
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+/// A store whose writes complete only when the test opens the gate.
+#[derive(Debug, Default)]
+struct Gated {
+    gate: Arc<Notify>,
+    persisted: Mutex<Vec<u64>>,
+    forgotten: Mutex<Vec<u64>>,
+    fail: bool,
+}
+
+impl MessageStore for Gated {
+    fn persist(&self, _address: &str, message: &Stored) -> Persisted {
+        let gate = self.gate.clone();
+        let id = message.id;
+        self.persisted.lock().unwrap().push(id);
+        let fail = self.fail;
+        Persisted::Later(Box::pin(async move {
+            gate.notified().await;
+            if fail {
+                Err(StoreError("disk full".into()))
+            } else {
+                Ok(())
+            }
+        }))
+    }
+
+    fn forget(&self, _address: &str, id: u64) {
+        self.forgotten.lock().unwrap().push(id);
+    }
+
+    fn forget_address(&self, _address: &str) {}
+}
+
+async fn broker_with(store: Arc<Gated>) -> (Arc<Broker>, std::net::SocketAddr, CancellationToken) {
+    let broker = Broker::with_store(Settings::default(), Arc::new(AcceptAll), store);
+    broker.apply(
+        config(vec![address("orders", AddressType::Queue)]),
+        Arc::new(AcceptAll),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(enmasse_broker::server::run(
+        listener,
+        broker.clone(),
+        shutdown.clone(),
+    ));
+    (broker, addr, shutdown)
+}
+
+fn durable(body: &str) -> Message<fe2o3_amqp::types::messaging::AmqpValue<String>> {
+    Message::builder()
+        .header(Header::builder().durable(true).build())
+        .value(body.to_owned())
+        .build()
+}
+
+#[tokio::test]
+async fn a_durable_message_is_accepted_only_once_the_store_has_it() {
+    let store = Arc::new(Gated::default());
+    let (broker, addr, _shutdown) = broker_with(store.clone()).await;
+    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+
+    let sending = tokio::spawn(async move { sender.send(durable("safe")).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !sending.is_finished(),
+        "not accepted while the store has not confirmed"
+    );
+    assert_eq!(
+        broker.table().get("orders").unwrap().depth(),
+        0,
+        "not queued before it is safe"
+    );
+
+    store.gate.notify_waiters();
+    let outcome = within("accepted", sending).await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let delivery = within("receive", receiver.recv::<String>()).await.unwrap();
+    receiver.accept(&delivery).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(*store.forgotten.lock().unwrap(), *store.persisted.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_message_the_store_fails_to_keep_is_released_not_accepted() {
+    let store = Arc::new(Gated {
+        fail: true,
+        ..Gated::default()
+    });
+    let (broker, addr, _shutdown) = broker_with(store.clone()).await;
+    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let sending = tokio::spawn(async move { sender.send(durable("lost")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.gate.notify_waiters();
+    let outcome = within("settled", sending).await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Released(_)), "{outcome:?}");
+    assert_eq!(broker.table().get("orders").unwrap().depth(), 0);
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_durable_never_waits_for_the_store() {
+    let store = Arc::new(Gated::default());
+    let (_broker, addr, _shutdown) = broker_with(store.clone()).await;
+    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let outcome = within("accepted at once", sender.send("fleeting")).await.unwrap();
+    assert!(matches!(outcome, Outcome::Accepted(_)));
+    assert!(store.persisted.lock().unwrap().is_empty());
+}
