@@ -7,7 +7,11 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use enmasse_types::{policy::Policy, resources::messaging_user::Operation};
+use enmasse_types::{
+    broker_config::BrokerConfig,
+    policy::Policy,
+    resources::{authentication_service::AuthenticationServiceType, messaging_user::Operation},
+};
 
 /// Who a peer is, once authenticated, and what it may do.
 #[derive(Clone, Debug)]
@@ -163,5 +167,17 @@ impl Authenticator for RefuseAll {
         _hostname: Option<&'a str>,
     ) -> AuthFuture<'a> {
         Box::pin(async move { Err(AuthError::Unavailable(self.reason.clone())) })
+    }
+}
+
+/// The authenticator a broker config asks for.
+pub fn for_config(config: &BrokerConfig) -> Arc<dyn Authenticator> {
+    match config.space.authentication.type_ {
+        AuthenticationServiceType::None => Arc::new(AcceptAll),
+        other => Arc::new(RefuseAll::new(format!(
+            "authentication service {} of type {} is not available in this build",
+            config.space.authentication.service,
+            other.as_str()
+        ))),
     }
 }

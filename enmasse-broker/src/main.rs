@@ -9,14 +9,12 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use enmasse_broker::{
-    address::table::Applied,
     auth::RefuseAll,
     broker::{Broker, Settings},
-    management::{self, Control},
+    management::{self, Control, Pushed},
     server,
     standalone::{self, Standalone},
 };
-use enmasse_types::broker_config::BrokerConfig;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::info;
@@ -63,16 +61,6 @@ struct Args {
     /// Credit a sender link is given at most at once.
     #[arg(long, env = "ENMASSE_CREDIT_WINDOW", default_value_t = 500)]
     credit_window: u32,
-}
-
-/// A broker configured through the management API.
-struct Pushed(Arc<Broker>);
-
-impl Control for Pushed {
-    fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
-        let authenticator = standalone::authenticator_for(&config);
-        Ok(self.0.apply(config, authenticator))
-    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -41,6 +41,17 @@ pub trait Control: Send + Sync + 'static {
     }
 }
 
+/// A broker configured only through `PUT /config` (what the operator does).
+#[derive(Debug)]
+pub struct Pushed(pub Arc<Broker>);
+
+impl Control for Pushed {
+    fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
+        let authenticator = crate::auth::for_config(&config);
+        Ok(self.0.apply(config, authenticator))
+    }
+}
+
 /// Serves the management API on `listener` until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,

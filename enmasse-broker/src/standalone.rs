@@ -21,9 +21,7 @@ use enmasse_types::{
     error::one_line,
     evaluate::{Evaluation, Reports, evaluate},
     manifests,
-    resources::{
-        address_space::AddressSpace, authentication_service::AuthenticationServiceType, common::Phase,
-    },
+    resources::{address_space::AddressSpace, common::Phase},
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde::Serialize;
@@ -32,7 +30,6 @@ use tracing::{info, warn};
 
 use crate::{
     address::table::Applied,
-    auth::{AcceptAll, Authenticator, RefuseAll},
     broker::Broker,
     exports,
     management::{self, Control},
@@ -315,20 +312,8 @@ impl Standalone {
     }
 
     fn apply_config(&self, config: BrokerConfig) -> Applied {
-        let authenticator = authenticator_for(&config);
+        let authenticator = crate::auth::for_config(&config);
         self.broker.apply(config, authenticator)
-    }
-}
-
-/// The authenticator a config asks for.
-pub fn authenticator_for(config: &BrokerConfig) -> Arc<dyn Authenticator> {
-    match config.space.authentication.type_ {
-        AuthenticationServiceType::None => Arc::new(AcceptAll),
-        other => Arc::new(RefuseAll::new(format!(
-            "authentication service {} of type {} is not available in this build",
-            config.space.authentication.service,
-            other.as_str()
-        ))),
     }
 }
 

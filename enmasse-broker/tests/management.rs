@@ -12,28 +12,16 @@ use std::{sync::Arc, time::Duration};
 
 use common::{address, config};
 use enmasse_broker::{
-    address::table::Applied,
     auth::AcceptAll,
     broker::{Broker, Settings},
-    management::{self, Control},
-    standalone,
+    management::{self, Pushed},
 };
-use enmasse_types::{broker_config::BrokerConfig, resources::address::AddressType};
+use enmasse_types::resources::address::AddressType;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 use tokio_util::sync::CancellationToken;
-
-struct Pushed(Arc<Broker>);
-
-impl Control for Pushed {
-    fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
-        Ok(self
-            .0
-            .apply(config.clone(), standalone::authenticator_for(&config)))
-    }
-}
 
 /// Sends one HTTP/1.1 request and returns the status code and body.
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {

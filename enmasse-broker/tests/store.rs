@@ -24,6 +24,8 @@ use enmasse_broker::{
 use enmasse_types::resources::address::AddressType;
 use fe2o3_amqp::{
     Connection, Receiver, Sender, Session,
+    connection::ConnectionHandle,
+    session::SessionHandle,
     types::messaging::{Header, Message, Outcome},
 };
 use tokio::{net::TcpListener, sync::Notify};
@@ -78,6 +80,16 @@ async fn broker_with(store: Arc<Gated>) -> (Arc<Broker>, std::net::SocketAddr, C
     (broker, addr, shutdown)
 }
 
+/// A client connection with a sender to `orders`.
+async fn sender_to_orders(addr: std::net::SocketAddr) -> (ConnectionHandle<()>, SessionHandle<()>, Sender) {
+    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    (connection, session, sender)
+}
+
 fn durable(body: &str) -> Message<fe2o3_amqp::types::messaging::AmqpValue<String>> {
     Message::builder()
         .header(Header::builder().durable(true).build())
@@ -89,11 +101,7 @@ fn durable(body: &str) -> Message<fe2o3_amqp::types::messaging::AmqpValue<String
 async fn a_durable_message_is_accepted_only_once_the_store_has_it() {
     let store = Arc::new(Gated::default());
     let (broker, addr, _shutdown) = broker_with(store.clone()).await;
-    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let (_connection, mut session, mut sender) = sender_to_orders(addr).await;
 
     let sending = tokio::spawn(async move { sender.send(durable("safe")).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -125,11 +133,7 @@ async fn a_message_the_store_fails_to_keep_is_released_not_accepted() {
         ..Gated::default()
     });
     let (broker, addr, _shutdown) = broker_with(store.clone()).await;
-    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let (_connection, _session, mut sender) = sender_to_orders(addr).await;
     let sending = tokio::spawn(async move { sender.send(durable("lost")).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     store.gate.notify_waiters();
@@ -142,11 +146,7 @@ async fn a_message_the_store_fails_to_keep_is_released_not_accepted() {
 async fn a_message_that_is_not_durable_never_waits_for_the_store() {
     let store = Arc::new(Gated::default());
     let (_broker, addr, _shutdown) = broker_with(store.clone()).await;
-    let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
-        .await
-        .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let (_connection, _session, mut sender) = sender_to_orders(addr).await;
     let outcome = within("accepted at once", sender.send("fleeting")).await.unwrap();
     assert!(matches!(outcome, Outcome::Accepted(_)));
     assert!(store.persisted.lock().unwrap().is_empty());

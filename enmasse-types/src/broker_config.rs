@@ -115,6 +115,25 @@ pub struct BrokerAddress {
     pub expiry: Option<String>,
 }
 
+impl BrokerAddress {
+    /// An address with the default limits and no optional settings.
+    pub fn new(resource: &str, address: &str, type_: AddressType, plan: &str) -> Self {
+        Self {
+            resource: resource.to_owned(),
+            address: address.to_owned(),
+            type_,
+            plan: plan.to_owned(),
+            topic: None,
+            max_consumers: None,
+            limits: AddressLimits::default(),
+            message_ttl: None,
+            message_redelivery: None,
+            deadletter: None,
+            expiry: None,
+        }
+    }
+}
+
 /// How much one address may hold: senders get credit only while there is room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -14,7 +14,7 @@ use enmasse_broker::{
     broker::{Broker, Settings},
 };
 use enmasse_types::{
-    broker_config::{AddressLimits, Authentication, BrokerAddress, BrokerConfig, SpaceConfig},
+    broker_config::{Authentication, BrokerAddress, BrokerConfig, SpaceConfig},
     resources::{
         address::AddressType, address_space::AddressSpaceType,
         authentication_service::AuthenticationServiceType,
@@ -52,19 +52,7 @@ impl Running {
 }
 
 pub(crate) fn address(name: &str, type_: AddressType) -> BrokerAddress {
-    BrokerAddress {
-        resource: format!("app.{name}"),
-        address: name.to_owned(),
-        type_,
-        plan: "plan".into(),
-        topic: None,
-        max_consumers: None,
-        limits: AddressLimits::default(),
-        message_ttl: None,
-        message_redelivery: None,
-        deadletter: None,
-        expiry: None,
-    }
+    BrokerAddress::new(&format!("app.{name}"), name, type_, "plan")
 }
 
 pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {

@@ -1,26 +1,16 @@
 //! Resolving attaches and applying configs live.
 
 use enmasse_types::{
-    broker_config::{AddressLimits, Authentication, SpaceConfig},
+    broker_config::{Authentication, SpaceConfig},
     resources::{address_space::AddressSpaceType, authentication_service::AuthenticationServiceType},
 };
 
 use super::*;
 
 fn address(name: &str, type_: AddressType, topic: Option<&str>) -> BrokerAddress {
-    BrokerAddress {
-        resource: format!("app.{name}"),
-        address: name.to_owned(),
-        type_,
-        plan: "plan".into(),
-        topic: topic.map(str::to_owned),
-        max_consumers: None,
-        limits: AddressLimits::default(),
-        message_ttl: None,
-        message_redelivery: None,
-        deadletter: None,
-        expiry: None,
-    }
+    let mut address = BrokerAddress::new(&format!("app.{name}"), name, type_, "plan");
+    address.topic = topic.map(str::to_owned);
+    address
 }
 
 fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
