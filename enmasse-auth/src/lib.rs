@@ -1,8 +1,12 @@
 //! Who an AMQP peer is and what it may do.
 //!
-//! SASL server mechanisms, the credential store (salted hashes, never plaintext), service-account
-//! token review, the authorization policy compiled from `MessagingUser`s, and TLS.
+//! SASL server mechanisms, the credential store (salted keys, never plaintext), service-account
+//! token review, the authorization policy compiled from `MessagingUser`s, and TLS. What exists now:
 //!
-//! Nothing is implemented here yet: authentication arrives with the auth milestone. The authorization
-//! patterns and the "may this user do that" decision are pure rules and already live in
-//! `enmasse-types`.
+//! - [`scram`]: password credentials kept as SCRAM-SHA-256 keys, checked for SASL PLAIN and
+//!   SCRAM-SHA-256 without the password being stored.
+//!
+//! The authorization patterns and the "may this user do that" decision are pure rules and live in
+//! `enmasse-types` (`patterns`, `policy`).
+
+pub mod scram;
