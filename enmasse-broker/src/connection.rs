@@ -5,7 +5,10 @@ use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use enmasse_types::resources::messaging_user::Operation;
 use fe2o3_amqp::{
-    acceptor::{ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor},
+    acceptor::{
+        ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerConnectionHandle, ListenerSessionHandle,
+        SessionAcceptor,
+    },
     types::{
         definitions::{AmqpError, ConnectionError, Error as AmqpErrorValue, Role},
         messaging::{Source, Target, TargetArchetype},
@@ -55,15 +58,10 @@ pub enum HandshakeError {
 }
 
 /// Serves one client connection until it closes or the broker shuts down.
-pub async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) {
-    let identity = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &broker)).await {
-        Ok(Ok(identity)) => identity,
-        Ok(Err(err)) => {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let (identity, mut connection) = match open(stream, &broker).await {
+        Ok(opened) => opened,
+        Err(err) => {
             if matches!(err, HandshakeError::Sasl(sasl::SaslError::Rejected(_))) {
                 broker
                     .counters()
@@ -71,26 +69,6 @@ pub async fn serve(
                     .fetch_add(1, Ordering::Relaxed);
             }
             info!(%peer, error = %enmasse_types::error::one_line(&err), "connection refused");
-            return;
-        }
-        Err(_) => {
-            info!(%peer, "connection refused: handshake timed out");
-            return;
-        }
-    };
-    let acceptor = ConnectionAcceptor::builder()
-        .container_id(broker.settings().container_id.clone())
-        .max_frame_size(65_536u32)
-        .build();
-    let stream = crate::transport::Coalesced::new(stream);
-    let mut connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(err)) => {
-            info!(%peer, error = %err, "failed to open the AMQP connection");
-            return;
-        }
-        Err(_) => {
-            info!(%peer, "failed to open the AMQP connection: timed out");
             return;
         }
     };
@@ -123,6 +101,28 @@ pub async fn serve(
     sessions.close();
     sessions.wait().await;
     debug!(%peer, "connection closed");
+}
+
+/// Authenticates the client and opens its AMQP connection, within [`HANDSHAKE_TIMEOUT`].
+async fn open(
+    mut stream: TcpStream,
+    broker: &Broker,
+) -> Result<(Identity, ListenerConnectionHandle), HandshakeError> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let timed_out = |_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT);
+    let identity = tokio::time::timeout_at(deadline, handshake(&mut stream, broker))
+        .await
+        .map_err(timed_out)??;
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id(broker.settings().container_id.clone())
+        .max_frame_size(65_536u32)
+        .build();
+    let stream = crate::transport::Coalesced::new(stream);
+    let connection = tokio::time::timeout_at(deadline, acceptor.accept(stream))
+        .await
+        .map_err(timed_out)?
+        .map_err(HandshakeError::Open)?;
+    Ok((identity, connection))
 }
 
 /// Reads the protocol header and authenticates the client.
