@@ -147,13 +147,24 @@ async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Identity, 
             Some(identity) => Ok(identity),
             None => {
                 // Tell the client which layer is required, then close (AMQP 1.0, 5.3.1).
-                let _ = stream.write_all(&SASL_HEADER).await;
+                refuse_with_header(stream).await;
                 Err(HandshakeError::SaslRequired)
             }
         };
     }
-    let _ = stream.write_all(&SASL_HEADER).await;
+    refuse_with_header(stream).await;
     Err(HandshakeError::Protocol(header))
+}
+
+/// Answers with the protocol header the broker requires and closes gracefully: what the client
+/// already sent is read and dropped first, so that closing does not reset the connection before
+/// the client has read the answer.
+async fn refuse_with_header(stream: &mut TcpStream) {
+    let _ = stream.write_all(&SASL_HEADER).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Waits for the 8 bytes of the protocol header without consuming them.
