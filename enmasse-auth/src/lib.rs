@@ -3,10 +3,13 @@
 //! SASL server mechanisms, the credential store (salted keys, never plaintext), service-account
 //! token review, the authorization policy compiled from `MessagingUser`s, and TLS. What exists now:
 //!
+//! - [`authenticator`]: the authenticator a connection asks during SASL, the identity it returns,
+//!   and the `none` and `standard` authentication services;
 //! - [`scram`]: password credentials kept as SCRAM-SHA-256 keys, checked for SASL PLAIN and
 //!   SCRAM-SHA-256 without the password being stored.
 //!
 //! The authorization patterns and the "may this user do that" decision are pure rules and live in
 //! `enmasse-types` (`patterns`, `policy`).
 
+pub mod authenticator;
 pub mod scram;

@@ -143,6 +143,11 @@ impl ScramServer {
         }
     }
 
+    /// Whether the client-first message was handled.
+    pub fn is_started(&self) -> bool {
+        !matches!(self.state, State::Initial { .. })
+    }
+
     /// Handles the client-first message; `lookup` finds the user's credential. Answers the
     /// server-first message. An unknown user gets a plausible answer and fails at the end, so the
     /// exchange does not tell which users exist.

@@ -6,11 +6,11 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+use enmasse_auth::authenticator::Authenticator;
 use enmasse_types::broker_config::BrokerConfig;
 
 use crate::{
     address::table::{AddressTable, Applied},
-    auth::Authenticator,
     store::{MemoryStore, MessageStore},
 };
 

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
+use enmasse_auth::authenticator::Identity;
 use enmasse_types::resources::messaging_user::Operation;
 use fe2o3_amqp::{
     acceptor::{
@@ -24,7 +25,6 @@ use tracing::{debug, info, warn};
 
 use crate::{
     address::table::ResolveError,
-    auth::Identity,
     broker::Broker,
     link::{self, CLOSE_TIMEOUT},
     sasl::{self, AMQP_HEADER, SASL_HEADER},
@@ -140,10 +140,7 @@ async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Identity, 
             .map_err(HandshakeError::Sasl);
     }
     if header == AMQP_HEADER {
-        return match authenticator
-            .anonymous()
-            .filter(|_| authenticator.allows_no_sasl())
-        {
+        return match authenticator.anonymous() {
             Some(identity) => Ok(identity),
             None => {
                 // Tell the client which layer is required, then close (AMQP 1.0, 5.3.1).

@@ -6,7 +6,6 @@
 //! builds, whether the operator pushes it or the broker reads a directory of manifests itself.
 
 pub mod address;
-pub mod auth;
 pub mod broker;
 pub mod connection;
 pub mod exports;

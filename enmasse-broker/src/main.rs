@@ -8,8 +8,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
+use enmasse_auth::authenticator::RefuseAll;
 use enmasse_broker::{
-    auth::RefuseAll,
     broker::{Broker, Settings},
     management::{self, Control, Pushed},
     server,

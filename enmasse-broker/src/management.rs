@@ -47,7 +47,8 @@ pub struct Pushed(pub Arc<Broker>);
 
 impl Control for Pushed {
     fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
-        let authenticator = crate::auth::for_config(&config);
+        // A pushed config carries no password: password users wait for the operator's credentials.
+        let authenticator = enmasse_auth::authenticator::for_config(&config, |_| None);
         Ok(self.0.apply(config, authenticator))
     }
 }

@@ -5,16 +5,15 @@
 //! Frames are read with exact reads only, so no byte the client pipelines after its last SASL
 //! frame (the AMQP header, its Open) is consumed here.
 
+use enmasse_auth::authenticator::{AuthError, Authenticator, Identity, Step};
 use fe2o3_amqp::{
     frames::sasl::Frame,
     types::{
-        primitives::{Array, Symbol},
-        sasl::{SaslCode, SaslMechanisms, SaslOutcome},
+        primitives::{Array, Binary, Symbol},
+        sasl::{SaslChallenge, SaslCode, SaslMechanisms, SaslOutcome, SaslResponse},
     },
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use crate::auth::{AuthError, Authenticator, Identity};
 
 /// The protocol header that opens a SASL layer.
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
@@ -42,7 +41,7 @@ pub enum SaslError {
 }
 
 /// Runs the server side of SASL after the peer's SASL header was read: offers the mechanisms,
-/// authenticates the `SASL-INIT`, and sends the outcome.
+/// steps the exchange through its challenges, and sends the outcome.
 pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     authenticator: &dyn Authenticator,
@@ -60,41 +59,45 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         Frame::Init(init) => init,
         other => return Err(SaslError::Malformed(format!("expected sasl-init, got {other:?}"))),
     };
-    let response = init
-        .initial_response
-        .as_ref()
-        .map(|r| r.as_slice())
-        .unwrap_or_default();
-    let result = authenticator
-        .authenticate(init.mechanism.as_str(), response, init.hostname.as_deref())
-        .await;
-    let code = match &result {
-        Ok(_) => SaslCode::Ok,
-        Err(AuthError::Unavailable(_)) => SaslCode::SysTemp,
-        Err(_) => SaslCode::Auth,
+    let mut response = init.initial_response.map(|r| r.into_vec()).unwrap_or_default();
+    let result = match authenticator.start(init.mechanism.as_str()) {
+        Err(err) => Err(err),
+        Ok(mut exchange) => loop {
+            match exchange.step(&response).await {
+                Ok(Step::Challenge(challenge)) => {
+                    let frame = Frame::Challenge(SaslChallenge {
+                        challenge: Binary::from(challenge),
+                    });
+                    write_frame(stream, &frame).await?;
+                    response = match read_frame(stream).await? {
+                        Frame::Response(SaslResponse { response }) => response.into_vec(),
+                        other => {
+                            return Err(SaslError::Malformed(format!(
+                                "expected sasl-response, got {other:?}"
+                            )));
+                        }
+                    };
+                }
+                Ok(Step::Done(identity, data)) => break Ok((identity, data)),
+                Err(err) => break Err(err),
+            }
+        },
+    };
+    let (code, additional_data) = match &result {
+        Ok((_, data)) => (SaslCode::Ok, data.clone().map(Binary::from)),
+        Err(AuthError::Unavailable(_)) => (SaslCode::SysTemp, None),
+        Err(_) => (SaslCode::Auth, None),
     };
     write_frame(
         stream,
         &Frame::Outcome(SaslOutcome {
             code,
-            additional_data: None,
+            additional_data,
         }),
     )
     .await?;
     stream.flush().await.map_err(SaslError::Io)?;
-    result.map_err(SaslError::Rejected)
-}
-
-/// Splits a PLAIN response (`authzid NUL authcid NUL passwd`); `None` if malformed.
-pub fn parse_plain(response: &[u8]) -> Option<(String, String, Vec<u8>)> {
-    let mut parts = response.splitn(3, |b| *b == 0);
-    let authzid = std::str::from_utf8(parts.next()?).ok()?.to_owned();
-    let authcid = std::str::from_utf8(parts.next()?).ok()?.to_owned();
-    let password = parts.next()?.to_vec();
-    if authcid.is_empty() {
-        return None;
-    }
-    Some((authzid, authcid, password))
+    result.map(|(identity, _)| identity).map_err(SaslError::Rejected)
 }
 
 async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &Frame) -> Result<(), SaslError> {
@@ -130,25 +133,13 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Frame, SaslE
 mod tests {
     use super::*;
 
-    #[test]
-    fn plain_responses_split_into_their_three_parts() {
-        assert_eq!(
-            parse_plain(b"\0alice\0secret"),
-            Some((String::new(), "alice".into(), b"secret".to_vec()))
-        );
-        assert_eq!(
-            parse_plain(b"admin\0alice\0"),
-            Some(("admin".into(), "alice".into(), Vec::new()))
-        );
-        assert_eq!(parse_plain(b"alice-secret"), None);
-        assert_eq!(parse_plain(b"\0\0secret"), None, "an empty username is malformed");
-        assert_eq!(parse_plain(b"\0\xff\0x"), None, "usernames are UTF-8");
-    }
-
     #[tokio::test]
     async fn a_garbage_frame_is_a_clean_error_not_a_panic() {
         let (mut client, mut server) = tokio::io::duplex(1024);
-        let task = tokio::spawn(async move { negotiate(&mut server, &crate::auth::AcceptAll).await });
+        let task =
+            tokio::spawn(
+                async move { negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll).await },
+            );
         let mut header = [0u8; 8];
         client.read_exact(&mut header).await.unwrap();
         assert_eq!(header, SASL_HEADER);
@@ -166,7 +157,10 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_frame_is_refused_before_it_is_read() {
         let (mut client, mut server) = tokio::io::duplex(1024);
-        let task = tokio::spawn(async move { negotiate(&mut server, &crate::auth::AcceptAll).await });
+        let task =
+            tokio::spawn(
+                async move { negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll).await },
+            );
         let mut drain = [0u8; 256];
         let _ = client.read(&mut drain).await.unwrap();
         client.write_all(&[0x7f, 0xff, 0xff, 0xff]).await.unwrap();

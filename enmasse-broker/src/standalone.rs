@@ -290,7 +290,7 @@ impl Standalone {
         let Some(config) = first.spaces.values().find_map(|v| v.config.clone()) else {
             return first;
         };
-        let applied = self.apply_config(config);
+        let applied = self.apply_config(config, tenant);
         if !applied.added.is_empty() || !applied.removed.is_empty() {
             info!(added = ?applied.added, removed = ?applied.removed, "addresses changed");
         }
@@ -311,8 +311,15 @@ impl Standalone {
         reports
     }
 
-    fn apply_config(&self, config: BrokerConfig) -> Applied {
-        let authenticator = crate::auth::for_config(&config);
+    fn apply_config(&self, config: BrokerConfig, tenant: &TenantResources) -> Applied {
+        // Password users' passwords come from their manifests, decoded only to derive their keys.
+        let authenticator = enmasse_auth::authenticator::for_config(&config, |user| {
+            let spec = tenant
+                .users
+                .iter()
+                .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))?;
+            enmasse_types::base64::decode(spec.spec.authentication.password.as_deref()?)
+        });
         self.broker.apply(config, authenticator)
     }
 }

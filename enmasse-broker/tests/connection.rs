@@ -12,7 +12,8 @@ mod common;
 use std::sync::{Arc, atomic::Ordering};
 
 use common::{config, start, within};
-use enmasse_broker::{auth::RefuseAll, sasl::SASL_HEADER};
+use enmasse_auth::authenticator::RefuseAll;
+use enmasse_broker::sasl::SASL_HEADER;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

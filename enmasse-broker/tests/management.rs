@@ -11,8 +11,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{address, config};
+use enmasse_auth::authenticator::AcceptAll;
 use enmasse_broker::{
-    auth::AcceptAll,
     broker::{Broker, Settings},
     management::{self, Pushed},
 };

@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use enmasse_auth::authenticator::RefuseAll;
 use enmasse_broker::{
-    auth::RefuseAll,
     broker::{Broker, Settings},
     management::Control,
     standalone::{Options, Standalone},
@@ -200,22 +200,57 @@ async fn the_exports_the_space_asks_for_are_written_with_the_real_endpoint() {
     assert!(export.contains("service.port.amqp: \"5672\""), "{export}");
 }
 
+const DEVELOPER: &str = "apiVersion: user.enmasse.io/v1beta1
+kind: MessagingUser
+metadata: {name: app.developer, namespace: team1}
+spec:
+  username: developer
+  authentication: {type: password, password: ZGV2ZWxvcGVy}
+  authorization:
+  - {operations: [send, recv], addresses: [a]}
+";
+
 #[tokio::test]
-async fn a_standard_space_is_not_ready_while_its_authentication_cannot_run() {
+async fn a_standard_space_lets_its_password_users_in_and_nobody_else() {
     let dir = Dir::new("standard-auth");
     dir.write(
         "space.yaml",
         &SPACE.replace("  authenticationService: {name: none-authservice}\n", ""),
     );
-    let (_broker, standalone) = standalone(&dir);
+    dir.write("a.yaml", &queue("a"));
+    dir.write("developer.yaml", DEVELOPER);
+    let (broker, standalone) = standalone(&dir);
     standalone.refresh();
-    let status = &standalone.status()["statuses"]["addressSpaces"]["app"];
-    assert_eq!(status["phase"], "Configuring");
-    assert!(
-        status["messages"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("clients cannot authenticate"),
-        "{status}"
+    assert_eq!(
+        standalone.status()["statuses"]["addressSpaces"]["app"]["phase"],
+        "Active"
     );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(enmasse_broker::server::run(listener, broker, shutdown.clone()));
+
+    let url = format!("amqp://developer:developer@{addr}");
+    let mut connection = fe2o3_amqp::Connection::open("dev", url.as_str()).await.unwrap();
+    let mut session = fe2o3_amqp::Session::begin(&mut connection).await.unwrap();
+    let mut sender = fe2o3_amqp::Sender::attach(&mut session, "s", "a").await.unwrap();
+    sender.send("hello").await.unwrap();
+    let refused = fe2o3_amqp::Sender::attach(&mut session, "s2", "b").await;
+    assert!(
+        format!("{refused:?}").contains("UnauthorizedAccess"),
+        "{refused:?}"
+    );
+
+    for url in [
+        format!("amqp://developer:guess@{addr}"),
+        format!("amqp://mallory:developer@{addr}"),
+        format!("amqp://{addr}"),
+    ] {
+        assert!(
+            fe2o3_amqp::Connection::open("bad", url.as_str()).await.is_err(),
+            "{url} got in"
+        );
+    }
+    shutdown.cancel();
 }

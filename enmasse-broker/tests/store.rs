@@ -15,8 +15,8 @@ use std::{
 };
 
 use common::{address, config, within};
+use enmasse_auth::authenticator::AcceptAll;
 use enmasse_broker::{
-    auth::AcceptAll,
     broker::{Broker, Settings},
     message::Message as Stored,
     store::{MessageStore, Persisted, StoreError},

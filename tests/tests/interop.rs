@@ -1,5 +1,6 @@
 //! Clients nobody here wrote, against the standalone broker: Qpid Proton (Python) and rhea
-//! (Node.js) each send to and receive from a queue and a topic.
+//! (Node.js) each send to and receive from a queue and a topic; Proton logs in as a MessagingUser
+//! of the GitOps example and is held to its rights.
 //!
 //! The peers are installed by `cargo xtask test`; a missing peer fails these tests, it never skips
 //! them.
@@ -12,8 +13,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use enmasse_auth::authenticator::RefuseAll;
 use enmasse_broker::{
-    auth::RefuseAll,
     broker::{Broker, Settings},
     server,
     standalone::{Options, Standalone},
@@ -35,6 +36,23 @@ impl Drop for Running {
 
 /// The standalone broker on the interop fixture, on a free port.
 async fn broker() -> Running {
+    standalone(
+        vec![
+            repo_root().join("examples/gitops/infra"),
+            repo_root().join("tests/fixtures/interop"),
+        ],
+        2,
+    )
+    .await
+}
+
+/// The standalone broker on the project's GitOps example, whose space authenticates its
+/// MessagingUsers.
+async fn example_broker() -> Running {
+    standalone(vec![repo_root().join("examples/gitops")], 2).await
+}
+
+async fn standalone(manifests: Vec<PathBuf>, addresses: usize) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let broker = Broker::new(
@@ -43,25 +61,23 @@ async fn broker() -> Running {
     );
     let data_dir = std::env::temp_dir().join(format!("enmasse-interop-{}", addr.port()));
     let options = Options {
-        manifests: vec![
-            repo_root().join("examples/gitops/infra"),
-            repo_root().join("tests/fixtures/interop"),
-        ],
+        manifests,
         data_dir,
-        namespace: "tests".into(),
+        namespace: "default".into(),
         address_space: None,
         amqp: addr,
     };
     let standalone = Standalone::new(options, broker.clone());
     assert!(standalone.refresh(), "the fixture was applied");
-    assert_eq!(broker.table().entries().len(), 2);
+    assert_eq!(broker.table().entries().len(), addresses);
     let shutdown = CancellationToken::new();
     tokio::spawn(server::run(listener, broker, shutdown.clone()));
     Running { addr, shutdown }
 }
 
-/// Runs a client to completion and fails the test with its output unless it printed "ok N".
-async fn run_client(program: &str, script: PathBuf, args: &[&str]) {
+/// Runs a client to completion and fails the test with its output unless it printed "ok ...";
+/// returns what it printed.
+async fn run_client(program: &str, script: PathBuf, args: &[&str]) -> String {
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         Command::new(program)
@@ -83,19 +99,20 @@ async fn run_client(program: &str, script: PathBuf, args: &[&str]) {
         script.display(),
         output.status
     );
+    stdout.into_owned()
 }
 
-async fn proton(args: &[&str]) {
+async fn proton(args: &[&str]) -> String {
     run_client(
         "/usr/bin/python3",
         repo_root().join("tests/interop/proton_client.py"),
         args,
     )
-    .await;
+    .await
 }
 
-async fn rhea(args: &[&str]) {
-    run_client("node", repo_root().join("tests/interop/rhea_client.js"), args).await;
+async fn rhea(args: &[&str]) -> String {
+    run_client("node", repo_root().join("tests/interop/rhea_client.js"), args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,4 +141,72 @@ async fn rhea_publishes_to_and_subscribes_on_a_topic() {
     let broker = broker().await;
     let url = format!("amqp://{}", broker.addr);
     rhea(&["--url", &url, "--address", "events", "--count", "20", "--topic"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_logs_in_as_a_messaging_user_of_the_example_and_uses_its_queue() {
+    let broker = example_broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    let args = [
+        "--url",
+        &url,
+        "--user",
+        "developer",
+        "--password",
+        "developer",
+        "--address",
+        "orders",
+        "--count",
+        "10",
+    ];
+    proton(&args).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_is_refused_an_address_outside_the_users_rights() {
+    let broker = example_broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    let args = [
+        "--url",
+        &url,
+        "--user",
+        "developer",
+        "--password",
+        "developer",
+        "--address",
+        "audit",
+        "--expect-refusal",
+    ];
+    let refused = proton(&args).await;
+    assert!(refused.contains("amqp:unauthorized-access"), "{refused}");
+    assert!(
+        refused.contains(r#"user "developer" may not send to address "audit""#),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_with_a_wrong_password_is_refused() {
+    let broker = example_broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    let output = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("tests/interop/proton_client.py"))
+        .args([
+            "--url",
+            &url,
+            "--user",
+            "developer",
+            "--password",
+            "wrong",
+            "--address",
+            "orders",
+            "--count",
+            "1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Authentication failed"), "{stderr}");
 }

@@ -9,10 +9,8 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use enmasse_broker::{
-    auth::AcceptAll,
-    broker::{Broker, Settings},
-};
+use enmasse_auth::authenticator::AcceptAll;
+use enmasse_broker::broker::{Broker, Settings};
 use enmasse_types::{
     broker_config::{Authentication, BrokerAddress, BrokerConfig, SpaceConfig},
     resources::{
