@@ -85,6 +85,10 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     fn problem(&self) -> Option<String> {
         None
     }
+
+    /// The rights a user has now; `None` for a user that no longer exists. Every attach asks, and
+    /// so does every live link when the config changes, so that revoked rights take effect at once.
+    fn policy(&self, username: &str) -> Option<Arc<Policy>>;
 }
 
 /// An exchange that is decided by the first message.
@@ -144,6 +148,10 @@ impl Authenticator for AcceptAll {
         Some(everything("anonymous"))
     }
 
+    fn policy(&self, _username: &str) -> Option<Arc<Policy>> {
+        Some(Arc::new(Policy::allow_all()))
+    }
+
     fn start(&self, mechanism: &str) -> Result<Box<dyn Exchange>, AuthError> {
         match mechanism {
             "ANONYMOUS" => Ok(Box::new(OneStep(Some(|_: &[u8]| {
@@ -187,6 +195,10 @@ impl Authenticator for RefuseAll {
 
     fn problem(&self) -> Option<String> {
         Some(format!("clients cannot authenticate: {}", self.reason))
+    }
+
+    fn policy(&self, _username: &str) -> Option<Arc<Policy>> {
+        None
     }
 }
 
@@ -255,6 +267,10 @@ pub const SERVICE_ACCOUNT_LOGIN: &str = enmasse_types::names::SERVICE_ACCOUNT_LO
 impl Authenticator for Users {
     fn mechanisms(&self) -> Vec<&'static str> {
         vec![scram::MECHANISM, "PLAIN"]
+    }
+
+    fn policy(&self, username: &str) -> Option<Arc<Policy>> {
+        self.users.get(username).map(|user| user.policy.clone())
     }
 
     fn anonymous(&self) -> Option<Identity> {

@@ -1,13 +1,17 @@
 //! The broker's shared state: the address table, who authenticates, the config in force, and the
 //! counters the management API reports.
 
-use std::sync::{
-    Arc, RwLock,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use enmasse_auth::authenticator::Authenticator;
-use enmasse_types::broker_config::BrokerConfig;
+use enmasse_types::{broker_config::BrokerConfig, resources::messaging_user::Operation};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     address::table::{AddressTable, Applied},
@@ -58,6 +62,50 @@ pub struct Broker {
     next_message_id: AtomicU64,
     counters: Counters,
     store: Arc<dyn MessageStore>,
+    grants: Mutex<HashMap<u64, GrantEntry>>,
+    next_grant: AtomicU64,
+}
+
+/// What a live link was allowed to do, so that it can be revoked.
+#[derive(Debug)]
+struct GrantEntry {
+    username: String,
+    operation: Operation,
+    address: String,
+    revoked: CancellationToken,
+}
+
+/// A live link's right; dropping it (when the link ends) forgets it.
+#[derive(Debug)]
+pub struct Grant {
+    id: u64,
+    username: String,
+    broker: Weak<Broker>,
+    revoked: CancellationToken,
+}
+
+impl Grant {
+    /// The user the right was granted to.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Cancelled when the link's user loses the right (or the user is removed).
+    pub fn revoked(&self) -> &CancellationToken {
+        &self.revoked
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.upgrade() {
+            broker
+                .grants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.id);
+        }
+    }
 }
 
 impl Broker {
@@ -81,6 +129,8 @@ impl Broker {
             next_message_id: AtomicU64::new(1),
             counters: Counters::default(),
             store,
+            grants: Mutex::new(HashMap::new()),
+            next_grant: AtomicU64::new(1),
         })
     }
 
@@ -90,9 +140,41 @@ impl Broker {
         for (address, _) in &applied.removed {
             self.store.forget_address(address);
         }
-        *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator;
+        *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config));
+        // Links whose user lost the right they were attached with are detached now.
+        for grant in self.grants.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            let allowed = authenticator
+                .policy(&grant.username)
+                .is_some_and(|p| p.allows(grant.operation, &grant.address));
+            if !allowed {
+                grant.revoked.cancel();
+            }
+        }
         applied
+    }
+
+    /// Records that a link of `username` may do `operation` on `address`, for as long as the
+    /// returned grant lives.
+    pub fn grant(self: &Arc<Self>, username: &str, operation: Operation, address: &str) -> Grant {
+        let id = self.next_grant.fetch_add(1, Ordering::Relaxed);
+        let revoked = CancellationToken::new();
+        let entry = GrantEntry {
+            username: username.to_owned(),
+            operation,
+            address: address.to_owned(),
+            revoked: revoked.clone(),
+        };
+        self.grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, entry);
+        Grant {
+            id,
+            username: username.to_owned(),
+            broker: Arc::downgrade(self),
+            revoked,
+        }
     }
 
     /// The config in force, if any was applied.

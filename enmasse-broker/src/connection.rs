@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     address::table::ResolveError,
-    broker::Broker,
+    broker::{Broker, Grant},
     link::{self, CLOSE_TIMEOUT},
     sasl::{self, AMQP_HEADER, SASL_HEADER},
 };
@@ -209,12 +209,13 @@ async fn serve_session(
             .get_or_insert_with(|| Box::new(TargetArchetype::Target(Target::default())));
         let name = attach.name.clone();
         match decide(&attach, &identity, &broker) {
-            Ok(Decision::Inbound(target)) => {
+            Ok(Decision::Inbound(target, grant)) => {
                 match acceptor.accept_incoming_attach(attach, &mut session).await {
                     Ok(LinkEndpoint::Receiver(receiver)) => {
                         links.spawn(link::inbound::run(
                             receiver,
                             target,
+                            grant,
                             broker.clone(),
                             closing.clone(),
                         ));
@@ -226,12 +227,13 @@ async fn serve_session(
                     }
                 }
             }
-            Ok(Decision::Outbound(source)) => {
+            Ok(Decision::Outbound(source, grant)) => {
                 match acceptor.accept_incoming_attach(attach, &mut session).await {
                     Ok(LinkEndpoint::Sender(sender)) => {
                         links.spawn(link::outbound::run(
                             sender,
                             source,
+                            grant,
                             broker.clone(),
                             closing.clone(),
                         ));
@@ -279,13 +281,13 @@ async fn end_session(
 /// What an attach leads to.
 enum Decision {
     /// The client sends: messages flow into this target.
-    Inbound(crate::address::table::SendTarget),
+    Inbound(crate::address::table::SendTarget, Grant),
     /// The client receives: messages flow out of this source.
-    Outbound(crate::address::table::ReceiveSource),
+    Outbound(crate::address::table::ReceiveSource, Grant),
 }
 
 /// Decides an attach: the address must exist, suit the direction, and be allowed for the user.
-fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decision, AmqpErrorValue> {
+fn decide(attach: &Attach, identity: &Identity, broker: &Arc<Broker>) -> Result<Decision, AmqpErrorValue> {
     let table = broker.table();
     match attach.role {
         Role::Sender => {
@@ -300,13 +302,9 @@ fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decis
             let address = address.ok_or_else(|| {
                 not_implemented("a sender link needs a target address (no anonymous relay)")
             })?;
-            if !identity.may(Operation::Send, &address) {
-                return Err(unauthorized(&identity.username, "send to", &address));
-            }
-            table
-                .resolve_target(&address)
-                .map(Decision::Inbound)
-                .map_err(resolve_error)
+            let grant = authorize(broker, &identity.username, Operation::Send, &address)?;
+            let target = table.resolve_target(&address).map_err(resolve_error)?;
+            Ok(Decision::Inbound(target, grant))
         }
         Role::Receiver => {
             let source = attach.source.as_deref();
@@ -316,9 +314,7 @@ fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decis
             let address = source
                 .and_then(|s| s.address.clone())
                 .ok_or_else(|| not_implemented("a receiver link needs a source address"))?;
-            if !identity.may(Operation::Recv, &address) {
-                return Err(unauthorized(&identity.username, "receive from", &address));
-            }
+            let grant = authorize(broker, &identity.username, Operation::Recv, &address)?;
             let source = table.resolve_source(&address).map_err(resolve_error)?;
             let config = source.entry.config();
             if let Some(max) = config.max_consumers
@@ -330,9 +326,38 @@ fn decide(attach: &Attach, identity: &Identity, broker: &Broker) -> Result<Decis
                     None,
                 ));
             }
-            Ok(Decision::Outbound(source))
+            Ok(Decision::Outbound(source, grant))
         }
     }
+}
+
+/// Checks the user's current rights and records the grant that a later config can revoke.
+fn authorize(
+    broker: &Arc<Broker>,
+    user: &str,
+    operation: Operation,
+    address: &str,
+) -> Result<Grant, AmqpErrorValue> {
+    let allowed = || {
+        broker
+            .authenticator()
+            .policy(user)
+            .is_some_and(|p| p.allows(operation, address))
+    };
+    let action = if operation == Operation::Send {
+        "send to"
+    } else {
+        "receive from"
+    };
+    if !allowed() {
+        return Err(unauthorized(user, action, address));
+    }
+    let grant = broker.grant(user, operation, address);
+    // A config applied meanwhile is seen either here or by its own scan of the grants.
+    if !allowed() {
+        return Err(unauthorized(user, action, address));
+    }
+    Ok(grant)
 }
 
 /// Answers an attach with a null terminus and detaches it with the error, as AMQP prescribes.

@@ -19,13 +19,13 @@ use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{CLOSE_TIMEOUT, removed_error};
+use super::{CLOSE_TIMEOUT, removed_error, revoked_error};
 use crate::{
     address::{
         queue::{PushError, Settlement},
         table::{Engine, Entry, SendTarget},
     },
-    broker::Broker,
+    broker::{Broker, Grant},
     message::{Content, Message, SettleBack},
     store::Persisted,
 };
@@ -39,6 +39,7 @@ const MAX_BATCH: usize = 64;
 enum Exit {
     Shutdown,
     Removed,
+    Revoked,
     Peer,
 }
 
@@ -46,6 +47,7 @@ enum Exit {
 pub async fn run(
     mut receiver: Receiver,
     target: SendTarget,
+    grant: Grant,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) {
@@ -73,6 +75,7 @@ pub async fn run(
             biased;
             () = shutdown.cancelled() => break Exit::Shutdown,
             () = entry.removed.cancelled() => break Exit::Removed,
+            () = grant.revoked().cancelled() => break Exit::Revoked,
             Some((info, settlement)) = pending.next(), if !pending.is_empty() => {
                 settle_upstream(&receiver, info, settlement).await;
             }
@@ -124,6 +127,10 @@ pub async fn run(
     unreserve(&entry, credit);
     entry.senders.fetch_sub(1, Ordering::Relaxed);
     match exit {
+        Exit::Revoked => {
+            let error = revoked_error(&grant, "send to", &entry.address);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, receiver.close_with_error(error)).await;
+        }
         Exit::Removed => {
             let _ = tokio::time::timeout(
                 CLOSE_TIMEOUT,

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorValue};
 
+use crate::broker::Grant;
+
 /// How long a link close may wait for the peer's answer.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -16,6 +18,18 @@ pub(crate) fn removed_error(address: &str) -> AmqpErrorValue {
     AmqpErrorValue::new(
         AmqpError::NotFound,
         format!("address {address:?} was removed from the address space"),
+        None,
+    )
+}
+
+/// The error a link is detached with when its user loses the right it was attached with.
+pub(crate) fn revoked_error(grant: &Grant, action: &str, address: &str) -> AmqpErrorValue {
+    AmqpErrorValue::new(
+        AmqpError::UnauthorizedAccess,
+        format!(
+            "user {:?} may no longer {action} address {address:?}",
+            grant.username()
+        ),
         None,
     )
 }

@@ -28,14 +28,14 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{CLOSE_TIMEOUT, removed_error};
+use super::{CLOSE_TIMEOUT, removed_error, revoked_error};
 use crate::{
     address::{
         fanout::{Fanout, Filter},
         queue::{Queue, Settlement},
         table::{Engine, Entry, ReceiveSource},
     },
-    broker::Broker,
+    broker::{Broker, Grant},
     message::Message,
 };
 
@@ -48,6 +48,7 @@ type InFlight = Pin<Box<dyn Future<Output = (Message, Result<Outcome, SendError>
 enum Exit {
     Shutdown,
     Removed,
+    Revoked,
     Peer,
 }
 
@@ -56,6 +57,7 @@ enum Exit {
 pub async fn run(
     mut sender: Sender,
     source: ReceiveSource,
+    grant: Grant,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) {
@@ -82,6 +84,7 @@ pub async fn run(
             biased;
             () = shutdown.cancelled() => break Exit::Shutdown,
             () = entry.removed.cancelled() => break Exit::Removed,
+            () = grant.revoked().cancelled() => break Exit::Revoked,
             Some((message, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 unsettled.remove(&message.id);
                 settle(&broker, &entry, &queue, &message, outcome);
@@ -132,12 +135,13 @@ pub async fn run(
             }
         }
     }
-    if let Exit::Removed = exit {
-        let _ = tokio::time::timeout(
-            CLOSE_TIMEOUT,
-            sender.close_with_error(removed_error(&entry.address)),
-        )
-        .await;
+    let error = match exit {
+        Exit::Revoked => Some(revoked_error(&grant, "receive from", &entry.address)),
+        Exit::Removed => Some(removed_error(&entry.address)),
+        Exit::Shutdown | Exit::Peer => None,
+    };
+    if let Some(error) = error {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error)).await;
     }
 }
 
