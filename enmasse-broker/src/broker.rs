@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     address::table::{AddressTable, Applied},
     store::{MemoryStore, MessageStore},
+    throttle::Throttle,
 };
 
 /// Tunables of the data plane.
@@ -64,6 +65,7 @@ pub struct Broker {
     store: Arc<dyn MessageStore>,
     grants: Mutex<HashMap<u64, GrantEntry>>,
     next_grant: AtomicU64,
+    throttle: Throttle,
 }
 
 /// What a live link was allowed to do, so that it can be revoked.
@@ -131,6 +133,7 @@ impl Broker {
             store,
             grants: Mutex::new(HashMap::new()),
             next_grant: AtomicU64::new(1),
+            throttle: Throttle::default(),
         })
     }
 
@@ -203,6 +206,11 @@ impl Broker {
     /// The broker-wide counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Authentication failures by peer, to slow down guessing.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     /// Where durable messages are made safe.

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
-use enmasse_auth::authenticator::Identity;
+use enmasse_auth::authenticator::{AuthError, Identity};
 use enmasse_types::resources::messaging_user::Operation;
 use fe2o3_amqp::{
     acceptor::{
@@ -59,19 +59,32 @@ pub enum HandshakeError {
 
 /// Serves one client connection until it closes or the broker shuts down.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+    // A peer that keeps failing to authenticate waits longer and longer before it may try again.
+    let delay = broker.throttle().delay(peer.ip(), std::time::Instant::now());
+    if !delay.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
     let (identity, mut connection) = match open(stream, &broker).await {
         Ok(opened) => opened,
         Err(err) => {
-            if matches!(err, HandshakeError::Sasl(sasl::SaslError::Rejected(_))) {
+            if let HandshakeError::Sasl(sasl::SaslError::Rejected(reason)) = &err {
                 broker
                     .counters()
                     .authentication_failures
                     .fetch_add(1, Ordering::Relaxed);
+                // An unavailable service is not the peer's fault; anything else may be guessing.
+                if !matches!(reason, AuthError::Unavailable(_)) {
+                    broker.throttle().failed(peer.ip(), std::time::Instant::now());
+                }
             }
             info!(%peer, error = %enmasse_types::error::one_line(&err), "connection refused");
             return;
         }
     };
+    broker.throttle().succeeded(peer.ip());
     debug!(%peer, user = %identity.username, "connection open");
     let identity = Arc::new(identity);
     let sessions = TaskTracker::new();

@@ -16,4 +16,5 @@ pub mod sasl;
 pub mod server;
 pub mod standalone;
 pub mod store;
+pub mod throttle;
 pub mod transport;

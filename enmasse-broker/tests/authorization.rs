@@ -156,3 +156,24 @@ async fn a_user_of_one_address_space_cannot_reach_another() {
         "alice is not a user of space other"
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_keeps_guessing_is_slowed_down() {
+    let (_broker, url, _shutdown) = start(space(&[Operation::Send])).await;
+    let wrong = url.replace("alice:secret", "alice:guess");
+    for _ in 0..enmasse_broker::throttle::FREE_FAILURES {
+        assert!(Connection::open("guess", wrong.as_str()).await.is_err());
+    }
+    let started = std::time::Instant::now();
+    assert!(Connection::open("guess", wrong.as_str()).await.is_err());
+    assert!(
+        started.elapsed() >= enmasse_broker::throttle::FIRST_DELAY,
+        "{:?}",
+        started.elapsed()
+    );
+    // The right password still gets in, after the wait, and clears the record.
+    assert!(Connection::open("alice", url.as_str()).await.is_ok());
+    let started = std::time::Instant::now();
+    assert!(Connection::open("alice", url.as_str()).await.is_ok());
+    assert!(started.elapsed() < enmasse_broker::throttle::FIRST_DELAY);
+}
