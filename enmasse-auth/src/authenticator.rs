@@ -10,7 +10,10 @@ use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
 use enmasse_types::{policy::Policy, resources::messaging_user::Operation};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::scram::{self, ScramCredential, ScramServer};
+use crate::{
+    scram::{self, ScramCredential, ScramServer},
+    tokens::TokenReviewer,
+};
 
 /// Who a peer is, once authenticated, and what it may do.
 #[derive(Clone, Debug)]
@@ -229,15 +232,18 @@ pub struct User {
 /// PLAIN for password users.
 #[derive(Debug)]
 pub struct Users {
-    users: HashMap<String, User>,
+    users: Arc<HashMap<String, User>>,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
     random: SystemRandom,
 }
 
 impl Users {
-    /// An authenticator for these users, by username.
-    pub fn new(users: HashMap<String, User>) -> Self {
+    /// An authenticator for these users, by username; service-account users log in only if a
+    /// token reviewer is given.
+    pub fn new(users: HashMap<String, User>, reviewer: Option<Arc<dyn TokenReviewer>>) -> Self {
         Self {
-            users,
+            users: Arc::new(users),
+            reviewer,
             random: SystemRandom::new(),
         }
     }
@@ -279,30 +285,10 @@ impl Authenticator for Users {
 
     fn start(&self, mechanism: &str) -> Result<Box<dyn Exchange>, AuthError> {
         match mechanism {
-            "PLAIN" => {
-                let users = self.users.clone();
-                Ok(Box::new(OneStep(Some(move |response: &[u8]| {
-                    let (username, password) = parse_plain(response)?;
-                    if username == SERVICE_ACCOUNT_LOGIN {
-                        return Err(AuthError::Unavailable(
-                            "service-account tokens cannot be reviewed yet".into(),
-                        ));
-                    }
-                    match users.get(&username) {
-                        Some(User {
-                            credential: Credential::Password(credential),
-                            policy,
-                        }) if credential.verify_password(&password) => Ok(Step::Done(
-                            Identity {
-                                username,
-                                policy: policy.clone(),
-                            },
-                            None,
-                        )),
-                        _ => Err(AuthError::Credentials(username)),
-                    }
-                }))))
-            }
+            "PLAIN" => Ok(Box::new(PlainExchange {
+                users: self.users.clone(),
+                reviewer: self.reviewer.clone(),
+            })),
             scram::MECHANISM => {
                 let server = ScramServer::new(self.nonce()?);
                 let credentials: HashMap<String, (ScramCredential, Arc<Policy>)> = self
@@ -317,6 +303,64 @@ impl Authenticator for Users {
             }
             other => Err(AuthError::Mechanism(other.to_owned())),
         }
+    }
+}
+
+/// A PLAIN exchange: a password user's password, or a service account's token.
+struct PlainExchange {
+    users: Arc<HashMap<String, User>>,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
+}
+
+impl Exchange for PlainExchange {
+    fn step<'a>(&'a mut self, message: &'a [u8]) -> StepFuture<'a> {
+        Box::pin(async move {
+            let (username, mut password) = parse_plain(message)?;
+            if username == SERVICE_ACCOUNT_LOGIN {
+                let reviewer = self.reviewer.as_ref().ok_or_else(|| {
+                    AuthError::Unavailable("no service-account token reviewer is configured".into())
+                })?;
+                let token =
+                    String::from_utf8(std::mem::take(&mut password)).map_err(|_| AuthError::Malformed {
+                        mechanism: "PLAIN",
+                        reason: "the token is not UTF-8".into(),
+                    })?;
+                let account = reviewer
+                    .review(&token)
+                    .await
+                    .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+                let account = account.ok_or_else(|| AuthError::Credentials(SERVICE_ACCOUNT_LOGIN.into()))?;
+                // The reviewed account must be the one a serviceaccount user names.
+                return match self.users.get(&account) {
+                    Some(User {
+                        credential: Credential::ServiceAccount { .. },
+                        policy,
+                    }) => Ok(Step::Done(
+                        Identity {
+                            username: account,
+                            policy: policy.clone(),
+                        },
+                        None,
+                    )),
+                    _ => Err(AuthError::Credentials(account)),
+                };
+            }
+            let verdict = match self.users.get(&username) {
+                Some(User {
+                    credential: Credential::Password(credential),
+                    policy,
+                }) if credential.verify_password(&password) => Ok(Step::Done(
+                    Identity {
+                        username,
+                        policy: policy.clone(),
+                    },
+                    None,
+                )),
+                _ => Err(AuthError::Credentials(username)),
+            };
+            password.fill(0);
+            verdict
+        })
     }
 }
 
@@ -363,6 +407,7 @@ fn scram_error(error: scram::ScramError) -> AuthError {
 /// keys at once and the plaintext is overwritten.
 pub fn for_config(
     config: &enmasse_types::broker_config::BrokerConfig,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
     mut password_of: impl FnMut(&enmasse_types::broker_config::BrokerUser) -> Option<Vec<u8>>,
 ) -> Arc<dyn Authenticator> {
     use enmasse_types::{
@@ -409,7 +454,7 @@ pub fn for_config(
             },
         );
     }
-    Arc::new(Users::new(users))
+    Arc::new(Users::new(users, reviewer))
 }
 
 /// A salt that is unique per user and the same on every reading of the same manifest, so that the

@@ -6,10 +6,12 @@
 //! - [`authenticator`]: the authenticator a connection asks during SASL, the identity it returns,
 //!   and the `none` and `standard` authentication services;
 //! - [`scram`]: password credentials kept as SCRAM-SHA-256 keys, checked for SASL PLAIN and
-//!   SCRAM-SHA-256 without the password being stored.
+//!   SCRAM-SHA-256 without the password being stored;
+//! - [`tokens`]: service-account token review (a token file on one machine).
 //!
 //! The authorization patterns and the "may this user do that" decision are pure rules and live in
 //! `enmasse-types` (`patterns`, `policy`).
 
 pub mod authenticator;
 pub mod scram;
+pub mod tokens;

@@ -58,6 +58,10 @@ struct Args {
     /// Which address space to serve when the manifests define several.
     #[arg(long, env = "ENMASSE_ADDRESS_SPACE", value_name = "NAME")]
     address_space: Option<String>,
+    /// Service-account tokens, one per line: the token and `system:serviceaccount:<ns>:<name>`.
+    /// Without it, service-account users cannot log in on this machine.
+    #[arg(long, env = "ENMASSE_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Credit a sender link is given at most at once.
     #[arg(long, env = "ENMASSE_CREDIT_WINDOW", default_value_t = 500)]
     credit_window: u32,
@@ -109,6 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 namespace: args.namespace.clone(),
                 address_space: args.address_space.clone(),
                 amqp: amqp_addr,
+                token_file: args.token_file.clone(),
             };
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();

@@ -48,7 +48,7 @@ pub struct Pushed(pub Arc<Broker>);
 impl Control for Pushed {
     fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
         // A pushed config carries no password: password users wait for the operator's credentials.
-        let authenticator = enmasse_auth::authenticator::for_config(&config, |_| None);
+        let authenticator = enmasse_auth::authenticator::for_config(&config, None, |_| None);
         Ok(self.0.apply(config, authenticator))
     }
 }

@@ -52,6 +52,9 @@ pub struct Options {
     pub address_space: Option<String>,
     /// Where the AMQP listener really listens, for the exports.
     pub amqp: SocketAddr,
+    /// Service-account tokens (see `enmasse_auth::tokens::TokenFile`), if service-account users
+    /// may log in.
+    pub token_file: Option<PathBuf>,
 }
 
 /// A manifest that could not be read.
@@ -313,7 +316,11 @@ impl Standalone {
 
     fn apply_config(&self, config: BrokerConfig, tenant: &TenantResources) -> Applied {
         // Password users' passwords come from their manifests, decoded only to derive their keys.
-        let authenticator = enmasse_auth::authenticator::for_config(&config, |user| {
+        let reviewer = self.options.token_file.clone().map(|path| {
+            Arc::new(enmasse_auth::tokens::TokenFile::new(path))
+                as Arc<dyn enmasse_auth::tokens::TokenReviewer>
+        });
+        let authenticator = enmasse_auth::authenticator::for_config(&config, reviewer, |user| {
             let spec = tenant
                 .users
                 .iter()

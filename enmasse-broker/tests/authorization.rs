@@ -50,7 +50,7 @@ fn space(operations: &[Operation]) -> BrokerConfig {
 }
 
 fn apply(broker: &Broker, config: BrokerConfig) {
-    let authenticator = for_config(&config, |_| Some(b"secret".to_vec()));
+    let authenticator = for_config(&config, None, |_| Some(b"secret".to_vec()));
     broker.apply(config, authenticator);
 }
 

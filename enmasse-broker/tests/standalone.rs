@@ -80,6 +80,7 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
         namespace: "team1".into(),
         address_space: None,
         amqp: "127.0.0.1:5672".parse().unwrap(),
+        token_file: None,
     };
     let standalone = Standalone::new(options, broker.clone());
     (broker, standalone)

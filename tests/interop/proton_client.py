@@ -22,6 +22,8 @@ def main():
     parser.add_argument("--ca", help="CA certificate (PEM) to trust for amqps")
     parser.add_argument("--expect-refusal", action="store_true",
                         help="succeed only if attaching a sender to the address is refused")
+    parser.add_argument("--send-only", action="store_true",
+                        help="only send, and succeed when the broker accepted every message")
     args = parser.parse_args()
 
     ssl_domain = None
@@ -44,6 +46,12 @@ def main():
             return 1
 
         bodies = [f"message-{i}" for i in range(args.count)]
+        if args.send_only:
+            sender = connection.create_sender(args.address, name=f"{args.address}-sender")
+            for body in bodies:
+                sender.send(Message(body=body))
+            print("ok sent", len(bodies))
+            return 0
         # Distinct link names: Proton names both links after the address by default, and the
         # broker needs names unique within a session (see docs/broker.md, "Known limits").
         receiver = None

@@ -42,6 +42,7 @@ async fn broker() -> Running {
             repo_root().join("tests/fixtures/interop"),
         ],
         2,
+        None,
     )
     .await
 }
@@ -49,10 +50,10 @@ async fn broker() -> Running {
 /// The standalone broker on the project's GitOps example, whose space authenticates its
 /// MessagingUsers.
 async fn example_broker() -> Running {
-    standalone(vec![repo_root().join("examples/gitops")], 2).await
+    standalone(vec![repo_root().join("examples/gitops")], 2, None).await
 }
 
-async fn standalone(manifests: Vec<PathBuf>, addresses: usize) -> Running {
+async fn standalone(manifests: Vec<PathBuf>, addresses: usize, token_file: Option<PathBuf>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let broker = Broker::new(
@@ -66,6 +67,7 @@ async fn standalone(manifests: Vec<PathBuf>, addresses: usize) -> Running {
         namespace: "default".into(),
         address_space: None,
         amqp: addr,
+        token_file,
     };
     let standalone = Standalone::new(options, broker.clone());
     assert!(standalone.refresh(), "the fixture was applied");
@@ -209,4 +211,35 @@ async fn qpid_proton_with_a_wrong_password_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Authentication failed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_rights() {
+    let tokens = std::env::temp_dir().join(format!("enmasse-interop-tokens-{}", std::process::id()));
+    std::fs::write(&tokens, "pod-token-1 system:serviceaccount:team1:default\n").unwrap();
+    let broker = standalone(vec![repo_root().join("examples/gitops")], 2, Some(tokens.clone())).await;
+    let url = format!("amqp://{}", broker.addr);
+    let login = [
+        "--url",
+        &url,
+        "--user",
+        "@@serviceaccount@@",
+        "--password",
+        "pod-token-1",
+    ];
+    // The application's user may send confirmations, and not send orders.
+    proton(
+        &[
+            &login[..],
+            &["--address", "confirmations", "--count", "5", "--send-only"],
+        ]
+        .concat(),
+    )
+    .await;
+    let refused = proton(&[&login[..], &["--address", "orders", "--expect-refusal"]].concat()).await;
+    assert!(
+        refused.contains("system:serviceaccount:team1:default"),
+        "{refused}"
+    );
+    let _ = std::fs::remove_file(tokens);
 }

@@ -61,10 +61,27 @@ async fn run(
     last.ok_or_else(|| AuthError::Unavailable("no message".into()))
 }
 
+/// A reviewer that knows one token, of `team1/default`.
+#[derive(Debug)]
+struct OneToken;
+
+impl TokenReviewer for OneToken {
+    fn review<'a>(&'a self, token: &'a str) -> crate::tokens::Review<'a> {
+        let account = (token == "good-token").then(|| "system:serviceaccount:team1:default".to_owned());
+        Box::pin(async move { Ok(account) })
+    }
+}
+
+fn reviewer() -> Arc<dyn TokenReviewer> {
+    Arc::new(OneToken)
+}
+
 fn standard() -> Arc<dyn Authenticator> {
-    for_config(&config(AuthenticationServiceType::Standard), |user| {
-        (user.username == "developer").then(|| b"developer".to_vec())
-    })
+    for_config(
+        &config(AuthenticationServiceType::Standard),
+        Some(reviewer()),
+        |user| (user.username == "developer").then(|| b"developer".to_vec()),
+    )
 }
 
 fn block_on<T>(future: impl Future<Output = T>) -> T {
@@ -160,11 +177,45 @@ fn a_password_user_logs_in_with_scram_and_the_password_never_crosses() {
 }
 
 #[test]
-fn service_account_logins_are_unavailable_until_tokens_can_be_reviewed() {
+fn a_service_account_logs_in_with_its_token_as_its_user() {
+    let login = b"\0@@serviceaccount@@\0good-token";
+    let Step::Done(identity, None) = block_on(run(standard().as_ref(), "PLAIN", &[login])).unwrap() else {
+        panic!("done")
+    };
+    assert_eq!(identity.username, "system:serviceaccount:team1:default");
     let err = block_on(run(
         standard().as_ref(),
         "PLAIN",
-        &[b"\0@@serviceaccount@@\0token"],
+        &[b"\0@@serviceaccount@@\0bad-token"],
+    ))
+    .unwrap_err();
+    assert!(matches!(err, AuthError::Credentials(_)), "{err:?}");
+}
+
+#[test]
+fn a_token_of_an_account_no_user_names_is_refused() {
+    let mut config = config(AuthenticationServiceType::Standard);
+    config.users.retain(|u| u.username == "developer");
+    let authenticator = for_config(&config, Some(reviewer()), |_| Some(b"developer".to_vec()));
+    let err = block_on(run(
+        authenticator.as_ref(),
+        "PLAIN",
+        &[b"\0@@serviceaccount@@\0good-token"],
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err,
+        AuthError::Credentials("system:serviceaccount:team1:default".into())
+    );
+}
+
+#[test]
+fn service_account_logins_are_unavailable_without_a_reviewer() {
+    let authenticator = for_config(&config(AuthenticationServiceType::Standard), None, |_| None);
+    let err = block_on(run(
+        authenticator.as_ref(),
+        "PLAIN",
+        &[b"\0@@serviceaccount@@\0good-token"],
     ))
     .unwrap_err();
     assert!(matches!(err, AuthError::Unavailable(_)));
@@ -177,7 +228,7 @@ fn standard_spaces_offer_no_anonymous_login_and_none_spaces_accept_everyone() {
         standard().start("ANONYMOUS"),
         Err(AuthError::Mechanism(_))
     ));
-    let none = for_config(&config(AuthenticationServiceType::None), |_| None);
+    let none = for_config(&config(AuthenticationServiceType::None), None, |_| None);
     let Step::Done(identity, _) = block_on(run(none.as_ref(), "ANONYMOUS", &[b""])).unwrap() else {
         panic!()
     };
