@@ -7,6 +7,7 @@
 //!   and the `none` and `standard` authentication services;
 //! - [`scram`]: password credentials kept as SCRAM-SHA-256 keys, checked for SASL PLAIN and
 //!   SCRAM-SHA-256 without the password being stored;
+//! - [`tls`]: the amqps endpoint's certificate (a self-signed CA per space, or a given bundle);
 //! - [`tokens`]: service-account token review (a token file on one machine).
 //!
 //! The authorization patterns and the "may this user do that" decision are pure rules and live in
@@ -14,4 +15,5 @@
 
 pub mod authenticator;
 pub mod scram;
+pub mod tls;
 pub mod tokens;

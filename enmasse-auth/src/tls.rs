@@ -1,0 +1,223 @@
+//! TLS for the `amqps` endpoint: the server's certificate per the endpoint's cert provider, and the
+//! rustls configuration that serves it.
+//!
+//! `selfsigned` keeps a CA per address space under a directory (the broker's data dir), created on
+//! first use and kept across restarts, so clients that trust its `ca.crt` keep trusting the broker.
+//! The server certificate it signs names the hosts clients connect to. `certBundle` takes the PEM
+//! certificate chain and key from the manifest.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+/// Why the TLS identity could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file of the CA could not be read or written.
+    #[error("failed to keep the certificate authority in {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A certificate or key could not be made.
+    #[error("failed to generate a certificate")]
+    Generate(#[source] rcgen::Error),
+    /// A PEM certificate or key could not be read.
+    #[error("invalid {what}: {reason}")]
+    Pem {
+        /// What was being read.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificate and key.
+    #[error("failed to configure TLS")]
+    Config(#[source] rustls::Error),
+}
+
+/// A server's certificate chain and key, and the CA clients should trust (when known).
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// The certificate chain, PEM.
+    pub chain_pem: String,
+    key_pem: String,
+    /// The CA certificate clients trust, PEM (the export's `ca.crt`).
+    pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerIdentity {
+    /// A certificate for `hosts` signed by the space's CA, which lives in `dir` (created there on
+    /// first use and reused afterwards).
+    pub fn self_signed(dir: &Path, space: &str, hosts: &[String]) -> Result<Self, TlsError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TlsError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let key_path = dir.join("ca.key");
+        let cert_path = dir.join("ca.crt");
+        let ca_params = ca_params(space);
+        let (ca_key, ca_pem) = match (
+            std::fs::read_to_string(&key_path),
+            std::fs::read_to_string(&cert_path),
+        ) {
+            (Ok(key), Ok(cert)) => (KeyPair::from_pem(&key).map_err(TlsError::Generate)?, cert),
+            _ => {
+                let key = KeyPair::generate().map_err(TlsError::Generate)?;
+                let cert = ca_params.self_signed(&key).map_err(TlsError::Generate)?.pem();
+                write_private(&key_path, &key.serialize_pem()).map_err(io(&key_path))?;
+                std::fs::write(&cert_path, &cert).map_err(io(&cert_path))?;
+                (key, cert)
+            }
+        };
+        // The CA is rebuilt from its name and key: certificates it signs verify against the kept
+        // CA certificate, which has the same subject and key.
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params = CertificateParams::new(hosts.to_vec()).map_err(TlsError::Generate)?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().cloned().unwrap_or_else(|| "localhost".into()),
+        );
+        let key = KeyPair::generate().map_err(TlsError::Generate)?;
+        let cert = params.signed_by(&key, &issuer).map_err(TlsError::Generate)?;
+        Ok(Self {
+            chain_pem: format!("{}{ca_pem}", cert.pem()),
+            key_pem: key.serialize_pem(),
+            ca_pem: Some(ca_pem),
+        })
+    }
+
+    /// A certificate chain and key given as PEM (the `certBundle` provider).
+    pub fn from_pem(chain_pem: String, key_pem: String) -> Result<Self, TlsError> {
+        let identity = Self {
+            chain_pem,
+            key_pem,
+            ca_pem: None,
+        };
+        identity.server_config()?;
+        Ok(identity)
+    }
+
+    /// The rustls configuration serving this identity (TLS 1.2 and 1.3, no client certificates).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Pem {
+                what: "certificate chain",
+                reason: e.to_string(),
+            })?;
+        if chain.is_empty() {
+            return Err(TlsError::Pem {
+                what: "certificate chain",
+                reason: "no certificate found".into(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| TlsError::Pem {
+            what: "private key",
+            reason: e.to_string(),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(TlsError::Config)?;
+        Ok(Arc::new(config))
+    }
+}
+
+fn ca_params(space: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "EnMasse");
+    name.push(DnType::CommonName, format!("{space} CA"));
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("enmasse-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_space_ca_is_created_once_and_kept() {
+        let dir = temp("kept");
+        let first = ServerIdentity::self_signed(&dir, "app", &["localhost".into()]).unwrap();
+        let second =
+            ServerIdentity::self_signed(&dir, "app", &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        assert_eq!(
+            first.ca_pem, second.ca_pem,
+            "a restart keeps the CA clients trust"
+        );
+        assert_ne!(
+            first.chain_pem, second.chain_pem,
+            "the server certificate follows the hosts"
+        );
+        second.server_config().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("ca.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "the CA key is private");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_bundle_that_is_not_pem_is_refused_with_the_reason() {
+        let err = ServerIdentity::from_pem("not a certificate".into(), "not a key".into()).unwrap_err();
+        assert!(err.to_string().starts_with("invalid certificate chain"), "{err}");
+    }
+
+    #[test]
+    fn a_bundle_made_elsewhere_is_served() {
+        let dir = temp("bundle");
+        let made = ServerIdentity::self_signed(&dir, "app", &["localhost".into()]).unwrap();
+        let bundle = ServerIdentity::from_pem(made.chain_pem.clone(), made.key_pem.clone()).unwrap();
+        assert!(bundle.ca_pem.is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
