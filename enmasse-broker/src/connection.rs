@@ -16,10 +16,7 @@ use fe2o3_amqp::{
         performatives::Attach,
     },
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
@@ -28,6 +25,7 @@ use crate::{
     broker::{Broker, Grant},
     link::{self, CLOSE_TIMEOUT},
     sasl::{self, AMQP_HEADER, SASL_HEADER},
+    transport::{Coalesced, Prefixed},
 };
 
 /// How long a client has to send its protocol header, finish SASL and open its connection.
@@ -58,7 +56,10 @@ pub enum HandshakeError {
 }
 
 /// Serves one client connection until it closes or the broker shuts down.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
+{
     // A peer that keeps failing to authenticate waits longer and longer before it may try again.
     let delay = broker.throttle().delay(peer.ip(), std::time::Instant::now());
     if !delay.is_zero() {
@@ -117,20 +118,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
 }
 
 /// Authenticates the client and opens its AMQP connection, within [`HANDSHAKE_TIMEOUT`].
-async fn open(
-    mut stream: TcpStream,
-    broker: &Broker,
-) -> Result<(Identity, ListenerConnectionHandle), HandshakeError> {
+async fn open<S>(mut stream: S, broker: &Broker) -> Result<(Identity, ListenerConnectionHandle), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
+{
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let timed_out = |_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT);
-    let identity = tokio::time::timeout_at(deadline, handshake(&mut stream, broker))
-        .await
-        .map_err(timed_out)??;
+    let (identity, replay) =
+        tokio::time::timeout_at(deadline, handshake(&mut stream, broker)).await.map_err(timed_out)??;
     let acceptor = ConnectionAcceptor::builder()
         .container_id(broker.settings().container_id.clone())
         .max_frame_size(65_536u32)
         .build();
-    let stream = crate::transport::Coalesced::new(stream);
+    let stream = Coalesced::new(Prefixed::new(replay, stream));
     let connection = tokio::time::timeout_at(deadline, acceptor.accept(stream))
         .await
         .map_err(timed_out)?
@@ -138,23 +138,22 @@ async fn open(
     Ok((identity, connection))
 }
 
-/// Reads the protocol header and authenticates the client.
-async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Identity, HandshakeError> {
-    let header = peek_header(stream).await?;
+/// Reads the protocol header and authenticates the client. Returns the identity and the bytes the
+/// AMQP engine must read again (the header, when the client skipped SASL).
+async fn handshake<S>(stream: &mut S, broker: &Broker) -> Result<(Identity, Vec<u8>), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut header = [0u8; 8];
+    stream.read_exact(&mut header).await.map_err(HandshakeError::Io)?;
     let authenticator = broker.authenticator();
     if header == SASL_HEADER {
-        let mut consumed = [0u8; 8];
-        stream
-            .read_exact(&mut consumed)
-            .await
-            .map_err(HandshakeError::Io)?;
-        return sasl::negotiate(stream, authenticator.as_ref())
-            .await
-            .map_err(HandshakeError::Sasl);
+        let identity = sasl::negotiate(stream, authenticator.as_ref()).await.map_err(HandshakeError::Sasl)?;
+        return Ok((identity, Vec::new()));
     }
     if header == AMQP_HEADER {
         return match authenticator.anonymous() {
-            Some(identity) => Ok(identity),
+            Some(identity) => Ok((identity, header.to_vec())),
             None => {
                 // Tell the client which layer is required, then close (AMQP 1.0, 5.3.1).
                 refuse_with_header(stream).await;
@@ -169,31 +168,12 @@ async fn handshake(stream: &mut TcpStream, broker: &Broker) -> Result<Identity, 
 /// Answers with the protocol header the broker requires and closes gracefully: what the client
 /// already sent is read and dropped first, so that closing does not reset the connection before
 /// the client has read the answer.
-async fn refuse_with_header(stream: &mut TcpStream) {
+async fn refuse_with_header<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
     let _ = stream.write_all(&SASL_HEADER).await;
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 1024];
     let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-}
-
-/// Waits for the 8 bytes of the protocol header without consuming them.
-async fn peek_header(stream: &mut TcpStream) -> Result<[u8; 8], HandshakeError> {
-    let mut header = [0u8; 8];
-    loop {
-        let read = stream.peek(&mut header).await.map_err(HandshakeError::Io)?;
-        if read == 0 {
-            return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        if read == header.len() {
-            return Ok(header);
-        }
-        let prefix = read.min(4);
-        if header[..prefix] != b"AMQP"[..prefix] {
-            return Err(HandshakeError::Protocol(header));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Serves one session: every attach is decided here and its link runs in a task of its own.

@@ -15,11 +15,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf},
     sync::Notify,
 };
 
@@ -41,18 +37,18 @@ struct Shared {
     closed: bool,
 }
 
-/// A TCP stream with coalesced writes; reads go straight to the socket.
+/// A stream with coalesced writes; reads go straight to the stream.
 #[derive(Debug)]
-pub struct Coalesced {
-    read: OwnedReadHalf,
+pub struct Coalesced<S> {
+    read: ReadHalf<S>,
     shared: Arc<Mutex<Shared>>,
     wake_writer: Arc<Notify>,
 }
 
-impl Coalesced {
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Coalesced<S> {
     /// Wraps `stream`, spawning the task that writes its buffer out.
-    pub fn new(stream: TcpStream) -> Self {
-        let (read, write) = stream.into_split();
+    pub fn new(stream: S) -> Self {
+        let (read, write) = tokio::io::split(stream);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let wake_writer = Arc::new(Notify::new());
         tokio::spawn(write_out(write, shared.clone(), wake_writer.clone()));
@@ -63,13 +59,59 @@ impl Coalesced {
         }
     }
 
+}
+
+impl<S> Coalesced<S> {
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+/// A stream whose first bytes, already read, are read again: the protocol header the broker read
+/// to choose the connection's layers, for the AMQP engine that reads it too.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    read: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `inner`, preceded by `prefix`.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self { prefix, read: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.read < self.prefix.len() {
+            let n = (self.prefix.len() - self.read).min(buf.remaining());
+            let start = self.read;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.read += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Writes the buffer out whenever there is something in it, until shutdown or an error.
-async fn write_out(mut socket: OwnedWriteHalf, shared: Arc<Mutex<Shared>>, wake: Arc<Notify>) {
+async fn write_out<S: AsyncWrite>(mut socket: WriteHalf<S>, shared: Arc<Mutex<Shared>>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(CAPACITY);
     loop {
         let notified = wake.notified();
@@ -115,7 +157,7 @@ async fn write_out(mut socket: OwnedWriteHalf, shared: Arc<Mutex<Shared>>, wake:
     }
 }
 
-impl Drop for Coalesced {
+impl<S> Drop for Coalesced<S> {
     fn drop(&mut self) {
         // The writer finishes what is buffered, shuts the socket down and ends.
         self.shared().shutdown = true;
@@ -123,7 +165,7 @@ impl Drop for Coalesced {
     }
 }
 
-impl AsyncRead for Coalesced {
+impl<S: AsyncRead> AsyncRead for Coalesced<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -133,7 +175,7 @@ impl AsyncRead for Coalesced {
     }
 }
 
-impl AsyncWrite for Coalesced {
+impl<S> AsyncWrite for Coalesced<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
         let mut state = self.shared();
         if let Some(kind) = state.error {
@@ -187,7 +229,7 @@ mod tests {
 
     use super::*;
 
-    async fn pair() -> (Coalesced, TcpStream) {
+    async fn pair() -> (Coalesced<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
