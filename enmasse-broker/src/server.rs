@@ -1,8 +1,13 @@
-//! The AMQP listener: accepts connections until shutdown, then closes them and waits for them.
+//! The AMQP listeners: `amqp` and `amqps` (TLS from the first byte, as clients open port 5671).
+//! Each accepts connections until shutdown, then closes them and waits for them.
 
-use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{
+    sync::{Arc, RwLock, atomic::Ordering},
+    time::Duration,
+};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
@@ -11,10 +16,42 @@ use crate::{broker::Broker, connection};
 /// How long open connections get to close once shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts AMQP connections on `listener` until `shutdown` is cancelled; then closes every
+/// The certificate an `amqps` listener serves; it can be replaced while the listener runs (a new
+/// certificate applies to new connections).
+#[derive(Default)]
+pub struct Tls(RwLock<Option<TlsAcceptor>>);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("configured", &self.acceptor().is_some()).finish()
+    }
+}
+
+impl Tls {
+    /// Serves this configuration from now on.
+    pub fn set(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(TlsAcceptor::from(config));
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Accepts plain AMQP connections on `listener` until `shutdown` is cancelled; then closes every
 /// connection (they are told the broker is shutting down) and waits for them, at most
 /// [`DRAIN_TIMEOUT`].
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    accept(listener, broker, None, shutdown).await;
+}
+
+/// Accepts AMQP connections over TLS on `listener`, like [`run`]. Until a certificate is set,
+/// connections are closed at once.
+pub async fn run_tls(listener: TcpListener, broker: Arc<Broker>, tls: Arc<Tls>, shutdown: CancellationToken) {
+    accept(listener, broker, Some(tls), shutdown).await;
+}
+
+async fn accept(listener: TcpListener, broker: Arc<Broker>, tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -31,8 +68,20 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
                 counters.connections_open.fetch_add(1, Ordering::Relaxed);
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
+                let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                 connections.spawn(async move {
-                    connection::serve(stream, peer, broker.clone(), shutdown).await;
+                    match acceptor {
+                        None => connection::serve(stream, peer, broker.clone(), shutdown).await,
+                        Some(None) => info!(%peer, "connection refused: no TLS certificate is configured yet"),
+                        Some(Some(acceptor)) => {
+                            let handshake = tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                            match handshake.await {
+                                Ok(Ok(stream)) => connection::serve(stream, peer, broker.clone(), shutdown).await,
+                                Ok(Err(err)) => info!(%peer, error = %err, "TLS handshake failed"),
+                                Err(_) => info!(%peer, "TLS handshake timed out"),
+                            }
+                        }
+                    }
                     broker.counters().connections_open.fetch_sub(1, Ordering::Relaxed);
                 });
             }
