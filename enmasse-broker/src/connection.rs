@@ -118,14 +118,18 @@ where
 }
 
 /// Authenticates the client and opens its AMQP connection, within [`HANDSHAKE_TIMEOUT`].
-async fn open<S>(mut stream: S, broker: &Broker) -> Result<(Identity, ListenerConnectionHandle), HandshakeError>
+async fn open<S>(
+    mut stream: S,
+    broker: &Broker,
+) -> Result<(Identity, ListenerConnectionHandle), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let timed_out = |_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT);
-    let (identity, replay) =
-        tokio::time::timeout_at(deadline, handshake(&mut stream, broker)).await.map_err(timed_out)??;
+    let (identity, replay) = tokio::time::timeout_at(deadline, handshake(&mut stream, broker))
+        .await
+        .map_err(timed_out)??;
     let acceptor = ConnectionAcceptor::builder()
         .container_id(broker.settings().container_id.clone())
         .max_frame_size(65_536u32)
@@ -148,7 +152,9 @@ where
     stream.read_exact(&mut header).await.map_err(HandshakeError::Io)?;
     let authenticator = broker.authenticator();
     if header == SASL_HEADER {
-        let identity = sasl::negotiate(stream, authenticator.as_ref()).await.map_err(HandshakeError::Sasl)?;
+        let identity = sasl::negotiate(stream, authenticator.as_ref())
+            .await
+            .map_err(HandshakeError::Sasl)?;
         return Ok((identity, Vec::new()));
     }
     if header == AMQP_HEADER {

@@ -1,6 +1,7 @@
 //! Endpoint exports in standalone mode: the objects an `AddressSpace` asks for in
 //! `spec.endpoints[].exports`, written as Kubernetes manifests under `<data-dir>/exports/` with the
-//! keys the operator writes in a cluster (`service.host`, `service.port.<port>`, `ca.crt`).
+//! keys the operator writes in a cluster (`service.host`, `service.port.amqp`,
+//! `service.port.amqps`, `ca.crt`).
 
 use std::{
     collections::BTreeMap,
@@ -32,23 +33,50 @@ pub enum ExportError {
     Render(String),
 }
 
-/// The keys of an export: where the space's AMQP listener really is.
-pub fn keys(amqp: SocketAddr) -> BTreeMap<String, String> {
-    let host = if amqp.ip().is_unspecified() {
-        "localhost".to_owned()
-    } else {
-        amqp.ip().to_string()
-    };
-    BTreeMap::from([
-        ("service.host".to_owned(), host),
-        ("service.port.amqp".to_owned(), amqp.port().to_string()),
-    ])
+/// Where the space's listeners really are, and the CA their certificate chains to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The plain `amqp` listener, if on.
+    pub amqp: Option<SocketAddr>,
+    /// The `amqps` listener, if on.
+    pub amqps: Option<SocketAddr>,
+    /// The CA certificate (PEM) clients trust for `amqps`.
+    pub ca_pem: Option<String>,
+}
+
+impl Endpoint {
+    /// The host clients connect to.
+    pub fn host(&self) -> String {
+        match self.amqps.or(self.amqp).map(|a| a.ip()) {
+            Some(ip) if !ip.is_unspecified() => ip.to_string(),
+            _ => "localhost".to_owned(),
+        }
+    }
+}
+
+/// The keys of an export, as the operator writes them in a cluster.
+pub fn keys(endpoint: &Endpoint) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::from([("service.host".to_owned(), endpoint.host())]);
+    if let Some(amqp) = endpoint.amqp {
+        keys.insert("service.port.amqp".to_owned(), amqp.port().to_string());
+    }
+    if let Some(amqps) = endpoint.amqps {
+        keys.insert("service.port.amqps".to_owned(), amqps.port().to_string());
+    }
+    if let Some(ca) = &endpoint.ca_pem {
+        keys.insert("ca.crt".to_owned(), ca.clone());
+    }
+    keys
 }
 
 /// Writes every export the space asks for; a file is rewritten only when its content changes.
-pub fn write(data_dir: &Path, space: &AddressSpace, amqp: SocketAddr) -> Result<Vec<PathBuf>, ExportError> {
+pub fn write(
+    data_dir: &Path,
+    space: &AddressSpace,
+    endpoint: &Endpoint,
+) -> Result<Vec<PathBuf>, ExportError> {
     let dir = data_dir.join("exports");
-    let keys = keys(amqp);
+    let keys = keys(endpoint);
     let mut written = Vec::new();
     for endpoint in &space.spec.endpoints {
         for export in &endpoint.exports {

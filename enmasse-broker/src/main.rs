@@ -17,7 +17,10 @@ use enmasse_broker::{
 };
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::info;
+use tracing::{info, warn};
+
+/// The IANA port of AMQP over TLS.
+const DEFAULT_AMQPS_PORT: u16 = 5671;
 
 // The data plane allocates and frees a few small buffers per message; mimalloc's thread-local
 // free lists make that markedly cheaper than glibc's malloc (see docs/performance.md).
@@ -41,6 +44,18 @@ struct Args {
         value_name = "ADDR"
     )]
     listen: SocketAddr,
+    /// Do not listen for plain (unencrypted) AMQP at all.
+    #[arg(long, env = "ENMASSE_NO_PLAIN")]
+    no_plain: bool,
+    /// Where AMQP clients connect over TLS (standalone mode). If the default port is taken, a free
+    /// port is used; the export says which.
+    #[arg(
+        long,
+        env = "ENMASSE_LISTEN_TLS",
+        default_value = "127.0.0.1:5671",
+        value_name = "ADDR"
+    )]
+    listen_tls: SocketAddr,
     /// Where the management API (config, status, health, metrics) listens.
     #[arg(
         long,
@@ -85,15 +100,22 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let amqp = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let amqp = match args.no_plain {
+        true => None,
+        false => Some(
+            TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("failed to listen on {}", args.listen))?,
+        ),
+    };
+    let amqp_addr = amqp
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("failed to read the amqp address")?;
     let management_listener = TcpListener::bind(args.management)
         .await
         .with_context(|| format!("failed to listen on {}", args.management))?;
-    let amqp_addr = amqp
-        .local_addr()
-        .context("failed to read the AMQP listener's address")?;
     let settings = Settings {
         credit_window: args.credit_window.max(2),
         ..Settings::default()
@@ -107,18 +129,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let control: Arc<dyn Control> = match args.manifests.is_empty() {
         false => {
+            // TLS from the manifests' endpoint; the default port, or any free one if it is taken.
+            let amqps = match TcpListener::bind(args.listen_tls).await {
+                Ok(listener) => listener,
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::AddrInUse
+                        && args.listen_tls.port() == DEFAULT_AMQPS_PORT =>
+                {
+                    warn!(address = %args.listen_tls, "taken: amqps listens on a free port instead (see the export)");
+                    TcpListener::bind((args.listen_tls.ip(), 0))
+                        .await
+                        .context("failed to listen for amqps")?
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("failed to listen on {}", args.listen_tls));
+                }
+            };
+            let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
+            let tls = Arc::new(server::Tls::default());
+            tasks.spawn(server::run_tls(
+                amqps,
+                broker.clone(),
+                tls.clone(),
+                shutdown.clone(),
+            ));
             let options = standalone::Options {
                 manifests: args.manifests.clone(),
                 data_dir: args.data_dir.clone(),
                 namespace: args.namespace.clone(),
                 address_space: args.address_space.clone(),
                 amqp: amqp_addr,
+                amqps: Some((amqps_addr, tls)),
                 token_file: args.token_file.clone(),
             };
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();
             tasks.spawn(standalone.clone().watch(shutdown.clone()));
-            info!(manifests = ?args.manifests, "serving the address space of the manifests");
+            info!(manifests = ?args.manifests, amqps = %amqps_addr, "serving the address space of the manifests");
             standalone
         }
         true => {
@@ -126,8 +173,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Arc::new(Pushed(broker.clone()))
         }
     };
-    info!(amqp = %amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");
-    tasks.spawn(server::run(amqp, broker.clone(), shutdown.clone()));
+    info!(amqp = ?amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");
+    if let Some(amqp) = amqp {
+        tasks.spawn(server::run(amqp, broker.clone(), shutdown.clone()));
+    }
     tasks.spawn(management::run(
         management_listener,
         broker.clone(),

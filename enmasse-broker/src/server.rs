@@ -23,7 +23,9 @@ pub struct Tls(RwLock<Option<TlsAcceptor>>);
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("configured", &self.acceptor().is_some()).finish()
+        f.debug_struct("Tls")
+            .field("configured", &self.acceptor().is_some())
+            .finish()
     }
 }
 
@@ -51,7 +53,12 @@ pub async fn run_tls(listener: TcpListener, broker: Arc<Broker>, tls: Arc<Tls>, 
     accept(listener, broker, Some(tls), shutdown).await;
 }
 
-async fn accept(listener: TcpListener, broker: Arc<Broker>, tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
+async fn accept(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -72,11 +79,16 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, tls: Option<Arc<Tls>
                 connections.spawn(async move {
                     match acceptor {
                         None => connection::serve(stream, peer, broker.clone(), shutdown).await,
-                        Some(None) => info!(%peer, "connection refused: no TLS certificate is configured yet"),
+                        Some(None) => {
+                            info!(%peer, "connection refused: no TLS certificate is configured yet")
+                        }
                         Some(Some(acceptor)) => {
-                            let handshake = tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                            let handshake =
+                                tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                             match handshake.await {
-                                Ok(Ok(stream)) => connection::serve(stream, peer, broker.clone(), shutdown).await,
+                                Ok(Ok(stream)) => {
+                                    connection::serve(stream, peer, broker.clone(), shutdown).await
+                                }
                                 Ok(Err(err)) => info!(%peer, error = %err, "TLS handshake failed"),
                                 Err(_) => info!(%peer, "TLS handshake timed out"),
                             }

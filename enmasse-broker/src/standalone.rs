@@ -16,17 +16,23 @@ use std::{
 };
 
 use enmasse_types::{
+    base64,
     broker_config::BrokerConfig,
     catalog::{Catalog, TenantResources},
     error::one_line,
     evaluate::{Evaluation, Reports, evaluate},
     manifests,
-    resources::{address_space::AddressSpace, common::Phase},
+    resources::{
+        address_space::{AddressSpace, CertProvider, EndpointStatus, PortStatus},
+        common::Phase,
+    },
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use enmasse_auth::tls::ServerIdentity;
 
 use crate::{
     address::table::Applied,
@@ -50,8 +56,10 @@ pub struct Options {
     pub namespace: String,
     /// The address space to serve when the manifests define several.
     pub address_space: Option<String>,
-    /// Where the AMQP listener really listens, for the exports.
-    pub amqp: SocketAddr,
+    /// Where the plain AMQP listener really listens (if on), for the exports.
+    pub amqp: Option<SocketAddr>,
+    /// Where the `amqps` listener really listens (if on), and the certificate it serves.
+    pub amqps: Option<(SocketAddr, Arc<crate::server::Tls>)>,
     /// Service-account tokens (see `enmasse_auth::tokens::TokenFile`), if service-account users
     /// may log in.
     pub token_file: Option<PathBuf>,
@@ -92,6 +100,8 @@ struct State {
     fingerprint: Vec<(PathBuf, Result<String, String>)>,
     previous: Option<Evaluation>,
     verdict: Verdict,
+    /// The certificate served now: what it was made from, and its CA.
+    certificate: Option<(String, Option<String>)>,
 }
 
 impl Standalone {
@@ -188,13 +198,16 @@ impl Standalone {
         self.carry_statuses(&mut tenant);
 
         let now = Time(Timestamp::now());
-        let evaluation = self.evaluate_and_apply(&tenant, &catalog, &now);
+        let mut evaluation = self.evaluate_and_apply(&tenant, &catalog, &now);
         let space_name = space.metadata.name.clone().unwrap_or_default();
-        if let Some(verdict) = evaluation.spaces.get(&space_name) {
+        let endpoint = self.configure_tls(space, &mut messages);
+        if let Some(verdict) = evaluation.spaces.get_mut(&space_name) {
+            verdict.status.ca_cert = endpoint.ca_pem.clone();
+            verdict.status.endpoint_statuses = endpoint_statuses(space, &endpoint);
             for message in &verdict.status.messages {
                 info!(space = %space_name, "{message}");
             }
-            if let Err(err) = exports::write(&self.options.data_dir, space, self.options.amqp) {
+            if let Err(err) = exports::write(&self.options.data_dir, space, &endpoint) {
                 let message = format!("failed to write the exports: {}", one_line(&err));
                 warn!("{message}");
                 messages.push(message);
@@ -214,6 +227,90 @@ impl Standalone {
             statuses,
         };
         state.previous = Some(evaluation);
+    }
+
+    /// Serves the certificate the space's messaging endpoint asks for on the `amqps` listener, and
+    /// says where the endpoint is.
+    fn configure_tls(&self, space: &AddressSpace, messages: &mut Vec<String>) -> exports::Endpoint {
+        let mut endpoint = exports::Endpoint {
+            amqp: self.options.amqp,
+            amqps: None,
+            ca_pem: None,
+        };
+        let Some((amqps, tls)) = &self.options.amqps else {
+            return endpoint;
+        };
+        let name = space.metadata.name.clone().unwrap_or_default();
+        let cert = space
+            .spec
+            .endpoints
+            .iter()
+            .find(|e| e.service == "messaging")
+            .and_then(|e| e.cert.clone());
+        let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
+            hosts.push(amqps.ip().to_string());
+        }
+        let (recipe, made) = match cert.as_ref().map(|c| c.provider) {
+            Some(CertProvider::CertBundle) => {
+                let cert = cert.unwrap_or_else(|| unreachable_bundle());
+                let recipe = format!(
+                    "bundle:{}:{}",
+                    cert.tls_cert.clone().unwrap_or_default(),
+                    cert.tls_key.clone().unwrap_or_default()
+                );
+                let decode = |value: Option<String>| {
+                    value
+                        .as_deref()
+                        .and_then(base64::decode)
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .unwrap_or_default()
+                };
+                (
+                    recipe,
+                    ServerIdentity::from_pem(decode(cert.tls_cert), decode(cert.tls_key)),
+                )
+            }
+            provider => {
+                if let Some(other @ (CertProvider::Openshift | CertProvider::Wildcard)) = provider {
+                    messages.push(format!(
+                        "cert provider {other:?} is not available outside a cluster: the endpoint serves a certificate of the address space's self-signed CA"
+                    ));
+                }
+                let recipe = format!("selfsigned:{name}:{}", hosts.join(","));
+                let dir = self.options.data_dir.join("tls").join(&name);
+                (recipe, ServerIdentity::self_signed(&dir, &name, &hosts))
+            }
+        };
+        let mut state = self.state();
+        if let Some((current, ca)) = state
+            .certificate
+            .as_ref()
+            .filter(|(current, _)| *current == recipe)
+        {
+            let _ = current;
+            endpoint.amqps = Some(*amqps);
+            endpoint.ca_pem = ca.clone();
+            return endpoint;
+        }
+        match made.and_then(|identity| identity.server_config().map(|config| (identity, config))) {
+            Ok((identity, config)) => {
+                tls.set(config);
+                info!(space = %name, "amqps serves a new certificate");
+                state.certificate = Some((recipe, identity.ca_pem.clone()));
+                endpoint.amqps = Some(*amqps);
+                endpoint.ca_pem = identity.ca_pem;
+            }
+            Err(err) => {
+                let message = format!(
+                    "failed to set up TLS for the messaging endpoint: {}",
+                    one_line(&err)
+                );
+                warn!("{message}");
+                messages.push(message);
+            }
+        }
+        endpoint
     }
 
     /// The space to serve: the one named on the command line, else the only one (else the first).
@@ -325,9 +422,44 @@ impl Standalone {
                 .users
                 .iter()
                 .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))?;
-            enmasse_types::base64::decode(spec.spec.authentication.password.as_deref()?)
+            base64::decode(spec.spec.authentication.password.as_deref()?)
         });
         self.broker.apply(config, authenticator)
+    }
+}
+
+/// Where each endpoint of the space really is, for its status.
+fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<EndpointStatus> {
+    let ports: Vec<PortStatus> = [("amqp", endpoint.amqp), ("amqps", endpoint.amqps)]
+        .into_iter()
+        .filter_map(|(name, addr)| {
+            addr.map(|a| PortStatus {
+                name: name.to_owned(),
+                port: a.port(),
+            })
+        })
+        .collect();
+    space
+        .spec
+        .endpoints
+        .iter()
+        .filter(|e| e.service == "messaging")
+        .map(|e| EndpointStatus {
+            name: e.name.clone(),
+            service_host: Some(endpoint.host()),
+            service_ports: ports.clone(),
+            ..EndpointStatus::default()
+        })
+        .collect()
+}
+
+/// Only called where the provider was just matched as a bundle.
+fn unreachable_bundle() -> enmasse_types::resources::address_space::CertSpec {
+    enmasse_types::resources::address_space::CertSpec {
+        provider: CertProvider::CertBundle,
+        secret_name: None,
+        tls_key: None,
+        tls_cert: None,
     }
 }
 

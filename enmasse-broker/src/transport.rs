@@ -58,7 +58,6 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Coalesced<S> {
             wake_writer,
         }
     }
-
 }
 
 impl<S> Coalesced<S> {
@@ -79,12 +78,20 @@ pub struct Prefixed<S> {
 impl<S> Prefixed<S> {
     /// `inner`, preceded by `prefix`.
     pub fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Self { prefix, read: 0, inner }
+        Self {
+            prefix,
+            read: 0,
+            inner,
+        }
     }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.read < self.prefix.len() {
             let n = (self.prefix.len() - self.read).min(buf.remaining());
             let start = self.read;

@@ -79,7 +79,8 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
         data_dir: dir.0.join("data"),
         namespace: "team1".into(),
         address_space: None,
-        amqp: "127.0.0.1:5672".parse().unwrap(),
+        amqp: Some("127.0.0.1:5672".parse().unwrap()),
+        amqps: None,
         token_file: None,
     };
     let standalone = Standalone::new(options, broker.clone());

@@ -54,18 +54,24 @@ container.on('sendable', (context) => {
 });
 container.on('message', (context) => {
   received.push(context.message.body);
+  context.delivery.accept();
   if (received.length === args.count) {
     clearTimeout(timer);
     if (JSON.stringify(received) !== JSON.stringify(bodies)) fail(`received ${received}, sent ${bodies}`);
-    console.log(`ok ${received.length}`);
+    // Close cleanly, so that the accepts reach the broker before the process ends.
     context.connection.close();
+  }
+});
+container.on('connection_close', () => {
+  if (received.length === args.count) {
+    console.log(`ok ${received.length}`);
     process.exit(0);
   }
 });
 
 const connection = container.connect(options);
 if (args.topic) {
-  const receiver = connection.open_receiver(args.address);
+  const receiver = connection.open_receiver({ source: args.address, autoaccept: false });
   receiver.once('receiver_open', () => connection.open_sender(args.address));
 } else {
   // A queue keeps the messages: receive them once the broker has accepted them all.
@@ -73,7 +79,7 @@ if (args.topic) {
   const sender = connection.open_sender(args.address);
   sender.on('accepted', () => {
     accepted += 1;
-    if (accepted === bodies.length) connection.open_receiver(args.address);
+    if (accepted === bodies.length) connection.open_receiver({ source: args.address, autoaccept: false });
   });
   sender.on('rejected', (context) => fail(`rejected: ${JSON.stringify(context.delivery.remote_state)}`));
 }

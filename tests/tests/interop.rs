@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 struct Running {
     addr: SocketAddr,
+    tls_addr: SocketAddr,
+    data_dir: PathBuf,
     shutdown: CancellationToken,
 }
 
@@ -56,25 +58,48 @@ async fn example_broker() -> Running {
 async fn standalone(manifests: Vec<PathBuf>, addresses: usize, token_file: Option<PathBuf>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = tls_listener.local_addr().unwrap();
     let broker = Broker::new(
         Settings::default(),
         Arc::new(RefuseAll::new("not configured".into())),
     );
     let data_dir = std::env::temp_dir().join(format!("enmasse-interop-{}", addr.port()));
+    let tls = Arc::new(server::Tls::default());
     let options = Options {
         manifests,
-        data_dir,
+        data_dir: data_dir.clone(),
         namespace: "default".into(),
         address_space: None,
-        amqp: addr,
+        amqp: Some(addr),
+        amqps: Some((tls_addr, tls.clone())),
         token_file,
     };
     let standalone = Standalone::new(options, broker.clone());
     assert!(standalone.refresh(), "the fixture was applied");
     assert_eq!(broker.table().entries().len(), addresses);
     let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, broker, shutdown.clone()));
-    Running { addr, shutdown }
+    tokio::spawn(server::run(listener, broker.clone(), shutdown.clone()));
+    tokio::spawn(server::run_tls(tls_listener, broker, tls, shutdown.clone()));
+    Running {
+        addr,
+        tls_addr,
+        data_dir,
+        shutdown,
+    }
+}
+
+/// The CA certificate the export of a running broker tells clients to trust, written to a file.
+fn exported_ca(broker: &Running) -> PathBuf {
+    let export = std::fs::read_to_string(broker.data_dir.join("exports/messaging-config.yaml")).unwrap();
+    let value: serde_json::Value = serde_saphyr::from_str(&export).unwrap();
+    assert_eq!(
+        value["data"]["service.port.amqps"],
+        broker.tls_addr.port().to_string()
+    );
+    let path = broker.data_dir.join("exported-ca.crt");
+    std::fs::write(&path, value["data"]["ca.crt"].as_str().unwrap()).unwrap();
+    path
 }
 
 /// Runs a client to completion and fails the test with its output unless it printed "ok ...";
@@ -242,4 +267,50 @@ async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_ri
         "{refused}"
     );
     let _ = std::fs::remove_file(tokens);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qpid_proton_connects_over_tls_with_the_exported_ca_and_logs_in_with_plain() {
+    let broker = example_broker().await;
+    let ca = exported_ca(&broker);
+    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let ca = ca.to_str().unwrap();
+    let args = [
+        "--url",
+        &url,
+        "--ca",
+        ca,
+        "--user",
+        "developer",
+        "--password",
+        "developer",
+        "--address",
+        "orders",
+        "--count",
+        "10",
+    ];
+    proton(&args).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_connects_over_tls_with_the_exported_ca() {
+    let broker = example_broker().await;
+    let ca = exported_ca(&broker);
+    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let ca = ca.to_str().unwrap();
+    let args = [
+        "--url",
+        &url,
+        "--ca",
+        ca,
+        "--user",
+        "developer",
+        "--password",
+        "developer",
+        "--address",
+        "orders",
+        "--count",
+        "10",
+    ];
+    rhea(&args).await;
 }
