@@ -251,9 +251,8 @@ impl Standalone {
         if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
             hosts.push(amqps.ip().to_string());
         }
-        let (recipe, made) = match cert.as_ref().map(|c| c.provider) {
-            Some(CertProvider::CertBundle) => {
-                let cert = cert.unwrap_or_else(|| unreachable_bundle());
+        let (recipe, made) = match cert {
+            Some(cert) if cert.provider == CertProvider::CertBundle => {
                 let recipe = format!(
                     "bundle:{}:{}",
                     cert.tls_cert.clone().unwrap_or_default(),
@@ -271,8 +270,8 @@ impl Standalone {
                     ServerIdentity::from_pem(decode(cert.tls_cert), decode(cert.tls_key)),
                 )
             }
-            provider => {
-                if let Some(other @ (CertProvider::Openshift | CertProvider::Wildcard)) = provider {
+            other => {
+                if let Some(other @ (CertProvider::Openshift | CertProvider::Wildcard)) = other.map(|c| c.provider) {
                     messages.push(format!(
                         "cert provider {other:?} is not available outside a cluster: the endpoint serves a certificate of the address space's self-signed CA"
                     ));
@@ -451,16 +450,6 @@ fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<
             ..EndpointStatus::default()
         })
         .collect()
-}
-
-/// Only called where the provider was just matched as a bundle.
-fn unreachable_bundle() -> enmasse_types::resources::address_space::CertSpec {
-    enmasse_types::resources::address_space::CertSpec {
-        provider: CertProvider::CertBundle,
-        secret_name: None,
-        tls_key: None,
-        tls_cert: None,
-    }
 }
 
 /// Logs every address and user that is not served, with the reason.
