@@ -271,7 +271,9 @@ impl Standalone {
                 )
             }
             other => {
-                if let Some(other @ (CertProvider::Openshift | CertProvider::Wildcard)) = other.map(|c| c.provider) {
+                if let Some(other @ (CertProvider::Openshift | CertProvider::Wildcard)) =
+                    other.map(|c| c.provider)
+                {
                     messages.push(format!(
                         "cert provider {other:?} is not available outside a cluster: the endpoint serves a certificate of the address space's self-signed CA"
                     ));

@@ -101,6 +101,13 @@ struct State {
 }
 
 impl State {
+    /// Puts a message back among the waiting ones in the order it first arrived (ids grow with
+    /// arrival), so that the survivors of a queue keep their order however they come back.
+    fn requeue(&mut self, message: Message) {
+        let at = self.ready.partition_point(|waiting| waiting.id < message.id);
+        self.ready.insert(at, message);
+    }
+
     fn depth(&self) -> u64 {
         self.ready.len() as u64 + self.in_flight.len() as u64
     }
@@ -259,7 +266,7 @@ impl Queue {
     pub fn give_back(&self, id: u64) {
         let mut state = self.state();
         if let Some(message) = state.in_flight.remove(&id) {
-            state.ready.push_front(message);
+            state.requeue(message);
             drop(state);
             self.arrivals.notify_one();
         }
@@ -291,7 +298,7 @@ impl Queue {
             }
             Settlement::Released | Settlement::Modified => {
                 message.delivery_count = message.delivery_count.saturating_add(1);
-                state.ready.push_front(message);
+                state.requeue(message);
                 drop(state);
                 self.arrivals.notify_one();
             }

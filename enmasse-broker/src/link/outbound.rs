@@ -167,7 +167,10 @@ fn settle(
             reason = "other outcomes exist with fe2o3's transaction feature"
         )]
         Ok(_) => Settlement::Released,
-        Err(_) => Settlement::Modified,
+        Err(err) => {
+            debug!(address = %entry.address, error = %err, "a delivery ended without an outcome");
+            Settlement::Modified
+        }
     };
     queue.settle(message.id, settlement);
     if matches!(settlement, Settlement::Accepted | Settlement::Rejected) {

@@ -162,3 +162,30 @@ async fn closing_wakes_consumers_and_refuses_senders() {
     );
     assert_eq!(queue.reserve(1), 0);
 }
+
+#[tokio::test]
+async fn messages_that_come_back_keep_their_original_order() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.reserve(4);
+    for _ in 0..4 {
+        queue.push(message("q", 1)).unwrap();
+    }
+    let taken: Vec<Message> = [
+        queue.pop().await.unwrap(),
+        queue.pop().await.unwrap(),
+        queue.pop().await.unwrap(),
+    ]
+    .into();
+    // Settled back in another order than they were taken in.
+    for m in [&taken[1], &taken[2], &taken[0]] {
+        queue.settle(m.id, Settlement::Modified);
+    }
+    let mut order = Vec::new();
+    while let Some(m) = queue.try_pop() {
+        order.push(m.id);
+    }
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(order, sorted);
+    assert_eq!(order.len(), 4);
+}
