@@ -22,6 +22,7 @@ def main():
     parser.add_argument("--ca", help="CA certificate (PEM) to trust for amqps")
     parser.add_argument("--expect-refusal", action="store_true",
                         help="succeed only if attaching a sender to the address is refused")
+    parser.add_argument("--tag", default="message", help="what the message bodies start with")
     parser.add_argument("--send-only", action="store_true",
                         help="only send, and succeed when the broker accepted every message")
     args = parser.parse_args()
@@ -45,7 +46,7 @@ def main():
             print("the sender was not refused", file=sys.stderr)
             return 1
 
-        bodies = [f"message-{i}" for i in range(args.count)]
+        bodies = [f"{args.tag}-{i}" for i in range(args.count)]
         if args.send_only:
             sender = connection.create_sender(args.address, name=f"{args.address}-sender")
             for body in bodies:

@@ -314,3 +314,14 @@ async fn rhea_connects_over_tls_with_the_exported_ca() {
     ];
     rhea(&args).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_accepted_just_before_a_client_leaves_are_not_delivered_again() {
+    let broker = broker().await;
+    let url = format!("amqp://{}", broker.addr);
+    // Each run sends its own messages and must get exactly those back: an accept lost when the
+    // previous client closed would hand its messages to the next run.
+    for run in ["first", "second", "third", "fourth"] {
+        proton(&["--url", &url, "--address", "orders", "--count", "5", "--tag", run]).await;
+    }
+}

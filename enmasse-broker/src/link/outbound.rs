@@ -39,6 +39,9 @@ use crate::{
     message::Message,
 };
 
+/// How long a link that ended waits for the outcomes its client already sent.
+const LAST_OUTCOMES: Duration = Duration::from_millis(200);
+
 /// How long a message may wait for a receiver's credit while other receivers could take it.
 pub const HOLD_LIMIT: Duration = Duration::from_millis(50);
 
@@ -120,6 +123,15 @@ pub async fn run(
         }
     };
 
+    // Outcomes the client sent just before it went away may not have been taken yet: take those
+    // that arrive in a moment, so that accepted messages are not delivered again.
+    let settling = async {
+        while let Some((message, outcome)) = in_flight.next().await {
+            unsettled.remove(&message.id);
+            settle(&broker, &entry, &queue, &message, outcome);
+        }
+    };
+    let _ = tokio::time::timeout(LAST_OUTCOMES, settling).await;
     // Whatever the client did not settle goes back for another receiver.
     for id in unsettled {
         queue.settle(id, Settlement::Modified);
