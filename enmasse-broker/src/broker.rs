@@ -28,6 +28,8 @@ pub struct Settings {
     pub credit_window: u32,
     /// Unsettled deliveries a receiver link may have at once.
     pub max_in_flight: usize,
+    /// Whether SASL PLAIN (a password in clear) is offered on connections without TLS.
+    pub plain_without_tls: bool,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             container_id: "enmasse-broker".to_owned(),
             credit_window: 500,
             max_in_flight: 500,
+            plain_without_tls: false,
         }
     }
 }

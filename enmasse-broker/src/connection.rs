@@ -56,8 +56,15 @@ pub enum HandshakeError {
 }
 
 /// Serves one client connection until it closes or the broker shuts down.
-pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken)
-where
+/// `encrypted` says whether the stream is TLS: a password is asked for in clear (SASL PLAIN) only
+/// over TLS, unless the broker's settings allow it.
+pub async fn serve<S>(
+    stream: S,
+    encrypted: bool,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
     // A peer that keeps failing to authenticate waits longer and longer before it may try again.
@@ -68,7 +75,7 @@ where
             () = shutdown.cancelled() => return,
         }
     }
-    let (identity, mut connection) = match open(stream, &broker).await {
+    let (identity, mut connection) = match open(stream, encrypted, &broker).await {
         Ok(opened) => opened,
         Err(err) => {
             if let HandshakeError::Sasl(sasl::SaslError::Rejected(reason)) = &err {
@@ -120,6 +127,7 @@ where
 /// Authenticates the client and opens its AMQP connection, within [`HANDSHAKE_TIMEOUT`].
 async fn open<S>(
     mut stream: S,
+    encrypted: bool,
     broker: &Broker,
 ) -> Result<(Identity, ListenerConnectionHandle), HandshakeError>
 where
@@ -127,7 +135,7 @@ where
 {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     let timed_out = |_| HandshakeError::HandshakeTimeout(HANDSHAKE_TIMEOUT);
-    let (identity, replay) = tokio::time::timeout_at(deadline, handshake(&mut stream, broker))
+    let (identity, replay) = tokio::time::timeout_at(deadline, handshake(&mut stream, encrypted, broker))
         .await
         .map_err(timed_out)??;
     let acceptor = ConnectionAcceptor::builder()
@@ -144,7 +152,11 @@ where
 
 /// Reads the protocol header and authenticates the client. Returns the identity and the bytes the
 /// AMQP engine must read again (the header, when the client skipped SASL).
-async fn handshake<S>(stream: &mut S, broker: &Broker) -> Result<(Identity, Vec<u8>), HandshakeError>
+async fn handshake<S>(
+    stream: &mut S,
+    encrypted: bool,
+    broker: &Broker,
+) -> Result<(Identity, Vec<u8>), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -152,7 +164,10 @@ where
     stream.read_exact(&mut header).await.map_err(HandshakeError::Io)?;
     let authenticator = broker.authenticator();
     if header == SASL_HEADER {
-        let identity = sasl::negotiate(stream, authenticator.as_ref())
+        // Only `none` services, where nobody has a password, offer PLAIN in clear by default.
+        let offer_plain =
+            encrypted || broker.settings().plain_without_tls || authenticator.anonymous().is_some();
+        let identity = sasl::negotiate(stream, authenticator.as_ref(), offer_plain)
             .await
             .map_err(HandshakeError::Sasl)?;
         return Ok((identity, Vec::new()));

@@ -44,6 +44,10 @@ struct Args {
         value_name = "ADDR"
     )]
     listen: SocketAddr,
+    /// Offer SASL PLAIN, which sends a password in clear, on connections without TLS too (for
+    /// trusted loopback development only).
+    #[arg(long, env = "ENMASSE_ALLOW_PLAIN_WITHOUT_TLS")]
+    allow_plain_without_tls: bool,
     /// Do not listen for plain (unencrypted) AMQP at all.
     #[arg(long, env = "ENMASSE_NO_PLAIN")]
     no_plain: bool,
@@ -118,6 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("failed to listen on {}", args.management))?;
     let settings = Settings {
         credit_window: args.credit_window.max(2),
+        plain_without_tls: args.allow_plain_without_tls,
         ..Settings::default()
     };
     let broker = Broker::new(

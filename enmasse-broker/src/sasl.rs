@@ -42,12 +42,24 @@ pub enum SaslError {
 
 /// Runs the server side of SASL after the peer's SASL header was read: offers the mechanisms,
 /// steps the exchange through its challenges, and sends the outcome.
+/// With `offer_plain` false, PLAIN is neither offered nor accepted: the connection is not encrypted
+/// and a password must not cross it in clear.
 pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     authenticator: &dyn Authenticator,
+    offer_plain: bool,
 ) -> Result<Identity, SaslError> {
     stream.write_all(&SASL_HEADER).await.map_err(SaslError::Io)?;
-    let mechanisms: Vec<Symbol> = authenticator.mechanisms().into_iter().map(Symbol::from).collect();
+    let all = authenticator.mechanisms();
+    let safe: Vec<&'static str> = all
+        .iter()
+        .copied()
+        .filter(|m| offer_plain || *m != "PLAIN")
+        .collect();
+    // SASL needs at least one mechanism on offer; with none safe, the exchange still runs so that
+    // the client learns the outcome, and PLAIN is refused when chosen.
+    let offered = if safe.is_empty() { all } else { safe.clone() };
+    let mechanisms: Vec<Symbol> = offered.iter().copied().map(Symbol::from).collect();
     write_frame(
         stream,
         &Frame::Mechanisms(SaslMechanisms {
@@ -61,6 +73,9 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut response = init.initial_response.map(|r| r.into_vec()).unwrap_or_default();
     let result = match authenticator.start(init.mechanism.as_str()) {
+        Ok(_) if !offered.contains(&init.mechanism.as_str()) => {
+            Err(AuthError::Mechanism(init.mechanism.0.clone()))
+        }
         Err(err) => Err(err),
         Ok(mut exchange) => loop {
             match exchange.step(&response).await {
@@ -136,10 +151,9 @@ mod tests {
     #[tokio::test]
     async fn a_garbage_frame_is_a_clean_error_not_a_panic() {
         let (mut client, mut server) = tokio::io::duplex(1024);
-        let task =
-            tokio::spawn(
-                async move { negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll).await },
-            );
+        let task = tokio::spawn(async move {
+            negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll, true).await
+        });
         let mut header = [0u8; 8];
         client.read_exact(&mut header).await.unwrap();
         assert_eq!(header, SASL_HEADER);
@@ -157,10 +171,9 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_frame_is_refused_before_it_is_read() {
         let (mut client, mut server) = tokio::io::duplex(1024);
-        let task =
-            tokio::spawn(
-                async move { negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll).await },
-            );
+        let task = tokio::spawn(async move {
+            negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll, true).await
+        });
         let mut drain = [0u8; 256];
         let _ = client.read(&mut drain).await.unwrap();
         client.write_all(&[0x7f, 0xff, 0xff, 0xff]).await.unwrap();

@@ -78,7 +78,7 @@ async fn accept(
                 let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                 connections.spawn(async move {
                     match acceptor {
-                        None => connection::serve(stream, peer, broker.clone(), shutdown).await,
+                        None => connection::serve(stream, false, peer, broker.clone(), shutdown).await,
                         Some(None) => {
                             info!(%peer, "connection refused: no TLS certificate is configured yet")
                         }
@@ -87,7 +87,7 @@ async fn accept(
                                 tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                             match handshake.await {
                                 Ok(Ok(stream)) => {
-                                    connection::serve(stream, peer, broker.clone(), shutdown).await
+                                    connection::serve(stream, true, peer, broker.clone(), shutdown).await
                                 }
                                 Ok(Err(err)) => info!(%peer, error = %err, "TLS handshake failed"),
                                 Err(_) => info!(%peer, "TLS handshake timed out"),

@@ -56,7 +56,11 @@ fn apply(broker: &Broker, config: BrokerConfig) {
 
 async fn start(config: BrokerConfig) -> (Arc<Broker>, String, CancellationToken) {
     let broker = Broker::new(
-        Settings::default(),
+        // These tests log in with PLAIN over plain TCP on loopback.
+        Settings {
+            plain_without_tls: true,
+            ..Settings::default()
+        },
         Arc::new(RefuseAll::new("not configured".into())),
     );
     apply(&broker, config);
@@ -176,4 +180,20 @@ async fn a_peer_that_keeps_guessing_is_slowed_down() {
     let started = std::time::Instant::now();
     assert!(Connection::open("alice", url.as_str()).await.is_ok());
     assert!(started.elapsed() < enmasse_broker::throttle::FIRST_DELAY);
+}
+
+#[tokio::test]
+async fn a_password_is_not_asked_for_in_clear_unless_allowed() {
+    let broker = Broker::new(
+        Settings::default(),
+        Arc::new(RefuseAll::new("not configured".into())),
+    );
+    apply(&broker, space(&[Operation::Send]));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(enmasse_broker::server::run(listener, broker, shutdown.clone()));
+    let refused = Connection::open("alice", format!("amqp://alice:secret@{addr}").as_str()).await;
+    assert!(refused.is_err(), "PLAIN is not offered without TLS");
+    shutdown.cancel();
 }

@@ -71,7 +71,11 @@ fn infra() -> PathBuf {
 
 fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
     let broker = Broker::new(
-        Settings::default(),
+        // The password test logs in with PLAIN over plain TCP on loopback.
+        Settings {
+            plain_without_tls: true,
+            ..Settings::default()
+        },
         Arc::new(RefuseAll::new("not configured".into())),
     );
     let options = Options {

@@ -173,10 +173,14 @@ async fn rhea_publishes_to_and_subscribes_on_a_topic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_logs_in_as_a_messaging_user_of_the_example_and_uses_its_queue() {
     let broker = example_broker().await;
-    let url = format!("amqp://{}", broker.addr);
+    let ca = exported_ca(&broker);
+    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let ca = ca.to_str().unwrap();
     let args = [
         "--url",
         &url,
+        "--ca",
+        ca,
         "--user",
         "developer",
         "--password",
@@ -192,10 +196,14 @@ async fn qpid_proton_logs_in_as_a_messaging_user_of_the_example_and_uses_its_que
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_is_refused_an_address_outside_the_users_rights() {
     let broker = example_broker().await;
-    let url = format!("amqp://{}", broker.addr);
+    let ca = exported_ca(&broker);
+    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let ca = ca.to_str().unwrap();
     let args = [
         "--url",
         &url,
+        "--ca",
+        ca,
         "--user",
         "developer",
         "--password",
@@ -215,12 +223,16 @@ async fn qpid_proton_is_refused_an_address_outside_the_users_rights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_with_a_wrong_password_is_refused() {
     let broker = example_broker().await;
-    let url = format!("amqp://{}", broker.addr);
+    let ca = exported_ca(&broker);
+    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let ca = ca.to_str().unwrap();
     let output = Command::new("/usr/bin/python3")
         .arg(repo_root().join("tests/interop/proton_client.py"))
         .args([
             "--url",
             &url,
+            "--ca",
+            ca,
             "--user",
             "developer",
             "--password",
@@ -243,10 +255,14 @@ async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_ri
     let tokens = std::env::temp_dir().join(format!("enmasse-interop-tokens-{}", std::process::id()));
     std::fs::write(&tokens, "pod-token-1 system:serviceaccount:team1:default\n").unwrap();
     let broker = standalone(vec![repo_root().join("examples/gitops")], 2, Some(tokens.clone())).await;
-    let url = format!("amqp://{}", broker.addr);
+    let ca = exported_ca(&broker);
+    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let ca = ca.to_str().unwrap();
     let login = [
         "--url",
         &url,
+        "--ca",
+        ca,
         "--user",
         "@@serviceaccount@@",
         "--password",
