@@ -26,6 +26,7 @@ use fe2o3_amqp::{
     },
 };
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
+use rustls::pki_types::pem::PemObject;
 use tokio::sync::Notify;
 
 /// What to run.
@@ -51,6 +52,8 @@ pub struct Options {
     pub presettled: bool,
     /// Messages per second to send, across all producers; as fast as possible when absent.
     pub rate: Option<u64>,
+    /// For `amqps://` URLs: the CA certificate (PEM) to trust.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -183,34 +186,56 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
 }
 
 /// Opens a connection with Nagle's algorithm off: small flow and disposition frames must not wait
-/// for the peer's delayed acknowledgement.
+/// for the peer's delayed acknowledgement. `amqps://` starts TLS at once, trusting `ca`.
 async fn connect(
     url: &str,
+    ca: Option<&std::path::Path>,
     container_id: String,
 ) -> Result<ConnectionHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
     let url = url::Url::parse(url)?;
-    if url.scheme() != "amqp" {
-        return Err(format!("unsupported scheme {:?}: use amqp://", url.scheme()).into());
-    }
-    let host = url.host_str().ok_or("the URL has no host")?;
-    let port = url.port().unwrap_or(5672);
-    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    let tls = match url.scheme() {
+        "amqp" => false,
+        "amqps" => true,
+        other => return Err(format!("unsupported scheme {other:?}: use amqp:// or amqps://").into()),
+    };
+    let host = url.host_str().ok_or("the URL has no host")?.to_owned();
+    let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
     stream.set_nodelay(true)?;
-    let builder = Connection::builder().container_id(container_id).hostname(host);
-    let connection = if url.username().is_empty() {
-        builder.open_with_stream(stream).await?
-    } else {
-        let profile = SaslProfile::Plain {
+    let mut builder = Connection::builder()
+        .container_id(container_id)
+        .hostname(host.as_str());
+    if !url.username().is_empty() {
+        builder = builder.sasl_profile(SaslProfile::Plain {
             username: url.username().to_owned(),
             password: url.password().unwrap_or_default().to_owned(),
-        };
-        builder.sasl_profile(profile).open_with_stream(stream).await?
+        });
+    }
+    let connection = if tls {
+        let ca = ca.ok_or("amqps needs --ca")?;
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(ca)?;
+        for cert in <rustls::pki_types::CertificateDer<'_> as PemObject>::pem_slice_iter(&pem) {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await?;
+        builder.open_with_stream(stream).await?
+    } else {
+        builder.open_with_stream(stream).await?
     };
     Ok(connection)
 }
 
 async fn attach_producer(options: &Options, i: usize) -> Result<Link<Sender>, BenchError> {
-    let mut connection = connect(&options.url, format!("bench-producer-{i}"))
+    let mut connection = connect(&options.url, options.ca.as_deref(), format!("bench-producer-{i}"))
         .await
         .map_err(setup("producer"))?;
     let mut session = Session::begin(&mut connection)
@@ -231,7 +256,7 @@ async fn attach_producer(options: &Options, i: usize) -> Result<Link<Sender>, Be
 }
 
 async fn attach_consumer(options: &Options, i: usize) -> Result<Link<Receiver>, BenchError> {
-    let mut connection = connect(&options.url, format!("bench-consumer-{i}"))
+    let mut connection = connect(&options.url, options.ca.as_deref(), format!("bench-consumer-{i}"))
         .await
         .map_err(setup("consumer"))?;
     let mut session = Session::begin(&mut connection)

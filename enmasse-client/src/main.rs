@@ -63,6 +63,9 @@ struct BenchArgs {
     /// Messages per second to send in all (default: as fast as the broker takes them).
     #[arg(long)]
     rate: Option<u64>,
+    /// For amqps:// URLs: the CA certificate (PEM) to trust, such as an export's ca.crt.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -99,6 +102,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         credit: args.credit,
         presettled: args.presettled,
         rate: args.rate,
+        ca: args.ca,
     };
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report_progress(progress.clone(), options.count));

@@ -341,3 +341,32 @@ async fn messages_accepted_just_before_a_client_leaves_are_not_delivered_again()
         proton(&["--url", &url, "--address", "orders", "--count", "5", "--tag", run]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enmasse_bench_runs_over_tls_and_sasl_against_the_example() {
+    let broker = example_broker().await;
+    let ca = exported_ca(&broker);
+    let options = enmasse_client::bench::Options {
+        url: format!("amqps://developer:developer@localhost:{}", broker.tls_addr.port()),
+        address: "orders".into(),
+        count: 2_000,
+        size: 16,
+        producers: 1,
+        consumers: 1,
+        window: 100,
+        credit: 100,
+        presettled: false,
+        rate: None,
+        ca: Some(ca),
+    };
+    let progress = Arc::new(enmasse_client::bench::Progress::default());
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        enmasse_client::bench::run(options, progress),
+    )
+    .await
+    .expect("the bench finished")
+    .unwrap();
+    assert_eq!(report.received, 2_000);
+    assert_eq!(report.refused, 0);
+}
