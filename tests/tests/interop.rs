@@ -89,6 +89,14 @@ async fn standalone(manifests: Vec<PathBuf>, addresses: usize, token_file: Optio
     }
 }
 
+/// The `amqps` URL of a running broker and the CA file its export tells clients to trust.
+fn tls_endpoint(broker: &Running) -> (String, PathBuf) {
+    (
+        format!("amqps://localhost:{}", broker.tls_addr.port()),
+        exported_ca(broker),
+    )
+}
+
 /// The CA certificate the export of a running broker tells clients to trust, written to a file.
 fn exported_ca(broker: &Running) -> PathBuf {
     let export = std::fs::read_to_string(broker.data_dir.join("exports/messaging-config.yaml")).unwrap();
@@ -173,8 +181,7 @@ async fn rhea_publishes_to_and_subscribes_on_a_topic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_logs_in_as_a_messaging_user_of_the_example_and_uses_its_queue() {
     let broker = example_broker().await;
-    let ca = exported_ca(&broker);
-    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let args = [
         "--url",
@@ -196,8 +203,7 @@ async fn qpid_proton_logs_in_as_a_messaging_user_of_the_example_and_uses_its_que
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_is_refused_an_address_outside_the_users_rights() {
     let broker = example_broker().await;
-    let ca = exported_ca(&broker);
-    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let args = [
         "--url",
@@ -223,8 +229,7 @@ async fn qpid_proton_is_refused_an_address_outside_the_users_rights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_with_a_wrong_password_is_refused() {
     let broker = example_broker().await;
-    let ca = exported_ca(&broker);
-    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let output = Command::new("/usr/bin/python3")
         .arg(repo_root().join("tests/interop/proton_client.py"))
@@ -255,8 +260,7 @@ async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_ri
     let tokens = std::env::temp_dir().join(format!("enmasse-interop-tokens-{}", std::process::id()));
     std::fs::write(&tokens, "pod-token-1 system:serviceaccount:team1:default\n").unwrap();
     let broker = standalone(vec![repo_root().join("examples/gitops")], 2, Some(tokens.clone())).await;
-    let ca = exported_ca(&broker);
-    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let login = [
         "--url",
@@ -288,8 +292,7 @@ async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_ri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_connects_over_tls_with_the_exported_ca_and_logs_in_with_plain() {
     let broker = example_broker().await;
-    let ca = exported_ca(&broker);
-    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let args = [
         "--url",
@@ -311,8 +314,7 @@ async fn qpid_proton_connects_over_tls_with_the_exported_ca_and_logs_in_with_pla
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rhea_connects_over_tls_with_the_exported_ca() {
     let broker = example_broker().await;
-    let ca = exported_ca(&broker);
-    let url = format!("amqps://localhost:{}", broker.tls_addr.port());
+    let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let args = [
         "--url",

@@ -19,7 +19,7 @@ use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{CLOSE_TIMEOUT, removed_error, revoked_error};
+use super::{CLOSE_TIMEOUT, Exit, removed_error, revoked_error};
 use crate::{
     address::{
         queue::{PushError, Settlement},
@@ -34,14 +34,6 @@ type PendingSettlement = Pin<Box<dyn Future<Output = (DeliveryInfo, Settlement)>
 
 /// Deliveries taken off the link at once, and settled with one disposition.
 const MAX_BATCH: usize = 64;
-
-/// Why the link stopped.
-enum Exit {
-    Shutdown,
-    Removed,
-    Revoked,
-    Peer,
-}
 
 /// Runs a client's sender link until the peer detaches, the address is removed or the broker stops.
 pub async fn run(

@@ -10,6 +10,18 @@ use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorValue};
 
 use crate::broker::Grant;
 
+/// Why a link stopped.
+pub(crate) enum Exit {
+    /// The broker is shutting down (the connection closes).
+    Shutdown,
+    /// The link's address was removed.
+    Removed,
+    /// The link's user lost the right it was attached with.
+    Revoked,
+    /// The peer detached, or the connection went away.
+    Peer,
+}
+
 /// How long a link close may wait for the peer's answer.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -28,7 +28,7 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{CLOSE_TIMEOUT, removed_error, revoked_error};
+use super::{CLOSE_TIMEOUT, Exit, removed_error, revoked_error};
 use crate::{
     address::{
         fanout::{Fanout, Filter},
@@ -46,14 +46,6 @@ const LAST_OUTCOMES: Duration = Duration::from_millis(200);
 pub const HOLD_LIMIT: Duration = Duration::from_millis(50);
 
 type InFlight = Pin<Box<dyn Future<Output = (Message, Result<Outcome, SendError>)> + Send>>;
-
-/// Why the link stopped.
-enum Exit {
-    Shutdown,
-    Removed,
-    Revoked,
-    Peer,
-}
 
 /// Runs a client's receiver link until the peer detaches, the address is removed or the broker
 /// stops.
