@@ -56,7 +56,7 @@ fn sha256(data: &[u8]) -> [u8; KEY_LEN] {
 }
 
 /// Compares without stopping at the first difference, so timing reveals nothing.
-fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

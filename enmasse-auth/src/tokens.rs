@@ -57,12 +57,8 @@ fn lookup(text: &str, token: &str) -> Option<String> {
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .filter_map(|line| line.split_once(char::is_whitespace))
-        .find(|(candidate, _)| constant_time_equal(candidate.as_bytes(), token.as_bytes()))
+        .find(|(candidate, _)| crate::scram::equal_in_constant_time(candidate.as_bytes(), token.as_bytes()))
         .map(|(_, account)| account.trim().to_owned())
-}
-
-fn constant_time_equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -19,8 +19,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
 /// The protocol header of plain AMQP.
 pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
-/// The protocol header that opens a TLS layer.
-pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
 
 /// SASL frames may not be larger than the smallest max-frame-size (AMQP 1.0, 5.3.1).
 const MAX_SASL_FRAME: usize = 512;

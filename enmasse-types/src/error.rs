@@ -85,15 +85,6 @@ pub enum Violation {
         /// When it is required.
         when: &'static str,
     },
-    /// A field that has no meaning here.
-    #[error("has no meaning {when}")]
-    Unexpected {
-        /// When it has no meaning.
-        when: &'static str,
-    },
-    /// The value is not valid base64.
-    #[error("must be base64-encoded")]
-    NotBase64,
     /// The number is out of range.
     #[error("must be {range}")]
     OutOfRange {
