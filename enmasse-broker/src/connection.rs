@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use enmasse_auth::authenticator::{AuthError, Identity};
+use enmasse_client::transport::Coalesced;
 use enmasse_types::resources::messaging_user::Operation;
 use fe2o3_amqp::{
     acceptor::{
@@ -25,7 +26,7 @@ use crate::{
     broker::{Broker, Grant},
     link::{self, CLOSE_TIMEOUT},
     sasl::{self, AMQP_HEADER, SASL_HEADER},
-    transport::{Coalesced, Prefixed},
+    transport::Prefixed,
 };
 
 /// How long a client has to send its protocol header, finish SASL and open its connection.

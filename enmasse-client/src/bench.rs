@@ -29,6 +29,8 @@ use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::Notify;
 
+use crate::transport::Coalesced;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -186,7 +188,7 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
 }
 
 /// Opens a connection with Nagle's algorithm off: small flow and disposition frames must not wait
-/// for the peer's delayed acknowledgement. `amqps://` starts TLS at once, trusting `ca`.
+/// for the peer's delayed acknowledgement; frames are written coalesced. `amqps://` starts TLS at once, trusting `ca`.
 async fn connect(
     url: &str,
     ca: Option<&std::path::Path>,
@@ -227,9 +229,9 @@ async fn connect(
         let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, stream)
             .await?;
-        builder.open_with_stream(stream).await?
+        builder.open_with_stream(Coalesced::new(stream)).await?
     } else {
-        builder.open_with_stream(stream).await?
+        builder.open_with_stream(Coalesced::new(stream)).await?
     };
     Ok(connection)
 }

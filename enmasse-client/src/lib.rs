@@ -4,6 +4,8 @@
 //! senders and receivers, and a typed client for the EnMasse resources arrive with the client
 //! milestone. What exists now:
 //!
-//! - [`bench`]: the load generator behind `enmasse bench`.
+//! - [`bench`]: the load generator behind `enmasse bench`;
+//! - [`transport`]: write coalescing for AMQP connections, which the broker uses too.
 
 pub mod bench;
+pub mod transport;
