@@ -1,10 +1,16 @@
 //! A message as the broker holds it: the AMQP message, its size, and where it is in its life.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    borrow::Cow,
+    sync::{Arc, Mutex},
+};
 
-use fe2o3_amqp::types::{
-    messaging::{Body, Message as AmqpMessage},
-    primitives::LazyValue,
+use fe2o3_amqp::{
+    Sendable,
+    types::{
+        messaging::{Body, Message as AmqpMessage},
+        primitives::LazyValue,
+    },
 };
 use tokio::sync::oneshot;
 
@@ -14,13 +20,17 @@ use crate::address::queue::Settlement;
 /// is forwarded without being decoded.
 pub type Content = AmqpMessage<Body<LazyValue>>;
 
+/// The message as it goes out to consumers. Kept ready to send, so that a first delivery is
+/// encoded straight from it, without a copy.
+pub type Outgoing = Sendable<Body<LazyValue>>;
+
 /// One message held by the broker.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// Unique within the broker process; orders messages of one sender.
     pub id: u64,
     /// The message itself, shared between the queues of a fan-out.
-    pub content: Arc<Content>,
+    pub content: Arc<Outgoing>,
     /// Its encoded size in bytes.
     pub size: usize,
     /// Whether its sender marked it durable.
@@ -59,14 +69,15 @@ impl SettleBack {
 }
 
 impl Message {
-    /// A message with the given id and content, as sent to `address`.
-    pub fn new(id: u64, content: Content, size: usize, address: Arc<str>) -> Self {
+    /// A message with the given id and content, as sent to `address`; `presettled` if it goes out
+    /// to consumers pre-settled.
+    pub fn new(id: u64, content: Content, size: usize, address: Arc<str>, presettled: bool) -> Self {
         let header = content.header.as_ref();
         let durable = header.is_some_and(|h| h.durable);
         let delivery_count = header.map_or(0, |h| h.delivery_count);
         Self {
             id,
-            content: Arc::new(content),
+            content: Arc::new(Sendable::builder().message(content).settled(presettled).build()),
             size,
             durable,
             delivery_count,
@@ -75,15 +86,19 @@ impl Message {
         }
     }
 
-    /// The content to send to a consumer, with the delivery count the broker has recorded.
-    pub fn to_send(&self) -> Content {
-        let mut content = (*self.content).clone();
+    /// What to send to a consumer: the message as received, or, once it has been delivered before,
+    /// a copy with the delivery count the broker has recorded.
+    pub fn outgoing(&self, presettled: bool) -> Cow<'_, Outgoing> {
+        if self.delivery_count == 0 && self.content.settled == Some(presettled) {
+            return Cow::Borrowed(&self.content);
+        }
+        let mut content = self.content.message.clone();
         if self.delivery_count > 0 {
             let header = content.header.get_or_insert_with(Default::default);
             header.delivery_count = self.delivery_count;
             header.first_acquirer = false;
         }
-        content
+        Cow::Owned(Sendable::builder().message(content).settled(presettled).build())
     }
 }
 
@@ -107,6 +122,7 @@ pub(crate) mod testing {
             content,
             size,
             Arc::from(address),
+            false,
         )
     }
 }

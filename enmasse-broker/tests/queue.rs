@@ -110,6 +110,29 @@ async fn competing_consumers_each_get_different_messages() {
 }
 
 #[tokio::test]
+async fn a_backlog_reaches_its_consumer_whole_and_in_order() {
+    // More than one batch of deliveries, and more than the broker keeps in flight at once.
+    let broker = start(config(vec![address("backlog", AddressType::Queue)])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "backlog").await.unwrap();
+    for i in 0..700 {
+        let delivery = sender.send_batchable(format!("m{i}")).await.unwrap();
+        drop(delivery);
+    }
+    within("the last send", sender.send("last")).await.unwrap();
+
+    let mut receiver = Receiver::attach(&mut session, "r", "backlog").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 701 {
+        let delivery = within("receive", receiver.recv::<String>()).await.unwrap();
+        receiver.accept(&delivery).await.unwrap();
+        got.push(delivery.body().clone());
+    }
+    let want: Vec<String> = (0..700).map(|i| format!("m{i}")).chain(["last".into()]).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
 async fn a_full_queue_stops_its_sender_until_a_consumer_makes_room() {
     let mut small = address("small", AddressType::Queue);
     small.limits.max_depth = 5;

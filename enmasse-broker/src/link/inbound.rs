@@ -6,6 +6,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, sync::atomic::Ordering};
 
+use enmasse_types::resources::address::AddressType;
 use fe2o3_amqp::{
     Receiver,
     link::{CreditMode, RecvError, delivery::DeliveryInfo},
@@ -149,7 +150,15 @@ enum Stored {
 /// Hands one delivery to the address's engine.
 fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Content) -> Stored {
     let size = serde_amqp::serialized_size(&Serializable(&content)).unwrap_or(usize::MAX);
-    let mut message = Message::new(broker.next_message_id(), content, size, target.routing.clone());
+    // Multicast is at-most-once: its deliveries go out pre-settled.
+    let presettled = target.entry.type_ == AddressType::Multicast;
+    let mut message = Message::new(
+        broker.next_message_id(),
+        content,
+        size,
+        target.routing.clone(),
+        presettled,
+    );
     let result = match &target.entry.engine {
         Engine::Queue(queue) if message.durable => {
             let limit = queue.limits().max_message_size;

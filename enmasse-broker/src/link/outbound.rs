@@ -20,8 +20,8 @@ use std::{
 
 use enmasse_types::resources::address::AddressType;
 use fe2o3_amqp::{
-    Sendable, Sender,
-    link::SendError,
+    Sender,
+    link::{SendError, delivery::DeliveryFut},
     types::messaging::{Modified, Outcome},
 };
 use futures_util::{StreamExt, stream::FuturesUnordered};
@@ -38,6 +38,9 @@ use crate::{
     broker::{Broker, Grant},
     message::Message,
 };
+
+/// Messages offered to the client at most per wake-up.
+const MAX_BATCH: usize = 64;
 
 /// How long a link that ended waits for the outcomes its client already sent.
 const LAST_OUTCOMES: Duration = Duration::from_millis(200);
@@ -86,29 +89,34 @@ pub async fn run(
             }
             () = tokio::time::sleep(backoff), if !backoff.is_zero() => backoff = Duration::ZERO,
             next = queue.pop(), if in_flight.len() < max_in_flight && backoff.is_zero() => {
-                let Some(message) = next else { break Exit::Removed };
-                let sendable = Sendable::builder().message(message.to_send()).settled(presettled).build();
-                let others = entry.receivers.load(Ordering::Relaxed) > 1;
-                tokio::select! {
-                    biased;
-                    sent = sender.send_batchable(sendable) => match sent {
-                        Ok(delivery) => {
+                let Some(first) = next else { break Exit::Removed };
+                // Offer what else is waiting too, so that one wake-up sends a batch.
+                let mut next = Some(first);
+                let mut offered = 0;
+                let mut ended = None;
+                while let Some(message) = next.take() {
+                    match offer(&mut sender, message, presettled, &entry, &queue, &shutdown).await {
+                        Offer::Sent(message, delivery) => {
                             unsettled.insert(message.id);
                             in_flight.push(Box::pin(async move { (message, delivery.await) }));
                         }
-                        Err(err) => {
-                            debug!(address = %entry.address, error = %err, "receiver link ended");
-                            queue.give_back(message.id);
-                            break Exit::Peer;
+                        Offer::HeldBack => {
+                            // No credit: another receiver may have it; try again a little later.
+                            backoff = HOLD_LIMIT * 2;
+                            break;
                         }
-                    },
-                    () = shutdown.cancelled() => { queue.give_back(message.id); break Exit::Shutdown }
-                    () = entry.removed.cancelled() => { queue.give_back(message.id); break Exit::Removed }
-                    () = tokio::time::sleep(HOLD_LIMIT), if others => {
-                        // No credit: let another receiver have it, and try again a little later.
-                        queue.give_back(message.id);
-                        backoff = HOLD_LIMIT * 2;
+                        Offer::Ended(exit) => {
+                            ended = Some(exit);
+                            break;
+                        }
                     }
+                    offered += 1;
+                    if offered < MAX_BATCH && in_flight.len() < max_in_flight {
+                        next = queue.try_pop();
+                    }
+                }
+                if let Some(exit) = ended {
+                    break exit;
                 }
             }
             _ = sender.on_detach() => break Exit::Peer,
@@ -146,6 +154,50 @@ pub async fn run(
     };
     if let Some(error) = error {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error)).await;
+    }
+}
+
+/// What became of a message offered to the client.
+enum Offer {
+    /// Sent; its outcome is on the way.
+    Sent(Message, DeliveryFut<Result<Outcome, SendError>>),
+    /// The client gave no credit in time while others could take it: put back.
+    HeldBack,
+    /// The link ended; the message was put back.
+    Ended(Exit),
+}
+
+/// Sends one message, unless the link ends first or the client has no credit for it in time.
+async fn offer(
+    sender: &mut Sender,
+    message: Message,
+    presettled: bool,
+    entry: &Entry,
+    queue: &Queue,
+    shutdown: &CancellationToken,
+) -> Offer {
+    let others = entry.receivers.load(Ordering::Relaxed) > 1;
+    let sendable = message.outgoing(presettled);
+    let offer = tokio::select! {
+        biased;
+        sent = sender.send_batchable_ref(&sendable) => match sent {
+            Ok(delivery) => Ok(delivery),
+            Err(err) => {
+                debug!(address = %entry.address, error = %err, "receiver link ended");
+                Err(Offer::Ended(Exit::Peer))
+            }
+        },
+        () = shutdown.cancelled() => Err(Offer::Ended(Exit::Shutdown)),
+        () = entry.removed.cancelled() => Err(Offer::Ended(Exit::Removed)),
+        () = tokio::time::sleep(HOLD_LIMIT), if others => Err(Offer::HeldBack),
+    };
+    drop(sendable);
+    match offer {
+        Ok(delivery) => Offer::Sent(message, delivery),
+        Err(offer) => {
+            queue.give_back(message.id);
+            offer
+        }
     }
 }
 
