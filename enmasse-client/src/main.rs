@@ -69,6 +69,10 @@ struct BenchArgs {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Threads the load generator runs on. One leaves the rest of the machine to the broker when
+    /// both share it, and takes producers and consumers in turn, so neither runs ahead of the other.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -81,13 +85,24 @@ enum Output {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        Command::Bench(args) => runtime(args.threads)?.block_on(bench(args)),
+    }
+}
+
+/// A runtime on `threads` threads (the calling thread alone if one).
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder
         .enable_all()
         .build()
-        .context("failed to start the runtime")?;
-    match cli.command {
-        Command::Bench(args) => runtime.block_on(bench(args)),
-    }
+        .context("failed to start the runtime")
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {

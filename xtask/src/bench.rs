@@ -27,8 +27,8 @@ const RUNS: &[(&str, &[&str])] = &[
         &["--count", "300000", "--size", "16"],
     ),
     (
-        "1p/1c queue, 16 B, 50,000 msg/s",
-        &["--count", "300000", "--size", "16", "--rate", "50000"],
+        "1p/1c queue, 16 B, 100,000 msg/s",
+        &["--count", "300000", "--size", "16", "--rate", "100000"],
     ),
     (
         "1p/1c queue, 1 KiB, as fast as possible",
