@@ -28,7 +28,7 @@ const RUNS: &[(&str, &[&str])] = &[
     ),
     (
         "1p/1c queue, 16 B, 100,000 msg/s",
-        &["--count", "300000", "--size", "16", "--rate", "100000"],
+        &["--count", "1000000", "--size", "16", "--rate", "100000"],
     ),
     (
         "1p/1c queue, 1 KiB, as fast as possible",
