@@ -432,14 +432,19 @@ pub fn for_config(
                 namespace: namespace.clone(),
                 name: name.clone(),
             },
-            Wanted::Password { namespace } => {
-                let Some(mut password) = password_of(user) else {
+            Wanted::Password { keys: Some(keys), .. } => match ScramCredential::from_keys(keys) {
+                Ok(credential) => Credential::Password(credential),
+                // Refused when the config was pushed; a user whose keys are unusable cannot log in.
+                Err(_) => continue,
+            },
+            Wanted::Password {
+                namespace,
+                keys: None,
+            } => {
+                let Some(password) = password_of(user) else {
                     continue;
                 };
-                let salt = salt_for(namespace, &user.resource);
-                let derived = ScramCredential::derive(&password, &salt, scram::DEFAULT_ITERATIONS);
-                password.fill(0);
-                Credential::Password(derived)
+                Credential::Password(password_credential(namespace, &user.resource, password))
             }
         };
         // The config holds only rules that compiled when it was built.
@@ -455,6 +460,15 @@ pub fn for_config(
         );
     }
     Arc::new(Users::new(users, reviewer))
+}
+
+/// The credential of the password of `MessagingUser` `namespace/resource`; the password is wiped.
+/// [`ScramCredential::to_keys`] turns it into what a pushed broker config carries.
+pub fn password_credential(namespace: &str, resource: &str, mut password: Vec<u8>) -> ScramCredential {
+    let salt = salt_for(namespace, resource);
+    let credential = ScramCredential::derive(&password, &salt, scram::DEFAULT_ITERATIONS);
+    password.fill(0);
+    credential
 }
 
 /// A salt that is unique per user and the same on every reading of the same manifest, so that the

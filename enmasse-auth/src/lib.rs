@@ -8,12 +8,14 @@
 //! - [`scram`]: password credentials kept as SCRAM-SHA-256 keys, checked for SASL PLAIN and
 //!   SCRAM-SHA-256 without the password being stored;
 //! - [`tls`]: the amqps endpoint's certificate (a self-signed CA per space, or a given bundle);
-//! - [`tokens`]: service-account token review (a token file on one machine).
+//! - [`tokens`]: service-account token review, and a token file for one machine;
+//! - [`kubernetes`]: token review by the Kubernetes API server, for a broker in a cluster.
 //!
 //! The authorization patterns and the "may this user do that" decision are pure rules and live in
 //! `enmasse-types` (`patterns`, `policy`).
 
 pub mod authenticator;
+pub mod kubernetes;
 pub mod scram;
 pub mod tls;
 pub mod tokens;

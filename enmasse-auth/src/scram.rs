@@ -4,7 +4,7 @@
 
 use std::num::NonZeroU32;
 
-use enmasse_types::base64;
+use enmasse_types::{base64, broker_config::PasswordKeys};
 use ring::{digest, hmac, pbkdf2};
 
 /// The SASL name of the mechanism.
@@ -72,6 +72,37 @@ impl ScramCredential {
         }
     }
 
+    /// The credential that `keys` (as a broker config carries them) describe.
+    pub fn from_keys(keys: &PasswordKeys) -> Result<Self, InvalidKeys> {
+        let key = |field: &'static str, text: &str| -> Result<[u8; KEY_LEN], InvalidKeys> {
+            base64::decode(text)
+                .and_then(|bytes| <[u8; KEY_LEN]>::try_from(bytes).ok())
+                .ok_or(InvalidKeys::Key(field))
+        };
+        let iterations = NonZeroU32::new(keys.iterations)
+            .filter(|n| n.get() <= MAX_ITERATIONS)
+            .ok_or(InvalidKeys::Iterations(keys.iterations))?;
+        let salt = base64::decode(&keys.salt)
+            .filter(|salt| !salt.is_empty())
+            .ok_or(InvalidKeys::Salt)?;
+        Ok(Self {
+            salt,
+            iterations,
+            stored_key: key("storedKey", &keys.stored_key)?,
+            server_key: key("serverKey", &keys.server_key)?,
+        })
+    }
+
+    /// The keys to put in a broker config.
+    pub fn to_keys(&self) -> PasswordKeys {
+        PasswordKeys {
+            salt: base64::encode(&self.salt),
+            iterations: self.iterations.get(),
+            stored_key: base64::encode(&self.stored_key),
+            server_key: base64::encode(&self.server_key),
+        }
+    }
+
     /// Whether `password` is the one this credential was derived from (for SASL PLAIN).
     pub fn verify_password(&self, password: &[u8]) -> bool {
         let salted = salted_password(password, &self.salt, self.iterations);
@@ -90,6 +121,20 @@ fn salted_password(password: &[u8], salt: &[u8], iterations: NonZeroU32) -> [u8;
         &mut salted,
     );
     salted
+}
+
+/// Why a broker config's password keys cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidKeys {
+    /// The salt is missing or not base64.
+    #[error("the salt must be non-empty base64")]
+    Salt,
+    /// A key is not base64 of 32 bytes.
+    #[error("{0} must be base64 of 32 bytes")]
+    Key(&'static str),
+    /// Zero, or more than the broker accepts.
+    #[error("iterations must be between 1 and {MAX_ITERATIONS}, not {0}")]
+    Iterations(u32),
 }
 
 /// Why a SCRAM exchange failed. The peer only learns that authentication failed.

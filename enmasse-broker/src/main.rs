@@ -8,7 +8,11 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use enmasse_auth::authenticator::RefuseAll;
+use enmasse_auth::{
+    authenticator::RefuseAll,
+    kubernetes::KubernetesReviewer,
+    tokens::{TokenFile, TokenReviewer},
+};
 use enmasse_broker::{
     broker::{Broker, Settings},
     management::{self, Control, Pushed},
@@ -78,9 +82,19 @@ struct Args {
     #[arg(long, env = "ENMASSE_ADDRESS_SPACE", value_name = "NAME")]
     address_space: Option<String>,
     /// Service-account tokens, one per line: the token and `system:serviceaccount:<ns>:<name>`.
-    /// Without it, service-account users cannot log in on this machine.
-    #[arg(long, env = "ENMASSE_TOKEN_FILE", value_name = "FILE")]
+    /// Without it (or --kubernetes-token-review), service-account users cannot log in.
+    #[arg(
+        long,
+        env = "ENMASSE_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "kubernetes_token_review"
+    )]
     token_file: Option<PathBuf>,
+    /// Check service-account tokens with the Kubernetes API server (TokenReview), reached through
+    /// the pod's service account or else the kubeconfig. The service account needs the
+    /// system:auth-delegator cluster role.
+    #[arg(long, env = "ENMASSE_KUBERNETES_TOKEN_REVIEW")]
+    kubernetes_token_review: bool,
     /// Credit a sender link is given at most at once.
     #[arg(long, env = "ENMASSE_CREDIT_WINDOW", default_value_t = 500)]
     credit_window: u32,
@@ -129,6 +143,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         settings,
         Arc::new(RefuseAll::new("no configuration applied yet".into())),
     );
+    let tokens: Option<Arc<dyn TokenReviewer>> = if args.kubernetes_token_review {
+        let reviewer = KubernetesReviewer::from_environment()
+            .await
+            .context("failed to set up the Kubernetes token review")?;
+        Some(Arc::new(reviewer))
+    } else {
+        args.token_file
+            .clone()
+            .map(|path| Arc::new(TokenFile::new(path)) as Arc<dyn TokenReviewer>)
+    };
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -165,7 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 address_space: args.address_space.clone(),
                 amqp: amqp_addr,
                 amqps: Some((amqps_addr, tls)),
-                token_file: args.token_file.clone(),
+                tokens: tokens.clone(),
             };
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();
@@ -175,7 +199,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         true => {
             info!("waiting for a broker config on PUT /config");
-            Arc::new(Pushed(broker.clone()))
+            Arc::new(Pushed {
+                broker: broker.clone(),
+                tokens,
+            })
         }
     };
     info!(amqp = ?amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");

@@ -11,7 +11,8 @@
 
 use std::{convert::Infallible, fmt::Write as _, sync::Arc, sync::atomic::Ordering};
 
-use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport};
+use enmasse_auth::{scram::ScramCredential, tokens::TokenReviewer};
+use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport, Credential};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
@@ -43,13 +44,24 @@ pub trait Control: Send + Sync + 'static {
 
 /// A broker configured only through `PUT /config` (what the operator does).
 #[derive(Debug)]
-pub struct Pushed(pub Arc<Broker>);
+pub struct Pushed {
+    /// The broker the configs apply to.
+    pub broker: Arc<Broker>,
+    /// Who reviews service-account tokens, if service-account users may log in.
+    pub tokens: Option<Arc<dyn TokenReviewer>>,
+}
 
 impl Control for Pushed {
     fn apply(&self, config: BrokerConfig) -> Result<Applied, String> {
-        // A pushed config carries no password: password users wait for the operator's credentials.
-        let authenticator = enmasse_auth::authenticator::for_config(&config, None, |_| None);
-        Ok(self.0.apply(config, authenticator))
+        // A pushed config carries each password user's SCRAM keys, never the password itself.
+        for user in &config.users {
+            if let Credential::Password { keys: Some(keys), .. } = &user.credential {
+                ScramCredential::from_keys(keys)
+                    .map_err(|e| format!("user {}: the password keys are unusable: {e}", user.resource))?;
+            }
+        }
+        let authenticator = enmasse_auth::authenticator::for_config(&config, self.tokens.clone(), |_| None);
+        Ok(self.broker.apply(config, authenticator))
     }
 }
 

@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use enmasse_auth::tls::ServerIdentity;
+use enmasse_auth::{tls::ServerIdentity, tokens::TokenReviewer};
 
 use crate::{
     address::table::Applied,
@@ -60,9 +60,8 @@ pub struct Options {
     pub amqp: Option<SocketAddr>,
     /// Where the `amqps` listener really listens (if on), and the certificate it serves.
     pub amqps: Option<(SocketAddr, Arc<crate::server::Tls>)>,
-    /// Service-account tokens (see `enmasse_auth::tokens::TokenFile`), if service-account users
-    /// may log in.
-    pub token_file: Option<PathBuf>,
+    /// Who reviews service-account tokens, if service-account users may log in.
+    pub tokens: Option<Arc<dyn TokenReviewer>>,
 }
 
 /// A manifest that could not be read.
@@ -414,11 +413,8 @@ impl Standalone {
 
     fn apply_config(&self, config: BrokerConfig, tenant: &TenantResources) -> Applied {
         // Password users' passwords come from their manifests, decoded only to derive their keys.
-        let reviewer = self.options.token_file.clone().map(|path| {
-            Arc::new(enmasse_auth::tokens::TokenFile::new(path))
-                as Arc<dyn enmasse_auth::tokens::TokenReviewer>
-        });
-        let authenticator = enmasse_auth::authenticator::for_config(&config, reviewer, |user| {
+        let tokens = self.options.tokens.clone();
+        let authenticator = enmasse_auth::authenticator::for_config(&config, tokens, |user| {
             let spec = tenant
                 .users
                 .iter()

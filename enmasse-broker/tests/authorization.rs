@@ -11,10 +11,13 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{address, config, within};
-use enmasse_auth::authenticator::{RefuseAll, for_config};
-use enmasse_broker::broker::{Broker, Settings};
+use enmasse_auth::authenticator::{RefuseAll, for_config, password_credential};
+use enmasse_broker::{
+    broker::{Broker, Settings},
+    management::{Control, Pushed},
+};
 use enmasse_types::{
-    broker_config::{BrokerConfig, BrokerUser, Credential},
+    broker_config::{BrokerConfig, BrokerUser, Credential, PasswordKeys},
     resources::{
         address::AddressType,
         authentication_service::AuthenticationServiceType,
@@ -38,6 +41,7 @@ fn space(operations: &[Operation]) -> BrokerConfig {
             resource: "app.alice".into(),
             username: "alice".into(),
             credential: Credential::Password {
+                keys: None,
                 namespace: "team1".into(),
             },
             authorization: vec![AuthorizationRule {
@@ -196,4 +200,44 @@ async fn a_password_is_not_asked_for_in_clear_unless_allowed() {
     let refused = Connection::open("alice", format!("amqp://alice:secret@{addr}").as_str()).await;
     assert!(refused.is_err(), "PLAIN is not offered without TLS");
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_pushed_config_lets_a_password_user_in_by_its_keys_alone() {
+    // What the operator pushes: the password's SCRAM keys, never the password.
+    let keys = password_credential("team1", "app.alice", b"secret".to_vec()).to_keys();
+    let mut config = space(&[Operation::Send]);
+    config.users[0].credential = Credential::Password {
+        namespace: "team1".into(),
+        keys: Some(keys.clone()),
+    };
+    let (broker, url, _shutdown) = start(space(&[])).await;
+    let pushed = Pushed {
+        broker: broker.clone(),
+        tokens: None,
+    };
+    pushed.apply(config.clone()).unwrap();
+
+    let mut connection = Connection::open("alice", url.as_str()).await.unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    within("send", sender.send("order")).await.unwrap();
+    let wrong = url.replace(":secret@", ":guess@");
+    assert!(Connection::open("mallory", wrong.as_str()).await.is_err());
+
+    // Keys that cannot be used are refused with the user's name, and the config in force stays.
+    let mut broken = config;
+    broken.users[0].credential = Credential::Password {
+        namespace: "team1".into(),
+        keys: Some(PasswordKeys {
+            stored_key: "not base64!".into(),
+            ..keys
+        }),
+    };
+    let refused = pushed.apply(broken).unwrap_err();
+    assert!(
+        refused.contains("app.alice") && refused.contains("storedKey"),
+        "{refused}"
+    );
+    assert!(Connection::open("alice-again", url.as_str()).await.is_ok());
 }

@@ -49,7 +49,10 @@ async fn management() -> (std::net::SocketAddr, Arc<Broker>, CancellationToken) 
     tokio::spawn(management::run(
         listener,
         broker.clone(),
-        Arc::new(Pushed(broker.clone())),
+        Arc::new(Pushed {
+            broker: broker.clone(),
+            tokens: None,
+        }),
         shutdown.clone(),
     ));
     (addr, broker, shutdown)

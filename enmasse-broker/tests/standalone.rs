@@ -85,7 +85,7 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
         address_space: None,
         amqp: Some("127.0.0.1:5672".parse().unwrap()),
         amqps: None,
-        token_file: None,
+        tokens: None,
     };
     let standalone = Standalone::new(options, broker.clone());
     (broker, standalone)

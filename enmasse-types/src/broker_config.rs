@@ -179,6 +179,11 @@ pub enum Credential {
     Password {
         /// The namespace of the `MessagingUser`.
         namespace: String,
+        /// The password as SCRAM keeps it, filled in by whoever read the password (the operator),
+        /// so that a broker can check logins without ever holding it. Without keys, the broker
+        /// reads the password from the manifest itself (standalone mode) or refuses the user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<PasswordKeys>,
     },
     /// A Kubernetes service-account token for this account.
     #[serde(rename = "serviceaccount")]
@@ -188,6 +193,29 @@ pub enum Credential {
         /// The service account's name.
         name: String,
     },
+}
+
+/// A password as SCRAM-SHA-256 keeps it (RFC 5802, section 3): enough to check a SASL PLAIN or
+/// SCRAM-SHA-256 login, not enough to log in.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordKeys {
+    /// The salt, base64.
+    pub salt: String,
+    /// PBKDF2-HMAC-SHA-256 iterations.
+    pub iterations: u32,
+    /// `H(HMAC(SaltedPassword, "Client Key"))`, base64.
+    pub stored_key: String,
+    /// `HMAC(SaltedPassword, "Server Key")`, base64.
+    pub server_key: String,
+}
+
+impl std::fmt::Debug for PasswordKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordKeys")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a broker reports it really serves.

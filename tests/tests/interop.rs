@@ -13,7 +13,10 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use enmasse_auth::authenticator::RefuseAll;
+use enmasse_auth::{
+    authenticator::RefuseAll,
+    tokens::{TokenFile, TokenReviewer},
+};
 use enmasse_broker::{
     broker::{Broker, Settings},
     server,
@@ -73,7 +76,7 @@ async fn standalone(manifests: Vec<PathBuf>, addresses: usize, token_file: Optio
         address_space: None,
         amqp: Some(addr),
         amqps: Some((tls_addr, tls.clone())),
-        token_file,
+        tokens: token_file.map(|path| Arc::new(TokenFile::new(path)) as Arc<dyn TokenReviewer>),
     };
     let standalone = Standalone::new(options, broker.clone());
     assert!(standalone.refresh(), "the fixture was applied");

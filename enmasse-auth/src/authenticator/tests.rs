@@ -28,6 +28,7 @@ fn config(type_: AuthenticationServiceType) -> BrokerConfig {
                 resource: "app.developer".into(),
                 username: "developer".into(),
                 credential: Wanted::Password {
+                    keys: None,
                     namespace: "team1".into(),
                 },
                 authorization: vec![AuthorizationRule {

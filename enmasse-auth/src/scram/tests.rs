@@ -123,3 +123,65 @@ proptest! {
         let _ = server.client_final(format!("c=biws,r={rest},p={rest}").as_bytes());
     }
 }
+
+#[test]
+fn keys_carried_in_a_broker_config_give_back_the_same_credential() {
+    let credential = ScramCredential::derive(b"pencil", b"salt of a user", NonZeroU32::new(4096).unwrap());
+    let keys = credential.to_keys();
+    assert_eq!(ScramCredential::from_keys(&keys), Ok(credential.clone()));
+    assert!(
+        ScramCredential::from_keys(&keys)
+            .unwrap()
+            .verify_password(b"pencil")
+    );
+    assert!(
+        !format!("{keys:?}").contains(&keys.stored_key),
+        "Debug shows no key"
+    );
+}
+
+#[test]
+fn unusable_keys_are_refused_with_what_is_wrong() {
+    let keys = ScramCredential::derive(b"pencil", b"salt", NonZeroU32::new(4096).unwrap()).to_keys();
+    let short = base64::encode(&[0u8; 16]);
+    let cases = [
+        (
+            PasswordKeys {
+                stored_key: short.clone(),
+                ..keys.clone()
+            },
+            InvalidKeys::Key("storedKey"),
+        ),
+        (
+            PasswordKeys {
+                server_key: "%%".into(),
+                ..keys.clone()
+            },
+            InvalidKeys::Key("serverKey"),
+        ),
+        (
+            PasswordKeys {
+                salt: String::new(),
+                ..keys.clone()
+            },
+            InvalidKeys::Salt,
+        ),
+        (
+            PasswordKeys {
+                iterations: 0,
+                ..keys.clone()
+            },
+            InvalidKeys::Iterations(0),
+        ),
+        (
+            PasswordKeys {
+                iterations: MAX_ITERATIONS + 1,
+                ..keys.clone()
+            },
+            InvalidKeys::Iterations(MAX_ITERATIONS + 1),
+        ),
+    ];
+    for (keys, want) in cases {
+        assert_eq!(ScramCredential::from_keys(&keys), Err(want));
+    }
+}

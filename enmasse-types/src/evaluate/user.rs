@@ -65,6 +65,7 @@ fn check(space: &Resolved<'_>, user: &MessagingUser) -> Result<BrokerUser, (Phas
                 }
                 Some(_) => Credential::Password {
                     namespace: space.namespace.to_owned(),
+                    keys: None,
                 },
             }
         }
