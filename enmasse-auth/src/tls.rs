@@ -4,7 +4,9 @@
 //! `selfsigned` keeps a CA per address space under a directory (the broker's data dir), created on
 //! first use and kept across restarts, so clients that trust its `ca.crt` keep trusting the broker.
 //! The server certificate it signs names the hosts clients connect to. `certBundle` takes the PEM
-//! certificate chain and key from the manifest.
+//! certificate chain and key from the manifest. A certificate can also come from files laid out as
+//! a mounted `kubernetes.io/tls` Secret, which is how a broker in a cluster gets whatever the
+//! operator or a certificate manager issued.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,12 +18,19 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
+/// The certificate chain's file in a `kubernetes.io/tls` Secret.
+pub const TLS_CRT: &str = "tls.crt";
+/// The private key's file in a `kubernetes.io/tls` Secret.
+pub const TLS_KEY: &str = "tls.key";
+/// The CA certificate's file, where a Secret carries one.
+pub const CA_CRT: &str = "ca.crt";
+
 /// Why the TLS identity could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// A file of the CA could not be read or written.
-    #[error("failed to keep the certificate authority in {path}")]
+    /// A file of the certificate or of the CA could not be read or written.
+    #[error("failed to read or write {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -46,7 +55,7 @@ pub enum TlsError {
 }
 
 /// A server's certificate chain and key, and the CA clients should trust (when known).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServerIdentity {
     /// The certificate chain, PEM.
     pub chain_pem: String,
@@ -111,6 +120,34 @@ impl ServerIdentity {
             chain_pem,
             key_pem,
             ca_pem: None,
+        };
+        identity.server_config()?;
+        Ok(identity)
+    }
+
+    /// The private key, PEM: for writing the Secret a broker mounts, never for logs.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// The certificate in `dir`, laid out as a mounted `kubernetes.io/tls` Secret: `tls.crt` (the
+    /// chain), `tls.key`, and optionally `ca.crt` (the CA clients trust, as cert-manager writes it).
+    pub fn from_files(dir: &Path) -> Result<Self, TlsError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|source| TlsError::Io { path, source })
+        };
+        let chain_pem = read(TLS_CRT)?;
+        let key_pem = read(TLS_KEY)?;
+        let ca_pem = match read(CA_CRT) {
+            Ok(ca) => Some(ca),
+            Err(TlsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err),
+        };
+        let identity = Self {
+            chain_pem,
+            key_pem,
+            ca_pem,
         };
         identity.server_config()?;
         Ok(identity)
@@ -218,6 +255,34 @@ mod tests {
         let made = ServerIdentity::self_signed(&dir, "app", &["localhost".into()]).unwrap();
         let bundle = ServerIdentity::from_pem(made.chain_pem.clone(), made.key_pem.clone()).unwrap();
         assert!(bundle.ca_pem.is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_mounted_tls_secret_is_served_with_its_ca_when_it_has_one() {
+        let dir = temp("files");
+        let made = ServerIdentity::self_signed(&dir.join("ca"), "app", &["localhost".into()]).unwrap();
+        let secret = dir.join("secret");
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(secret.join(TLS_CRT), &made.chain_pem).unwrap();
+        std::fs::write(secret.join(TLS_KEY), &made.key_pem).unwrap();
+        let without_ca = ServerIdentity::from_files(&secret).unwrap();
+        assert_eq!(without_ca.ca_pem, None);
+        std::fs::write(secret.join(CA_CRT), made.ca_pem.as_deref().unwrap()).unwrap();
+        assert_eq!(ServerIdentity::from_files(&secret).unwrap(), made);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_tls_secret_without_its_key_is_refused_naming_the_file() {
+        let dir = temp("nokey");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(TLS_CRT), "whatever").unwrap();
+        let err = ServerIdentity::from_files(&dir).unwrap_err();
+        assert!(err.to_string().contains("tls.key"), "{err}");
+        std::fs::write(dir.join(TLS_KEY), "not a key").unwrap();
+        let err = ServerIdentity::from_files(&dir).unwrap_err();
+        assert!(err.to_string().starts_with("invalid certificate chain"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

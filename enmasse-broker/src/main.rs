@@ -55,8 +55,8 @@ struct Args {
     /// Do not listen for plain (unencrypted) AMQP at all.
     #[arg(long, env = "ENMASSE_NO_PLAIN")]
     no_plain: bool,
-    /// Where AMQP clients connect over TLS (standalone mode). If the default port is taken, a free
-    /// port is used; the export says which.
+    /// Where AMQP clients connect over TLS (with --manifests or --tls-dir). If the default port is
+    /// taken, a free port is used; the export says which.
     #[arg(
         long,
         env = "ENMASSE_LISTEN_TLS",
@@ -64,6 +64,12 @@ struct Args {
         value_name = "ADDR"
     )]
     listen_tls: SocketAddr,
+    /// Serve amqps with the certificate in this directory, laid out as a mounted kubernetes.io/tls
+    /// Secret: tls.crt (the chain), tls.key and, if clients need it, ca.crt. Followed: a renewed
+    /// certificate is served to new connections. With --manifests it replaces the endpoint's cert
+    /// provider; without, it turns the amqps listener on.
+    #[arg(long, env = "ENMASSE_TLS_DIR", value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
     /// Where the management API (config, status, health, metrics) listens.
     #[arg(
         long,
@@ -158,22 +164,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let control: Arc<dyn Control> = match args.manifests.is_empty() {
         false => {
-            // TLS from the manifests' endpoint; the default port, or any free one if it is taken.
-            let amqps = match TcpListener::bind(args.listen_tls).await {
-                Ok(listener) => listener,
-                Err(err)
-                    if err.kind() == std::io::ErrorKind::AddrInUse
-                        && args.listen_tls.port() == DEFAULT_AMQPS_PORT =>
-                {
-                    warn!(address = %args.listen_tls, "taken: amqps listens on a free port instead (see the export)");
-                    TcpListener::bind((args.listen_tls.ip(), 0))
-                        .await
-                        .context("failed to listen for amqps")?
-                }
-                Err(err) => {
-                    return Err(err).with_context(|| format!("failed to listen on {}", args.listen_tls));
-                }
-            };
+            // TLS from the manifests' endpoint (or --tls-dir).
+            let amqps = bind_amqps(args.listen_tls).await?;
             let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
             let tls = Arc::new(server::Tls::default());
             tasks.spawn(server::run_tls(
@@ -190,6 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 amqp: amqp_addr,
                 amqps: Some((amqps_addr, tls)),
                 tokens: tokens.clone(),
+                tls_dir: args.tls_dir.clone(),
             };
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();
@@ -198,6 +191,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             standalone
         }
         true => {
+            // In a cluster, amqps serves the certificate the operator mounts.
+            if let Some(dir) = args.tls_dir.clone() {
+                let amqps = bind_amqps(args.listen_tls).await?;
+                let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
+                let tls = Arc::new(server::Tls::default());
+                tasks.spawn(server::follow_certificate_files(
+                    dir,
+                    tls.clone(),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(server::run_tls(amqps, broker.clone(), tls, shutdown.clone()));
+                info!(amqps = %amqps_addr, "listening");
+            }
             info!("waiting for a broker config on PUT /config");
             Arc::new(Pushed {
                 broker: broker.clone(),
@@ -223,6 +229,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tasks.wait().await;
     info!("stopped");
     Ok(())
+}
+
+/// Listens for amqps on `addr`; if that is the default port and it is taken, on a free port (the
+/// exports say which).
+async fn bind_amqps(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && addr.port() == DEFAULT_AMQPS_PORT => {
+            warn!(address = %addr, "taken: amqps listens on a free port instead (see the export)");
+            TcpListener::bind((addr.ip(), 0))
+                .await
+                .context("failed to listen for amqps")
+        }
+        Err(err) => Err(err).with_context(|| format!("failed to listen on {addr}")),
+    }
 }
 
 /// Waits for SIGTERM (how Kubernetes stops a pod) or Ctrl-C.

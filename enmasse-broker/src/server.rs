@@ -2,10 +2,13 @@
 //! Each accepts connections until shutdown, then closes them and waits for them.
 
 use std::{
+    path::PathBuf,
     sync::{Arc, RwLock, atomic::Ordering},
     time::Duration,
 };
 
+use enmasse_auth::tls::ServerIdentity;
+use enmasse_types::error::one_line;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -37,6 +40,41 @@ impl Tls {
 
     fn acceptor(&self) -> Option<TlsAcceptor> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// How often [`follow_certificate_files`] looks at the files.
+const CERTIFICATE_POLL: Duration = Duration::from_secs(1);
+
+/// Serves the certificate in `dir` (see [`ServerIdentity::from_files`]) on `tls` until `shutdown`,
+/// and follows it: a changed certificate (a renewal, a rotated Secret) is served to new
+/// connections. A certificate that cannot be read or used leaves the last good one in place.
+pub async fn follow_certificate_files(dir: PathBuf, tls: Arc<Tls>, shutdown: CancellationToken) {
+    let mut served: Option<ServerIdentity> = None;
+    let mut reported: Option<String> = None;
+    loop {
+        let read = ServerIdentity::from_files(&dir)
+            .and_then(|identity| identity.server_config().map(|config| (identity, config)));
+        match read {
+            Ok((identity, config)) if served.as_ref() != Some(&identity) => {
+                tls.set(config);
+                info!(dir = %dir.display(), "amqps serves the certificate in the directory");
+                served = Some(identity);
+                reported = None;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                let problem = one_line(&err);
+                if reported.as_ref() != Some(&problem) {
+                    warn!(dir = %dir.display(), kept = served.is_some(), "{problem}");
+                    reported = Some(problem);
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(CERTIFICATE_POLL) => {}
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 
 use std::{
     collections::BTreeMap,
+    hash::{Hash, Hasher},
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -32,7 +33,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use enmasse_auth::{tls::ServerIdentity, tokens::TokenReviewer};
+use enmasse_auth::{
+    tls::{CA_CRT, ServerIdentity, TLS_CRT, TLS_KEY},
+    tokens::TokenReviewer,
+};
 
 use crate::{
     address::table::Applied,
@@ -62,6 +66,9 @@ pub struct Options {
     pub amqps: Option<(SocketAddr, Arc<crate::server::Tls>)>,
     /// Who reviews service-account tokens, if service-account users may log in.
     pub tokens: Option<Arc<dyn TokenReviewer>>,
+    /// A directory laid out as a mounted `kubernetes.io/tls` Secret whose certificate `amqps`
+    /// serves, whatever the endpoint's cert provider; followed like the manifests.
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// A manifest that could not be read.
@@ -97,6 +104,8 @@ pub struct Standalone {
 #[derive(Default)]
 struct State {
     fingerprint: Vec<(PathBuf, Result<String, String>)>,
+    /// The certificate files of `tls_dir` as last read.
+    tls_files: Vec<(PathBuf, Result<String, String>)>,
     previous: Option<Evaluation>,
     verdict: Verdict,
     /// The certificate served now: what it was made from, and its CA.
@@ -131,8 +140,18 @@ impl Standalone {
                 return false;
             }
         };
-        if self.state().fingerprint == files {
-            return false;
+        let tls_files = self
+            .options
+            .tls_dir
+            .as_deref()
+            .map(read_tls_files)
+            .unwrap_or_default();
+        {
+            let mut state = self.state();
+            if state.fingerprint == files && state.tls_files == tls_files {
+                return false;
+            }
+            state.tls_files = tls_files;
         }
         self.reload(&files);
         self.state().fingerprint = files;
@@ -250,8 +269,17 @@ impl Standalone {
         if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
             hosts.push(amqps.ip().to_string());
         }
-        let (recipe, made) = match cert {
-            Some(cert) if cert.provider == CertProvider::CertBundle => {
+        let (recipe, made) = match (&self.options.tls_dir, cert) {
+            (Some(dir), _) => {
+                // Named by a digest of the files, so that a renewed certificate is served anew.
+                let mut digest = std::hash::DefaultHasher::new();
+                self.state().tls_files.hash(&mut digest);
+                (
+                    format!("files:{:x}", digest.finish()),
+                    ServerIdentity::from_files(dir),
+                )
+            }
+            (None, Some(cert)) if cert.provider == CertProvider::CertBundle => {
                 let recipe = format!(
                     "bundle:{}:{}",
                     cert.tls_cert.clone().unwrap_or_default(),
@@ -269,7 +297,7 @@ impl Standalone {
                     ServerIdentity::from_pem(decode(cert.tls_cert), decode(cert.tls_key)),
                 )
             }
-            other => {
+            (None, other) => {
                 if let Some(other @ (CertProvider::Openshift | CertProvider::Wildcard)) =
                     other.map(|c| c.provider)
                 {
@@ -505,4 +533,16 @@ fn read_all(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Result<String, S
     }
     files.sort();
     Ok(files)
+}
+
+/// The files of a mounted TLS Secret, as they are now (a missing file is an error in its place).
+fn read_tls_files(dir: &Path) -> Vec<(PathBuf, Result<String, String>)> {
+    [TLS_CRT, TLS_KEY, CA_CRT]
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+            (path, text)
+        })
+        .collect()
 }

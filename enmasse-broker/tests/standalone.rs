@@ -86,6 +86,7 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
         amqp: Some("127.0.0.1:5672".parse().unwrap()),
         amqps: None,
         tokens: None,
+        tls_dir: None,
     };
     let standalone = Standalone::new(options, broker.clone());
     (broker, standalone)

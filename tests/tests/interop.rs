@@ -11,33 +11,13 @@
     reason = "a test fails by panicking"
 )]
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+mod common;
 
-use enmasse_auth::{
-    authenticator::RefuseAll,
-    tokens::{TokenFile, TokenReviewer},
-};
-use enmasse_broker::{
-    broker::{Broker, Settings},
-    server,
-    standalone::{Options, Standalone},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use common::{Running, exported_ca, standalone};
 use tests::repo_root;
-use tokio::{net::TcpListener, process::Command};
-use tokio_util::sync::CancellationToken;
-
-struct Running {
-    addr: SocketAddr,
-    tls_addr: SocketAddr,
-    data_dir: PathBuf,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use tokio::process::Command;
 
 /// The standalone broker on the interop fixture, on a free port.
 async fn broker() -> Running {
@@ -48,6 +28,7 @@ async fn broker() -> Running {
         ],
         2,
         None,
+        None,
     )
     .await
 }
@@ -55,41 +36,7 @@ async fn broker() -> Running {
 /// The standalone broker on the project's GitOps example, whose space authenticates its
 /// MessagingUsers.
 async fn example_broker() -> Running {
-    standalone(vec![repo_root().join("examples/gitops")], 2, None).await
-}
-
-async fn standalone(manifests: Vec<PathBuf>, addresses: usize, token_file: Option<PathBuf>) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tls_addr = tls_listener.local_addr().unwrap();
-    let broker = Broker::new(
-        Settings::default(),
-        Arc::new(RefuseAll::new("not configured".into())),
-    );
-    let data_dir = std::env::temp_dir().join(format!("enmasse-interop-{}", addr.port()));
-    let tls = Arc::new(server::Tls::default());
-    let options = Options {
-        manifests,
-        data_dir: data_dir.clone(),
-        namespace: "default".into(),
-        address_space: None,
-        amqp: Some(addr),
-        amqps: Some((tls_addr, tls.clone())),
-        tokens: token_file.map(|path| Arc::new(TokenFile::new(path)) as Arc<dyn TokenReviewer>),
-    };
-    let standalone = Standalone::new(options, broker.clone());
-    assert!(standalone.refresh(), "the fixture was applied");
-    assert_eq!(broker.table().entries().len(), addresses);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, broker.clone(), shutdown.clone()));
-    tokio::spawn(server::run_tls(tls_listener, broker, tls, shutdown.clone()));
-    Running {
-        addr,
-        tls_addr,
-        data_dir,
-        shutdown,
-    }
+    standalone(vec![repo_root().join("examples/gitops")], 2, None, None).await
 }
 
 /// The `amqps` URL of a running broker and the CA file its export tells clients to trust.
@@ -98,19 +45,6 @@ fn tls_endpoint(broker: &Running) -> (String, PathBuf) {
         format!("amqps://localhost:{}", broker.tls_addr.port()),
         exported_ca(broker),
     )
-}
-
-/// The CA certificate the export of a running broker tells clients to trust, written to a file.
-fn exported_ca(broker: &Running) -> PathBuf {
-    let export = std::fs::read_to_string(broker.data_dir.join("exports/messaging-config.yaml")).unwrap();
-    let value: serde_json::Value = serde_saphyr::from_str(&export).unwrap();
-    assert_eq!(
-        value["data"]["service.port.amqps"],
-        broker.tls_addr.port().to_string()
-    );
-    let path = broker.data_dir.join("exported-ca.crt");
-    std::fs::write(&path, value["data"]["ca.crt"].as_str().unwrap()).unwrap();
-    path
 }
 
 /// Runs a client to completion and fails the test with its output unless it printed "ok ...";
@@ -262,7 +196,13 @@ async fn qpid_proton_with_a_wrong_password_is_refused() {
 async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_rights() {
     let tokens = std::env::temp_dir().join(format!("enmasse-interop-tokens-{}", std::process::id()));
     std::fs::write(&tokens, "pod-token-1 system:serviceaccount:team1:default\n").unwrap();
-    let broker = standalone(vec![repo_root().join("examples/gitops")], 2, Some(tokens.clone())).await;
+    let broker = standalone(
+        vec![repo_root().join("examples/gitops")],
+        2,
+        Some(tokens.clone()),
+        None,
+    )
+    .await;
     let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
     let login = [
