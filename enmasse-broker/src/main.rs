@@ -162,12 +162,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
 
+    // The certificate amqps serves, which the plain listener offers to clients sending the TLS header.
+    let mut upgrade = None;
     let control: Arc<dyn Control> = match args.manifests.is_empty() {
         false => {
             // TLS from the manifests' endpoint (or --tls-dir).
             let amqps = bind_amqps(args.listen_tls).await?;
             let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
             let tls = Arc::new(server::Tls::default());
+            upgrade = Some(tls.clone());
             tasks.spawn(server::run_tls(
                 amqps,
                 broker.clone(),
@@ -196,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let amqps = bind_amqps(args.listen_tls).await?;
                 let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
                 let tls = Arc::new(server::Tls::default());
+                upgrade = Some(tls.clone());
                 tasks.spawn(server::follow_certificate_files(
                     dir,
                     tls.clone(),
@@ -212,8 +216,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     info!(amqp = ?amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");
-    if let Some(amqp) = amqp {
-        tasks.spawn(server::run(amqp, broker.clone(), shutdown.clone()));
+    match (amqp, upgrade) {
+        (Some(amqp), Some(tls)) => {
+            tasks.spawn(server::run_with_upgrade(
+                amqp,
+                broker.clone(),
+                tls,
+                shutdown.clone(),
+            ));
+        }
+        (Some(amqp), None) => {
+            tasks.spawn(server::run(amqp, broker.clone(), shutdown.clone()));
+        }
+        (None, _) => {}
     }
     tasks.spawn(management::run(
         management_listener,

@@ -1,7 +1,10 @@
 //! The AMQP listeners: `amqp` and `amqps` (TLS from the first byte, as clients open port 5671).
-//! Each accepts connections until shutdown, then closes them and waits for them.
+//! Each accepts connections until shutdown, then closes them and waits for them. Where a certificate
+//! is configured, the `amqp` listener also accepts the AMQP TLS header (AMQP 1.0, 5.2.1), by which
+//! a client asks to turn its plain connection into a TLS one.
 
 use std::{
+    net::SocketAddr,
     path::PathBuf,
     sync::{Arc, RwLock, atomic::Ordering},
     time::Duration,
@@ -9,12 +12,15 @@ use std::{
 
 use enmasse_auth::tls::ServerIdentity;
 use enmasse_types::error::one_line;
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
-use crate::{broker::Broker, connection};
+use crate::{broker::Broker, connection, transport::Prefixed};
 
 /// How long open connections get to close once shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +47,52 @@ impl Tls {
     fn acceptor(&self) -> Option<TlsAcceptor> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// Serves a connection in TLS from its first byte.
+async fn serve_tls<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls: &Tls,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
+{
+    let Some(acceptor) = tls.acceptor() else {
+        info!(%peer, "connection refused: no TLS certificate is configured yet");
+        return;
+    };
+    match tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => connection::serve(stream, true, peer, broker, shutdown).await,
+        Ok(Err(err)) => info!(%peer, error = %err, "TLS handshake failed"),
+        Err(_) => info!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// Serves a plain connection, or, if it begins with the TLS header, answers it and goes on in TLS.
+async fn serve_plain_or_upgrade(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tls: &Tls,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, stream.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => return info!(%peer, error = %err, "failed to read the protocol header"),
+        Err(_) => return info!(%peer, "the client sent no protocol header in time"),
+    }
+    if header != TLS_HEADER || tls.acceptor().is_none() {
+        // Not an upgrade (or none possible): the connection's own handshake reads the header again.
+        let stream = Prefixed::new(header.to_vec(), stream);
+        return connection::serve(stream, false, peer, broker, shutdown).await;
+    }
+    if let Err(err) = stream.write_all(&TLS_HEADER).await {
+        return info!(%peer, error = %err, "failed to answer the TLS header");
+    }
+    serve_tls(stream, peer, tls, broker, shutdown).await;
 }
 
 /// How often [`follow_certificate_files`] looks at the files.
@@ -78,25 +130,42 @@ pub async fn follow_certificate_files(dir: PathBuf, tls: Arc<Tls>, shutdown: Can
     }
 }
 
+/// The protocol header by which a client asks for TLS on a plain connection.
+pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
+
+/// How a listener's connections begin.
+#[derive(Clone)]
+enum Layer {
+    /// In plain AMQP; with a certificate, a client may ask for TLS with the TLS header.
+    Plain(Option<Arc<Tls>>),
+    /// In TLS, from the first byte.
+    Tls(Arc<Tls>),
+}
+
 /// Accepts plain AMQP connections on `listener` until `shutdown` is cancelled; then closes every
 /// connection (they are told the broker is shutting down) and waits for them, at most
 /// [`DRAIN_TIMEOUT`].
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
-    accept(listener, broker, None, shutdown).await;
+    accept(listener, broker, Layer::Plain(None), shutdown).await;
+}
+
+/// Like [`run`], and a client that sends the TLS header gets TLS with the certificate of `tls`.
+pub async fn run_with_upgrade(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    tls: Arc<Tls>,
+    shutdown: CancellationToken,
+) {
+    accept(listener, broker, Layer::Plain(Some(tls)), shutdown).await;
 }
 
 /// Accepts AMQP connections over TLS on `listener`, like [`run`]. Until a certificate is set,
 /// connections are closed at once.
 pub async fn run_tls(listener: TcpListener, broker: Arc<Broker>, tls: Arc<Tls>, shutdown: CancellationToken) {
-    accept(listener, broker, Some(tls), shutdown).await;
+    accept(listener, broker, Layer::Tls(tls), shutdown).await;
 }
 
-async fn accept(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    tls: Option<Arc<Tls>>,
-    shutdown: CancellationToken,
-) {
+async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -113,24 +182,16 @@ async fn accept(
                 counters.connections_open.fetch_add(1, Ordering::Relaxed);
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
-                let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+                let layer = layer.clone();
                 connections.spawn(async move {
-                    match acceptor {
-                        None => connection::serve(stream, false, peer, broker.clone(), shutdown).await,
-                        Some(None) => {
-                            info!(%peer, "connection refused: no TLS certificate is configured yet")
+                    match layer {
+                        Layer::Plain(None) => {
+                            connection::serve(stream, false, peer, broker.clone(), shutdown).await
                         }
-                        Some(Some(acceptor)) => {
-                            let handshake =
-                                tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                            match handshake.await {
-                                Ok(Ok(stream)) => {
-                                    connection::serve(stream, true, peer, broker.clone(), shutdown).await
-                                }
-                                Ok(Err(err)) => info!(%peer, error = %err, "TLS handshake failed"),
-                                Err(_) => info!(%peer, "TLS handshake timed out"),
-                            }
+                        Layer::Plain(Some(tls)) => {
+                            serve_plain_or_upgrade(stream, peer, &tls, broker.clone(), shutdown).await
                         }
+                        Layer::Tls(tls) => serve_tls(stream, peer, &tls, broker.clone(), shutdown).await,
                     }
                     broker.counters().connections_open.fetch_sub(1, Ordering::Relaxed);
                 });

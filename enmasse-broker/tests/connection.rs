@@ -1,5 +1,6 @@
-//! Bad input at the door: garbage instead of a protocol header, and a client that skips SASL where
-//! it is required, each get a clean close, never a hang or a panic.
+//! At the door: garbage instead of a protocol header, and a client that skips SASL where it is
+//! required, each get a clean close, never a hang or a panic; a client that asks for TLS with the
+//! TLS header gets it where a certificate is configured.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,13 +12,24 @@ mod common;
 
 use std::sync::{Arc, atomic::Ordering};
 
-use common::{config, start, within};
-use enmasse_auth::authenticator::RefuseAll;
-use enmasse_broker::sasl::SASL_HEADER;
+use common::{address, config, start, within};
+use enmasse_auth::{
+    authenticator::{AcceptAll, RefuseAll},
+    tls::ServerIdentity,
+};
+use enmasse_broker::{
+    broker::{Broker, Settings},
+    sasl::SASL_HEADER,
+    server::{self, TLS_HEADER},
+};
+use enmasse_types::resources::address::AddressType;
+use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    net::{TcpListener, TcpStream},
 };
+use tokio_util::sync::CancellationToken;
 
 /// Sends `bytes` and returns everything the broker answers before it closes.
 async fn answer_to(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
@@ -86,4 +98,68 @@ async fn a_refused_login_gets_a_sasl_outcome_and_is_counted() {
             .load(Ordering::Relaxed),
         1
     );
+}
+
+#[tokio::test]
+async fn the_tls_header_on_a_port_without_a_certificate_is_answered_with_the_sasl_header() {
+    let broker = start(config(vec![])).await;
+    let answer = answer_to(broker.addr, &TLS_HEADER).await;
+    assert_eq!(answer, SASL_HEADER);
+}
+
+#[tokio::test]
+async fn a_client_that_asks_for_tls_with_the_tls_header_gets_it_on_the_plain_port() {
+    let dir = std::env::temp_dir().join(format!("enmasse-upgrade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let identity = ServerIdentity::self_signed(&dir, "upgrade", &["localhost".into()]).unwrap();
+    let tls = Arc::new(server::Tls::default());
+    tls.set(identity.server_config().unwrap());
+    let broker = Broker::new(Settings::default(), Arc::new(AcceptAll));
+    broker.apply(
+        config(vec![address("orders", AddressType::Queue)]),
+        Arc::new(AcceptAll),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server::run_with_upgrade(listener, broker, tls, shutdown.clone()));
+
+    // The client asks for TLS, gets the same header back, and goes on in TLS.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&TLS_HEADER).await.unwrap();
+    let mut answer = [0u8; 8];
+    within("the answer", stream.read_exact(&mut answer))
+        .await
+        .unwrap();
+    assert_eq!(answer, TLS_HEADER);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = identity.ca_pem.as_deref().unwrap().as_bytes();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, stream)
+        .await
+        .unwrap();
+    let mut connection = Connection::builder()
+        .container_id("upgraded")
+        .open_with_stream(stream)
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    within("send", sender.send("over tls")).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let delivery = within("receive", receiver.recv::<String>()).await.unwrap();
+    assert_eq!(delivery.body(), "over tls");
+    receiver.accept(&delivery).await.unwrap();
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(dir);
 }
