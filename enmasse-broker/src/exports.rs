@@ -1,19 +1,17 @@
 //! Endpoint exports in standalone mode: the objects an `AddressSpace` asks for in
-//! `spec.endpoints[].exports`, written as Kubernetes manifests under `<data-dir>/exports/` with the
-//! keys the operator writes in a cluster (`service.host`, `service.port.amqp`,
-//! `service.port.amqps`, `ca.crt`).
+//! `spec.endpoints[].exports` (see `enmasse_types::exports`), written as Kubernetes manifests
+//! under `<data-dir>/exports/`, as the operator writes them into the namespace in a cluster.
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use enmasse_types::{
-    base64,
-    resources::address_space::{AddressSpace, ExportKind},
+    exports::{self, Export},
+    manifests,
+    resources::address_space::AddressSpace,
 };
-use serde_json::json;
 
 /// Why the exports could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -54,19 +52,19 @@ impl Endpoint {
     }
 }
 
-/// The keys of an export, as the operator writes them in a cluster.
-pub fn keys(endpoint: &Endpoint) -> BTreeMap<String, String> {
-    let mut keys = BTreeMap::from([("service.host".to_owned(), endpoint.host())]);
-    if let Some(amqp) = endpoint.amqp {
-        keys.insert("service.port.amqp".to_owned(), amqp.port().to_string());
+impl Endpoint {
+    /// The endpoint as the exports describe it.
+    pub fn described(&self) -> exports::Endpoint {
+        let ports = [("amqp", self.amqp), ("amqps", self.amqps)]
+            .into_iter()
+            .filter_map(|(name, addr)| Some((name.to_owned(), addr?.port())))
+            .collect();
+        exports::Endpoint {
+            host: self.host(),
+            ports,
+            ca_pem: self.ca_pem.clone(),
+        }
     }
-    if let Some(amqps) = endpoint.amqps {
-        keys.insert("service.port.amqps".to_owned(), amqps.port().to_string());
-    }
-    if let Some(ca) = &endpoint.ca_pem {
-        keys.insert("ca.crt".to_owned(), ca.clone());
-    }
-    keys
 }
 
 /// Writes every export the space asks for; a file is rewritten only when its content changes.
@@ -76,34 +74,17 @@ pub fn write(
     endpoint: &Endpoint,
 ) -> Result<Vec<PathBuf>, ExportError> {
     let dir = data_dir.join("exports");
-    let keys = keys(endpoint);
     let mut written = Vec::new();
-    for endpoint in &space.spec.endpoints {
-        for export in &endpoint.exports {
-            let namespace = space.metadata.namespace.clone();
-            let manifest = match export.kind {
-                ExportKind::ConfigMap => json!({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": export.name, "namespace": namespace},
-                    "data": keys,
-                }),
-                ExportKind::Secret => json!({
-                    "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": export.name, "namespace": namespace},
-                    "data": keys.iter().map(|(k, v)| (k.clone(), base64::encode(v.as_bytes()))).collect::<BTreeMap<_, _>>(),
-                }),
-                ExportKind::Service => json!({
-                    "apiVersion": "v1", "kind": "Service",
-                    "metadata": {"name": export.name, "namespace": namespace},
-                    "spec": {"type": "ExternalName", "externalName": keys["service.host"]},
-                }),
-            };
-            let text = enmasse_types::manifests::to_yaml(&manifest)
-                .map_err(|e| ExportError::Render(e.to_string()))?;
-            let path = dir.join(format!("{}.yaml", export.name));
-            write_if_changed(&path, &text)?;
-            written.push(path);
+    for export in exports::exports(space, &endpoint.described()) {
+        let text = match &export {
+            Export::ConfigMap(object) => manifests::to_yaml(object),
+            Export::Secret(object) => manifests::to_yaml(object),
+            Export::Service(object) => manifests::to_yaml(object),
         }
+        .map_err(|e| ExportError::Render(format!("{}: {e}", export.name())))?;
+        let path = dir.join(format!("{}.yaml", export.name()));
+        write_if_changed(&path, &text)?;
+        written.push(path);
     }
     Ok(written)
 }

@@ -14,6 +14,7 @@ pub mod crd;
 pub mod credits;
 pub mod error;
 pub mod evaluate;
+pub mod exports;
 pub mod manifests;
 pub mod names;
 pub mod patterns;
