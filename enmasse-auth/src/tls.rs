@@ -83,35 +83,19 @@ impl ServerIdentity {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let key_path = dir.join("ca.key");
         let cert_path = dir.join("ca.crt");
-        let ca_params = ca_params(space);
-        let (ca_key, ca_pem) = match (
+        let ca = match (
             std::fs::read_to_string(&key_path),
             std::fs::read_to_string(&cert_path),
         ) {
-            (Ok(key), Ok(cert)) => (KeyPair::from_pem(&key).map_err(TlsError::Generate)?, cert),
+            (Ok(key), Ok(cert)) => CertificateAuthority::from_pem(space, cert, key)?,
             _ => {
-                let key = KeyPair::generate().map_err(TlsError::Generate)?;
-                let cert = ca_params.self_signed(&key).map_err(TlsError::Generate)?.pem();
-                write_private(&key_path, &key.serialize_pem()).map_err(io(&key_path))?;
-                std::fs::write(&cert_path, &cert).map_err(io(&cert_path))?;
-                (key, cert)
+                let ca = CertificateAuthority::generate(space)?;
+                write_private(&key_path, ca.key_pem()).map_err(io(&key_path))?;
+                std::fs::write(&cert_path, &ca.cert_pem).map_err(io(&cert_path))?;
+                ca
             }
         };
-        // The CA is rebuilt from its name and key: certificates it signs verify against the kept
-        // CA certificate, which has the same subject and key.
-        let issuer = Issuer::new(ca_params, ca_key);
-        let mut params = CertificateParams::new(hosts.to_vec()).map_err(TlsError::Generate)?;
-        params.distinguished_name.push(
-            DnType::CommonName,
-            hosts.first().cloned().unwrap_or_else(|| "localhost".into()),
-        );
-        let key = KeyPair::generate().map_err(TlsError::Generate)?;
-        let cert = params.signed_by(&key, &issuer).map_err(TlsError::Generate)?;
-        Ok(Self {
-            chain_pem: format!("{}{ca_pem}", cert.pem()),
-            key_pem: key.serialize_pem(),
-            ca_pem: Some(ca_pem),
-        })
+        ca.issue(hosts)
     }
 
     /// A certificate chain and key given as PEM (the `certBundle` provider).
@@ -182,6 +166,84 @@ impl ServerIdentity {
     }
 }
 
+/// A certificate authority of one address space, kept as PEM by whoever owns it (a directory in
+/// standalone mode, a Secret in a cluster). It signs the space's server certificates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificateAuthority {
+    space: String,
+    /// The CA certificate, PEM: what clients trust (the export's `ca.crt`).
+    pub cert_pem: String,
+    key_pem: String,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("space", &self.space)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateAuthority {
+    /// A new CA for `space`.
+    pub fn generate(space: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::generate().map_err(TlsError::Generate)?;
+        let cert = ca_params(space).self_signed(&key).map_err(TlsError::Generate)?;
+        Ok(Self {
+            space: space.to_owned(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// The CA of `space` kept as `cert_pem` and `key_pem`.
+    pub fn from_pem(space: &str, cert_pem: String, key_pem: String) -> Result<Self, TlsError> {
+        KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Pem {
+            what: "CA key",
+            reason: e.to_string(),
+        })?;
+        if CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .next()
+            .is_none()
+        {
+            return Err(TlsError::Pem {
+                what: "CA certificate",
+                reason: "no certificate found".into(),
+            });
+        }
+        Ok(Self {
+            space: space.to_owned(),
+            cert_pem,
+            key_pem,
+        })
+    }
+
+    /// The CA's private key, PEM: for keeping it (a private file, a Secret), never for logs.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// A new server certificate for `hosts` (the first is its common name), signed by this CA.
+    pub fn issue(&self, hosts: &[String]) -> Result<ServerIdentity, TlsError> {
+        let ca_key = KeyPair::from_pem(&self.key_pem).map_err(TlsError::Generate)?;
+        // The CA is rebuilt from its name and key: certificates it signs verify against the kept
+        // CA certificate, which has the same subject and key.
+        let issuer = Issuer::new(ca_params(&self.space), ca_key);
+        let mut params = CertificateParams::new(hosts.to_vec()).map_err(TlsError::Generate)?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().cloned().unwrap_or_else(|| "localhost".into()),
+        );
+        let key = KeyPair::generate().map_err(TlsError::Generate)?;
+        let cert = params.signed_by(&key, &issuer).map_err(TlsError::Generate)?;
+        Ok(ServerIdentity {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+            ca_pem: Some(self.cert_pem.clone()),
+        })
+    }
+}
+
 fn ca_params(space: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
@@ -241,6 +303,24 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "the CA key is private");
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_ca_kept_in_a_secret_issues_certificates_that_chain_to_it() {
+        let ca = CertificateAuthority::generate("app").unwrap();
+        let kept =
+            CertificateAuthority::from_pem("app", ca.cert_pem.clone(), ca.key_pem().to_owned()).unwrap();
+        assert_eq!(kept, ca);
+        let identity = kept.issue(&["broker.enmasse-infra.svc".into()]).unwrap();
+        assert_eq!(identity.ca_pem.as_deref(), Some(ca.cert_pem.as_str()));
+        assert!(
+            identity.chain_pem.ends_with(&ca.cert_pem),
+            "the chain ends with the CA"
+        );
+        identity.server_config().unwrap();
+        assert!(!format!("{ca:?}").contains("PRIVATE"), "Debug shows no key");
+        let err = CertificateAuthority::from_pem("app", ca.cert_pem.clone(), "not a key".into()).unwrap_err();
+        assert!(err.to_string().starts_with("invalid CA key"), "{err}");
     }
 
     #[test]
