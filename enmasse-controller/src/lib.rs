@@ -3,8 +3,11 @@
 //! It reconciles `AddressSpace`s into broker workloads (StatefulSet, Service, TLS Secret), writes each
 //! space's endpoint exports into the tenant namespace, pushes every broker the configuration that
 //! `enmasse-types` derives from the space's manifests, reads back what the broker really serves and
-//! writes the status that follows from it.
+//! writes the status that follows from it. The decisions are pure functions; the API conversation
+//! is kept apart from them.
 //!
-//! Nothing is implemented here yet: the reconcilers arrive with the operator milestone. The rules it
-//! will apply already live in `enmasse-types`, so that this crate and the standalone broker reach the
-//! same verdict on the same manifests.
+//! - [`names`]: what a space's infrastructure is called and how it is labelled;
+//! - [`workload`]: the broker's StatefulSet and Service.
+
+pub mod names;
+pub mod workload;
