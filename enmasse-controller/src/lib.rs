@@ -7,7 +7,9 @@
 //! is kept apart from them.
 //!
 //! - [`names`]: what a space's infrastructure is called and how it is labelled;
-//! - [`workload`]: the broker's StatefulSet and Service.
+//! - [`workload`]: the broker's StatefulSet and Service;
+//! - [`certificates`]: the Secrets of the certificate `amqps` serves, per cert provider.
 
+pub mod certificates;
 pub mod names;
 pub mod workload;
