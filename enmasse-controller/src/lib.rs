@@ -8,8 +8,10 @@
 //!
 //! - [`names`]: what a space's infrastructure is called and how it is labelled;
 //! - [`workload`]: the broker's StatefulSet and Service;
-//! - [`certificates`]: the Secrets of the certificate `amqps` serves, per cert provider.
+//! - [`certificates`]: the Secrets of the certificate `amqps` serves, per cert provider;
+//! - [`status`]: a space's status, held to what the operator saw of its infrastructure.
 
 pub mod certificates;
 pub mod names;
+pub mod status;
 pub mod workload;
