@@ -9,9 +9,11 @@
 //! - [`names`]: what a space's infrastructure is called and how it is labelled;
 //! - [`workload`]: the broker's StatefulSet and Service;
 //! - [`certificates`]: the Secrets of the certificate `amqps` serves, per cert provider;
-//! - [`status`]: a space's status, held to what the operator saw of its infrastructure.
+//! - [`status`]: a space's status, held to what the operator saw of its infrastructure;
+//! - [`exports`]: writing the exports into the team's namespace within the post's Role.
 
 pub mod certificates;
+pub mod exports;
 pub mod names;
 pub mod status;
 pub mod workload;
