@@ -117,24 +117,7 @@ impl ServerIdentity {
     /// The certificate in `dir`, laid out as a mounted `kubernetes.io/tls` Secret: `tls.crt` (the
     /// chain), `tls.key`, and optionally `ca.crt` (the CA clients trust, as cert-manager writes it).
     pub fn from_files(dir: &Path) -> Result<Self, TlsError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| TlsError::Io { path, source })
-        };
-        let chain_pem = read(TLS_CRT)?;
-        let key_pem = read(TLS_KEY)?;
-        let ca_pem = match read(CA_CRT) {
-            Ok(ca) => Some(ca),
-            Err(TlsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => return Err(err),
-        };
-        let identity = Self {
-            chain_pem,
-            key_pem,
-            ca_pem,
-        };
-        identity.server_config()?;
-        Ok(identity)
+        SecretFiles::read(dir).identity()
     }
 
     /// The rustls configuration serving this identity (TLS 1.2 and 1.3, no client certificates).
@@ -163,6 +146,57 @@ impl ServerIdentity {
             .with_single_cert(chain, key)
             .map_err(TlsError::Config)?;
         Ok(Arc::new(config))
+    }
+}
+
+/// The files of a mounted `kubernetes.io/tls` Secret as read at one moment: what a follower
+/// compares to notice a renewal without parsing anything, and what the identity is then made of.
+/// A file that could not be read is kept as the reason.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SecretFiles {
+    dir: PathBuf,
+    chain: Result<String, std::io::ErrorKind>,
+    key: Result<String, std::io::ErrorKind>,
+    ca: Result<String, std::io::ErrorKind>,
+}
+
+impl std::fmt::Debug for SecretFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFiles")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretFiles {
+    /// Reads `tls.crt`, `tls.key` and `ca.crt` in `dir`.
+    pub fn read(dir: &Path) -> Self {
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| e.kind());
+        Self {
+            dir: dir.to_path_buf(),
+            chain: read(TLS_CRT),
+            key: read(TLS_KEY),
+            ca: read(CA_CRT),
+        }
+    }
+
+    /// The identity these files hold (`ca.crt` may be missing), checked to be servable.
+    pub fn identity(&self) -> Result<ServerIdentity, TlsError> {
+        let failed = |name: &str, kind: std::io::ErrorKind| TlsError::Io {
+            path: self.dir.join(name),
+            source: kind.into(),
+        };
+        let identity = ServerIdentity {
+            chain_pem: self.chain.clone().map_err(|kind| failed(TLS_CRT, kind))?,
+            key_pem: self.key.clone().map_err(|kind| failed(TLS_KEY, kind))?,
+            ca_pem: match &self.ca {
+                Ok(ca) => Some(ca.clone()),
+                Err(std::io::ErrorKind::NotFound) => None,
+                Err(kind) => return Err(failed(CA_CRT, *kind)),
+            },
+        };
+        identity.server_config()?;
+        Ok(identity)
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use enmasse_auth::tls::ServerIdentity;
+use enmasse_auth::tls::SecretFiles;
 use enmasse_types::error::one_line;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -98,30 +98,25 @@ async fn serve_plain_or_upgrade(
 /// How often [`follow_certificate_files`] looks at the files.
 const CERTIFICATE_POLL: Duration = Duration::from_secs(1);
 
-/// Serves the certificate in `dir` (see [`ServerIdentity::from_files`]) on `tls` until `shutdown`,
+/// Serves the certificate in `dir` (see [`SecretFiles`]) on `tls` until `shutdown`,
 /// and follows it: a changed certificate (a renewal, a rotated Secret) is served to new
 /// connections. A certificate that cannot be read or used leaves the last good one in place.
 pub async fn follow_certificate_files(dir: PathBuf, tls: Arc<Tls>, shutdown: CancellationToken) {
-    let mut served: Option<ServerIdentity> = None;
-    let mut reported: Option<String> = None;
+    let mut seen: Option<SecretFiles> = None;
+    let mut serving = false;
     loop {
-        let read = ServerIdentity::from_files(&dir)
-            .and_then(|identity| identity.server_config().map(|config| (identity, config)));
-        match read {
-            Ok((identity, config)) if served.as_ref() != Some(&identity) => {
-                tls.set(config);
-                info!(dir = %dir.display(), "amqps serves the certificate in the directory");
-                served = Some(identity);
-                reported = None;
-            }
-            Ok(_) => {}
-            Err(err) => {
-                let problem = one_line(&err);
-                if reported.as_ref() != Some(&problem) {
-                    warn!(dir = %dir.display(), kept = served.is_some(), "{problem}");
-                    reported = Some(problem);
+        // Only files that changed since the last look are parsed.
+        let files = SecretFiles::read(&dir);
+        if seen.as_ref() != Some(&files) {
+            match files.identity().and_then(|identity| identity.server_config()) {
+                Ok(config) => {
+                    tls.set(config);
+                    serving = true;
+                    info!(dir = %dir.display(), "amqps serves the certificate in the directory");
                 }
+                Err(err) => warn!(dir = %dir.display(), kept = serving, "{}", one_line(&err)),
             }
+            seen = Some(files);
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -11,7 +11,7 @@ use std::{
     collections::BTreeMap,
     hash::{Hash, Hasher},
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use enmasse_auth::{
-    tls::{CA_CRT, ServerIdentity, TLS_CRT, TLS_KEY},
+    tls::{SecretFiles, ServerIdentity},
     tokens::TokenReviewer,
 };
 
@@ -105,7 +105,7 @@ pub struct Standalone {
 struct State {
     fingerprint: Vec<(PathBuf, Result<String, String>)>,
     /// The certificate files of `tls_dir` as last read.
-    tls_files: Vec<(PathBuf, Result<String, String>)>,
+    tls_files: Option<SecretFiles>,
     previous: Option<Evaluation>,
     verdict: Verdict,
     /// The certificate served now: what it was made from, and its CA.
@@ -140,12 +140,7 @@ impl Standalone {
                 return false;
             }
         };
-        let tls_files = self
-            .options
-            .tls_dir
-            .as_deref()
-            .map(read_tls_files)
-            .unwrap_or_default();
+        let tls_files = self.options.tls_dir.as_deref().map(SecretFiles::read);
         {
             let mut state = self.state();
             if state.fingerprint == files && state.tls_files == tls_files {
@@ -269,15 +264,13 @@ impl Standalone {
         if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
             hosts.push(amqps.ip().to_string());
         }
-        let (recipe, made) = match (&self.options.tls_dir, cert) {
-            (Some(dir), _) => {
+        let tls_files = self.state().tls_files.clone();
+        let (recipe, made) = match (tls_files, cert) {
+            (Some(files), _) => {
                 // Named by a digest of the files, so that a renewed certificate is served anew.
                 let mut digest = std::hash::DefaultHasher::new();
-                self.state().tls_files.hash(&mut digest);
-                (
-                    format!("files:{:x}", digest.finish()),
-                    ServerIdentity::from_files(dir),
-                )
+                files.hash(&mut digest);
+                (format!("files:{:x}", digest.finish()), files.identity())
             }
             (None, Some(cert)) if cert.provider == CertProvider::CertBundle => {
                 let recipe = format!(
@@ -533,16 +526,4 @@ fn read_all(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Result<String, S
     }
     files.sort();
     Ok(files)
-}
-
-/// The files of a mounted TLS Secret, as they are now (a missing file is an error in its place).
-fn read_tls_files(dir: &Path) -> Vec<(PathBuf, Result<String, String>)> {
-    [TLS_CRT, TLS_KEY, CA_CRT]
-        .into_iter()
-        .map(|name| {
-            let path = dir.join(name);
-            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
-            (path, text)
-        })
-        .collect()
 }
