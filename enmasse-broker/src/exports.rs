@@ -7,11 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use enmasse_types::{
-    exports::{self, Export},
-    manifests,
-    resources::address_space::AddressSpace,
-};
+use enmasse_types::{exports, manifests, resources::address_space::AddressSpace};
 
 /// Why the exports could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +72,8 @@ pub fn write(
     let dir = data_dir.join("exports");
     let mut written = Vec::new();
     for export in exports::exports(space, &endpoint.described()) {
-        let text = match &export {
-            Export::ConfigMap(object) => manifests::to_yaml(object),
-            Export::Secret(object) => manifests::to_yaml(object),
-            Export::Service(object) => manifests::to_yaml(object),
-        }
-        .map_err(|e| ExportError::Render(format!("{}: {e}", export.name())))?;
+        let text = manifests::to_yaml(&export)
+            .map_err(|e| ExportError::Render(format!("{}: {e}", export.name())))?;
         let path = dir.join(format!("{}.yaml", export.name()));
         write_if_changed(&path, &text)?;
         written.push(path);

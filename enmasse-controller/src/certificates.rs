@@ -108,7 +108,14 @@ pub fn plan(
                     && annotation(secret, HOSTS_ANNOTATION) == Some(hosts_note.as_str())
             });
             let tls = match current {
-                Some(secret) => secret.clone(),
+                // Kept as it is, with only what the operator writes (not the server's metadata).
+                Some(secret) => Secret {
+                    metadata: ObjectMeta {
+                        annotations: secret.metadata.annotations.clone(),
+                        ..metadata(names, namespace, names.tls_secret())
+                    },
+                    ..secret.clone()
+                },
                 None => {
                     let identity = ca
                         .issue(hosts)
@@ -130,13 +137,7 @@ pub fn plan(
             };
             Ok(TlsPlan::Write(Box::new(TlsSecrets {
                 ca: Some(ca_secret),
-                tls: Secret {
-                    metadata: ObjectMeta {
-                        annotations: tls.metadata.annotations,
-                        ..metadata(names, namespace, names.tls_secret())
-                    },
-                    ..tls
-                },
+                tls,
                 ca_pem: Some(ca.cert_pem),
             })))
         }

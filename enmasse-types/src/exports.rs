@@ -26,8 +26,9 @@ pub struct Endpoint {
     pub ca_pem: Option<String>,
 }
 
-/// One object to write into the space's namespace.
-#[derive(Clone, Debug, PartialEq)]
+/// One object to write into the space's namespace; it serializes as the object itself.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Export {
     /// A ConfigMap with the keys.
     ConfigMap(ConfigMap),
