@@ -206,6 +206,7 @@ async fn serve_session(
     closing: CancellationToken,
 ) {
     let links = TaskTracker::new();
+    let kept = link::Kept::default();
     let acceptor = LinkAcceptor::new();
     loop {
         let attach = tokio::select! {
@@ -233,6 +234,7 @@ async fn serve_session(
                             grant,
                             broker.clone(),
                             closing.clone(),
+                            kept.clone(),
                         ));
                     }
                     Ok(LinkEndpoint::Sender(_)) => warn!("a sender attach became a receiver link"),
@@ -251,6 +253,7 @@ async fn serve_session(
                             grant,
                             broker.clone(),
                             closing.clone(),
+                            kept.clone(),
                         ));
                     }
                     Ok(LinkEndpoint::Receiver(_)) => warn!("a receiver attach became a sender link"),
@@ -269,6 +272,7 @@ async fn serve_session(
     }
     links.close();
     links.wait().await;
+    drop(kept);
 }
 
 /// The link acceptor with default settings (no dynamic termini).

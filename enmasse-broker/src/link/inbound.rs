@@ -25,7 +25,7 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{CLOSE_TIMEOUT, Exit, removed_error, revoked_error};
+use super::{CLOSE_TIMEOUT, Exit, Kept, removed_error, revoked_error};
 use crate::{
     address::{
         queue::{PushError, Settlement},
@@ -48,6 +48,7 @@ pub async fn run(
     grant: Grant,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
+    kept: Kept,
 ) {
     let entry = target.entry.clone();
     entry.senders.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +137,7 @@ pub async fn run(
             )
             .await;
         }
-        Exit::Shutdown | Exit::Peer => {}
+        Exit::Shutdown | Exit::Peer => kept.keep(receiver),
     }
 }
 

@@ -28,7 +28,7 @@ use futures_util::{StreamExt, stream::FuturesUnordered};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{CLOSE_TIMEOUT, Exit, removed_error, revoked_error};
+use super::{CLOSE_TIMEOUT, Exit, Kept, removed_error, revoked_error};
 use crate::{
     address::{
         fanout::{Fanout, Filter},
@@ -43,7 +43,7 @@ use crate::{
 const MAX_BATCH: usize = 64;
 
 /// How long a link that ended waits for the outcomes its client already sent.
-const LAST_OUTCOMES: Duration = Duration::from_millis(200);
+const LAST_OUTCOMES: Duration = Duration::from_secs(1);
 
 /// How long a message may wait for a receiver's credit while other receivers could take it.
 pub const HOLD_LIMIT: Duration = Duration::from_millis(50);
@@ -58,6 +58,7 @@ pub async fn run(
     grant: Grant,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
+    kept: Kept,
 ) {
     let entry = source.entry.clone();
     let (queue, membership) = match &entry.engine {
@@ -131,7 +132,28 @@ pub async fn run(
             settle(&broker, &entry, &queue, &message, outcome);
         }
     };
-    let _ = tokio::time::timeout(LAST_OUTCOMES, settling).await;
+    // Once the session has stopped, every outcome it received has been applied.
+    let stopped = async {
+        if matches!(exit, Exit::Shutdown) {
+            let _ = sender.on_detach().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    // A peer's detach comes after the outcomes it sent before it: those are ready now.
+    let grace = match exit {
+        Exit::Peer => Duration::ZERO,
+        Exit::Shutdown | Exit::Removed | Exit::Revoked => LAST_OUTCOMES,
+    };
+    let _ = tokio::time::timeout(grace, async {
+        // Biased: outcomes that arrived with the session's stop are taken before it is noticed.
+        tokio::select! {
+            biased;
+            () = settling => {}
+            () = stopped => {}
+        }
+    })
+    .await;
     // Whatever the client did not settle goes back for another receiver.
     for id in unsettled {
         queue.settle(id, Settlement::Modified);
@@ -152,8 +174,11 @@ pub async fn run(
         Exit::Removed => Some(removed_error(&entry.address)),
         Exit::Shutdown | Exit::Peer => None,
     };
-    if let Some(error) = error {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error)).await;
+    match error {
+        Some(error) => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sender.close_with_error(error)).await;
+        }
+        None => kept.keep(sender),
     }
 }
 
