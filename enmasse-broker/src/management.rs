@@ -177,6 +177,7 @@ pub fn report(broker: &Broker) -> BrokerReport {
                 address: e.address.clone(),
                 ready: !e.removed.is_cancelled(),
                 message: None,
+                depth: e.depth(),
             })
             .collect(),
         problems: broker.authenticator().problem().into_iter().collect(),

@@ -250,6 +250,9 @@ pub struct AddressReport {
     /// Why it is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The messages it holds, waiting for a consumer.
+    #[serde(default)]
+    pub depth: u64,
 }
 
 #[cfg(test)]

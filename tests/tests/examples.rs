@@ -97,6 +97,7 @@ fn the_team_space_is_ready_once_its_broker_serves_the_config() {
                 address: a.address.clone(),
                 ready: true,
                 message: None,
+                depth: 0,
             })
             .collect(),
         problems: vec![],

@@ -156,10 +156,9 @@ pub(super) fn evaluate_addresses(
             deadletter: spec.deadletter.clone(),
             expiry: spec.expiry.clone(),
         });
-        out.insert(
-            name_of(&c.address.metadata).to_owned(),
-            status(c.address, phase, messages, Some(settings), now),
-        );
+        let mut address_status = status(c.address, phase, messages, Some(settings), now);
+        address_status.depth = report.and_then(|r| r.address(&spec.address)).map(|r| r.depth);
+        out.insert(name_of(&c.address.metadata).to_owned(), address_status);
     }
     served.sort_by(|a, b| a.address.cmp(&b.address));
     (served, notes)
@@ -435,6 +434,7 @@ pub(super) fn status(
         message_ttl,
         message_redelivery,
         subscription,
+        depth: None,
         conditions,
         observed_generation: generation,
     }

@@ -120,6 +120,9 @@ pub(super) fn evaluate_space(
     } else {
         match report {
             None => messages.push("waiting for the broker to report".to_owned()),
+            Some(r) if r.revision.is_empty() => messages.push(format!(
+                "the broker has no configuration yet (it has just started, or restarted); the latest is {revision}"
+            )),
             Some(r) if r.revision != revision => messages.push(format!(
                 "the broker serves configuration {}, not the latest ({revision})",
                 r.revision

@@ -432,17 +432,20 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
                 address: "orders".into(),
                 ready: true,
                 message: None,
+                depth: 7,
             },
             AddressReport {
                 address: "audit".into(),
                 ready: false,
                 message: Some("journal full".into()),
+                depth: 0,
             },
         ],
         problems: vec![],
     };
     let evaluation = run_with(&c, &BTreeMap::from([("app".into(), report.clone())]));
     assert!(evaluation.addresses["app.orders"].is_ready);
+    assert_eq!(evaluation.addresses["app.orders"].depth, Some(7));
     assert_eq!(
         phase_and_message(&evaluation, "app.audit"),
         (Phase::Configuring, "journal full".into())

@@ -216,6 +216,9 @@ pub struct AddressStatus {
     /// The subscription limits in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<SubscriptionSpec>,
+    /// The messages the broker holds for the address, as it last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u64>,
     /// Kubernetes conditions; `Ready` mirrors `isReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
