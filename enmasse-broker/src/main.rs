@@ -78,6 +78,10 @@ struct Args {
         value_name = "ADDR"
     )]
     management: SocketAddr,
+    /// Require `Authorization: Bearer <token>`, the token read from this file, for the management
+    /// API's config, report and status (probes and metrics stay open).
+    #[arg(long, env = "ENMASSE_MANAGEMENT_TOKEN_FILE", value_name = "FILE")]
+    management_token_file: Option<PathBuf>,
     /// Where exports (and the message journal) are kept.
     #[arg(long, env = "ENMASSE_DATA_DIR", default_value = "data", value_name = "DIR")]
     data_dir: PathBuf,
@@ -137,6 +141,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(TcpListener::local_addr)
         .transpose()
         .context("failed to read the amqp address")?;
+    let guard = match &args.management_token_file {
+        None => management::Guard::open(),
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the management token from {}", path.display()))?;
+            if token.trim().is_empty() {
+                anyhow::bail!("the management token file {} is empty", path.display());
+            }
+            management::Guard::token(&token)
+        }
+    };
     let management_listener = TcpListener::bind(args.management)
         .await
         .with_context(|| format!("failed to listen on {}", args.management))?;
@@ -234,6 +249,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         management_listener,
         broker.clone(),
         control,
+        guard,
         shutdown.clone(),
     ));
     tasks.close();

@@ -8,6 +8,10 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a config is applied, 503 before |
 //! | `GET /metrics` | Prometheus text format |
+//!
+//! With a [`Guard`] token, `PUT /config`, `GET /report` and `GET /status` answer only requests that
+//! carry `Authorization: Bearer <token>`: in a cluster, any pod can reach the port, and a config
+//! names the users who may log in. Probes and metrics stay open.
 
 use std::{convert::Infallible, fmt::Write as _, sync::Arc, sync::atomic::Ordering};
 
@@ -65,11 +69,58 @@ impl Control for Pushed {
     }
 }
 
+/// Who may change and read the broker's configuration.
+#[derive(Clone, Default)]
+pub struct Guard {
+    token: Option<Arc<str>>,
+}
+
+impl Guard {
+    /// Anyone who reaches the port (standalone mode, on loopback by default).
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    /// Only requests with `Authorization: Bearer <token>`.
+    pub fn token(token: &str) -> Self {
+        Self {
+            token: Some(Arc::from(token.trim())),
+        }
+    }
+
+    fn admits(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        equal_in_constant_time(given.as_bytes(), token.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// Compares without an early exit, so that timing tells nothing of where a guess goes wrong.
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Serves the management API on `listener` until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
+    guard: Guard,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -87,9 +138,11 @@ pub async fn run(
         };
         let broker = broker.clone();
         let control = control.clone();
+        let guard = guard.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let service = service_fn(move |request| handle(request, broker.clone(), control.clone()));
+            let service =
+                service_fn(move |request| handle(request, broker.clone(), control.clone(), guard.clone()));
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {
@@ -112,7 +165,15 @@ async fn handle(
     request: Request<Incoming>,
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
+    guard: Guard,
 ) -> Result<Answer, Infallible> {
+    let guarded = matches!(request.uri().path(), "/config" | "/report" | "/status");
+    if guarded && !guard.admits(&request) {
+        return Ok(text(
+            StatusCode::UNAUTHORIZED,
+            "this request needs the management token: Authorization: Bearer <token>\n",
+        ));
+    }
     let answer = match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => match broker.config() {

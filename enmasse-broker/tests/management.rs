@@ -42,6 +42,12 @@ async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) 
 }
 
 async fn management() -> (std::net::SocketAddr, Arc<Broker>, CancellationToken) {
+    guarded_management(management::Guard::open()).await
+}
+
+async fn guarded_management(
+    guard: management::Guard,
+) -> (std::net::SocketAddr, Arc<Broker>, CancellationToken) {
     let broker = Broker::new(Settings::default(), Arc::new(AcceptAll));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -53,9 +59,39 @@ async fn management() -> (std::net::SocketAddr, Arc<Broker>, CancellationToken) 
             broker: broker.clone(),
             tokens: None,
         }),
+        guard,
         shutdown.clone(),
     ));
     (addr, broker, shutdown)
+}
+
+/// Sends one request with a bearer token.
+async fn http_with_token(addr: std::net::SocketAddr, method: &str, path: &str, token: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: broker\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response[9..12].parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_guarded_api_answers_config_report_and_status_only_with_the_token() {
+    let (addr, _broker, _shutdown) = guarded_management(management::Guard::token("s3cret\n")).await;
+    let config = serde_json::to_string(&config(vec![address("orders", AddressType::Queue)])).unwrap();
+    let (status, body) = http(addr, "PUT", "/config", &config).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("management token"), "{body}");
+    assert_eq!(http(addr, "GET", "/report", "").await.0, 401);
+    assert_eq!(http(addr, "GET", "/status", "").await.0, 401);
+    assert_eq!(http_with_token(addr, "GET", "/report", "s3cre7").await, 401);
+    assert_eq!(http_with_token(addr, "GET", "/report", "s3cret").await, 200);
+    assert_eq!(http_with_token(addr, "GET", "/status", "s3cret").await, 200);
+    // Probes and metrics stay open: the kubelet and Prometheus carry no token.
+    assert_eq!(http(addr, "GET", "/healthz", "").await.0, 200);
+    assert_eq!(http(addr, "GET", "/metrics", "").await.0, 200);
 }
 
 #[tokio::test]
