@@ -12,8 +12,19 @@
 //! - [`status`]: a space's status, held to what the operator saw of its infrastructure;
 //! - [`exports`]: writing the exports into the team's namespace within the post's Role.
 
+pub mod brokers;
 pub mod certificates;
+pub mod context;
 pub mod exports;
+pub mod http;
+pub mod infra;
+pub mod lease;
+pub mod metrics;
 pub mod names;
+pub mod operator;
+pub mod retention;
+pub mod space;
 pub mod status;
+#[cfg(test)]
+mod testing;
 pub mod workload;

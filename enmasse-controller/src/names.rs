@@ -53,6 +53,16 @@ impl InfraNames {
         format!("broker-{}-tls", self.id)
     }
 
+    /// The Secret with the token the broker's management API asks of the operator.
+    pub fn management_secret(&self) -> String {
+        format!("broker-{}-management", self.id)
+    }
+
+    /// The broker's one pod.
+    pub fn pod(&self) -> String {
+        format!("broker-{}-0", self.id)
+    }
+
     /// The Secret with the space's own CA (`selfsigned`).
     pub fn ca_secret(&self) -> String {
         format!("broker-{}-ca", self.id)

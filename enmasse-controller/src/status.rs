@@ -48,7 +48,7 @@ pub fn space_status(
     let held_back = !observed.broker_ready || !observed.problems.is_empty();
     let phase = match verdict.phase {
         // A space that was serving and stopped is Failed, as in EnMasse; one on its way is Configuring.
-        Some(Phase::Active) if held_back && was_active => Phase::Failed,
+        Some(Phase::Active | Phase::Configuring) if held_back && was_active => Phase::Failed,
         Some(Phase::Active) if held_back => Phase::Configuring,
         Some(phase) => phase,
         None => Phase::Pending,

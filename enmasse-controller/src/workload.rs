@@ -16,7 +16,7 @@ use enmasse_types::{
 };
 use k8s_openapi::{
     api::{
-        apps::v1::{StatefulSet, StatefulSetSpec},
+        apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec},
         core::v1::{
             Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
@@ -43,6 +43,10 @@ pub const MANAGEMENT_PORT: u16 = 8080;
 const DATA_DIR: &str = "/var/lib/enmasse";
 /// Where the TLS Secret is mounted.
 const TLS_DIR: &str = "/etc/enmasse/tls";
+/// Where the management token Secret is mounted.
+const MANAGEMENT_DIR: &str = "/etc/enmasse/management";
+/// The management token's key in its Secret.
+pub const MANAGEMENT_TOKEN: &str = "token";
 /// The annotation by which OpenShift's service CA issues a serving certificate into a Secret.
 pub const OPENSHIFT_SERVING_CERT: &str = "service.beta.openshift.io/serving-cert-secret-name";
 
@@ -57,6 +61,9 @@ pub struct BrokerSettings {
     pub image_pull_policy: String,
     /// The service account brokers run as; it needs the right to create TokenReviews.
     pub service_account: String,
+    /// Whether a deleted space's data volume is kept (delete policy `retain`), so that the space
+    /// committed again finds its messages.
+    pub retain_volumes: bool,
 }
 
 /// What the space's infra config asks of its broker.
@@ -129,6 +136,14 @@ pub fn stateful_set(names: &InfraNames, settings: &BrokerSettings, infra: &Broke
         }),
         ..Volume::default()
     }];
+    volumes.push(Volume {
+        name: "management".to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names.management_secret()),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
     if storage.is_none() {
         volumes.push(Volume {
             name: "data".to_owned(),
@@ -181,6 +196,17 @@ pub fn stateful_set(names: &InfraNames, settings: &BrokerSettings, infra: &Broke
                 }),
             },
             volume_claim_templates: claims,
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(
+                    if settings.retain_volumes {
+                        "Retain"
+                    } else {
+                        "Delete"
+                    }
+                    .to_owned(),
+                ),
+                when_scaled: Some("Retain".to_owned()),
+            }),
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
@@ -204,6 +230,8 @@ fn container(
         "--tls-dir",
         TLS_DIR,
         "--kubernetes-token-review",
+        "--management-token-file",
+        &format!("{MANAGEMENT_DIR}/{MANAGEMENT_TOKEN}"),
     ]
     .map(str::to_owned)
     .to_vec();
@@ -247,6 +275,12 @@ fn container(
             VolumeMount {
                 name: "tls".to_owned(),
                 mount_path: TLS_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "management".to_owned(),
+                mount_path: MANAGEMENT_DIR.to_owned(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },

@@ -103,6 +103,27 @@ fn a_broker_that_is_not_ready_keeps_a_new_space_configuring_and_fails_a_serving_
 }
 
 #[test]
+fn a_serving_space_whose_broker_cannot_be_reached_fails_but_one_being_updated_configures() {
+    let unreachable = Observed {
+        problems: vec!["failed to reach the broker broker-app-0 at 10.1.2.3:8080".into()],
+        ..healthy()
+    };
+    let lost = status(
+        &space(Some(Phase::Active)),
+        verdict(Phase::Configuring),
+        &unreachable,
+    );
+    assert_eq!(lost.phase, Some(Phase::Failed));
+
+    let updating = status(
+        &space(Some(Phase::Active)),
+        verdict(Phase::Configuring),
+        &healthy(),
+    );
+    assert_eq!(updating.phase, Some(Phase::Configuring));
+}
+
+#[test]
 fn a_problem_with_the_certificate_or_an_export_holds_the_space_back_and_is_named() {
     let observed = Observed {
         problems: vec!["failed to write export messaging-config in namespace team1: forbidden".into()],

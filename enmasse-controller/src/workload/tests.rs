@@ -10,6 +10,7 @@ fn settings() -> BrokerSettings {
         image: "quay.io/enmasse/broker:1".into(),
         image_pull_policy: "IfNotPresent".into(),
         service_account: "enmasse-broker".into(),
+        retain_volumes: false,
     }
 }
 
@@ -167,6 +168,45 @@ fn the_broker_serves_the_mounted_certificate_and_reviews_tokens_with_the_api_ser
     let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(readiness.path.as_deref(), Some("/readyz"));
     assert_eq!(set.metadata.namespace.as_deref(), Some("enmasse-infra"));
+}
+
+#[test]
+fn the_management_api_is_guarded_by_the_token_from_the_spaces_management_secret() {
+    let names = InfraNames::new("team1", "app");
+    let set = stateful_set(&names, &settings(), &BrokerInfra::default());
+    let pod_spec = pod(&set);
+    let args = pod_spec.containers[0].args.clone().unwrap();
+    let flag = args.iter().position(|a| a == "--management-token-file").unwrap();
+    assert_eq!(args[flag + 1], "/etc/enmasse/management/token");
+    let volume = pod_spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "management")
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name,
+        Some(names.management_secret())
+    );
+}
+
+#[test]
+fn a_deleted_spaces_volume_is_kept_only_under_the_retain_policy() {
+    let names = InfraNames::new("team1", "app");
+    let when_deleted = |retain_volumes: bool| {
+        let settings = BrokerSettings {
+            retain_volumes,
+            ..settings()
+        };
+        let set = stateful_set(&names, &settings, &BrokerInfra::default());
+        set.spec
+            .persistent_volume_claim_retention_policy
+            .unwrap()
+            .when_deleted
+            .unwrap()
+    };
+    assert_eq!(when_deleted(false), "Delete");
+    assert_eq!(when_deleted(true), "Retain");
 }
 
 #[test]

@@ -1,0 +1,218 @@
+//! The API calls of a space's infrastructure in the operator's namespace: reading what is there,
+//! applying what should be (server-side apply, so that fields others own are left alone and
+//! drift in ours is healed), and deleting it all when the space goes.
+
+use std::net::IpAddr;
+
+use k8s_openapi::{
+    ByteString, NamespaceResourceScope,
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{Pod, Secret, Service},
+    },
+};
+use kube::{
+    Api, Client, Resource,
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{names::InfraNames, workload::MANAGEMENT_TOKEN};
+
+/// The field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "enmasse-operator";
+
+/// Why a space's infrastructure could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InfraError {
+    /// An API call failed.
+    #[error("failed to {action} {kind} {namespace}/{name}")]
+    Api {
+        /// What was being done (`apply`, `read`, `delete`).
+        action: &'static str,
+        /// The object's kind.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The system's random source failed.
+    #[error("failed to generate the management token of {0}: the system's random source failed")]
+    Random(String),
+}
+
+/// The API of one space's infrastructure.
+pub struct SpaceInfra<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    names: &'a InfraNames,
+}
+
+impl<'a> SpaceInfra<'a> {
+    /// The infrastructure of `names` in `namespace` (the operator's).
+    pub fn new(client: &'a Client, namespace: &'a str, names: &'a InfraNames) -> Self {
+        Self {
+            client,
+            namespace,
+            names,
+        }
+    }
+
+    /// Reads a Secret of the operator's namespace.
+    pub async fn secret(&self, name: &str) -> Result<Option<Secret>, InfraError> {
+        self.get(name).await
+    }
+
+    /// Applies `object` (it names itself) and returns it as the API server has it.
+    pub async fn apply<K>(&self, object: &K) -> Result<K, InfraError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + k8s_openapi::Resource
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = object.meta().name.clone().unwrap_or_default();
+        self.api::<K>()
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object),
+            )
+            .await
+            .map_err(self.fail::<K>("apply", &name))
+    }
+
+    /// The token the broker's management API asks for; created, once, when there is none.
+    pub async fn management_token(&self) -> Result<String, InfraError> {
+        let name = self.names.management_secret();
+        if let Some(token) = self.existing_token().await? {
+            return Ok(token);
+        }
+        let token = random_token().map_err(|_| InfraError::Random(name.clone()))?;
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(self.namespace.to_owned()),
+                labels: Some(self.names.labels()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                [(
+                    MANAGEMENT_TOKEN.to_owned(),
+                    ByteString(token.clone().into_bytes()),
+                )]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        match self.api::<Secret>().create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(token),
+            // Written meanwhile (by an operator that has just lost its lease): use that one.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Ok(self.existing_token().await?.unwrap_or(token))
+            }
+            Err(source) => Err(self.fail::<Secret>("create", &name)(source)),
+        }
+    }
+
+    /// The token, if its Secret exists.
+    pub async fn existing_token(&self) -> Result<Option<String>, InfraError> {
+        let secret: Option<Secret> = self.get(&self.names.management_secret()).await?;
+        Ok(secret
+            .and_then(|s| s.data)
+            .and_then(|mut data| data.remove(MANAGEMENT_TOKEN))
+            .map(|token| String::from_utf8_lossy(&token.0).trim().to_owned())
+            .filter(|token| !token.is_empty()))
+    }
+
+    /// The broker pod's IP, once it has one.
+    pub async fn broker_ip(&self) -> Result<Option<IpAddr>, InfraError> {
+        let pod: Option<Pod> = self.get(&self.names.pod()).await?;
+        Ok(pod
+            .and_then(|p| p.status)
+            .and_then(|s| s.pod_ip)
+            .and_then(|ip| ip.parse().ok()))
+    }
+
+    /// Deletes everything of the space; what is already gone is fine.
+    pub async fn delete_all(&self) -> Result<(), InfraError> {
+        let broker = self.names.broker();
+        self.delete::<StatefulSet>(&broker).await?;
+        self.delete::<Service>(&broker).await?;
+        for secret in [
+            self.names.tls_secret(),
+            self.names.ca_secret(),
+            self.names.management_secret(),
+        ] {
+            self.delete::<Secret>(&secret).await?;
+        }
+        Ok(())
+    }
+
+    async fn get<K>(&self, name: &str) -> Result<Option<K>, InfraError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + k8s_openapi::Resource
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.api::<K>()
+            .get_opt(name)
+            .await
+            .map_err(self.fail::<K>("read", name))
+    }
+
+    async fn delete<K>(&self, name: &str) -> Result<(), InfraError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + k8s_openapi::Resource
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        match self.api::<K>().delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(self.fail::<K>("delete", name)(source)),
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), self.namespace)
+    }
+
+    fn fail<K: k8s_openapi::Resource>(
+        &self,
+        action: &'static str,
+        name: &str,
+    ) -> impl FnOnce(kube::Error) -> InfraError {
+        let namespace = self.namespace.to_owned();
+        let name = name.to_owned();
+        move |source| InfraError::Api {
+            action,
+            kind: K::KIND,
+            namespace,
+            name,
+            source,
+        }
+    }
+}
+
+/// 32 random bytes, hex: the management token.
+fn random_token() -> Result<String, ring::error::Unspecified> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,278 @@
+//! The running operator: leader election, the watches, the AddressSpace controller, and the HTTP
+//! endpoint for probes and metrics.
+//!
+//! Only the replica that holds the Lease watches and acts. The plans, infra configs and
+//! authentication services of the operator's namespace are mirrored in stores; a change to any of
+//! them reconciles every space. A space is also reconciled when one of its Addresses or
+//! MessagingUsers changes, when its broker's StatefulSet changes (a pod that restarted or became
+//! ready), and every resync period.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use enmasse_types::{
+    error::one_line,
+    resources::{address::Address, address_space::AddressSpace, messaging_user::MessagingUser},
+};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::{
+    Api, Client,
+    api::ObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef, store::Writer},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+use crate::{
+    brokers::HttpBrokers,
+    context::{Context, InfraStores, Settings},
+    lease::Elector,
+    metrics::Metrics,
+    names::{MANAGED_BY, SPACE_LABEL, SPACE_NAMESPACE_LABEL},
+    space::{self, ReconcileError},
+};
+
+/// How long a failed reconcile waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(15);
+
+/// How the operator runs, beyond the reconcile settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// What every reconcile needs to know.
+    pub settings: Settings,
+    /// This replica's name in the Lease (its pod name).
+    pub identity: String,
+    /// The Lease's name, in the operator's namespace.
+    pub lease_name: String,
+    /// How long a Lease holds without renewal.
+    pub lease_duration: Duration,
+}
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorError {
+    /// Another replica took over, or the Lease could not be renewed in time.
+    #[error("lost the lease {0}: stopped acting so that one replica alone acts")]
+    LostLease(String),
+    /// The HTTP endpoint could not listen.
+    #[error("failed to listen on {addr} for probes and metrics")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the operator until `shutdown` is cancelled or leadership is lost.
+pub async fn run(
+    client: Client,
+    options: Options,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), OperatorError> {
+    let namespace = options.settings.broker.namespace.clone();
+    let elector = Elector::new(
+        client.clone(),
+        &namespace,
+        &options.lease_name,
+        &options.identity,
+        options.lease_duration,
+    );
+    info!(lease = %options.lease_name, identity = %options.identity, "waiting to lead");
+    let Some(leadership) = elector.lead(shutdown.clone()).await else {
+        return Ok(());
+    };
+    metrics.set_leader(true);
+    control(client, &options, metrics.clone(), leadership.lost.clone()).await;
+    metrics.set_leader(false);
+    let lost = !shutdown.is_cancelled();
+    leadership.step_down().await;
+    match lost {
+        true => Err(OperatorError::LostLease(options.lease_name)),
+        false => Ok(()),
+    }
+}
+
+/// Watches and reconciles until `stop` is cancelled.
+async fn control(client: Client, options: &Options, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let namespace = options.settings.broker.namespace.clone();
+    let (stores, writers) = InfraStores::new();
+    let (changed, mut infra_changed) = mpsc::channel::<()>(1);
+    let watches = TaskTracker::new();
+    let c = &client;
+    let n = namespace.as_str();
+    watches.spawn(mirror(
+        Api::namespaced(c.clone(), n),
+        writers.space_plans,
+        changed.clone(),
+        stop.clone(),
+    ));
+    watches.spawn(mirror(
+        Api::namespaced(c.clone(), n),
+        writers.address_plans,
+        changed.clone(),
+        stop.clone(),
+    ));
+    watches.spawn(mirror(
+        Api::namespaced(c.clone(), n),
+        writers.standard_infra_configs,
+        changed.clone(),
+        stop.clone(),
+    ));
+    watches.spawn(mirror(
+        Api::namespaced(c.clone(), n),
+        writers.brokered_infra_configs,
+        changed.clone(),
+        stop.clone(),
+    ));
+    watches.spawn(mirror(
+        Api::namespaced(c.clone(), n),
+        writers.authentication_services,
+        changed,
+        stop.clone(),
+    ));
+    watches.close();
+
+    // Judge no space against a partial view: a plan not listed yet is not a missing plan.
+    tokio::select! {
+        _ = stores.synced() => info!("plans, infra configs and authentication services listed"),
+        () = stop.cancelled() => {
+            watches.wait().await;
+            return;
+        }
+    }
+    let reporter = Reporter {
+        controller: "enmasse-operator".to_owned(),
+        instance: Some(options.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: options.settings.clone(),
+        brokers: Arc::new(HttpBrokers),
+        infra: stores,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+    });
+    let infra_changes = futures_util::stream::poll_fn(move |cx| infra_changed.poll_recv(cx));
+    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    Controller::new(
+        Api::<AddressSpace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<StatefulSet>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(&managed),
+        |set| space_of_infra(&set.metadata),
+    )
+    .watches(
+        Api::<Address>::all(client.clone()),
+        watcher::Config::default(),
+        |address| space_of_member(&address.metadata),
+    )
+    .watches(
+        Api::<MessagingUser>::all(client),
+        watcher::Config::default(),
+        |user| space_of_member(&user.metadata),
+    )
+    .reconcile_all_on(infra_changes)
+    .graceful_shutdown_on(stop.clone().cancelled_owned())
+    .run(space::reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(err) = result {
+            warn!(error = %one_line(&err), "reconcile failed");
+        }
+    })
+    .await;
+    stop.cancel();
+    watches.wait().await;
+}
+
+/// Mirrors kind `K` of the operator's namespace into `writer`; each change sends on `changed`.
+async fn mirror<K>(api: Api<K>, writer: Writer<K>, changed: mpsc::Sender<()>, stop: CancellationToken)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let mut events = std::pin::pin!(events);
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => return,
+            event = events.next() => event,
+        };
+        match event {
+            None => return,
+            Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) => {
+                // A full channel already holds a change that will reconcile everything.
+                let _ = changed.try_send(());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => warn!(kind = %K::kind(&()), error = %one_line(&err), "watch failed; retrying"),
+        }
+    }
+}
+
+/// The space an Address or MessagingUser (`<space>.<name>`) belongs to.
+fn space_of_member(metadata: &ObjectMeta) -> Option<ObjectRef<AddressSpace>> {
+    let (space, _) = metadata.name.as_deref()?.split_once('.')?;
+    Some(ObjectRef::new(space).within(metadata.namespace.as_deref()?))
+}
+
+/// The space a piece of infrastructure belongs to, by its labels.
+fn space_of_infra(metadata: &ObjectMeta) -> Option<ObjectRef<AddressSpace>> {
+    let labels = metadata.labels.as_ref()?;
+    Some(ObjectRef::new(labels.get(SPACE_LABEL)?).within(labels.get(SPACE_NAMESPACE_LABEL)?))
+}
+
+fn error_policy(space: Arc<AddressSpace>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    let name = space.metadata.name.as_deref().unwrap_or_default();
+    let namespace = space.metadata.namespace.as_deref().unwrap_or_default();
+    warn!(namespace, name, error = %one_line(err), "reconcile failed; retrying in {RETRY:?}");
+    Action::requeue(RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_or_user_maps_to_the_space_its_name_begins_with() {
+        let metadata = ObjectMeta {
+            name: Some("myspace.orders".into()),
+            namespace: Some("team1".into()),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(
+            space_of_member(&metadata),
+            Some(ObjectRef::new("myspace").within("team1"))
+        );
+        let unnamed = ObjectMeta {
+            name: Some("orders".into()),
+            ..metadata
+        };
+        assert_eq!(space_of_member(&unnamed), None);
+    }
+
+    #[test]
+    fn a_broker_statefulset_maps_to_its_space_by_its_labels() {
+        let names = crate::names::InfraNames::new("team1", "myspace");
+        let metadata = ObjectMeta {
+            labels: Some(names.labels()),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(
+            space_of_infra(&metadata),
+            Some(ObjectRef::new("myspace").within("team1"))
+        );
+    }
+}

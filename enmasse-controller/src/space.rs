@@ -1,0 +1,508 @@
+//! Reconciling one AddressSpace, with its Addresses and MessagingUsers.
+//!
+//! One pass reads what the space's broker really serves, takes the verdict of
+//! `enmasse_types::evaluate` on the space's manifests, then makes the cluster match it: the
+//! certificate, the broker's StatefulSet and Service, the exports in the team's namespace, the
+//! configuration pushed to the broker. Last, it writes the statuses that follow from what it saw.
+//! What failed on the way (a certificate, an export, a push) is a status message, not an error:
+//! errors are kept for API calls that may succeed on a retry.
+//!
+//! Deleting the space runs [`cleanup`] under the finalizer [`FINALIZER`]. It deletes the
+//! infrastructure by name and never waits on the broker, so it cannot wedge a namespace.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use enmasse_auth::authenticator::password_credential;
+use enmasse_types::{
+    base64,
+    broker_config::{BrokerConfig, BrokerReport, Credential},
+    error::one_line,
+    evaluate::{Tenant, evaluate},
+    exports::{Endpoint, exports},
+    resources::{
+        address::Address,
+        address_space::{AddressSpace, CertSpec},
+        common::Phase,
+        messaging_user::MessagingUser,
+    },
+};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        finalizer::{self, finalizer},
+    },
+};
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::{
+    brokers::BrokerEndpoint,
+    certificates::{self, Existing, TlsPlan},
+    context::{Context, DeletePolicy},
+    exports::write,
+    infra::{FIELD_MANAGER, InfraError, SpaceInfra},
+    names::InfraNames,
+    retention::{self, retention},
+    status::{Observed, space_status},
+    workload::{self, AMQP_PORT, AMQPS_PORT},
+};
+
+/// The finalizer that removes a space's infrastructure from the operator's namespace.
+pub const FINALIZER: &str = "enmasse.io/address-space";
+/// How soon a space on its way to `Active` is looked at again.
+const SOON: Duration = Duration::from_secs(5);
+
+/// Why a reconcile failed; it is retried.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconcileError {
+    /// Reading or writing the space's infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+    /// Reading or writing the space's own resources failed.
+    #[error("failed to {action} {kind} {namespace}/{name}")]
+    Tenant {
+        /// What was being done.
+        action: &'static str,
+        /// The kind.
+        kind: String,
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Adding or removing the space's finalizer failed.
+    #[error("failed to keep the finalizer of address space {namespace}/{name}")]
+    Finalizer {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: Box<finalizer::Error<ReconcileError>>,
+    },
+}
+
+impl ReconcileError {
+    /// A short reason, for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Infra(_) => "infrastructure",
+            Self::Tenant { .. } => "tenant",
+            Self::Finalizer { .. } => "finalizer",
+        }
+    }
+}
+
+/// Reconciles `space`: applies it, or cleans up after it once it is being deleted.
+pub async fn reconcile(space: Arc<AddressSpace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = std::time::Instant::now();
+    let namespace = space.namespace().unwrap_or_default();
+    let name = space.name_any();
+    let api: Api<AddressSpace> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, space, |event| async {
+        match event {
+            finalizer::Event::Apply(space) => apply(&space, &ctx).await,
+            finalizer::Event::Cleanup(space) => cleanup(&space, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|source| ReconcileError::Finalizer {
+        namespace,
+        name,
+        source: Box::new(source),
+    });
+    ctx.metrics.reconciled(
+        started.elapsed(),
+        result.as_ref().err().map(ReconcileError::reason),
+    );
+    result
+}
+
+/// Makes the cluster match the space's manifests, and writes what came of it.
+async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileError> {
+    let namespace = space.namespace().unwrap_or_default();
+    let name = space.name_any();
+    let names = InfraNames::new(&namespace, &name);
+    let infra_namespace = ctx.settings.broker.namespace.as_str();
+    let infra = SpaceInfra::new(&ctx.client, infra_namespace, &names);
+    let now = Time(Timestamp::now());
+    let members = Members::list(ctx, &namespace, &name).await?;
+    let mut observed = Observed::default();
+
+    // What the broker serves now, if there is one to ask.
+    let broker = match (infra.broker_ip().await?, infra.existing_token().await?) {
+        (Some(ip), Some(token)) => Some(BrokerEndpoint::new(names.pod(), ip, token)),
+        _ => None,
+    };
+    let report = match &broker {
+        Some(endpoint) => match ctx.brokers.report(endpoint).await {
+            Ok(report) => Some(report),
+            Err(err) => {
+                observed.problems.push(one_line(&err));
+                None
+            }
+        },
+        None => None,
+    };
+    // A broker that cannot report cannot be configured either: no push is tried.
+    let broker = broker.filter(|_| report.is_some());
+
+    let retention = retention(
+        &members.addresses,
+        report.as_ref(),
+        broker.is_some(),
+        ctx.settings.delete_policy,
+    );
+    let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
+    for address in &retention.guard {
+        set_finalizer(&addresses, &namespace, address, true).await?;
+    }
+    for address in &retention.release {
+        set_finalizer(&addresses, &namespace, address, false).await?;
+    }
+
+    let snapshot = ctx.infra.snapshot();
+    let tenant = Tenant {
+        namespace: &namespace,
+        spaces: std::slice::from_ref(space),
+        addresses: &retention.served,
+        users: &members.users,
+    };
+    let mut reports: BTreeMap<String, BrokerReport> =
+        report.iter().map(|r| (name.clone(), r.clone())).collect();
+    let mut evaluation = evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    // The broker is pushed the config with password keys filled in; when it serves exactly that,
+    // it serves the latest config, which `evaluate` knows by the revision without the keys.
+    let keyed = evaluation
+        .spaces
+        .get(&name)
+        .and_then(|v| v.config.clone())
+        .map(|mut config| {
+            let plain = config.revision();
+            fill_password_keys(&mut config, &members.users);
+            (plain, config)
+        });
+    if let (Some((plain, config)), Some(report)) = (&keyed, reports.get_mut(&name))
+        && report.revision == config.revision()
+        && report.revision != *plain
+    {
+        report.revision.clone_from(plain);
+        evaluation = evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    }
+    let Some(verdict) = evaluation.spaces.remove(&name) else {
+        return Ok(Action::requeue(SOON));
+    };
+
+    let mut pushed = false;
+    if let Some((_, config)) = keyed {
+        let openshift = certificate(space, &names, ctx, &infra, &mut observed).await?;
+        let token = infra.management_token().await?;
+        // The plan in force: a plan change that does not fit is refused, and the old one stays.
+        if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
+            let set = infra
+                .apply(&workload::stateful_set(&names, &ctx.settings.broker, &wanted))
+                .await?;
+            observed.broker_ready = set
+                .status
+                .and_then(|s| s.ready_replicas)
+                .is_some_and(|ready| ready >= 1);
+            infra
+                .apply(&workload::service(&names, &ctx.settings.broker, openshift))
+                .await?;
+        }
+        let endpoint = Endpoint {
+            host: names.host(infra_namespace),
+            ports: BTreeMap::from([("amqp".to_owned(), AMQP_PORT), ("amqps".to_owned(), AMQPS_PORT)]),
+            ca_pem: observed.ca_pem.clone(),
+        };
+        for export in exports(space, &endpoint) {
+            if let Err(err) = write(&ctx.client, &export).await {
+                observed.problems.push(one_line(&err));
+            }
+        }
+        let serves_latest = report.as_ref().is_some_and(|r| r.revision == config.revision());
+        if let Some(broker) = broker.filter(|_| !serves_latest) {
+            // The broker's token may have been written just now; it is the one the pod mounted.
+            let broker = BrokerEndpoint { token, ..broker };
+            match ctx.brokers.push(&broker, &config).await {
+                Ok(()) => {
+                    pushed = true;
+                    let note = format!(
+                        "pushed configuration revision {} to {}",
+                        config.revision(),
+                        names.pod()
+                    );
+                    publish(ctx, space, EventType::Normal, "Configured", note).await;
+                }
+                Err(err) => observed.problems.push(one_line(&err)),
+            }
+        }
+    }
+
+    let status = space_status(space, verdict.status, &observed, &names, infra_namespace, &now);
+    let settled = status.phase == Some(Phase::Active) && !pushed;
+    if space.status.as_ref() != Some(&status) {
+        if status.phase != space.status.as_ref().and_then(|s| s.phase) {
+            let (type_, reason) = match status.phase {
+                Some(Phase::Failed) => (EventType::Warning, "Failed"),
+                _ => (EventType::Normal, "PhaseChanged"),
+            };
+            let phase = status.phase.map_or("Pending", |p| p.as_str());
+            let note = format!("{phase}: {}", status.messages.join("; "));
+            publish(ctx, space, type_, reason, note).await;
+        }
+        write_status(ctx, space, &status).await?;
+    }
+    for address in &retention.served {
+        let resource = address.name_any();
+        let Some(mut status) = evaluation.addresses.remove(&resource) else {
+            continue;
+        };
+        if let Some((_, depth)) = retention.retained.iter().find(|(n, _)| *n == resource) {
+            status.phase = Some(Phase::Terminating);
+            status.messages = vec![retention::retained_message(*depth)];
+        }
+        if address.status.as_ref() != Some(&status) {
+            write_status(ctx, address, &status).await?;
+        }
+    }
+    for user in &members.users {
+        if let Some(status) = evaluation.users.remove(&user.name_any())
+            && user.status.as_ref() != Some(&status)
+        {
+            write_status(ctx, user, &status).await?;
+        }
+    }
+    debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
+    Ok(Action::requeue(if settled { ctx.settings.resync } else { SOON }))
+}
+
+/// Removes the space's infrastructure; the exports go with the space (they are owned by it).
+async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileError> {
+    let namespace = space.namespace().unwrap_or_default();
+    let name = space.name_any();
+    let names = InfraNames::new(&namespace, &name);
+    SpaceInfra::new(&ctx.client, &ctx.settings.broker.namespace, &names)
+        .delete_all()
+        .await?;
+    // No broker is left to hold messages: retained addresses let go.
+    let members = Members::list(ctx, &namespace, &name).await?;
+    let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
+    for address in members.addresses.iter().filter(|a| retention::has_finalizer(a)) {
+        set_finalizer(&addresses, &namespace, &address.name_any(), false).await?;
+    }
+    let kept = match ctx.settings.delete_policy {
+        DeletePolicy::Delete => "",
+        DeletePolicy::Retain => "; its data volume is kept",
+    };
+    info!(namespace, name, "address space deleted{kept}");
+    Ok(Action::await_change())
+}
+
+/// The space's Addresses and MessagingUsers (named `<space>.<name>`).
+struct Members {
+    addresses: Vec<Address>,
+    users: Vec<MessagingUser>,
+}
+
+impl Members {
+    async fn list(ctx: &Context, namespace: &str, space: &str) -> Result<Self, ReconcileError> {
+        let prefix = format!("{space}.");
+        let ours = |name: Option<&String>| name.is_some_and(|n| n.starts_with(&prefix));
+        let addresses = Api::<Address>::namespaced(ctx.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(tenant_error("list", "Address", namespace, "*"))?;
+        let users = Api::<MessagingUser>::namespaced(ctx.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map_err(tenant_error("list", "MessagingUser", namespace, "*"))?;
+        Ok(Self {
+            addresses: addresses
+                .items
+                .into_iter()
+                .filter(|a| ours(a.metadata.name.as_ref()))
+                .collect(),
+            users: users
+                .items
+                .into_iter()
+                .filter(|u| ours(u.metadata.name.as_ref()))
+                .collect(),
+        })
+    }
+}
+
+/// Provides the certificate `amqps` serves; a problem goes into `observed`. Returns whether
+/// OpenShift's service CA provides it (the Service then asks for it).
+async fn certificate(
+    space: &AddressSpace,
+    names: &InfraNames,
+    ctx: &Context,
+    infra: &SpaceInfra<'_>,
+    observed: &mut Observed,
+) -> Result<bool, ReconcileError> {
+    let ca = infra.secret(&names.ca_secret()).await?;
+    let tls = infra.secret(&names.tls_secret()).await?;
+    let wildcard = match &ctx.settings.wildcard_secret {
+        Some(secret) => infra.secret(secret).await?,
+        None => None,
+    };
+    let cert: Option<&CertSpec> = space
+        .spec
+        .endpoints
+        .iter()
+        .find(|e| e.service == "messaging")
+        .and_then(|e| e.cert.as_ref());
+    let namespace = ctx.settings.broker.namespace.as_str();
+    let existing = Existing {
+        ca: ca.as_ref(),
+        tls: tls.as_ref(),
+        wildcard: wildcard.as_ref(),
+    };
+    match certificates::plan(
+        names,
+        namespace,
+        cert,
+        &certificates::hosts(names, namespace),
+        existing,
+    ) {
+        Ok(TlsPlan::Write(secrets)) => {
+            if let Some(ca) = &secrets.ca {
+                infra.apply(ca).await?;
+            }
+            infra.apply(&secrets.tls).await?;
+            observed.ca_pem = secrets.ca_pem;
+            Ok(false)
+        }
+        Ok(TlsPlan::OpenShift) => Ok(true),
+        Err(err) => {
+            observed.problems.push(err.to_string());
+            Ok(false)
+        }
+    }
+}
+
+/// Gives password users the SCRAM keys of their password, so that the broker never holds it.
+fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser]) {
+    for user in &mut config.users {
+        let Credential::Password { namespace, keys } = &mut user.credential else {
+            continue;
+        };
+        if keys.is_some() {
+            continue;
+        }
+        let password = users
+            .iter()
+            .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))
+            .and_then(|u| u.spec.authentication.password.as_deref())
+            .and_then(base64::decode);
+        if let Some(password) = password {
+            *keys = Some(password_credential(namespace, &user.resource, password).to_keys());
+        }
+    }
+}
+
+/// Adds or removes [`retention::FINALIZER`] on Address `name`, guarded by its resource version.
+async fn set_finalizer(
+    api: &Api<Address>,
+    namespace: &str,
+    name: &str,
+    present: bool,
+) -> Result<(), ReconcileError> {
+    let fail = tenant_error("update the finalizers of", "Address", namespace, name);
+    let Some(address) = api
+        .get_opt(name)
+        .await
+        .map_err(tenant_error("read", "Address", namespace, name))?
+    else {
+        return Ok(());
+    };
+    let mut finalizers: Vec<String> = address.finalizers().to_vec();
+    finalizers.retain(|f| f != retention::FINALIZER);
+    if present {
+        finalizers.push(retention::FINALIZER.to_owned());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": address.resource_version()}
+    });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// Writes `status` into `resource`'s status subresource (server-side apply: fields it no longer
+/// has are removed).
+async fn write_status<K>(ctx: &Context, resource: &K, status: &impl Serialize) -> Result<(), ReconcileError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = resource.namespace().unwrap_or_default();
+    let name = resource.name_any();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(tenant_error(
+        "write the status of",
+        &K::kind(&()),
+        &namespace,
+        &name,
+    ))?;
+    Ok(())
+}
+
+/// Publishes an event about `space`; an event that cannot be written is only logged.
+async fn publish(ctx: &Context, space: &AddressSpace, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &space.object_ref(&())).await {
+        debug!(error = %err, "failed to publish an event");
+    }
+}
+
+fn tenant_error(
+    action: &'static str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let kind = kind.to_owned();
+    let namespace = namespace.to_owned();
+    let name = name.to_owned();
+    move |source| ReconcileError::Tenant {
+        action,
+        kind,
+        namespace,
+        name,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,580 @@
+//! Reconcile scenarios against an in-memory API server and a stand-in broker: the seed's manifests
+//! from creation to `Active`, an update, a plan change over quota, a missing export grant, a
+//! broker restart, deletion with and without a broker, and the retain policy.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, atomic::AtomicUsize, atomic::Ordering},
+};
+
+use enmasse_auth::scram::ScramCredential;
+use enmasse_types::{
+    broker_config::AddressReport,
+    manifests::{self, Manifest},
+};
+use futures_util::future::BoxFuture;
+use http::Method;
+use kube::runtime::{events::Reporter, watcher};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::{
+    brokers::{BrokerError, Brokers},
+    context::{InfraStores, InfraWriters, Settings},
+    metrics::Metrics,
+    testing::FakeApi,
+    workload::BrokerSettings,
+};
+
+const INFRA: &str = "enmasse-infra";
+const SPACE: &str = "/apis/enmasse.io/v1beta1/namespaces/team1/addressspaces/app";
+const ADDRESSES: &str = "/apis/enmasse.io/v1beta1/namespaces/team1/addresses";
+const USERS: &str = "/apis/user.enmasse.io/v1beta1/namespaces/team1/messagingusers";
+const EXPORT: &str = "/api/v1/namespaces/team1/configmaps/messaging-config";
+
+/// A broker as the management API shows it: what was pushed, and what it holds.
+#[derive(Default)]
+struct FakeBroker {
+    config: Mutex<Option<BrokerConfig>>,
+    depths: Mutex<BTreeMap<String, u64>>,
+    down: std::sync::atomic::AtomicBool,
+    pushes: AtomicUsize,
+}
+
+impl FakeBroker {
+    fn unreachable(&self, broker: &BrokerEndpoint) -> BrokerError {
+        BrokerError::Unreachable {
+            pod: broker.pod.clone(),
+            ip: broker.ip,
+            port: broker.port,
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        }
+    }
+
+    fn served(&self) -> Vec<String> {
+        let config = self.config.lock().unwrap();
+        config
+            .iter()
+            .flat_map(|c| c.addresses.iter().map(|a| a.address.clone()))
+            .collect()
+    }
+}
+
+impl Brokers for FakeBroker {
+    fn push<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        config: &'a BrokerConfig,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(self.unreachable(broker));
+            }
+            assert_eq!(
+                broker.token.len(),
+                64,
+                "the management token goes with every push"
+            );
+            self.pushes.fetch_add(1, Ordering::Relaxed);
+            *self.config.lock().unwrap() = Some(config.clone());
+            Ok(())
+        })
+    }
+
+    fn report<'a>(&'a self, broker: &'a BrokerEndpoint) -> BoxFuture<'a, Result<BrokerReport, BrokerError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(self.unreachable(broker));
+            }
+            let config = self.config.lock().unwrap().clone();
+            let depths = self.depths.lock().unwrap();
+            Ok(BrokerReport {
+                revision: config.as_ref().map(BrokerConfig::revision).unwrap_or_default(),
+                addresses: config
+                    .iter()
+                    .flat_map(|c| &c.addresses)
+                    .map(|a| AddressReport {
+                        address: a.address.clone(),
+                        ready: true,
+                        message: None,
+                        depth: depths.get(&a.address).copied().unwrap_or(0),
+                    })
+                    .collect(),
+                problems: vec![],
+            })
+        })
+    }
+}
+
+struct Scenario {
+    api: FakeApi,
+    broker: Arc<FakeBroker>,
+    ctx: Arc<Context>,
+    names: InfraNames,
+    _writers: InfraWriters,
+}
+
+fn example(path: &str) -> Vec<Manifest> {
+    let file = format!("{}/../examples/gitops/{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    manifests::parse(&text)
+        .into_iter()
+        .map(|d| d.unwrap().manifest)
+        .collect()
+}
+
+fn scenario(policy: DeletePolicy) -> Scenario {
+    let api = FakeApi::default();
+    let client = api.client();
+    let (stores, mut writers) = InfraStores::new();
+    for file in [
+        "infra/standard-plans.yaml",
+        "infra/brokered-plans.yaml",
+        "infra/infra-configs.yaml",
+        "infra/authentication-services.yaml",
+    ] {
+        for manifest in example(file) {
+            match manifest {
+                Manifest::AddressSpacePlan(p) => writers
+                    .space_plans
+                    .apply_watcher_event(&watcher::Event::Apply(*p)),
+                Manifest::AddressPlan(p) => writers
+                    .address_plans
+                    .apply_watcher_event(&watcher::Event::Apply(*p)),
+                Manifest::StandardInfraConfig(c) => writers
+                    .standard_infra_configs
+                    .apply_watcher_event(&watcher::Event::Apply(*c)),
+                Manifest::BrokeredInfraConfig(c) => writers
+                    .brokered_infra_configs
+                    .apply_watcher_event(&watcher::Event::Apply(*c)),
+                Manifest::AuthenticationService(s) => writers
+                    .authentication_services
+                    .apply_watcher_event(&watcher::Event::Apply(*s)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    for file in [
+        "team1/address-space.yaml",
+        "team1/addresses.yaml",
+        "team1/messaging-users.yaml",
+    ] {
+        for manifest in example(file) {
+            let (path, value) = match manifest {
+                Manifest::AddressSpace(s) => (SPACE.to_owned(), serde_json::to_value(s).unwrap()),
+                Manifest::Address(a) => (
+                    format!("{ADDRESSES}/{}", a.name_any()),
+                    serde_json::to_value(a).unwrap(),
+                ),
+                Manifest::MessagingUser(u) => (
+                    format!("{USERS}/{}", u.name_any()),
+                    serde_json::to_value(u).unwrap(),
+                ),
+                other => panic!("unexpected {other:?}"),
+            };
+            api.put(&path, value);
+        }
+    }
+    let broker = Arc::new(FakeBroker::default());
+    let reporter = Reporter {
+        controller: "enmasse-operator".into(),
+        instance: None,
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: Settings {
+            broker: BrokerSettings {
+                namespace: INFRA.into(),
+                image: "enmasse-broker:test".into(),
+                image_pull_policy: "IfNotPresent".into(),
+                service_account: "enmasse-broker".into(),
+                retain_volumes: policy == DeletePolicy::Retain,
+            },
+            wildcard_secret: None,
+            delete_policy: policy,
+            resync: Duration::from_secs(60),
+        },
+        brokers: broker.clone(),
+        infra: stores,
+        recorder: kube::runtime::events::Recorder::new(client, reporter),
+        metrics: Arc::new(Metrics::default()),
+    });
+    Scenario {
+        api,
+        broker,
+        ctx,
+        names: InfraNames::new("team1", "app"),
+        _writers: writers,
+    }
+}
+
+impl Scenario {
+    async fn reconcile(&self) -> Result<Action, ReconcileError> {
+        let space: AddressSpace = serde_json::from_value(self.api.get(SPACE).unwrap()).unwrap();
+        reconcile(Arc::new(space), self.ctx.clone()).await
+    }
+
+    fn infra_path(&self, kind: &str) -> String {
+        let broker = self.names.broker();
+        match kind {
+            "statefulset" => format!("/apis/apps/v1/namespaces/{INFRA}/statefulsets/{broker}"),
+            "service" => format!("/api/v1/namespaces/{INFRA}/services/{broker}"),
+            "pod" => format!("/api/v1/namespaces/{INFRA}/pods/{}", self.names.pod()),
+            secret => format!("/api/v1/namespaces/{INFRA}/secrets/{secret}"),
+        }
+    }
+
+    /// The broker pod is scheduled and has an IP; it becomes ready once configured.
+    fn start_pod(&self) {
+        self.api.put(
+            &self.infra_path("pod"),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": self.names.pod(), "namespace": INFRA},
+                   "status": {"podIP": "10.1.2.3"}}),
+        );
+    }
+
+    fn set_ready(&self, ready: i32) {
+        self.api.edit(&self.infra_path("statefulset"), |set| {
+            set["status"] = json!({"replicas": 1, "readyReplicas": ready});
+        });
+    }
+
+    fn status(&self, path: &str) -> Value {
+        self.api.get(path).unwrap()["status"].clone()
+    }
+
+    /// From a new space to `Active`: the finalizer, the workload, the push, the ready pod.
+    async fn bring_up(&self) {
+        self.reconcile().await.unwrap();
+        self.reconcile().await.unwrap();
+        self.start_pod();
+        self.reconcile().await.unwrap();
+        self.set_ready(1);
+        self.reconcile().await.unwrap();
+        assert_eq!(self.status(SPACE)["phase"], "Active", "{}", self.status(SPACE));
+    }
+
+    fn use_selfsigned_certificate(&self) {
+        self.api.edit(SPACE, |space| {
+            space["spec"]["endpoints"][0]["cert"] = json!({"provider": "selfsigned"});
+        });
+    }
+}
+
+fn messages(status: &Value) -> String {
+    status["messages"].to_string()
+}
+
+#[tokio::test]
+async fn a_new_space_gets_its_finalizer_then_its_broker_then_becomes_active_once_the_broker_serves_it() {
+    let s = scenario(DeletePolicy::Delete);
+    s.reconcile().await.unwrap();
+    assert_eq!(
+        s.api.get(SPACE).unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER])
+    );
+
+    s.reconcile().await.unwrap();
+    let set = s
+        .api
+        .get(&s.infra_path("statefulset"))
+        .expect("the broker's StatefulSet");
+    assert_eq!(
+        set["spec"]["template"]["spec"]["containers"][0]["image"],
+        "enmasse-broker:test"
+    );
+    let service = s.api.get(&s.infra_path("service")).expect("the broker's Service");
+    assert_eq!(
+        service["metadata"]["annotations"][workload::OPENSHIFT_SERVING_CERT],
+        s.names.tls_secret(),
+        "the seed's space asks OpenShift for its certificate"
+    );
+    assert!(s.api.get(&s.infra_path(&s.names.management_secret())).is_some());
+    let export = s.api.get(EXPORT).expect("the export the seed's Role allows");
+    assert_eq!(export["data"]["service.host"], s.names.host(INFRA));
+    assert_eq!(export["data"]["service.port.amqps"], "5671");
+    let status = s.status(SPACE);
+    assert_eq!(status["phase"], "Configuring");
+    assert!(
+        messages(&status).contains("StatefulSets are not ready"),
+        "{status}"
+    );
+    assert_eq!(
+        s.broker.pushes.load(Ordering::Relaxed),
+        0,
+        "no pod yet: nothing to push to"
+    );
+
+    s.start_pod();
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 1);
+    assert_eq!(s.broker.served(), ["confirmations", "orders"]);
+    assert_eq!(
+        s.status(SPACE)["phase"],
+        "Configuring",
+        "the push is not the proof"
+    );
+
+    s.set_ready(1);
+    let action = s.reconcile().await.unwrap();
+    let status = s.status(SPACE);
+    assert_eq!(status["phase"], "Active", "{status}");
+    assert_eq!(status["isReady"], true);
+    assert_eq!(status["endpointStatuses"][0]["serviceHost"], s.names.host(INFRA));
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(60)),
+        "a settled space waits for the resync"
+    );
+    let orders = s.status(&format!("{ADDRESSES}/app.orders"));
+    assert_eq!(orders["phase"], "Active", "{orders}");
+    assert_eq!(orders["depth"], 0);
+    assert_eq!(s.status(&format!("{USERS}/app.developer"))["phase"], "Active");
+    assert_eq!(
+        s.broker.pushes.load(Ordering::Relaxed),
+        1,
+        "a broker that serves the latest is left alone"
+    );
+}
+
+#[tokio::test]
+async fn a_settled_space_writes_nothing_in_the_teams_namespace_and_pushes_nothing() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    let _ = s.api.take_requests();
+    s.reconcile().await.unwrap();
+    let writes: Vec<String> = s
+        .api
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.contains("/namespaces/team1/") && !r.starts_with("GET "))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_password_user_reaches_the_broker_as_scram_keys_and_never_as_a_password() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    let config = s.broker.config.lock().unwrap().clone().unwrap();
+    let developer = config.users.iter().find(|u| u.username == "developer").unwrap();
+    let Credential::Password { keys: Some(keys), .. } = &developer.credential else {
+        panic!("keys expected: {developer:?}");
+    };
+    assert!(
+        ScramCredential::from_keys(keys)
+            .unwrap()
+            .verify_password(b"developer")
+    );
+    let pushed = serde_json::to_string(&config).unwrap();
+    assert!(
+        !pushed.contains("ZGV2ZWxvcGVy"),
+        "the password itself is never pushed"
+    );
+}
+
+#[tokio::test]
+async fn a_selfsigned_space_gets_its_own_ca_in_the_status_and_the_export() {
+    let s = scenario(DeletePolicy::Delete);
+    s.use_selfsigned_certificate();
+    s.bring_up().await;
+    let ca = s.status(SPACE)["caCert"].as_str().unwrap().to_owned();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert_eq!(s.api.get(EXPORT).unwrap()["data"]["ca.crt"], ca.as_str());
+    assert!(s.api.get(&s.infra_path(&s.names.ca_secret())).is_some());
+    assert!(s.api.get(&s.infra_path(&s.names.tls_secret())).is_some());
+
+    s.reconcile().await.unwrap();
+    assert_eq!(
+        s.status(SPACE)["caCert"],
+        ca.as_str(),
+        "the CA is kept, not generated again"
+    );
+}
+
+#[tokio::test]
+async fn an_added_address_is_pushed_and_active_once_the_broker_reports_it() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    s.api.put(
+        &format!("{ADDRESSES}/app.audit"),
+        json!({"apiVersion": "enmasse.io/v1beta1", "kind": "Address",
+               "metadata": {"name": "app.audit", "namespace": "team1"},
+               "spec": {"address": "audit", "type": "queue", "plan": "standard-small-queue"}}),
+    );
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 2);
+    assert_eq!(s.broker.served(), ["audit", "confirmations", "orders"]);
+    assert_eq!(
+        s.status(&format!("{ADDRESSES}/app.audit"))["phase"],
+        "Configuring"
+    );
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(&format!("{ADDRESSES}/app.audit"))["phase"], "Active");
+}
+
+#[tokio::test]
+async fn a_plan_change_over_quota_leaves_the_addresses_that_no_longer_fit_pending_with_the_reason() {
+    let s = scenario(DeletePolicy::Delete);
+    s.api
+        .edit(SPACE, |space| space["spec"]["plan"] = json!("standard-medium"));
+    s.api.put(
+        &format!("{ADDRESSES}/app.big"),
+        json!({"apiVersion": "enmasse.io/v1beta1", "kind": "Address",
+               "metadata": {"name": "app.big", "namespace": "team1"},
+               "spec": {"address": "big", "type": "queue", "plan": "standard-large-queue"}}),
+    );
+    s.bring_up().await;
+    assert_eq!(s.status(&format!("{ADDRESSES}/app.big"))["phase"], "Active");
+
+    s.api
+        .edit(SPACE, |space| space["spec"]["plan"] = json!("standard-small"));
+    s.reconcile().await.unwrap();
+    s.reconcile().await.unwrap();
+    let status = s.status(SPACE);
+    assert!(
+        messages(&status).contains("Unable to apply plan standard-small to address space team1:app"),
+        "{status}"
+    );
+    assert_eq!(
+        status["appliedPlan"], "standard-medium",
+        "the old plan stays: {status}"
+    );
+    assert_eq!(
+        s.status(&format!("{ADDRESSES}/app.big"))["phase"],
+        "Active",
+        "nothing is dropped"
+    );
+    assert!(s.broker.served().contains(&"big".to_owned()));
+}
+
+#[tokio::test]
+async fn a_missing_export_grant_keeps_the_space_from_active_and_names_the_role_to_add() {
+    let s = scenario(DeletePolicy::Delete);
+    s.api
+        .refuse(Method::POST, "/api/v1/namespaces/team1/configmaps", 403);
+    s.reconcile().await.unwrap();
+    s.reconcile().await.unwrap();
+    s.start_pod();
+    s.reconcile().await.unwrap();
+    s.set_ready(1);
+    s.reconcile().await.unwrap();
+    let status = s.status(SPACE);
+    assert_eq!(status["phase"], "Configuring", "{status}");
+    let text = messages(&status);
+    assert!(
+        text.contains("may not write ConfigMap messaging-config in namespace team1"),
+        "{text}"
+    );
+    assert!(text.contains("Role"), "{text}");
+}
+
+#[tokio::test]
+async fn a_broker_that_restarted_without_its_config_is_pushed_again_and_the_space_recovers() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    *s.broker.config.lock().unwrap() = None;
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 2, "re-pushed");
+    let status = s.status(SPACE);
+    assert_eq!(status["phase"], "Configuring", "{status}");
+    assert!(
+        messages(&status).contains("the broker has no configuration yet"),
+        "{status}"
+    );
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(SPACE)["phase"], "Active");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_a_status_message_not_a_reconcile_error() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    s.broker.down.store(true, Ordering::Relaxed);
+    s.set_ready(0);
+    s.reconcile().await.unwrap();
+    let status = s.status(SPACE);
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert!(
+        messages(&status).contains("failed to reach the broker"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_space_removes_its_infrastructure_and_lets_go_with_or_without_a_broker() {
+    for broker_down in [false, true] {
+        let s = scenario(DeletePolicy::Delete);
+        s.use_selfsigned_certificate();
+        s.bring_up().await;
+        s.broker.down.store(broker_down, Ordering::Relaxed);
+        s.api.edit(SPACE, |space| {
+            space["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
+        });
+        s.reconcile().await.unwrap();
+        for object in [
+            s.infra_path("statefulset"),
+            s.infra_path("service"),
+            s.infra_path(&s.names.tls_secret()),
+            s.infra_path(&s.names.ca_secret()),
+            s.infra_path(&s.names.management_secret()),
+        ] {
+            assert!(
+                s.api.get(&object).is_none(),
+                "{object} deleted (broker down: {broker_down})"
+            );
+        }
+        let finalizers = &s.api.get(SPACE).unwrap()["metadata"]["finalizers"];
+        assert_eq!(
+            finalizers,
+            &json!([]),
+            "the finalizer lets go (broker down: {broker_down})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn under_retain_a_deleted_address_with_messages_stays_until_drained() {
+    let s = scenario(DeletePolicy::Retain);
+    s.bring_up().await;
+    let orders = format!("{ADDRESSES}/app.orders");
+    assert_eq!(
+        s.api.get(&orders).unwrap()["metadata"]["finalizers"],
+        json!([retention::FINALIZER])
+    );
+    assert_eq!(
+        s.api.get(&s.infra_path("statefulset")).unwrap()["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+        "Retain"
+    );
+    s.broker.depths.lock().unwrap().insert("orders".into(), 3);
+    s.api.edit(&orders, |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z")
+    });
+    s.reconcile().await.unwrap();
+    assert!(
+        s.broker.served().contains(&"orders".to_owned()),
+        "kept on the broker"
+    );
+    let status = s.status(&orders);
+    assert_eq!(status["phase"], "Terminating", "{status}");
+    assert!(messages(&status).contains("holds 3 messages"), "{status}");
+
+    s.broker.depths.lock().unwrap().insert("orders".into(), 0);
+    s.reconcile().await.unwrap();
+    assert_eq!(s.api.get(&orders).unwrap()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
+async fn under_delete_a_deleted_address_leaves_the_broker_with_its_messages() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    let orders = format!("{ADDRESSES}/app.orders");
+    assert!(s.api.get(&orders).unwrap()["metadata"]["finalizers"].is_null());
+    s.broker.depths.lock().unwrap().insert("orders".into(), 3);
+    s.api.edit(&orders, |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z")
+    });
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.served(), ["confirmations"]);
+}
