@@ -33,11 +33,16 @@ enum Command {
     /// Run the operator.
     ///
     /// Example, as the Deployment in install/ runs it:
-    ///   ENMASSE_NAMESPACE=enmasse-infra enmasse-operator run
+    ///
+    ///     ENMASSE_NAMESPACE=enmasse-infra enmasse-operator run
+    #[command(verbatim_doc_comment)]
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions (YAML), to apply before the operator.
     ///
-    /// Example: enmasse-operator crd | kubectl apply -f -
+    /// Example:
+    ///
+    ///     enmasse-operator crd | kubectl apply --server-side -f -
+    #[command(verbatim_doc_comment)]
     Crd,
 }
 

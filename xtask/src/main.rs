@@ -4,9 +4,11 @@
 //!   checked-in file differs from what the types generate.
 //! - `test`: everything CI runs: the generated files, clippy, and every test of the workspace.
 //! - `bench [ROUNDS]`: our broker next to the Qpid Proton C example broker, under `enmasse bench`.
+//! - `dist`: the release bundle (install manifests, defaults, examples, checksums) under `dist/`.
 
 mod bench;
 mod codegen;
+mod dist;
 mod exec;
 mod peers;
 mod test;
@@ -20,7 +22,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)
   test                run everything CI runs: generated files, clippy, all tests
-  bench [ROUNDS]      compare the broker with the Qpid Proton C example broker (default 3 rounds)";
+  bench [ROUNDS]      compare the broker with the Qpid Proton C example broker (default 3 rounds)
+  dist                build the release bundle dist/enmasse-<version>.tar.gz";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
             codegen::run(&project_root()?, codegen::Mode::from_check(check))
         }
         Some("test") if rest.is_empty() => test::run(&project_root()?),
+        Some("dist") if rest.is_empty() => dist::run(&project_root()?),
         Some("bench") => {
             let rounds = match rest.as_slice() {
                 [] => 3,

@@ -1,9 +1,10 @@
 //! `cargo xtask test`: everything CI runs, in the order that fails fastest.
 //!
 //! 1. the generated files are fresh (no build of the workspace needed beyond the types);
-//! 2. the interop peers (Qpid Proton, rhea) are installed if missing;
-//! 3. clippy denies warnings on every target;
-//! 4. every test of the workspace runs, and the counts of all test binaries are added up into one
+//! 2. the release bundle builds (`cargo xtask dist`);
+//! 3. the interop peers (Qpid Proton, rhea) are installed if missing;
+//! 4. clippy denies warnings on every target;
+//! 5. every test of the workspace runs, and the counts of all test binaries are added up into one
 //!    closing line, `N passed, N failed, N skipped`.
 
 use std::{
@@ -20,6 +21,9 @@ use crate::{codegen, exec::cargo, peers};
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     step("generated files are fresh");
     codegen::run(root, codegen::Mode::Check)?;
+
+    step("release bundle");
+    crate::dist::run(root)?;
 
     step("interop peers");
     peers::install(root)?;

@@ -1,0 +1,123 @@
+//! `cargo xtask dist`: the release bundle an operations team unpacks and commits.
+//!
+//! `dist/enmasse-<version>.tar.gz` holds one directory, `enmasse-<version>/`:
+//!
+//! - `install/crds/`: the CustomResourceDefinitions (from `deploy/crds/`);
+//! - `install/`: the namespace, RBAC, tenant roles and the operator's Deployment (`deploy/install/`);
+//! - `install/defaults/`: plans, infra configs and authentication services (`examples/gitops/infra/`),
+//!   to apply into the operator's namespace;
+//! - `examples/`: a team's manifests, as in the post (`examples/gitops/team1/`);
+//! - `SHA256SUMS`: the checksum of every file above.
+//!
+//! Next to the tarball, `enmasse-<version>.tar.gz.sha256` holds the tarball's own checksum.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+
+use crate::exec;
+
+/// The version the bundle carries: the workspace's.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where each part of the bundle comes from: (source directory, directory in the bundle).
+const PARTS: [(&str, &str); 4] = [
+    ("deploy/crds", "install/crds"),
+    ("deploy/install", "install"),
+    ("examples/gitops/infra", "install/defaults"),
+    ("examples/gitops/team1", "examples"),
+];
+
+/// Builds the bundle under `<root>/dist`.
+pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
+    let tarball = build(root, &root.join("dist"))?;
+    println!("{}", tarball.display());
+    Ok(())
+}
+
+/// Builds the bundle into `out`; returns the tarball's path.
+pub(crate) fn build(root: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+    let name = format!("enmasse-{VERSION}");
+    let stage = out.join(&name);
+    if stage.exists() {
+        fs::remove_dir_all(&stage).with_context(|| format!("failed to clear {}", stage.display()))?;
+    }
+    let mut files = Vec::new();
+    for (source, target) in PARTS {
+        let source = root.join(source);
+        let target_dir = stage.join(target);
+        fs::create_dir_all(&target_dir)
+            .with_context(|| format!("failed to create {}", target_dir.display()))?;
+        for path in yaml_files(&source)? {
+            let file_name = path.file_name().context("a file without a name")?;
+            fs::copy(&path, target_dir.join(file_name))
+                .with_context(|| format!("failed to copy {}", path.display()))?;
+            files.push(format!("{target}/{}", file_name.to_string_lossy()));
+        }
+    }
+    if files.is_empty() {
+        bail!("nothing to bundle under {}", root.display());
+    }
+    files.sort();
+    let sums = checksums(&stage, &files)?;
+    fs::write(stage.join("SHA256SUMS"), sums).context("failed to write SHA256SUMS")?;
+
+    let tarball = out.join(format!("{name}.tar.gz"));
+    // Sorted, with fixed owners and times, so that the same sources give the same bundle.
+    exec::run(
+        Command::new("tar")
+            .env("GZIP", "-n")
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@0",
+                "-czf",
+            ])
+            .arg(&tarball)
+            .arg("-C")
+            .arg(out)
+            .arg(&name),
+    )?;
+    let tarball_name = format!("{name}.tar.gz");
+    let sum = checksums(out, &[tarball_name])?;
+    fs::write(out.join(format!("{name}.tar.gz.sha256")), sum)
+        .context("failed to write the tarball's checksum")?;
+    Ok(tarball)
+}
+
+/// The `.yaml` files directly in `dir`.
+fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("failed to read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// `sha256sum` lines for `files`, relative to `dir`.
+fn checksums(dir: &Path, files: &[String]) -> anyhow::Result<String> {
+    let output = Command::new("sha256sum")
+        .args(files)
+        .current_dir(dir)
+        .output()
+        .context("failed to run sha256sum")?;
+    if !output.status.success() {
+        bail!(
+            "sha256sum failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).context("sha256sum wrote something other than text")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! The bundle as an operations team receives it: unpacked, every YAML in it must parse and name
+//! only kinds that the bundle itself defines or that Kubernetes ships.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::*;
+
+/// The built-in kinds the bundle may use, by `apiVersion`.
+const KUBERNETES: [(&str, &str); 11] = [
+    ("v1", "Namespace"),
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every YAML file under `dir`, recursively.
+fn all_yaml(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all_yaml(&path, found);
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_ships() {
+    let out = std::env::temp_dir().join(format!("enmasse-dist-test-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&out);
+    let tarball = build(&root(), &out).unwrap();
+    let unpacked = out.join("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    exec::run(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&unpacked),
+    )
+    .unwrap();
+    let bundle = unpacked.join(format!("enmasse-{VERSION}"));
+    for part in ["install/crds", "install/defaults", "examples"] {
+        assert!(bundle.join(part).is_dir(), "{part} in the bundle");
+    }
+
+    // Every file the checksums list is there, unchanged.
+    exec::run(
+        Command::new("sha256sum")
+            .args(["--check", "--quiet", "SHA256SUMS"])
+            .current_dir(&bundle),
+    )
+    .unwrap();
+
+    let mut files = Vec::new();
+    all_yaml(&bundle, &mut files);
+    let documents: Vec<(PathBuf, Value)> = files
+        .iter()
+        .flat_map(|path| {
+            let text = fs::read_to_string(path).unwrap();
+            let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+            // The EnMasse manifests must also pass the operator's own reading of them.
+            for document in enmasse_types::manifests::parse(&text) {
+                document.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            documents
+                .into_iter()
+                .filter(|d| !d.is_null())
+                .map(|d| (path.clone(), d))
+        })
+        .collect();
+
+    let mut known: BTreeSet<(String, String)> = KUBERNETES
+        .iter()
+        .map(|(v, k)| ((*v).to_owned(), (*k).to_owned()))
+        .collect();
+    for (_, crd) in documents
+        .iter()
+        .filter(|(_, d)| d["kind"] == "CustomResourceDefinition")
+    {
+        let group = crd["spec"]["group"].as_str().unwrap();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
+        for version in crd["spec"]["versions"].as_array().unwrap() {
+            let version = version["name"].as_str().unwrap();
+            known.insert((format!("{group}/{version}"), kind.to_owned()));
+        }
+    }
+    assert!(
+        known.len() > KUBERNETES.len(),
+        "the bundle defines the EnMasse kinds"
+    );
+    for (path, document) in &documents {
+        let api_version = document["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let kind = document["kind"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            known.contains(&(api_version.clone(), kind.clone())),
+            "{}: {api_version} {kind} is neither defined by the bundle nor shipped by Kubernetes",
+            path.display()
+        );
+    }
+    let _ = fs::remove_dir_all(&out);
+}
