@@ -43,7 +43,9 @@ use crate::{
 const MAX_BATCH: usize = 64;
 
 /// How long a link that ended waits for the outcomes its client already sent.
-const LAST_OUTCOMES: Duration = Duration::from_secs(1);
+const LAST_OUTCOMES: Duration = Duration::from_millis(200);
+/// The same, when the connection is closing: the wait ends as soon as the session has stopped.
+const CLOSING_OUTCOMES: Duration = Duration::from_secs(1);
 
 /// How long a message may wait for a receiver's credit while other receivers could take it.
 pub const HOLD_LIMIT: Duration = Duration::from_millis(50);
@@ -141,9 +143,12 @@ pub async fn run(
         }
     };
     // A peer's detach comes after the outcomes it sent before it: those are ready now.
+    // A link the broker ends itself is told why without much delay; a connection that is going
+    // away is waited for until its session has taken in what the client sent.
     let grace = match exit {
         Exit::Peer => Duration::ZERO,
-        Exit::Shutdown | Exit::Removed | Exit::Revoked => LAST_OUTCOMES,
+        Exit::Removed | Exit::Revoked => LAST_OUTCOMES,
+        Exit::Shutdown => CLOSING_OUTCOMES,
     };
     let _ = tokio::time::timeout(grace, async {
         // Biased: outcomes that arrived with the session's stop are taken before it is noticed.

@@ -43,6 +43,17 @@ fn another_holders_lease_is_taken_over_only_once_it_has_expired() {
     );
 }
 
+/// A Lease its holder stopped renewing long ago, after three transitions.
+fn put_expired_lease(api: &FakeApi) {
+    api.put(
+        LEASE,
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "enmasse-operator", "namespace": "enmasse-infra"},
+               "spec": {"holderIdentity": "gone", "leaseDurationSeconds": 15,
+                        "renewTime": "2020-01-01T00:00:00.000000Z", "leaseTransitions": 3}}),
+    );
+}
+
 fn elector(api: &FakeApi, identity: &str) -> Elector {
     Elector::new(
         api.client(),
@@ -66,13 +77,7 @@ async fn the_first_replica_creates_the_lease_and_a_second_one_waits() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_and_counted_as_a_transition() {
     let api = FakeApi::default();
-    api.put(
-        LEASE,
-        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-               "metadata": {"name": "enmasse-operator", "namespace": "enmasse-infra"},
-               "spec": {"holderIdentity": "gone", "leaseDurationSeconds": 15,
-                        "renewTime": "2020-01-01T00:00:00.000000Z", "leaseTransitions": 3}}),
-    );
+    put_expired_lease(&api);
     assert!(elector(&api, "a").try_hold().await.unwrap());
     let spec = api.get(LEASE).unwrap()["spec"].clone();
     assert_eq!(spec["holderIdentity"], "a");
@@ -82,13 +87,7 @@ async fn an_expired_lease_is_taken_over_and_counted_as_a_transition() {
 #[tokio::test]
 async fn of_two_replicas_writing_on_the_same_read_only_one_wins() {
     let api = FakeApi::default();
-    api.put(
-        LEASE,
-        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-               "metadata": {"name": "enmasse-operator", "namespace": "enmasse-infra"},
-               "spec": {"holderIdentity": "gone", "leaseDurationSeconds": 15,
-                        "renewTime": "2020-01-01T00:00:00.000000Z"}}),
-    );
+    put_expired_lease(&api);
     // Both read the same version; the second write names a version that is no longer current.
     let client = api.client();
     let leases: Api<Lease> = Api::namespaced(client, "enmasse-infra");
