@@ -2,8 +2,6 @@
 //! applying what should be (server-side apply, so that fields others own are left alone and
 //! drift in ours is healed), and deleting it all when the space goes.
 
-use std::net::IpAddr;
-
 use k8s_openapi::{
     ByteString, NamespaceResourceScope,
     api::{
@@ -114,10 +112,14 @@ impl<'a> SpaceInfra<'a> {
         };
         match self.api::<Secret>().create(&PostParams::default(), &secret).await {
             Ok(_) => Ok(token),
-            // Written meanwhile (by an operator that has just lost its lease): use that one.
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Ok(self.existing_token().await?.unwrap_or(token))
-            }
+            // There already: written meanwhile (use that token), or without a usable one (replace it).
+            Err(kube::Error::Api(status)) if status.code == 409 => match self.existing_token().await? {
+                Some(existing) => Ok(existing),
+                None => {
+                    self.apply(&secret).await?;
+                    Ok(token)
+                }
+            },
             Err(source) => Err(self.fail::<Secret>("create", &name)(source)),
         }
     }
@@ -132,13 +134,9 @@ impl<'a> SpaceInfra<'a> {
             .filter(|token| !token.is_empty()))
     }
 
-    /// The broker pod's IP, once it has one.
-    pub async fn broker_ip(&self) -> Result<Option<IpAddr>, InfraError> {
-        let pod: Option<Pod> = self.get(&self.names.pod()).await?;
-        Ok(pod
-            .and_then(|p| p.status)
-            .and_then(|s| s.pod_ip)
-            .and_then(|ip| ip.parse().ok()))
+    /// The broker's pod, if it exists.
+    pub async fn broker_pod(&self) -> Result<Option<Pod>, InfraError> {
+        self.get(&self.names.pod()).await
     }
 
     /// Deletes everything of the space; what is already gone is fine.
@@ -207,6 +205,12 @@ impl<'a> SpaceInfra<'a> {
             source,
         }
     }
+}
+
+/// A digest of the management token that tells tokens apart without revealing them.
+pub fn token_digest(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 32 random bytes, hex: the management token.

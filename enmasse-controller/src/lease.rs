@@ -1,21 +1,24 @@
 //! Leader election through a `coordination.k8s.io` Lease, so that two replicas never both act.
 //!
 //! The holder renews the Lease well within its duration; another replica takes it over only once
-//! it has gone unrenewed for the whole duration. Every write carries the resource version it was
-//! decided on, so of two replicas racing for the same Lease exactly one wins. A leader that cannot
-//! renew in time stops acting before its Lease can expire ([`Leadership::lost`]).
+//! it has seen the same record, unrenewed, for the whole duration. That is measured on the
+//! replica's own clock, as client-go does, so clocks that disagree between nodes do not matter.
+//! Every write carries the resource version it was decided on, so of two replicas racing for the
+//! same Lease exactly one wins. A leader that cannot renew in time stops acting before its Lease
+//! can expire ([`Leadership::lost`]).
 
-use std::time::Duration;
+use std::{sync::Mutex, time::Duration};
 
 use k8s_openapi::{
     api::coordination::v1::{Lease, LeaseSpec},
     apimachinery::pkg::apis::meta::v1::MicroTime,
-    jiff::{SignedDuration, Timestamp},
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client,
     api::{ObjectMeta, PostParams},
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -35,8 +38,9 @@ pub enum Decision {
     },
 }
 
-/// Decides, from the Lease as read at `now`, what `identity` does.
-pub fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp) -> Decision {
+/// Decides what `identity` does about the Lease as read, which this replica has seen unchanged
+/// for `unchanged_for`.
+pub fn decide(lease: Option<&Lease>, identity: &str, unchanged_for: Duration) -> Decision {
     let Some(spec) = lease.and_then(|l| l.spec.as_ref()) else {
         return Decision::Create;
     };
@@ -44,12 +48,11 @@ pub fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp) -> Decision
     if holder == identity {
         return Decision::Renew;
     }
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(0)));
-    let renewed = spec.renew_time.as_ref().map(|t| t.0);
-    match renewed {
-        Some(renewed) if !holder.is_empty() && renewed + duration > now => Decision::Wait { holder },
-        _ => Decision::TakeOver,
+    let seconds = u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0);
+    if holder.is_empty() || unchanged_for >= Duration::from_secs(seconds) {
+        return Decision::TakeOver;
     }
+    Decision::Wait { holder }
 }
 
 /// One replica's claim on the Lease.
@@ -58,6 +61,8 @@ pub struct Elector {
     name: String,
     identity: String,
     duration: Duration,
+    /// The Lease's resource version as last read, and when this replica first saw it.
+    seen: Mutex<Option<(String, Instant)>>,
 }
 
 impl Elector {
@@ -68,6 +73,25 @@ impl Elector {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration,
+            seen: Mutex::new(None),
+        }
+    }
+
+    /// How long this replica has seen `lease` unchanged.
+    fn unchanged_for(&self, lease: Option<&Lease>) -> Duration {
+        let version = lease
+            .and_then(|l| l.metadata.resource_version.clone())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let Ok(mut seen) = self.seen.lock() else {
+            return Duration::ZERO;
+        };
+        match seen.as_ref() {
+            Some((last, since)) if *last == version => now.duration_since(*since),
+            _ => {
+                *seen = Some((version, now));
+                Duration::ZERO
+            }
         }
     }
 
@@ -75,7 +99,11 @@ impl Elector {
     pub async fn try_hold(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let current = self.api.get_opt(&self.name).await?;
-        let decision = decide(current.as_ref(), &self.identity, now);
+        let decision = decide(
+            current.as_ref(),
+            &self.identity,
+            self.unchanged_for(current.as_ref()),
+        );
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
         let result = match (&decision, current) {
             (Decision::Wait { .. }, _) => return Ok(false),
@@ -117,15 +145,17 @@ impl Elector {
         }
     }
 
-    /// Waits until this replica holds the Lease (or `shutdown`), then keeps renewing it. The token
-    /// returned is cancelled when leadership is lost: the caller must stop acting at once.
+    /// Waits until this replica holds the Lease (or `shutdown`), then keeps renewing it until
+    /// `shutdown`. [`Leadership::lost`] is cancelled if leadership is lost: the caller must stop
+    /// acting at once.
     pub async fn lead(self, shutdown: CancellationToken) -> Option<Leadership> {
         let retry = self.duration / 3;
         loop {
-            match self.try_hold().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(err) => warn!(error = %err, lease = %self.name, "failed to read or write the lease"),
+            match tokio::time::timeout(retry, self.try_hold()).await {
+                Ok(Ok(true)) => break,
+                Ok(Ok(false)) => {}
+                Ok(Err(err)) => warn!(error = %err, lease = %self.name, "failed to read or write the lease"),
+                Err(_) => warn!(lease = %self.name, "the API server did not answer about the lease in time"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return None,
@@ -133,53 +163,61 @@ impl Elector {
             }
         }
         info!(lease = %self.name, identity = %self.identity, "leading");
-        let lost = shutdown.child_token();
-        let task = tokio::spawn(renew(self, lost.clone()));
+        let lost = CancellationToken::new();
+        let task = tokio::spawn(renew(self, lost.clone(), shutdown));
         Some(Leadership { lost, task })
     }
 }
 
-/// Renews until `lost` is cancelled; cancels it when a renewal could not be made in time.
-async fn renew(elector: Elector, lost: CancellationToken) {
+/// Renews until `shutdown`; cancels `lost` when the Lease was taken over or could not be renewed
+/// in time.
+async fn renew(elector: Elector, lost: CancellationToken, shutdown: CancellationToken) {
     let every = elector.duration / 3;
     // Stop acting before the Lease could expire and another replica take over.
     let deadline = elector.duration * 2 / 3;
-    let mut last = tokio::time::Instant::now();
+    let mut renewed = Instant::now();
+    let mut wait = every;
     loop {
         tokio::select! {
-            () = lost.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
         }
-        match elector.try_hold().await {
-            Ok(true) => last = tokio::time::Instant::now(),
-            Ok(false) => {
+        let left = deadline.saturating_sub(renewed.elapsed());
+        match tokio::time::timeout(left, elector.try_hold()).await {
+            Ok(Ok(true)) => {
+                renewed = Instant::now();
+                wait = every;
+                continue;
+            }
+            Ok(Ok(false)) => {
                 warn!(lease = %elector.name, "the lease was taken over: no longer leading");
                 lost.cancel();
                 return;
             }
-            Err(err) => {
-                warn!(error = %err, lease = %elector.name, "failed to renew the lease");
-                if last.elapsed() >= deadline {
-                    warn!(lease = %elector.name, "could not renew the lease in time: no longer leading");
-                    lost.cancel();
-                    return;
-                }
-            }
+            Ok(Err(err)) => warn!(error = %err, lease = %elector.name, "failed to renew the lease"),
+            Err(_) => warn!(lease = %elector.name, "the API server did not answer the renewal in time"),
         }
+        if renewed.elapsed() >= deadline {
+            warn!(lease = %elector.name, "could not renew the lease in time: no longer leading");
+            lost.cancel();
+            return;
+        }
+        // Try again soon: the deadline is near.
+        wait = (every / 4).max(Duration::from_millis(100));
     }
 }
 
 /// This replica leads until [`Leadership::lost`] is cancelled.
 pub struct Leadership {
-    /// Cancelled when leadership is lost (or the operator shuts down).
+    /// Cancelled when leadership is lost; not on shutdown.
     pub lost: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Leadership {
-    /// Stops renewing (on shutdown), so that the Lease runs out and another replica takes over.
+    /// Waits for the renewals to stop (after shutdown), so that the Lease runs out and another
+    /// replica takes over.
     pub async fn step_down(self) {
-        self.lost.cancel();
         let _ = self.task.await;
     }
 }

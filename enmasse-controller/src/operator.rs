@@ -94,14 +94,16 @@ pub async fn run(
         return Ok(());
     };
     metrics.set_leader(true);
-    control(client, &options, metrics.clone(), leadership.lost.clone()).await;
+    let lost = leadership.lost.clone();
+    let outcome = tokio::select! {
+        biased;
+        // Dropping the controller aborts the reconciles in flight: none may outlive the Lease.
+        () = lost.cancelled() => Err(OperatorError::LostLease(options.lease_name.clone())),
+        () = control(client, &options, metrics.clone(), shutdown) => Ok(()),
+    };
     metrics.set_leader(false);
-    let lost = !shutdown.is_cancelled();
     leadership.step_down().await;
-    match lost {
-        true => Err(OperatorError::LostLease(options.lease_name)),
-        false => Ok(()),
-    }
+    outcome
 }
 
 /// Watches and reconciles until `stop` is cancelled.

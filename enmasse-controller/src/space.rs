@@ -44,7 +44,7 @@ use crate::{
     certificates::{self, Existing, TlsPlan},
     context::{Context, DeletePolicy},
     exports::write,
-    infra::{FIELD_MANAGER, InfraError, SpaceInfra},
+    infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
     names::InfraNames,
     retention::{self, retention},
     status::{Observed, space_status},
@@ -55,6 +55,10 @@ use crate::{
 pub const FINALIZER: &str = "enmasse.io/address-space";
 /// How soon a space on its way to `Active` is looked at again.
 const SOON: Duration = Duration::from_secs(5);
+/// How soon a `Failed` space is looked at again, when no change brings it back sooner.
+const AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// The pod template annotation that carries a digest of the management token.
+const TOKEN_ANNOTATION: &str = "enmasse.io/management-token-digest";
 
 /// Why a reconcile failed; it is retried.
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +143,14 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     let mut observed = Observed::default();
 
     // What the broker serves now, if there is one to ask.
-    let broker = match (infra.broker_ip().await?, infra.existing_token().await?) {
+    let pod = infra.broker_pod().await?;
+    // A pod that exists may answer again, even while it restarts without an IP.
+    let broker_exists = pod.is_some();
+    let ip = pod
+        .and_then(|p| p.status)
+        .and_then(|s| s.pod_ip)
+        .and_then(|ip| ip.parse().ok());
+    let broker = match (ip, infra.existing_token().await?) {
         (Some(ip), Some(token)) => Some(BrokerEndpoint::new(names.pod(), ip, token)),
         _ => None,
     };
@@ -159,7 +170,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     let retention = retention(
         &members.addresses,
         report.as_ref(),
-        broker.is_some(),
+        broker_exists,
         ctx.settings.delete_policy,
     );
     let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
@@ -208,16 +219,31 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         let token = infra.management_token().await?;
         // The plan in force: a plan change that does not fit is refused, and the old one stays.
         if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
-            let set = infra
-                .apply(&workload::stateful_set(&names, &ctx.settings.broker, &wanted))
-                .await?;
-            observed.broker_ready = set
-                .status
-                .and_then(|s| s.ready_replicas)
-                .is_some_and(|ready| ready >= 1);
-            infra
+            let mut set = workload::stateful_set(&names, &ctx.settings.broker, &wanted);
+            // The broker reads its token at start: a new token restarts it.
+            if let Some(template) = set.spec.template.metadata.as_mut() {
+                template
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(TOKEN_ANNOTATION.to_owned(), token_digest(&token));
+            }
+            // An apply the API server refuses (a volume claim template cannot change, say) is a
+            // status message: the space says what is wrong, and the rest goes on.
+            match infra.apply(&set).await {
+                Ok(set) => {
+                    observed.broker_ready = set
+                        .status
+                        .and_then(|s| s.ready_replicas)
+                        .is_some_and(|ready| ready >= 1);
+                }
+                Err(err) => observed.problems.push(one_line(&err)),
+            }
+            if let Err(err) = infra
                 .apply(&workload::service(&names, &ctx.settings.broker, openshift))
-                .await?;
+                .await
+            {
+                observed.problems.push(one_line(&err));
+            }
         }
         let endpoint = Endpoint {
             host: names.host(infra_namespace),
@@ -249,7 +275,14 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     }
 
     let status = space_status(space, verdict.status, &observed, &names, infra_namespace, &now);
-    let settled = status.phase == Some(Phase::Active) && !pushed;
+    // Pending and Failed wait for someone to change something (a watch brings the change);
+    // Configuring is on its way and looked at again soon.
+    let next = match status.phase {
+        _ if pushed => SOON,
+        Some(Phase::Configuring) => SOON,
+        Some(Phase::Failed) => AFTER_FAILURE,
+        _ => ctx.settings.resync,
+    };
     if space.status.as_ref() != Some(&status) {
         if status.phase != space.status.as_ref().and_then(|s| s.phase) {
             let (type_, reason) = match status.phase {
@@ -283,7 +316,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         }
     }
     debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
-    Ok(Action::requeue(if settled { ctx.settings.resync } else { SOON }))
+    Ok(Action::requeue(next))
 }
 
 /// Removes the space's infrastructure; the exports go with the space (they are owned by it).
@@ -316,8 +349,11 @@ struct Members {
 
 impl Members {
     async fn list(ctx: &Context, namespace: &str, space: &str) -> Result<Self, ReconcileError> {
-        let prefix = format!("{space}.");
-        let ours = |name: Option<&String>| name.is_some_and(|n| n.starts_with(&prefix));
+        // A member belongs to the space named before the first dot, as `evaluate` reads it.
+        let ours = |name: Option<&String>| {
+            name.and_then(|n| n.split_once('.'))
+                .is_some_and(|(owner, _)| owner == space)
+        };
         let addresses = Api::<Address>::namespaced(ctx.client.clone(), namespace)
             .list(&ListParams::default())
             .await
@@ -426,6 +462,9 @@ async fn set_finalizer(
     else {
         return Ok(());
     };
+    if address.finalizers().iter().any(|f| f == retention::FINALIZER) == present {
+        return Ok(());
+    }
     let mut finalizers: Vec<String> = address.finalizers().to_vec();
     finalizers.retain(|f| f != retention::FINALIZER);
     if present {
@@ -434,10 +473,15 @@ async fn set_finalizer(
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": address.resource_version()}
     });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(fail)?;
-    Ok(())
+    {
+        // Gone meanwhile: nothing left to guard or release.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(fail(err)),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Writes `status` into `resource`'s status subresource (server-side apply: fields it no longer

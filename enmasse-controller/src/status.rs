@@ -33,10 +33,12 @@ pub fn space_status(
     infra_namespace: &str,
     now: &Time,
 ) -> AddressSpaceStatus {
+    // Failed by what the operator saw is still a space that was serving: it stays Failed while
+    // held back, instead of turning Configuring on the next pass.
     let was_active = space
         .status
         .as_ref()
-        .is_some_and(|s| s.phase == Some(Phase::Active));
+        .is_some_and(|s| matches!(s.phase, Some(Phase::Active | Phase::Failed)));
     let mut messages = verdict.messages.clone();
     if !observed.broker_ready {
         messages.push(format!(

@@ -7,16 +7,11 @@ use crate::testing::FakeApi;
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/enmasse-infra/leases/enmasse-operator";
 
-fn at(seconds: i64) -> Timestamp {
-    Timestamp::from_second(seconds).unwrap()
-}
-
-fn lease(holder: &str, renewed: i64, duration: i32) -> Lease {
+fn lease(holder: &str, duration: i32) -> Lease {
     Lease {
         metadata: ObjectMeta::default(),
         spec: Some(LeaseSpec {
             holder_identity: Some(holder.into()),
-            renew_time: Some(MicroTime(at(renewed))),
             lease_duration_seconds: Some(duration),
             ..LeaseSpec::default()
         }),
@@ -25,25 +20,31 @@ fn lease(holder: &str, renewed: i64, duration: i32) -> Lease {
 
 #[test]
 fn a_missing_lease_is_created_and_ours_is_renewed() {
-    assert_eq!(decide(None, "a", at(100)), Decision::Create);
-    assert_eq!(decide(Some(&lease("a", 10, 15)), "a", at(100)), Decision::Renew);
+    assert_eq!(decide(None, "a", Duration::ZERO), Decision::Create);
+    assert_eq!(
+        decide(Some(&lease("a", 15)), "a", Duration::from_secs(90)),
+        Decision::Renew
+    );
 }
 
 #[test]
-fn another_holders_lease_is_taken_over_only_once_it_has_expired() {
-    let held = lease("b", 100, 15);
+fn another_holders_lease_is_taken_over_only_once_seen_unrenewed_for_its_duration() {
+    let held = lease("b", 15);
     assert_eq!(
-        decide(Some(&held), "a", at(114)),
+        decide(Some(&held), "a", Duration::from_secs(14)),
         Decision::Wait { holder: "b".into() }
     );
-    assert_eq!(decide(Some(&held), "a", at(115)), Decision::TakeOver);
     assert_eq!(
-        decide(Some(&lease("", 100, 15)), "a", at(101)),
+        decide(Some(&held), "a", Duration::from_secs(15)),
+        Decision::TakeOver
+    );
+    assert_eq!(
+        decide(Some(&lease("", 15)), "a", Duration::ZERO),
         Decision::TakeOver
     );
 }
 
-/// A Lease its holder stopped renewing long ago, after three transitions.
+/// A Lease whose holder has stopped renewing it, after three transitions.
 fn put_expired_lease(api: &FakeApi) {
     api.put(
         LEASE,
@@ -74,17 +75,23 @@ async fn the_first_replica_creates_the_lease_and_a_second_one_waits() {
     assert_eq!(api.get(LEASE).unwrap()["spec"]["holderIdentity"], "a");
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_taken_over_and_counted_as_a_transition() {
+#[tokio::test(start_paused = true)]
+async fn a_lease_left_unrenewed_is_taken_over_after_its_duration_and_counted_as_a_transition() {
     let api = FakeApi::default();
     put_expired_lease(&api);
-    assert!(elector(&api, "a").try_hold().await.unwrap());
+    let a = elector(&api, "a");
+    assert!(
+        !a.try_hold().await.unwrap(),
+        "first seen now: its holder may still renew it"
+    );
+    tokio::time::advance(Duration::from_secs(15)).await;
+    assert!(a.try_hold().await.unwrap());
     let spec = api.get(LEASE).unwrap()["spec"].clone();
     assert_eq!(spec["holderIdentity"], "a");
     assert_eq!(spec["leaseTransitions"], 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn of_two_replicas_writing_on_the_same_read_only_one_wins() {
     let api = FakeApi::default();
     put_expired_lease(&api);
@@ -92,7 +99,10 @@ async fn of_two_replicas_writing_on_the_same_read_only_one_wins() {
     let client = api.client();
     let leases: Api<Lease> = Api::namespaced(client, "enmasse-infra");
     let read = leases.get("enmasse-operator").await.unwrap();
-    assert!(elector(&api, "a").try_hold().await.unwrap());
+    let a = elector(&api, "a");
+    assert!(!a.try_hold().await.unwrap());
+    tokio::time::advance(Duration::from_secs(15)).await;
+    assert!(a.try_hold().await.unwrap());
     let mut late = read.clone();
     late.spec.as_mut().unwrap().holder_identity = Some("b".into());
     let err = leases

@@ -500,6 +500,50 @@ async fn an_unreachable_broker_is_a_status_message_not_a_reconcile_error() {
         messages(&status).contains("failed to reach the broker"),
         "{status}"
     );
+    let action = s.reconcile().await.unwrap();
+    assert_eq!(
+        s.status(SPACE)["phase"],
+        "Failed",
+        "it stays Failed while the broker is away"
+    );
+    assert_eq!(action, Action::requeue(AFTER_FAILURE));
+    let text = messages(&s.status(SPACE));
+    assert_eq!(
+        text.matches("failed to reach the broker").count(),
+        1,
+        "no push is tried on a broker that cannot report: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_management_token_restarts_the_broker_through_its_pod_template() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    let digest = |s: &Scenario| {
+        let set = s.api.get(&s.infra_path("statefulset")).unwrap();
+        set["spec"]["template"]["metadata"]["annotations"][TOKEN_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = digest(&s);
+    assert_eq!(before.len(), 16);
+    // The token is lost: a new one is written, and the pod template changes with it.
+    let path = s.infra_path(&s.names.management_secret());
+    s.api.edit(&path, |secret| secret["data"] = json!({}));
+    s.reconcile().await.unwrap();
+    let after = digest(&s);
+    assert_ne!(after, before);
+    let secret = s.api.get(&path).unwrap();
+    let written = secret["data"]["token"]
+        .as_str()
+        .expect("a new token in the Secret");
+    let token = String::from_utf8(base64::decode(written).unwrap()).unwrap();
+    assert_eq!(
+        token_digest(&token),
+        after,
+        "the pod mounts the token its template names"
+    );
 }
 
 #[tokio::test]
@@ -563,6 +607,25 @@ async fn under_retain_a_deleted_address_with_messages_stays_until_drained() {
     s.broker.depths.lock().unwrap().insert("orders".into(), 0);
     s.reconcile().await.unwrap();
     assert_eq!(s.api.get(&orders).unwrap()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
+async fn under_retain_a_broker_that_does_not_answer_keeps_the_deleted_address() {
+    let s = scenario(DeletePolicy::Retain);
+    s.bring_up().await;
+    let orders = format!("{ADDRESSES}/app.orders");
+    s.broker.depths.lock().unwrap().insert("orders".into(), 3);
+    s.broker.down.store(true, Ordering::Relaxed);
+    s.api.edit(&orders, |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z")
+    });
+    s.reconcile().await.unwrap();
+    assert_eq!(
+        s.api.get(&orders).unwrap()["metadata"]["finalizers"],
+        json!([retention::FINALIZER]),
+        "a restarting broker may still hold the messages"
+    );
+    assert_eq!(s.status(&orders)["phase"], "Terminating");
 }
 
 #[tokio::test]
