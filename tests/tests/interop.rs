@@ -74,6 +74,11 @@ async fn run_client(program: &str, script: PathBuf, args: &[&str]) -> String {
     stdout.into_owned()
 }
 
+/// The arguments that log a client in over TLS, trusting the exported CA.
+fn login<'a>(url: &'a str, ca: &'a str, user: &'a str, password: &'a str) -> [&'a str; 8] {
+    ["--url", url, "--ca", ca, "--user", user, "--password", password]
+}
+
 async fn proton(args: &[&str]) -> String {
     run_client(
         "/usr/bin/python3",
@@ -116,46 +121,12 @@ async fn rhea_publishes_to_and_subscribes_on_a_topic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qpid_proton_logs_in_as_a_messaging_user_of_the_example_and_uses_its_queue() {
-    let broker = example_broker().await;
-    let (url, ca) = tls_endpoint(&broker);
-    let ca = ca.to_str().unwrap();
-    let args = [
-        "--url",
-        &url,
-        "--ca",
-        ca,
-        "--user",
-        "developer",
-        "--password",
-        "developer",
-        "--address",
-        "orders",
-        "--count",
-        "10",
-    ];
-    proton(&args).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qpid_proton_is_refused_an_address_outside_the_users_rights() {
     let broker = example_broker().await;
     let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
-    let args = [
-        "--url",
-        &url,
-        "--ca",
-        ca,
-        "--user",
-        "developer",
-        "--password",
-        "developer",
-        "--address",
-        "audit",
-        "--expect-refusal",
-    ];
-    let refused = proton(&args).await;
+    let developer = login(&url, ca, "developer", "developer");
+    let refused = proton(&[&developer[..], &["--address", "audit", "--expect-refusal"]].concat()).await;
     assert!(refused.contains("amqp:unauthorized-access"), "{refused}");
     assert!(
         refused.contains(r#"user "developer" may not send to address "audit""#),
@@ -170,20 +141,8 @@ async fn qpid_proton_with_a_wrong_password_is_refused() {
     let ca = ca.to_str().unwrap();
     let output = Command::new("/usr/bin/python3")
         .arg(repo_root().join("tests/interop/proton_client.py"))
-        .args([
-            "--url",
-            &url,
-            "--ca",
-            ca,
-            "--user",
-            "developer",
-            "--password",
-            "wrong",
-            "--address",
-            "orders",
-            "--count",
-            "1",
-        ])
+        .args(login(&url, ca, "developer", "wrong"))
+        .args(["--address", "orders", "--count", "1"])
         .output()
         .await
         .unwrap();
@@ -205,26 +164,17 @@ async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_ri
     .await;
     let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
-    let login = [
-        "--url",
-        &url,
-        "--ca",
-        ca,
-        "--user",
-        "@@serviceaccount@@",
-        "--password",
-        "pod-token-1",
-    ];
+    let account = login(&url, ca, "@@serviceaccount@@", "pod-token-1");
     // The application's user may send confirmations, and not send orders.
     proton(
         &[
-            &login[..],
+            &account[..],
             &["--address", "confirmations", "--count", "5", "--send-only"],
         ]
         .concat(),
     )
     .await;
-    let refused = proton(&[&login[..], &["--address", "orders", "--expect-refusal"]].concat()).await;
+    let refused = proton(&[&account[..], &["--address", "orders", "--expect-refusal"]].concat()).await;
     assert!(
         refused.contains("system:serviceaccount:team1:default"),
         "{refused}"
@@ -233,25 +183,12 @@ async fn qpid_proton_logs_in_with_a_service_account_token_and_gets_that_users_ri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qpid_proton_connects_over_tls_with_the_exported_ca_and_logs_in_with_plain() {
+async fn qpid_proton_logs_in_as_the_examples_developer_over_tls_with_the_exported_ca_and_uses_its_queue() {
     let broker = example_broker().await;
     let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
-    let args = [
-        "--url",
-        &url,
-        "--ca",
-        ca,
-        "--user",
-        "developer",
-        "--password",
-        "developer",
-        "--address",
-        "orders",
-        "--count",
-        "10",
-    ];
-    proton(&args).await;
+    let developer = login(&url, ca, "developer", "developer");
+    proton(&[&developer[..], &["--address", "orders", "--count", "10"]].concat()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,21 +196,8 @@ async fn rhea_connects_over_tls_with_the_exported_ca() {
     let broker = example_broker().await;
     let (url, ca) = tls_endpoint(&broker);
     let ca = ca.to_str().unwrap();
-    let args = [
-        "--url",
-        &url,
-        "--ca",
-        ca,
-        "--user",
-        "developer",
-        "--password",
-        "developer",
-        "--address",
-        "orders",
-        "--count",
-        "10",
-    ];
-    rhea(&args).await;
+    let developer = login(&url, ca, "developer", "developer");
+    rhea(&[&developer[..], &["--address", "orders", "--count", "10"]].concat()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
