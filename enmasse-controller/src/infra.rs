@@ -87,10 +87,11 @@ impl<'a> SpaceInfra<'a> {
             .map_err(self.fail::<K>("apply", &name))
     }
 
-    /// The token the broker's management API asks for; created, once, when there is none.
-    pub async fn management_token(&self) -> Result<String, InfraError> {
+    /// The token the broker's management API asks for: `existing`, as [`Self::existing_token`]
+    /// read it, or else a new one, created once.
+    pub async fn management_token(&self, existing: Option<String>) -> Result<String, InfraError> {
         let name = self.names.management_secret();
-        if let Some(token) = self.existing_token().await? {
+        if let Some(token) = existing {
             return Ok(token);
         }
         let token = random_token().map_err(|_| InfraError::Random(name.clone()))?;

@@ -150,8 +150,9 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         .and_then(|p| p.status)
         .and_then(|s| s.pod_ip)
         .and_then(|ip| ip.parse().ok());
-    let broker = match (ip, infra.existing_token().await?) {
-        (Some(ip), Some(token)) => Some(BrokerEndpoint::new(names.pod(), ip, token)),
+    let existing_token = infra.existing_token().await?;
+    let broker = match (ip, &existing_token) {
+        (Some(ip), Some(token)) => Some(BrokerEndpoint::new(names.pod(), ip, token.clone())),
         _ => None,
     };
     let report = match &broker {
@@ -216,7 +217,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     let mut pushed = false;
     if let Some((_, config)) = keyed {
         let openshift = certificate(space, &names, ctx, &infra, &mut observed).await?;
-        let token = infra.management_token().await?;
+        let token = infra.management_token(existing_token).await?;
         // The plan in force: a plan change that does not fit is refused, and the old one stays.
         if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
             let mut set = workload::stateful_set(&names, &ctx.settings.broker, &wanted);
@@ -257,8 +258,6 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         }
         let serves_latest = report.as_ref().is_some_and(|r| r.revision == config.revision());
         if let Some(broker) = broker.filter(|_| !serves_latest) {
-            // The broker's token may have been written just now; it is the one the pod mounted.
-            let broker = BrokerEndpoint { token, ..broker };
             match ctx.brokers.push(&broker, &config).await {
                 Ok(()) => {
                     pushed = true;
