@@ -9,6 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use enmasse_controller::{
+    brokers::HttpBrokers,
     context::{DeletePolicy, Settings},
     http,
     metrics::Metrics,
@@ -170,7 +171,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     tasks.spawn(http::serve(listener, metrics.clone(), shutdown.clone()));
     tasks.close();
-    let operator = operator::run(client, options, metrics, shutdown.clone());
+    let operator = operator::run(client, options, Arc::new(HttpBrokers), metrics, shutdown.clone());
     tokio::pin!(operator);
     let result = tokio::select! {
         result = &mut operator => result,

@@ -32,7 +32,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
-    brokers::HttpBrokers,
+    brokers::Brokers,
     context::{Context, InfraStores, Settings},
     lease::Elector,
     metrics::Metrics,
@@ -74,10 +74,12 @@ pub enum OperatorError {
     },
 }
 
-/// Runs the operator until `shutdown` is cancelled or leadership is lost.
+/// Runs the operator until `shutdown` is cancelled or leadership is lost, reaching the brokers
+/// through `brokers`.
 pub async fn run(
     client: Client,
     options: Options,
+    brokers: Arc<dyn Brokers>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), OperatorError> {
@@ -99,7 +101,7 @@ pub async fn run(
         biased;
         // Dropping the controller aborts the reconciles in flight: none may outlive the Lease.
         () = lost.cancelled() => Err(OperatorError::LostLease(options.lease_name.clone())),
-        () = control(client, &options, metrics.clone(), shutdown) => Ok(()),
+        () = control(client, &options, brokers, metrics.clone(), shutdown) => Ok(()),
     };
     metrics.set_leader(false);
     leadership.step_down().await;
@@ -107,7 +109,13 @@ pub async fn run(
 }
 
 /// Watches and reconciles until `stop` is cancelled.
-async fn control(client: Client, options: &Options, metrics: Arc<Metrics>, stop: CancellationToken) {
+async fn control(
+    client: Client,
+    options: &Options,
+    brokers: Arc<dyn Brokers>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let namespace = options.settings.broker.namespace.clone();
     let (stores, writers) = InfraStores::new();
     let (changed, mut infra_changed) = mpsc::channel::<()>(1);
@@ -161,7 +169,7 @@ async fn control(client: Client, options: &Options, metrics: Arc<Metrics>, stop:
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: options.settings.clone(),
-        brokers: Arc::new(HttpBrokers),
+        brokers,
         infra: stores,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
@@ -244,37 +252,4 @@ fn error_policy(space: Arc<AddressSpace>, err: &ReconcileError, _ctx: Arc<Contex
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_address_or_user_maps_to_the_space_its_name_begins_with() {
-        let metadata = ObjectMeta {
-            name: Some("myspace.orders".into()),
-            namespace: Some("team1".into()),
-            ..ObjectMeta::default()
-        };
-        assert_eq!(
-            space_of_member(&metadata),
-            Some(ObjectRef::new("myspace").within("team1"))
-        );
-        let unnamed = ObjectMeta {
-            name: Some("orders".into()),
-            ..metadata
-        };
-        assert_eq!(space_of_member(&unnamed), None);
-    }
-
-    #[test]
-    fn a_broker_statefulset_maps_to_its_space_by_its_labels() {
-        let names = crate::names::InfraNames::new("team1", "myspace");
-        let metadata = ObjectMeta {
-            labels: Some(names.labels()),
-            ..ObjectMeta::default()
-        };
-        assert_eq!(
-            space_of_infra(&metadata),
-            Some(ObjectRef::new("myspace").within("team1"))
-        );
-    }
-}
+mod tests;

@@ -1,25 +1,136 @@
 //! A small in-memory Kubernetes API server for reconcile scenarios, served through tower-test.
 //!
-//! It keeps objects by URL path and answers what the operator asks: get, list, create, replace,
-//! delete, and the three patch types (server-side apply as a merge, JSON merge patch, JSON patch),
-//! with resource versions that conflict as the real server's do. Rules can refuse requests, as a
-//! missing Role would. Every request is recorded for the scenario to check.
+//! It keeps objects by URL path and answers what the operator asks: get, list (in a namespace or
+//! across all), watch, create, replace, delete, and the three patch types (server-side apply as a
+//! merge, JSON merge patch, JSON patch), with resource versions that conflict as the real server's
+//! do. A watch streams every change after the resource version it names, as the real server's
+//! does, so kube-runtime's watchers and controllers run against it unchanged. Rules can refuse
+//! requests, as a missing Role would. Every request is recorded for the scenario to check.
 
 use std::{
     collections::BTreeMap,
+    convert::Infallible,
     sync::{Arc, Mutex},
 };
 
 use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Bytes, Frame};
 use kube::{Client, client::Body};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tower_test::mock;
+
+use enmasse_types::{
+    broker_config::{AddressReport, BrokerConfig, BrokerReport},
+    manifests::{self, Manifest},
+};
+use futures_util::future::BoxFuture;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::brokers::{BrokerEndpoint, BrokerError, Brokers};
+
+/// The manifests of the example file `path` (under `examples/gitops/`).
+pub(crate) fn example(path: &str) -> Vec<Manifest> {
+    let file = format!("{}/../examples/gitops/{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    manifests::parse(&text)
+        .into_iter()
+        .map(|d| d.unwrap().manifest)
+        .collect()
+}
+
+/// A broker as the management API shows it: what was pushed, and what it holds.
+#[derive(Default)]
+pub(crate) struct FakeBroker {
+    /// The config last pushed.
+    pub(crate) config: Mutex<Option<BrokerConfig>>,
+    /// Messages held, by address.
+    pub(crate) depths: Mutex<BTreeMap<String, u64>>,
+    /// Unreachable while set.
+    pub(crate) down: AtomicBool,
+    /// Pushes so far.
+    pub(crate) pushes: AtomicUsize,
+}
+
+impl FakeBroker {
+    fn unreachable(&self, broker: &BrokerEndpoint) -> BrokerError {
+        BrokerError::Unreachable {
+            pod: broker.pod.clone(),
+            ip: broker.ip,
+            port: broker.port,
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        }
+    }
+
+    /// The addresses of the config last pushed.
+    pub(crate) fn served(&self) -> Vec<String> {
+        let config = self.config.lock().unwrap();
+        config
+            .iter()
+            .flat_map(|c| c.addresses.iter().map(|a| a.address.clone()))
+            .collect()
+    }
+}
+
+impl Brokers for FakeBroker {
+    fn push<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        config: &'a BrokerConfig,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(self.unreachable(broker));
+            }
+            assert_eq!(
+                broker.token.len(),
+                64,
+                "the management token goes with every push"
+            );
+            self.pushes.fetch_add(1, Ordering::Relaxed);
+            *self.config.lock().unwrap() = Some(config.clone());
+            Ok(())
+        })
+    }
+
+    fn report<'a>(&'a self, broker: &'a BrokerEndpoint) -> BoxFuture<'a, Result<BrokerReport, BrokerError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(self.unreachable(broker));
+            }
+            let config = self.config.lock().unwrap().clone();
+            let depths = self.depths.lock().unwrap();
+            Ok(BrokerReport {
+                revision: config.as_ref().map(BrokerConfig::revision).unwrap_or_default(),
+                addresses: config
+                    .iter()
+                    .flat_map(|c| &c.addresses)
+                    .map(|a| AddressReport {
+                        address: a.address.clone(),
+                        ready: true,
+                        message: None,
+                        depth: depths.get(&a.address).copied().unwrap_or(0),
+                    })
+                    .collect(),
+                problems: vec![],
+            })
+        })
+    }
+}
+
+/// What the fake server answers with: a whole body, or a watch's stream of events.
+type Answer = UnsyncBoxBody<Bytes, Infallible>;
 
 /// The server's state, shared with the scenario.
 #[derive(Default)]
 pub(crate) struct State {
     objects: BTreeMap<String, Value>,
     version: u64,
+    /// Every change, in order: resource version, event type, path and object.
+    history: Vec<(u64, &'static str, String, Value)>,
+    /// Open watches: what they watch, and where their events go.
+    watches: Vec<(Collection, mpsc::UnboundedSender<Bytes>)>,
     refusals: Vec<(Method, String, u16)>,
     /// Every request: method and path.
     pub(crate) requests: Vec<(Method, String)>,
@@ -34,7 +145,7 @@ pub(crate) struct FakeApi {
 impl FakeApi {
     /// A client whose requests this server answers, until the client is dropped.
     pub(crate) fn client(&self) -> Client {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Answer>>();
         let state = self.state.clone();
         tokio::spawn(async move {
             while let Some((request, respond)) = handle.next_request().await {
@@ -47,17 +158,23 @@ impl FakeApi {
                     .unwrap_or_default()
                     .to_owned();
                 let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let (status, answer) =
-                    state
-                        .lock()
-                        .unwrap()
-                        .answer(&parts.method, parts.uri.path(), &content_type, body);
-                respond.send_response(
-                    Response::builder()
-                        .status(status)
-                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                        .unwrap(),
-                );
+                let path = parts.uri.path();
+                let query = parts.uri.query().unwrap_or_default();
+                let mut state = state.lock().unwrap();
+                let response = match watch_from(query) {
+                    Some(version) if parts.method == Method::GET => {
+                        state.requests.push((Method::GET, format!("{path}?watch")));
+                        state.watch(path, version)
+                    }
+                    _ => {
+                        let (status, answer) = state.answer(&parts.method, path, &content_type, body);
+                        Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from(serde_json::to_vec(&answer).unwrap())).boxed_unsync())
+                            .unwrap()
+                    }
+                };
+                respond.send_response(response);
             }
         });
         Client::new(service, "default")
@@ -67,6 +184,36 @@ impl FakeApi {
     pub(crate) fn put(&self, path: &str, object: Value) {
         let mut state = self.state.lock().unwrap();
         state.store(path.to_owned(), object);
+    }
+
+    /// Puts `object` where the API server keeps it: in its own namespace, else in `namespace`.
+    pub(crate) fn put_resource<K>(&self, namespace: &str, object: &K)
+    where
+        K: kube::Resource<DynamicType = ()> + serde::Serialize,
+    {
+        let meta = object.meta();
+        let namespace = meta.namespace.clone().unwrap_or_else(|| namespace.to_owned());
+        let name = meta.name.clone().unwrap_or_default();
+        let mut value = serde_json::to_value(object).unwrap();
+        value["metadata"]["namespace"] = json!(namespace);
+        self.put(&format!("{}/{name}", K::url_path(&(), Some(&namespace))), value);
+    }
+
+    /// Puts every EnMasse resource of the example file `path` (under `examples/gitops/`).
+    pub(crate) fn put_example(&self, namespace: &str, path: &str) {
+        for manifest in example(path) {
+            match manifest {
+                Manifest::AddressSpace(r) => self.put_resource(namespace, &*r),
+                Manifest::Address(r) => self.put_resource(namespace, &*r),
+                Manifest::MessagingUser(r) => self.put_resource(namespace, &*r),
+                Manifest::AddressSpacePlan(r) => self.put_resource(namespace, &*r),
+                Manifest::AddressPlan(r) => self.put_resource(namespace, &*r),
+                Manifest::StandardInfraConfig(r) => self.put_resource(namespace, &*r),
+                Manifest::BrokeredInfraConfig(r) => self.put_resource(namespace, &*r),
+                Manifest::AuthenticationService(r) => self.put_resource(namespace, &*r),
+                _ => {}
+            }
+        }
     }
 
     /// The object at `path`.
@@ -101,12 +248,63 @@ impl FakeApi {
 
 impl State {
     fn store(&mut self, path: String, mut object: Value) {
+        if let Some(current) = self.objects.get(&path) {
+            // As the real server does, a write that changes nothing keeps the resource version and
+            // tells no watch.
+            object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            object["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            if *current == object {
+                return;
+            }
+        }
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
         if object["metadata"]["uid"].is_null() {
             object["metadata"]["uid"] = json!(format!("uid-{}", self.version));
         }
-        self.objects.insert(path, object);
+        let event = if self.objects.contains_key(&path) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(path.clone(), object.clone());
+        self.record(event, path, object);
+    }
+
+    fn remove(&mut self, path: &str) -> Option<Value> {
+        let mut object = self.objects.remove(path)?;
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.record("DELETED", path.to_owned(), object.clone());
+        Some(object)
+    }
+
+    /// Keeps a change for watches yet to come, and sends it to the open ones.
+    fn record(&mut self, event: &'static str, path: String, object: Value) {
+        let line = event_line(event, &object);
+        self.watches
+            .retain(|(collection, events)| !collection.holds(&path) || events.send(line.clone()).is_ok());
+        self.history.push((self.version, event, path, object));
+    }
+
+    /// Opens a watch on the collection at `path`, from just after resource version `from`.
+    fn watch(&mut self, path: &str, from: u64) -> Response<Answer> {
+        let collection = Collection::parse(path);
+        let (events, received) = mpsc::unbounded_channel();
+        for (_, event, item, object) in self.history.iter().filter(|(version, ..)| *version > from) {
+            if collection.holds(item) {
+                let _ = events.send(event_line(event, object));
+            }
+        }
+        self.watches.push((collection, events));
+        let stream = futures_util::stream::unfold(received, |mut received| async move {
+            let line = received.recv().await?;
+            Some((Ok(Frame::data(line)), received))
+        });
+        Response::builder()
+            .status(200)
+            .body(StreamBody::new(stream).boxed_unsync())
+            .unwrap()
     }
 
     fn answer(&mut self, method: &Method, path: &str, content_type: &str, body: Value) -> (u16, Value) {
@@ -121,7 +319,7 @@ impl State {
         match *method {
             Method::GET => match self.objects.get(&path) {
                 Some(object) => (200, object.clone()),
-                None if is_collection(&path) => (200, self.list(&path)),
+                None if Collection::parse(&path).name.is_none() => (200, self.list(&path)),
                 None => (404, failure(404, "not found")),
             },
             Method::POST => {
@@ -144,7 +342,7 @@ impl State {
                 (200, self.objects[&path].clone())
             }
             Method::PATCH => self.patch(path, subresource, content_type, body),
-            Method::DELETE => match self.objects.remove(&path) {
+            Method::DELETE => match self.remove(&path) {
                 Some(_) => (
                     200,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
@@ -202,12 +400,12 @@ impl State {
         (200, self.objects[&path].clone())
     }
 
-    fn list(&self, collection: &str) -> Value {
-        let prefix = format!("{collection}/");
+    fn list(&self, path: &str) -> Value {
+        let collection = Collection::parse(path);
         let items: Vec<Value> = self
             .objects
             .iter()
-            .filter(|(path, _)| path.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
+            .filter(|(item, _)| collection.holds(item))
             .map(|(_, object)| object.clone())
             .collect();
         json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.version.to_string()}, "items": items})
@@ -220,14 +418,65 @@ fn stale(current: &Value, body: &Value) -> bool {
     !given.is_null() && *given != current["metadata"]["resourceVersion"]
 }
 
-/// Collections end in a plural resource name; items add a name after it.
-fn is_collection(path: &str) -> bool {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let after_namespace = segments
-        .iter()
-        .position(|s| *s == "namespaces")
-        .map(|i| segments.len() - i);
-    after_namespace == Some(3)
+/// A resource path taken apart: `/apis/{group}/{version}[/namespaces/{ns}]/{plural}[/{name}]`, or
+/// `/api/v1/...` for the core group.
+#[derive(Debug, PartialEq)]
+struct Collection {
+    group_version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+}
+
+impl Collection {
+    fn parse(path: &str) -> Self {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let start = if segments.first() == Some(&"api") { 2 } else { 3 };
+        let group_version = segments[..start.min(segments.len())].join("/");
+        let mut rest = &segments[start.min(segments.len())..];
+        let mut namespace = None;
+        if rest.len() > 2 && rest[0] == "namespaces" {
+            namespace = Some(rest[1].to_owned());
+            rest = &rest[2..];
+        }
+        Self {
+            group_version,
+            namespace,
+            plural: rest.first().copied().unwrap_or_default().to_owned(),
+            name: rest.get(1).map(|name| (*name).to_owned()),
+        }
+    }
+
+    /// Whether the item at `path` belongs to this collection (in its namespace, or in any if the
+    /// collection names none).
+    fn holds(&self, path: &str) -> bool {
+        let item = Self::parse(path);
+        item.name.is_some()
+            && item.group_version == self.group_version
+            && item.plural == self.plural
+            && (self.namespace.is_none() || item.namespace == self.namespace)
+    }
+}
+
+/// The resource version a watch request starts after, if the query asks for a watch.
+fn watch_from(query: &str) -> Option<u64> {
+    let mut watch = false;
+    let mut from = 0;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("watch", value)) => watch = value == "true" || value == "1",
+            Some(("resourceVersion", value)) => from = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    watch.then_some(from)
+}
+
+/// One line of a watch's stream.
+fn event_line(event: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": event, "object": object})).unwrap();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 fn failure(code: u16, message: &str) -> Value {

@@ -2,27 +2,19 @@
 //! from creation to `Active`, an update, a plan change over quota, a missing export grant, a
 //! broker restart, deletion with and without a broker, and the retain policy.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Mutex, atomic::AtomicUsize, atomic::Ordering},
-};
+use std::sync::atomic::Ordering;
 
 use enmasse_auth::scram::ScramCredential;
-use enmasse_types::{
-    broker_config::AddressReport,
-    manifests::{self, Manifest},
-};
-use futures_util::future::BoxFuture;
+use enmasse_types::manifests::Manifest;
 use http::Method;
 use kube::runtime::{events::Reporter, watcher};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    brokers::{BrokerError, Brokers},
     context::{InfraStores, InfraWriters, Settings},
     metrics::Metrics,
-    testing::FakeApi,
+    testing::{FakeApi, FakeBroker, example},
     workload::BrokerSettings,
 };
 
@@ -32,95 +24,12 @@ const ADDRESSES: &str = "/apis/enmasse.io/v1beta1/namespaces/team1/addresses";
 const USERS: &str = "/apis/user.enmasse.io/v1beta1/namespaces/team1/messagingusers";
 const EXPORT: &str = "/api/v1/namespaces/team1/configmaps/messaging-config";
 
-/// A broker as the management API shows it: what was pushed, and what it holds.
-#[derive(Default)]
-struct FakeBroker {
-    config: Mutex<Option<BrokerConfig>>,
-    depths: Mutex<BTreeMap<String, u64>>,
-    down: std::sync::atomic::AtomicBool,
-    pushes: AtomicUsize,
-}
-
-impl FakeBroker {
-    fn unreachable(&self, broker: &BrokerEndpoint) -> BrokerError {
-        BrokerError::Unreachable {
-            pod: broker.pod.clone(),
-            ip: broker.ip,
-            port: broker.port,
-            source: std::io::ErrorKind::ConnectionRefused.into(),
-        }
-    }
-
-    fn served(&self) -> Vec<String> {
-        let config = self.config.lock().unwrap();
-        config
-            .iter()
-            .flat_map(|c| c.addresses.iter().map(|a| a.address.clone()))
-            .collect()
-    }
-}
-
-impl Brokers for FakeBroker {
-    fn push<'a>(
-        &'a self,
-        broker: &'a BrokerEndpoint,
-        config: &'a BrokerConfig,
-    ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(async move {
-            if self.down.load(Ordering::Relaxed) {
-                return Err(self.unreachable(broker));
-            }
-            assert_eq!(
-                broker.token.len(),
-                64,
-                "the management token goes with every push"
-            );
-            self.pushes.fetch_add(1, Ordering::Relaxed);
-            *self.config.lock().unwrap() = Some(config.clone());
-            Ok(())
-        })
-    }
-
-    fn report<'a>(&'a self, broker: &'a BrokerEndpoint) -> BoxFuture<'a, Result<BrokerReport, BrokerError>> {
-        Box::pin(async move {
-            if self.down.load(Ordering::Relaxed) {
-                return Err(self.unreachable(broker));
-            }
-            let config = self.config.lock().unwrap().clone();
-            let depths = self.depths.lock().unwrap();
-            Ok(BrokerReport {
-                revision: config.as_ref().map(BrokerConfig::revision).unwrap_or_default(),
-                addresses: config
-                    .iter()
-                    .flat_map(|c| &c.addresses)
-                    .map(|a| AddressReport {
-                        address: a.address.clone(),
-                        ready: true,
-                        message: None,
-                        depth: depths.get(&a.address).copied().unwrap_or(0),
-                    })
-                    .collect(),
-                problems: vec![],
-            })
-        })
-    }
-}
-
 struct Scenario {
     api: FakeApi,
     broker: Arc<FakeBroker>,
     ctx: Arc<Context>,
     names: InfraNames,
     _writers: InfraWriters,
-}
-
-fn example(path: &str) -> Vec<Manifest> {
-    let file = format!("{}/../examples/gitops/{path}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&file).unwrap();
-    manifests::parse(&text)
-        .into_iter()
-        .map(|d| d.unwrap().manifest)
-        .collect()
 }
 
 fn scenario(policy: DeletePolicy) -> Scenario {
