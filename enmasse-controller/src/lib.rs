@@ -10,7 +10,10 @@
 //! - [`workload`]: the broker's StatefulSet and Service;
 //! - [`certificates`]: the Secrets of the certificate `amqps` serves, per cert provider;
 //! - [`status`]: a space's status, held to what the operator saw of its infrastructure;
-//! - [`exports`]: writing the exports into the team's namespace within the post's Role.
+//! - [`exports`]: writing the exports into the team's namespace within the post's Role;
+//! - [`space`]: one pass over an address space, its members and its broker;
+//! - [`orphans`]: the status of Addresses and users whose space does not exist;
+//! - [`operator`]: the Lease, the watches and the controllers that run the passes.
 
 pub mod brokers;
 pub mod certificates;
@@ -22,6 +25,7 @@ pub mod lease;
 pub mod metrics;
 pub mod names;
 pub mod operator;
+pub mod orphans;
 pub mod retention;
 pub mod space;
 pub mod status;

@@ -16,7 +16,7 @@ use enmasse_types::{
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::{
-    Api, Client,
+    Api, Client, Resource,
     api::ObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
@@ -37,6 +37,7 @@ use crate::{
     lease::Elector,
     metrics::Metrics,
     names::{MANAGED_BY, SPACE_LABEL, SPACE_NAMESPACE_LABEL},
+    orphans,
     space::{self, ReconcileError},
 };
 
@@ -176,7 +177,7 @@ async fn control(
     });
     let infra_changes = futures_util::stream::poll_fn(move |cx| infra_changed.poll_recv(cx));
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    Controller::new(
+    let spaces = Controller::new(
         Api::<AddressSpace>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -191,19 +192,23 @@ async fn control(
         |address| space_of_member(&address.metadata),
     )
     .watches(
-        Api::<MessagingUser>::all(client),
+        Api::<MessagingUser>::all(client.clone()),
         watcher::Config::default(),
         |user| space_of_member(&user.metadata),
     )
     .reconcile_all_on(infra_changes)
     .graceful_shutdown_on(stop.clone().cancelled_owned())
-    .run(space::reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        if let Err(err) = result {
-            warn!(error = %one_line(&err), "reconcile failed");
-        }
-    })
-    .await;
+    .run(space::reconcile, retry, ctx.clone())
+    .for_each(log_failure);
+    let orphan_addresses = Controller::new(Api::<Address>::all(client.clone()), watcher::Config::default())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(orphans::reconcile_address, retry, ctx.clone())
+        .for_each(log_failure);
+    let orphan_users = Controller::new(Api::<MessagingUser>::all(client), watcher::Config::default())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(orphans::reconcile_user, retry, ctx)
+        .for_each(log_failure);
+    tokio::join!(spaces, orphan_addresses, orphan_users);
     stop.cancel();
     watches.wait().await;
 }
@@ -211,7 +216,7 @@ async fn control(
 /// Mirrors kind `K` of the operator's namespace into `writer`; each change sends on `changed`.
 async fn mirror<K>(api: Api<K>, writer: Writer<K>, changed: mpsc::Sender<()>, stop: CancellationToken)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     let mut events = std::pin::pin!(events);
@@ -244,11 +249,18 @@ fn space_of_infra(metadata: &ObjectMeta) -> Option<ObjectRef<AddressSpace>> {
     Some(ObjectRef::new(labels.get(SPACE_LABEL)?).within(labels.get(SPACE_NAMESPACE_LABEL)?))
 }
 
-fn error_policy(space: Arc<AddressSpace>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
-    let name = space.metadata.name.as_deref().unwrap_or_default();
-    let namespace = space.metadata.namespace.as_deref().unwrap_or_default();
-    warn!(namespace, name, error = %one_line(err), "reconcile failed; retrying in {RETRY:?}");
+/// What the controllers do after a failed reconcile: try again after a while.
+fn retry<K: Resource<DynamicType = ()>>(object: Arc<K>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    let namespace = object.meta().namespace.as_deref().unwrap_or_default();
+    warn!(kind = %K::kind(&()), namespace, name, error = %one_line(err), "reconcile failed; retrying in {RETRY:?}");
     Action::requeue(RETRY)
+}
+
+async fn log_failure<T, E: std::error::Error>(result: Result<T, E>) {
+    if let Err(err) = result {
+        warn!(error = %one_line(&err), "reconcile failed");
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use crate::{
     exports::write,
     infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
     names::InfraNames,
+    orphans,
     retention::{self, retention},
     status::{Observed, space_status},
     workload::{self, AMQP_PORT, AMQPS_PORT},
@@ -332,6 +333,7 @@ async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, Reconcil
     for address in members.addresses.iter().filter(|a| retention::has_finalizer(a)) {
         set_finalizer(&addresses, &namespace, &address.name_any(), false).await?;
     }
+    orphans::orphan(ctx, &namespace, &members.addresses, &members.users).await;
     let kept = match ctx.settings.delete_policy {
         DeletePolicy::Delete => "",
         DeletePolicy::Retain => "; its data volume is kept",
@@ -485,7 +487,11 @@ async fn set_finalizer(
 
 /// Writes `status` into `resource`'s status subresource (server-side apply: fields it no longer
 /// has are removed).
-async fn write_status<K>(ctx: &Context, resource: &K, status: &impl Serialize) -> Result<(), ReconcileError>
+pub(crate) async fn write_status<K>(
+    ctx: &Context,
+    resource: &K,
+    status: &impl Serialize,
+) -> Result<(), ReconcileError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -529,7 +535,7 @@ async fn publish(ctx: &Context, space: &AddressSpace, type_: EventType, reason: 
     }
 }
 
-fn tenant_error(
+pub(crate) fn tenant_error(
     action: &'static str,
     kind: &str,
     namespace: &str,

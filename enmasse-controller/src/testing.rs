@@ -132,8 +132,10 @@ pub(crate) struct State {
     /// Open watches: what they watch, and where their events go.
     watches: Vec<(Collection, mpsc::UnboundedSender<Bytes>)>,
     refusals: Vec<(Method, String, u16)>,
-    /// Every request: method and path.
+    /// Every request since the scenario last took them: method and path.
     pub(crate) requests: Vec<(Method, String)>,
+    /// Every request since the server started, as `METHOD path`.
+    all_requests: Vec<String>,
 }
 
 /// A fake API server.
@@ -164,6 +166,7 @@ impl FakeApi {
                 let response = match watch_from(query) {
                     Some(version) if parts.method == Method::GET => {
                         state.requests.push((Method::GET, format!("{path}?watch")));
+                        state.all_requests.push(format!("GET {path}?watch"));
                         state.watch(path, version)
                     }
                     _ => {
@@ -234,6 +237,11 @@ impl FakeApi {
     pub(crate) fn refuse(&self, method: Method, path: &str, status: u16) {
         let mut state = self.state.lock().unwrap();
         state.refusals.push((method, path.to_owned(), status));
+    }
+
+    /// Every request since the server started, as `METHOD path` (`GET path?watch` for a watch).
+    pub(crate) fn all_requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().all_requests.clone()
     }
 
     /// The requests so far, as `METHOD path`, and forgets them.
@@ -309,6 +317,7 @@ impl State {
 
     fn answer(&mut self, method: &Method, path: &str, content_type: &str, body: Value) -> (u16, Value) {
         self.requests.push((method.clone(), path.to_owned()));
+        self.all_requests.push(format!("{method} {path}"));
         if let Some((_, _, status)) = self.refusals.iter().find(|(m, p, _)| m == method && p == path) {
             return (*status, failure(*status, "refused by the scenario"));
         }
@@ -421,15 +430,21 @@ fn stale(current: &Value, body: &Value) -> bool {
 /// A resource path taken apart: `/apis/{group}/{version}[/namespaces/{ns}]/{plural}[/{name}]`, or
 /// `/api/v1/...` for the core group.
 #[derive(Debug, PartialEq)]
-struct Collection {
+pub(crate) struct Collection {
     group_version: String,
-    namespace: Option<String>,
-    plural: String,
-    name: Option<String>,
+    /// The namespace, if the path names one.
+    pub(crate) namespace: Option<String>,
+    /// The resource, such as `addresses`.
+    pub(crate) plural: String,
+    /// The object's name, for an item.
+    pub(crate) name: Option<String>,
+    /// The subresource, such as `status`.
+    pub(crate) subresource: Option<String>,
 }
 
 impl Collection {
-    fn parse(path: &str) -> Self {
+    /// Takes `path` apart.
+    pub(crate) fn parse(path: &str) -> Self {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let start = if segments.first() == Some(&"api") { 2 } else { 3 };
         let group_version = segments[..start.min(segments.len())].join("/");
@@ -444,7 +459,17 @@ impl Collection {
             namespace,
             plural: rest.first().copied().unwrap_or_default().to_owned(),
             name: rest.get(1).map(|name| (*name).to_owned()),
+            subresource: rest.get(2).map(|sub| (*sub).to_owned()),
         }
+    }
+
+    /// The API group: `enmasse.io`, or the empty string for the core group.
+    pub(crate) fn group(&self) -> &str {
+        self.group_version
+            .split('/')
+            .nth(1)
+            .filter(|_| self.group_version.starts_with("apis/"))
+            .unwrap_or_default()
     }
 
     /// Whether the item at `path` belongs to this collection (in its namespace, or in any if the
@@ -452,6 +477,7 @@ impl Collection {
     fn holds(&self, path: &str) -> bool {
         let item = Self::parse(path);
         item.name.is_some()
+            && item.subresource.is_none()
             && item.group_version == self.group_version
             && item.plural == self.plural
             && (self.namespace.is_none() || item.namespace == self.namespace)

@@ -116,6 +116,16 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test]
 async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_and_infra_config() {
     let cluster = Cluster::new();
+    let orphan = "/apis/enmasse.io/v1beta1/namespaces/team1/addresses/billing.invoices";
+    let unnamed = "/apis/enmasse.io/v1beta1/namespaces/team1/addresses/invoices";
+    for (path, name) in [(orphan, "billing.invoices"), (unnamed, "invoices")] {
+        cluster.api.put(
+            path,
+            json!({"apiVersion": "enmasse.io/v1beta1", "kind": "Address",
+                   "metadata": {"name": name, "namespace": "team1"},
+                   "spec": {"address": "invoices", "type": "queue", "plan": "standard-small-queue"}}),
+        );
+    }
     let shutdown = CancellationToken::new();
     let operator = cluster.start("operator-0", &shutdown);
 
@@ -131,6 +141,17 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
         cluster.api.get(LEASE).unwrap()["spec"]["holderIdentity"],
         "operator-0"
     );
+
+    // Addresses of no space get the status evaluate gives them, from their own controller.
+    eventually("the address of a missing space is pending", || {
+        cluster.api.get(orphan).unwrap()["status"]["messages"] == json!(["address space billing not found"])
+    })
+    .await;
+    assert_eq!(cluster.api.get(orphan).unwrap()["status"]["phase"], "Pending");
+    eventually("the address without a space in its name failed", || {
+        cluster.api.get(unnamed).unwrap()["status"]["phase"] == "Failed"
+    })
+    .await;
 
     // A settled space is left alone until the resync: its own writes start no new reconcile.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -173,6 +194,80 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
         matches!(stopped, Ok(Ok(Ok(())))),
         "a shutdown stops the operator cleanly: {stopped:?}"
     );
+
+    let rules = operator_rules();
+    for request in cluster.api.all_requests() {
+        assert!(
+            granted(&rules, &request),
+            "{request}: not granted by deploy/install nor by the team's Role"
+        );
+    }
+}
+
+/// The rules that bind the operator's service account, each with the namespace it holds in (none:
+/// cluster-wide): the install's ClusterRole and Role, and the Role the post's team commits.
+fn operator_rules() -> Vec<(Option<String>, Value)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut rules = Vec::new();
+    for file in [
+        "deploy/install/10-operator-rbac.yaml",
+        "examples/gitops/team1/rbac.yaml",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for document in documents {
+            let namespace = match document["kind"].as_str() {
+                Some("ClusterRole") => None,
+                Some("Role") => Some(document["metadata"]["namespace"].as_str().unwrap().to_owned()),
+                _ => continue,
+            };
+            for rule in document["rules"].as_array().unwrap() {
+                rules.push((namespace.clone(), rule.clone()));
+            }
+        }
+    }
+    rules
+}
+
+/// Whether `request` (`METHOD path`, as the fake server records it) is allowed by one of `rules`,
+/// read as Kubernetes' RBAC reads them.
+fn granted(rules: &[(Option<String>, Value)], request: &str) -> bool {
+    let (method, path) = request.split_once(' ').unwrap();
+    let (path, watch) = match path.strip_suffix("?watch") {
+        Some(path) => (path, true),
+        None => (path, false),
+    };
+    let target = crate::testing::Collection::parse(path);
+    let verb = match (method, watch, &target.name) {
+        ("GET", true, _) => "watch",
+        ("GET", false, Some(_)) => "get",
+        ("GET", false, None) => "list",
+        ("POST", ..) => "create",
+        ("PUT", ..) => "update",
+        ("PATCH", ..) => "patch",
+        ("DELETE", ..) => "delete",
+        _ => return false,
+    };
+    let resource = match &target.subresource {
+        Some(sub) => format!("{}/{sub}", target.plural),
+        None => target.plural.clone(),
+    };
+    let has = |rule: &Value, key: &str, value: &str| {
+        rule[key]
+            .as_array()
+            .is_some_and(|values| values.iter().any(|v| v == value || v == "*"))
+    };
+    rules.iter().any(|(namespace, rule)| {
+        (namespace.is_none() || *namespace == target.namespace)
+            && has(rule, "apiGroups", target.group())
+            && has(rule, "resources", &resource)
+            && has(rule, "verbs", verb)
+            && (rule["resourceNames"].is_null()
+                || target
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| has(rule, "resourceNames", name)))
+    })
 }
 
 #[tokio::test]

@@ -456,7 +456,8 @@ async fn a_new_management_token_restarts_the_broker_through_its_pod_template() {
 }
 
 #[tokio::test]
-async fn deleting_a_space_removes_its_infrastructure_and_lets_go_with_or_without_a_broker() {
+async fn deleting_a_space_removes_its_infrastructure_lets_go_with_or_without_a_broker_and_leaves_its_members_pending()
+ {
     for broker_down in [false, true] {
         let s = scenario(DeletePolicy::Delete);
         s.use_selfsigned_certificate();
@@ -483,6 +484,14 @@ async fn deleting_a_space_removes_its_infrastructure_and_lets_go_with_or_without
             finalizers,
             &json!([]),
             "the finalizer lets go (broker down: {broker_down})"
+        );
+        let orders = s.status(&format!("{ADDRESSES}/app.orders"));
+        assert_eq!(orders["phase"], "Pending", "{orders}");
+        assert_eq!(orders["messages"], json!(["address space app not found"]));
+        let user = s.status(&format!("{USERS}/app.developer"));
+        assert_eq!(
+            user["phase"], "Pending",
+            "the members no longer claim to be served: {user}"
         );
     }
 }
