@@ -128,7 +128,7 @@ impl Standalone {
 
     /// Reads the directory now and applies it if anything changed; returns whether it did.
     pub fn refresh(&self) -> bool {
-        let files = match read_all(&self.options.manifests) {
+        let files = match manifests::read_files(&self.options.manifests) {
             Ok(files) => files,
             Err(err) => {
                 let message = format!("failed to read the manifests: {err}");
@@ -493,37 +493,4 @@ impl Control for Standalone {
     fn status(&self) -> serde_json::Value {
         serde_json::to_value(&self.state().verdict).unwrap_or_default()
     }
-}
-
-/// Every YAML file below the given paths with its content (or why it could not be read), sorted
-/// by path.
-fn read_all(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Result<String, String>)>> {
-    let mut files = Vec::new();
-    let mut pending: Vec<PathBuf> = Vec::new();
-    for path in paths {
-        if path.is_file() {
-            files.push((
-                path.clone(),
-                std::fs::read_to_string(path).map_err(|e| format!("failed to read the file: {e}")),
-            ));
-        } else {
-            pending.push(path.clone());
-        }
-    }
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
-        {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| format!("failed to read the file: {e}"));
-                files.push((path, text));
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }

@@ -15,10 +15,9 @@ use std::{
 };
 
 use fe2o3_amqp::{
-    Connection, Receiver, Sendable, Sender, Session,
+    Receiver, Sendable, Sender, Session,
     connection::ConnectionHandle,
     link::CreditMode,
-    sasl_profile::SaslProfile,
     session::SessionHandle,
     types::{
         messaging::{Data, Message, Outcome, message::Builder},
@@ -26,10 +25,9 @@ use fe2o3_amqp::{
     },
 };
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
-use rustls::pki_types::pem::PemObject;
 use tokio::sync::Notify;
 
-use crate::transport::Coalesced;
+use crate::{config::MessagingConfig, connection::open_handle};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -187,53 +185,17 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
     })
 }
 
-/// Opens a connection with Nagle's algorithm off: small flow and disposition frames must not wait
-/// for the peer's delayed acknowledgement; frames are written coalesced. `amqps://` starts TLS at once, trusting `ca`.
+/// Opens a connection to the URL, trusting `ca` for `amqps://`.
 async fn connect(
     url: &str,
     ca: Option<&std::path::Path>,
     container_id: String,
 ) -> Result<ConnectionHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
-    let url = url::Url::parse(url)?;
-    let tls = match url.scheme() {
-        "amqp" => false,
-        "amqps" => true,
-        other => return Err(format!("unsupported scheme {other:?}: use amqp:// or amqps://").into()),
-    };
-    let host = url.host_str().ok_or("the URL has no host")?.to_owned();
-    let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-    stream.set_nodelay(true)?;
-    let mut builder = Connection::builder()
-        .container_id(container_id)
-        .hostname(host.as_str());
-    if !url.username().is_empty() {
-        builder = builder.sasl_profile(SaslProfile::Plain {
-            username: url.username().to_owned(),
-            password: url.password().unwrap_or_default().to_owned(),
-        });
+    let mut config = MessagingConfig::from_url(url)?.container_id(container_id);
+    if let Some(ca) = ca {
+        config = config.tls_ca_file(ca)?;
     }
-    let connection = if tls {
-        let ca = ca.ok_or("amqps needs --ca")?;
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(ca)?;
-        for cert in <rustls::pki_types::CertificateDer<'_> as PemObject>::pem_slice_iter(&pem) {
-            roots.add(cert?)?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, stream)
-            .await?;
-        builder.open_with_stream(Coalesced::new(stream)).await?
-    } else {
-        builder.open_with_stream(Coalesced::new(stream)).await?
-    };
-    Ok(connection)
+    Ok(open_handle(&config).await?)
 }
 
 async fn attach_producer(options: &Options, i: usize) -> Result<Link<Sender>, BenchError> {

@@ -1,11 +1,29 @@
 //! What an application embeds to talk to EnMasse, and the `enmasse` command-line tool.
 //!
-//! Connection settings from the environment or an endpoint export, connections with TLS and SASL,
-//! senders and receivers, and a typed client for the EnMasse resources arrive with the client
-//! milestone. What exists now:
+//! In a pod, three lines connect the way the post's Java application does:
 //!
+//! ```no_run
+//! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+//! use enmasse_client::{Connection, Message, MessagingConfig};
+//! let mut connection = Connection::open(&MessagingConfig::from_env()?).await?;
+//! let outcome = connection.sender("orders").await?.send(Message::text("order 1")).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`config`]: where the endpoint is and how to log in, from the environment, an export or a URL;
+//! - [`connection`]: TLS, SASL (SCRAM-SHA-256, PLAIN, service-account token) and a session;
+//! - [`link`]: senders that learn each message's outcome, receivers that settle each delivery;
+//! - [`validate`]: the offline pre-merge check behind `enmasse validate`;
 //! - [`bench`]: the load generator behind `enmasse bench`;
 //! - [`transport`]: write coalescing for AMQP connections, which the broker uses too.
 
 pub mod bench;
+pub mod config;
+pub mod connection;
+pub mod link;
 pub mod transport;
+pub mod validate;
+
+pub use config::{ConfigError, Credentials, MessagingConfig};
+pub use connection::{ClientError, Connection};
+pub use link::{Delivery, Message, Outcome, Receiver, Sender};

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+pub use files::{ManifestFile, read_files};
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -303,6 +305,8 @@ fn render_path(path: &serde_ignored::Path<'_>) -> String {
     walk(path, &mut out);
     out
 }
+
+mod files;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,40 @@
+//! Finding the manifests of a GitOps directory: every `.yaml`/`.yml` file below the paths given,
+//! read whole. The standalone broker and `enmasse validate` read directories the same way.
+
+use std::path::PathBuf;
+
+/// One file found: its path, and its text or why it could not be read.
+pub type ManifestFile = (PathBuf, Result<String, String>);
+
+/// Every YAML file below `paths` (a path that is a file is taken as it is), with its content or
+/// why it could not be read, sorted by path. Fails only if a directory cannot be listed.
+pub fn read_files(paths: &[PathBuf]) -> std::io::Result<Vec<ManifestFile>> {
+    let mut files = Vec::new();
+    let mut pending: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push((path.clone(), read(path)));
+        } else {
+            pending.push(path.clone());
+        }
+    }
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = read(&path);
+                files.push((path, text));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("failed to read the file: {e}"))
+}
