@@ -8,6 +8,7 @@ use std::{
 use fe2o3_amqp::{
     Sendable,
     types::{
+        definitions,
         messaging::{Body, Message as AmqpMessage},
         primitives::LazyValue,
     },
@@ -43,19 +44,28 @@ pub struct Message {
     pub reply: Option<SettleBack>,
 }
 
+/// A consumer's final word on an anycast message: its settlement, and for a rejection the
+/// consumer's reason, which goes back to the sender with it.
+pub type Settled = (Settlement, Option<definitions::Error>);
+
 /// Sends a consumer's settlement back to the sender of an anycast message, once.
 #[derive(Clone, Debug)]
-pub struct SettleBack(Arc<Mutex<Option<oneshot::Sender<Settlement>>>>);
+pub struct SettleBack(Arc<Mutex<Option<oneshot::Sender<Settled>>>>);
 
 impl SettleBack {
     /// A channel for one message's settlement.
-    pub fn channel() -> (Self, oneshot::Receiver<Settlement>) {
+    pub fn channel() -> (Self, oneshot::Receiver<Settled>) {
         let (tx, rx) = oneshot::channel();
         (Self(Arc::new(Mutex::new(Some(tx)))), rx)
     }
 
     /// Passes the settlement on; later calls do nothing.
     pub fn settle(&self, settlement: Settlement) {
+        self.settle_with(settlement, None);
+    }
+
+    /// Passes the settlement on with the consumer's reason; later calls do nothing.
+    pub fn settle_with(&self, settlement: Settlement, reason: Option<definitions::Error>) {
         let sender = self
             .0
             .lock()
@@ -63,7 +73,7 @@ impl SettleBack {
             .take();
         if let Some(sender) = sender {
             // The sender's link may be gone: then nobody waits for the outcome.
-            let _ = sender.send(settlement);
+            let _ = sender.send((settlement, reason));
         }
     }
 }

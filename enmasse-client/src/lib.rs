@@ -13,6 +13,7 @@
 //! - [`config`]: where the endpoint is and how to log in, from the environment, an export or a URL;
 //! - [`connection`]: TLS, SASL (SCRAM-SHA-256, PLAIN, service-account token) and a session;
 //! - [`link`]: senders that learn each message's outcome, receivers that settle each delivery;
+//! - [`management`]: reading a broker's management API (`enmasse status`);
 //! - [`validate`]: the offline pre-merge check behind `enmasse validate`;
 //! - [`bench`]: the load generator behind `enmasse bench`;
 //! - [`transport`]: write coalescing for AMQP connections, which the broker uses too.
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod config;
 pub mod connection;
 pub mod link;
+pub mod management;
 pub mod transport;
 pub mod validate;
 

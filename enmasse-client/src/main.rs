@@ -1,23 +1,22 @@
 //! `enmasse`: the command-line tool for EnMasse messaging.
 
-use std::{
-    io::Write as _,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+mod commands;
 
-use anyhow::Context;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand, ValueEnum};
-use enmasse_client::bench::{self, Progress};
+
+use crate::commands::{bench, check, messaging};
 
 // `enmasse bench` allocates a few small buffers per message; mimalloc keeps the load generator's
 // own cost low, so that it measures the broker rather than itself.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// EnMasse messaging from the command line.
+/// EnMasse messaging from the command line: send and receive, check manifests before they are
+/// merged, see what a broker serves, and measure it.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,137 +24,81 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Sends messages and reports the broker's outcome for each.
+    ///
+    /// Examples:
+    ///
+    ///     enmasse send --url amqp://127.0.0.1:5672 --address q1 --count 5 --body hello
+    ///     enmasse send --export data/exports/messaging-config.yaml --username developer \
+    ///         --password developer --address orders --body 'order 1'
+    ///
+    /// Exits 1 unless every message was accepted.
+    #[command(verbatim_doc_comment)]
+    Send(messaging::SendArgs),
+    /// Receives messages, prints each body on a line, and accepts them.
+    ///
+    /// Example:
+    ///
+    ///     enmasse receive --url amqp://127.0.0.1:5672 --address q1 --count 5
+    ///
+    /// Exits 1 if fewer than --count arrive within --timeout.
+    #[command(verbatim_doc_comment)]
+    Receive(messaging::ReceiveArgs),
+    /// Checks a GitOps directory of manifests offline, with the operator's own rules.
+    ///
+    /// Prints, per file and line, what cannot be read (naming the field and its value), what the
+    /// rules refuse (errors) and what waits for something the directories do not hold, such as a
+    /// plan (warnings).
+    ///
+    /// Example, as a pre-merge check:
+    ///
+    ///     enmasse validate infra/ team1/
+    ///
+    /// Exits 1 on any error (and on warnings with --strict).
+    #[command(verbatim_doc_comment)]
+    Validate(check::ValidateArgs),
+    /// Shows the address space a standalone broker serves, its addresses and users, with their
+    /// phase and messages.
+    ///
+    /// Example:
+    ///
+    ///     enmasse status --management 127.0.0.1:8080
+    #[command(verbatim_doc_comment)]
+    Status(check::StatusArgs),
     /// Measures throughput and end-to-end latency of an AMQP 1.0 broker.
     ///
-    /// Example: enmasse bench --url amqp://127.0.0.1:5672 --address orders --count 100000
-    Bench(BenchArgs),
+    /// Example:
+    ///
+    ///     enmasse bench --url amqp://127.0.0.1:5672 --address orders --count 100000
+    #[command(verbatim_doc_comment)]
+    Bench(bench::BenchArgs),
 }
 
-#[derive(Debug, clap::Args)]
-struct BenchArgs {
-    /// The broker, as amqp://[user:password@]host:port.
-    #[arg(long, env = "ENMASSE_URL", default_value = "amqp://127.0.0.1:5672")]
-    url: String,
-    /// The address to send to and receive from (a queue).
-    #[arg(long, default_value = "orders")]
-    address: String,
-    /// Messages to send in all.
-    #[arg(long, default_value_t = 100_000)]
-    count: u64,
-    /// Body size in bytes (at least 8).
-    #[arg(long, default_value_t = 16)]
-    size: usize,
-    /// Producer connections.
-    #[arg(long, default_value_t = 1)]
-    producers: usize,
-    /// Consumer connections.
-    #[arg(long, default_value_t = 1)]
-    consumers: usize,
-    /// Unsettled messages each producer keeps in flight.
-    #[arg(long, default_value_t = 1000)]
-    window: usize,
-    /// Credit each consumer grants.
-    #[arg(long, default_value_t = 1000)]
-    credit: u32,
-    /// Send pre-settled (at-most-once).
-    #[arg(long)]
-    presettled: bool,
-    /// Messages per second to send in all (default: as fast as the broker takes them).
-    #[arg(long)]
-    rate: Option<u64>,
-    /// For amqps:// URLs: the CA certificate (PEM) to trust, such as an export's ca.crt.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<std::path::PathBuf>,
-    /// How to print the result.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
-    /// Threads the load generator runs on. One leaves the rest of the machine to the broker when
-    /// both share it, and takes producers and consumers in turn, so neither runs ahead of the other.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Output {
-    /// A line for people.
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// Lines for people.
+    #[default]
     Text,
     /// JSON for scripts.
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Bench(args) => runtime(args.threads)?.block_on(bench(args)),
-    }
-}
-
-/// A runtime on `threads` threads (the calling thread alone if one).
-fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
+    let outcome = match cli.command {
+        Command::Send(args) => commands::block_on(1, messaging::send(args)),
+        Command::Receive(args) => commands::block_on(1, messaging::receive(args)),
+        Command::Validate(args) => check::validate(args),
+        Command::Status(args) => commands::block_on(1, check::status(args)),
+        Command::Bench(args) => commands::block_on(args.threads, bench::bench(args)),
     };
-    builder
-        .enable_all()
-        .build()
-        .context("failed to start the runtime")
-}
-
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let options = bench::Options {
-        url: args.url,
-        address: args.address,
-        count: args.count,
-        size: args.size,
-        producers: args.producers,
-        consumers: args.consumers,
-        window: args.window,
-        credit: args.credit,
-        presettled: args.presettled,
-        rate: args.rate,
-        ca: args.ca,
-    };
-    let progress = Arc::new(Progress::default());
-    let reporter = tokio::spawn(report_progress(progress.clone(), options.count));
-    let report = bench::run(options, progress).await;
-    reporter.abort();
-    eprint!("\r\x1b[K");
-    let report = report.context("the benchmark failed")?;
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => println!(
-            "{} messages in {:.2} s: {:.0} msg/s, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
-            report.received,
-            report.seconds,
-            report.rate,
-            report.latency_p50_ms,
-            report.latency_p99_ms,
-            report.latency_max_ms,
-            if report.refused > 0 {
-                format!(", {} refused by the broker", report.refused)
-            } else {
-                String::new()
-            }
-        ),
-    }
-    Ok(())
-}
-
-/// Prints a progress line on stderr every second while the run lasts.
-async fn report_progress(progress: Arc<Progress>, count: u64) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let received = progress.received.load(Ordering::Relaxed);
-        eprint!(
-            "\r\x1b[Ksent {} received {received} of {count}",
-            progress.sent.load(Ordering::Relaxed)
-        );
-        let _ = std::io::stderr().flush();
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! End-to-end scenarios across the EnMasse crates.
 //!
 //! The scenarios live under `tests/`: each file drives the public API of several crates the way a
-//! user would, over the project's own example manifests. This library holds what they share.
+//! user would, over the project's own example manifests. This library holds what they share, and
+//! [`standalone`] serves the client's tests too.
+
+pub mod standalone;
 
 use std::path::{Path, PathBuf};
 

@@ -8,11 +8,9 @@
     reason = "a test fails by panicking"
 )]
 
-mod common;
-
 use std::{path::Path, path::PathBuf, sync::Arc, time::Duration};
 
-use common::{exported_ca_of, standalone};
+use tests::standalone::{exported_ca_of, standalone};
 use enmasse_auth::{
     authenticator::AcceptAll,
     tls::{CA_CRT, ServerIdentity, TLS_CRT, TLS_KEY},

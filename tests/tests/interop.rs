@@ -11,11 +11,9 @@
     reason = "a test fails by panicking"
 )]
 
-mod common;
-
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use common::{Running, exported_ca, standalone};
+use tests::standalone::{Running, exported_ca, standalone};
 use tests::repo_root;
 use tokio::process::Command;
 

@@ -32,11 +32,11 @@ use crate::{
         table::{Engine, Entry, SendTarget},
     },
     broker::{Broker, Grant},
-    message::{Content, Message, SettleBack},
+    message::{Content, Message, SettleBack, Settled},
     store::Persisted,
 };
 
-type PendingSettlement = Pin<Box<dyn Future<Output = (DeliveryInfo, Settlement)> + Send>>;
+type PendingSettlement = Pin<Box<dyn Future<Output = (DeliveryInfo, Settled)> + Send>>;
 
 /// Deliveries taken off the link at once, and settled with one disposition.
 const MAX_BATCH: usize = 64;
@@ -75,8 +75,8 @@ pub async fn run(
             () = shutdown.cancelled() => break Exit::Shutdown,
             () = entry.removed.cancelled() => break Exit::Removed,
             () = grant.revoked().cancelled() => break Exit::Revoked,
-            Some((info, settlement)) = pending.next(), if !pending.is_empty() => {
-                settle_upstream(&receiver, info, settlement).await;
+            Some((info, settled)) = pending.next(), if !pending.is_empty() => {
+                settle_upstream(&receiver, info, settled).await;
             }
             () = wait_for_room(&entry), if credit == 0 => {}
             delivery = receiver.recv::<Body<LazyValue>>() => {
@@ -184,7 +184,7 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
                                 Ok(()) if queue.push(message).is_ok() => Settlement::Accepted,
                                 Ok(()) | Err(_) => Settlement::Released,
                             };
-                            (info, settlement)
+                            (info, (settlement, None))
                         }));
                     }
                 }
@@ -199,7 +199,7 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
                 // A receiver that vanished without settling leaves the message released.
                 Ok(()) => {
                     return Stored::Waiting(Box::pin(async move {
-                        (info, settled.await.unwrap_or(Settlement::Released))
+                        (info, settled.await.unwrap_or((Settlement::Released, None)))
                     }));
                 }
                 Err(err) => Err(err),
@@ -239,10 +239,10 @@ fn settle_or_log(entry: &Entry, result: Result<(), impl std::fmt::Display>) {
 }
 
 /// Passes a receiver's settlement of an anycast message back to its sender.
-async fn settle_upstream(receiver: &Receiver, info: DeliveryInfo, settlement: Settlement) {
+async fn settle_upstream(receiver: &Receiver, info: DeliveryInfo, (settlement, reason): Settled) {
     let result = match settlement {
         Settlement::Accepted => receiver.accept(info).await,
-        Settlement::Rejected => receiver.reject(info, None).await,
+        Settlement::Rejected => receiver.reject(info, reason).await,
         Settlement::Released => receiver.release(info).await,
         Settlement::Modified => {
             let modified = Modified {

@@ -243,9 +243,13 @@ fn settle(
     message: &Message,
     outcome: Result<Outcome, SendError>,
 ) {
+    let mut reason = None;
     let settlement = match outcome {
         Ok(Outcome::Accepted(_)) => Settlement::Accepted,
-        Ok(Outcome::Rejected(_)) => Settlement::Rejected,
+        Ok(Outcome::Rejected(rejected)) => {
+            reason = rejected.error;
+            Settlement::Rejected
+        }
         Ok(Outcome::Released(_)) => Settlement::Released,
         Ok(Outcome::Modified(Modified { .. })) => Settlement::Modified,
         #[allow(
@@ -265,7 +269,7 @@ fn settle(
             broker.store().forget(&entry.address, message.id);
         }
         if let Some(reply) = &message.reply {
-            reply.settle(settlement);
+            reply.settle_with(settlement, reason);
         }
     }
 }

@@ -1,10 +1,6 @@
-//! A standalone broker on real sockets, for the end-to-end tests.
+//! A standalone broker on real sockets, for the end-to-end tests of this crate and of the client.
 
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    reason = "each test file uses a part; a test fails by panicking"
-)]
+#![allow(clippy::unwrap_used, reason = "a test fixture fails by panicking")]
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -14,24 +10,26 @@ use enmasse_auth::{
 };
 use enmasse_broker::{
     broker::{Broker, Settings},
-    server,
+    management, server,
     standalone::{Options, Standalone},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A broker serving manifests; stopped when dropped.
-pub(crate) struct Running {
+pub struct Running {
     /// The plain AMQP listener.
-    pub(crate) addr: SocketAddr,
+    pub addr: SocketAddr,
     /// The amqps listener.
-    pub(crate) tls_addr: SocketAddr,
+    pub tls_addr: SocketAddr,
+    /// The management API.
+    pub management_addr: SocketAddr,
     /// Where the exports are.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The standalone control, to refresh by hand.
-    pub(crate) standalone: Arc<Standalone>,
+    pub standalone: Arc<Standalone>,
     /// The broker.
-    pub(crate) broker: Arc<Broker>,
+    pub broker: Arc<Broker>,
     shutdown: CancellationToken,
 }
 
@@ -43,7 +41,7 @@ impl Drop for Running {
 
 /// The standalone broker on `manifests`, on free ports, with a token file and a certificate
 /// directory if given; asserts that it serves `addresses` addresses.
-pub(crate) async fn standalone(
+pub async fn standalone(
     manifests: Vec<PathBuf>,
     addresses: usize,
     token_file: Option<PathBuf>,
@@ -53,6 +51,8 @@ pub(crate) async fn standalone(
     let addr = listener.local_addr().unwrap();
     let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls_addr = tls_listener.local_addr().unwrap();
+    let management_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let management_addr = management_listener.local_addr().unwrap();
     let broker = Broker::new(
         Settings::default(),
         Arc::new(RefuseAll::new("not configured".into())),
@@ -80,9 +80,17 @@ pub(crate) async fn standalone(
         tls,
         shutdown.clone(),
     ));
+    tokio::spawn(management::run(
+        management_listener,
+        broker.clone(),
+        standalone.clone(),
+        management::Guard::open(),
+        shutdown.clone(),
+    ));
     Running {
         addr,
         tls_addr,
+        management_addr,
         data_dir,
         standalone,
         broker,
@@ -91,13 +99,13 @@ pub(crate) async fn standalone(
 }
 
 /// The CA certificate the export of a running broker tells clients to trust, written to a file.
-pub(crate) fn exported_ca(broker: &Running) -> PathBuf {
+pub fn exported_ca(broker: &Running) -> PathBuf {
     exported_ca_of(broker, "messaging-config")
 }
 
 /// The CA certificate the export `name` of a running broker tells clients to trust, written to a
 /// file.
-pub(crate) fn exported_ca_of(broker: &Running, name: &str) -> PathBuf {
+pub fn exported_ca_of(broker: &Running, name: &str) -> PathBuf {
     let export = std::fs::read_to_string(broker.data_dir.join(format!("exports/{name}.yaml"))).unwrap();
     let value: serde_json::Value = serde_saphyr::from_str(&export).unwrap();
     assert_eq!(

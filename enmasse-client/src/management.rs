@@ -1,0 +1,104 @@
+//! Reading a broker's management API (`GET /status`), for `enmasse status` in standalone mode.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::{
+    Request,
+    body::Bytes,
+    header::{AUTHORIZATION, HOST},
+};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The largest answer read.
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// Why the management API could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagementError {
+    /// No connection could be made.
+    #[error("failed to reach the management API at {0}")]
+    Unreachable(String, #[source] std::io::Error),
+    /// It did not answer in time.
+    #[error("the management API at {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The HTTP exchange failed.
+    #[error("the management API at {0} broke off the request")]
+    Http(String, #[source] Box<dyn std::error::Error + Send + Sync>),
+    /// It refused the request.
+    #[error("the management API at {address} answered {path} with {status}: {answer}")]
+    Refused {
+        /// `host:port`.
+        address: String,
+        /// The path.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// What it said.
+        answer: String,
+    },
+    /// The answer is not JSON.
+    #[error("the management API at {0} answered with something other than JSON")]
+    NotJson(String, #[source] serde_json::Error),
+}
+
+/// A broker's management API at `host:port`, with the token it asks for, if any.
+#[derive(Clone, Debug)]
+pub struct Management {
+    /// `host:port`.
+    pub address: String,
+    /// The bearer token.
+    pub token: Option<String>,
+    /// How long a request may take.
+    pub timeout: Duration,
+}
+
+impl Management {
+    /// `GET path`, read as JSON.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ManagementError> {
+        let answer = tokio::time::timeout(self.timeout, self.get(path))
+            .await
+            .map_err(|_| ManagementError::Timeout(self.address.clone(), self.timeout))??;
+        serde_json::from_slice(&answer).map_err(|e| ManagementError::NotJson(self.address.clone(), e))
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes, ManagementError> {
+        let http = |e: Box<dyn std::error::Error + Send + Sync>| ManagementError::Http(self.address.clone(), e);
+        let stream = TcpStream::connect(self.address.as_str())
+            .await
+            .map_err(|e| ManagementError::Unreachable(self.address.clone(), e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| http(e.into()))?;
+        let mut request = Request::get(path).header(HOST, self.address.as_str());
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, format!("Bearer {}", token.trim()));
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(|e| http(e.into()))?;
+        let exchange = async {
+            let response = sender.send_request(request).await.map_err(|e| http(e.into()))?;
+            let status = response.status();
+            let answer = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(http)?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(ManagementError::Refused {
+                    address: self.address.clone(),
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    answer: String::from_utf8_lossy(&answer).trim().to_owned(),
+                });
+            }
+            Ok(answer)
+        };
+        tokio::pin!(connection);
+        tokio::select! {
+            result = exchange => result,
+            Err(err) = &mut connection => Err(http(err.into())),
+        }
+    }
+}
