@@ -11,7 +11,10 @@ use clap::ValueEnum;
 use enmasse_client::{Credentials, MessagingConfig};
 
 /// Runs `future` on a runtime of `threads` threads (the calling thread alone if one).
-pub(crate) fn block_on<F: Future<Output = anyhow::Result<bool>>>(threads: usize, future: F) -> anyhow::Result<bool> {
+pub(crate) fn block_on<F: Future<Output = anyhow::Result<bool>>>(
+    threads: usize,
+    future: F,
+) -> anyhow::Result<bool> {
     let mut builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

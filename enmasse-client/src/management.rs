@@ -65,7 +65,8 @@ impl Management {
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, ManagementError> {
-        let http = |e: Box<dyn std::error::Error + Send + Sync>| ManagementError::Http(self.address.clone(), e);
+        let http =
+            |e: Box<dyn std::error::Error + Send + Sync>| ManagementError::Http(self.address.clone(), e);
         let stream = TcpStream::connect(self.address.as_str())
             .await
             .map_err(|e| ManagementError::Unreachable(self.address.clone(), e))?;

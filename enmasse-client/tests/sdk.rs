@@ -11,8 +11,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use enmasse_client::{
-    ClientError, Connection, Credentials, Message, MessagingConfig, Outcome,
-    config::Environment,
+    ClientError, Connection, Credentials, Message, MessagingConfig, Outcome, config::Environment,
 };
 use tests::{
     repo_root,
@@ -50,13 +49,22 @@ fn alice() -> Credentials {
 async fn the_brokers_export_is_enough_to_connect_over_tls_with_scram_or_plain() {
     let broker = broker().await;
     let config = MessagingConfig::from_export_file(&export(&broker)).unwrap();
-    assert_eq!(config.port, broker.tls_addr.port(), "the export names the amqps port");
+    assert_eq!(
+        config.port,
+        broker.tls_addr.port(),
+        "the export names the amqps port"
+    );
     assert!(config.tls_ca.is_some(), "and the CA to trust");
 
-    let mut connection = Connection::open(&config.clone().credentials(alice())).await.unwrap();
+    let mut connection = Connection::open(&config.clone().credentials(alice()))
+        .await
+        .unwrap();
     let mut sender = connection.sender("orders").await.unwrap();
     assert_eq!(
-        sender.send(Message::text("order 1").message_id("o-1")).await.unwrap(),
+        sender
+            .send(Message::text("order 1").message_id("o-1"))
+            .await
+            .unwrap(),
         Outcome::Accepted
     );
     let plain = config.credentials(Credentials::Plain {
@@ -120,7 +128,10 @@ async fn a_sender_learns_whether_the_message_was_accepted_rejected_or_released()
 
     // The broker's own refusal of a message comes back as rejected, with its reason.
     let mut sender = producer.sender("orders").await.unwrap();
-    let outcome = sender.send(Message::bytes(vec![0u8; 9 * 1024 * 1024])).await.unwrap();
+    let outcome = sender
+        .send(Message::bytes(vec![0u8; 9 * 1024 * 1024]))
+        .await
+        .unwrap();
     assert!(
         matches!(&outcome, Outcome::Rejected { reason } if reason.starts_with("amqp:link:message-size-exceeded")),
         "{outcome:?}"
@@ -131,20 +142,30 @@ async fn a_sender_learns_whether_the_message_was_accepted_rejected_or_released()
 async fn refusals_name_who_was_refused_and_why() {
     let broker = broker().await;
     let wrong = MessagingConfig::from_url(&format!("amqp://alice:wrong@{}", broker.addr)).unwrap();
-    let err = Connection::open(&wrong).await.err().expect("a wrong password is refused");
+    let err = Connection::open(&wrong)
+        .await
+        .err()
+        .expect("a wrong password is refused");
     assert!(matches!(err, ClientError::Login { .. }), "{err:?}");
     assert!(err.to_string().contains("refused the login of alice"), "{err}");
 
     let config = MessagingConfig::from_url(&format!("amqp://alice:alice-password@{}", broker.addr)).unwrap();
     let mut connection = Connection::open(&config).await.unwrap();
-    let err = connection.sender("elsewhere").await.err().expect("no right to send there");
+    let err = connection
+        .sender("elsewhere")
+        .await
+        .err()
+        .expect("no right to send there");
     assert!(
         err.to_string()
             .starts_with("the broker refused to let this client send to elsewhere: amqp:unauthorized-access"),
         "{err}"
     );
 
-    let err = Connection::open(&MessagingConfig::new("127.0.0.1", 1)).await.err().unwrap();
+    let err = Connection::open(&MessagingConfig::new("127.0.0.1", 1))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.to_string(), "failed to connect to 127.0.0.1:1");
 }
 
@@ -170,10 +191,16 @@ async fn in_a_pod_the_posts_variables_and_the_mounted_token_and_ca_connect_the_a
     let config = MessagingConfig::from_environment(&environment).unwrap();
     let mut connection = Connection::open(&config).await.unwrap();
     let mut sender = connection.sender("orders").await.unwrap();
-    assert_eq!(sender.send(Message::text("from the pod")).await.unwrap(), Outcome::Accepted);
+    assert_eq!(
+        sender.send(Message::text("from the pod")).await.unwrap(),
+        Outcome::Accepted
+    );
 
     // The token is read at every connection: a rotated, unknown token is refused.
     std::fs::write(mount.join("token"), "stale-token\n").unwrap();
-    let err = Connection::open(&config).await.err().expect("an unknown token is refused");
+    let err = Connection::open(&config)
+        .await
+        .err()
+        .expect("an unknown token is refused");
     assert!(matches!(err, ClientError::Login { .. }), "{err:?}");
 }

@@ -10,7 +10,6 @@
 
 use std::{path::Path, path::PathBuf, sync::Arc, time::Duration};
 
-use tests::standalone::{exported_ca_of, standalone};
 use enmasse_auth::{
     authenticator::AcceptAll,
     tls::{CA_CRT, ServerIdentity, TLS_CRT, TLS_KEY},
@@ -29,6 +28,7 @@ use enmasse_types::{
     },
 };
 use tests::repo_root;
+use tests::standalone::{exported_ca_of, standalone};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -13,8 +13,8 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use tests::standalone::{Running, exported_ca, standalone};
 use tests::repo_root;
+use tests::standalone::{Running, exported_ca, standalone};
 use tokio::process::Command;
 
 /// The standalone broker on the interop fixture, on a free port.

@@ -128,7 +128,11 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<bool> {
 /// The messages of a status, whether it has `messages` (spaces, addresses) or `message` (users).
 fn messages(status: &Value) -> String {
     match (&status["messages"], &status["message"]) {
-        (Value::Array(list), _) => list.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "),
+        (Value::Array(list), _) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; "),
         (_, Value::String(message)) => message.clone(),
         _ => String::new(),
     }
@@ -137,7 +141,10 @@ fn messages(status: &Value) -> String {
 fn print_status(status: &Value, rows: &[[String; 4]]) {
     let manifests = &status["manifests"];
     match manifests["addressSpace"].as_str() {
-        Some(space) => println!("serving {space} (revision {})", status["revision"].as_str().unwrap_or("none")),
+        Some(space) => println!(
+            "serving {space} (revision {})",
+            status["revision"].as_str().unwrap_or("none")
+        ),
         None => println!("serving no address space"),
     }
     for message in manifests["messages"].as_array().into_iter().flatten() {
@@ -165,7 +172,10 @@ fn print_status(status: &Value, rows: &[[String; 4]]) {
     if !depths.is_empty() {
         println!();
         for (address, depth) in depths {
-            println!("{address}: {depth} message{} stored", if depth == 1 { "" } else { "s" });
+            println!(
+                "{address}: {depth} message{} stored",
+                if depth == 1 { "" } else { "s" }
+            );
         }
     }
 }
