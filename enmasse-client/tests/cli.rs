@@ -38,6 +38,26 @@ async fn enmasse(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `enmasse send` of one message to `address` through the broker's export, as alice with `password`.
+async fn send_as_alice(broker: &Running, password: &str, address: &str, extra: &[&str]) -> Output {
+    let export = broker.data_dir.join("exports/client-config.yaml");
+    let mut args = vec![
+        "send",
+        "--export",
+        export.to_str().unwrap(),
+        "--username",
+        "alice",
+        "--password",
+        password,
+        "--address",
+        address,
+        "--body",
+        "over tls",
+    ];
+    args.extend_from_slice(extra);
+    enmasse(&args).await
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -91,42 +111,12 @@ async fn what_send_sends_receive_prints_one_body_per_line() {
 #[tokio::test]
 async fn send_over_tls_from_the_export_and_refusals_fail_with_the_reason() {
     let broker = broker().await;
-    let export = broker.data_dir.join("exports/client-config.yaml");
-    let export = export.to_str().unwrap();
-    let sent = enmasse(&[
-        "send",
-        "--export",
-        export,
-        "--username",
-        "alice",
-        "--password",
-        "alice-password",
-        "--address",
-        "orders",
-        "--body",
-        "over tls",
-        "--output",
-        "json",
-    ])
-    .await;
+    let sent = send_as_alice(&broker, "alice-password", "orders", &["--output", "json"]).await;
     assert!(sent.status.success(), "{}", stderr(&sent));
     let json: serde_json::Value = serde_json::from_str(&stdout(&sent)).unwrap();
     assert_eq!(json["accepted"], 1);
 
-    let refused = enmasse(&[
-        "send",
-        "--export",
-        export,
-        "--username",
-        "alice",
-        "--password",
-        "alice-password",
-        "--address",
-        "elsewhere",
-        "--body",
-        "x",
-    ])
-    .await;
+    let refused = send_as_alice(&broker, "alice-password", "elsewhere", &[]).await;
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).starts_with(
@@ -135,20 +125,7 @@ async fn send_over_tls_from_the_export_and_refusals_fail_with_the_reason() {
         "{}",
         stderr(&refused)
     );
-    let wrong = enmasse(&[
-        "send",
-        "--export",
-        export,
-        "--username",
-        "alice",
-        "--password",
-        "wrong",
-        "--address",
-        "orders",
-        "--body",
-        "x",
-    ])
-    .await;
+    let wrong = send_as_alice(&broker, "wrong", "orders", &[]).await;
     assert!(!wrong.status.success());
     assert!(
         stderr(&wrong).contains("refused the login of alice"),

@@ -28,7 +28,27 @@ use enmasse_types::{
 use futures_util::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::brokers::{BrokerEndpoint, BrokerError, Brokers};
+use crate::{
+    brokers::{BrokerEndpoint, BrokerError, Brokers},
+    context::{DeletePolicy, Settings},
+    workload::BrokerSettings,
+};
+
+/// The settings of an operator for `enmasse-infra` under `policy`, resyncing every `resync`.
+pub(crate) fn settings(policy: DeletePolicy, resync: std::time::Duration) -> Settings {
+    Settings {
+        broker: BrokerSettings {
+            namespace: "enmasse-infra".into(),
+            image: "enmasse-broker:test".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            service_account: "enmasse-broker".into(),
+            retain_volumes: policy == DeletePolicy::Retain,
+        },
+        wildcard_secret: None,
+        delete_policy: policy,
+        resync,
+    }
+}
 
 /// The manifests of the example file `path` (under `examples/gitops/`).
 pub(crate) fn example(path: &str) -> Vec<Manifest> {

@@ -11,8 +11,7 @@ use super::*;
 use crate::{
     context::DeletePolicy,
     names::InfraNames,
-    testing::{FakeApi, FakeBroker},
-    workload::BrokerSettings,
+    testing::{FakeApi, FakeBroker, settings},
 };
 
 const INFRA: &str = "enmasse-infra";
@@ -54,19 +53,8 @@ impl Cluster {
     /// Starts replica `identity`; it stops when `shutdown` is cancelled.
     fn start(&self, identity: &str, shutdown: &CancellationToken) -> JoinHandle<Result<(), OperatorError>> {
         let options = Options {
-            settings: Settings {
-                broker: BrokerSettings {
-                    namespace: INFRA.into(),
-                    image: "enmasse-broker:test".into(),
-                    image_pull_policy: "IfNotPresent".into(),
-                    service_account: "enmasse-broker".into(),
-                    retain_volumes: false,
-                },
-                wildcard_secret: None,
-                delete_policy: DeletePolicy::Delete,
-                // Longer than any test: whatever happens, a watch made it happen.
-                resync: Duration::from_secs(3600),
-            },
+            // A resync longer than any test: whatever happens, a watch made it happen.
+            settings: settings(DeletePolicy::Delete, Duration::from_secs(3600)),
             identity: identity.into(),
             lease_name: "enmasse-operator".into(),
             lease_duration: Duration::from_secs(2),

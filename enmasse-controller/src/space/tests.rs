@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    context::{InfraStores, InfraWriters, Settings},
+    context::{InfraStores, InfraWriters},
     metrics::Metrics,
-    testing::{FakeApi, FakeBroker, example},
-    workload::BrokerSettings,
+    testing::{FakeApi, FakeBroker, example, settings},
 };
 
 const INFRA: &str = "enmasse-infra";
@@ -91,18 +90,7 @@ fn scenario(policy: DeletePolicy) -> Scenario {
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        settings: Settings {
-            broker: BrokerSettings {
-                namespace: INFRA.into(),
-                image: "enmasse-broker:test".into(),
-                image_pull_policy: "IfNotPresent".into(),
-                service_account: "enmasse-broker".into(),
-                retain_volumes: policy == DeletePolicy::Retain,
-            },
-            wildcard_secret: None,
-            delete_policy: policy,
-            resync: Duration::from_secs(60),
-        },
+        settings: settings(policy, Duration::from_secs(60)),
         brokers: broker.clone(),
         infra: stores,
         recorder: kube::runtime::events::Recorder::new(client, reporter),
