@@ -21,32 +21,14 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Every `.yaml` file below `dir`, sorted.
-pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Reads every document of every YAML file below the given directories.
+/// Reads every document of every YAML file below the given directories, found as the standalone
+/// broker finds them ([`manifests::read_files`]).
 pub fn read_documents(dirs: &[&Path]) -> std::io::Result<Vec<(PathBuf, Result<Document, DocumentError>)>> {
+    let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
     let mut documents = Vec::new();
-    for dir in dirs {
-        for file in yaml_files(dir)? {
-            let text = std::fs::read_to_string(&file)?;
-            documents.extend(manifests::parse(&text).into_iter().map(|d| (file.clone(), d)));
-        }
+    for (file, text) in manifests::read_files(&dirs)? {
+        let text = text.map_err(|e| std::io::Error::other(format!("{}: {e}", file.display())))?;
+        documents.extend(manifests::parse(&text).into_iter().map(|d| (file.clone(), d)));
     }
     Ok(documents)
 }
