@@ -113,27 +113,23 @@ pub fn validate(paths: &[PathBuf], namespace: &str) -> std::io::Result<Report> {
     let now = Time(Timestamp::now());
     for tenant in catalog.tenants(namespace) {
         let evaluation = evaluate(&tenant.as_tenant(), &catalog.infra(), &Reports::new(), &now);
-        let verdicts = evaluation
+        let spaces = evaluation
             .spaces
             .iter()
-            .map(|(name, v)| ("AddressSpace", name, v.status.phase, &v.status.messages))
-            .chain(
-                evaluation
-                    .addresses
-                    .iter()
-                    .map(|(name, s)| ("Address", name, s.phase, &s.messages)),
-            );
-        let user_messages: Vec<(&String, Option<Phase>, Vec<String>)> = evaluation
-            .users
+            .map(|(name, v)| ("AddressSpace", name, v.status.phase, v.status.messages.join("; ")));
+        let addresses = evaluation
+            .addresses
             .iter()
-            .map(|(name, s)| (name, s.phase, s.message.iter().cloned().collect()))
-            .collect();
-        let verdicts = verdicts.chain(
-            user_messages
-                .iter()
-                .map(|(name, phase, messages)| ("MessagingUser", *name, *phase, messages)),
-        );
-        for (kind, name, phase, messages) in verdicts {
+            .map(|(name, s)| ("Address", name, s.phase, s.messages.join("; ")));
+        let users = evaluation.users.iter().map(|(name, s)| {
+            (
+                "MessagingUser",
+                name,
+                s.phase,
+                s.message.clone().unwrap_or_default(),
+            )
+        });
+        for (kind, name, phase, message) in spaces.chain(addresses).chain(users) {
             let severity = match phase {
                 Some(Phase::Failed) => Severity::Error,
                 Some(Phase::Pending) => Severity::Warning,
@@ -146,7 +142,7 @@ pub fn validate(paths: &[PathBuf], namespace: &str) -> std::io::Result<Report> {
                 file,
                 line,
                 resource: Some(format!("{kind} {name}")),
-                message: messages.join("; "),
+                message,
             });
         }
     }
