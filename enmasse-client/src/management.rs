@@ -1,12 +1,14 @@
-//! Reading a broker's management API (`GET /status`), for `enmasse status` in standalone mode.
+//! A client of a broker's management API: `enmasse status` reads `GET /status` with it, and the
+//! operator pushes `PUT /config` and reads `GET /report` with it. One HTTP/1.1 request per
+//! connection, with the bearer token the broker asks for, bounded in time and in size.
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
-    Request,
+    Method, Request,
     body::Bytes,
-    header::{AUTHORIZATION, HOST},
+    header::{AUTHORIZATION, CONTENT_TYPE, HOST},
 };
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -14,7 +16,7 @@ use tokio::net::TcpStream;
 /// The largest answer read.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
-/// Why the management API could not be read.
+/// Why a request to the management API failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManagementError {
@@ -51,20 +53,25 @@ pub struct Management {
     pub address: String,
     /// The bearer token.
     pub token: Option<String>,
-    /// How long a request may take.
+    /// How long a request may take, connecting included.
     pub timeout: Duration,
 }
 
 impl Management {
     /// `GET path`, read as JSON.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ManagementError> {
-        let answer = tokio::time::timeout(self.timeout, self.get(path))
-            .await
-            .map_err(|_| ManagementError::Timeout(self.address.clone(), self.timeout))??;
+        let answer = self.request(Method::GET, path, Vec::new()).await?;
         serde_json::from_slice(&answer).map_err(|e| ManagementError::NotJson(self.address.clone(), e))
     }
 
-    async fn get(&self, path: &str) -> Result<Bytes, ManagementError> {
+    /// `method path` with a JSON `body` (none if empty); the answer's body when the status is 2xx.
+    pub async fn request(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, ManagementError> {
+        tokio::time::timeout(self.timeout, self.exchange(method, path, body))
+            .await
+            .map_err(|_| ManagementError::Timeout(self.address.clone(), self.timeout))?
+    }
+
+    async fn exchange(&self, method: Method, path: &str, body: Vec<u8>) -> Result<Bytes, ManagementError> {
         let http =
             |e: Box<dyn std::error::Error + Send + Sync>| ManagementError::Http(self.address.clone(), e);
         let stream = TcpStream::connect(self.address.as_str())
@@ -73,11 +80,19 @@ impl Management {
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| http(e.into()))?;
-        let mut request = Request::get(path).header(HOST, self.address.as_str());
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.address.as_str());
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, format!("Bearer {}", token.trim()));
         }
-        let request = request.body(Empty::<Bytes>::new()).map_err(|e| http(e.into()))?;
+        if !body.is_empty() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| http(e.into()))?;
         let exchange = async {
             let response = sender.send_request(request).await.map_err(|e| http(e.into()))?;
             let status = response.status();
@@ -99,6 +114,7 @@ impl Management {
         tokio::pin!(connection);
         tokio::select! {
             result = exchange => result,
+            // The connection ends first only when it failed; `exchange` then reports it too.
             Err(err) = &mut connection => Err(http(err.into())),
         }
     }

@@ -6,23 +6,15 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use enmasse_client::management::{Management, ManagementError};
 use enmasse_types::broker_config::{BrokerConfig, BrokerReport};
 use futures_util::future::BoxFuture;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{
-    Method, Request, StatusCode,
-    body::Bytes,
-    header::{AUTHORIZATION, CONTENT_TYPE, HOST},
-};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::{Method, body::Bytes};
 
 use crate::workload::MANAGEMENT_PORT;
 
 /// How long one request to a broker may take, connection included.
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest answer read from a broker.
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// Where a broker's management API is, and the token it asks for.
 #[derive(Clone, PartialEq, Eq)]
@@ -170,78 +162,43 @@ impl Brokers for HttpBrokers {
     }
 }
 
-/// One request; the answer's body when the status is 2xx.
+/// One request through the management client; its errors are told with the broker's pod.
 async fn request(
     broker: &BrokerEndpoint,
     method: Method,
     path: &'static str,
     body: Vec<u8>,
 ) -> Result<Bytes, BrokerError> {
-    let exchange = exchange(broker, method, path, body);
-    let (status, answer) =
-        tokio::time::timeout(TIMEOUT, exchange)
-            .await
-            .map_err(|_| BrokerError::Timeout {
-                pod: broker.pod.clone(),
+    let management = Management {
+        address: std::net::SocketAddr::new(broker.ip, broker.port).to_string(),
+        token: Some(broker.token.clone()),
+        timeout: TIMEOUT,
+    };
+    let pod = broker.pod.clone();
+    management
+        .request(method, path, body)
+        .await
+        .map_err(|err| match err {
+            ManagementError::Unreachable(_, source) => BrokerError::Unreachable {
+                pod,
+                ip: broker.ip,
+                port: broker.port,
+                source,
+            },
+            ManagementError::Timeout(..) => BrokerError::Timeout { pod, path },
+            ManagementError::Refused { status, answer, .. } => BrokerError::Refused {
+                pod,
                 path,
-            })??;
-    if status.is_success() {
-        return Ok(answer);
-    }
-    Err(BrokerError::Refused {
-        pod: broker.pod.clone(),
-        path,
-        status: status.as_u16(),
-        answer: String::from_utf8_lossy(&answer).trim().to_owned(),
-    })
-}
-
-async fn exchange(
-    broker: &BrokerEndpoint,
-    method: Method,
-    path: &'static str,
-    body: Vec<u8>,
-) -> Result<(StatusCode, Bytes), BrokerError> {
-    let http = |source: Box<dyn std::error::Error + Send + Sync>| BrokerError::Http {
-        pod: broker.pod.clone(),
-        path,
-        source,
-    };
-    let stream = TcpStream::connect((broker.ip, broker.port))
-        .await
-        .map_err(|source| BrokerError::Unreachable {
-            pod: broker.pod.clone(),
-            ip: broker.ip,
-            port: broker.port,
-            source,
-        })?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| http(e.into()))?;
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(HOST, broker.pod.as_str())
-        .header(AUTHORIZATION, format!("Bearer {}", broker.token.trim()))
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| http(e.into()))?;
-    let exchange = async {
-        let response = sender.send_request(request).await.map_err(|e| http(e.into()))?;
-        let status = response.status();
-        let answer = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(http)?
-            .to_bytes();
-        Ok((status, answer))
-    };
-    tokio::pin!(connection);
-    tokio::select! {
-        result = exchange => result,
-        // The connection ends first only when it failed; `exchange` then reports it too.
-        Err(err) = &mut connection => Err(http(err.into())),
-    }
+                status,
+                answer,
+            },
+            ManagementError::Http(_, source) => BrokerError::Http { pod, path, source },
+            other => BrokerError::Http {
+                pod,
+                path,
+                source: Box::new(other),
+            },
+        })
 }
 
 #[cfg(test)]
