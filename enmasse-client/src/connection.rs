@@ -106,6 +106,46 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
+    /// The broker stayed unreachable through every attempt a [`crate::Backoff`] allows.
+    #[error("gave up reaching {endpoint} after {attempts} attempts")]
+    GaveUp {
+        /// `host:port`.
+        endpoint: String,
+        /// How many connections were tried.
+        attempts: u32,
+        /// Why the last one failed.
+        #[source]
+        last: Box<ClientError>,
+    },
+    /// A delivery was settled after the connection that brought it was lost. The broker took it
+    /// back when the connection went, and delivers it again.
+    #[error(
+        "failed to settle a delivery from {address}: the connection that brought it is gone, and the broker delivers it again"
+    )]
+    Stale {
+        /// The address.
+        address: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again on a new connection may succeed: the network or the broker went away,
+    /// as opposed to a refusal or a configuration error that would only repeat.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. }
+            | Self::Open { .. }
+            | Self::Timeout { .. }
+            | Self::Session { .. }
+            | Self::Link { .. } => true,
+            Self::Tls { .. }
+            | Self::Token { .. }
+            | Self::Login { .. }
+            | Self::Refused { .. }
+            | Self::GaveUp { .. }
+            | Self::Stale { .. } => false,
+        }
+    }
 }
 
 /// An open connection with one session.
@@ -153,6 +193,11 @@ impl Connection {
         self.links += 1;
         let name = format!("receiver-{}", self.links);
         Receiver::attach(&mut self.session, name, address, credit).await
+    }
+
+    /// Whether the connection and its session are still up, as far as this client has seen.
+    pub fn is_open(&self) -> bool {
+        !self.connection.is_closed() && !self.session.is_ended()
     }
 
     /// `host:port` of the broker.
@@ -302,6 +347,11 @@ fn rand_id() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.finish()
+}
+
+/// A number in `[0, 1)`, different at every call, for jitter.
+pub(crate) fn rand_fraction() -> f64 {
+    (rand_id() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `condition: description`, as the broker said it.

@@ -13,6 +13,8 @@
 //! - [`config`]: where the endpoint is and how to log in, from the environment, an export or a URL;
 //! - [`connection`]: TLS, SASL (SCRAM-SHA-256, PLAIN, service-account token) and a session;
 //! - [`link`]: senders that learn each message's outcome, receivers that settle each delivery;
+//! - [`reconnect`]: a sender and a receiver that outlive broker restarts, handing back what was
+//!   not confirmed;
 //! - [`management`]: reading a broker's management API (`enmasse status`);
 //! - [`validate`]: the offline pre-merge check behind `enmasse validate`;
 //! - [`bench`]: the load generator behind `enmasse bench`;
@@ -23,9 +25,11 @@ pub mod config;
 pub mod connection;
 pub mod link;
 pub mod management;
+pub mod reconnect;
 pub mod transport;
 pub mod validate;
 
 pub use config::{ConfigError, Credentials, MessagingConfig};
 pub use connection::{ClientError, Connection};
 pub use link::{Delivery, Message, Outcome, Receiver, Sender};
+pub use reconnect::{Backoff, ReconnectingReceiver, ReconnectingSender, Sent};

@@ -170,13 +170,33 @@ impl Sender {
     /// Sends `message` and waits for the broker's outcome. An error means the outcome is unknown:
     /// the broker may or may not have the message.
     pub async fn send(&mut self, message: Message) -> Result<Outcome, ClientError> {
-        match self.link.send(message.into_amqp()).await {
-            Ok(outcome) => Ok(Outcome::from_amqp(outcome)),
-            Err(SendError::LinkStateError(LinkStateError::RemoteClosedWithError(error)))
-            | Err(SendError::Detached(DetachError::RemoteClosedWithError(error))) => {
-                Err(refused("send to", &self.address, &error))
-            }
-            Err(other) => Err(link_failed("send to", &self.address, other.to_string())),
+        let sent = self.link.send(message.into_amqp()).await;
+        settled(sent, &self.address)
+    }
+
+    /// Puts `message` on the wire without waiting for its outcome, once the broker gives credit.
+    /// An error means it was not sent.
+    pub(crate) async fn start(&mut self, message: Message) -> Result<InFlight, ClientError> {
+        let settlement = self
+            .link
+            .send_batchable(message.into_amqp())
+            .await
+            .map_err(|e| send_failed(e, &self.address))?;
+        Ok(InFlight { settlement })
+    }
+
+    /// Waits for the outcome of `in_flight`, sent on this link, or for the link to go first. An
+    /// error means the outcome is unknown. (fe2o3-amqp leaves the outcome of a message sent just
+    /// as the connection drops pending for ever, so the link's end is watched too.)
+    pub(crate) async fn outcome(&mut self, in_flight: InFlight) -> Result<Outcome, ClientError> {
+        tokio::select! {
+            biased;
+            sent = in_flight.settlement => settled(sent, &self.address),
+            lost = self.link.on_detach() => Err(link_failed(
+                "send to",
+                &self.address,
+                format!("the link went before the broker settled the message: {lost}"),
+            )),
         }
     }
 
@@ -195,11 +215,43 @@ impl Sender {
     }
 }
 
+/// A message on the wire, whose outcome is still to come.
+pub(crate) struct InFlight {
+    settlement: link::delivery::DeliveryFut<Result<messaging::Outcome, SendError>>,
+}
+
+impl InFlight {
+    /// The outcome, if the broker settled the message already.
+    pub(crate) fn settled_already(self) -> Option<Outcome> {
+        use futures_util::FutureExt;
+        match self.settlement.now_or_never() {
+            Some(Ok(outcome)) => Some(Outcome::from_amqp(outcome)),
+            _ => None,
+        }
+    }
+}
+
+fn settled(sent: Result<messaging::Outcome, SendError>, address: &str) -> Result<Outcome, ClientError> {
+    sent.map(Outcome::from_amqp).map_err(|e| send_failed(e, address))
+}
+
+fn send_failed(error: SendError, address: &str) -> ClientError {
+    match error {
+        SendError::LinkStateError(LinkStateError::RemoteClosedWithError(error))
+        | SendError::Detached(DetachError::RemoteClosedWithError(error)) => {
+            refused("send to", address, &error)
+        }
+        other => link_failed("send to", address, other.to_string()),
+    }
+}
+
 /// A message received, to be settled with [`Receiver::accept`], [`Receiver::reject`] or
 /// [`Receiver::release`].
 #[derive(Debug)]
 pub struct Delivery {
     inner: link::delivery::Delivery<Body<Value>>,
+    /// Which connection of a reconnecting receiver delivered it (0 for a plain receiver).
+    pub(crate) connection: u64,
 }
 
 impl Delivery {
@@ -291,7 +343,7 @@ impl Receiver {
     /// Waits for the next message.
     pub async fn recv(&mut self) -> Result<Delivery, ClientError> {
         match self.link.recv::<Body<Value>>().await {
-            Ok(inner) => Ok(Delivery { inner }),
+            Ok(inner) => Ok(Delivery { inner, connection: 0 }),
             Err(RecvError::LinkStateError(LinkStateError::RemoteClosedWithError(error))) => {
                 Err(refused("receive from", &self.address, &error))
             }

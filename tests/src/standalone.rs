@@ -14,7 +14,7 @@ use enmasse_broker::{
     standalone::{Options, Standalone},
 };
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// A broker serving manifests; stopped when dropped.
 pub struct Running {
@@ -30,12 +30,88 @@ pub struct Running {
     pub standalone: Arc<Standalone>,
     /// The broker.
     pub broker: Arc<Broker>,
+    setup: Setup,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// The broker runs on a runtime of its own, so that [`Running::crash`] can drop it at once.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// A broker that was stopped, to be started again on the same ports.
+pub struct Stopped {
+    addrs: [SocketAddr; 3],
+    setup: Setup,
+}
+
+/// What a broker serves, kept to start it again.
+#[derive(Clone)]
+struct Setup {
+    manifests: Vec<PathBuf>,
+    addresses: usize,
+    token_file: Option<PathBuf>,
+    tls_dir: Option<PathBuf>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Running {
+    /// Stops the broker as a restart does: its listeners close and its connections are closed.
+    /// What it held in memory is gone.
+    pub async fn stop(self) -> Stopped {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        Stopped {
+            addrs: [self.addr, self.tls_addr, self.management_addr],
+            setup: self.setup.clone(),
+        }
+    }
+
+    /// Stops the broker as `kill -9` does: every task of it is dropped where it stands, and its
+    /// sockets close without a word. What it held in memory is gone.
+    pub fn crash(mut self) -> Stopped {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        Stopped {
+            addrs: [self.addr, self.tls_addr, self.management_addr],
+            setup: self.setup.clone(),
+        }
+    }
+
+    /// Stops the broker and starts it again on the same ports.
+    pub async fn restart(self) -> Running {
+        self.stop().await.start().await
+    }
+}
+
+impl Stopped {
+    /// Starts the broker again on the ports it had.
+    pub async fn start(self) -> Running {
+        let mut listeners = Vec::new();
+        for addr in self.addrs {
+            listeners.push(bind_again(addr).await);
+        }
+        serve(listeners, self.setup).await
+    }
+}
+
+/// Binds `addr`, waiting out a listener of the previous run that is still closing.
+async fn bind_again(addr: SocketAddr) -> std::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => return listener,
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("cannot bind {addr} again: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
     }
 }
 
@@ -47,11 +123,38 @@ pub async fn standalone(
     token_file: Option<PathBuf>,
     tls_dir: Option<PathBuf>,
 ) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    }
+    let setup = Setup {
+        manifests,
+        addresses,
+        token_file,
+        tls_dir,
+    };
+    serve(listeners, setup).await
+}
+
+/// Serves `setup` on the AMQP, amqps and management listeners, in that order.
+async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    let listeners: Vec<TcpListener> = listeners
+        .into_iter()
+        .map(|listener| {
+            listener.set_nonblocking(true).unwrap();
+            TcpListener::from_std(listener).unwrap()
+        })
+        .collect();
+    let [listener, tls_listener, management_listener]: [TcpListener; 3] =
+        listeners.try_into().map_err(|_| "three listeners").unwrap();
     let addr = listener.local_addr().unwrap();
-    let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls_addr = tls_listener.local_addr().unwrap();
-    let management_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let management_addr = management_listener.local_addr().unwrap();
     let broker = Broker::new(
         Settings::default(),
@@ -60,27 +163,31 @@ pub async fn standalone(
     let data_dir = std::env::temp_dir().join(format!("enmasse-interop-{}", addr.port()));
     let tls = Arc::new(server::Tls::default());
     let options = Options {
-        manifests,
+        manifests: setup.manifests.clone(),
         data_dir: data_dir.clone(),
         namespace: "default".into(),
         address_space: None,
         amqp: Some(addr),
         amqps: Some((tls_addr, tls.clone())),
-        tokens: token_file.map(|path| Arc::new(TokenFile::new(path)) as Arc<dyn TokenReviewer>),
-        tls_dir,
+        tokens: setup
+            .token_file
+            .clone()
+            .map(|path| Arc::new(TokenFile::new(path)) as Arc<dyn TokenReviewer>),
+        tls_dir: setup.tls_dir.clone(),
     };
     let standalone = Standalone::new(options, broker.clone());
     assert!(standalone.refresh(), "the fixture was applied");
-    assert_eq!(broker.table().entries().len(), addresses);
+    assert_eq!(broker.table().entries().len(), setup.addresses);
     let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, broker.clone(), shutdown.clone()));
-    tokio::spawn(server::run_tls(
+    let tasks = TaskTracker::new();
+    tasks.spawn(server::run(listener, broker.clone(), shutdown.clone()));
+    tasks.spawn(server::run_tls(
         tls_listener,
         broker.clone(),
         tls,
         shutdown.clone(),
     ));
-    tokio::spawn(management::run(
+    tasks.spawn(management::run(
         management_listener,
         broker.clone(),
         standalone.clone(),
@@ -94,7 +201,10 @@ pub async fn standalone(
         data_dir,
         standalone,
         broker,
+        setup,
         shutdown,
+        tasks,
+        runtime: Some(runtime),
     }
 }
 
