@@ -117,6 +117,16 @@ pub enum ClientError {
         #[source]
         last: Box<ClientError>,
     },
+    /// A request got no reply.
+    #[error("request {id} to {address} was not answered: {reason}")]
+    NotAnswered {
+        /// Where the request was sent.
+        address: String,
+        /// Its message id.
+        id: String,
+        /// Why: not taken by the broker, or no reply in time.
+        reason: String,
+    },
     /// A delivery was settled after the connection that brought it was lost. The broker took it
     /// back when the connection went, and delivers it again.
     #[error(
@@ -143,6 +153,7 @@ impl ClientError {
             | Self::Login { .. }
             | Self::Refused { .. }
             | Self::GaveUp { .. }
+            | Self::NotAnswered { .. }
             | Self::Stale { .. } => false,
         }
     }

@@ -15,6 +15,7 @@
 //! - [`link`]: senders that learn each message's outcome, receivers that settle each delivery;
 //! - [`reconnect`]: a sender and a receiver that outlive broker restarts, handing back what was
 //!   not confirmed;
+//! - [`request`]: request and response over two addresses (orders in, confirmations out);
 //! - [`management`]: reading a broker's management API (`enmasse status`);
 //! - [`validate`]: the offline pre-merge check behind `enmasse validate`;
 //! - [`bench`]: the load generator behind `enmasse bench`;
@@ -26,6 +27,7 @@ pub mod connection;
 pub mod link;
 pub mod management;
 pub mod reconnect;
+pub mod request;
 pub mod transport;
 pub mod validate;
 
@@ -33,3 +35,4 @@ pub use config::{ConfigError, Credentials, MessagingConfig};
 pub use connection::{ClientError, Connection};
 pub use link::{Delivery, Message, Outcome, Receiver, Sender};
 pub use reconnect::{Backoff, ReconnectingReceiver, ReconnectingSender, Sent};
+pub use request::{Handled, Requester, Responder};

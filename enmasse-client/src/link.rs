@@ -63,8 +63,8 @@ impl Outcome {
 pub struct Message {
     body: OutgoingBody,
     durable: bool,
-    message_id: Option<String>,
-    correlation_id: Option<String>,
+    pub(crate) message_id: Option<String>,
+    pub(crate) correlation_id: Option<String>,
     subject: Option<String>,
 }
 

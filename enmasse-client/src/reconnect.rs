@@ -213,6 +213,11 @@ impl ReconnectingSender {
         results
     }
 
+    /// The address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// How many connections this sender has opened: 1 until the first reconnect.
     pub fn connections(&self) -> u64 {
         self.connections
@@ -314,6 +319,11 @@ impl ReconnectingReceiver {
     pub async fn release(&mut self, delivery: &Delivery) -> Result<(), ClientError> {
         let settled = self.current(delivery)?.release(delivery).await;
         self.settled(settled)
+    }
+
+    /// The address.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// How many connections this receiver has opened: 1 until the first reconnect.

@@ -62,6 +62,11 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// What the broker reports about its addresses, as its management API would.
+    pub fn report(&self) -> enmasse_types::broker_config::BrokerReport {
+        management::report(&self.broker)
+    }
+
     /// Stops the broker as a restart does: its listeners close and its connections are closed.
     /// What it held in memory is gone.
     pub async fn stop(self) -> Stopped {
