@@ -2,8 +2,10 @@
 //!
 //! The scenarios live under `tests/`: each file drives the public API of several crates the way a
 //! user would, over the project's own example manifests. This library holds what they share, and
-//! [`standalone`] serves the client's tests too.
+//! [`standalone`] serves the client's tests too, and [`kube_api`] the operator's and the client's
+//! tests of Kubernetes API calls.
 
+pub mod kube_api;
 pub mod standalone;
 
 use std::path::{Path, PathBuf};
