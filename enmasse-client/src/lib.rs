@@ -16,6 +16,8 @@
 //! - [`reconnect`]: a sender and a receiver that outlive broker restarts, handing back what was
 //!   not confirmed;
 //! - [`request`]: request and response over two addresses (orders in, confirmations out);
+//! - `resources` (feature `kubernetes`, on by default): apply AddressSpaces, Addresses and
+//!   MessagingUsers, wait until they are ready, read a space's export;
 //! - [`management`]: reading a broker's management API (`enmasse status`);
 //! - [`validate`]: the offline pre-merge check behind `enmasse validate`;
 //! - [`bench`]: the load generator behind `enmasse bench`;
@@ -28,6 +30,8 @@ pub mod link;
 pub mod management;
 pub mod reconnect;
 pub mod request;
+#[cfg(feature = "kubernetes")]
+pub mod resources;
 pub mod transport;
 pub mod validate;
 

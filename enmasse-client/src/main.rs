@@ -58,11 +58,15 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Validate(check::ValidateArgs),
     /// Shows the address space a standalone broker serves, its addresses and users, with their
-    /// phase and messages.
+    /// phase and messages; with --cluster, the AddressSpaces, Addresses and MessagingUsers of a
+    /// namespace, as the operator reported them.
     ///
-    /// Example:
+    /// Examples:
     ///
     ///     enmasse status --management 127.0.0.1:8080
+    ///     enmasse status --cluster --namespace team1
+    ///
+    /// Exits 1 unless everything is ready.
     #[command(verbatim_doc_comment)]
     Status(check::StatusArgs),
     /// Measures throughput and end-to-end latency of an AMQP 1.0 broker.

@@ -201,3 +201,21 @@ async fn status_lists_the_space_its_addresses_and_users_with_their_phase() {
         "error: failed to reach the management API at 127.0.0.1:1: Connection refused (os error 111)\n"
     );
 }
+
+#[tokio::test]
+async fn status_of_a_cluster_without_a_kubeconfig_says_so() {
+    let output = Command::new(env!("CARGO_BIN_EXE_enmasse"))
+        .args(["status", "--cluster", "--namespace", "team1"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("failed to find a Kubernetes API server"),
+        "{}",
+        stderr(&output)
+    );
+}

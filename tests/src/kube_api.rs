@@ -83,10 +83,10 @@ impl FakeApi {
                     Some(version) if parts.method == Method::GET => {
                         state.requests.push((Method::GET, format!("{path}?watch")));
                         state.all_requests.push(format!("GET {path}?watch"));
-                        state.watch(path, version)
+                        state.watch(Collection::selecting(path, query), version)
                     }
                     _ => {
-                        let (status, answer) = state.answer(&parts.method, path, &content_type, body);
+                        let (status, answer) = state.answer(&parts.method, path, query, &content_type, body);
                         Response::builder()
                             .status(status)
                             .body(Full::new(Bytes::from(serde_json::to_vec(&answer).unwrap())).boxed_unsync())
@@ -211,9 +211,8 @@ impl State {
         self.history.push((self.version, event, path, object));
     }
 
-    /// Opens a watch on the collection at `path`, from just after resource version `from`.
-    fn watch(&mut self, path: &str, from: u64) -> Response<Answer> {
-        let collection = Collection::parse(path);
+    /// Opens a watch on `collection`, from just after resource version `from`.
+    fn watch(&mut self, collection: Collection, from: u64) -> Response<Answer> {
         let (events, received) = mpsc::unbounded_channel();
         for (_, event, item, object) in self.history.iter().filter(|(version, ..)| *version > from) {
             if collection.holds(item) {
@@ -231,7 +230,14 @@ impl State {
             .unwrap()
     }
 
-    fn answer(&mut self, method: &Method, path: &str, content_type: &str, body: Value) -> (u16, Value) {
+    fn answer(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: Value,
+    ) -> (u16, Value) {
         self.requests.push((method.clone(), path.to_owned()));
         self.all_requests.push(format!("{method} {path}"));
         if let Some((_, _, status)) = self.refusals.iter().find(|(m, p, _)| m == method && p == path) {
@@ -244,7 +250,9 @@ impl State {
         match *method {
             Method::GET => match self.objects.get(&path) {
                 Some(object) => (200, object.clone()),
-                None if Collection::parse(&path).name.is_none() => (200, self.list(&path)),
+                None if Collection::parse(&path).name.is_none() => {
+                    (200, self.list(Collection::selecting(&path, query)))
+                }
                 None => (404, failure(404, "not found")),
             },
             Method::POST => {
@@ -325,8 +333,7 @@ impl State {
         (200, self.objects[&path].clone())
     }
 
-    fn list(&self, path: &str) -> Value {
-        let collection = Collection::parse(path);
+    fn list(&self, collection: Collection) -> Value {
         let items: Vec<Value> = self
             .objects
             .iter()
@@ -356,6 +363,8 @@ pub struct Collection {
     pub name: Option<String>,
     /// The subresource, such as `status`.
     pub subresource: Option<String>,
+    /// The one name a `fieldSelector=metadata.name=...` keeps, for a list or a watch.
+    selected: Option<String>,
 }
 
 impl Collection {
@@ -376,6 +385,7 @@ impl Collection {
             plural: rest.first().copied().unwrap_or_default().to_owned(),
             name: rest.get(1).map(|name| (*name).to_owned()),
             subresource: rest.get(2).map(|sub| (*sub).to_owned()),
+            selected: None,
         }
     }
 
@@ -397,6 +407,21 @@ impl Collection {
             && item.group_version == self.group_version
             && item.plural == self.plural
             && (self.namespace.is_none() || item.namespace == self.namespace)
+            && (self.selected.is_none() || item.name == self.selected)
+    }
+
+    /// The collection at `path`, narrowed to one name if `query` selects `metadata.name`, as
+    /// kube-runtime's `await_condition` asks.
+    fn selecting(path: &str, query: &str) -> Self {
+        let selected = query.split('&').find_map(|pair| {
+            let value = pair.strip_prefix("fieldSelector=")?;
+            let value = value.replace("%3D", "=").replace("%3d", "=");
+            value.strip_prefix("metadata.name=").map(str::to_owned)
+        });
+        Self {
+            selected,
+            ..Self::parse(path)
+        }
     }
 }
 

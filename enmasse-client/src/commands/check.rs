@@ -5,8 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use enmasse_client::{
     management::Management,
+    resources::Resources,
     validate::{self, Severity},
 };
+use enmasse_types::resources::common::Phase;
 use serde_json::Value;
 
 use crate::Output;
@@ -31,6 +33,13 @@ pub(crate) struct ValidateArgs {
 /// `enmasse status`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
+    /// Read the AddressSpaces, Addresses and MessagingUsers of a cluster namespace (through the
+    /// kubeconfig or the pod's service account) instead of a standalone broker.
+    #[arg(long)]
+    cluster: bool,
+    /// The namespace to read with --cluster; the kubeconfig's by default.
+    #[arg(long, short = 'n', requires = "cluster")]
+    namespace: Option<String>,
     /// The broker's management API, host:port.
     #[arg(long, env = "ENMASSE_MANAGEMENT", default_value = "127.0.0.1:8080")]
     management: String,
@@ -86,8 +95,12 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// Prints the status of what a standalone broker serves; tells whether all of it is `Active`.
+/// Prints the status of what a standalone broker serves, or of a cluster namespace's resources;
+/// tells whether all of it is ready.
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<bool> {
+    if args.cluster {
+        return cluster_status(args).await;
+    }
     let token = match &args.token_file {
         Some(file) => Some(
             std::fs::read_to_string(file)
@@ -123,6 +136,42 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<bool> {
         Output::Text => print_status(&status, &rows),
     }
     Ok(active)
+}
+
+/// `enmasse status --cluster`: what the operator wrote into the resources' statuses.
+async fn cluster_status(args: StatusArgs) -> anyhow::Result<bool> {
+    let resources = Resources::connect(args.namespace.as_deref()).await?;
+    let statuses = resources.statuses().await?;
+    let ready = !statuses.is_empty() && statuses.iter().all(|s| s.readiness.ready);
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
+        Output::Text => {
+            println!("namespace {}", resources.namespace());
+            let rows: Vec<[String; 4]> = statuses
+                .iter()
+                .map(|s| {
+                    let phase = match (&s.readiness.phase, s.readiness.ready) {
+                        (Some(phase), true) => format!("{phase:?}"),
+                        (Some(phase), false) if *phase == Phase::Active => "Active (stale)".to_owned(),
+                        (Some(phase), false) => format!("{phase:?}"),
+                        (None, _) => "no status".to_owned(),
+                    };
+                    [
+                        s.kind.clone(),
+                        s.name.clone(),
+                        phase,
+                        s.readiness.messages.join("; "),
+                    ]
+                })
+                .collect();
+            let depths: Vec<(&str, u64)> = statuses
+                .iter()
+                .filter_map(|s| Some((s.name.as_str(), s.depth?)))
+                .collect();
+            print_rows(&rows, &depths);
+        }
+    }
+    Ok(ready)
 }
 
 /// The messages of a status, whether it has `messages` (spaces, addresses) or `message` (users).
@@ -163,6 +212,11 @@ fn print_status(status: &Value, rows: &[[String; 4]]) {
         .flatten()
         .filter_map(|a| Some((a["address"].as_str()?, a["depth"].as_u64()?)))
         .collect();
+    print_rows(rows, &depths);
+}
+
+/// A table of kind, name, phase and messages, then the messages each address holds.
+fn print_rows(rows: &[[String; 4]], depths: &[(&str, u64)]) {
     let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
     let (kind, name, phase) = (width(0).max(4), width(1).max(4), width(2).max(5));
     println!("{:kind$}  {:name$}  {:phase$}  MESSAGES", "KIND", "NAME", "PHASE");
@@ -171,7 +225,7 @@ fn print_status(status: &Value, rows: &[[String; 4]]) {
     }
     if !depths.is_empty() {
         println!();
-        for (address, depth) in depths {
+        for &(address, depth) in depths {
             println!(
                 "{address}: {depth} message{} stored",
                 if depth == 1 { "" } else { "s" }
