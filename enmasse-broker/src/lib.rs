@@ -9,6 +9,7 @@ pub mod address;
 pub mod broker;
 pub mod connection;
 pub mod exports;
+pub mod journal;
 pub mod link;
 pub mod management;
 pub mod message;
