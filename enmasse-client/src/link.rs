@@ -170,8 +170,8 @@ impl Sender {
     /// Sends `message` and waits for the broker's outcome. An error means the outcome is unknown:
     /// the broker may or may not have the message.
     pub async fn send(&mut self, message: Message) -> Result<Outcome, ClientError> {
-        let sent = self.link.send(message.into_amqp()).await;
-        settled(sent, &self.address)
+        let in_flight = self.start(message).await?;
+        self.outcome(in_flight).await
     }
 
     /// Puts `message` on the wire without waiting for its outcome, once the broker gives credit.
