@@ -69,6 +69,7 @@ pub struct Broker {
     grants: Mutex<HashMap<u64, GrantEntry>>,
     next_grant: AtomicU64,
     throttle: Throttle,
+    recovered: Mutex<Option<Arc<crate::recovery::Restored>>>,
 }
 
 /// What a live link was allowed to do, so that it can be revoked.
@@ -137,6 +138,7 @@ impl Broker {
             grants: Mutex::new(HashMap::new()),
             next_grant: AtomicU64::new(1),
             throttle: Throttle::default(),
+            recovered: Mutex::new(None),
         })
     }
 
@@ -219,6 +221,18 @@ impl Broker {
     /// Where durable messages are made safe.
     pub fn store(&self) -> &dyn MessageStore {
         self.store.as_ref()
+    }
+
+    /// What was recovered from the journal at start, if there is a journal.
+    pub fn recovered(&self) -> Option<Arc<crate::recovery::Restored>> {
+        self.recovered.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records what was recovered, and makes new message ids higher than every recovered one.
+    pub(crate) fn set_recovered(&self, restored: crate::recovery::Restored, last_id: u64) {
+        self.next_message_id
+            .fetch_max(last_id.saturating_add(1), Ordering::Relaxed);
+        *self.recovered.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(restored));
     }
 
     /// A fresh message id.

@@ -13,6 +13,7 @@ pub mod journal;
 pub mod link;
 pub mod management;
 pub mod message;
+pub mod recovery;
 pub mod sasl;
 pub mod server;
 pub mod standalone;

@@ -15,8 +15,9 @@ use enmasse_auth::{
 };
 use enmasse_broker::{
     broker::{Broker, Settings},
+    journal::{Journal, JournalOptions},
     management::{self, Control, Pushed},
-    server,
+    recovery, server,
     standalone::{self, Standalone},
 };
 use tokio::net::TcpListener;
@@ -160,9 +161,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plain_without_tls: args.allow_plain_without_tls,
         ..Settings::default()
     };
-    let broker = Broker::new(
+    // Read before anything is served; the messages go back into their queues once the config
+    // that defines the queues is applied.
+    let journal_dir = args.data_dir.join("journal");
+    let (journal, recovery) = Journal::open(&journal_dir, JournalOptions::default())
+        .with_context(|| format!("failed to open the message journal in {}", journal_dir.display()))?;
+    let read_in = recovery.elapsed;
+    let broker = Broker::with_store(
         settings,
         Arc::new(RefuseAll::new("no configuration applied yet".into())),
+        journal.clone(),
     );
     let tokens: Option<Arc<dyn TokenReviewer>> = if args.kubernetes_token_review {
         let reviewer = KubernetesReviewer::from_environment()
@@ -179,6 +187,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // The certificate amqps serves, which the plain listener offers to clients sending the TLS header.
     let mut upgrade = None;
+    // The amqps listener, served once the journal's messages are back in their queues.
+    let mut amqps_listener = None;
     let control: Arc<dyn Control> = match args.manifests.is_empty() {
         false => {
             // TLS from the manifests' endpoint (or --tls-dir).
@@ -186,12 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
             let tls = Arc::new(server::Tls::default());
             upgrade = Some(tls.clone());
-            tasks.spawn(server::run_tls(
-                amqps,
-                broker.clone(),
-                tls.clone(),
-                shutdown.clone(),
-            ));
+            amqps_listener = Some((amqps, tls.clone()));
             let options = standalone::Options {
                 manifests: args.manifests.clone(),
                 data_dir: args.data_dir.clone(),
@@ -220,16 +225,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tls.clone(),
                     shutdown.clone(),
                 ));
-                tasks.spawn(server::run_tls(amqps, broker.clone(), tls, shutdown.clone()));
+                amqps_listener = Some((amqps, tls));
                 info!(amqps = %amqps_addr, "listening");
             }
-            info!("waiting for a broker config on PUT /config");
-            Arc::new(Pushed {
+            let pushed = Pushed {
                 broker: broker.clone(),
                 tokens,
-            })
+                saved: Some(args.data_dir.join("broker-config.json")),
+            };
+            match pushed.apply_saved() {
+                Ok(Some(_)) => {
+                    info!("serving the config saved by the last run until the operator pushes one")
+                }
+                Ok(None) => info!("waiting for a broker config on PUT /config"),
+                Err(error) => warn!("{error}; waiting for a broker config on PUT /config"),
+            }
+            Arc::new(pushed)
         }
     };
+    recovery::restore(&broker, recovery, read_in);
+    if let Some((amqps, tls)) = amqps_listener {
+        tasks.spawn(server::run_tls(amqps, broker.clone(), tls, shutdown.clone()));
+    }
     info!(amqp = ?amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");
     match (amqp, upgrade) {
         (Some(amqp), Some(tls)) => {
@@ -258,6 +275,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     info!("shutting down: no new connections, closing open ones");
     shutdown.cancel();
     tasks.wait().await;
+    journal.close();
     info!("stopped");
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! carry `Authorization: Bearer <token>`: in a cluster, any pod can reach the port, and a config
 //! names the users who may log in. Probes and metrics stay open.
 
-use std::{convert::Infallible, fmt::Write as _, sync::Arc, sync::atomic::Ordering};
+use std::{convert::Infallible, fmt::Write as _, path::PathBuf, sync::Arc, sync::atomic::Ordering};
 
 use enmasse_auth::{scram::ScramCredential, tokens::TokenReviewer};
 use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport, Credential};
@@ -53,6 +53,60 @@ pub struct Pushed {
     pub broker: Arc<Broker>,
     /// Who reviews service-account tokens, if service-account users may log in.
     pub tokens: Option<Arc<dyn TokenReviewer>>,
+    /// Where the config last applied is kept (in the data dir), so that a broker that restarts
+    /// without its operator serves what it served before.
+    pub saved: Option<PathBuf>,
+}
+
+impl Pushed {
+    /// Applies the config an earlier run saved, if there is one.
+    pub fn apply_saved(&self) -> Result<Option<Applied>, String> {
+        let Some(path) = &self.saved else {
+            return Ok(None);
+        };
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(format!(
+                    "failed to read the saved config {}: {error}",
+                    path.display()
+                ));
+            }
+        };
+        let config: BrokerConfig = serde_json::from_slice(&text).map_err(|error| {
+            format!(
+                "the saved config {} is not a broker config: {error}",
+                path.display()
+            )
+        })?;
+        self.apply(config).map(Some)
+    }
+
+    /// Keeps `config` at the saved path: written aside, synced, then renamed over the old one, so
+    /// that a crash leaves either the old config or the new one.
+    fn save(&self, config: &BrokerConfig) -> std::io::Result<()> {
+        let Some(path) = &self.saved else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?;
+        let aside = path.with_extension("json.new");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&aside)?;
+            file.write_all(&json)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&aside, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 impl Control for Pushed {
@@ -65,6 +119,9 @@ impl Control for Pushed {
             }
         }
         let authenticator = enmasse_auth::authenticator::for_config(&config, self.tokens.clone(), |_| None);
+        if let Err(error) = self.save(&config) {
+            tracing::warn!(%error, "failed to save the config; a restart without the operator will not find it");
+        }
         Ok(self.broker.apply(config, authenticator))
     }
 }
@@ -287,6 +344,7 @@ fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {
         "space": config.as_ref().map(|c| &c.space),
         "connections": broker.counters().connections_open.load(Ordering::Relaxed),
         "addresses": addresses,
+        "journal": broker.recovered().as_deref(),
         "manifests": control.status(),
     })
 }

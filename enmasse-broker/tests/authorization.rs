@@ -215,6 +215,7 @@ async fn a_pushed_config_lets_a_password_user_in_by_its_keys_alone() {
     let pushed = Pushed {
         broker: broker.clone(),
         tokens: None,
+        saved: None,
     };
     pushed.apply(config.clone()).unwrap();
 

@@ -58,6 +58,7 @@ async fn guarded_management(
         Arc::new(Pushed {
             broker: broker.clone(),
             tokens: None,
+            saved: None,
         }),
         guard,
         shutdown.clone(),

@@ -224,6 +224,18 @@ impl Queue {
         Ok(())
     }
 
+    /// Takes back a message recovered from the journal, in its place by id among those waiting.
+    /// It was accepted before the restart, so no bound refuses it; senders get credit again once
+    /// the queue drains below its bounds.
+    pub fn restore(&self, message: Message) {
+        let mut state = self.state();
+        state.bytes += message.size as u64;
+        state.messages_in += 1;
+        state.requeue(message);
+        drop(state);
+        self.arrivals.notify_one();
+    }
+
     /// Takes the next message for a consumer, waiting for one; `None` once the queue is closed. The
     /// message stays in flight until [`Queue::settle`] is called with its id.
     pub async fn pop(&self) -> Option<Message> {

@@ -51,7 +51,6 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-
 /// Where a segment's readable records end, if before the end of its file.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Tear {

@@ -26,6 +26,7 @@ async fn broker(token: &str) -> (u16, CancellationToken) {
     let control = Arc::new(Pushed {
         broker: broker.clone(),
         tokens: None,
+        saved: None,
     });
     tokio::spawn(management::run(
         listener,

@@ -1,0 +1,329 @@
+//! Durable messages through `kill -9`, with the real broker binary: a producer sends durable
+//! messages (waiting for each outcome) while a consumer takes some, the broker is killed at a
+//! random moment, and the restarted broker must deliver again every message whose send was
+//! accepted and whose consumption was not acknowledged, invent none, and keep the survivors in
+//! order. Then a journal whose tail was cut and scribbled on: the broker starts, reports the tear
+//! and serves the intact prefix.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use enmasse_client::{ClientError, Connection, Credentials, Message, MessagingConfig, Outcome};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// A broker process serving the example manifests from `data`.
+struct Broker {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Broker {
+    async fn start(data: &Path) -> Self {
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gitops");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enmasse-broker"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--listen-tls",
+                "127.0.0.1:0",
+                "--management",
+                "127.0.0.1:0",
+            ])
+            .arg("--manifests")
+            .arg(&manifests)
+            .arg("--data-dir")
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                if let Some(port) = amqp_port(&line) {
+                    return port;
+                }
+            }
+            panic!("the broker exited: {}", log.lock().unwrap());
+        })
+        .await
+        .expect("the broker starts within 30s");
+        // Keep reading, so that the broker never blocks on a full pipe.
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self { child, port, log }
+    }
+
+    fn config(&self) -> MessagingConfig {
+        MessagingConfig::new("127.0.0.1", self.port)
+            .credentials(Credentials::Scram {
+                username: "developer".into(),
+                password: "developer".into(),
+            })
+            .connect_timeout(Duration::from_secs(5))
+    }
+
+    /// `kill -9`.
+    async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// The AMQP port from the broker's "listening amqp=Some(127.0.0.1:PORT)" line.
+fn amqp_port(line: &str) -> Option<u16> {
+    let rest = &line[line.find("amqp=Some(")? + "amqp=Some(".len()..];
+    let addr = &rest[..rest.find(')')?];
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("enmasse-crash-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A small deterministic generator, seeded per run and printed so that a failure can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound.max(1)
+    }
+}
+
+/// What the producer and consumer saw before the kill.
+#[derive(Default)]
+struct Ledger {
+    /// Sent, whatever came of it.
+    attempted: BTreeSet<u64>,
+    /// Sent and accepted by the broker.
+    accepted: BTreeSet<u64>,
+    /// Received and accepted by the consumer, the accept sent.
+    acknowledged: BTreeSet<u64>,
+}
+
+/// Receives until every message of `expected` has come, failing after `timeout`; returns the
+/// sequence numbers in the order they came, accepting each.
+async fn drain(config: &MessagingConfig, expected: &BTreeSet<u64>, timeout: Duration) -> Vec<u64> {
+    let mut connection = Connection::open(config).await.unwrap();
+    let mut receiver = connection.receiver("orders", 50).await.unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut missing = expected.clone();
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(delivery) = tokio::time::timeout(left, receiver.recv()).await else {
+            panic!(
+                "{} accepted and unacknowledged messages did not come back, the first {:?}",
+                missing.len(),
+                missing.iter().take(10).collect::<Vec<_>>()
+            );
+        };
+        let delivery = delivery.unwrap();
+        let seq: u64 = delivery.text().unwrap().parse().unwrap();
+        receiver.accept(&delivery).await.unwrap();
+        missing.remove(&seq);
+        received.push(seq);
+    }
+    // Whatever else is there (messages whose outcome the kill cut off) comes too.
+    while let Ok(Ok(delivery)) = tokio::time::timeout(Duration::from_millis(300), receiver.recv()).await {
+        received.push(delivery.text().unwrap().parse().unwrap());
+        receiver.accept(&delivery).await.unwrap();
+    }
+    receiver.close().await.unwrap();
+    connection.close().await.unwrap();
+    received
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_every_accepted_unacknowledged_message_comes_back_in_order_and_none_is_invented() {
+    let data = fresh_dir("kill");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut random = Random(seed);
+    let mut next = 1u64;
+    let mut expected = BTreeSet::new();
+    let mut all_attempted = BTreeSet::new();
+    let mut survivors = 0;
+    let started = Instant::now();
+    let mut iterations = 0;
+    // Bounded in time: as many kills as fit in about 20 seconds, at least three.
+    while iterations < 3 || (started.elapsed() < Duration::from_secs(20) && iterations < 12) {
+        iterations += 1;
+        let broker = Broker::start(&data).await;
+        let config = broker.config();
+
+        // What the last kill left must all be there, in order, and nothing else.
+        let received = drain(&config, &expected, Duration::from_secs(20)).await;
+        for seq in &received {
+            assert!(
+                all_attempted.contains(seq),
+                "message {seq} was never sent (seed {seed})"
+            );
+        }
+        let mut firsts = Vec::new();
+        for seq in &received {
+            if !firsts.contains(seq) {
+                firsts.push(*seq);
+            }
+        }
+        let survived: Vec<u64> = firsts.iter().copied().filter(|s| expected.contains(s)).collect();
+        assert!(
+            survived.windows(2).all(|w| w[0] < w[1]),
+            "the survivors came back out of order: {survived:?} (seed {seed})"
+        );
+        survivors += survived.len();
+        assert!(
+            broker.log().contains("recovered the journal"),
+            "the broker reports its recovery: {}",
+            broker.log()
+        );
+
+        // Load, then a kill at a random moment.
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let producer = {
+            let ledger = ledger.clone();
+            let config = config.clone();
+            let first = next;
+            tokio::spawn(async move {
+                let mut connection = Connection::open(&config).await?;
+                let mut sender = connection.sender("orders").await?;
+                for seq in first.. {
+                    ledger.lock().unwrap().attempted.insert(seq);
+                    let outcome = sender.send(Message::text(seq.to_string()).durable(true)).await?;
+                    if outcome == Outcome::Accepted {
+                        ledger.lock().unwrap().accepted.insert(seq);
+                    }
+                }
+                Ok::<(), ClientError>(())
+            })
+        };
+        let consumer = {
+            let ledger = ledger.clone();
+            let config = config.clone();
+            let skip = random.below(3) + 2;
+            tokio::spawn(async move {
+                let mut connection = Connection::open(&config).await?;
+                let mut receiver = connection.receiver("orders", 20).await?;
+                loop {
+                    let delivery = receiver.recv().await?;
+                    let seq: u64 = delivery.text().unwrap_or_default().parse().unwrap_or(0);
+                    // Every `skip`-th message is left unsettled: it must come back after the kill.
+                    if seq % skip != 0 {
+                        receiver.accept(&delivery).await?;
+                        ledger.lock().unwrap().acknowledged.insert(seq);
+                    }
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), ClientError>(())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100 + random.below(400))).await;
+        broker.kill().await;
+        let _ = producer.await;
+        let _ = consumer.await;
+
+        let ledger = ledger.lock().unwrap();
+        all_attempted.extend(ledger.attempted.iter().copied());
+        next = ledger.attempted.last().map_or(next, |last| last + 1);
+        expected = ledger
+            .accepted
+            .difference(&ledger.acknowledged)
+            .copied()
+            .collect();
+        assert!(
+            !ledger.accepted.is_empty(),
+            "the producer got messages accepted before the kill (seed {seed})"
+        );
+    }
+    // The last kill's survivors, checked once more.
+    let broker = Broker::start(&data).await;
+    let received = drain(&broker.config(), &expected, Duration::from_secs(20)).await;
+    assert!(received.iter().all(|seq| all_attempted.contains(seq)));
+    println!("{iterations} kills, {survivors} survivors delivered again, {next} messages sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_with_a_cut_and_scribbled_tail_starts_reports_and_serves_the_intact_prefix() {
+    let data = fresh_dir("tail");
+    let broker = Broker::start(&data).await;
+    let config = broker.config();
+    let mut connection = Connection::open(&config).await.unwrap();
+    let mut sender = connection.sender("orders").await.unwrap();
+    for seq in 1..=20u64 {
+        let outcome = sender
+            .send(Message::text(seq.to_string()).durable(true))
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Accepted);
+    }
+    drop(sender);
+    drop(connection);
+    broker.kill().await;
+
+    // The power went out in the middle of the last record, and the disk wrote garbage after it.
+    let journal = data.join("journal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| std::fs::metadata(path).unwrap().len() > 8)
+        .collect();
+    segments.sort();
+    let last = segments.last().expect("a segment holds the messages");
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    bytes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02]);
+    std::fs::write(last, &bytes).unwrap();
+
+    let broker = Broker::start(&data).await;
+    let log = broker.log();
+    assert!(log.contains("journal cut off"), "the tear is reported: {log}");
+    assert!(
+        log.contains("messages=19"),
+        "nineteen intact messages recovered: {log}"
+    );
+    let expected: BTreeSet<u64> = (1..=19).collect();
+    let received = drain(&broker.config(), &expected, Duration::from_secs(10)).await;
+    assert_eq!(
+        received,
+        (1..=19).collect::<Vec<_>>(),
+        "the intact prefix, in order, and no more"
+    );
+}
