@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     address::table::{AddressTable, Applied},
+    recovery::Recovered,
     store::{MemoryStore, MessageStore},
     throttle::Throttle,
 };
@@ -69,7 +70,7 @@ pub struct Broker {
     grants: Mutex<HashMap<u64, GrantEntry>>,
     next_grant: AtomicU64,
     throttle: Throttle,
-    recovered: Mutex<Option<Arc<crate::recovery::Restored>>>,
+    recovered: Recovered,
 }
 
 /// What a live link was allowed to do, so that it can be revoked.
@@ -138,16 +139,18 @@ impl Broker {
             grants: Mutex::new(HashMap::new()),
             next_grant: AtomicU64::new(1),
             throttle: Throttle::default(),
-            recovered: Mutex::new(None),
+            recovered: Recovered::default(),
         })
     }
 
-    /// Serves exactly what `config` says, from now on. Idempotent.
+    /// Serves exactly what `config` says, from now on. Idempotent. The messages of removed and
+    /// recreated addresses are forgotten by the store; recovered messages waiting for an address
+    /// the config now serves go into its queue.
     pub fn apply(&self, config: BrokerConfig, authenticator: Arc<dyn Authenticator>) -> Applied {
-        let applied = self.table.apply(&config);
-        for (address, _) in &applied.removed {
-            self.store.forget_address(address);
-        }
+        let applied = self
+            .table
+            .apply(&config, |address| self.store.forget_address(address));
+        self.recovered.place(&self.table);
         *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config));
         // Links whose user lost the right they were attached with are detached now.
@@ -223,16 +226,20 @@ impl Broker {
         self.store.as_ref()
     }
 
-    /// What was recovered from the journal at start, if there is a journal.
-    pub fn recovered(&self) -> Option<Arc<crate::recovery::Restored>> {
-        self.recovered.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The store, to keep beyond a borrow of the broker.
+    pub(crate) fn store_handle(&self) -> Arc<dyn MessageStore> {
+        self.store.clone()
     }
 
-    /// Records what was recovered, and makes new message ids higher than every recovered one.
-    pub(crate) fn set_recovered(&self, restored: crate::recovery::Restored, last_id: u64) {
+    /// What was recovered from the journal at start, and what of it still waits for a queue.
+    pub fn recovered(&self) -> &Recovered {
+        &self.recovered
+    }
+
+    /// Makes every new message id higher than `last_id` (the highest the journal has seen).
+    pub(crate) fn skip_ids_through(&self, last_id: u64) {
         self.next_message_id
             .fetch_max(last_id.saturating_add(1), Ordering::Relaxed);
-        *self.recovered.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(restored));
     }
 
     /// A fresh message id.

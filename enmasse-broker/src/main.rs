@@ -161,17 +161,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plain_without_tls: args.allow_plain_without_tls,
         ..Settings::default()
     };
-    // Read before anything is served; the messages go back into their queues once the config
-    // that defines the queues is applied.
+    // Read before any config is applied: each config puts the recovered messages of the queues
+    // it serves back into them.
     let journal_dir = args.data_dir.join("journal");
     let (journal, recovery) = Journal::open(&journal_dir, JournalOptions::default())
         .with_context(|| format!("failed to open the message journal in {}", journal_dir.display()))?;
-    let read_in = recovery.elapsed;
     let broker = Broker::with_store(
         settings,
         Arc::new(RefuseAll::new("no configuration applied yet".into())),
         journal.clone(),
     );
+    recovery::restore(&broker, recovery);
     let tokens: Option<Arc<dyn TokenReviewer>> = if args.kubernetes_token_review {
         let reviewer = KubernetesReviewer::from_environment()
             .await
@@ -187,8 +187,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // The certificate amqps serves, which the plain listener offers to clients sending the TLS header.
     let mut upgrade = None;
-    // The amqps listener, served once the journal's messages are back in their queues.
-    let mut amqps_listener = None;
     let control: Arc<dyn Control> = match args.manifests.is_empty() {
         false => {
             // TLS from the manifests' endpoint (or --tls-dir).
@@ -196,7 +194,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
             let tls = Arc::new(server::Tls::default());
             upgrade = Some(tls.clone());
-            amqps_listener = Some((amqps, tls.clone()));
+            tasks.spawn(server::run_tls(
+                amqps,
+                broker.clone(),
+                tls.clone(),
+                shutdown.clone(),
+            ));
             let options = standalone::Options {
                 manifests: args.manifests.clone(),
                 data_dir: args.data_dir.clone(),
@@ -225,7 +228,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tls.clone(),
                     shutdown.clone(),
                 ));
-                amqps_listener = Some((amqps, tls));
+                tasks.spawn(server::run_tls(amqps, broker.clone(), tls, shutdown.clone()));
                 info!(amqps = %amqps_addr, "listening");
             }
             let pushed = Pushed {
@@ -243,10 +246,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Arc::new(pushed)
         }
     };
-    recovery::restore(&broker, recovery, read_in);
-    if let Some((amqps, tls)) = amqps_listener {
-        tasks.spawn(server::run_tls(amqps, broker.clone(), tls, shutdown.clone()));
-    }
     info!(amqp = ?amqp_addr, management = %management_listener.local_addr().unwrap_or(args.management), "listening");
     match (amqp, upgrade) {
         (Some(amqp), Some(tls)) => {

@@ -344,7 +344,10 @@ fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {
         "space": config.as_ref().map(|c| &c.space),
         "connections": broker.counters().connections_open.load(Ordering::Relaxed),
         "addresses": addresses,
-        "journal": broker.recovered().as_deref(),
+        "journal": broker.recovered().restored().map(|restored| serde_json::json!({
+            "recovered": *restored,
+            "waiting": broker.recovered().waiting(),
+        })),
         "manifests": control.status(),
     })
 }

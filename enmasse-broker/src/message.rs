@@ -135,4 +135,11 @@ pub(crate) mod testing {
             false,
         )
     }
+
+    /// A message of `size` bytes sent to `address`, marked durable by its sender.
+    pub(crate) fn durable(address: &str, size: usize) -> Message {
+        let mut message = message(address, size);
+        message.durable = true;
+        message
+    }
 }

@@ -1,17 +1,23 @@
-//! Putting what the journal recovered back into the queues, at start, before clients connect.
+//! Putting what the journal recovered back into the queues.
 //!
-//! Each message goes back to the queue of its address, in its place by id, so the survivors of a
-//! queue keep their order. A message whose address the config no longer has as a queue stays in
-//! the journal, unserved, and is counted by address: nothing is dropped silently.
+//! At start, before any config is applied, every recovered message is decoded and set aside by
+//! address. Each config applied then puts the messages of every address it serves as a queue (or
+//! subscription) back into that queue, in their place by id, so the survivors of a queue keep
+//! their order. Messages whose address the config does not serve wait, counted in the status,
+//! and stay in the journal: a broker restarted before its operator pushed a config, or with an
+//! address missing from its manifests, drops nothing silently.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use fe2o3_amqp::types::messaging::message::__private::Deserializable;
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::{
-    address::table::Engine,
+    address::table::{AddressTable, Engine},
     broker::Broker,
     journal::Recovery,
     message::{Content, Message},
@@ -21,44 +27,113 @@ use crate::{
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Restored {
-    /// Messages put back into their queues.
+    /// Messages recovered.
     pub messages: u64,
     /// Their encoded bytes.
     pub bytes: u64,
     /// Segments read.
     pub segments: usize,
-    /// How long reading the journal and refilling the queues took, in milliseconds.
+    /// How long reading the journal and decoding its messages took, in milliseconds.
     pub millis: u64,
-    /// Messages kept in the journal whose address is not a queue of the current config, by
-    /// address.
-    pub unplaced: BTreeMap<String, u64>,
     /// Messages that could not be decoded, by address: kept in the journal, never served.
     pub undecodable: BTreeMap<String, u64>,
     /// Segments cut off at a torn or corrupt record.
     pub tears: Vec<String>,
 }
 
-/// Puts `recovery`'s messages back into the broker's queues, after its config was applied.
-pub fn restore(broker: &Broker, recovery: Recovery, read_in: Duration) -> Restored {
+/// The broker's side of recovery: what was recovered, and the messages still waiting for a queue.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    restored: Option<Arc<Restored>>,
+    /// By address, oldest first.
+    waiting: BTreeMap<String, Vec<Message>>,
+}
+
+impl Recovered {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What was recovered at start, if there is a journal.
+    pub fn restored(&self) -> Option<Arc<Restored>> {
+        self.state().restored.clone()
+    }
+
+    /// Recovered messages still waiting for their address to be served as a queue, by address.
+    pub fn waiting(&self) -> BTreeMap<String, u64> {
+        self.state()
+            .waiting
+            .iter()
+            .map(|(address, messages)| (address.clone(), messages.len() as u64))
+            .collect()
+    }
+
+    /// Sets the recovered messages aside, to be placed by [`Recovered::place`].
+    pub(crate) fn set(&self, restored: Restored, waiting: BTreeMap<String, Vec<Message>>) {
+        let mut state = self.state();
+        state.restored = Some(Arc::new(restored));
+        state.waiting = waiting;
+    }
+
+    /// Puts the waiting messages of every address the table now serves as a queue into it.
+    pub(crate) fn place(&self, table: &AddressTable) {
+        let mut state = self.state();
+        if state.waiting.is_empty() {
+            return;
+        }
+        let placeable: Vec<String> = state
+            .waiting
+            .keys()
+            .filter(|address| queue_of(table, address).is_some())
+            .cloned()
+            .collect();
+        for address in placeable {
+            let (Some(queue), Some(messages)) = (queue_of(table, &address), state.waiting.remove(&address))
+            else {
+                continue;
+            };
+            let count = messages.len();
+            for message in messages {
+                queue.restore(message);
+            }
+            info!(%address, messages = count, "recovered messages are back in their queue");
+        }
+        for (address, messages) in &state.waiting {
+            warn!(
+                %address,
+                messages = messages.len(),
+                "recovered messages wait in the journal: the config serves no such queue"
+            );
+        }
+    }
+}
+
+fn queue_of(table: &AddressTable, address: &str) -> Option<Arc<crate::address::queue::Queue>> {
+    table.get(address).and_then(|entry| match &entry.engine {
+        Engine::Queue(queue) => Some(queue.clone()),
+        _ => None,
+    })
+}
+
+/// Decodes what the journal recovered and hands it to the broker, which puts each message back
+/// into its queue as soon as a config serves it. Call it before the first config is applied: it
+/// also makes every new message id higher than the recovered ones.
+pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
     let started = std::time::Instant::now();
     let mut restored = Restored {
         segments: recovery.segments,
         tears: recovery.tears,
         ..Restored::default()
     };
+    let mut waiting: BTreeMap<String, Vec<Message>> = BTreeMap::new();
+    let mut addresses: BTreeMap<String, Arc<str>> = BTreeMap::new();
     for recovered in recovery.messages {
-        let queue = broker
-            .table()
-            .get(&recovered.address)
-            .and_then(|entry| match &entry.engine {
-                Engine::Queue(queue) => Some(queue.clone()),
-                _ => None,
-            });
-        let Some(queue) = queue else {
-            *restored.unplaced.entry(recovered.address).or_default() += 1;
-            continue;
-        };
-        let content: Content = match serde_amqp::from_slice::<Deserializable<Content>>(&recovered.encoded) {
+        let content = match serde_amqp::from_slice::<Deserializable<Content>>(&recovered.encoded) {
             Ok(Deserializable(content)) => content,
             Err(_) => {
                 *restored.undecodable.entry(recovered.address).or_default() += 1;
@@ -68,16 +143,13 @@ pub fn restore(broker: &Broker, recovery: Recovery, read_in: Duration) -> Restor
         let size = recovered.encoded.len();
         restored.messages += 1;
         restored.bytes += size as u64;
-        queue.restore(Message::new(
-            recovered.id,
-            content,
-            size,
-            Arc::from(recovered.address.as_str()),
-            false,
-        ));
+        let address = addresses
+            .entry(recovered.address)
+            .or_insert_with_key(|address| Arc::from(address.as_str()));
+        let message = Message::new(recovered.id, content, size, address.clone(), false);
+        waiting.entry(address.to_string()).or_default().push(message);
     }
-    restored.millis = (read_in + started.elapsed()).as_millis() as u64;
-    broker.set_recovered(restored.clone(), recovery.last_id);
+    restored.millis = (recovery.elapsed + started.elapsed()).as_millis() as u64;
     info!(
         messages = restored.messages,
         bytes = restored.bytes,
@@ -88,11 +160,11 @@ pub fn restore(broker: &Broker, recovery: Recovery, read_in: Duration) -> Restor
     for tear in &restored.tears {
         warn!("journal cut off: {tear}");
     }
-    for (address, count) in &restored.unplaced {
-        warn!(%address, messages = count, "journaled messages kept unserved: the config has no such queue");
-    }
     for (address, count) in &restored.undecodable {
         warn!(%address, messages = count, "journaled messages that cannot be decoded are kept unserved");
     }
+    broker.skip_ids_through(recovery.last_id);
+    broker.recovered().set(restored.clone(), waiting);
+    broker.recovered().place(broker.table());
     restored
 }

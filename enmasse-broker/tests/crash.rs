@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enmasse_client::{ClientError, Connection, Credentials, Message, MessagingConfig, Outcome};
+use enmasse_client::{
+    Backoff, ClientError, Connection, Credentials, Message, MessagingConfig, Outcome, ReconnectingSender,
+    Sent,
+};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -223,13 +226,33 @@ async fn after_kill_9_every_accepted_unacknowledged_message_comes_back_in_order_
             let config = config.clone();
             let first = next;
             tokio::spawn(async move {
-                let mut connection = Connection::open(&config).await?;
-                let mut sender = connection.sender("orders").await?;
-                for seq in first.. {
-                    ledger.lock().unwrap().attempted.insert(seq);
-                    let outcome = sender.send(Message::text(seq.to_string()).durable(true)).await?;
-                    if outcome == Outcome::Accepted {
-                        ledger.lock().unwrap().accepted.insert(seq);
+                // Pipelined, so that many deliveries share each sync and the kill finds some of
+                // them written, some in the writer's hands and some still on the wire.
+                let once = Backoff {
+                    attempts: Some(1),
+                    ..Backoff::default()
+                };
+                let mut sender = ReconnectingSender::open(config, "orders", once).await?.window(25);
+                for batch in (first..).step_by(100) {
+                    let seqs: Vec<u64> = (batch..batch + 100).collect();
+                    ledger.lock().unwrap().attempted.extend(&seqs);
+                    let messages = seqs
+                        .iter()
+                        .map(|seq| Message::text(seq.to_string()).durable(true));
+                    let results = sender.send_all(messages).await;
+                    let mut ledger = ledger.lock().unwrap();
+                    let mut lost = false;
+                    for (seq, sent) in seqs.iter().zip(results) {
+                        match sent {
+                            Sent::Settled(Outcome::Accepted) => {
+                                ledger.accepted.insert(*seq);
+                            }
+                            Sent::Settled(_) => {}
+                            Sent::Unconfirmed { .. } | Sent::Unsent { .. } => lost = true,
+                        }
+                    }
+                    if lost {
+                        break;
                     }
                 }
                 Ok::<(), ClientError>(())

@@ -21,7 +21,7 @@ use enmasse_broker::{
     message::Message as Stored,
     store::{MessageStore, Persisted, StoreError},
 };
-use enmasse_types::resources::address::AddressType;
+use enmasse_types::{broker_config::BrokerAddress, resources::address::AddressType};
 use fe2o3_amqp::{
     Connection, Receiver, Sender, Session,
     connection::ConnectionHandle,
@@ -64,11 +64,15 @@ impl MessageStore for Gated {
 }
 
 async fn broker_with(store: Arc<Gated>) -> (Arc<Broker>, std::net::SocketAddr, CancellationToken) {
+    broker_serving(store, vec![address("orders", AddressType::Queue)]).await
+}
+
+async fn broker_serving(
+    store: Arc<Gated>,
+    addresses: Vec<BrokerAddress>,
+) -> (Arc<Broker>, std::net::SocketAddr, CancellationToken) {
     let broker = Broker::with_store(Settings::default(), Arc::new(AcceptAll), store);
-    broker.apply(
-        config(vec![address("orders", AddressType::Queue)]),
-        Arc::new(AcceptAll),
-    );
+    broker.apply(config(addresses), Arc::new(AcceptAll));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -82,12 +86,34 @@ async fn broker_with(store: Arc<Gated>) -> (Arc<Broker>, std::net::SocketAddr, C
 
 /// A client connection with a sender to `orders`.
 async fn sender_to_orders(addr: std::net::SocketAddr) -> (ConnectionHandle<()>, SessionHandle<()>, Sender) {
+    sender_to(addr, "orders").await
+}
+
+async fn sender_to(
+    addr: std::net::SocketAddr,
+    address: &str,
+) -> (ConnectionHandle<()>, SessionHandle<()>, Sender) {
     let mut connection = Connection::open("c", format!("amqp://{addr}").as_str())
         .await
         .unwrap();
     let mut session = Session::begin(&mut connection).await.unwrap();
-    let sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let sender = Sender::attach(&mut session, "s", address).await.unwrap();
     (connection, session, sender)
+}
+
+/// A topic `events` with the subscriptions `audit` and `billing`.
+fn topic_with_subscriptions() -> Vec<BrokerAddress> {
+    let mut addresses = vec![address("events", AddressType::Topic)];
+    for name in ["audit", "billing"] {
+        let mut subscription = address(name, AddressType::Subscription);
+        subscription.topic = Some("events".to_owned());
+        addresses.push(subscription);
+    }
+    addresses
+}
+
+fn depths(broker: &Broker) -> [u64; 2] {
+    ["audit", "billing"].map(|name| broker.table().get(name).unwrap().depth())
 }
 
 fn durable(body: &str) -> Message<fe2o3_amqp::types::messaging::AmqpValue<String>> {
@@ -150,4 +176,50 @@ async fn a_message_that_is_not_durable_never_waits_for_the_store() {
     let outcome = within("accepted at once", sender.send("fleeting")).await.unwrap();
     assert!(matches!(outcome, Outcome::Accepted(_)));
     assert!(store.persisted.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_topic_message_is_accepted_once_every_subscription_has_its_copy_safe() {
+    let store = Arc::new(Gated::default());
+    let (broker, addr, _shutdown) = broker_serving(store.clone(), topic_with_subscriptions()).await;
+    let (_connection, _session, mut sender) = sender_to(addr, "events").await;
+    let sending = tokio::spawn(async move { sender.send(durable("fan")).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!sending.is_finished());
+    assert_eq!(depths(&broker), [0, 0], "no copy is queued before it is safe");
+    let persisted = store.persisted.lock().unwrap().clone();
+    assert_eq!(
+        persisted.len(),
+        2,
+        "one copy per subscription, each with its own id"
+    );
+    assert_ne!(persisted[0], persisted[1]);
+
+    store.gate.notify_waiters();
+    let outcome = within("accepted", sending).await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+    assert_eq!(depths(&broker), [1, 1]);
+}
+
+#[tokio::test]
+async fn a_topic_message_a_copy_of_which_the_store_fails_to_keep_is_released_and_queued_nowhere() {
+    let store = Arc::new(Gated {
+        fail: true,
+        ..Gated::default()
+    });
+    let (broker, addr, _shutdown) = broker_serving(store.clone(), topic_with_subscriptions()).await;
+    let (_connection, _session, mut sender) = sender_to(addr, "events").await;
+    let sending = tokio::spawn(async move { sender.send(durable("lost")).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.gate.notify_waiters();
+    let outcome = within("settled", sending).await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Released(_)), "{outcome:?}");
+    assert_eq!(depths(&broker), [0, 0]);
+    let mut forgotten = store.forgotten.lock().unwrap().clone();
+    forgotten.sort_unstable();
+    assert_eq!(
+        forgotten,
+        *store.persisted.lock().unwrap(),
+        "whatever the store did keep is forgotten again"
+    );
 }

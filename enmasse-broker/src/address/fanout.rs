@@ -5,6 +5,9 @@
 //! address it was sent to. A sender gets credit only while every member has room, so the slowest
 //! member paces the senders instead of growing memory. With no member at all, messages are
 //! accepted and dropped, as on a topic nobody listens to.
+//!
+//! A durable subscription's copy of a durable message is not queued at once: [`Fanout::publish`]
+//! hands it back as [`Held`], for the sender's link to make safe in the message store first.
 
 use std::sync::{
     Arc, Mutex, MutexGuard,
@@ -40,6 +43,32 @@ struct Member {
     id: u64,
     filter: Filter,
     queue: Arc<Queue>,
+    /// For a durable subscription, its address: durable messages are journaled under it.
+    subscription: Option<Arc<str>>,
+}
+
+/// A copy of a durable message for a durable queue, to be queued once the store has it. Room for
+/// it stays reserved until it is queued with [`Held::queue`] or given up with [`Held::give_up`].
+#[derive(Debug)]
+pub struct Held {
+    /// The address the copy is kept under.
+    pub address: Arc<str>,
+    /// Where it goes.
+    pub queue: Arc<Queue>,
+    /// The copy.
+    pub message: Message,
+}
+
+impl Held {
+    /// Queues the copy, now that it is safe.
+    pub fn queue(self) -> Result<(), PushError> {
+        self.queue.push(self.message)
+    }
+
+    /// Gives up the copy (its persistence failed), freeing the room reserved for it.
+    pub fn give_up(self) {
+        self.queue.unreserve(1);
+    }
 }
 
 /// A fan-out address.
@@ -89,14 +118,24 @@ impl Fanout {
     /// Adds a member with a queue of its own bounded by `limits`; returns its id and queue.
     pub fn join(&self, filter: Filter, limits: AddressLimits) -> (u64, Arc<Queue>) {
         let queue = Queue::new(limits);
-        let id = self.join_queue(filter, queue.clone());
+        let id = self.add(filter, queue.clone(), None);
         (id, queue)
     }
 
-    /// Adds a member whose queue already exists (a durable subscription).
-    pub fn join_queue(&self, filter: Filter, queue: Arc<Queue>) -> u64 {
+    /// Adds a durable subscription: a member whose queue outlives its receivers, and whose
+    /// copies of durable messages are journaled under `address`.
+    pub fn join_subscription(&self, filter: Filter, queue: Arc<Queue>, address: Arc<str>) -> u64 {
+        self.add(filter, queue, Some(address))
+    }
+
+    fn add(&self, filter: Filter, queue: Arc<Queue>, subscription: Option<Arc<str>>) -> u64 {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
-        self.members().push(Member { id, filter, queue });
+        self.members().push(Member {
+            id,
+            filter,
+            queue,
+            subscription,
+        });
         self.changed.notify_waiters();
         id
     }
@@ -159,24 +198,59 @@ impl Fanout {
         }
     }
 
-    /// Copies a message sent under a reservation into every matching member's queue. A member that
-    /// refuses it (too large) does not stop the others; the first refusal is returned.
-    pub fn publish(&self, message: &Message) -> Result<(), PushError> {
+    /// Copies a message sent under a reservation into every matching member's queue. A durable
+    /// message's copies for durable subscriptions are handed back instead, to be made safe first;
+    /// each gets an id of `next_id`, so that it is kept and forgotten on its own. A member that
+    /// refuses the message (too large) does not stop the others; the first refusal is returned
+    /// and nothing is held.
+    pub fn publish(
+        &self,
+        message: &Message,
+        mut next_id: impl FnMut() -> u64,
+    ) -> Result<Vec<Held>, PushError> {
         self.published.fetch_add(1, Ordering::Relaxed);
         let members = self.members();
-        let mut result = Ok(());
+        let mut refused = None;
+        let mut held = Vec::new();
         for member in members.iter() {
-            if member.filter.matches(&message.address) {
-                let mut copy = message.clone();
-                copy.reply = None;
-                if let Err(err) = member.queue.push(copy) {
-                    result = result.and(Err(err));
-                }
-            } else {
+            if !member.filter.matches(&message.address) {
                 member.queue.unreserve(1);
+                continue;
+            }
+            let mut copy = message.clone();
+            copy.reply = None;
+            match &member.subscription {
+                Some(address) if message.durable => {
+                    let limit = member.queue.limits().max_message_size;
+                    if copy.size as u64 > limit {
+                        member.queue.unreserve(1);
+                        refused.get_or_insert(PushError::TooLarge {
+                            size: copy.size,
+                            limit,
+                        });
+                        continue;
+                    }
+                    copy.id = next_id();
+                    held.push(Held {
+                        address: address.clone(),
+                        queue: member.queue.clone(),
+                        message: copy,
+                    });
+                }
+                _ => {
+                    if let Err(err) = member.queue.push(copy) {
+                        refused.get_or_insert(err);
+                    }
+                }
             }
         }
-        result
+        match refused {
+            None => Ok(held),
+            Some(err) => {
+                held.into_iter().for_each(Held::give_up);
+                Err(err)
+            }
+        }
     }
 
     /// What the fan-out holds.
@@ -202,7 +276,10 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{address::queue::Settlement, message::testing::message};
+    use crate::{
+        address::queue::Settlement,
+        message::testing::{durable, message},
+    };
 
     fn limits(max_depth: u64) -> AddressLimits {
         AddressLimits {
@@ -221,8 +298,10 @@ mod tests {
             limits(10),
         );
         assert_eq!(topic.reserve(2), 2);
-        topic.publish(&message("sensors/room1/temp", 1)).unwrap();
-        topic.publish(&message("sensors/room1/humidity", 1)).unwrap();
+        topic.publish(&message("sensors/room1/temp", 1), || 0).unwrap();
+        topic
+            .publish(&message("sensors/room1/humidity", 1), || 0)
+            .unwrap();
         assert_eq!(all.stats().depth(), 2);
         assert_eq!(temps.stats().depth(), 1);
         assert_eq!(
@@ -238,8 +317,8 @@ mod tests {
         let (_, slow) = topic.join(Filter::All, limits(2));
         let (_, _fast) = topic.join(Filter::All, limits(10));
         assert_eq!(topic.reserve(5), 2);
-        topic.publish(&message("t", 1)).unwrap();
-        topic.publish(&message("t", 1)).unwrap();
+        topic.publish(&message("t", 1), || 0).unwrap();
+        topic.publish(&message("t", 1), || 0).unwrap();
         assert_eq!(topic.reserve(5), 0, "the slow member is full");
         let m = slow.try_pop().unwrap();
         slow.settle(m.id, Settlement::Accepted);
@@ -250,7 +329,7 @@ mod tests {
     fn without_members_messages_are_dropped_and_credit_flows() {
         let topic = Fanout::new();
         assert_eq!(topic.reserve(50), 50);
-        topic.publish(&message("t", 1)).unwrap();
+        topic.publish(&message("t", 1), || 0).unwrap();
         assert_eq!(
             topic.stats(),
             FanoutStats {
@@ -268,17 +347,64 @@ mod tests {
         topic.leave(id, false);
         assert!(queue.is_closed());
         topic.reserve(1);
-        topic.publish(&message("t", 1)).unwrap();
+        topic.publish(&message("t", 1), || 0).unwrap();
         assert_eq!(queue.stats().depth(), 0);
+    }
+
+    #[test]
+    fn a_durable_message_is_held_for_durable_subscriptions_and_queued_at_once_for_receivers() {
+        let topic = Fanout::new();
+        let (_, receiver) = topic.join(Filter::All, limits(10));
+        let subscription = Queue::new(limits(10));
+        topic.join_subscription(Filter::All, subscription.clone(), Arc::from("audit"));
+        assert_eq!(topic.reserve(1), 1);
+        let mut ids = 100..;
+        let mut held = topic
+            .publish(&durable("t", 1), || ids.next().unwrap_or_default())
+            .unwrap();
+        assert_eq!(receiver.stats().depth(), 1);
+        assert_eq!(subscription.stats().depth(), 0, "not queued before it is safe");
+        assert_eq!(held.len(), 1);
+        assert_eq!((&*held[0].address, held[0].message.id), ("audit", 100));
+        assert_eq!(subscription.reserve(100), 9, "its room stays reserved meanwhile");
+        subscription.unreserve(9);
+        held.remove(0).queue().unwrap();
+        assert_eq!(subscription.stats().depth(), 1);
+    }
+
+    #[test]
+    fn a_refused_durable_message_holds_nothing_and_frees_its_room() {
+        let topic = Fanout::new();
+        let subscription = Queue::new(limits(10));
+        topic.join_subscription(Filter::All, subscription.clone(), Arc::from("audit"));
+        let (_, small) = topic.join(
+            Filter::All,
+            AddressLimits {
+                max_message_size: 10,
+                ..limits(10)
+            },
+        );
+        assert_eq!(topic.reserve(1), 1);
+        let refused = topic.publish(&durable("t", 100), || 1);
+        assert!(matches!(
+            refused,
+            Err(PushError::TooLarge { size: 100, limit: 10 })
+        ));
+        assert_eq!(small.stats().depth(), 0);
+        assert_eq!(
+            subscription.reserve(100),
+            10,
+            "the held copy's room is free again"
+        );
     }
 
     #[test]
     fn a_durable_subscription_keeps_its_queue_when_it_leaves() {
         let topic = Fanout::new();
         let queue = Queue::new(limits(10));
-        let id = topic.join_queue(Filter::All, queue.clone());
+        let id = topic.join_subscription(Filter::All, queue.clone(), Arc::from("sub"));
         topic.reserve(1);
-        topic.publish(&message("t", 1)).unwrap();
+        topic.publish(&message("t", 1), || 0).unwrap();
         topic.leave(id, true);
         assert!(!queue.is_closed());
         assert_eq!(queue.stats().depth(), 1);

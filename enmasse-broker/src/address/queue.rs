@@ -218,7 +218,12 @@ impl Queue {
         }
         state.bytes += message.size as u64;
         state.messages_in += 1;
-        state.ready.push_back(message);
+        // A durable message is queued once it is safe, which may be after a later one of the same
+        // sender was: it still takes its place by arrival.
+        match state.ready.back() {
+            Some(last) if last.id > message.id => state.requeue(message),
+            _ => state.ready.push_back(message),
+        }
         drop(state);
         self.arrivals.notify_one();
         Ok(())

@@ -154,6 +154,9 @@ pub struct Applied {
     pub updated: Vec<String>,
     /// Addresses removed, with the messages they still held.
     pub removed: Vec<(String, u64)>,
+    /// Addresses recreated empty because their type or topic changed, with the messages the old
+    /// one still held.
+    pub recreated: Vec<(String, u64)>,
 }
 
 /// The addresses the broker serves.
@@ -186,8 +189,10 @@ impl AddressTable {
 
     /// Makes the table serve exactly the config's addresses: new ones are created, changed ones
     /// updated in place (or recreated when their type or topic changed), missing ones removed.
-    /// Unrelated addresses and their links are untouched.
-    pub fn apply(&self, config: &BrokerConfig) -> Applied {
+    /// Unrelated addresses and their links are untouched. `dropped` is told of every address
+    /// whose messages went (removed or recreated) before any new entry can be seen, so that what
+    /// it forgets cannot be a message of the new one.
+    pub fn apply(&self, config: &BrokerConfig, mut dropped: impl FnMut(&str)) -> Applied {
         let mut applied = Applied::default();
         let mut entries = self
             .entries
@@ -211,8 +216,10 @@ impl AddressTable {
             if let Some(entry) = entries.remove(&name) {
                 let held = entry.depth();
                 entry.close();
-                if !wanted.contains_key(name.as_str()) {
-                    applied.removed.push((name, held));
+                dropped(&name);
+                match wanted.contains_key(name.as_str()) {
+                    true => applied.recreated.push((name, held)),
+                    false => applied.removed.push((name, held)),
                 }
             }
         }
@@ -336,7 +343,7 @@ fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Ent
             let mut entry = Entry::new(config.clone(), Engine::Queue(queue.clone()));
             let topic = config.topic.as_deref().and_then(|t| entries.get(t));
             if let Some(Engine::Fanout(fanout)) = topic.map(|t| &t.engine) {
-                let id = fanout.join_queue(Filter::All, queue);
+                let id = fanout.join_subscription(Filter::All, queue, Arc::from(config.address.as_str()));
                 entry.membership = Some((fanout.clone(), id));
             }
             entry

@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 use super::{CLOSE_TIMEOUT, Exit, Kept, removed_error, revoked_error};
 use crate::{
     address::{
+        fanout::Held,
         queue::{PushError, Settlement},
         table::{Engine, Entry, SendTarget},
     },
@@ -174,24 +175,20 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
                     limit,
                 })
             } else {
-                match broker.store().persist(&target.entry.address, &message) {
-                    Persisted::Now => queue.push(message),
-                    Persisted::Later(persisting) => {
-                        // The delivery is accepted once the message is safe, and only then queued.
-                        let queue = queue.clone();
-                        return Stored::Waiting(Box::pin(async move {
-                            let settlement = match persisting.await {
-                                Ok(()) if queue.push(message).is_ok() => Settlement::Accepted,
-                                Ok(()) | Err(_) => Settlement::Released,
-                            };
-                            (info, (settlement, None))
-                        }));
-                    }
-                }
+                let held = Held {
+                    address: Arc::from(target.entry.address.as_str()),
+                    queue: queue.clone(),
+                    message,
+                };
+                return persist_then_queue(broker, vec![held], info);
             }
         }
         Engine::Queue(queue) => queue.push(message),
-        Engine::Fanout(fanout) => fanout.publish(&message),
+        Engine::Fanout(fanout) => match fanout.publish(&message, || broker.next_message_id()) {
+            Ok(held) if held.is_empty() => Ok(()),
+            Ok(held) => return persist_then_queue(broker, held, info),
+            Err(err) => Err(err),
+        },
         Engine::Anycast(queue) => {
             let (reply, settled) = SettleBack::channel();
             message.reply = Some(reply);
@@ -220,6 +217,50 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
         }
         Err(PushError::Closed) => Stored::Released(info),
     }
+}
+
+/// Makes durable copies safe in the store, and queues them only then: the delivery is accepted
+/// once every copy is safe and queued. If the store fails to keep one, none is queued, the store
+/// forgets those it kept, and the delivery is released for the sender to try again.
+fn persist_then_queue(broker: &Broker, held: Vec<Held>, info: DeliveryInfo) -> Stored {
+    let store = broker.store_handle();
+    let mut persisting = Vec::new();
+    for copy in &held {
+        if let Persisted::Later(future) = store.persist(&copy.address, &copy.message) {
+            persisting.push(future);
+        }
+    }
+    let finish = move |safe: bool| {
+        let mut settlement = Settlement::Accepted;
+        for copy in held {
+            if !safe {
+                store.forget(&copy.address, copy.message.id);
+                copy.give_up();
+                settlement = Settlement::Released;
+                continue;
+            }
+            let (address, id) = (copy.address.clone(), copy.message.id);
+            if copy.queue().is_err() {
+                // The address went away meanwhile, and its messages with it.
+                store.forget(&address, id);
+                settlement = Settlement::Released;
+            }
+        }
+        settlement
+    };
+    if persisting.is_empty() {
+        return match finish(true) {
+            Settlement::Accepted => Stored::Accepted(info),
+            _ => Stored::Released(info),
+        };
+    }
+    Stored::Waiting(Box::pin(async move {
+        let safe = futures_util::future::join_all(persisting)
+            .await
+            .iter()
+            .all(Result::is_ok);
+        (info, (finish(safe), None))
+    }))
 }
 
 /// The future's output if it is ready at once. Polled where it is built: fe2o3's receive future

@@ -189,3 +189,28 @@ async fn messages_that_come_back_keep_their_original_order() {
     assert_eq!(order, sorted);
     assert_eq!(order.len(), 4);
 }
+
+#[test]
+fn a_message_queued_after_a_later_one_still_takes_its_place_by_arrival() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.reserve(3);
+    let (first, second, third) = (message("q", 1), message("q", 1), message("q", 1));
+    let ids = [first.id, second.id, third.id];
+    // The first was durable, and its sync completed after the others were queued.
+    queue.push(second).unwrap();
+    queue.push(third).unwrap();
+    queue.push(first).unwrap();
+    let order: Vec<u64> = std::iter::from_fn(|| queue.try_pop()).map(|m| m.id).collect();
+    assert_eq!(order, ids);
+}
+
+#[test]
+fn a_restored_message_is_taken_in_whatever_the_bounds() {
+    let queue = Queue::new(limits(1, 1_000, 100));
+    assert_eq!(queue.reserve(1), 1);
+    queue.push(message("q", 1)).unwrap();
+    queue.restore(message("q", 500));
+    assert_eq!(queue.stats().depth(), 2);
+    assert_eq!(queue.stats().bytes, 501);
+    assert_eq!(queue.reserve(1), 0, "no credit until it drains below its bounds");
+}

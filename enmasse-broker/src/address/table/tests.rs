@@ -32,12 +32,15 @@ fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
 
 fn table() -> AddressTable {
     let table = AddressTable::new();
-    table.apply(&config(vec![
-        address("orders", AddressType::Queue, None),
-        address("events", AddressType::Topic, None),
-        address("audit", AddressType::Subscription, Some("events")),
-        address("rpc", AddressType::Anycast, None),
-    ]));
+    table.apply(
+        &config(vec![
+            address("orders", AddressType::Queue, None),
+            address("events", AddressType::Topic, None),
+            address("audit", AddressType::Subscription, Some("events")),
+            address("rpc", AddressType::Anycast, None),
+        ]),
+        |_| {},
+    );
     table
 }
 
@@ -92,7 +95,7 @@ fn a_subscription_collects_its_topics_messages_while_nobody_is_attached() {
     };
     assert_eq!(topic.reserve(1), 1);
     topic
-        .publish(&crate::message::testing::message("events/x", 1))
+        .publish(&crate::message::testing::message("events/x", 1), || 0)
         .unwrap();
     assert_eq!(table.get("audit").unwrap().depth(), 1);
 }
@@ -103,12 +106,15 @@ fn applying_a_config_adds_updates_and_removes_only_what_changed() {
     let orders = table.get("orders").unwrap();
     let mut bigger = address("orders", AddressType::Queue, None);
     bigger.limits.max_depth = 7;
-    let applied = table.apply(&config(vec![
-        bigger,
-        address("events", AddressType::Topic, None),
-        address("audit", AddressType::Subscription, Some("events")),
-        address("new", AddressType::Multicast, None),
-    ]));
+    let applied = table.apply(
+        &config(vec![
+            bigger,
+            address("events", AddressType::Topic, None),
+            address("audit", AddressType::Subscription, Some("events")),
+            address("new", AddressType::Multicast, None),
+        ]),
+        |_| {},
+    );
     assert_eq!(applied.added, ["new"]);
     assert_eq!(applied.updated, ["orders"]);
     assert_eq!(applied.removed, [("rpc".to_owned(), 0)]);
@@ -130,17 +136,30 @@ fn a_removed_address_tells_its_links_and_reports_what_it_held() {
     };
     queue.reserve(1);
     queue.push(crate::message::testing::message("orders", 1)).unwrap();
-    let applied = table.apply(&config(vec![]));
+    let applied = table.apply(&config(vec![]), |_| {});
     assert!(applied.removed.contains(&("orders".to_owned(), 1)));
     assert!(orders.removed.is_cancelled());
     assert!(queue.is_closed());
 }
 
 #[test]
-fn changing_an_address_type_recreates_it() {
+fn changing_an_address_type_recreates_it_and_reports_what_the_old_one_held() {
     let table = table();
     let old = table.get("orders").unwrap();
-    table.apply(&config(vec![address("orders", AddressType::Topic, None)]));
+    let Engine::Queue(queue) = &old.engine else {
+        panic!()
+    };
+    queue.reserve(1);
+    queue.push(crate::message::testing::message("orders", 1)).unwrap();
+    let mut dropped = Vec::new();
+    let applied = table.apply(
+        &config(vec![address("orders", AddressType::Topic, None)]),
+        |address| dropped.push(address.to_owned()),
+    );
     assert!(old.removed.is_cancelled());
     assert_eq!(table.get("orders").unwrap().type_, AddressType::Topic);
+    assert_eq!(applied.recreated, [("orders".to_owned(), 1)]);
+    assert_eq!(applied.added, ["orders"]);
+    assert_eq!(dropped.len(), 4, "every address whose messages went: {dropped:?}");
+    assert!(dropped.contains(&"orders".to_owned()));
 }

@@ -1,0 +1,224 @@
+//! The broker on its journal, restarted in process: durable messages come back in their queues
+//! and in every subscription of their topic, recovered messages wait for a config that serves
+//! their address, and an address that is removed or changes type takes its messages with it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use common::{address, config, within};
+use enmasse_auth::authenticator::AcceptAll;
+use enmasse_broker::{
+    broker::{Broker, Settings},
+    journal::{Journal, JournalOptions},
+    recovery,
+};
+use enmasse_types::{
+    broker_config::{BrokerAddress, BrokerConfig},
+    resources::address::AddressType,
+};
+use fe2o3_amqp::{
+    Connection, Receiver, Sender, Session,
+    types::messaging::{AmqpValue, Header, Message, Outcome},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A broker serving from a journal in `dir`.
+struct Durable {
+    broker: Arc<Broker>,
+    journal: Arc<Journal>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Durable {
+    async fn start(dir: &Path, config: BrokerConfig) -> Self {
+        let (journal, recovery) = Journal::open(dir, JournalOptions::default()).unwrap();
+        let broker = Broker::with_store(Settings::default(), Arc::new(AcceptAll), journal.clone());
+        recovery::restore(&broker, recovery);
+        broker.apply(config, Arc::new(AcceptAll));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(enmasse_broker::server::run(
+            listener,
+            broker.clone(),
+            shutdown.clone(),
+        ));
+        Self {
+            broker,
+            journal,
+            addr,
+            shutdown,
+        }
+    }
+
+    /// Stops serving and closes the journal once everything sent to it is written.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.journal.sync().await;
+        self.journal.close();
+    }
+
+    /// Sends each body to `address` and checks it is accepted.
+    async fn send(&self, address: &str, bodies: &[(&str, bool)]) {
+        let mut connection = Connection::open("sender", format!("amqp://{}", self.addr).as_str())
+            .await
+            .unwrap();
+        let mut session = Session::begin(&mut connection).await.unwrap();
+        let mut sender = Sender::attach(&mut session, "s", address).await.unwrap();
+        for (body, durable) in bodies {
+            let message = Message::builder()
+                .header(Header::builder().durable(*durable).build())
+                .value(body.to_string())
+                .build();
+            let outcome = within("accepted", sender.send(message)).await.unwrap();
+            assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+        }
+        sender.close().await.unwrap();
+        connection.close().await.unwrap();
+    }
+
+    /// Receives `count` bodies from `address`, accepting them.
+    async fn take(&self, address: &str, count: usize) -> Vec<String> {
+        let mut connection = Connection::open("receiver", format!("amqp://{}", self.addr).as_str())
+            .await
+            .unwrap();
+        let mut session = Session::begin(&mut connection).await.unwrap();
+        let mut receiver = Receiver::attach(&mut session, "r", address).await.unwrap();
+        let mut bodies = Vec::new();
+        for _ in 0..count {
+            let delivery = within("receive", receiver.recv::<AmqpValue<String>>())
+                .await
+                .unwrap();
+            receiver.accept(&delivery).await.unwrap();
+            bodies.push(delivery.body().0.clone());
+        }
+        receiver.close().await.unwrap();
+        connection.close().await.unwrap();
+        bodies
+    }
+
+    fn depth(&self, address: &str) -> u64 {
+        self.broker.table().get(address).map_or(0, |entry| entry.depth())
+    }
+
+    fn waiting(&self) -> BTreeMap<String, u64> {
+        self.broker.recovered().waiting()
+    }
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("enmasse-journal-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn subscription(name: &str, topic: &str) -> BrokerAddress {
+    let mut sub = address(name, AddressType::Subscription);
+    sub.topic = Some(topic.to_owned());
+    sub
+}
+
+fn topic_with_subscriptions() -> BrokerConfig {
+    config(vec![
+        address("events", AddressType::Topic),
+        subscription("audit", "events"),
+        subscription("billing", "events"),
+    ])
+}
+
+#[tokio::test]
+async fn durable_topic_messages_come_back_in_every_subscription_after_a_restart() {
+    let dir = fresh_dir("topic");
+    let broker = Durable::start(&dir, topic_with_subscriptions()).await;
+    broker
+        .send(
+            "events",
+            &[("one", true), ("fleeting", false), ("two", true), ("three", true)],
+        )
+        .await;
+    assert_eq!(broker.take("audit", 2).await, ["one", "fleeting"]);
+    broker.stop().await;
+
+    let broker = Durable::start(&dir, topic_with_subscriptions()).await;
+    assert_eq!(
+        broker.take("audit", 2).await,
+        ["two", "three"],
+        "what audit had not taken, in order"
+    );
+    assert_eq!(
+        broker.take("billing", 3).await,
+        ["one", "two", "three"],
+        "billing kept its own copies; the message that was not durable is gone"
+    );
+    assert_eq!(broker.depth("audit") + broker.depth("billing"), 0);
+    broker.stop().await;
+
+    let broker = Durable::start(&dir, topic_with_subscriptions()).await;
+    assert_eq!(
+        broker.depth("audit") + broker.depth("billing"),
+        0,
+        "taken for good"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn recovered_messages_wait_for_a_config_that_serves_their_queue() {
+    let dir = fresh_dir("waiting");
+    let orders = config(vec![address("orders", AddressType::Queue)]);
+    let broker = Durable::start(&dir, orders.clone()).await;
+    broker.send("orders", &[("a", true), ("b", true)]).await;
+    broker.stop().await;
+
+    // Restarted with a config that lacks the queue (an operator that has not pushed yet, or a
+    // manifest missing from the directory): the messages wait, and are counted.
+    let broker = Durable::start(&dir, config(vec![])).await;
+    assert_eq!(broker.waiting(), BTreeMap::from([("orders".to_owned(), 2)]));
+    broker.broker.apply(orders.clone(), Arc::new(AcceptAll));
+    assert!(broker.waiting().is_empty());
+    assert_eq!(broker.take("orders", 2).await, ["a", "b"]);
+    broker.stop().await;
+
+    // They were kept in the journal while they waited, and are gone once taken.
+    let broker = Durable::start(&dir, orders).await;
+    assert_eq!(broker.depth("orders"), 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_address_removed_or_changed_in_type_takes_its_messages_along() {
+    let dir = fresh_dir("removed");
+    let both = config(vec![
+        address("orders", AddressType::Queue),
+        address("returns", AddressType::Queue),
+    ]);
+    let broker = Durable::start(&dir, both.clone()).await;
+    broker.send("orders", &[("o", true)]).await;
+    broker.send("returns", &[("r", true)]).await;
+    let applied = broker.broker.apply(
+        config(vec![address("orders", AddressType::Topic)]),
+        Arc::new(AcceptAll),
+    );
+    assert_eq!(applied.recreated, [("orders".to_owned(), 1)]);
+    assert_eq!(applied.removed, [("returns".to_owned(), 1)]);
+    broker.stop().await;
+
+    let broker = Durable::start(&dir, both).await;
+    assert_eq!(broker.depth("orders") + broker.depth("returns"), 0);
+    assert!(broker.waiting().is_empty(), "nothing left in the journal");
+    broker.stop().await;
+}
