@@ -137,7 +137,7 @@ impl Journal {
                         segment,
                         offset,
                         len: len as u32,
-                        address: Arc::from(address),
+                        address: ledger.intern(address),
                     };
                     ledger.add(id, live);
                     contents.insert(id, message.to_vec());

@@ -276,7 +276,8 @@ async fn put_config(request: Request<Incoming>, control: &dyn Control) -> Answer
                 "revision": revision,
                 "added": applied.added,
                 "updated": applied.updated,
-                "removed": applied.removed.iter().map(|(a, held)| serde_json::json!({"address": a, "messages": held})).collect::<Vec<_>>(),
+                "removed": held(&applied.removed),
+                "recreated": held(&applied.recreated),
             }),
         ),
         Err(why) => text(StatusCode::CONFLICT, &format!("{why}\n")),
@@ -316,6 +317,14 @@ struct AddressStatus {
     receivers: u64,
     messages_in: u64,
     messages_out: u64,
+}
+
+/// Addresses and the messages they held, as `PUT /config` answers them.
+fn held(addresses: &[(String, u64)]) -> Vec<serde_json::Value> {
+    addresses
+        .iter()
+        .map(|(address, messages)| serde_json::json!({"address": address, "messages": messages}))
+        .collect()
 }
 
 fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {

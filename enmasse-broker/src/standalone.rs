@@ -413,7 +413,12 @@ impl Standalone {
         };
         let applied = self.apply_config(config, tenant);
         if !applied.added.is_empty() || !applied.removed.is_empty() {
-            info!(added = ?applied.added, removed = ?applied.removed, "addresses changed");
+            info!(
+                added = ?applied.added,
+                removed = ?applied.removed,
+                recreated = ?applied.recreated,
+                "addresses changed"
+            );
         }
         evaluate(&tenant.as_tenant(), &catalog.infra(), &self.reports(tenant), now)
     }

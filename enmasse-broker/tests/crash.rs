@@ -11,6 +11,10 @@
     reason = "a test fails by panicking"
 )]
 
+mod common;
+
+use enmasse_types::{broker_config::BrokerConfig, resources::address::AddressType};
+use hyper::Method;
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
@@ -19,36 +23,53 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::{address, config};
 use enmasse_client::{
     Backoff, ClientError, Connection, Credentials, Message, MessagingConfig, Outcome, ReconnectingSender,
-    Sent,
+    Sent, management::Management,
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
 
-/// A broker process serving the example manifests from `data`.
+/// A broker process on `data`.
 struct Broker {
     child: Child,
     port: u16,
+    management: u16,
     log: Arc<Mutex<String>>,
+    /// Whether it serves the example manifests (its users log in) or pushed configs.
+    manifests: bool,
 }
 
 impl Broker {
+    /// A broker serving the example manifests.
     async fn start(data: &Path) -> Self {
-        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gitops");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_enmasse-broker"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--listen-tls",
-                "127.0.0.1:0",
-                "--management",
-                "127.0.0.1:0",
-            ])
-            .arg("--manifests")
-            .arg(&manifests)
+        Self::spawn(data, true).await
+    }
+
+    /// A broker without manifests, as the operator runs it.
+    async fn start_pushed(data: &Path) -> Self {
+        Self::spawn(data, false).await
+    }
+
+    async fn spawn(data: &Path, manifests: bool) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_enmasse-broker"));
+        command.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--management",
+            "127.0.0.1:0",
+        ]);
+        if manifests {
+            command
+                .arg("--manifests")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/gitops"));
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(data)
             .env("RUST_LOG", "info")
@@ -58,12 +79,14 @@ impl Broker {
             .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = tokio::time::timeout(Duration::from_secs(30), async {
+        let (port, management) = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {
                 log.lock().unwrap().push_str(&line);
                 log.lock().unwrap().push('\n');
-                if let Some(port) = amqp_port(&line) {
-                    return port;
+                if let (Some(port), Some(management)) =
+                    (port_after(&line, "amqp=Some("), port_after(&line, "management="))
+                {
+                    return (port, management);
                 }
             }
             panic!("the broker exited: {}", log.lock().unwrap());
@@ -79,16 +102,35 @@ impl Broker {
                 log.push('\n');
             }
         });
-        Self { child, port, log }
+        Self {
+            child,
+            port,
+            management,
+            log,
+            manifests,
+        }
     }
 
     fn config(&self) -> MessagingConfig {
-        MessagingConfig::new("127.0.0.1", self.port)
-            .credentials(Credentials::Scram {
+        let config = MessagingConfig::new("127.0.0.1", self.port).connect_timeout(Duration::from_secs(5));
+        match self.manifests {
+            true => config.credentials(Credentials::Scram {
                 username: "developer".into(),
                 password: "developer".into(),
-            })
-            .connect_timeout(Duration::from_secs(5))
+            }),
+            false => config,
+        }
+    }
+
+    /// Pushes `config` as the operator does.
+    async fn push(&self, config: &BrokerConfig) {
+        let management = Management {
+            address: format!("127.0.0.1:{}", self.management),
+            token: None,
+            timeout: Duration::from_secs(5),
+        };
+        let body = serde_json::to_vec(config).unwrap();
+        management.request(Method::PUT, "/config", body).await.unwrap();
     }
 
     /// `kill -9`.
@@ -102,10 +144,10 @@ impl Broker {
     }
 }
 
-/// The AMQP port from the broker's "listening amqp=Some(127.0.0.1:PORT)" line.
-fn amqp_port(line: &str) -> Option<u16> {
-    let rest = &line[line.find("amqp=Some(")? + "amqp=Some(".len()..];
-    let addr = &rest[..rest.find(')')?];
+/// A port from the broker's "listening amqp=Some(127.0.0.1:PORT) management=127.0.0.1:PORT" line.
+fn port_after(line: &str, field: &str) -> Option<u16> {
+    let rest = &line[line.find(field)? + field.len()..];
+    let addr = &rest[..rest.find([')', ' ']).unwrap_or(rest.len())];
     addr.rsplit(':').next()?.parse().ok()
 }
 
@@ -269,7 +311,7 @@ async fn after_kill_9_every_accepted_unacknowledged_message_comes_back_in_order_
                     let delivery = receiver.recv().await?;
                     let seq: u64 = delivery.text().unwrap_or_default().parse().unwrap_or(0);
                     // Every `skip`-th message is left unsettled: it must come back after the kill.
-                    if seq % skip != 0 {
+                    if !seq.is_multiple_of(skip) {
                         receiver.accept(&delivery).await?;
                         ledger.lock().unwrap().acknowledged.insert(seq);
                     }
@@ -349,4 +391,35 @@ async fn a_journal_with_a_cut_and_scribbled_tail_starts_reports_and_serves_the_i
         (1..=19).collect::<Vec<_>>(),
         "the intact prefix, in order, and no more"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_without_its_operator_serves_the_pushed_config_and_its_messages() {
+    let data = fresh_dir("pushed");
+    let broker = Broker::start_pushed(&data).await;
+    broker
+        .push(&config(vec![address("orders", AddressType::Queue)]))
+        .await;
+    let mut connection = Connection::open(&broker.config()).await.unwrap();
+    let mut sender = connection.sender("orders").await.unwrap();
+    for seq in 1..=5u64 {
+        let outcome = sender
+            .send(Message::text(seq.to_string()).durable(true))
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Accepted);
+    }
+    drop(sender);
+    drop(connection);
+    broker.kill().await;
+
+    // Nobody pushes this time.
+    let broker = Broker::start_pushed(&data).await;
+    assert!(
+        broker.log().contains("serving the config saved by the last run"),
+        "{}",
+        broker.log()
+    );
+    let received = drain(&broker.config(), &(1..=5).collect(), Duration::from_secs(10)).await;
+    assert_eq!(received, (1..=5).collect::<Vec<_>>());
 }

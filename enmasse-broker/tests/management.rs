@@ -128,6 +128,37 @@ async fn a_malformed_config_is_refused_with_the_reason_and_nothing_changes() {
     assert!(broker.config().is_none());
 }
 
+#[test]
+fn a_pushed_config_is_kept_for_the_next_start_and_a_broken_one_is_reported_by_path() {
+    let dir = std::env::temp_dir().join(format!("enmasse-saved-config-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let saved = dir.join("broker-config.json");
+    let pushed = |broker: &Arc<Broker>| Pushed {
+        broker: broker.clone(),
+        tokens: None,
+        saved: Some(saved.clone()),
+    };
+    let first = Broker::new(Settings::default(), Arc::new(AcceptAll));
+    assert!(
+        pushed(&first).apply_saved().unwrap().is_none(),
+        "nothing saved yet"
+    );
+    let orders = config(vec![address("orders", AddressType::Queue)]);
+    management::Control::apply(&pushed(&first), orders.clone()).unwrap();
+
+    let restarted = Broker::new(Settings::default(), Arc::new(AcceptAll));
+    let applied = pushed(&restarted).apply_saved().unwrap().unwrap();
+    assert_eq!(applied.added, ["orders"]);
+    assert_eq!(restarted.config().as_deref(), Some(&orders));
+
+    std::fs::write(&saved, b"{\"space\": ").unwrap();
+    let broken = Broker::new(Settings::default(), Arc::new(AcceptAll));
+    let error = pushed(&broken).apply_saved().unwrap_err();
+    assert!(error.contains(&saved.display().to_string()), "{error}");
+    assert!(broken.config().is_none(), "nothing applied from it");
+}
+
 #[tokio::test]
 async fn status_and_metrics_report_each_address() {
     let (addr, _broker, _shutdown) = management().await;

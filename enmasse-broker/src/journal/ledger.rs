@@ -7,7 +7,7 @@
 //! without 5 would bring the message back.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
 };
 
@@ -44,9 +44,21 @@ pub(crate) struct Usage {
 pub(crate) struct Ledger {
     pub(crate) live: HashMap<u64, Live>,
     pub(crate) segments: BTreeMap<u64, Usage>,
+    /// Every address seen, so that a million live messages share a few names.
+    addresses: HashSet<Arc<str>>,
 }
 
 impl Ledger {
+    /// The one shared copy of `address`.
+    pub(crate) fn intern(&mut self, address: &str) -> Arc<str> {
+        if let Some(known) = self.addresses.get(address) {
+            return known.clone();
+        }
+        let address: Arc<str> = Arc::from(address);
+        self.addresses.insert(address.clone());
+        address
+    }
+
     /// Counts a segment, of `size` bytes so far.
     pub(crate) fn open_segment(&mut self, segment: u64, size: u64) {
         self.segments.entry(segment).or_default().size = size;

@@ -105,7 +105,7 @@ impl Writer {
                         segment: self.current,
                         offset: self.size + buffer.len() as u64,
                         len: record.len() as u32,
-                        address,
+                        address: self.ledger.intern(&address),
                     };
                     buffer.extend_from_slice(&record);
                     changes.push(Change::Add { id, live });
