@@ -4,7 +4,8 @@
 //! keeping up to `window` unsettled messages in flight (at-least-once), or sending them pre-settled
 //! (at-most-once). Every message carries the time it was sent, so consumers measure end-to-end
 //! latency. The report gives the rate at which messages were received and the latency
-//! percentiles.
+//! percentiles. Without consumers, producers only fill the address: the rate is that of the
+//! sends the broker accepted.
 
 use std::{
     sync::{
@@ -20,7 +21,7 @@ use fe2o3_amqp::{
     link::CreditMode,
     session::SessionHandle,
     types::{
-        messaging::{Data, Message, Outcome, message::Builder},
+        messaging::{Data, Header, Message, Outcome, Source, Target, TerminusDurability, message::Builder},
         primitives::Binary,
     },
 };
@@ -42,7 +43,7 @@ pub struct Options {
     pub size: usize,
     /// Producer connections.
     pub producers: usize,
-    /// Consumer connections.
+    /// Consumer connections; none to only fill the address.
     pub consumers: usize,
     /// Unsettled messages a producer keeps in flight.
     pub window: usize,
@@ -50,6 +51,8 @@ pub struct Options {
     pub credit: u32,
     /// Send pre-settled (at-most-once) instead of waiting for each outcome.
     pub presettled: bool,
+    /// Mark the messages durable.
+    pub durable: bool,
     /// Messages per second to send, across all producers; as fast as possible when absent.
     pub rate: Option<u64>,
     /// For `amqps://` URLs: the CA certificate (PEM) to trust.
@@ -59,13 +62,15 @@ pub struct Options {
 /// What a run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
+    /// Messages the broker accepted.
+    pub accepted: u64,
     /// Messages received.
     pub received: u64,
     /// Messages the broker did not accept.
     pub refused: u64,
     /// From the first send to the last receive.
     pub seconds: f64,
-    /// Messages received per second.
+    /// Messages received per second; without consumers, messages accepted per second.
     pub rate: f64,
     /// Median end-to-end latency, in milliseconds.
     pub latency_p50_ms: f64,
@@ -121,9 +126,9 @@ pub struct Progress {
 
 /// Runs a benchmark; `progress` is updated as it goes.
 pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, BenchError> {
-    if options.size < 8 || options.producers == 0 || options.consumers == 0 || options.count == 0 {
+    if options.size < 8 || options.producers == 0 || options.count == 0 {
         return Err(BenchError::Options(
-            "size must be at least 8, and count, producers and consumers at least 1".into(),
+            "size must be at least 8, and count and producers at least 1".into(),
         ));
     }
     let epoch = Instant::now();
@@ -158,8 +163,13 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
     for producer in producers {
         refused += producer.await.map_err(|e| failed("producer")(Box::new(e)))??;
     }
+    let accepted = options.count - refused;
     let mut latencies = Vec::with_capacity(options.count as usize);
-    let mut last = start;
+    // Without consumers the run ends when the last send is settled; with them, at the last receive.
+    let mut last = match options.consumers {
+        0 => Instant::now(),
+        _ => start,
+    };
     for consumer in consumers {
         let (mut mine, finished) = consumer.await.map_err(|e| failed("consumer")(Box::new(e)))??;
         latencies.append(&mut mine);
@@ -174,11 +184,16 @@ pub async fn run(options: Options, progress: Arc<Progress>) -> Result<Report, Be
         let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[index] as f64 / 1e6
     };
+    let counted = match options.consumers {
+        0 => accepted,
+        _ => latencies.len() as u64,
+    };
     Ok(Report {
+        accepted,
         received: latencies.len() as u64,
         refused,
         seconds,
-        rate: latencies.len() as f64 / seconds.max(1e-9),
+        rate: counted as f64 / seconds.max(1e-9),
         latency_p50_ms: percentile(0.50),
         latency_p99_ms: percentile(0.99),
         latency_max_ms: latencies.last().map_or(0.0, |l| *l as f64 / 1e6),
@@ -198,6 +213,15 @@ async fn connect(
     Ok(open_handle(&config).await?)
 }
 
+/// Durable messages ask for a durable node too: a broker that creates queues on attach (RabbitMQ's
+/// `/queue/NAME`) keeps persistent messages on disk only in a durable queue.
+fn terminus_durability(options: &Options) -> TerminusDurability {
+    match options.durable {
+        true => TerminusDurability::Configuration,
+        false => TerminusDurability::None,
+    }
+}
+
 async fn attach_producer(options: &Options, i: usize) -> Result<Link<Sender>, BenchError> {
     let mut connection = connect(&options.url, options.ca.as_deref(), format!("bench-producer-{i}"))
         .await
@@ -205,13 +229,17 @@ async fn attach_producer(options: &Options, i: usize) -> Result<Link<Sender>, Be
     let mut session = Session::begin(&mut connection)
         .await
         .map_err(|e| setup("producer")(Box::new(e)))?;
-    let sender = Sender::attach(
-        &mut session,
-        format!("bench-sender-{i}"),
-        options.address.as_str(),
-    )
-    .await
-    .map_err(|e| setup("producer")(Box::new(e)))?;
+    let sender = Sender::builder()
+        .name(format!("bench-sender-{i}"))
+        .target(
+            Target::builder()
+                .address(options.address.as_str())
+                .durable(terminus_durability(options))
+                .build(),
+        )
+        .attach(&mut session)
+        .await
+        .map_err(|e| setup("producer")(Box::new(e)))?;
     Ok(Link {
         connection,
         session,
@@ -228,7 +256,12 @@ async fn attach_consumer(options: &Options, i: usize) -> Result<Link<Receiver>, 
         .map_err(|e| setup("consumer")(Box::new(e)))?;
     let receiver = Receiver::builder()
         .name(format!("bench-receiver-{i}"))
-        .source(options.address.as_str())
+        .source(
+            Source::builder()
+                .address(options.address.as_str())
+                .durable(terminus_durability(options))
+                .build(),
+        )
         .credit_mode(CreditMode::Manual)
         .attach(&mut session)
         .await
@@ -264,7 +297,10 @@ async fn produce(
         }
         let sent_at = epoch.elapsed().as_nanos() as u64;
         body[..8].copy_from_slice(&sent_at.to_be_bytes());
-        let message: Message<_> = Builder::new().data(Binary::from(body.clone())).build();
+        let message: Message<_> = Builder::new()
+            .header(Header::builder().durable(options.durable).build())
+            .data(Binary::from(body.clone()))
+            .build();
         let sendable = Sendable::builder()
             .message(message)
             .settled(options.presettled)

@@ -72,6 +72,7 @@ async fn connects(port: u16, ca: PathBuf) -> bool {
         window: 10,
         credit: 10,
         presettled: false,
+        durable: false,
         rate: None,
         ca: Some(ca),
     };

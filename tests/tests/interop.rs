@@ -223,6 +223,7 @@ async fn enmasse_bench_runs_over_tls_and_sasl_against_the_example() {
         window: 100,
         credit: 100,
         presettled: false,
+        durable: true,
         rate: None,
         ca: Some(ca),
     };

@@ -49,8 +49,8 @@ const RUNS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Kills a child process when dropped.
-struct Running(Child);
+/// Kills a child process (`kill -9`) when dropped.
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -59,8 +59,8 @@ impl Drop for Running {
     }
 }
 
-/// Runs the comparison `rounds` times and prints one line per run.
-pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
+/// Builds the broker and `enmasse` for release; returns the directory they are in.
+pub(crate) fn build_release(root: &Path) -> anyhow::Result<PathBuf> {
     cargo(
         root,
         &[
@@ -73,8 +73,33 @@ pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
             "enmasse-client",
         ],
     )?;
+    Ok(root.join("target").join("release"))
+}
+
+/// Runs `enmasse bench` against `url` with `args`; returns its result line, or why it failed.
+pub(crate) fn enmasse_bench(
+    release: &Path,
+    url: &str,
+    address: &str,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let output = Command::new(release.join("enmasse"))
+        .args(["bench", "--url", url, "--address", address])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .context("failed to run enmasse bench")?;
+    let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    Ok(match output.status.success() {
+        true => line,
+        false => format!("failed: {line}"),
+    })
+}
+
+/// Runs the comparison `rounds` times and prints one line per run.
+pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
+    let release = build_release(root)?;
     let proton = proton_broker(root)?;
-    let release = root.join("target").join("release");
     let data = std::env::temp_dir().join("enmasse-xtask-bench");
     let fixture = format!(
         "{},{}",
@@ -105,18 +130,7 @@ pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
                     start(Command::new(&proton).args([host, port]))?
                 };
                 wait_for(addr)?;
-                let output = Command::new(release.join("enmasse"))
-                    .args(["bench", "--url", &format!("amqp://{addr}"), "--address", "orders"])
-                    .args(*args)
-                    .stderr(Stdio::null())
-                    .output()
-                    .context("failed to run enmasse bench")?;
-                let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-                let line = if output.status.success() {
-                    line
-                } else {
-                    format!("failed: {line}")
-                };
+                let line = enmasse_bench(&release, &format!("amqp://{addr}"), "orders", args)?;
                 println!("round {round} | {name} | {broker} | {line}");
             }
         }
@@ -124,7 +138,8 @@ pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(command: &mut Command) -> anyhow::Result<Running> {
+/// Starts a process with its output discarded.
+pub(crate) fn start(command: &mut Command) -> anyhow::Result<Running> {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -133,7 +148,8 @@ fn start(command: &mut Command) -> anyhow::Result<Running> {
     Ok(Running(child))
 }
 
-fn wait_for(addr: &str) -> anyhow::Result<()> {
+/// Waits until something listens on `addr`.
+pub(crate) fn wait_for(addr: &str) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if TcpStream::connect(addr).is_ok() {

@@ -4,9 +4,11 @@
 //!   checked-in file differs from what the types generate.
 //! - `test`: everything CI runs: the generated files, clippy, and every test of the workspace.
 //! - `bench [ROUNDS]`: our broker next to the Qpid Proton C example broker, under `enmasse bench`.
+//! - `bench-journal [ROUNDS]`: durable against non-durable messages and RabbitMQ, and recovery.
 //! - `dist`: the release bundle (install manifests, defaults, examples, checksums) under `dist/`.
 
 mod bench;
+mod bench_journal;
 mod codegen;
 mod dist;
 mod exec;
@@ -23,6 +25,8 @@ tasks:
   codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)
   test                run everything CI runs: generated files, clippy, all tests
   bench [ROUNDS]      compare the broker with the Qpid Proton C example broker (default 3 rounds)
+  bench-journal [ROUNDS]
+                      durable messages against non-durable ones and RabbitMQ, then recovery
   dist                build the release bundle dist/enmasse-<version>.tar.gz";
 
 fn main() -> anyhow::Result<()> {
@@ -40,21 +44,24 @@ fn main() -> anyhow::Result<()> {
         }
         Some("test") if rest.is_empty() => test::run(&project_root()?),
         Some("dist") if rest.is_empty() => dist::run(&project_root()?),
-        Some("bench") => {
-            let rounds = match rest.as_slice() {
-                [] => 3,
-                [n] => n
-                    .parse()
-                    .with_context(|| format!("ROUNDS must be a number, not {n:?}"))?,
-                _ => bail!("{USAGE}"),
-            };
-            bench::run(&project_root()?, rounds)
-        }
+        Some("bench") => bench::run(&project_root()?, rounds(&rest)?),
+        Some("bench-journal") => bench_journal::run(&project_root()?, rounds(&rest)?),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
         }
         Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// The optional ROUNDS argument of the bench tasks.
+fn rounds(rest: &[String]) -> anyhow::Result<usize> {
+    match rest {
+        [] => Ok(3),
+        [n] => n
+            .parse()
+            .with_context(|| format!("ROUNDS must be a number, not {n:?}")),
+        _ => bail!("{USAGE}"),
     }
 }
 

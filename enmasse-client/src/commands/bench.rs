@@ -28,7 +28,7 @@ pub(crate) struct BenchArgs {
     /// Producer connections.
     #[arg(long, default_value_t = 1)]
     producers: usize,
-    /// Consumer connections.
+    /// Consumer connections; 0 only fills the address (the rate is then of accepted sends).
     #[arg(long, default_value_t = 1)]
     consumers: usize,
     /// Unsettled messages each producer keeps in flight.
@@ -40,6 +40,9 @@ pub(crate) struct BenchArgs {
     /// Send pre-settled (at-most-once).
     #[arg(long)]
     presettled: bool,
+    /// Mark the messages durable: a broker with a journal accepts each only once it is on disk.
+    #[arg(long)]
+    durable: bool,
     /// Messages per second to send in all (default: as fast as the broker takes them).
     #[arg(long)]
     rate: Option<u64>,
@@ -56,6 +59,7 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
+    let consumers = args.consumers;
     let options = bench::Options {
         url: args.url,
         address: args.address,
@@ -66,6 +70,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
         window: args.window,
         credit: args.credit,
         presettled: args.presettled,
+        durable: args.durable,
         rate: args.rate,
         ca: args.ca,
     };
@@ -77,6 +82,13 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
     let report = report.context("the benchmark failed")?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text if consumers == 0 => println!(
+            "{} messages accepted in {:.2} s: {:.0} msg/s{}",
+            report.accepted,
+            report.seconds,
+            report.rate,
+            refusals(report.refused),
+        ),
         Output::Text => println!(
             "{} messages in {:.2} s: {:.0} msg/s, latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
             report.received,
@@ -85,14 +97,17 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<bool> {
             report.latency_p50_ms,
             report.latency_p99_ms,
             report.latency_max_ms,
-            if report.refused > 0 {
-                format!(", {} refused by the broker", report.refused)
-            } else {
-                String::new()
-            }
+            refusals(report.refused),
         ),
     }
     Ok(true)
+}
+
+fn refusals(refused: u64) -> String {
+    match refused {
+        0 => String::new(),
+        _ => format!(", {refused} refused by the broker"),
+    }
 }
 
 /// Prints a progress line on stderr every second while the run lasts.
