@@ -20,7 +20,6 @@ mod segments;
 mod writer;
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     thread::JoinHandle,
@@ -36,7 +35,7 @@ use self::{
     writer::{Command, Writer},
 };
 use crate::{
-    message::Message,
+    message::{IdMap, Message},
     store::{MessageStore, Persisted, StoreError},
 };
 
@@ -77,7 +76,7 @@ pub struct RecoveredMessage {
     /// Its id when it was accepted; ids grow with arrival.
     pub id: u64,
     /// The address that took it in.
-    pub address: String,
+    pub address: Arc<str>,
     /// The AMQP-encoded message.
     pub encoded: Vec<u8>,
 }
@@ -123,7 +122,7 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(io("create the journal directory", dir))?;
         let existing = segments::list(dir).map_err(io("list the journal directory", dir))?;
         let mut ledger = Ledger::default();
-        let mut contents: HashMap<u64, Vec<u8>> = HashMap::new();
+        let mut contents: IdMap<Vec<u8>> = IdMap::default();
         let mut recovery = Recovery {
             segments: existing.len(),
             ..Recovery::default()
@@ -179,7 +178,7 @@ impl Journal {
             .filter_map(|(id, live)| {
                 Some(RecoveredMessage {
                     id: *id,
-                    address: live.address.to_string(),
+                    address: live.address.clone(),
                     encoded: contents.remove(id)?,
                 })
             })

@@ -20,3 +20,6 @@ pub mod standalone;
 pub mod store;
 pub mod throttle;
 pub mod transport;
+
+#[cfg(test)]
+mod testing;

@@ -2,6 +2,8 @@
 
 use std::{
     borrow::Cow,
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
     sync::{Arc, Mutex},
 };
 
@@ -111,6 +113,30 @@ impl Message {
         Cow::Owned(Sendable::builder().message(content).settled(presettled).build())
     }
 }
+
+/// Message ids are unique and handed out in sequence: one multiplication spreads them over the
+/// whole hash (hashbrown uses its top bits too), far cheaper than SipHash.
+#[derive(Debug, Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by message id.
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 pub(crate) mod testing {

@@ -57,7 +57,7 @@ const RUNS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Runs the throughput comparison `rounds` times, then the recovery runs.
+/// Runs the throughput comparison `rounds` times (none with 0), then the recovery runs.
 pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
     let release = build_release(root)?;
     install_rabbitmq()?;
@@ -101,8 +101,8 @@ pub(crate) fn run(root: &Path, rounds: usize) -> anyhow::Result<()> {
         }
     }
 
-    if !epmd_was_running {
-        let _ = Command::new("epmd").arg("-kill").stdout(Stdio::null()).status();
+    if rounds > 0 && !epmd_was_running {
+        let _ = succeeds(Command::new("epmd").arg("-kill"));
     }
 
     for (name, backlog, history) in [
@@ -143,8 +143,8 @@ impl Ours<'_> {
 /// Fills `backlog` (and consumes `history` messages on `orders` first), kills the broker, starts it
 /// again on the same journal, and prints what its recovery took.
 fn recovery(ours: &Ours<'_>, data: &Path, name: &str, backlog: u64, history: u64) -> anyhow::Result<()> {
-    {
-        let _broker = ours.start(data, Stdio::null())?;
+    let serving = {
+        let broker = ours.start(data, Stdio::null())?;
         let url = format!("amqp://{OURS}");
         if history > 0 {
             let count = history.to_string();
@@ -154,8 +154,13 @@ fn recovery(ours: &Ours<'_>, data: &Path, name: &str, backlog: u64, history: u64
         let count = backlog.to_string();
         let fill = ["--count", &count, "--durable", "--consumers", "0"];
         let line = enmasse_bench(ours.release, &url, "backlog", &fill)?;
-        println!("recovery | {name} | backlog filled | {line}");
-    } // kill -9
+        let serving = resident_kib(broker.0.id())?;
+        println!(
+            "recovery | {name} | backlog filled | {line}, resident {:.0} MiB",
+            serving as f64 / 1024.0
+        );
+        serving
+    }; // kill -9
     let journal = directory_size(&data.join("journal"))?;
 
     let log_path = data.join("recovery.log");
@@ -175,9 +180,10 @@ fn recovery(ours: &Ours<'_>, data: &Path, name: &str, backlog: u64, history: u64
     let reclaimed = directory_size(&data.join("journal"))?;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     println!(
-        "recovery | {name} | restarted | ready after {:.2} s, backlog depth {depth}, resident {:.0} MiB, journal {:.0} MiB on disk ({:.0} MiB once reclaimed) | {reported}",
+        "recovery | {name} | restarted | ready after {:.2} s, backlog depth {depth}, resident {:.0} MiB ({:+.0}% of the broker it replaces), journal {:.0} MiB on disk ({:.0} MiB once reclaimed) | {reported}",
         ready.as_secs_f64(),
         rss as f64 / 1024.0,
+        (rss as f64 / serving as f64 - 1.0) * 100.0,
         mib(journal),
         mib(reclaimed),
     );

@@ -27,6 +27,7 @@ tasks:
   bench [ROUNDS]      compare the broker with the Qpid Proton C example broker (default 3 rounds)
   bench-journal [ROUNDS]
                       durable messages against non-durable ones and RabbitMQ, then recovery
+                      (0 rounds: recovery only)
   dist                build the release bundle dist/enmasse-<version>.tar.gz";
 
 fn main() -> anyhow::Result<()> {

@@ -8,15 +8,14 @@
 //! front of the queue with its delivery count raised; a rejected one is dropped.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    hash::{BuildHasherDefault, Hasher},
+    collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
 };
 
 use enmasse_types::broker_config::AddressLimits;
 use tokio::sync::Notify;
 
-use crate::message::Message;
+use crate::message::{IdMap, Message};
 
 /// How a consumer settled a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,30 +68,10 @@ impl QueueStats {
     }
 }
 
-/// Message ids are unique and handed out in sequence: they need no hashing to spread.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(*byte);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
-}
-
 #[derive(Debug, Default)]
 struct State {
     ready: VecDeque<Message>,
-    in_flight: HashMap<u64, Message, BuildHasherDefault<IdHasher>>,
+    in_flight: IdMap<Message>,
     bytes: u64,
     reserved: u64,
     messages_in: u64,

@@ -7,9 +7,11 @@
 //! without 5 would bring the message back.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     sync::Arc,
 };
+
+use crate::message::IdMap;
 
 /// Where a live message's add record is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,15 +44,28 @@ pub(crate) struct Usage {
 /// The live messages and the segments' usage.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
-    pub(crate) live: HashMap<u64, Live>,
+    pub(crate) live: IdMap<Live>,
     pub(crate) segments: BTreeMap<u64, Usage>,
     /// Every address seen, so that a million live messages share a few names.
     addresses: HashSet<Arc<str>>,
+    last_address: Option<Arc<str>>,
 }
 
 impl Ledger {
     /// The one shared copy of `address`.
     pub(crate) fn intern(&mut self, address: &str) -> Arc<str> {
+        // Records of one address come in runs: the last one is the likeliest.
+        if let Some(last) = &self.last_address
+            && &**last == address
+        {
+            return last.clone();
+        }
+        let interned = self.intern_slow(address);
+        self.last_address = Some(interned.clone());
+        interned
+    }
+
+    fn intern_slow(&mut self, address: &str) -> Arc<str> {
         if let Some(known) = self.addresses.get(address) {
             return known.clone();
         }

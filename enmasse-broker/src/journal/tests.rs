@@ -34,11 +34,7 @@ async fn persist(journal: &Journal, message: &Message) {
 }
 
 fn ids(recovery: &Recovery) -> Vec<(u64, &str)> {
-    recovery
-        .messages
-        .iter()
-        .map(|m| (m.id, m.address.as_str()))
-        .collect()
+    recovery.messages.iter().map(|m| (m.id, &*m.address)).collect()
 }
 
 fn segment_files(dir: &Path) -> Vec<u64> {

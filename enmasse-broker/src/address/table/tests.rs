@@ -1,34 +1,7 @@
 //! Resolving attaches and applying configs live.
 
-use enmasse_types::{
-    broker_config::{Authentication, SpaceConfig},
-    resources::{address_space::AddressSpaceType, authentication_service::AuthenticationServiceType},
-};
-
 use super::*;
-
-fn address(name: &str, type_: AddressType, topic: Option<&str>) -> BrokerAddress {
-    let mut address = BrokerAddress::new(&format!("app.{name}"), name, type_, "plan");
-    address.topic = topic.map(str::to_owned);
-    address
-}
-
-fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
-    BrokerConfig {
-        space: SpaceConfig {
-            namespace: "team1".into(),
-            name: "app".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
-                service: "none".into(),
-                type_: AuthenticationServiceType::None,
-            },
-        },
-        addresses,
-        users: vec![],
-    }
-}
+use crate::testing::{address, config};
 
 fn table() -> AddressTable {
     let table = AddressTable::new();
