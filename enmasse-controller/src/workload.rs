@@ -19,8 +19,8 @@ use k8s_openapi::{
         apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec},
         core::v1::{
             Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
-            PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+            PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
             VolumeResourceRequirements,
         },
     },
@@ -116,6 +116,21 @@ pub fn broker_infra(infra: &Infra<'_>, plan: &str) -> Option<BrokerInfra> {
     })
 }
 
+/// The user the broker image runs as (distroless's `nonroot`).
+const IMAGE_USER: i64 = 65532;
+
+/// The pod's security context: the infra config's, with the volumes group-owned by the image's
+/// user unless it says otherwise, so that the broker can write its journal on a freshly
+/// provisioned (root-owned) volume.
+fn security_context(configured: Option<PodSecurityContext>) -> PodSecurityContext {
+    let mut context = configured.unwrap_or_else(|| PodSecurityContext {
+        run_as_non_root: Some(true),
+        ..PodSecurityContext::default()
+    });
+    context.fs_group.get_or_insert(IMAGE_USER);
+    context
+}
+
 /// The broker's StatefulSet: one replica, its data on a volume claim when the infra config gives
 /// it storage, its certificate from the space's TLS Secret.
 pub fn stateful_set(names: &InfraNames, settings: &BrokerSettings, infra: &BrokerInfra) -> StatefulSet {
@@ -191,7 +206,7 @@ pub fn stateful_set(names: &InfraNames, settings: &BrokerSettings, infra: &Broke
                     affinity: pod.affinity,
                     tolerations: (!pod.tolerations.is_empty()).then_some(pod.tolerations),
                     priority_class_name: pod.priority_class_name,
-                    security_context: pod.security_context,
+                    security_context: Some(security_context(pod.security_context)),
                     ..PodSpec::default()
                 }),
             },

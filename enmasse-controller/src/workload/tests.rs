@@ -106,6 +106,31 @@ fn without_storage_the_data_lives_only_as_long_as_the_pod() {
 }
 
 #[test]
+fn the_broker_can_write_its_journal_on_a_fresh_volume_unless_the_pod_template_says_otherwise() {
+    let names = InfraNames::new("team1", "app");
+    let set = stateful_set(
+        &names,
+        &settings(),
+        &broker("    resources: {memory: 512Mi, storage: 2Gi}\n"),
+    );
+    let context = pod(&set).security_context.unwrap();
+    assert_eq!(
+        context.fs_group,
+        Some(IMAGE_USER),
+        "the volume is group-owned by the image's user"
+    );
+    assert_eq!(context.run_as_non_root, Some(true));
+
+    let own = broker(
+        "    resources: {memory: 512Mi}\n    podTemplate:\n      spec:\n        securityContext: {runAsUser: 1000, fsGroup: 2000}\n",
+    );
+    let context = pod(&stateful_set(&names, &settings(), &own))
+        .security_context
+        .unwrap();
+    assert_eq!((context.run_as_user, context.fs_group), (Some(1000), Some(2000)));
+}
+
+#[test]
 fn memory_is_request_and_limit_unless_the_pod_template_says_otherwise() {
     let names = InfraNames::new("team1", "app");
     let set = stateful_set(
