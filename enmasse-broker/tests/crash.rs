@@ -181,6 +181,19 @@ struct Ledger {
     acknowledged: BTreeSet<u64>,
 }
 
+/// Sends the durable messages numbered `seqs` to `orders`, each accepted.
+async fn send_accepted(config: &MessagingConfig, seqs: impl IntoIterator<Item = u64>) {
+    let mut connection = Connection::open(config).await.unwrap();
+    let mut sender = connection.sender("orders").await.unwrap();
+    for seq in seqs {
+        let outcome = sender
+            .send(Message::text(seq.to_string()).durable(true))
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Accepted);
+    }
+}
+
 /// Receives until every message of `expected` has come, failing after `timeout`; returns the
 /// sequence numbers in the order they came, accepting each.
 async fn drain(config: &MessagingConfig, expected: &BTreeSet<u64>, timeout: Duration) -> Vec<u64> {
@@ -349,18 +362,7 @@ async fn after_kill_9_every_accepted_unacknowledged_message_comes_back_in_order_
 async fn a_journal_with_a_cut_and_scribbled_tail_starts_reports_and_serves_the_intact_prefix() {
     let data = fresh_dir("tail");
     let broker = Broker::start(&data).await;
-    let config = broker.config();
-    let mut connection = Connection::open(&config).await.unwrap();
-    let mut sender = connection.sender("orders").await.unwrap();
-    for seq in 1..=20u64 {
-        let outcome = sender
-            .send(Message::text(seq.to_string()).durable(true))
-            .await
-            .unwrap();
-        assert_eq!(outcome, Outcome::Accepted);
-    }
-    drop(sender);
-    drop(connection);
+    send_accepted(&broker.config(), 1..=20).await;
     broker.kill().await;
 
     // The power went out in the middle of the last record, and the disk wrote garbage after it.
@@ -400,17 +402,7 @@ async fn a_broker_restarted_without_its_operator_serves_the_pushed_config_and_it
     broker
         .push(&config(vec![address("orders", AddressType::Queue)]))
         .await;
-    let mut connection = Connection::open(&broker.config()).await.unwrap();
-    let mut sender = connection.sender("orders").await.unwrap();
-    for seq in 1..=5u64 {
-        let outcome = sender
-            .send(Message::text(seq.to_string()).durable(true))
-            .await
-            .unwrap();
-        assert_eq!(outcome, Outcome::Accepted);
-    }
-    drop(sender);
-    drop(connection);
+    send_accepted(&broker.config(), 1..=5).await;
     broker.kill().await;
 
     // Nobody pushes this time.

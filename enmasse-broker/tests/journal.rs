@@ -17,7 +17,7 @@ use std::{
     sync::Arc,
 };
 
-use common::{address, config, within};
+use common::{address, config, serve, within};
 use enmasse_auth::authenticator::AcceptAll;
 use enmasse_broker::{
     broker::{Broker, Settings},
@@ -32,7 +32,6 @@ use fe2o3_amqp::{
     Connection, Receiver, Sender, Session,
     types::messaging::{AmqpValue, Header, Message, Outcome},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A broker serving from a journal in `dir`.
@@ -49,19 +48,12 @@ impl Durable {
         let broker = Broker::with_store(Settings::default(), Arc::new(AcceptAll), journal.clone());
         recovery::restore(&broker, recovery);
         broker.apply(config, Arc::new(AcceptAll));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(enmasse_broker::server::run(
-            listener,
-            broker.clone(),
-            shutdown.clone(),
-        ));
+        let running = serve(broker).await;
         Self {
-            broker,
+            broker: running.broker,
             journal,
-            addr,
-            shutdown,
+            addr: running.addr,
+            shutdown: running.shutdown,
         }
     }
 

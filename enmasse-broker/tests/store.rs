@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{address, config, within};
+use common::{address, config, serve, within};
 use enmasse_auth::authenticator::AcceptAll;
 use enmasse_broker::{
     broker::{Broker, Settings},
@@ -28,7 +28,7 @@ use fe2o3_amqp::{
     session::SessionHandle,
     types::messaging::{Header, Message, Outcome},
 };
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A store whose writes complete only when the test opens the gate.
@@ -73,15 +73,8 @@ async fn broker_serving(
 ) -> (Arc<Broker>, std::net::SocketAddr, CancellationToken) {
     let broker = Broker::with_store(Settings::default(), Arc::new(AcceptAll), store);
     broker.apply(config(addresses), Arc::new(AcceptAll));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(enmasse_broker::server::run(
-        listener,
-        broker.clone(),
-        shutdown.clone(),
-    ));
-    (broker, addr, shutdown)
+    let running = serve(broker).await;
+    (running.broker, running.addr, running.shutdown)
 }
 
 /// A client connection with a sender to `orders`.

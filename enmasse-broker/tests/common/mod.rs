@@ -78,6 +78,11 @@ pub(crate) async fn start(config: BrokerConfig) -> Running {
     };
     let broker = Broker::new(settings, Arc::new(AcceptAll));
     broker.apply(config, Arc::new(AcceptAll));
+    serve(broker).await
+}
+
+/// Serves `broker` on a free port of 127.0.0.1.
+pub(crate) async fn serve(broker: Arc<Broker>) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
