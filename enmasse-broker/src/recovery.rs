@@ -17,7 +17,10 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::{
-    address::table::{AddressTable, Engine},
+    address::{
+        queue::Queue,
+        table::{AddressTable, Engine},
+    },
     broker::Broker,
     journal::{RecoveredMessage, Recovery},
     message::{Content, Message},
@@ -121,15 +124,13 @@ impl Recovered {
         if state.waiting.is_empty() {
             return;
         }
-        let placeable: Vec<String> = state
+        let placeable: Vec<(String, Arc<Queue>)> = state
             .waiting
             .keys()
-            .filter(|address| queue_of(table, address).is_some())
-            .cloned()
+            .filter_map(|address| Some((address.clone(), queue_of(table, address)?)))
             .collect();
-        for address in placeable {
-            let (Some(queue), Some(messages)) = (queue_of(table, &address), state.waiting.remove(&address))
-            else {
+        for (address, queue) in placeable {
+            let Some(messages) = state.waiting.remove(&address) else {
                 continue;
             };
             let count = messages.len();
@@ -148,16 +149,17 @@ impl Recovered {
     }
 }
 
-fn queue_of(table: &AddressTable, address: &str) -> Option<Arc<crate::address::queue::Queue>> {
+fn queue_of(table: &AddressTable, address: &str) -> Option<Arc<Queue>> {
     table.get(address).and_then(|entry| match &entry.engine {
         Engine::Queue(queue) => Some(queue.clone()),
         _ => None,
     })
 }
 
-/// Decodes what the journal recovered and hands it to the broker, which puts each message back
-/// into its queue as soon as a config serves it. Call it before the first config is applied: it
-/// also makes every new message id higher than the recovered ones.
+/// Decodes what the journal recovered and hands it to the broker: every config applied from then
+/// on puts the messages of the queues it serves back into them. Call it before the first config is
+/// applied and before anything is served: it also makes every new message id higher than the
+/// recovered ones.
 pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
     let started = std::time::Instant::now();
     let mut restored = Restored {
@@ -199,7 +201,6 @@ pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
     }
     broker.skip_ids_through(recovery.last_id);
     broker.recovered().set(restored.clone(), waiting);
-    broker.recovered().place(broker.table());
     restored
 }
 

@@ -221,13 +221,9 @@ impl Fanout {
             copy.reply = None;
             match &member.subscription {
                 Some(address) if message.durable => {
-                    let limit = member.queue.limits().max_message_size;
-                    if copy.size as u64 > limit {
+                    if let Err(too_large) = member.queue.check_size(copy.size) {
                         member.queue.unreserve(1);
-                        refused.get_or_insert(PushError::TooLarge {
-                            size: copy.size,
-                            limit,
-                        });
+                        refused.get_or_insert(too_large);
                         continue;
                     }
                     copy.id = next_id();

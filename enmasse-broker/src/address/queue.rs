@@ -80,11 +80,18 @@ struct State {
 }
 
 impl State {
-    /// Puts a message back among the waiting ones in the order it first arrived (ids grow with
-    /// arrival), so that the survivors of a queue keep their order however they come back.
+    /// Puts a message among the waiting ones in the order it first arrived (ids grow with
+    /// arrival), so that the survivors of a queue keep their order however they come back, and a
+    /// durable message queued once it is safe, after a later one, still takes its place. Most
+    /// messages are the newest and go to the back without a search.
     fn requeue(&mut self, message: Message) {
-        let at = self.ready.partition_point(|waiting| waiting.id < message.id);
-        self.ready.insert(at, message);
+        match self.ready.back() {
+            Some(last) if last.id > message.id => {
+                let at = self.ready.partition_point(|waiting| waiting.id < message.id);
+                self.ready.insert(at, message);
+            }
+            _ => self.ready.push_back(message),
+        }
     }
 
     fn depth(&self) -> u64 {
@@ -179,32 +186,29 @@ impl Queue {
         }
     }
 
+    /// Refuses a message larger than the queue accepts.
+    pub fn check_size(&self, size: usize) -> Result<(), PushError> {
+        let limit = self.limits().max_message_size;
+        match size as u64 > limit {
+            true => Err(PushError::TooLarge { size, limit }),
+            false => Ok(()),
+        }
+    }
+
     /// Takes in a message sent under a reservation made with [`Queue::reserve`].
     pub fn push(&self, message: Message) -> Result<(), PushError> {
-        let limit = self.limits().max_message_size;
+        let fits = self.check_size(message.size);
         let mut state = self.state();
         state.reserved = state.reserved.saturating_sub(1);
         if state.closed {
             return Err(PushError::Closed);
         }
-        if message.size as u64 > limit {
+        if let Err(too_large) = fits {
             drop(state);
             self.room.notify_waiters();
-            return Err(PushError::TooLarge {
-                size: message.size,
-                limit,
-            });
+            return Err(too_large);
         }
-        state.bytes += message.size as u64;
-        state.messages_in += 1;
-        // A durable message is queued once it is safe, which may be after a later one of the same
-        // sender was: it still takes its place by arrival.
-        match state.ready.back() {
-            Some(last) if last.id > message.id => state.requeue(message),
-            _ => state.ready.push_back(message),
-        }
-        drop(state);
-        self.arrivals.notify_one();
+        self.take_in(state, message);
         Ok(())
     }
 
@@ -212,7 +216,10 @@ impl Queue {
     /// It was accepted before the restart, so no bound refuses it; senders get credit again once
     /// the queue drains below its bounds.
     pub fn restore(&self, message: Message) {
-        let mut state = self.state();
+        self.take_in(self.state(), message);
+    }
+
+    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message) {
         state.bytes += message.size as u64;
         state.messages_in += 1;
         state.requeue(message);

@@ -167,22 +167,18 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
         presettled,
     );
     let result = match &target.entry.engine {
-        Engine::Queue(queue) if message.durable => {
-            let limit = queue.limits().max_message_size;
-            if message.size as u64 > limit {
-                Err(PushError::TooLarge {
-                    size: message.size,
-                    limit,
-                })
-            } else {
+        Engine::Queue(queue) if message.durable => match queue.check_size(message.size) {
+            Err(too_large) => Err(too_large),
+            Ok(()) => {
                 let held = Held {
-                    address: Arc::from(target.entry.address.as_str()),
+                    // A queue is sent to by its own name: the routing address is the queue's.
+                    address: message.address.clone(),
                     queue: queue.clone(),
                     message,
                 };
                 return persist_then_queue(broker, vec![held], info);
             }
-        }
+        },
         Engine::Queue(queue) => queue.push(message),
         Engine::Fanout(fanout) => match fanout.publish(&message, || broker.next_message_id()) {
             Ok(held) if held.is_empty() => Ok(()),
