@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{address, config, start, within};
+use enmasse_broker::address::table::Engine;
 use enmasse_types::resources::address::AddressType;
 use fe2o3_amqp::{
     Receiver, Sender,
@@ -183,6 +184,49 @@ async fn a_message_over_the_size_limit_is_rejected_with_the_reason() {
     let ok = within("send small", sender.send("ok")).await.unwrap();
     assert!(matches!(ok, Outcome::Accepted(_)));
     let _ = AmqpError::NotFound;
+}
+
+/// The room `address` grants once its senders have given back what they hold, waiting for them.
+async fn room_left(broker: &common::Running, address: &str, expected: u32) -> u32 {
+    let entry = broker.broker.table().get(address).unwrap();
+    let Engine::Queue(queue) = &entry.engine else {
+        panic!("{address} is a queue")
+    };
+    let mut room = 0;
+    for _ in 0..40 {
+        room = queue.reserve(u32::MAX);
+        queue.unreserve(room);
+        if room == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    room
+}
+
+fn small_queue() -> enmasse_types::broker_config::BrokerAddress {
+    let mut tiny = address("tiny", AddressType::Queue);
+    tiny.limits.max_message_size = 100;
+    tiny.limits.max_depth = 10;
+    tiny
+}
+
+#[tokio::test]
+async fn a_sender_that_detaches_gives_back_the_room_its_credit_held() {
+    let broker = start(config(vec![small_queue()])).await;
+    let (_connection, mut session) = broker.client().await;
+    for round in 0..3 {
+        let mut sender = Sender::attach(&mut session, format!("s{round}"), "tiny")
+            .await
+            .unwrap();
+        within("send", sender.send("ok")).await.unwrap();
+        sender.close().await.unwrap();
+    }
+    assert_eq!(
+        room_left(&broker, "tiny", 7).await,
+        7,
+        "three messages held, and no credit of the gone senders"
+    );
 }
 
 #[tokio::test]

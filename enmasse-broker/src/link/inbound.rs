@@ -83,13 +83,15 @@ pub async fn run(
             delivery = receiver.recv::<Body<LazyValue>>() => {
                 // Take whatever else has already arrived, so that one disposition settles them all.
                 let mut batch = vec![delivery];
-                while batch.len() < MAX_BATCH {
+                // A link that ended answers every further receive at once with its end: stop there.
+                while batch.len() < MAX_BATCH && batch.last().is_some_and(is_delivery) {
                     match ready(receiver.recv::<Body<LazyValue>>()) {
                         Some(delivery) => batch.push(delivery),
                         None => break,
                     }
                 }
-                credit = credit.saturating_sub(batch.len() as u32);
+                // Only deliveries used credit; the room the rest of it holds is given back at the end.
+                credit = credit.saturating_sub(batch.iter().filter(|d| is_delivery(d)).count() as u32);
                 let mut accepted = Vec::with_capacity(batch.len());
                 let mut ended = false;
                 for delivery in batch {
@@ -257,6 +259,11 @@ fn persist_then_queue(broker: &Broker, held: Vec<Held>, info: DeliveryInfo) -> S
             .all(Result::is_ok);
         (info, (finish(safe), None))
     }))
+}
+
+/// Whether what a receive gave is a delivery (which used a credit), decodable or not.
+fn is_delivery<T>(received: &Result<T, RecvError>) -> bool {
+    matches!(received, Ok(_) | Err(RecvError::MessageDecode(_)))
 }
 
 /// The future's output if it is ready at once. Polled where it is built: fe2o3's receive future
