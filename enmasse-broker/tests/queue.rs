@@ -17,7 +17,7 @@ use fe2o3_amqp::{
     Receiver, Sender,
     types::{
         definitions::{AmqpError, ErrorCondition},
-        messaging::{Message, Outcome},
+        messaging::{Header, Message, Outcome},
     },
 };
 
@@ -226,6 +226,27 @@ async fn a_sender_that_detaches_gives_back_the_room_its_credit_held() {
         room_left(&broker, "tiny", 7).await,
         7,
         "three messages held, and no credit of the gone senders"
+    );
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_gives_its_room_back_durable_or_not() {
+    let broker = start(config(vec![small_queue()])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "tiny").await.unwrap();
+    for durable in [false, true] {
+        let message = Message::builder()
+            .header(Header::builder().durable(durable).build())
+            .value("x".repeat(500))
+            .build();
+        let outcome = within("send", sender.send(message)).await.unwrap();
+        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+    }
+    sender.close().await.unwrap();
+    assert_eq!(
+        room_left(&broker, "tiny", 10).await,
+        10,
+        "no refused message keeps room reserved"
     );
 }
 

@@ -170,7 +170,11 @@ fn store(target: &SendTarget, broker: &Broker, info: DeliveryInfo, content: Cont
     );
     let result = match &target.entry.engine {
         Engine::Queue(queue) if message.durable => match queue.check_size(message.size) {
-            Err(too_large) => Err(too_large),
+            Err(too_large) => {
+                // Its credit's room is given back, as `push` does for a refused message.
+                queue.unreserve(1);
+                Err(too_large)
+            }
             Ok(()) => {
                 let held = Held {
                     // A queue is sent to by its own name: the routing address is the queue's.
