@@ -6,6 +6,7 @@
 //! builds, whether the operator pushes it or the broker reads a directory of manifests itself.
 
 pub mod address;
+pub mod amqp;
 pub mod broker;
 pub mod connection;
 pub mod exports;
