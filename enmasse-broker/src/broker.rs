@@ -31,6 +31,9 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// Whether SASL PLAIN (a password in clear) is offered on connections without TLS.
     pub plain_without_tls: bool,
+    /// How long a client may stay silent before its connection is closed; offered in the open,
+    /// so clients send heartbeats well within it.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             credit_window: 500,
             max_in_flight: 500,
             plain_without_tls: false,
+            idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

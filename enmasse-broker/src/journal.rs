@@ -26,7 +26,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fe2o3_amqp::types::messaging::message::__private::Serializable;
 use tokio::sync::{mpsc, oneshot};
 
 use self::{
@@ -260,15 +259,13 @@ impl MessageStore for Journal {
         if address.len() > usize::from(u16::MAX) {
             return refused(format!("the address {address:.40}... is too long to journal"));
         }
-        let encoded = match serde_amqp::to_vec(&Serializable(&message.content.message)) {
-            Ok(encoded) => encoded,
-            Err(error) => return refused(format!("failed to encode the message: {error}")),
-        };
-        let mut record = Vec::with_capacity(Record::add_len(address, &encoded));
+        // The journal keeps the message as its sender encoded it, the bytes consumers get.
+        let encoded = &message.encoded;
+        let mut record = Vec::with_capacity(Record::add_len(address, encoded));
         Record::Add {
             id: message.id,
             address,
-            message: &encoded,
+            message: encoded,
         }
         .encode(&mut record);
         let (done, persisted) = oneshot::channel();

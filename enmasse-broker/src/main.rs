@@ -109,6 +109,10 @@ struct Args {
     /// Credit a sender link is given at most at once.
     #[arg(long, env = "ENMASSE_CREDIT_WINDOW", default_value_t = 500)]
     credit_window: u32,
+    /// Seconds a client may stay silent before its connection is closed. Offered to clients in
+    /// the open, so live ones send heartbeats well within it; reaps peers that vanished.
+    #[arg(long, env = "ENMASSE_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECONDS")]
+    idle_timeout: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,7 +122,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,fe2o3_amqp=warn".into()),
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     tokio::runtime::Builder::new_multi_thread()
@@ -132,8 +136,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let amqp = match args.no_plain {
         true => None,
         false => Some(
-            TcpListener::bind(args.listen)
-                .await
+            server::bind(args.listen)
                 .with_context(|| format!("failed to listen on {}", args.listen))?,
         ),
     };
@@ -159,6 +162,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings {
         credit_window: args.credit_window.max(2),
         plain_without_tls: args.allow_plain_without_tls,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
         ..Settings::default()
     };
     // Read before any config is applied: each config puts the recovered messages of the queues
@@ -282,13 +286,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// Listens for amqps on `addr`; if that is the default port and it is taken, on a free port (the
 /// exports say which).
 async fn bind_amqps(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    match TcpListener::bind(addr).await {
+    match server::bind(addr) {
         Ok(listener) => Ok(listener),
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && addr.port() == DEFAULT_AMQPS_PORT => {
             warn!(address = %addr, "taken: amqps listens on a free port instead (see the export)");
-            TcpListener::bind((addr.ip(), 0))
-                .await
-                .context("failed to listen for amqps")
+            server::bind(SocketAddr::new(addr.ip(), 0)).context("failed to listen for amqps")
         }
         Err(err) => Err(err).with_context(|| format!("failed to listen on {addr}")),
     }

@@ -1,40 +1,37 @@
-//! A message as the broker holds it: the AMQP message, its size, and where it is in its life.
+//! A message as the broker holds it: the bytes it arrived in, the few header fields the broker
+//! acts on, and where it is in its life.
 
 use std::{
-    borrow::Cow,
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
     sync::{Arc, Mutex},
 };
 
-use fe2o3_amqp::{
-    Sendable,
-    types::{
-        definitions,
-        messaging::{Body, Message as AmqpMessage},
-        primitives::LazyValue,
-    },
-};
 use tokio::sync::oneshot;
 
-use crate::address::queue::Settlement;
-
-/// The AMQP message as received: sections decoded, the body kept as its encoded bytes, so that it
-/// is forwarded without being decoded.
-pub type Content = AmqpMessage<Body<LazyValue>>;
-
-/// The message as it goes out to consumers. Kept ready to send, so that a first delivery is
-/// encoded straight from it, without a copy.
-pub type Outgoing = Sendable<Body<LazyValue>>;
+use crate::{
+    address::queue::Settlement,
+    amqp::{
+        DecodeError,
+        encode::Encoder,
+        performative::ErrorInfo,
+        sections::{self, MessageHeader},
+    },
+};
 
 /// One message held by the broker.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// Unique within the broker process; orders messages of one sender.
     pub id: u64,
-    /// The message itself, shared between the queues of a fan-out.
-    pub content: Arc<Outgoing>,
-    /// Its encoded size in bytes.
+    /// The message as its sender encoded it, every section; shared between the queues of a
+    /// fan-out and the journal.
+    pub encoded: Arc<[u8]>,
+    /// How many bytes at the start of `encoded` are its header section.
+    pub header_len: u32,
+    /// Its header's fields.
+    pub header: MessageHeader,
+    /// Its size in bytes, as received.
     pub size: usize,
     /// Whether its sender marked it durable.
     pub durable: bool,
@@ -48,7 +45,7 @@ pub struct Message {
 
 /// A consumer's final word on an anycast message: its settlement, and for a rejection the
 /// consumer's reason, which goes back to the sender with it.
-pub type Settled = (Settlement, Option<definitions::Error>);
+pub type Settled = (Settlement, Option<ErrorInfo>);
 
 /// Sends a consumer's settlement back to the sender of an anycast message, once.
 #[derive(Clone, Debug)]
@@ -67,7 +64,7 @@ impl SettleBack {
     }
 
     /// Passes the settlement on with the consumer's reason; later calls do nothing.
-    pub fn settle_with(&self, settlement: Settlement, reason: Option<definitions::Error>) {
+    pub fn settle_with(&self, settlement: Settlement, reason: Option<ErrorInfo>) {
         let sender = self
             .0
             .lock()
@@ -81,36 +78,49 @@ impl SettleBack {
 }
 
 impl Message {
-    /// A message with the given id and content, as sent to `address`; `presettled` if it goes out
-    /// to consumers pre-settled.
-    pub fn new(id: u64, content: Content, size: usize, address: Arc<str>, presettled: bool) -> Self {
-        let header = content.header.as_ref();
-        let durable = header.is_some_and(|h| h.durable);
-        let delivery_count = header.map_or(0, |h| h.delivery_count);
-        Self {
+    /// The message `encoded`, as sent to `address`, with the given id. Its sections are checked
+    /// and its header read.
+    pub fn decode(id: u64, encoded: Arc<[u8]>, address: Arc<str>) -> Result<Self, DecodeError> {
+        let parsed = sections::parse(&encoded)?;
+        Ok(Self {
             id,
-            content: Arc::new(Sendable::builder().message(content).settled(presettled).build()),
-            size,
-            durable,
-            delivery_count,
+            size: encoded.len(),
+            header_len: u32::try_from(parsed.header_len).unwrap_or(0),
+            header: parsed.header,
+            durable: parsed.header.durable,
+            delivery_count: parsed.header.delivery_count,
+            encoded,
             address,
             reply: None,
-        }
+        })
     }
 
-    /// What to send to a consumer: the message as received, or, once it has been delivered before,
-    /// a copy with the delivery count the broker has recorded.
-    pub fn outgoing(&self, presettled: bool) -> Cow<'_, Outgoing> {
-        if self.delivery_count == 0 && self.content.settled == Some(presettled) {
-            return Cow::Borrowed(&self.content);
+    /// Writes the message as it goes to a consumer: as received, or, once it has been delivered
+    /// before, with a header carrying the delivery count the broker has recorded. Only the header
+    /// is ever written anew; every other section is forwarded as it arrived.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if self.delivery_count == self.header.delivery_count {
+            out.extend_from_slice(&self.encoded);
+            return;
         }
-        let mut content = self.content.message.clone();
-        if self.delivery_count > 0 {
-            let header = content.header.get_or_insert_with(Default::default);
-            header.delivery_count = self.delivery_count;
-            header.first_acquirer = false;
+        let header = MessageHeader {
+            delivery_count: self.delivery_count,
+            first_acquirer: false,
+            ..self.header
+        };
+        header.encode(&mut Encoder::new(out));
+        let rest = self.encoded.get(self.header_len as usize..).unwrap_or_default();
+        out.extend_from_slice(rest);
+    }
+
+    /// The bytes [`Message::write_to`] writes: the encoded message, or a copy with a new header.
+    pub fn outgoing(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.delivery_count == self.header.delivery_count {
+            return std::borrow::Cow::Borrowed(&self.encoded);
         }
-        Cow::Owned(Sendable::builder().message(content).settled(presettled).build())
+        let mut out = Vec::with_capacity(self.encoded.len() + 16);
+        self.write_to(&mut out);
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -144,28 +154,36 @@ pub(crate) mod testing {
 
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use fe2o3_amqp::types::messaging::Body;
-
     use super::*;
 
     static NEXT: AtomicU64 = AtomicU64::new(1);
 
-    /// A message of `size` bytes sent to `address`.
+    /// A message sent to `address` whose size counts as `size` bytes.
     pub(crate) fn message(address: &str, size: usize) -> Message {
-        let content: Content = AmqpMessage::from(Body::Empty);
-        Message::new(
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            content,
-            size,
-            Arc::from(address),
-            false,
-        )
+        build(address, size, false)
     }
 
-    /// A message of `size` bytes sent to `address`, marked durable by its sender.
+    /// A message sent to `address` whose size counts as `size` bytes, marked durable by its sender.
     pub(crate) fn durable(address: &str, size: usize) -> Message {
-        let mut message = message(address, size);
-        message.durable = true;
+        build(address, size, true)
+    }
+
+    fn build(address: &str, size: usize, durable: bool) -> Message {
+        let mut encoded = Vec::new();
+        let mut enc = Encoder::new(&mut encoded);
+        if durable {
+            MessageHeader {
+                durable,
+                ..MessageHeader::default()
+            }
+            .encode(&mut enc);
+        }
+        enc.descriptor(0x75);
+        enc.binary(b"body");
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut message = Message::decode(id, encoded.into(), Arc::from(address))
+            .unwrap_or_else(|err| panic!("a test message: {err}"));
+        message.size = size;
         message
     }
 }

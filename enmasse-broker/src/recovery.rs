@@ -12,7 +12,6 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use fe2o3_amqp::types::messaging::message::__private::Deserializable;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -23,7 +22,7 @@ use crate::{
     },
     broker::Broker,
     journal::{RecoveredMessage, Recovery},
-    message::{Content, Message},
+    message::Message,
 };
 
 /// What start-up recovered from the journal, for the log and `GET /status`.
@@ -80,16 +79,12 @@ fn decode_all(recovered: &[RecoveredMessage]) -> Vec<Option<Message>> {
 }
 
 fn decode(recovered: &RecoveredMessage) -> Option<Message> {
-    let Deserializable(content) =
-        serde_amqp::from_slice::<Deserializable<Content>>(&recovered.encoded).ok()?;
-    let size = recovered.encoded.len();
-    Some(Message::new(
+    Message::decode(
         recovered.id,
-        content,
-        size,
+        Arc::from(recovered.encoded.as_slice()),
         recovered.address.clone(),
-        false,
-    ))
+    )
+    .ok()
 }
 
 impl Recovered {
@@ -210,7 +205,6 @@ mod tests {
 
     use enmasse_auth::authenticator::AcceptAll;
     use enmasse_types::resources::address::AddressType;
-    use fe2o3_amqp::types::messaging::message::__private::Serializable;
 
     use super::*;
     use crate::{
@@ -228,7 +222,7 @@ mod tests {
     }
 
     fn encoded() -> Vec<u8> {
-        serde_amqp::to_vec(&Serializable(&durable("orders", 1).content.message)).unwrap_or_default()
+        durable("orders", 1).encoded.to_vec()
     }
 
     #[test]

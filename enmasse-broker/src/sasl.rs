@@ -1,27 +1,48 @@
-//! The SASL exchange, run as our own async step on the connection's stream before the AMQP
-//! connection is accepted (fe2o3-amqp's acceptor-side SASL is synchronous and cannot hand the
-//! identity on).
+//! The SASL exchange (AMQP 1.0, 5.3), run as an async step on the connection's stream before the
+//! AMQP engine takes it over, so that a mechanism may call a service (a token review).
+//! Frames are decoded with the broker's bounded codec.
 //!
 //! Frames are read with exact reads only, so no byte the client pipelines after its last SASL
 //! frame (the AMQP header, its Open) is consumed here.
 
 use enmasse_auth::authenticator::{AuthError, Authenticator, Identity, Step};
-use fe2o3_amqp::{
-    frames::sasl::Frame,
-    types::{
-        primitives::{Array, Binary, Symbol},
-        sasl::{SaslChallenge, SaslCode, SaslMechanisms, SaslOutcome, SaslResponse},
-    },
-};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::amqp::{
+    decode::{Decoder, Descriptor},
+    encode::Encoder,
+    frame::{self, SASL_FRAME},
+};
+
+/// SASL frame descriptors (AMQP 1.0, 5.3.3).
+const MECHANISMS: u64 = 0x40;
+const INIT: u64 = 0x41;
+const CHALLENGE: u64 = 0x42;
+const RESPONSE: u64 = 0x43;
+const OUTCOME: u64 = 0x44;
+
+/// SASL outcome codes (AMQP 1.0, 5.3.3.6).
+const CODE_OK: u8 = 0;
+const CODE_AUTH: u8 = 1;
+const CODE_SYS_TEMP: u8 = 4;
+
+/// A SASL frame from the client.
+enum Frame {
+    /// The mechanism it chose, and its first response.
+    Init { mechanism: String, response: Vec<u8> },
+    /// Its answer to a challenge.
+    Response(Vec<u8>),
+}
 
 /// The protocol header that opens a SASL layer.
 pub const SASL_HEADER: [u8; 8] = *b"AMQP\x03\x01\x00\x00";
 /// The protocol header of plain AMQP.
 pub const AMQP_HEADER: [u8; 8] = *b"AMQP\x00\x01\x00\x00";
 
-/// SASL frames may not be larger than the smallest max-frame-size (AMQP 1.0, 5.3.1).
-const MAX_SASL_FRAME: usize = 512;
+/// The largest SASL frame read. AMQP 1.0 (5.3.1) keeps SASL frames within 512 bytes, but a
+/// Kubernetes service-account token (a JWT of a kilobyte or more) does not fit, and clients send
+/// it whole; a few kilobytes are read, no more.
+const MAX_SASL_FRAME: usize = 8192;
 
 /// Why the SASL layer failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,37 +78,22 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     // SASL needs at least one mechanism on offer; with none safe, the exchange still runs so that
     // the client learns the outcome, and PLAIN is refused when chosen.
     let offered = if safe.is_empty() { all } else { safe.clone() };
-    let mechanisms: Vec<Symbol> = offered.iter().copied().map(Symbol::from).collect();
-    write_frame(
-        stream,
-        &Frame::Mechanisms(SaslMechanisms {
-            sasl_server_mechanisms: Array(mechanisms),
-        }),
-    )
-    .await?;
-    let init = match read_frame(stream).await? {
-        Frame::Init(init) => init,
-        other => return Err(SaslError::Malformed(format!("expected sasl-init, got {other:?}"))),
+    write_frame(stream, MECHANISMS, |l| l.field(|e| e.symbols(&offered))).await?;
+    let (mechanism, mut response) = match read_frame(stream).await? {
+        Frame::Init { mechanism, response } => (mechanism, response),
+        Frame::Response(_) => return Err(SaslError::Malformed("expected sasl-init, got sasl-response".into())),
     };
-    let mut response = init.initial_response.map(|r| r.into_vec()).unwrap_or_default();
-    let result = match authenticator.start(init.mechanism.as_str()) {
-        Ok(_) if !offered.contains(&init.mechanism.as_str()) => {
-            Err(AuthError::Mechanism(init.mechanism.0.clone()))
-        }
+    let result = match authenticator.start(&mechanism) {
+        Ok(_) if !offered.contains(&mechanism.as_str()) => Err(AuthError::Mechanism(mechanism.clone())),
         Err(err) => Err(err),
         Ok(mut exchange) => loop {
             match exchange.step(&response).await {
                 Ok(Step::Challenge(challenge)) => {
-                    let frame = Frame::Challenge(SaslChallenge {
-                        challenge: Binary::from(challenge),
-                    });
-                    write_frame(stream, &frame).await?;
+                    write_frame(stream, CHALLENGE, |l| l.field(|e| e.binary(&challenge))).await?;
                     response = match read_frame(stream).await? {
-                        Frame::Response(SaslResponse { response }) => response.into_vec(),
-                        other => {
-                            return Err(SaslError::Malformed(format!(
-                                "expected sasl-response, got {other:?}"
-                            )));
+                        Frame::Response(response) => response,
+                        Frame::Init { .. } => {
+                            return Err(SaslError::Malformed("expected sasl-response, got sasl-init".into()));
                         }
                     };
                 }
@@ -97,49 +103,80 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         },
     };
     let (code, additional_data) = match &result {
-        Ok((_, data)) => (SaslCode::Ok, data.clone().map(Binary::from)),
-        Err(AuthError::Unavailable(_)) => (SaslCode::SysTemp, None),
-        Err(_) => (SaslCode::Auth, None),
+        Ok((_, data)) => (CODE_OK, data.clone()),
+        Err(AuthError::Unavailable(_)) => (CODE_SYS_TEMP, None),
+        Err(_) => (CODE_AUTH, None),
     };
-    write_frame(
-        stream,
-        &Frame::Outcome(SaslOutcome {
-            code,
-            additional_data,
-        }),
-    )
+    write_frame(stream, OUTCOME, |l| {
+        l.field(|e| e.ubyte(code));
+        l.optional(additional_data.as_deref(), Encoder::binary);
+    })
     .await?;
     stream.flush().await.map_err(SaslError::Io)?;
     result.map(|(identity, _)| identity).map_err(SaslError::Rejected)
 }
 
-async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &Frame) -> Result<(), SaslError> {
-    let body = serde_amqp::to_vec(frame).map_err(|e| SaslError::Malformed(e.to_string()))?;
-    let size = u32::try_from(8 + body.len()).map_err(|_| SaslError::Malformed("frame too large".into()))?;
-    let mut buf = Vec::with_capacity(8 + body.len());
-    buf.extend_from_slice(&size.to_be_bytes());
-    buf.extend_from_slice(&[0x02, 0x01, 0x00, 0x00]);
-    buf.extend_from_slice(&body);
+/// Writes one SASL frame: the descriptor and the list of fields `fields` writes.
+async fn write_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    descriptor: u64,
+    fields: impl FnOnce(&mut crate::amqp::encode::ListEncoder<'_>),
+) -> Result<(), SaslError> {
+    let mut buf = Vec::new();
+    frame::write(
+        &mut buf,
+        SASL_FRAME,
+        0,
+        |e| {
+            e.descriptor(descriptor);
+            let mut list = e.list();
+            fields(&mut list);
+            list.end();
+        },
+        &[],
+    );
     stream.write_all(&buf).await.map_err(SaslError::Io)
 }
 
 async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Frame, SaslError> {
+    // The size is checked before anything else is read.
     let size = stream.read_u32().await.map_err(SaslError::Io)? as usize;
     if !(8..=MAX_SASL_FRAME).contains(&size) {
         return Err(SaslError::Malformed(format!(
             "frame size {size} outside 8..={MAX_SASL_FRAME}"
         )));
     }
-    let mut rest = vec![0u8; size - 4];
-    stream.read_exact(&mut rest).await.map_err(SaslError::Io)?;
-    let doff = usize::from(rest[0]) * 4;
-    if doff < 8 || doff > size || rest[1] != 0x01 {
-        return Err(SaslError::Malformed(format!(
-            "bad frame header (doff {doff}, type {})",
-            rest[1]
-        )));
-    }
-    serde_amqp::from_slice::<Frame>(&rest[doff - 4..]).map_err(|e| SaslError::Malformed(e.to_string()))
+    let mut bytes = vec![0u8; size];
+    bytes[..4].copy_from_slice(&(size as u32).to_be_bytes());
+    stream.read_exact(&mut bytes[4..]).await.map_err(SaslError::Io)?;
+    let header = frame::Header::parse(&bytes, MAX_SASL_FRAME, SASL_FRAME)
+        .map_err(|e| SaslError::Malformed(e.to_string()))?
+        .ok_or_else(|| SaslError::Malformed("a short frame header".into()))?;
+    decode_frame(&bytes[header.body_offset..]).map_err(|e| SaslError::Malformed(e.to_string()))
+}
+
+fn decode_frame(body: &[u8]) -> Result<Frame, crate::amqp::DecodeError> {
+    use crate::amqp::DecodeError;
+    let mut d = Decoder::new(body);
+    let code = match d.descriptor()? {
+        Some(Descriptor::Code(code)) => code,
+        Some(Descriptor::Symbol("amqp:sasl-init:list")) => INIT,
+        Some(Descriptor::Symbol("amqp:sasl-response:list")) => RESPONSE,
+        other => return Err(DecodeError::Invalid(format!("expected sasl-init or sasl-response, got {other:?}"))),
+    };
+    let mut f = d.list()?;
+    let frame = match code {
+        INIT => Frame::Init {
+            mechanism: f
+                .next(|d| d.symbol().map(str::to_owned))?
+                .ok_or_else(|| DecodeError::Invalid("sasl-init without a mechanism".into()))?,
+            response: f.next(|d| d.binary().map(<[u8]>::to_vec))?.unwrap_or_default(),
+        },
+        RESPONSE => Frame::Response(f.next(|d| d.binary().map(<[u8]>::to_vec))?.unwrap_or_default()),
+        other => return Err(DecodeError::Invalid(format!("expected sasl-init or sasl-response, got {other:#x}"))),
+    };
+    f.finish()?;
+    Ok(frame)
 }
 
 #[cfg(test)]

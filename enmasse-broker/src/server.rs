@@ -14,13 +14,29 @@ use enmasse_auth::tls::SecretFiles;
 use enmasse_types::error::one_line;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{broker::Broker, connection, transport::Prefixed};
+
+/// Connections the kernel holds for the broker to accept: a burst of clients reconnecting at
+/// once (a broker restart, a rolling update of the applications) must not overflow it.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a backlog of [`LISTEN_BACKLOG`] (the kernel caps it at its
+/// `somaxconn`).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// How long open connections get to close once shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +141,23 @@ pub async fn follow_certificate_files(dir: PathBuf, tls: Arc<Tls>, shutdown: Can
     }
 }
 
+/// Counts a connection as open for as long as it lives: dropped however its task ends, a panic
+/// included, so the gauge never keeps a phantom.
+struct OpenConnection(Arc<Broker>);
+
+impl OpenConnection {
+    fn new(broker: Arc<Broker>) -> Self {
+        broker.counters().connections_open.fetch_add(1, Ordering::Relaxed);
+        Self(broker)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.counters().connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The protocol header by which a client asks for TLS on a plain connection.
 pub const TLS_HEADER: [u8; 8] = *b"AMQP\x02\x01\x00\x00";
 
@@ -172,9 +205,8 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdo
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 let _ = stream.set_nodelay(true);
-                let counters = broker.counters();
-                counters.connections_total.fetch_add(1, Ordering::Relaxed);
-                counters.connections_open.fetch_add(1, Ordering::Relaxed);
+                broker.counters().connections_total.fetch_add(1, Ordering::Relaxed);
+                let open = OpenConnection::new(broker.clone());
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 let layer = layer.clone();
@@ -188,7 +220,7 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdo
                         }
                         Layer::Tls(tls) => serve_tls(stream, peer, &tls, broker.clone(), shutdown).await,
                     }
-                    broker.counters().connections_open.fetch_sub(1, Ordering::Relaxed);
+                    drop(open);
                 });
             }
             Err(err) => {

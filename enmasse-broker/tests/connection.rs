@@ -18,6 +18,7 @@ use enmasse_auth::{
     tls::ServerIdentity,
 };
 use enmasse_broker::{
+    amqp::decode::Decoder,
     broker::{Broker, Settings},
     sasl::SASL_HEADER,
     server::{self, TLS_HEADER},
@@ -68,8 +69,9 @@ async fn a_refused_login_gets_a_sasl_outcome_and_is_counted() {
         .apply(config(vec![]), Arc::new(RefuseAll::new("no users yet".into())));
     let mut stream = TcpStream::connect(broker.addr).await.unwrap();
     stream.write_all(&SASL_HEADER).await.unwrap();
-    // sasl-init for PLAIN: a described list (0x41) with the mechanism and "\0user\0secret".
-    let init: &[u8] = b"\x00\x53\x41\xc0\x18\x02\xa3\x05PLAIN\xa0\x0c\x00user\x00secret";
+    // sasl-init for PLAIN: a described list (0x41) of 22 bytes with the mechanism and
+    // "\0user\0secret".
+    let init: &[u8] = b"\x00\x53\x41\xc0\x16\x02\xa3\x05PLAIN\xa0\x0c\x00user\x00secret";
     let mut frame = ((8 + init.len()) as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&[2, 1, 0, 0]);
     frame.extend_from_slice(init);
@@ -84,12 +86,12 @@ async fn a_refused_login_gets_a_sasl_outcome_and_is_counted() {
         .windows(3)
         .rposition(|w| w == b"\x00\x53\x44")
         .expect("a sasl-outcome frame");
+    let mut fields = Decoder::new(&answer[outcome + 3..]).list().unwrap();
     assert_eq!(
-        answer[outcome + 3..outcome + 6],
-        [0xc0, 0x03, 0x01],
-        "a list of one field"
+        fields.next(Decoder::ubyte).unwrap(),
+        Some(4),
+        "code sys-temp"
     );
-    assert_eq!(answer[outcome + 6..outcome + 8], [0x50, 0x04], "code sys-temp");
     assert_eq!(
         broker
             .broker

@@ -10,15 +10,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{address, config, start, within};
-use enmasse_broker::address::table::Engine;
+use common::{address, config, raw::Raw, start, within};
+use enmasse_broker::{
+    address::table::Engine,
+    amqp::{
+        encode::Encoder,
+        performative::{DeliveryState, Performative, Role, condition},
+        sections::MessageHeader,
+    },
+};
 use enmasse_types::resources::address::AddressType;
 use fe2o3_amqp::{
     Receiver, Sender,
-    types::{
-        definitions::{AmqpError, ErrorCondition},
-        messaging::{Header, Message, Outcome},
-    },
+    link::SendError,
+    types::messaging::{Message, Outcome},
 };
 
 #[tokio::test]
@@ -158,32 +163,56 @@ async fn a_full_queue_stops_its_sender_until_a_consumer_makes_room() {
 }
 
 #[tokio::test]
-async fn a_message_over_the_size_limit_is_rejected_with_the_reason() {
+async fn a_message_over_the_size_limit_is_refused_by_the_client_that_was_told_the_limit() {
     let mut tiny = address("tiny", AddressType::Queue);
     tiny.limits.max_message_size = 100;
     let broker = start(config(vec![tiny])).await;
     let (_connection, mut session) = broker.client().await;
     let mut sender = Sender::attach(&mut session, "s", "tiny").await.unwrap();
-    let outcome = within("send", sender.send(Message::from("x".repeat(500))))
-        .await
-        .unwrap();
-    let Outcome::Rejected(rejected) = outcome else {
-        panic!("{outcome:?}")
-    };
-    let error = rejected.error.unwrap();
+    // The attach carries the address's max-message-size, so the client refuses it itself.
+    let refused = within("send", sender.send(Message::from("x".repeat(500)))).await;
     assert!(
-        matches!(error.condition, ErrorCondition::LinkError(_)),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .description
-            .unwrap()
-            .contains("exceeds the limit of 100 bytes")
+        matches!(refused, Err(SendError::MessageSizeExceeded(_))),
+        "{refused:?}"
     );
     let ok = within("send small", sender.send("ok")).await.unwrap();
     assert!(matches!(ok, Outcome::Accepted(_)));
-    let _ = AmqpError::NotFound;
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_from_a_peer_that_ignores_it_is_rejected_with_the_reason() {
+    let broker = start(config(vec![small_queue()])).await;
+    let mut raw = Raw::session(broker.addr).await;
+    raw.attach("s", 0, Role::Sender, "tiny").await;
+    for (id, durable) in [(0, false), (1, true)] {
+        let mut message = Vec::new();
+        let mut e = Encoder::new(&mut message);
+        MessageHeader {
+            durable,
+            ..MessageHeader::default()
+        }
+        .encode(&mut e);
+        e.descriptor(0x77);
+        e.string(&"x".repeat(500));
+        raw.transfer(0, Some(id), false, &message).await;
+        let frame = raw
+            .next_of("disposition", |p| matches!(p, Performative::Disposition(_)))
+            .await;
+        let Performative::Disposition(disposition) = frame.performative() else {
+            unreachable!()
+        };
+        let Some(DeliveryState::Rejected(Some(error))) = disposition.state else {
+            panic!("{disposition:?}")
+        };
+        assert_eq!(error.condition, condition::MESSAGE_SIZE_EXCEEDED);
+        assert!(error.to_string().contains("limit of 100 bytes"), "{error}");
+    }
+    drop(raw);
+    assert_eq!(
+        room_left(&broker, "tiny", 10).await,
+        10,
+        "no refused message keeps room reserved, durable or not"
+    );
 }
 
 /// The room `address` grants once its senders have given back what they hold, waiting for them.
@@ -226,27 +255,6 @@ async fn a_sender_that_detaches_gives_back_the_room_its_credit_held() {
         room_left(&broker, "tiny", 7).await,
         7,
         "three messages held, and no credit of the gone senders"
-    );
-}
-
-#[tokio::test]
-async fn a_message_over_the_size_limit_gives_its_room_back_durable_or_not() {
-    let broker = start(config(vec![small_queue()])).await;
-    let (_connection, mut session) = broker.client().await;
-    let mut sender = Sender::attach(&mut session, "s", "tiny").await.unwrap();
-    for durable in [false, true] {
-        let message = Message::builder()
-            .header(Header::builder().durable(durable).build())
-            .value("x".repeat(500))
-            .build();
-        let outcome = within("send", sender.send(message)).await.unwrap();
-        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
-    }
-    sender.close().await.unwrap();
-    assert_eq!(
-        room_left(&broker, "tiny", 10).await,
-        10,
-        "no refused message keeps room reserved"
     );
 }
 

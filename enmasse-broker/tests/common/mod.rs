@@ -22,6 +22,8 @@ use fe2o3_amqp::{Connection, Session, connection::ConnectionHandle, session::Ses
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) mod raw;
+
 /// A running broker.
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
@@ -76,6 +78,11 @@ pub(crate) async fn start(config: BrokerConfig) -> Running {
         credit_window: 50,
         ..Settings::default()
     };
+    start_with(settings, config).await
+}
+
+/// Starts a broker with `settings` serving `config` on 127.0.0.1, authenticating everyone.
+pub(crate) async fn start_with(settings: Settings, config: BrokerConfig) -> Running {
     let broker = Broker::new(settings, Arc::new(AcceptAll));
     broker.apply(config, Arc::new(AcceptAll));
     serve(broker).await

@@ -1,0 +1,462 @@
+//! A link on which the peer sends: messages flow into an address.
+//!
+//! The link gets credit only for room the address has reserved, so a full address stops its
+//! senders instead of buffering. A message of several frames is gathered up to the address's
+//! `max-message-size` (announced in the attach) and refused with `amqp:link:message-size-exceeded`
+//! at the first frame that crosses it; what follows of it is dropped unread. A delivery is accepted
+//! once the address holds it (a durable one once the journal has it); an anycast delivery is
+//! settled only when a consumer settles it, with the consumer's outcome.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use enmasse_types::resources::address::AddressType;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    connection::{Context, Ending, Event, LinkKey},
+    session::Outcome,
+};
+use crate::{
+    address::{
+        fanout::Held,
+        queue::{PushError, Settlement},
+        table::{Engine as AddressEngine, Entry, SendTarget},
+    },
+    amqp::{
+        frame,
+        performative::{Attach, AttachReply, DeliveryState, ErrorInfo, Role, Terminus, Transfer, condition},
+    },
+    broker::Grant,
+    message::{Message, SettleBack},
+    store::Persisted,
+};
+
+/// A delivery of several frames, gathered.
+struct Partial {
+    delivery_id: u32,
+    settled: bool,
+    format: u32,
+    bytes: Vec<u8>,
+    /// Refused for its size: what follows is dropped.
+    refused: bool,
+}
+
+/// A link on which the peer sends.
+pub(super) struct Inbound {
+    /// The link's name.
+    pub(super) name: String,
+    /// The broker's handle.
+    pub(super) local: u32,
+    /// The link's identity in events.
+    pub(super) key: LinkKey,
+    /// Deliveries the peer has sent on it.
+    pub(super) delivery_count: u32,
+    /// Credit the peer has and the address holds room for.
+    pub(super) credit: u32,
+    target: SendTarget,
+    grant: Grant,
+    window: u32,
+    max_message_size: u64,
+    partial: Option<Partial>,
+    waiting_room: bool,
+    gone: CancellationToken,
+}
+
+impl Inbound {
+    /// Accepts the peer's attach: answers it, announcing the largest message the address takes,
+    /// and reserves the first credit.
+    pub(super) fn attach(
+        cx: &mut Context<'_>,
+        channel: u16,
+        local: u32,
+        key: LinkKey,
+        attach: &Attach,
+        target: SendTarget,
+        grant: Grant,
+    ) -> Self {
+        let entry = target.entry.clone();
+        entry.senders.fetch_add(1, Ordering::Relaxed);
+        let max_message_size = entry.config().limits.max_message_size;
+        let source = Terminus {
+            address: attach.source.as_ref().and_then(|s| s.address.clone()),
+            ..Terminus::default()
+        };
+        let reply_target = Terminus {
+            address: attach.target.as_ref().and_then(|t| t.address.clone()),
+            ..Terminus::default()
+        };
+        frame::write_amqp(cx.output, channel, |e| {
+            e.attach(&AttachReply {
+                name: &attach.name,
+                handle: local,
+                role: Role::Receiver,
+                snd_settle_mode: attach.snd_settle_mode,
+                source: Some(&source),
+                target: Some(&reply_target),
+                initial_delivery_count: None,
+                max_message_size: Some(max_message_size),
+            });
+        });
+        let gone = CancellationToken::new();
+        super::outbound::watch_end(cx, key, &entry, &grant, &gone);
+        let mut link = Self {
+            name: attach.name.clone(),
+            local,
+            key,
+            delivery_count: attach.initial_delivery_count.unwrap_or(0),
+            credit: 0,
+            target,
+            grant,
+            window: cx.broker.settings().credit_window.max(1),
+            max_message_size,
+            partial: None,
+            waiting_room: false,
+            gone,
+        };
+        link.top_up(cx);
+        link
+    }
+
+    fn entry(&self) -> &Arc<Entry> {
+        &self.target.entry
+    }
+
+    /// Takes one transfer frame. Returns the delivery's state to tell the peer, if it is decided
+    /// now; an error detaches the link.
+    pub(super) fn transfer(
+        &mut self,
+        cx: &mut Context<'_>,
+        transfer: &Transfer<'_>,
+        payload: &[u8],
+    ) -> Result<Option<(u32, DeliveryState)>, ErrorInfo> {
+        if self.partial.is_none() {
+            let delivery_id = transfer.delivery_id.ok_or_else(|| {
+                ErrorInfo::new(condition::INVALID_FIELD, "the first transfer of a delivery has no delivery-id")
+            })?;
+            if self.credit == 0 {
+                return Err(ErrorInfo::new(
+                    "amqp:link:transfer-limit-exceeded",
+                    "a transfer beyond the credit the broker gave",
+                ));
+            }
+            self.credit -= 1;
+            self.delivery_count = self.delivery_count.wrapping_add(1);
+            let settled = transfer.settled.unwrap_or(false);
+            let format = transfer.message_format.unwrap_or(0);
+            if !transfer.more && !transfer.aborted && payload.len() as u64 <= self.max_message_size {
+                // One frame, one message: the common case, copied once.
+                let state = self.store(cx, delivery_id, settled, format, Arc::from(payload));
+                return Ok(state.filter(|_| !settled).map(|state| (delivery_id, state)));
+            }
+            self.partial = Some(Partial {
+                delivery_id,
+                settled,
+                format,
+                bytes: Vec::new(),
+                refused: false,
+            });
+        }
+        let Some(partial) = self.partial.as_mut() else {
+            return Ok(None);
+        };
+        if transfer.delivery_id.is_some_and(|id| id != partial.delivery_id) {
+            return Err(ErrorInfo::new(
+                condition::INVALID_FIELD,
+                "a new delivery began before the last one ended",
+            ));
+        }
+        partial.settled |= transfer.settled.unwrap_or(false);
+        if transfer.aborted {
+            // Given up by the peer: nothing to settle, and its credit is spent.
+            let refused = partial.refused;
+            self.partial = None;
+            if !refused {
+                self.unreserve_one();
+            }
+            return Ok(None);
+        }
+        let crossed = !partial.refused && (partial.bytes.len() + payload.len()) as u64 > self.max_message_size;
+        if crossed {
+            partial.refused = true;
+            partial.bytes = Vec::new();
+        } else if !partial.refused {
+            partial.bytes.extend_from_slice(payload);
+        }
+        let (delivery_id, settled) = (partial.delivery_id, partial.settled);
+        let mut told = None;
+        if crossed {
+            self.unreserve_one();
+            let description = format!(
+                "message exceeds the limit of {} bytes of address {:?}",
+                self.max_message_size,
+                self.entry().address
+            );
+            let error = ErrorInfo::new(condition::MESSAGE_SIZE_EXCEEDED, description);
+            if !settled {
+                told = Some((delivery_id, DeliveryState::Rejected(Some(error))));
+            }
+        }
+        if transfer.more {
+            return Ok(told);
+        }
+        let Some(partial) = self.partial.take() else {
+            return Ok(told);
+        };
+        if partial.refused {
+            return Ok(told);
+        }
+        let state = self.store(cx, partial.delivery_id, partial.settled, partial.format, Arc::from(partial.bytes));
+        Ok(state.filter(|_| !partial.settled).map(|state| (partial.delivery_id, state)))
+    }
+
+    /// Hands one whole message to the address's engine. Returns its state if decided now;
+    /// otherwise its outcome comes as an [`Outcome`].
+    fn store(
+        &mut self,
+        cx: &mut Context<'_>,
+        delivery_id: u32,
+        settled: bool,
+        format: u32,
+        bytes: Arc<[u8]>,
+    ) -> Option<DeliveryState> {
+        if format != 0 {
+            self.unreserve_one();
+            return Some(DeliveryState::Rejected(Some(ErrorInfo::new(
+                condition::NOT_IMPLEMENTED,
+                format!("message format {format} is not supported; only standard AMQP messages (0) are"),
+            ))));
+        }
+        let message = match Message::decode(cx.broker.next_message_id(), bytes, self.target.routing.clone()) {
+            Ok(message) => message,
+            Err(err) => {
+                self.unreserve_one();
+                return Some(DeliveryState::Rejected(Some(ErrorInfo::new(
+                    condition::DECODE_ERROR,
+                    format!("failed to decode the message: {err}"),
+                ))));
+            }
+        };
+        let key = self.key;
+        let waiting = |outcomes: &mut futures_util::stream::FuturesUnordered<_>,
+                       future: super::connection::Waiting<crate::message::Settled>| {
+            outcomes.push(Box::pin(async move {
+                Outcome {
+                    key,
+                    delivery_id,
+                    tell: !settled,
+                    settled: future.await,
+                }
+            }) as super::connection::Waiting<Outcome>);
+        };
+        let entry = self.target.entry.clone();
+        let result = match &entry.engine {
+            AddressEngine::Queue(queue) if message.durable => match queue.check_size(message.size) {
+                Err(too_large) => {
+                    queue.unreserve(1);
+                    Err(too_large)
+                }
+                Ok(()) => {
+                    let held = Held {
+                        address: message.address.clone(),
+                        queue: queue.clone(),
+                        message,
+                    };
+                    return persist_then_queue(cx, vec![held], waiting);
+                }
+            },
+            AddressEngine::Queue(queue) => queue.push(message),
+            AddressEngine::Fanout(fanout) => match fanout.publish(&message, || cx.broker.next_message_id()) {
+                Ok(held) if held.is_empty() => Ok(()),
+                Ok(held) => return persist_then_queue(cx, held, waiting),
+                Err(err) => Err(err),
+            },
+            AddressEngine::Anycast(queue) => {
+                let mut message = message;
+                let (reply, settled_back) = SettleBack::channel();
+                message.reply = Some(reply);
+                match queue.push(message) {
+                    Ok(()) => {
+                        // A consumer that vanished without settling leaves the message released.
+                        waiting(
+                            cx.outcomes,
+                            Box::pin(async move { settled_back.await.unwrap_or((Settlement::Released, None)) }),
+                        );
+                        return None;
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        match result {
+            Ok(()) => Some(DeliveryState::Accepted),
+            Err(PushError::TooLarge { size, limit }) => Some(DeliveryState::Rejected(Some(ErrorInfo::new(
+                condition::MESSAGE_SIZE_EXCEEDED,
+                format!(
+                    "message of {size} bytes exceeds the limit of {limit} bytes of address {:?}",
+                    entry.address
+                ),
+            )))),
+            Err(PushError::Closed) => Some(DeliveryState::Released),
+        }
+    }
+
+    /// Tops the peer's credit up to the window once half of it is used. Returns whether the
+    /// credit changed (a flow is due).
+    pub(super) fn top_up(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.credit >= self.window / 2 || self.waiting_room {
+            return false;
+        }
+        let got = reserve(self.entry(), self.window - self.credit);
+        if got > 0 {
+            self.credit += got;
+            return true;
+        }
+        if self.credit == 0 {
+            self.waiting_room = true;
+            let entry = self.entry().clone();
+            let gone = self.gone.clone();
+            let key = self.key;
+            cx.waits.push(Box::pin(async move {
+                tokio::select! {
+                    biased;
+                    () = gone.cancelled() => Event::Ended(key, Ending::Gone),
+                    () = wait_for_room(&entry) => Event::Room(key),
+                }
+            }));
+        }
+        false
+    }
+
+    /// The address has room again: credit follows. Returns whether a flow is due.
+    pub(super) fn room(&mut self, cx: &mut Context<'_>) -> bool {
+        self.waiting_room = false;
+        self.top_up(cx)
+    }
+
+    fn unreserve(&self, count: u32) {
+        unreserve(self.entry(), count);
+    }
+
+    /// Gives back the room a message held that was refused before the address took it.
+    fn unreserve_one(&self) {
+        self.unreserve(1);
+    }
+
+    /// Lets go of the link: the room its credit held goes back to the address.
+    pub(super) fn release(&mut self) {
+        self.gone.cancel();
+        let held = self.credit + u32::from(self.partial.as_ref().is_some_and(|p| !p.refused));
+        self.unreserve(held);
+        self.credit = 0;
+        self.partial = None;
+        self.entry().senders.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The error the link is detached with when its address is removed.
+    pub(super) fn removed_error(&self) -> ErrorInfo {
+        super::outbound::removed(&self.entry().address)
+    }
+
+    /// The error the link is detached with when its user loses the right to send.
+    pub(super) fn revoked_error(&self) -> ErrorInfo {
+        super::outbound::revoked(&self.grant, "send to", &self.entry().address)
+    }
+}
+
+/// Makes durable copies safe in the store, and queues them only then: the delivery is accepted
+/// once every copy is safe and queued. If the store fails to keep one, none is queued, the store
+/// forgets those it kept, and the delivery is released for the sender to try again.
+fn persist_then_queue(
+    cx: &mut Context<'_>,
+    held: Vec<Held>,
+    waiting: impl FnOnce(
+        &mut futures_util::stream::FuturesUnordered<super::connection::Waiting<Outcome>>,
+        super::connection::Waiting<crate::message::Settled>,
+    ),
+) -> Option<DeliveryState> {
+    let store = cx.broker.store_handle();
+    let mut persisting = Vec::new();
+    for copy in &held {
+        if let Persisted::Later(future) = store.persist(&copy.address, &copy.message) {
+            persisting.push(future);
+        }
+    }
+    let finish = move |safe: bool| {
+        let mut settlement = Settlement::Accepted;
+        for copy in held {
+            if !safe {
+                store.forget(&copy.address, copy.message.id);
+                copy.give_up();
+                settlement = Settlement::Released;
+                continue;
+            }
+            let (address, id) = (copy.address.clone(), copy.message.id);
+            if copy.queue().is_err() {
+                // The address went away meanwhile, and its messages with it.
+                store.forget(&address, id);
+                settlement = Settlement::Released;
+            }
+        }
+        settlement
+    };
+    if persisting.is_empty() {
+        return Some(match finish(true) {
+            Settlement::Accepted => DeliveryState::Accepted,
+            _ => DeliveryState::Released,
+        });
+    }
+    waiting(
+        cx.outcomes,
+        Box::pin(async move {
+            let safe = futures_util::future::join_all(persisting)
+                .await
+                .iter()
+                .all(Result::is_ok);
+            (finish(safe), None)
+        }),
+    );
+    None
+}
+
+/// Reserves room for up to `want` messages of `entry`: the credit a sender may have.
+fn reserve(entry: &Entry, want: u32) -> u32 {
+    match &entry.engine {
+        AddressEngine::Queue(queue) => queue.reserve(want),
+        AddressEngine::Fanout(fanout) => fanout.reserve(want),
+        AddressEngine::Anycast(queue) if entry.receivers.load(Ordering::Relaxed) > 0 => queue.reserve(want),
+        AddressEngine::Anycast(_) => 0,
+    }
+}
+
+fn unreserve(entry: &Entry, count: u32) {
+    if count == 0 {
+        return;
+    }
+    match &entry.engine {
+        AddressEngine::Queue(queue) | AddressEngine::Anycast(queue) => queue.unreserve(count),
+        AddressEngine::Fanout(fanout) => fanout.unreserve(count),
+    }
+}
+
+/// Waits until `entry` may grant credit again: room in a queue, or a receiver on anycast.
+async fn wait_for_room(entry: &Entry) {
+    match &entry.engine {
+        AddressEngine::Queue(queue) => queue.wait_for_room().await,
+        AddressEngine::Fanout(fanout) => fanout.wait_for_room().await,
+        AddressEngine::Anycast(queue) => {
+            let joined = entry.receiver_joined.notified();
+            tokio::pin!(joined);
+            joined.as_mut().enable();
+            if entry.receivers.load(Ordering::Relaxed) == 0 {
+                joined.await;
+            } else {
+                queue.wait_for_room().await;
+            }
+        }
+    }
+}
+
+/// Whether multicast deliveries go out pre-settled: multicast is at-most-once.
+pub(super) fn presettled_type(type_: AddressType) -> bool {
+    type_ == AddressType::Multicast
+}

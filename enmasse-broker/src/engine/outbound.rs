@@ -1,0 +1,419 @@
+//! A link on which the broker sends: messages flow out of an address to the peer.
+//!
+//! A message is taken from the address's queue only when the link has credit for it, so nothing
+//! waits in the link. A message larger than a frame goes out in as many frames as it needs, as
+//! the peer's session window allows. A drain sends what is waiting and then gives up the rest of
+//! the credit (AMQP 1.0, 2.6.7). A message the peer does not settle before the link ends goes back
+//! to the queue for another consumer.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{
+    connection::{Context, Ending, Event, LinkKey},
+    inbound::presettled_type,
+    session::Unsettled,
+};
+use crate::{
+    address::{
+        fanout::{Fanout, Filter},
+        queue::{Queue, Settlement},
+        table::{Engine as AddressEngine, Entry, ReceiveSource},
+    },
+    amqp::{
+        frame,
+        performative::{Attach, AttachReply, ErrorInfo, Flow, Role, Terminus, condition},
+    },
+    broker::Grant,
+    message::{IdMap, Message, Settled},
+};
+
+/// Bytes a transfer's performative and frame header may take beside its payload.
+const TRANSFER_OVERHEAD: usize = 64;
+
+/// The session's state a link's sends advance.
+pub(super) struct Window<'a> {
+    pub(super) channel: u16,
+    /// Transfers the peer still takes.
+    pub(super) remote_window: &'a mut u32,
+    pub(super) next_outgoing_id: &'a mut u32,
+    pub(super) next_delivery_id: &'a mut u32,
+    pub(super) unsettled: &'a mut IdMap<Unsettled>,
+}
+
+/// What a pump did.
+pub(super) enum Pumped {
+    /// Sent what it could, perhaps nothing.
+    Sent,
+    /// Completed a drain: a flow must tell the peer its credit is used up.
+    Drained,
+}
+
+/// A message cut off by the peer's window or a full output, to go on with.
+struct Sending {
+    delivery_id: u32,
+    bytes: Arc<[u8]>,
+    offset: usize,
+    settled: bool,
+}
+
+/// A link on which the broker sends.
+pub(super) struct Outbound {
+    /// The link's name.
+    pub(super) name: String,
+    /// The broker's handle.
+    pub(super) local: u32,
+    /// The link's identity in events.
+    pub(super) key: LinkKey,
+    /// Deliveries the broker has sent on it.
+    pub(super) delivery_count: u32,
+    /// Credit the peer gave and the broker has not used.
+    pub(super) credit: u32,
+    entry: Arc<Entry>,
+    queue: Arc<Queue>,
+    membership: Option<(Arc<Fanout>, u64)>,
+    grant: Grant,
+    drain: bool,
+    /// A wait for the queue's next message is under way.
+    waiting: bool,
+    /// A message the wait brought, to send first.
+    ready: Option<Message>,
+    presettled: bool,
+    peer_max_message_size: Option<u64>,
+    in_flight: usize,
+    max_in_flight: usize,
+    sending: Option<Sending>,
+    gone: CancellationToken,
+}
+
+impl Outbound {
+    /// Accepts the peer's attach: joins the address (a topic gives the link a queue of its own)
+    /// and answers with the terminus in force.
+    pub(super) fn attach(
+        cx: &mut Context<'_>,
+        channel: u16,
+        local: u32,
+        key: LinkKey,
+        attach: &Attach,
+        source: ReceiveSource,
+        grant: Grant,
+    ) -> Self {
+        let entry = source.entry.clone();
+        let (queue, membership, mode) = match &entry.engine {
+            AddressEngine::Queue(queue) | AddressEngine::Anycast(queue) => (queue.clone(), None, Some("move")),
+            AddressEngine::Fanout(fanout) => {
+                let filter = source.filter.clone().unwrap_or(Filter::All);
+                let (id, queue) = fanout.join(filter, entry.config().limits);
+                (queue, Some((fanout.clone(), id)), None)
+            }
+        };
+        entry.receivers.fetch_add(1, Ordering::Relaxed);
+        entry.receiver_joined.notify_waiters();
+        let presettled = presettled_type(entry.type_) || attach.snd_settle_mode == 1;
+        let reply_source = Terminus {
+            address: attach.source.as_ref().and_then(|s| s.address.clone()),
+            distribution_mode: mode.map(str::to_owned),
+            ..Terminus::default()
+        };
+        let reply_target = Terminus {
+            address: attach.target.as_ref().and_then(|t| t.address.clone()),
+            ..Terminus::default()
+        };
+        frame::write_amqp(cx.output, channel, |e| {
+            e.attach(&AttachReply {
+                name: &attach.name,
+                handle: local,
+                role: Role::Sender,
+                snd_settle_mode: if presettled { 1 } else { 0 },
+                source: Some(&reply_source),
+                target: Some(&reply_target),
+                initial_delivery_count: Some(0),
+                max_message_size: None,
+            });
+        });
+        let gone = CancellationToken::new();
+        watch_end(cx, key, &entry, &grant, &gone);
+        Self {
+            name: attach.name.clone(),
+            local,
+            key,
+            delivery_count: 0,
+            credit: 0,
+            entry,
+            queue,
+            membership,
+            grant,
+            drain: false,
+            waiting: false,
+            ready: None,
+            presettled,
+            peer_max_message_size: attach.max_message_size.filter(|max| *max > 0),
+            in_flight: 0,
+            max_in_flight: cx.broker.settings().max_in_flight.max(1),
+            sending: None,
+            gone,
+        }
+    }
+
+    /// Whether the link could send now, if the session lets it.
+    pub(super) fn wants_pump(&self) -> bool {
+        self.sending.is_some() || self.ready.is_some() || (self.credit > 0 && !self.waiting)
+    }
+
+    /// Messages waiting in the link's queue.
+    pub(super) fn available(&self) -> u32 {
+        u32::try_from(self.queue.stats().ready).unwrap_or(u32::MAX)
+    }
+
+    /// Takes the peer's flow: its credit, counted from the deliveries it has seen, and `drain`.
+    pub(super) fn flow(&mut self, flow: &Flow) {
+        let credit = flow.link_credit.unwrap_or(0);
+        let seen = flow.delivery_count.unwrap_or(0);
+        // AMQP 1.0, 2.6.7: credit counts from the receiver's delivery count, which may lag the
+        // broker's by the transfers still on their way.
+        self.credit = seen
+            .wrapping_add(credit)
+            .wrapping_sub(self.delivery_count)
+            .min(credit);
+        self.drain = flow.drain;
+    }
+
+    /// Sends what the link has credit and the session has window for.
+    pub(super) fn pump(&mut self, cx: &mut Context<'_>, w: &mut Window<'_>) -> Result<Pumped, ErrorInfo> {
+        if let Some(sending) = self.sending.take() {
+            let offset = write_frames(cx, w, self.local, &sending, sending.offset);
+            if offset < sending.bytes.len() {
+                self.sending = Some(Sending { offset, ..sending });
+                return Ok(Pumped::Sent);
+            }
+        }
+        if self.credit == 0
+            && let Some(message) = self.ready.take()
+        {
+            self.queue.give_back(message.id);
+        }
+        while self.credit > 0
+            && *w.remote_window > 0
+            && cx.output.len() < super::OUTPUT_HIGH_WATER
+            && self.in_flight < self.max_in_flight
+        {
+            let Some(message) = self.ready.take().or_else(|| self.queue.try_pop()) else {
+                if self.drain {
+                    // Everything waiting was sent: the rest of the credit is given up.
+                    self.delivery_count = self.delivery_count.wrapping_add(self.credit);
+                    self.credit = 0;
+                    return Ok(Pumped::Drained);
+                }
+                self.wait(cx);
+                break;
+            };
+            self.send(cx, w, message)?;
+            if self.sending.is_some() {
+                break;
+            }
+        }
+        Ok(Pumped::Sent)
+    }
+
+    /// Waits for the queue's next message.
+    fn wait(&mut self, cx: &mut Context<'_>) {
+        if self.waiting {
+            return;
+        }
+        self.waiting = true;
+        let (queue, gone, key) = (self.queue.clone(), self.gone.clone(), self.key);
+        cx.waits.push(Box::pin(async move {
+            tokio::select! {
+                biased;
+                () = gone.cancelled() => Event::Ended(key, Ending::Gone),
+                message = queue.pop() => Event::Popped(key, queue.clone(), message),
+            }
+        }));
+    }
+
+    /// The queue offered a message (or closed).
+    pub(super) fn popped(&mut self, message: Option<Message>) {
+        self.waiting = false;
+        if let Some(message) = message {
+            match self.ready {
+                None => self.ready = Some(message),
+                Some(_) => self.queue.give_back(message.id),
+            }
+        }
+    }
+
+    fn send(&mut self, cx: &mut Context<'_>, w: &mut Window<'_>, message: Message) -> Result<(), ErrorInfo> {
+        if let Some(max) = self.peer_max_message_size
+            && message.size as u64 > max
+        {
+            self.queue.give_back(message.id);
+            return Err(ErrorInfo::new(
+                condition::MESSAGE_SIZE_EXCEEDED,
+                format!(
+                    "a message of {} bytes waits on address {:?}, larger than the receiver's max-message-size of {max}",
+                    message.size, self.entry.address
+                ),
+            ));
+        }
+        let delivery_id = *w.next_delivery_id;
+        *w.next_delivery_id = delivery_id.wrapping_add(1);
+        self.credit -= 1;
+        self.delivery_count = self.delivery_count.wrapping_add(1);
+        let settled = self.presettled;
+        let bytes: Arc<[u8]> = match message.outgoing() {
+            std::borrow::Cow::Borrowed(_) => message.encoded.clone(),
+            std::borrow::Cow::Owned(rewritten) => Arc::from(rewritten),
+        };
+        let sending = Sending {
+            delivery_id,
+            bytes,
+            offset: 0,
+            settled,
+        };
+        let offset = write_frames(cx, w, self.local, &sending, 0);
+        if offset < sending.bytes.len() {
+            self.sending = Some(Sending { offset, ..sending });
+        }
+        if settled {
+            settle(cx, &self.entry, &self.queue, &message, (Settlement::Accepted, None));
+        } else {
+            self.in_flight += 1;
+            w.unsettled.insert(
+                u64::from(delivery_id),
+                Unsettled {
+                    handle: self.key.handle,
+                    serial: self.key.serial,
+                    message,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies the peer's outcome for a message sent on this link.
+    pub(super) fn settle(&mut self, cx: &mut Context<'_>, message: &Message, settled: Settled) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        settle(cx, &self.entry, &self.queue, message, settled);
+    }
+
+    /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
+    /// failed delivery), and the link leaves its address.
+    pub(super) fn release(&mut self, cx: &mut Context<'_>, unsettled: &mut IdMap<Unsettled>) {
+        let _ = cx;
+        self.gone.cancel();
+        let mine: Vec<u64> = unsettled
+            .iter()
+            .filter(|(_, u)| u.handle == self.key.handle && u.serial == self.key.serial)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in mine {
+            if let Some(unsettled) = unsettled.remove(&id) {
+                self.queue.settle(unsettled.message.id, Settlement::Modified);
+            }
+        }
+        if let Some(message) = self.ready.take() {
+            self.queue.give_back(message.id);
+        }
+        let remaining = self.entry.receivers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        if let Some((fanout, id)) = self.membership.take() {
+            fanout.leave(id, false);
+        } else if matches!(self.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {
+            // Anycast never stores: with nobody left to receive, senders get their messages back.
+            for message in self.queue.drain() {
+                if let Some(reply) = &message.reply {
+                    reply.settle(Settlement::Released);
+                }
+            }
+        }
+    }
+
+    /// The error the link is detached with when its address is removed.
+    pub(super) fn removed_error(&self) -> ErrorInfo {
+        removed(&self.entry.address)
+    }
+
+    /// The error the link is detached with when its user loses the right to receive.
+    pub(super) fn revoked_error(&self) -> ErrorInfo {
+        revoked(&self.grant, "receive from", &self.entry.address)
+    }
+}
+
+/// Writes as many frames of a delivery as the peer's window and the output allow, from `offset`;
+/// returns how far it got.
+fn write_frames(cx: &mut Context<'_>, w: &mut Window<'_>, handle: u32, sending: &Sending, mut offset: usize) -> usize {
+    let room = cx.max_frame.saturating_sub(TRANSFER_OVERHEAD).max(1);
+    let tag = sending.delivery_id.to_be_bytes();
+    let bytes = &sending.bytes;
+    loop {
+        if *w.remote_window == 0 {
+            return offset;
+        }
+        let end = bytes.len().min(offset + room);
+        let more = end < bytes.len();
+        let first = (offset == 0).then_some((sending.delivery_id, &tag[..]));
+        frame::write(
+            cx.output,
+            frame::AMQP_FRAME,
+            w.channel,
+            |e| e.transfer(handle, first, sending.settled, more),
+            &bytes[offset..end],
+        );
+        *w.remote_window -= 1;
+        *w.next_outgoing_id = w.next_outgoing_id.wrapping_add(1);
+        offset = end;
+        if !more || cx.output.len() >= super::OUTPUT_HIGH_WATER {
+            return offset;
+        }
+    }
+}
+
+/// Applies a consumer's outcome to the message's queue (and, for anycast, to its sender).
+fn settle(cx: &Context<'_>, entry: &Entry, queue: &Queue, message: &Message, (settlement, reason): Settled) {
+    queue.settle(message.id, settlement);
+    if matches!(settlement, Settlement::Accepted | Settlement::Rejected) {
+        entry.messages_out.fetch_add(1, Ordering::Relaxed);
+        if message.durable {
+            cx.broker.store().forget(&entry.address, message.id);
+        }
+        if let Some(reply) = &message.reply {
+            reply.settle_with(settlement, reason);
+        }
+    }
+}
+
+/// Puts back a message a queue offered to a link that has gone meanwhile.
+pub(super) fn give_back_unlinked(queue: &Queue, message: Message) {
+    debug!(id = message.id, "a message offered to a link that has ended goes back");
+    queue.give_back(message.id);
+}
+
+/// Watches for the link's end from outside: its address removed, its user's right revoked.
+pub(super) fn watch_end(cx: &mut Context<'_>, key: LinkKey, entry: &Arc<Entry>, grant: &Grant, gone: &CancellationToken) {
+    let (entry, revoked, gone) = (entry.clone(), grant.revoked().clone(), gone.clone());
+    cx.waits.push(Box::pin(async move {
+        tokio::select! {
+            biased;
+            () = gone.cancelled() => Event::Ended(key, Ending::Gone),
+            () = entry.removed.cancelled() => Event::Ended(key, Ending::Removed),
+            () = revoked.cancelled() => Event::Ended(key, Ending::Revoked),
+        }
+    }));
+}
+
+/// The error a link is detached with when its address is removed.
+pub(super) fn removed(address: &str) -> ErrorInfo {
+    ErrorInfo::new(
+        condition::NOT_FOUND,
+        format!("address {address:?} was removed from the address space"),
+    )
+}
+
+/// The error a link is detached with when its user loses the right it was attached with.
+pub(super) fn revoked(grant: &Grant, action: &str, address: &str) -> ErrorInfo {
+    ErrorInfo::new(
+        condition::UNAUTHORIZED_ACCESS,
+        format!("user {:?} may no longer {action} address {address:?}", grant.username()),
+    )
+}
