@@ -1,7 +1,7 @@
 //! The AMQP clients the interop tests drive, installed by the project itself so that a fresh
-//! machine needs nothing by hand: Qpid Proton for Python (Debian's `python3-qpid-proton`) and rhea
-//! for Node.js (npm, from `tests/interop/package-lock.json`). Each step is skipped when its peer is
-//! already there.
+//! machine needs nothing by hand: Qpid Proton for Python (Debian's `python3-qpid-proton`), Proton's
+//! own example suite (Debian's `libqpid-proton11-dev-examples`) and rhea for Node.js (npm, from
+//! `tests/interop/package-lock.json`). Each step is skipped when its peer is already there.
 
 use std::{path::Path, process::Command};
 
@@ -10,13 +10,24 @@ use crate::exec::run;
 /// The Python that Debian's Proton binding is built for.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
+/// Where Debian puts Proton's Python examples and their test suite.
+const PROTON_EXAMPLES: &str = "/usr/share/proton/examples/python";
+
 /// Installs whatever interop peer is missing.
 pub(crate) fn install(root: &Path) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
     if !succeeds(Command::new(PYTHON).args(["-c", "import proton"])) {
-        eprintln!("installing python3-qpid-proton");
+        missing.push("python3-qpid-proton");
+    }
+    if !Path::new(PROTON_EXAMPLES).join("test_examples.py").is_file() {
+        missing.push("libqpid-proton11-dev-examples");
+    }
+    if !missing.is_empty() {
+        eprintln!("installing {}", missing.join(" "));
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "python3-qpid-proton"])
+            .args(["install", "-y", "-qq"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let interop = root.join("tests").join("interop");
