@@ -334,3 +334,47 @@ async fn a_silent_peer_is_closed_once_the_idle_time_out_it_was_offered_passes() 
     assert_eq!(error.condition, condition::RESOURCE_LIMIT_EXCEEDED, "{error}");
     assert_eq!(open_connections(&broker, 0).await, 0);
 }
+
+#[tokio::test]
+async fn a_drain_completes_even_when_the_peer_holds_all_the_unsettled_messages_allowed() {
+    let settings = Settings {
+        max_in_flight: 2,
+        ..Settings::default()
+    };
+    let broker = start_with(settings, config(vec![address("orders", AddressType::Queue)])).await;
+    {
+        let (_connection, mut session) = broker.client().await;
+        let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+        for i in 0..5 {
+            within("send", sender.send(format!("m{i}"))).await.unwrap();
+        }
+    }
+    let mut raw = Raw::session(broker.addr).await;
+    raw.attach("r", 0, Role::Receiver, "orders").await;
+    raw.flow(0, 0, 10, false).await;
+    for _ in 0..2 {
+        raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+    }
+    // Two unsettled: the link may send no more. A drain is still answered.
+    raw.flow(0, 2, 8, true).await;
+    let flow = raw.next_of("flow", |p| matches!(p, Performative::Flow(_))).await;
+    let Performative::Flow(flow) = flow.performative() else { unreachable!() };
+    assert_eq!((flow.delivery_count, flow.link_credit, flow.drain), (Some(10), Some(0), true));
+}
+
+#[tokio::test]
+async fn a_peer_that_asks_for_a_heartbeat_every_millisecond_does_not_make_the_broker_spin() {
+    let broker = orders().await;
+    let mut raw = Raw::open(broker.addr, 65_536, Some(1)).await;
+    let mut received = 0;
+    let mut chunk = [0u8; 4096];
+    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, tokio::io::AsyncReadExt::read(&mut raw.stream, &mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        received += n;
+    }
+    assert!(received <= 8 * 4, "{received} bytes of heartbeats in 1.2 s");
+    assert!(received >= 8, "a heartbeat is sent");
+}

@@ -52,6 +52,10 @@ impl Role {
     }
 }
 
+/// The longest error description the broker sends: with its frame, it fits the 512 bytes every
+/// peer accepts.
+pub const MAX_DESCRIPTION: usize = 400;
+
 /// An error an endpoint is closed, ended or detached with, or a delivery rejected with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrorInfo {
@@ -62,11 +66,21 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
-    /// An error with a condition and a description.
+    /// An error with a condition and a description. The description is cut to
+    /// [`MAX_DESCRIPTION`] bytes: it may quote what a peer sent, and must fit the smallest frame.
     pub fn new(condition: &str, description: impl Into<String>) -> Self {
+        let mut description = description.into();
+        if description.len() > MAX_DESCRIPTION {
+            let mut end = MAX_DESCRIPTION;
+            while !description.is_char_boundary(end) {
+                end -= 1;
+            }
+            description.truncate(end);
+            description.push_str("...");
+        }
         Self {
             condition: condition.to_owned(),
-            description: Some(description.into()),
+            description: Some(description),
         }
     }
 

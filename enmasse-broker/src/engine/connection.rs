@@ -39,14 +39,23 @@ const CHANNEL_MAX: u16 = 255;
 /// Frames smaller than this may always be sent (AMQP 1.0, 2.7.1: MIN-MAX-FRAME-SIZE).
 const MIN_MAX_FRAME_SIZE: u32 = 512;
 
+/// The shortest interval between heartbeats, whatever idle time-out a peer asks for: a peer that
+/// asks for a heartbeat every millisecond does not get the broker to spin.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Bytes of messages a connection may be gathering at once (messages of several frames, not yet
+/// complete), over all its links: a peer cannot make the broker hold more by opening links.
+pub(super) const GATHERING_BUDGET: usize = 32 << 20;
+
 /// A future the engine waits on, boxed so that one set holds them all.
 pub(super) type Waiting<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Identifies one link of a connection, across its reattachments: the peer's channel and handle,
-/// and a serial number unique to this attachment.
+/// the serial number of the session it belongs to, and a serial number unique to this attachment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct LinkKey {
     pub(super) channel: u16,
+    pub(super) session: u64,
     pub(super) handle: u32,
     pub(super) serial: u64,
 }
@@ -102,6 +111,8 @@ pub(super) struct Context<'a> {
     pub(super) outcomes: &'a mut FuturesUnordered<Waiting<Outcome>>,
     /// The next link serial number.
     pub(super) serial: &'a mut u64,
+    /// Bytes of incomplete messages the connection holds, within [`GATHERING_BUDGET`].
+    pub(super) gathering: &'a mut usize,
 }
 
 /// One connection's protocol state.
@@ -127,6 +138,7 @@ pub struct Engine {
     /// Outcomes of deliveries from the peer that wait for a consumer or the journal.
     pub(super) outcomes: FuturesUnordered<Waiting<Outcome>>,
     serial: u64,
+    gathering: usize,
 }
 
 impl Engine {
@@ -151,6 +163,7 @@ impl Engine {
             waits: FuturesUnordered::new(),
             outcomes: FuturesUnordered::new(),
             serial: 0,
+            gathering: 0,
         }
     }
 
@@ -180,6 +193,7 @@ impl Engine {
                 waits: &mut self.waits,
                 outcomes: &mut self.outcomes,
                 serial: &mut self.serial,
+                gathering: &mut self.gathering,
             },
         )
     }
@@ -272,7 +286,8 @@ impl Engine {
                 }
                 let local = (0..=CHANNEL_MAX).find(|c| !self.channels.contains(c)).unwrap_or(0);
                 self.channels.insert(local);
-                let session = Session::begin(local, channel, &begin, &mut self.output);
+                self.serial += 1;
+                let session = Session::begin(local, channel, self.serial, &begin, &mut self.output);
                 self.sessions.insert(channel, session);
             }
             (State::Open, performative) => {
@@ -311,7 +326,7 @@ impl Engine {
         self.heartbeat = open
             .idle_time_out
             .filter(|ms| *ms > 0)
-            .map(|ms| Duration::from_millis(u64::from(ms) / 2));
+            .map(|ms| Duration::from_millis(u64::from(ms) / 2).max(MIN_HEARTBEAT));
         let idle = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
         let container = self.broker.settings().container_id.clone();
         frame::write_amqp(&mut self.output, 0, |e| {
@@ -327,7 +342,8 @@ impl Engine {
             return;
         }
         info!(peer = %self.peer, %error, "closing the connection");
-        self.end_sessions();
+        // The sessions stay until the peer's close (or the grace period): the outcomes it sent
+        // before it saw the broker's close are applied. `finish` lets go of them.
         if self.state == State::Opening {
             // AMQP 1.0, 2.4.5: a close before the open is answered follows an open of the broker's.
             frame::write_amqp(&mut self.output, 0, |e| e.open(&self.broker.settings().container_id, MAX_FRAME_SIZE, 0, 0));
@@ -391,7 +407,9 @@ impl Engine {
             return;
         }
         let (sessions, mut cx) = self.split();
-        if let Some(session) = sessions.get_mut(&outcome.key.channel) {
+        if let Some(session) = sessions.get_mut(&outcome.key.channel)
+            && session.serial() == outcome.key.session
+        {
             session.on_outcome(&mut cx, outcome);
         }
     }
@@ -427,7 +445,10 @@ impl Engine {
                 ));
             }
             State::Open if self.heartbeat.is_some_and(|every| now >= self.last_sent + every) => {
-                self.output.extend_from_slice(&HEARTBEAT);
+                // Any frame shows the peer the broker is alive: only a silent broker sends one.
+                if self.output.is_empty() {
+                    self.output.extend_from_slice(&HEARTBEAT);
+                }
                 self.last_sent = now;
             }
             _ => {}

@@ -13,7 +13,7 @@ use enmasse_types::resources::address::AddressType;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    connection::{Context, Ending, Event, LinkKey},
+    connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey},
     session::Outcome,
 };
 use crate::{
@@ -169,6 +169,7 @@ impl Inbound {
         if transfer.aborted {
             // Given up by the peer: nothing to settle, and its credit is spent.
             let refused = partial.refused;
+            *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
             self.partial = None;
             if !refused {
                 self.unreserve_one();
@@ -178,8 +179,16 @@ impl Inbound {
         let crossed = !partial.refused && (partial.bytes.len() + payload.len()) as u64 > self.max_message_size;
         if crossed {
             partial.refused = true;
+            *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
             partial.bytes = Vec::new();
         } else if !partial.refused {
+            if *cx.gathering + payload.len() > GATHERING_BUDGET {
+                return Err(ErrorInfo::new(
+                    condition::RESOURCE_LIMIT_EXCEEDED,
+                    format!("the connection is gathering more than {GATHERING_BUDGET} bytes of incomplete messages"),
+                ));
+            }
+            *cx.gathering += payload.len();
             partial.bytes.extend_from_slice(payload);
         }
         let (delivery_id, settled) = (partial.delivery_id, partial.settled);
@@ -205,6 +214,7 @@ impl Inbound {
         if partial.refused {
             return Ok(told);
         }
+        *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
         let state = self.store(cx, partial.delivery_id, partial.settled, partial.format, Arc::from(partial.bytes));
         Ok(state.filter(|_| !partial.settled).map(|state| (partial.delivery_id, state)))
     }
@@ -343,12 +353,14 @@ impl Inbound {
     }
 
     /// Lets go of the link: the room its credit held goes back to the address.
-    pub(super) fn release(&mut self) {
+    pub(super) fn release(&mut self, cx: &mut Context<'_>) {
         self.gone.cancel();
         let held = self.credit + u32::from(self.partial.as_ref().is_some_and(|p| !p.refused));
         self.unreserve(held);
         self.credit = 0;
-        self.partial = None;
+        if let Some(partial) = self.partial.take() {
+            *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
+        }
         self.entry().senders.fetch_sub(1, Ordering::Relaxed);
     }
 

@@ -6,7 +6,10 @@
 //! the credit (AMQP 1.0, 2.6.7). A message the peer does not settle before the link ends goes back
 //! to the queue for another consumer.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
+};
 
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -27,7 +30,7 @@ use crate::{
         performative::{Attach, AttachReply, ErrorInfo, Flow, Role, Terminus, condition},
     },
     broker::Grant,
-    message::{IdMap, Message, Settled},
+    message::{Message, Settled},
 };
 
 /// Bytes a transfer's performative and frame header may take beside its payload.
@@ -40,7 +43,7 @@ pub(super) struct Window<'a> {
     pub(super) remote_window: &'a mut u32,
     pub(super) next_outgoing_id: &'a mut u32,
     pub(super) next_delivery_id: &'a mut u32,
-    pub(super) unsettled: &'a mut IdMap<Unsettled>,
+    pub(super) unsettled: &'a mut BTreeMap<u32, Unsettled>,
 }
 
 /// What a pump did.
@@ -214,6 +217,13 @@ impl Outbound {
                 break;
             }
         }
+        if self.drain && self.credit > 0 && self.sending.is_none() && self.in_flight >= self.max_in_flight {
+            // The peer holds as many unsettled messages as the link sends: a drain cannot wait for
+            // it to settle them, so the credit is given up now.
+            self.delivery_count = self.delivery_count.wrapping_add(self.credit);
+            self.credit = 0;
+            return Ok(Pumped::Drained);
+        }
         Ok(Pumped::Sent)
     }
 
@@ -281,7 +291,7 @@ impl Outbound {
         } else {
             self.in_flight += 1;
             w.unsettled.insert(
-                u64::from(delivery_id),
+                delivery_id,
                 Unsettled {
                     handle: self.key.handle,
                     serial: self.key.serial,
@@ -300,10 +310,10 @@ impl Outbound {
 
     /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
     /// failed delivery), and the link leaves its address.
-    pub(super) fn release(&mut self, cx: &mut Context<'_>, unsettled: &mut IdMap<Unsettled>) {
+    pub(super) fn release(&mut self, cx: &mut Context<'_>, unsettled: &mut BTreeMap<u32, Unsettled>) {
         let _ = cx;
         self.gone.cancel();
-        let mine: Vec<u64> = unsettled
+        let mine: Vec<u32> = unsettled
             .iter()
             .filter(|(_, u)| u.handle == self.key.handle && u.serial == self.key.serial)
             .map(|(id, _)| *id)

@@ -4,7 +4,7 @@
 //! `amqp:session:window-violation`. Its outgoing transfers stop when the peer's incoming window
 //! is used up, mid-message if need be, and go on when the peer opens it again.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use tracing::debug;
@@ -24,7 +24,7 @@ use crate::{
             Transfer, condition,
         },
     },
-    message::{IdMap, Message, Settled},
+    message::{Message, Settled},
 };
 
 /// Transfers the broker takes before it re-advertises its window.
@@ -62,6 +62,8 @@ pub(super) struct Unsettled {
 pub(super) struct Session {
     local: u16,
     remote: u16,
+    /// Unique within the connection: a session begun later on the same channel is another.
+    serial: u64,
     /// The broker sent its end and waits for the peer's.
     ending: bool,
     next_incoming_id: u32,
@@ -74,23 +76,26 @@ pub(super) struct Session {
     remote_handle_max: u32,
     /// Links by the peer's handle.
     links: HashMap<u32, Link>,
+    /// The broker's handles in use.
+    locals: BTreeSet<u32>,
     /// Peer handles the broker detached, whose detach the peer has not answered yet.
     detaching: Vec<u32>,
     /// The id of the broker's next delivery.
     pub(super) next_delivery_id: u32,
     /// The broker's deliveries the peer has not settled, by delivery id.
-    pub(super) unsettled: IdMap<Unsettled>,
+    pub(super) unsettled: BTreeMap<u32, Unsettled>,
     /// Deliveries from the peer accepted and not yet told: a range of ids, told in one disposition.
     accepted: Option<(u32, u32)>,
 }
 
 impl Session {
     /// Answers the peer's begin on `remote`, with the broker's channel `local`.
-    pub(super) fn begin(local: u16, remote: u16, begin: &Begin, output: &mut Vec<u8>) -> Self {
+    pub(super) fn begin(local: u16, remote: u16, serial: u64, begin: &Begin, output: &mut Vec<u8>) -> Self {
         frame::write_amqp(output, local, |e| e.begin(remote, 0, INCOMING_WINDOW, HANDLE_MAX));
         Self {
             local,
             remote,
+            serial,
             ending: false,
             next_incoming_id: begin.next_outgoing_id,
             incoming_left: INCOMING_WINDOW,
@@ -98,11 +103,17 @@ impl Session {
             remote_window: begin.incoming_window,
             remote_handle_max: begin.handle_max,
             links: HashMap::new(),
+            locals: BTreeSet::new(),
             detaching: Vec::new(),
             next_delivery_id: 0,
-            unsettled: IdMap::default(),
+            unsettled: BTreeMap::new(),
             accepted: None,
         }
+    }
+
+    /// The session's serial number within its connection.
+    pub(super) fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// The broker's channel for the session.
@@ -161,9 +172,10 @@ impl Session {
     /// Lets go of every link: credit, unsettled messages, memberships.
     pub(super) fn release(&mut self, cx: &mut Context<'_>) {
         self.tell_accepted(cx);
+        self.locals.clear();
         for (_, link) in self.links.drain() {
             match link {
-                Link::In(mut inbound) => inbound.release(),
+                Link::In(mut inbound) => inbound.release(cx),
                 Link::Out(mut outbound) => outbound.release(cx, &mut self.unsettled),
             }
         }
@@ -172,6 +184,7 @@ impl Session {
     fn key(&self, handle: u32, serial: u64) -> LinkKey {
         LinkKey {
             channel: self.remote,
+            session: self.serial,
             handle,
             serial,
         }
@@ -190,9 +203,16 @@ impl Session {
                 format!("handle {} is in use", attach.handle),
             ));
         }
-        let Some(local) = (0..=self.remote_handle_max.min(HANDLE_MAX)).find(|h| !self.uses_local(*h)) else {
+        // The lowest handle not in use: the first gap in the ordered set.
+        let local = self
+            .locals
+            .iter()
+            .zip(0u32..)
+            .find(|(used, candidate)| **used != *candidate)
+            .map_or(self.locals.len() as u32, |(_, candidate)| candidate);
+        if local > self.remote_handle_max.min(HANDLE_MAX) {
             return Err(ErrorInfo::new(condition::RESOURCE_LIMIT_EXCEEDED, "no link handle is free"));
-        };
+        }
         // A link's name is unique per direction (AMQP 1.0, 2.6.1): a sender and a receiver may
         // share one.
         let taken = self.links.values().any(|link| match link {
@@ -211,11 +231,13 @@ impl Session {
         };
         match decision {
             Ok(attach::Decision::Inbound(target, grant)) => {
+                self.locals.insert(local);
                 let link = Inbound::attach(cx, self.local, local, key, &attach, target, grant);
                 self.links.insert(attach.handle, Link::In(link));
                 self.flow_link(cx, attach.handle, false);
             }
             Ok(attach::Decision::Outbound(source, grant)) => {
+                self.locals.insert(local);
                 let link = Outbound::attach(cx, self.local, local, key, &attach, source, grant);
                 self.links.insert(attach.handle, Link::Out(link));
             }
@@ -230,13 +252,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    fn uses_local(&self, handle: u32) -> bool {
-        self.links.values().any(|link| match link {
-            Link::In(inbound) => inbound.local == handle,
-            Link::Out(outbound) => outbound.local == handle,
-        })
     }
 
     /// The session's own flow fields, with the link's if one is given.
@@ -317,7 +332,9 @@ impl Session {
                 condition::NOT_ALLOWED,
                 "a transfer on a link on which the broker is the sender",
             )),
-            None if self.detaching.contains(&handle) => return Ok(()),
+            // The peer had not yet seen the broker's detach: the transfer still counts against
+            // the window, which is re-advertised below.
+            None if self.detaching.contains(&handle) => Ok(None),
             None => return Err(unattached(handle)),
         };
         match result {
@@ -384,27 +401,24 @@ impl Session {
         }
         let first = disposition.first;
         let last = disposition.last.unwrap_or(first);
-        let span = last.wrapping_sub(first);
         let settlement = match &disposition.state {
             Some(DeliveryState::Accepted) => (Settlement::Accepted, None),
             Some(DeliveryState::Rejected(error)) => (Settlement::Rejected, error.clone()),
             Some(DeliveryState::Released) => (Settlement::Released, None),
             Some(DeliveryState::Modified { .. }) => (Settlement::Modified, None),
-            // Settled with no outcome: the default outcome of the broker's sources applies.
-            None if disposition.settled => (Settlement::Accepted, None),
+            // Settled with no outcome (or a state that is not one): the default outcome of the
+            // broker's sources applies.
+            Some(DeliveryState::Other) | None if disposition.settled => (Settlement::Accepted, None),
             Some(DeliveryState::Other) | None => return,
         };
-        // A hostile range may span four billion ids: look at the deliveries held, not the range.
-        let ids: Vec<u64> = if u64::from(span) < self.unsettled.len() as u64 {
-            (0..=span)
-                .map(|offset| u64::from(first.wrapping_add(offset)))
-                .filter(|id| self.unsettled.contains_key(id))
-                .collect()
+        // Delivery ids wrap: a range may run past u32::MAX back to 0. Only ids held are visited.
+        let ids: Vec<u32> = if first <= last {
+            self.unsettled.range(first..=last).map(|(id, _)| *id).collect()
         } else {
             self.unsettled
-                .keys()
-                .copied()
-                .filter(|id| (*id as u32).wrapping_sub(first) <= span)
+                .range(first..)
+                .chain(self.unsettled.range(..=last))
+                .map(|(id, _)| *id)
                 .collect()
         };
         let mut touched = Vec::new();
@@ -452,16 +466,18 @@ impl Session {
     /// Removes the link the peer calls `handle` and lets go of what it holds; returns the
     /// broker's handle for it.
     fn remove_link(&mut self, cx: &mut Context<'_>, handle: u32) -> Option<u32> {
-        Some(match self.links.remove(&handle)? {
+        let local = match self.links.remove(&handle)? {
             Link::In(mut inbound) => {
-                inbound.release();
+                inbound.release(cx);
                 inbound.local
             }
             Link::Out(mut outbound) => {
                 outbound.release(cx, &mut self.unsettled);
                 outbound.local
             }
-        })
+        };
+        self.locals.remove(&local);
+        Some(local)
     }
 
     /// Detaches a link with `error`; the peer's answer is awaited.
@@ -581,8 +597,5 @@ fn unreachable_here() -> Result<(), ErrorInfo> {
 /// Drives outcomes left by a connection that went away: a durable message being written is
 /// queued once it is safe, whether or not its sender is still there to hear of it.
 pub(super) async fn finish_outcomes(mut outcomes: FuturesUnordered<Waiting<Outcome>>) {
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while outcomes.next().await.is_some() {}
-    })
-    .await;
+    while outcomes.next().await.is_some() {}
 }
