@@ -238,3 +238,58 @@ async fn enmasse_bench_runs_over_tls_and_sasl_against_the_example() {
     assert_eq!(report.received, 2_000);
     assert_eq!(report.refused, 0);
 }
+
+/// Runs one AMQP behaviour check with Qpid Proton and with rhea, each against a fresh broker (the
+/// checks share the queue `orders`).
+async fn spec(case: &str) {
+    for (program, script) in [("/usr/bin/python3", "proton_spec.py"), ("node", "rhea_spec.js")] {
+        let broker = broker().await;
+        let url = format!("amqp://{}", broker.addr);
+        run_client(
+            program,
+            repo_root().join("tests/interop").join(script),
+            &["--url", &url, "--case", case],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_and_a_receiver_may_share_a_link_name_with_proton_and_rhea() {
+    spec("shared-name").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_from_proton_and_rhea_delivers_what_waits_and_then_completes() {
+    spec("drain").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_body_of_many_frames_from_proton_and_rhea_arrives_intact() {
+    spec("large-value").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_from_proton_and_rhea_is_refused_as_not_implemented() {
+    spec("selector").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_terminus_asked_for_by_proton_and_rhea_is_answered_with_the_one_in_force() {
+    spec("durable-terminus").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsing_asked_for_by_proton_and_rhea_is_refused_as_not_implemented() {
+    spec("browse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proton_and_rhea_are_offered_an_idle_time_out() {
+    spec("idle-offer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_from_proton_and_rhea_is_refused_with_an_error_not_a_dropped_connection() {
+    spec("transaction").await;
+}

@@ -1,0 +1,216 @@
+// Checks one point of AMQP 1.0 behaviour of the broker with rhea, for the interop tests.
+// Usage: node rhea_spec.js --url amqp://HOST:PORT --case NAME, NAME being one of shared-name, drain,
+// large-value, selector, durable-terminus, browse, idle-offer or transaction.
+// Prints "ok CASE ..." and exits 0 when the broker behaved as the case expects; otherwise prints
+// the reason on stderr and exits 1. A case gives up after 12 s.
+'use strict';
+
+const crypto = require('crypto');
+const rhea = require('rhea');
+
+const QUEUE = 'orders'; // the queue of tests/fixtures/interop/space.yaml
+const CASES = ['shared-name', 'drain', 'large-value', 'selector', 'durable-terminus', 'browse',
+  'idle-offer', 'transaction'];
+const LARGE = 300000;
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+if (!args.url || !CASES.includes(args.case)) {
+  console.error(`usage: node rhea_spec.js --url amqp://HOST:PORT --case ${CASES.join('|')}`);
+  process.exit(1);
+}
+
+const tag = crypto.randomBytes(16).toString('hex');
+let status = 'the connection did not open';
+let refusal = null; // for the refusal cases: what the error description must mention
+let skipped = 0; // messages left on the queue by earlier runs
+let finished = false;
+const timer = setTimeout(() => fail(`timed out after 12 s: ${status}`), 12000);
+
+function fail(reason) {
+  if (finished) return;
+  finished = true;
+  console.error(reason);
+  process.exit(1);
+}
+
+function pass(text) {
+  if (finished) return;
+  finished = true;
+  clearTimeout(timer);
+  console.log(`ok ${args.case}: ${text}`);
+  // Close cleanly, so that accepts reach the broker, but do not wait on the broker for long.
+  connection.close();
+  setTimeout(() => process.exit(0), 2000);
+}
+
+function describe(error) {
+  return error ? `${error.condition}: ${error.description}` : 'no error';
+}
+
+const url = new URL(args.url);
+const container = rhea.create_container({ id: `rhea-spec-${tag.slice(0, 8)}` });
+container.on('connection_error', (context) => fail(`the broker closed the connection: ${describe(context.connection.error)}`));
+container.on('connection_close', () => (finished ? process.exit(0) : fail(`the broker closed the connection (${status})`)));
+container.on('disconnected', (context) => (finished ? process.exit(0) : fail(`disconnected: ${context.error || 'without an AMQP error'} (${status})`)));
+container.on('protocol_error', (error) => fail(`protocol error: ${error}`));
+container.on('error', (error) => fail(`error: ${error}`));
+
+// Link events that a case does not handle itself reach the container.
+function onLinkError(context) {
+  const link = context.receiver || context.sender;
+  const error = link.error;
+  if (refusal === null) fail(`link ${link.name} closed by the broker: ${describe(error)}`);
+  else if (error.condition !== 'amqp:not-implemented') fail(`link ${link.name} refused with ${describe(error)}, expected amqp:not-implemented`);
+  else if (!String(error.description || '').toLowerCase().includes(refusal)) fail(`link ${link.name} refused without naming the ${refusal}: ${describe(error)}`);
+  else pass(`link ${link.name} refused with ${describe(error)}`);
+}
+function onLinkClose(context) {
+  const link = context.receiver || context.sender;
+  if (!link.error) fail(`link ${link.name} closed by the broker without an error (${status})`);
+}
+function onLinkOpen(context) {
+  const link = context.receiver || context.sender;
+  status = `link ${link.name} attached, remote source ${JSON.stringify(link.source)}`;
+}
+container.on('receiver_error', onLinkError);
+container.on('sender_error', onLinkError);
+container.on('receiver_close', onLinkClose);
+container.on('sender_close', onLinkClose);
+container.on('receiver_open', onLinkOpen);
+container.on('sender_open', onLinkOpen);
+
+const connection = container.connect({ host: url.hostname, port: Number(url.port), reconnect: false });
+
+// Sends the bodies in order; calls then() once the broker accepted them all.
+function sendAll(where, name, bodies, then) {
+  let sent = 0;
+  let accepted = 0;
+  const sender = where.open_sender({ target: QUEUE, name });
+  sender.on('sendable', () => {
+    while (sender.sendable() && sent < bodies.length) sender.send({ body: bodies[sent++] });
+  });
+  sender.on('accepted', () => {
+    accepted += 1;
+    if (accepted === bodies.length && then) then();
+  });
+  sender.on('rejected', (context) => fail(`the broker rejected a message: ${JSON.stringify(context.delivery.remote_state)}`));
+  return sender;
+}
+
+// A receiver of the queue that takes one message, expected, skipping those left by earlier runs.
+function receiveOne(where, name, expected) {
+  const receiver = where.open_receiver({ source: QUEUE, name, credit_window: 0 });
+  receiver.add_credit(1);
+  receiver.on('message', (context) => {
+    const body = context.message.body;
+    if (body === expected) pass(`sent and received one message of ${body.length} characters (${skipped} old messages skipped)`);
+    else if (typeof body === 'string' && body.startsWith(tag)) fail(`the message came back altered: ${body.length} characters, sent ${expected.length}`);
+    else {
+      skipped += 1;
+      receiver.add_credit(1);
+    }
+  });
+  return receiver;
+}
+
+const cases = {
+  'shared-name': () => {
+    const session = connection.create_session();
+    session.begin();
+    // rhea keeps a session's links in a map by name: a second link of the same name replaces the
+    // first there (the first then sends no more attach or flow). So the sender attaches and sends
+    // first, and the receiver attaches once the message is accepted; the sender stays attached.
+    const body = `${tag} shared-name`;
+    sendAll(session, 'shared-link', [body], () => {
+      status = 'sender attached and message accepted, waiting for the receiver';
+      receiveOne(session, 'shared-link', body);
+    });
+    status = 'waiting for the sender';
+  },
+
+  drain: () => {
+    // Empty the queue first (a drain with a lot of credit), then send 3, then drain with 10.
+    const bodies = [0, 1, 2].map((i) => `${tag} drain ${i}`);
+    const purge = connection.open_receiver({ source: QUEUE, name: 'drain-purge', credit_window: 0 });
+    purge.on('message', () => { skipped += 1; });
+    purge.on('receiver_drained', () => purge.close());
+    purge.on('receiver_close', () => {
+      status = `purged ${skipped}, sending 3`;
+      sendAll(connection, 'drain-sender', bodies, () => {
+        status = 'sent 3, waiting for the drain to complete';
+        const received = [];
+        const receiver = connection.open_receiver({ source: QUEUE, name: 'drain-receiver', credit_window: 0 });
+        receiver.on('message', (context) => {
+          received.push(context.message.body);
+          status = `received ${received.length}, drain not completed`;
+        });
+        receiver.on('receiver_drained', () => {
+          if (JSON.stringify(received) !== JSON.stringify(bodies)) fail(`the drain completed after ${JSON.stringify(received)}, expected ${JSON.stringify(bodies)}`);
+          else if (receiver.credit !== 0) fail(`the drain completed with credit ${receiver.credit}`);
+          else pass(`3 messages, then the drain completed with credit 0 (${skipped} old messages purged)`);
+        });
+        receiver.drain = true;
+        receiver.add_credit(10);
+      });
+    });
+    purge.drain = true;
+    purge.add_credit(1000);
+    status = "waiting for the purge's drain to complete";
+  },
+
+  'large-value': () => {
+    const pattern = 'abcdéfghij'; // a two-byte character, so that some frame boundary splits one
+    const body = (tag + pattern.repeat(LARGE / pattern.length)).slice(0, LARGE);
+    sendAll(connection, 'large-sender', [body]);
+    receiveOne(connection, 'large-receiver', body);
+    status = 'waiting for the large message';
+  },
+
+  selector: () => {
+    refusal = 'selector';
+    const filter = rhea.filter.selector("colour = 'green'");
+    connection.open_receiver({ source: { address: QUEUE, filter }, name: 'selector-receiver', credit_window: 0 });
+    status = "waiting for the selector's refusal";
+  },
+
+  'durable-terminus': () => {
+    const source = { address: QUEUE, durable: 2, expiry_policy: 'never' };
+    const receiver = connection.open_receiver({ source, name: 'durable-receiver', credit_window: 0 });
+    receiver.on('receiver_open', () => {
+      const remote = receiver.source;
+      const said = remote ? `remote source address=${remote.address} durable=${remote.durable} expiry-policy=${remote.expiry_policy}` : 'no remote source';
+      if (!remote || remote.address !== QUEUE) fail(`the broker did not name the queue as the source: ${said}`);
+      else if (remote.durable === 0 && remote.expiry_policy !== 'never') pass(said);
+      else fail(`the broker claims a terminus it does not keep: ${said}`);
+    });
+    status = 'waiting for the attach';
+  },
+
+  browse: () => {
+    refusal = '';
+    connection.open_receiver({ source: { address: QUEUE, distribution_mode: 'copy' }, name: 'browse-receiver', credit_window: 0 });
+    status = "waiting for the browser's refusal";
+  },
+
+  'idle-offer': () => {
+    connection.on('connection_open', () => {
+      const offered = connection.remote.open.idle_time_out;
+      if (offered > 0) pass(`the broker offers an idle-time-out of ${offered} ms`);
+      else fail("the broker's open carries no idle-time-out");
+    });
+    status = "waiting for the broker's open";
+  },
+
+  transaction: () => {
+    // rhea has no option for a coordinator target: replace the target of the attach it is about
+    // to send (it is written on the next tick) with a coordinator, amqp:coordinator:list (0x30).
+    refusal = '';
+    const coordinator = connection.open_sender({ name: 'txn-ctrl' });
+    const types = rhea.types;
+    coordinator.local.attach.target = types.wrap_described([types.wrap_symbol('amqp:local-transactions')], 0x30);
+    status = "waiting for the coordinator's refusal";
+  },
+};
+
+cases[args.case]();
