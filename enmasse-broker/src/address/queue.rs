@@ -68,6 +68,11 @@ impl QueueStats {
     }
 }
 
+/// Messages waiting or reserved for at most, while consumers are attached: senders get credit as
+/// consumers drain, instead of filling the queue to its depth bound and turning speed into
+/// latency. Without consumers, a queue fills to its bounds (store and forward).
+pub const PACE: u64 = 2048;
+
 #[derive(Debug, Default)]
 struct State {
     ready: VecDeque<Message>,
@@ -77,6 +82,10 @@ struct State {
     messages_in: u64,
     messages_out: u64,
     closed: bool,
+    /// Consumers attached: while there are any, the queue is paced.
+    consumers: u32,
+    /// A sender waits for the pace to let it send again.
+    paced_senders: bool,
 }
 
 impl State {
@@ -96,6 +105,27 @@ impl State {
 
     fn depth(&self) -> u64 {
         self.ready.len() as u64 + self.in_flight.len() as u64
+    }
+
+    /// Room senders may reserve now, within the bounds and, with consumers attached, the pace.
+    fn room(&self, limits: &AddressLimits) -> u64 {
+        if self.closed || self.bytes >= limits.max_bytes {
+            return 0;
+        }
+        let room = limits.max_depth.saturating_sub(self.depth() + self.reserved);
+        match self.consumers {
+            0 => room,
+            _ => room.min(PACE.saturating_sub(self.ready.len() as u64 + self.reserved)),
+        }
+    }
+
+    /// Whether a paced sender should hear that consumers have drained the queue.
+    fn pace_opened(&mut self) -> bool {
+        let opened = self.paced_senders && (self.ready.len() as u64 + self.reserved) < PACE / 2;
+        if opened {
+            self.paced_senders = false;
+        }
+        opened
     }
 }
 
@@ -149,11 +179,7 @@ impl Queue {
     pub fn reserve(&self, want: u32) -> u32 {
         let limits = self.limits();
         let mut state = self.state();
-        if state.closed || state.bytes >= limits.max_bytes {
-            return 0;
-        }
-        let room = limits.max_depth.saturating_sub(state.depth() + state.reserved);
-        let granted = room.min(u64::from(want));
+        let granted = state.room(&limits).min(u64::from(want));
         state.reserved += granted;
         // `granted` is at most `want`, a u32.
         u32::try_from(granted).unwrap_or(want)
@@ -175,12 +201,11 @@ impl Queue {
             notified.as_mut().enable();
             let limits = self.limits();
             {
-                let state = self.state();
-                if state.closed
-                    || (state.bytes < limits.max_bytes && state.depth() + state.reserved < limits.max_depth)
-                {
+                let mut state = self.state();
+                if state.closed || state.room(&limits) > 0 {
                     return;
                 }
+                state.paced_senders = true;
             }
             notified.await;
         }
@@ -242,10 +267,14 @@ impl Queue {
                 if let Some(message) = state.ready.pop_front() {
                     state.in_flight.insert(message.id, message.clone());
                     let more = !state.ready.is_empty();
+                    let opened = state.pace_opened();
                     drop(state);
                     if more {
                         // Pass the wake-up on: another consumer may take the next one.
                         self.arrivals.notify_one();
+                    }
+                    if opened {
+                        self.room.notify_waiters();
                     }
                     return Some(message);
                 }
@@ -262,7 +291,24 @@ impl Queue {
         }
         let message = state.ready.pop_front()?;
         state.in_flight.insert(message.id, message.clone());
+        if state.pace_opened() {
+            drop(state);
+            self.room.notify_waiters();
+        }
         Some(message)
+    }
+
+    /// A consumer attached: from now on senders are paced by what consumers drain.
+    pub fn consumer_joined(&self) {
+        self.state().consumers += 1;
+    }
+
+    /// A consumer left; without consumers the queue fills to its bounds again.
+    pub fn consumer_left(&self) {
+        let mut state = self.state();
+        state.consumers = state.consumers.saturating_sub(1);
+        drop(state);
+        self.room.notify_waiters();
     }
 
     /// Puts a message that was taken but never delivered back at the front, as it was.

@@ -114,6 +114,7 @@ impl Outbound {
         };
         entry.receivers.fetch_add(1, Ordering::Relaxed);
         entry.receiver_joined.notify_waiters();
+        queue.consumer_joined();
         let presettled = presettled_type(entry.type_) || attach.snd_settle_mode == 1;
         let reply_source = Terminus {
             address: attach.source.as_ref().and_then(|s| s.address.clone()),
@@ -326,6 +327,7 @@ impl Outbound {
         if let Some(message) = self.ready.take() {
             self.queue.give_back(message.id);
         }
+        self.queue.consumer_left();
         let remaining = self.entry.receivers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
         if let Some((fanout, id)) = self.membership.take() {
             fanout.leave(id, false);

@@ -214,3 +214,32 @@ fn a_restored_message_is_taken_in_whatever_the_bounds() {
     assert_eq!(queue.stats().bytes, 501);
     assert_eq!(queue.reserve(1), 0, "no credit until it drains below its bounds");
 }
+
+#[tokio::test]
+async fn with_a_consumer_attached_senders_get_credit_as_it_drains_not_up_to_the_depth_bound() {
+    let queue = Queue::new(limits(1_000_000, 1 << 40, 100));
+    assert_eq!(queue.reserve(5_000), 5_000, "without consumers, to the bounds");
+    queue.unreserve(5_000);
+    queue.consumer_joined();
+    assert_eq!(queue.reserve(5_000) as u64, PACE, "with a consumer, up to the pace");
+    for _ in 0..PACE {
+        queue.push(message("q", 1)).unwrap();
+    }
+    assert_eq!(queue.reserve(1), 0, "paced");
+    let waiting = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.wait_for_room().await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiting.is_finished());
+    // The consumer takes half the queue: the waiting sender hears of it.
+    for _ in 0..=PACE / 2 {
+        queue.try_pop().unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("the sender is woken")
+        .unwrap();
+    queue.consumer_left();
+    assert!(queue.reserve(1_000_000) > 900_000, "back to the bounds once the consumer leaves");
+}
