@@ -163,7 +163,7 @@ pub(crate) fn wait_for(addr: &str) -> anyhow::Result<()> {
 }
 
 /// Compiles Proton's example C broker (once) and returns its path.
-fn proton_broker(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn proton_broker(root: &Path) -> anyhow::Result<PathBuf> {
     let source = Path::new("/usr/share/proton/examples/c/broker.c");
     if !source.is_file() || !Path::new("/usr/include/proton/proactor.h").is_file() {
         eprintln!("installing the Qpid Proton C examples and headers");
