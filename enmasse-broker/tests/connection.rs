@@ -165,3 +165,27 @@ async fn a_client_that_asks_for_tls_with_the_tls_header_gets_it_on_the_plain_por
     shutdown.cancel();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_amqp_listener_holds_a_burst_of_connections_not_128() {
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // For a listening socket, `ss` shows its backlog as the send queue.
+    let output = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) reports the listen backlog");
+    let line = String::from_utf8_lossy(&output.stdout).to_string();
+    let backlog: u32 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no backlog in {line:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(backlog, server::LISTEN_BACKLOG.min(somaxconn), "{line}");
+    assert!(backlog > 128, "{line}");
+}
