@@ -1,4 +1,4 @@
-//! `cargo xtask bench-arrow ARROW [ROUNDS]`: our broker and the Qpid Proton C example broker, side
+//! `cargo xtask bench --arrow ARROW [ROUNDS]`: our broker and the Qpid Proton C example broker, side
 //! by side in one run, driven by quiver's C arrow, a load generator on Qpid Proton's C library that
 //! is far faster than either broker (it reaches about 620,000 msg/s peer to peer on a 2-core
 //! machine). ARROW is the path of `quiver-arrow-qpid-proton-c` built from ssorj/quiver's

@@ -4,8 +4,9 @@
 //!   checked-in file differs from what the types generate.
 //! - `test`: everything CI runs: the generated files, clippy, and every test of the workspace.
 //! - `bench [ROUNDS]`: our broker next to the Qpid Proton C example broker, under `enmasse bench`.
-//! - `bench-arrow ARROW [ROUNDS]`: the same comparison driven by quiver's C arrow (a load generator
-//!   on Qpid Proton's C library), and the broker's memory per queued message and idle connection.
+//! - `bench --arrow ARROW [ROUNDS]`: the same comparison driven by quiver's C arrow (a load
+//!   generator on Qpid Proton's C library), and the broker's memory per queued message and per idle
+//!   connection.
 //! - `bench-journal [ROUNDS]`: durable against non-durable messages and RabbitMQ, and recovery.
 //! - `dist`: the release bundle (install manifests, defaults, examples, checksums) under `dist/`.
 
@@ -28,7 +29,7 @@ tasks:
   codegen [--check]   write deploy/crds/ from the Rust types (--check: fail if stale)
   test                run everything CI runs: generated files, clippy, all tests
   bench [ROUNDS]      compare the broker with the Qpid Proton C example broker (default 3 rounds)
-  bench-arrow ARROW [ROUNDS]
+  bench --arrow ARROW [ROUNDS]
                       the same, driven by quiver's C arrow at path ARROW (default 3 rounds), then
                       the broker's memory per queued message and per idle connection
   bench-journal [ROUNDS]
@@ -51,12 +52,11 @@ fn main() -> anyhow::Result<()> {
         }
         Some("test") if rest.is_empty() => test::run(&project_root()?),
         Some("dist") if rest.is_empty() => dist::run(&project_root()?),
-        Some("bench") => bench::run(&project_root()?, rounds(&rest)?),
-        Some("bench-arrow") => match rest.split_first() {
-            Some((arrow, rounds_arg)) => {
+        Some("bench") => match rest.as_slice() {
+            [flag, arrow, rounds_arg @ ..] if flag == "--arrow" => {
                 bench_arrow::run(&project_root()?, std::path::Path::new(arrow), rounds(rounds_arg)?)
             }
-            None => bail!("{USAGE}"),
+            _ => bench::run(&project_root()?, rounds(&rest)?),
         },
         Some("bench-journal") => bench_journal::run(&project_root()?, rounds(&rest)?),
         Some("-h" | "--help") | None => {
