@@ -133,17 +133,7 @@ fn encode(steps: &[Step]) -> Vec<u8> {
             Step::Open { max_frame, idle } => {
                 frame::write_amqp(&mut out, 0, |e| e.open("fuzz", *max_frame, 255, idle.unwrap_or(0)));
             }
-            Step::Begin { channel } => {
-                frame::write_amqp(&mut out, *channel, |e| {
-                    e.descriptor(0x11);
-                    let mut l = e.list();
-                    l.absent();
-                    l.field(|e| e.uint(0));
-                    l.field(|e| e.uint(100));
-                    l.field(|e| e.uint(100));
-                    l.end();
-                });
-            }
+            Step::Begin { channel } => frame::write_amqp(&mut out, *channel, common::raw::begin),
             Step::Attach { channel, handle, name, receiver, address, max_size } => {
                 let terminus = Terminus {
                     address: Some(ADDRESSES[*address as usize].to_owned()),

@@ -231,6 +231,15 @@ pub struct Terminus {
 }
 
 impl Terminus {
+    /// A terminus that names the address of `terminus` (the peer's) and claims nothing else: how the
+    /// broker names the peer's end of a link in its reply.
+    pub fn named_like(terminus: Option<&Terminus>) -> Self {
+        Self {
+            address: terminus.and_then(|t| t.address.clone()),
+            ..Self::default()
+        }
+    }
+
     fn decode_source(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         expect(d, descriptor::SOURCE, "amqp:source:list")?;
         let mut f = d.list()?;

@@ -100,13 +100,9 @@ pub(super) fn refuse(cx: &mut Context<'_>, channel: u16, local: u32, attach: &At
         Role::Receiver => Role::Sender,
     };
     // The peer's own terminus is named back by its address alone; the broker's side is null.
-    let peers = |terminus: Option<&Terminus>| Terminus {
-        address: terminus.and_then(|t| t.address.clone()),
-        ..Terminus::default()
-    };
     let (source, target) = match role {
-        Role::Sender => (None, Some(peers(attach.target.as_ref()))),
-        Role::Receiver => (Some(peers(attach.source.as_ref())), None),
+        Role::Sender => (None, Some(Terminus::named_like(attach.target.as_ref()))),
+        Role::Receiver => (Some(Terminus::named_like(attach.source.as_ref())), None),
     };
     frame::write_amqp(cx.output, channel, |e| {
         e.attach(&AttachReply {

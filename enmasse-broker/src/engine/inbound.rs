@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey},
-    session::Outcome,
+    session::{Endpoint, Outcome},
 };
 use crate::{
     address::{
@@ -43,16 +43,9 @@ struct Partial {
 
 /// A link on which the peer sends.
 pub(super) struct Inbound {
-    /// The link's name.
-    pub(super) name: String,
-    /// The broker's handle.
-    pub(super) local: u32,
-    /// The link's identity in events.
-    pub(super) key: LinkKey,
-    /// Deliveries the peer has sent on it.
-    pub(super) delivery_count: u32,
-    /// Credit the peer has and the address holds room for.
-    pub(super) credit: u32,
+    /// Its name, handle and credit; the delivery count is the peer's deliveries, the credit what the
+    /// address holds room for.
+    pub(super) end: Endpoint,
     target: SendTarget,
     grant: Grant,
     window: u32,
@@ -77,14 +70,8 @@ impl Inbound {
         let entry = target.entry.clone();
         entry.senders.fetch_add(1, Ordering::Relaxed);
         let max_message_size = entry.config().limits.max_message_size;
-        let source = Terminus {
-            address: attach.source.as_ref().and_then(|s| s.address.clone()),
-            ..Terminus::default()
-        };
-        let reply_target = Terminus {
-            address: attach.target.as_ref().and_then(|t| t.address.clone()),
-            ..Terminus::default()
-        };
+        let source = Terminus::named_like(attach.source.as_ref());
+        let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {
                 name: &attach.name,
@@ -100,11 +87,13 @@ impl Inbound {
         let gone = CancellationToken::new();
         super::outbound::watch_end(cx, key, &entry, &grant, &gone);
         let mut link = Self {
-            name: attach.name.clone(),
-            local,
-            key,
-            delivery_count: attach.initial_delivery_count.unwrap_or(0),
-            credit: 0,
+            end: Endpoint {
+                name: attach.name.clone(),
+                local,
+                key,
+                delivery_count: attach.initial_delivery_count.unwrap_or(0),
+                credit: 0,
+            },
             target,
             grant,
             window: cx.broker.settings().credit_window.max(1),
@@ -133,14 +122,14 @@ impl Inbound {
             let delivery_id = transfer.delivery_id.ok_or_else(|| {
                 ErrorInfo::new(condition::INVALID_FIELD, "the first transfer of a delivery has no delivery-id")
             })?;
-            if self.credit == 0 {
+            if self.end.credit == 0 {
                 return Err(ErrorInfo::new(
                     "amqp:link:transfer-limit-exceeded",
                     "a transfer beyond the credit the broker gave",
                 ));
             }
-            self.credit -= 1;
-            self.delivery_count = self.delivery_count.wrapping_add(1);
+            self.end.credit -= 1;
+            self.end.delivery_count = self.end.delivery_count.wrapping_add(1);
             let settled = transfer.settled.unwrap_or(false);
             let format = transfer.message_format.unwrap_or(0);
             if !transfer.more && !transfer.aborted && payload.len() as u64 <= self.max_message_size {
@@ -246,7 +235,7 @@ impl Inbound {
                 ))));
             }
         };
-        let key = self.key;
+        let key = self.end.key;
         let waiting = |outcomes: &mut futures_util::stream::FuturesUnordered<_>,
                        future: super::connection::Waiting<crate::message::Settled>| {
             outcomes.push(Box::pin(async move {
@@ -313,19 +302,19 @@ impl Inbound {
     /// Tops the peer's credit up to the window once half of it is used. Returns whether the
     /// credit changed (a flow is due).
     pub(super) fn top_up(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.credit >= self.window / 2 || self.waiting_room {
+        if self.end.credit >= self.window / 2 || self.waiting_room {
             return false;
         }
-        let got = reserve(self.entry(), self.window - self.credit);
+        let got = reserve(self.entry(), self.window - self.end.credit);
         if got > 0 {
-            self.credit += got;
+            self.end.credit += got;
             return true;
         }
-        if self.credit == 0 {
+        if self.end.credit == 0 {
             self.waiting_room = true;
             let entry = self.entry().clone();
             let gone = self.gone.clone();
-            let key = self.key;
+            let key = self.end.key;
             cx.waits.push(Box::pin(async move {
                 tokio::select! {
                     biased;
@@ -355,9 +344,9 @@ impl Inbound {
     /// Lets go of the link: the room its credit held goes back to the address.
     pub(super) fn release(&mut self, cx: &mut Context<'_>) {
         self.gone.cancel();
-        let held = self.credit + u32::from(self.partial.as_ref().is_some_and(|p| !p.refused));
+        let held = self.end.credit + u32::from(self.partial.as_ref().is_some_and(|p| !p.refused));
         self.unreserve(held);
-        self.credit = 0;
+        self.end.credit = 0;
         if let Some(partial) = self.partial.take() {
             *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
         }

@@ -17,7 +17,7 @@ use tracing::debug;
 use super::{
     connection::{Context, Ending, Event, LinkKey},
     inbound::presettled_type,
-    session::Unsettled,
+    session::{Endpoint, Unsettled},
 };
 use crate::{
     address::{
@@ -64,16 +64,9 @@ struct Sending {
 
 /// A link on which the broker sends.
 pub(super) struct Outbound {
-    /// The link's name.
-    pub(super) name: String,
-    /// The broker's handle.
-    pub(super) local: u32,
-    /// The link's identity in events.
-    pub(super) key: LinkKey,
-    /// Deliveries the broker has sent on it.
-    pub(super) delivery_count: u32,
-    /// Credit the peer gave and the broker has not used.
-    pub(super) credit: u32,
+    /// Its name, handle and credit; the delivery count is the broker's deliveries, the credit what
+    /// the peer gave and the broker has not used.
+    pub(super) end: Endpoint,
     entry: Arc<Entry>,
     queue: Arc<Queue>,
     membership: Option<(Arc<Fanout>, u64)>,
@@ -117,14 +110,10 @@ impl Outbound {
         queue.consumer_joined();
         let presettled = presettled_type(entry.type_) || attach.snd_settle_mode == 1;
         let reply_source = Terminus {
-            address: attach.source.as_ref().and_then(|s| s.address.clone()),
             distribution_mode: mode.map(str::to_owned),
-            ..Terminus::default()
+            ..Terminus::named_like(attach.source.as_ref())
         };
-        let reply_target = Terminus {
-            address: attach.target.as_ref().and_then(|t| t.address.clone()),
-            ..Terminus::default()
-        };
+        let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {
                 name: &attach.name,
@@ -140,11 +129,13 @@ impl Outbound {
         let gone = CancellationToken::new();
         watch_end(cx, key, &entry, &grant, &gone);
         Self {
-            name: attach.name.clone(),
-            local,
-            key,
-            delivery_count: 0,
-            credit: 0,
+            end: Endpoint {
+                name: attach.name.clone(),
+                local,
+                key,
+                delivery_count: 0,
+                credit: 0,
+            },
             entry,
             queue,
             membership,
@@ -163,7 +154,7 @@ impl Outbound {
 
     /// Whether the link could send now, if the session lets it.
     pub(super) fn wants_pump(&self) -> bool {
-        self.sending.is_some() || self.ready.is_some() || (self.credit > 0 && !self.waiting)
+        self.sending.is_some() || self.ready.is_some() || (self.end.credit > 0 && !self.waiting)
     }
 
     /// Messages waiting in the link's queue.
@@ -177,9 +168,9 @@ impl Outbound {
         let seen = flow.delivery_count.unwrap_or(0);
         // AMQP 1.0, 2.6.7: credit counts from the receiver's delivery count, which may lag the
         // broker's by the transfers still on their way.
-        self.credit = seen
+        self.end.credit = seen
             .wrapping_add(credit)
-            .wrapping_sub(self.delivery_count)
+            .wrapping_sub(self.end.delivery_count)
             .min(credit);
         self.drain = flow.drain;
     }
@@ -187,18 +178,18 @@ impl Outbound {
     /// Sends what the link has credit and the session has window for.
     pub(super) fn pump(&mut self, cx: &mut Context<'_>, w: &mut Window<'_>) -> Result<Pumped, ErrorInfo> {
         if let Some(sending) = self.sending.take() {
-            let offset = write_frames(cx, w, self.local, &sending, sending.offset);
+            let offset = write_frames(cx, w, self.end.local, &sending, sending.offset);
             if offset < sending.bytes.len() {
                 self.sending = Some(Sending { offset, ..sending });
                 return Ok(Pumped::Sent);
             }
         }
-        if self.credit == 0
+        if self.end.credit == 0
             && let Some(message) = self.ready.take()
         {
             self.queue.give_back(message.id);
         }
-        while self.credit > 0
+        while self.end.credit > 0
             && *w.remote_window > 0
             && cx.output.len() < super::OUTPUT_HIGH_WATER
             && self.in_flight < self.max_in_flight
@@ -206,8 +197,8 @@ impl Outbound {
             let Some(message) = self.ready.take().or_else(|| self.queue.try_pop()) else {
                 if self.drain {
                     // Everything waiting was sent: the rest of the credit is given up.
-                    self.delivery_count = self.delivery_count.wrapping_add(self.credit);
-                    self.credit = 0;
+                    self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
+                    self.end.credit = 0;
                     return Ok(Pumped::Drained);
                 }
                 self.wait(cx);
@@ -218,11 +209,11 @@ impl Outbound {
                 break;
             }
         }
-        if self.drain && self.credit > 0 && self.sending.is_none() && self.in_flight >= self.max_in_flight {
+        if self.drain && self.end.credit > 0 && self.sending.is_none() && self.in_flight >= self.max_in_flight {
             // The peer holds as many unsettled messages as the link sends: a drain cannot wait for
             // it to settle them, so the credit is given up now.
-            self.delivery_count = self.delivery_count.wrapping_add(self.credit);
-            self.credit = 0;
+            self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
+            self.end.credit = 0;
             return Ok(Pumped::Drained);
         }
         Ok(Pumped::Sent)
@@ -234,7 +225,7 @@ impl Outbound {
             return;
         }
         self.waiting = true;
-        let (queue, gone, key) = (self.queue.clone(), self.gone.clone(), self.key);
+        let (queue, gone, key) = (self.queue.clone(), self.gone.clone(), self.end.key);
         cx.waits.push(Box::pin(async move {
             tokio::select! {
                 biased;
@@ -270,8 +261,8 @@ impl Outbound {
         }
         let delivery_id = *w.next_delivery_id;
         *w.next_delivery_id = delivery_id.wrapping_add(1);
-        self.credit -= 1;
-        self.delivery_count = self.delivery_count.wrapping_add(1);
+        self.end.credit -= 1;
+        self.end.delivery_count = self.end.delivery_count.wrapping_add(1);
         let settled = self.presettled;
         let bytes: Arc<[u8]> = match message.outgoing() {
             std::borrow::Cow::Borrowed(_) => message.encoded.clone(),
@@ -283,7 +274,7 @@ impl Outbound {
             offset: 0,
             settled,
         };
-        let offset = write_frames(cx, w, self.local, &sending, 0);
+        let offset = write_frames(cx, w, self.end.local, &sending, 0);
         if offset < sending.bytes.len() {
             self.sending = Some(Sending { offset, ..sending });
         }
@@ -294,8 +285,8 @@ impl Outbound {
             w.unsettled.insert(
                 delivery_id,
                 Unsettled {
-                    handle: self.key.handle,
-                    serial: self.key.serial,
+                    handle: self.end.key.handle,
+                    serial: self.end.key.serial,
                     message,
                 },
             );
@@ -316,7 +307,7 @@ impl Outbound {
         self.gone.cancel();
         let mine: Vec<u32> = unsettled
             .iter()
-            .filter(|(_, u)| u.handle == self.key.handle && u.serial == self.key.serial)
+            .filter(|(_, u)| u.handle == self.end.key.handle && u.serial == self.end.key.serial)
             .map(|(id, _)| *id)
             .collect();
         for id in mine {

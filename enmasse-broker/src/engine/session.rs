@@ -42,12 +42,35 @@ pub(super) struct Outcome {
     pub(super) settled: Settled,
 }
 
+/// What every link has, whichever way its messages flow.
+pub(super) struct Endpoint {
+    /// The link's name.
+    pub(super) name: String,
+    /// The broker's handle.
+    pub(super) local: u32,
+    /// The link's identity in events.
+    pub(super) key: LinkKey,
+    /// Deliveries sent on it.
+    pub(super) delivery_count: u32,
+    /// Credit the receiving side has given and the sending side has not used.
+    pub(super) credit: u32,
+}
+
 /// A link of the session.
 pub(super) enum Link {
     /// The peer sends; the broker receives into an address.
     In(Inbound),
     /// The broker sends from an address; the peer receives.
     Out(Outbound),
+}
+
+impl Link {
+    fn end(&self) -> &Endpoint {
+        match self {
+            Self::In(inbound) => &inbound.end,
+            Self::Out(outbound) => &outbound.end,
+        }
+    }
 }
 
 /// A delivery the broker sent and the peer has not settled.
@@ -215,9 +238,12 @@ impl Session {
         }
         // A link's name is unique per direction (AMQP 1.0, 2.6.1): a sender and a receiver may
         // share one.
-        let taken = self.links.values().any(|link| match link {
-            Link::In(inbound) => attach.role == Role::Sender && inbound.name == attach.name,
-            Link::Out(outbound) => attach.role == Role::Receiver && outbound.name == attach.name,
+        let taken = self.links.values().any(|link| {
+            let same_direction = matches!(
+                (link, attach.role),
+                (Link::In(_), Role::Sender) | (Link::Out(_), Role::Receiver)
+            );
+            same_direction && link.end().name == attach.name
         });
         *cx.serial += 1;
         let key = self.key(attach.handle, *cx.serial);
@@ -267,21 +293,17 @@ impl Session {
 
     /// Sends a link's flow: its credit and delivery count (and `drain`, to complete a drain).
     pub(super) fn flow_link(&mut self, cx: &mut Context<'_>, handle: u32, drain: bool) {
-        let mut flow = self.flow_fields();
-        match self.links.get(&handle) {
-            Some(Link::In(inbound)) => {
-                flow.handle = Some(inbound.local);
-                flow.delivery_count = Some(inbound.delivery_count);
-                flow.link_credit = Some(inbound.credit);
-            }
-            Some(Link::Out(outbound)) => {
-                flow.handle = Some(outbound.local);
-                flow.delivery_count = Some(outbound.delivery_count);
-                flow.link_credit = Some(outbound.credit);
-                flow.available = Some(outbound.available());
-                flow.drain = drain;
-            }
-            None => return,
+        let Some(link) = self.links.get(&handle) else { return };
+        let end = link.end();
+        let mut flow = Flow {
+            handle: Some(end.local),
+            delivery_count: Some(end.delivery_count),
+            link_credit: Some(end.credit),
+            ..self.flow_fields()
+        };
+        if let Link::Out(outbound) = link {
+            flow.available = Some(outbound.available());
+            flow.drain = drain;
         }
         frame::write_amqp(cx.output, self.local, |e| e.flow(&flow));
     }
@@ -425,7 +447,7 @@ impl Session {
         for id in ids {
             let Some(unsettled) = self.unsettled.remove(&id) else { continue };
             if let Some(Link::Out(outbound)) = self.links.get_mut(&unsettled.handle)
-                && outbound.key.serial == unsettled.serial
+                && outbound.end.key.serial == unsettled.serial
             {
                 outbound.settle(cx, &unsettled.message, settlement.clone());
                 if !touched.contains(&unsettled.handle) {
@@ -469,11 +491,11 @@ impl Session {
         let local = match self.links.remove(&handle)? {
             Link::In(mut inbound) => {
                 inbound.release(cx);
-                inbound.local
+                inbound.end.local
             }
             Link::Out(mut outbound) => {
                 outbound.release(cx, &mut self.unsettled);
-                outbound.local
+                outbound.end.local
             }
         };
         self.locals.remove(&local);
@@ -524,7 +546,7 @@ impl Session {
     pub(super) fn on_event(&mut self, cx: &mut Context<'_>, event: Event) {
         match event {
             Event::Popped(key, queue, message) => match self.links.get_mut(&key.handle) {
-                Some(Link::Out(outbound)) if outbound.key == key => {
+                Some(Link::Out(outbound)) if outbound.end.key == key => {
                     outbound.popped(message);
                     self.pump_link(cx, key.handle);
                 }
@@ -536,18 +558,14 @@ impl Session {
             },
             Event::Room(key) => {
                 if let Some(Link::In(inbound)) = self.links.get_mut(&key.handle)
-                    && inbound.key == key
+                    && inbound.end.key == key
                     && inbound.room(cx)
                 {
                     self.flow_link(cx, key.handle, false);
                 }
             }
             Event::Ended(key, ending) => {
-                let current = match self.links.get(&key.handle) {
-                    Some(Link::In(inbound)) => inbound.key == key,
-                    Some(Link::Out(outbound)) => outbound.key == key,
-                    None => false,
-                };
+                let current = self.links.get(&key.handle).is_some_and(|link| link.end().key == key);
                 if !current {
                     return;
                 }

@@ -71,16 +71,7 @@ impl Raw {
     /// Opens and begins a session on channel 0.
     pub(crate) async fn session(addr: SocketAddr) -> Self {
         let mut raw = Self::open(addr, 65_536, None).await;
-        raw.send(0, |e| {
-            e.descriptor(0x11);
-            let mut l = e.list();
-            l.absent();
-            l.field(|e| e.uint(0));
-            l.field(|e| e.uint(100_000));
-            l.field(|e| e.uint(100_000));
-            l.end();
-        })
-        .await;
+        raw.send(0, begin).await;
         let begin = raw.next().await.unwrap();
         assert!(matches!(begin.performative(), Performative::Begin(_)), "{begin:?}");
         raw
@@ -196,6 +187,17 @@ impl Raw {
             other => panic!("a close without an error: {other:?}"),
         }
     }
+}
+
+/// Writes a peer's begin: no remote channel, windows of 100,000 transfers.
+pub(crate) fn begin(e: &mut Encoder<'_>) {
+    e.descriptor(0x11);
+    let mut l = e.list();
+    l.absent();
+    l.field(|e| e.uint(0));
+    l.field(|e| e.uint(100_000));
+    l.field(|e| e.uint(100_000));
+    l.end();
 }
 
 /// A message of one data section of `size` bytes.
