@@ -133,6 +133,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Registered before anything listens, so that a SIGTERM sent as soon as the broker says it
+    // listens stops it gracefully instead of killing it.
+    let stop = shutdown_signal();
     let amqp = match args.no_plain {
         true => None,
         false => Some(
@@ -274,7 +277,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ));
     tasks.close();
 
-    wait_for_signal().await;
+    stop.await;
     info!("shutting down: no new connections, closing open ones");
     shutdown.cancel();
     tasks.wait().await;
@@ -296,18 +299,21 @@ async fn bind_amqps(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     }
 }
 
-/// Waits for SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
-async fn wait_for_signal() {
+/// SIGTERM (how Kubernetes stops a pod) or Ctrl-C: the handlers are registered now, and the
+/// returned future completes when either arrives.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut terminate) = terminate {
             tokio::select! {
                 _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt => {}
             }
             return;
         }
+        let _ = interrupt.await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
