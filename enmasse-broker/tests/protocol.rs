@@ -284,7 +284,69 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     assert!(error.to_string().contains("jms-selector"), "{error}");
 
     let Performative::Attach(browse) = attach_source(&mut raw, 2, 0, Some("copy"), false).await else { unreachable!() };
-    assert!(browse.source.is_none(), "browsing is refused");
+    let source = browse.source.expect("a queue may be browsed");
+    assert_eq!(source.distribution_mode.as_deref(), Some("copy"));
+}
+
+#[tokio::test]
+async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consumers() {
+    let broker = orders().await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    for i in 0..3 {
+        within("send", sender.send(format!("m{i}"))).await.unwrap();
+    }
+    let mut raw = Raw::session(broker.addr).await;
+    attach_source(&mut raw, 0, 0, Some("copy"), false).await;
+    raw.flow(0, 0, 10, false).await;
+    let mut shown = Vec::new();
+    for _ in 0..3 {
+        let frame = raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+        let Performative::Transfer(transfer) = frame.performative() else { unreachable!() };
+        assert_eq!(transfer.settled, Some(true), "a browser's copies are settled");
+        shown.push(frame.payload().to_vec());
+    }
+    // A message that arrives while the browser waits is shown too.
+    within("send", sender.send("m3")).await.unwrap();
+    raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+    assert_eq!(broker.broker.table().get("orders").unwrap().depth(), 4, "nothing was taken");
+
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    for i in 0..4 {
+        let delivery = within("consume", receiver.recv::<String>()).await.unwrap();
+        assert_eq!(delivery.body(), &format!("m{i}"), "in order, none locked by the browser");
+        receiver.accept(&delivery).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn browsing_a_topic_is_refused_as_not_implemented() {
+    let broker = start(config(vec![address("events", AddressType::Topic)])).await;
+    let mut raw = Raw::session(broker.addr).await;
+    raw.send(0, |e| {
+        e.descriptor(0x12);
+        let mut l = e.list();
+        l.field(|e| e.string("browse"));
+        l.field(|e| e.uint(0));
+        l.field(|e| e.bool(true));
+        l.absent();
+        l.absent();
+        l.field(|e: &mut Encoder<'_>| {
+            e.descriptor(0x28);
+            let mut s = e.list();
+            s.field(|e| e.string("events"));
+            for _ in 0..5 {
+                s.absent();
+            }
+            s.field(|e| e.symbol("copy"));
+            s.end();
+        });
+        l.end();
+    })
+    .await;
+    let detach = raw.next_of("detach", |p| matches!(p, Performative::Detach(_))).await;
+    let Performative::Detach(detach) = detach.performative() else { unreachable!() };
+    assert_eq!(detach.error.unwrap().condition, condition::NOT_IMPLEMENTED);
 }
 
 #[tokio::test]

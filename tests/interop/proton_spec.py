@@ -104,9 +104,12 @@ class Check(MessagingHandler, TransactionHandler):
         self.status = "waiting for the attach"
 
     def start_browse(self):
-        self.refusal = ""
-        self.container.create_receiver(self.conn, QUEUE, name="browse-receiver", options=Copy())
-        self.status = "waiting for the browser's refusal"
+        # Empty the queue first (as drain does), send 3, browse them with a copy link, then
+        # consume them: browsing must neither remove nor lock them.
+        self.bodies = [f"browse {self.tag} {i}" for i in range(3)]
+        self.browsed = []
+        self.container.create_receiver(self.conn, QUEUE, name="browse-purge").drain(1000)
+        self.status = "waiting for the purge's drain to complete"
 
     def start_idle_offer(self):
         self.status = "waiting for the broker's open"
@@ -139,6 +142,13 @@ class Check(MessagingHandler, TransactionHandler):
                 self.finish(True, f"ok durable-terminus: {self.status}")
             else:
                 self.finish(False, f"the broker claims a terminus it does not keep: {self.status}")
+        elif self.case == "browse" and link.name == "browse-receiver":
+            if source.distribution_mode != Terminus.DIST_MODE_COPY:
+                self.finish(False, f"the browser's remote source has distribution-mode "
+                                   f"{source.distribution_mode}, expected copy "
+                                   f"({Terminus.DIST_MODE_COPY}): {self.status}")
+            else:
+                self.status = "browser attached with distribution-mode copy, waiting for 3 messages"
 
     def on_sendable(self, event):
         while event.sender.credit and self.sent < len(self.bodies):
@@ -150,6 +160,10 @@ class Check(MessagingHandler, TransactionHandler):
         if self.case == "drain" and self.accepted == len(self.bodies):
             self.container.create_receiver(self.conn, QUEUE, name="drain-receiver").drain(10)
             self.status = "sent 3, waiting for the drain to complete"
+        elif self.case == "browse" and self.accepted == len(self.bodies):
+            self.container.create_receiver(self.conn, QUEUE, name="browse-receiver",
+                                           options=Copy()).flow(len(self.bodies))
+            self.status = "sent 3, waiting for the browser's attach"
 
     def on_rejected(self, event):
         self.finish(False, f"the broker rejected a message: {event.delivery.remote.condition}")
@@ -161,6 +175,8 @@ class Check(MessagingHandler, TransactionHandler):
         elif self.case == "drain":
             self.received.append(body)
             self.status = f"received {len(self.received)}, drain not completed"
+        elif self.case == "browse":
+            self.on_browse_message(event, body)
         elif body == self.bodies[0]:
             self.finish(True, f"ok {self.case}: sent and received one message of {len(body)} "
                               f"characters ({self.skipped} old messages skipped)")
@@ -171,11 +187,37 @@ class Check(MessagingHandler, TransactionHandler):
             self.skipped += 1
             event.receiver.flow(1)
 
+    def on_browse_message(self, event, body):
+        # Deliveries to the browser may come settled; the auto-accept does not mind.
+        name = event.link.name
+        if name == "browse-purge":
+            self.skipped += 1
+        elif name == "browse-receiver":
+            self.browsed.append(body)
+            self.status = f"browsed {len(self.browsed)} of 3"
+            if len(self.browsed) == len(self.bodies):
+                if self.browsed != self.bodies:
+                    self.finish(False, f"the browser got {self.browsed!r}, expected {self.bodies!r}")
+                else:
+                    event.link.close()
+                    self.status = "browsed 3, waiting for the browser's detach"
+        elif name == "browse-consumer":
+            self.received.append(body)
+            self.status = f"browsed 3, consumed {len(self.received)} of 3"
+            if len(self.received) == len(self.bodies):
+                if self.received != self.bodies:
+                    self.finish(False, f"after browsing, the consumer got {self.received!r}, "
+                                       f"expected {self.bodies!r}")
+                else:
+                    self.finish(True, f"ok browse: a copy link (distribution-mode copy) saw 3 "
+                                      f"messages in order, then a consumer got the same 3 "
+                                      f"({self.skipped} old messages purged)")
+
     def on_link_flow(self, event):
         link = event.link
         if not link.is_receiver or link.credit != 0:
             return
-        if link.name == "drain-purge":
+        if link.name in ("drain-purge", "browse-purge"):
             link.close()
         elif link.name == "drain-receiver":
             given_back = link.drained()
@@ -189,6 +231,13 @@ class Check(MessagingHandler, TransactionHandler):
         if event.link.name == "drain-purge" and self.result is None:
             self.container.create_sender(self.conn, QUEUE, name="drain-sender")
             self.status = f"purged {self.skipped}, sending 3"
+        elif event.link.name == "browse-purge" and self.result is None:
+            self.container.create_sender(self.conn, QUEUE, name="browse-sender")
+            self.status = f"purged {self.skipped}, sending 3"
+        elif event.link.name == "browse-receiver" and self.result is None:
+            self.container.create_receiver(self.conn, QUEUE,
+                                           name="browse-consumer").flow(len(self.bodies))
+            self.status = "browser closed, waiting for the consumer's 3 messages"
 
     def on_link_error(self, event):
         link, condition = event.link, event.link.remote_condition

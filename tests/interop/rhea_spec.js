@@ -188,9 +188,62 @@ const cases = {
   },
 
   browse: () => {
-    refusal = '';
-    connection.open_receiver({ source: { address: QUEUE, distribution_mode: 'copy' }, name: 'browse-receiver', credit_window: 0 });
-    status = "waiting for the browser's refusal";
+    // Empty the queue first (as drain does), send 3, browse them with a copy link, then consume
+    // them: browsing must neither remove nor lock them.
+    const bodies = [0, 1, 2].map((i) => `${tag} browse ${i}`);
+    const same = (got) => JSON.stringify(got) === JSON.stringify(bodies);
+    const consume = () => {
+      const received = [];
+      const consumer = connection.open_receiver({ source: QUEUE, name: 'browse-consumer', credit_window: 0 });
+      consumer.on('message', (context) => {
+        received.push(context.message.body); // accepted by rhea's autoaccept
+        status = `browsed 3, consumed ${received.length} of 3`;
+        if (received.length < bodies.length) return;
+        if (!same(received)) fail(`after browsing, the consumer got ${JSON.stringify(received)}, expected ${JSON.stringify(bodies)}`);
+        else pass(`a copy link (distribution-mode copy) saw 3 messages in order, then a consumer got the same 3 (${skipped} old messages purged)`);
+      });
+      consumer.add_credit(bodies.length);
+      status = "browser closed, waiting for the consumer's 3 messages";
+    };
+    const browse = () => {
+      const browsed = [];
+      // No autoaccept: deliveries to a browser may come settled; only unsettled ones are accepted.
+      const browser = connection.open_receiver({ source: { address: QUEUE, distribution_mode: 'copy' }, name: 'browse-receiver', credit_window: 0, autoaccept: false });
+      browser.on('receiver_open', () => {
+        const remote = browser.remote.attach && browser.remote.attach.source;
+        const mode = remote ? remote.distribution_mode : undefined;
+        if (mode !== 'copy') fail(`the browser's remote source has distribution-mode ${mode}, expected copy: ${remote ? JSON.stringify(remote) : 'no remote source'}`);
+        else status = 'browser attached with distribution-mode copy, waiting for 3 messages';
+      });
+      browser.on('message', (context) => {
+        browsed.push(context.message.body);
+        if (!context.delivery.remote_settled) context.delivery.accept();
+        status = `browsed ${browsed.length} of 3`;
+        if (browsed.length < bodies.length) return;
+        if (!same(browsed)) fail(`the browser got ${JSON.stringify(browsed)}, expected ${JSON.stringify(bodies)}`);
+        else {
+          status = "browsed 3, waiting for the browser's detach";
+          browser.close();
+        }
+      });
+      browser.on('receiver_close', () => {
+        if (browser.error) fail(`link browse-receiver closed by the broker: ${describe(browser.error)}`);
+        else if (browsed.length < bodies.length) fail(`link browse-receiver closed by the broker without an error (${status})`);
+        else consume();
+      });
+      browser.add_credit(bodies.length);
+      status = "sent 3, waiting for the browser's attach";
+    };
+    const purge = connection.open_receiver({ source: QUEUE, name: 'browse-purge', credit_window: 0 });
+    purge.on('message', () => { skipped += 1; });
+    purge.on('receiver_drained', () => purge.close());
+    purge.on('receiver_close', () => {
+      status = `purged ${skipped}, sending 3`;
+      sendAll(connection, 'browse-sender', bodies, browse);
+    });
+    purge.drain = true;
+    purge.add_credit(1000);
+    status = "waiting for the purge's drain to complete";
   },
 
   'idle-offer': () => {

@@ -280,7 +280,7 @@ async fn a_durable_terminus_asked_for_by_proton_and_rhea_is_answered_with_the_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browsing_asked_for_by_proton_and_rhea_is_refused_as_not_implemented() {
+async fn a_browser_of_proton_and_rhea_sees_the_queue_and_leaves_it_to_the_consumers() {
     spec("browse").await;
 }
 

@@ -68,9 +68,12 @@ impl QueueStats {
     }
 }
 
-/// Messages waiting or reserved for at most, while consumers are attached: senders get credit as
-/// consumers drain, instead of filling the queue to its depth bound and turning speed into
-/// latency. Without consumers, a queue fills to its bounds (store and forward).
+/// How far senders may run ahead of consumers: while consumers are attached, senders get credit
+/// only while at most this many messages wait or are reserved beyond the backlog the consumers
+/// found (which shrinks as they drain it). A producer faster than its consumers then waits instead
+/// of building a backlog every later message queues behind, yet a backlog already there (a
+/// restart's recovered messages) does not stop producers. Without consumers, a queue fills to its
+/// bounds (store and forward).
 pub const PACE: u64 = 2048;
 
 #[derive(Debug, Default)]
@@ -84,8 +87,13 @@ struct State {
     closed: bool,
     /// Consumers attached: while there are any, the queue is paced.
     consumers: u32,
+    /// The backlog the consumers found when they attached, lowered as they drain it: senders are
+    /// paced beyond it.
+    backlog: u64,
     /// A sender waits for the pace to let it send again.
     paced_senders: bool,
+    /// Browsers attached: while there are any, arrivals are announced to them too.
+    browsers: u32,
 }
 
 impl State {
@@ -115,13 +123,14 @@ impl State {
         let room = limits.max_depth.saturating_sub(self.depth() + self.reserved);
         match self.consumers {
             0 => room,
-            _ => room.min(PACE.saturating_sub(self.ready.len() as u64 + self.reserved)),
+            _ => room.min((self.backlog + PACE).saturating_sub(self.ready.len() as u64 + self.reserved)),
         }
     }
 
     /// Whether a paced sender should hear that consumers have drained the queue.
     fn pace_opened(&mut self) -> bool {
-        let opened = self.paced_senders && (self.ready.len() as u64 + self.reserved) < PACE / 2;
+        self.backlog = self.backlog.min(self.ready.len() as u64);
+        let opened = self.paced_senders && (self.ready.len() as u64 + self.reserved) < self.backlog + PACE / 2;
         if opened {
             self.paced_senders = false;
         }
@@ -138,6 +147,8 @@ pub struct Queue {
     arrivals: Notify,
     /// Woken when room frees up (senders waiting for credit wait here).
     room: Notify,
+    /// Woken when a message becomes ready, for browsers (all of them).
+    browsable: Notify,
 }
 
 impl Queue {
@@ -148,6 +159,7 @@ impl Queue {
             state: Mutex::new(State::default()),
             arrivals: Notify::new(),
             room: Notify::new(),
+            browsable: Notify::new(),
         })
     }
 
@@ -241,15 +253,22 @@ impl Queue {
     /// It was accepted before the restart, so no bound refuses it; senders get credit again once
     /// the queue drains below its bounds.
     pub fn restore(&self, message: Message) {
-        self.take_in(self.state(), message);
+        let mut state = self.state();
+        // A recovered message is backlog, not a sender running ahead.
+        state.backlog += 1;
+        self.take_in(state, message);
     }
 
     fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message) {
         state.bytes += message.size as u64;
         state.messages_in += 1;
         state.requeue(message);
+        let browsed = state.browsers > 0;
         drop(state);
         self.arrivals.notify_one();
+        if browsed {
+            self.browsable.notify_waiters();
+        }
     }
 
     /// Takes the next message for a consumer, waiting for one; `None` once the queue is closed. The
@@ -298,9 +317,48 @@ impl Queue {
         Some(message)
     }
 
+    /// The first waiting message after `after` (a message id), for a browser: a copy, left in the
+    /// queue for its consumers. Messages in flight to a consumer are not browsed.
+    pub fn browse(&self, after: u64) -> Option<Message> {
+        let state = self.state();
+        let at = state.ready.partition_point(|message| message.id <= after);
+        state.ready.get(at).cloned()
+    }
+
+    /// Waits until a message after `after` waits in the queue, or the queue closes.
+    pub async fn wait_browsable(&self, after: u64) {
+        loop {
+            let notified = self.browsable.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.state();
+                if state.closed || state.ready.back().is_some_and(|last| last.id > after) {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// A browser attached: arrivals are announced to browsers from now on.
+    pub fn browser_joined(&self) {
+        self.state().browsers += 1;
+    }
+
+    /// A browser left.
+    pub fn browser_left(&self) {
+        let mut state = self.state();
+        state.browsers = state.browsers.saturating_sub(1);
+    }
+
     /// A consumer attached: from now on senders are paced by what consumers drain.
     pub fn consumer_joined(&self) {
-        self.state().consumers += 1;
+        let mut state = self.state();
+        if state.consumers == 0 {
+            state.backlog = state.ready.len() as u64;
+        }
+        state.consumers += 1;
     }
 
     /// A consumer left; without consumers the queue fills to its bounds again.
@@ -316,8 +374,17 @@ impl Queue {
         let mut state = self.state();
         if let Some(message) = state.in_flight.remove(&id) {
             state.requeue(message);
-            drop(state);
-            self.arrivals.notify_one();
+            self.ready_again(state);
+        }
+    }
+
+    /// Announces a message that waits again (given back, released) to consumers and browsers.
+    fn ready_again(&self, state: MutexGuard<'_, State>) {
+        let browsed = state.browsers > 0;
+        drop(state);
+        self.arrivals.notify_one();
+        if browsed {
+            self.browsable.notify_waiters();
         }
     }
 
@@ -348,8 +415,7 @@ impl Queue {
             Settlement::Released | Settlement::Modified => {
                 message.delivery_count = message.delivery_count.saturating_add(1);
                 state.requeue(message);
-                drop(state);
-                self.arrivals.notify_one();
+                self.ready_again(state);
             }
         }
     }
@@ -375,6 +441,7 @@ impl Queue {
         drop(state);
         self.arrivals.notify_waiters();
         self.room.notify_waiters();
+        self.browsable.notify_waiters();
         held
     }
 

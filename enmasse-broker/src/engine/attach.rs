@@ -1,7 +1,7 @@
 //! The decision on every attach: the address must exist, suit the direction and be allowed for
 //! the user, and the link may ask only for what the broker does. What it does not do (selectors and
-//! other filters, browsing, dynamic nodes, transactions, anonymous relay) is refused with an error
-//! that names it, never accepted in silence.
+//! other filters, browsing anything but a queue, dynamic nodes, transactions, anonymous relay) is
+//! refused with an error that names it, never accepted in silence.
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -9,7 +9,7 @@ use enmasse_types::resources::messaging_user::Operation;
 
 use super::connection::Context;
 use crate::{
-    address::table::{ReceiveSource, ResolveError, SendTarget},
+    address::table::{Engine as AddressEngine, ReceiveSource, ResolveError, SendTarget},
     amqp::{
         frame,
         performative::{Attach, AttachReply, ErrorInfo, Role, Terminus, condition},
@@ -67,27 +67,30 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                     source.filters.join(", ")
                 )));
             }
-            if source.distribution_mode.as_deref() == Some("copy") {
-                return Err(not_implemented(
-                    "browsing (distribution-mode copy) is not supported yet; receivers consume",
-                ));
-            }
             let address = source
                 .address
                 .as_deref()
                 .ok_or_else(|| not_implemented("a receiver link needs a source address"))?;
             let grant = authorize(broker, user, Operation::Recv, address)?;
-            let source = table.resolve_source(address).map_err(resolve_error)?;
-            let config = source.entry.config();
+            let resolved = table.resolve_source(address).map_err(resolve_error)?;
+            if source.distribution_mode.as_deref() == Some("copy")
+                && !matches!(resolved.entry.engine, AddressEngine::Queue(_))
+            {
+                return Err(not_implemented(&format!(
+                    "browsing (distribution-mode copy) applies to queues and subscriptions, not to the {} address {address:?}",
+                    resolved.entry.type_
+                )));
+            }
+            let config = resolved.entry.config();
             if let Some(max) = config.max_consumers
-                && source.entry.receivers.load(Ordering::Relaxed) >= u64::from(max)
+                && resolved.entry.receivers.load(Ordering::Relaxed) >= u64::from(max)
             {
                 return Err(ErrorInfo::new(
                     condition::RESOURCE_LIMIT_EXCEEDED,
                     format!("subscription {address:?} allows {max} consumer(s) at once"),
                 ));
             }
-            Ok(Decision::Outbound(source, grant))
+            Ok(Decision::Outbound(resolved, grant))
         }
     }
 }

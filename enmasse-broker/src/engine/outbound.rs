@@ -77,6 +77,9 @@ pub(super) struct Outbound {
     /// A message the wait brought, to send first.
     ready: Option<Message>,
     presettled: bool,
+    /// For a browser (distribution-mode `copy`): the id of the last message it was shown. A
+    /// browser gets copies, settled, and the queue keeps the messages for its consumers.
+    browsing: Option<u64>,
     peer_max_message_size: Option<u64>,
     in_flight: usize,
     max_in_flight: usize,
@@ -105,10 +108,21 @@ impl Outbound {
                 (queue, Some((fanout.clone(), id)), None)
             }
         };
+        let browsing = attach
+            .source
+            .as_ref()
+            .is_some_and(|s| s.distribution_mode.as_deref() == Some("copy"))
+            .then_some(0);
         entry.receivers.fetch_add(1, Ordering::Relaxed);
-        entry.receiver_joined.notify_waiters();
-        queue.consumer_joined();
-        let presettled = presettled_type(entry.type_) || attach.snd_settle_mode == 1;
+        match browsing {
+            Some(_) => queue.browser_joined(),
+            None => {
+                entry.receiver_joined.notify_waiters();
+                queue.consumer_joined();
+            }
+        }
+        let presettled = presettled_type(entry.type_) || attach.snd_settle_mode == 1 || browsing.is_some();
+        let mode = if browsing.is_some() { Some("copy") } else { mode };
         let reply_source = Terminus {
             distribution_mode: mode.map(str::to_owned),
             ..Terminus::named_like(attach.source.as_ref())
@@ -144,6 +158,7 @@ impl Outbound {
             waiting: false,
             ready: None,
             presettled,
+            browsing,
             peer_max_message_size: attach.max_message_size.filter(|max| *max > 0),
             in_flight: 0,
             max_in_flight: cx.broker.settings().max_in_flight.max(1),
@@ -194,7 +209,11 @@ impl Outbound {
             && cx.output.len() < super::OUTPUT_HIGH_WATER
             && self.in_flight < self.max_in_flight
         {
-            let Some(message) = self.ready.take().or_else(|| self.queue.try_pop()) else {
+            let next = match self.browsing {
+                Some(after) => self.queue.browse(after),
+                None => self.ready.take().or_else(|| self.queue.try_pop()),
+            };
+            let Some(message) = next else {
                 if self.drain {
                     // Everything waiting was sent: the rest of the credit is given up.
                     self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
@@ -204,6 +223,9 @@ impl Outbound {
                 self.wait(cx);
                 break;
             };
+            if let Some(after) = &mut self.browsing {
+                *after = message.id;
+            }
             self.send(cx, w, message)?;
             if self.sending.is_some() {
                 break;
@@ -225,12 +247,21 @@ impl Outbound {
             return;
         }
         self.waiting = true;
-        let (queue, gone, key) = (self.queue.clone(), self.gone.clone(), self.end.key);
+        let (queue, gone, key, browsing) = (self.queue.clone(), self.gone.clone(), self.end.key, self.browsing);
         cx.waits.push(Box::pin(async move {
             tokio::select! {
                 biased;
                 () = gone.cancelled() => Event::Ended(key, Ending::Gone),
-                message = queue.pop() => Event::Popped(key, queue.clone(), message),
+                message = async {
+                    match browsing {
+                        // A browser takes nothing: it is woken to look again.
+                        Some(after) => {
+                            queue.wait_browsable(after).await;
+                            None
+                        }
+                        None => queue.pop().await,
+                    }
+                } => Event::Popped(key, queue.clone(), message),
             }
         }));
     }
@@ -278,7 +309,9 @@ impl Outbound {
         if offset < sending.bytes.len() {
             self.sending = Some(Sending { offset, ..sending });
         }
-        if settled {
+        if self.browsing.is_some() {
+            // A copy: the queue keeps the message.
+        } else if settled {
             settle(cx, &self.entry, &self.queue, &message, (Settlement::Accepted, None));
         } else {
             self.in_flight += 1;
@@ -318,7 +351,10 @@ impl Outbound {
         if let Some(message) = self.ready.take() {
             self.queue.give_back(message.id);
         }
-        self.queue.consumer_left();
+        match self.browsing {
+            Some(_) => self.queue.browser_left(),
+            None => self.queue.consumer_left(),
+        }
         let remaining = self.entry.receivers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
         if let Some((fanout, id)) = self.membership.take() {
             fanout.leave(id, false);

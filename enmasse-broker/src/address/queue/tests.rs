@@ -243,3 +243,18 @@ async fn with_a_consumer_attached_senders_get_credit_as_it_drains_not_up_to_the_
     queue.consumer_left();
     assert!(queue.reserve(1_000_000) > 900_000, "back to the bounds once the consumer leaves");
 }
+
+#[test]
+fn a_backlog_the_consumer_found_does_not_stop_senders() {
+    let queue = Queue::new(limits(1_000_000, 1 << 40, 100));
+    assert_eq!(queue.reserve(5_000), 5_000);
+    for _ in 0..5_000 {
+        queue.push(message("q", 1)).unwrap();
+    }
+    queue.consumer_joined();
+    assert_eq!(
+        queue.reserve(u32::MAX) as u64,
+        PACE,
+        "senders may still run the pace ahead of the backlog"
+    );
+}
