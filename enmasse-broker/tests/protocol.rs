@@ -36,6 +36,15 @@ async fn still_serves(broker: &common::Running) {
     assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
 }
 
+/// Sends `bodies` to `orders` with a real client, each accepted before the next.
+async fn send_all(broker: &common::Running, bodies: impl IntoIterator<Item = String>) {
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    for body in bodies {
+        within("send", sender.send(body)).await.unwrap();
+    }
+}
+
 async fn orders() -> common::Running {
     start(config(vec![address("orders", AddressType::Queue)])).await
 }
@@ -196,13 +205,7 @@ async fn a_sender_and_a_receiver_may_share_a_link_name() {
 #[tokio::test]
 async fn drain_delivers_what_is_waiting_and_then_completes() {
     let broker = orders().await;
-    {
-        let (_connection, mut session) = broker.client().await;
-        let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
-        for i in 0..3 {
-            within("send", sender.send(format!("m{i}"))).await.unwrap();
-        }
-    }
+    send_all(&broker, (0..3).map(|i| format!("m{i}"))).await;
     let mut raw = Raw::session(broker.addr).await;
     raw.attach("r", 0, Role::Receiver, "orders").await;
     raw.flow(0, 0, 10, true).await;
@@ -288,29 +291,30 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     assert_eq!(source.distribution_mode.as_deref(), Some("copy"));
 }
 
+/// The next message a browser is shown: settled, with the body `expected`.
+async fn shown(raw: &mut Raw, expected: &str) {
+    let frame = raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+    let Performative::Transfer(transfer) = frame.performative() else { unreachable!() };
+    assert_eq!(transfer.settled, Some(true), "a browser's copies are settled");
+    assert!(frame.payload().ends_with(expected.as_bytes()), "{expected:?} next");
+}
+
 #[tokio::test]
 async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consumers() {
     let broker = orders().await;
-    let (_connection, mut session) = broker.client().await;
-    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
-    for i in 0..3 {
-        within("send", sender.send(format!("m{i}"))).await.unwrap();
-    }
+    send_all(&broker, (0..3).map(|i| format!("m{i}"))).await;
     let mut raw = Raw::session(broker.addr).await;
     attach_source(&mut raw, 0, 0, Some("copy"), false).await;
     raw.flow(0, 0, 10, false).await;
-    let mut shown = Vec::new();
-    for _ in 0..3 {
-        let frame = raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
-        let Performative::Transfer(transfer) = frame.performative() else { unreachable!() };
-        assert_eq!(transfer.settled, Some(true), "a browser's copies are settled");
-        shown.push(frame.payload().to_vec());
+    for i in 0..3 {
+        shown(&mut raw, &format!("m{i}")).await;
     }
     // A message that arrives while the browser waits is shown too.
-    within("send", sender.send("m3")).await.unwrap();
-    raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+    send_all(&broker, ["m3".to_owned()]).await;
+    shown(&mut raw, "m3").await;
     assert_eq!(broker.broker.table().get("orders").unwrap().depth(), 4, "nothing was taken");
 
+    let (_connection, mut session) = broker.client().await;
     let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
     for i in 0..4 {
         let delivery = within("consume", receiver.recv::<String>()).await.unwrap();
@@ -404,13 +408,7 @@ async fn a_drain_completes_even_when_the_peer_holds_all_the_unsettled_messages_a
         ..Settings::default()
     };
     let broker = start_with(settings, config(vec![address("orders", AddressType::Queue)])).await;
-    {
-        let (_connection, mut session) = broker.client().await;
-        let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
-        for i in 0..5 {
-            within("send", sender.send(format!("m{i}"))).await.unwrap();
-        }
-    }
+    send_all(&broker, (0..5).map(|i| format!("m{i}"))).await;
     let mut raw = Raw::session(broker.addr).await;
     raw.attach("r", 0, Role::Receiver, "orders").await;
     raw.flow(0, 0, 10, false).await;
