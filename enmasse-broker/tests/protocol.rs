@@ -223,7 +223,14 @@ async fn drain_delivers_what_is_waiting_and_then_completes() {
 
 /// An attach of a receiving peer whose source asks for a selector, browsing, or a durable
 /// terminus that never expires.
-async fn attach_source(raw: &mut Raw, handle: u32, durable: u32, mode: Option<&str>, selector: bool) -> Performative<'static> {
+async fn attach_source(
+    raw: &mut Raw,
+    address: &str,
+    handle: u32,
+    durable: u32,
+    mode: Option<&str>,
+    selector: bool,
+) -> Performative<'static> {
     raw.send(0, |e| {
         e.descriptor(0x12);
         let mut l = e.list();
@@ -235,7 +242,7 @@ async fn attach_source(raw: &mut Raw, handle: u32, durable: u32, mode: Option<&s
         l.field(|e: &mut Encoder<'_>| {
             e.descriptor(0x28);
             let mut s = e.list();
-            s.field(|e| e.string("orders"));
+            s.field(|e| e.string(address));
             s.field(|e| e.uint(durable));
             s.field(|e| e.symbol("never"));
             s.absent();
@@ -273,12 +280,12 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     let broker = orders().await;
     let mut raw = Raw::session(broker.addr).await;
 
-    let Performative::Attach(durable) = attach_source(&mut raw, 0, 2, None, false).await else { unreachable!() };
+    let Performative::Attach(durable) = attach_source(&mut raw, "orders", 0, 2, None, false).await else { unreachable!() };
     let source = durable.source.expect("attached");
     assert_eq!(source.durable, 0, "the broker keeps no terminus state: {source:?}");
     assert_eq!(source.distribution_mode.as_deref(), Some("move"));
 
-    let Performative::Attach(selector) = attach_source(&mut raw, 1, 0, None, true).await else { unreachable!() };
+    let Performative::Attach(selector) = attach_source(&mut raw, "orders", 1, 0, None, true).await else { unreachable!() };
     assert!(selector.source.is_none(), "a selector the broker does not apply is refused");
     let detach = raw.next_of("detach", |p| matches!(p, Performative::Detach(_))).await;
     let Performative::Detach(detach) = detach.performative() else { unreachable!() };
@@ -286,7 +293,7 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     assert_eq!(error.condition, condition::NOT_IMPLEMENTED);
     assert!(error.to_string().contains("jms-selector"), "{error}");
 
-    let Performative::Attach(browse) = attach_source(&mut raw, 2, 0, Some("copy"), false).await else { unreachable!() };
+    let Performative::Attach(browse) = attach_source(&mut raw, "orders", 2, 0, Some("copy"), false).await else { unreachable!() };
     let source = browse.source.expect("a queue may be browsed");
     assert_eq!(source.distribution_mode.as_deref(), Some("copy"));
 }
@@ -304,7 +311,7 @@ async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consume
     let broker = orders().await;
     send_all(&broker, (0..3).map(|i| format!("m{i}"))).await;
     let mut raw = Raw::session(broker.addr).await;
-    attach_source(&mut raw, 0, 0, Some("copy"), false).await;
+    attach_source(&mut raw, "orders", 0, 0, Some("copy"), false).await;
     raw.flow(0, 0, 10, false).await;
     for i in 0..3 {
         shown(&mut raw, &format!("m{i}")).await;
@@ -327,27 +334,10 @@ async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consume
 async fn browsing_a_topic_is_refused_as_not_implemented() {
     let broker = start(config(vec![address("events", AddressType::Topic)])).await;
     let mut raw = Raw::session(broker.addr).await;
-    raw.send(0, |e| {
-        e.descriptor(0x12);
-        let mut l = e.list();
-        l.field(|e| e.string("browse"));
-        l.field(|e| e.uint(0));
-        l.field(|e| e.bool(true));
-        l.absent();
-        l.absent();
-        l.field(|e: &mut Encoder<'_>| {
-            e.descriptor(0x28);
-            let mut s = e.list();
-            s.field(|e| e.string("events"));
-            for _ in 0..5 {
-                s.absent();
-            }
-            s.field(|e| e.symbol("copy"));
-            s.end();
-        });
-        l.end();
-    })
-    .await;
+    let Performative::Attach(reply) = attach_source(&mut raw, "events", 0, 0, Some("copy"), false).await else {
+        unreachable!()
+    };
+    assert!(reply.source.is_none(), "refused");
     let detach = raw.next_of("detach", |p| matches!(p, Performative::Detach(_))).await;
     let Performative::Detach(detach) = detach.performative() else { unreachable!() };
     assert_eq!(detach.error.unwrap().condition, condition::NOT_IMPLEMENTED);
