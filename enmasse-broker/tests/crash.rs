@@ -333,7 +333,16 @@ async fn after_kill_9_every_accepted_unacknowledged_message_comes_back_in_order_
                 Ok::<(), ClientError>(())
             })
         };
-        tokio::time::sleep(Duration::from_millis(100 + random.below(400))).await;
+        // The kill comes at a random moment once the load is under way: the first accepted batch
+        // waits for two logins and a journal sync, which a loaded machine can stretch past the
+        // shortest delay.
+        let under_way = async {
+            while ledger.lock().unwrap().accepted.is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), under_way).await;
+        tokio::time::sleep(Duration::from_millis(random.below(400))).await;
         broker.kill().await;
         let _ = producer.await;
         let _ = consumer.await;
