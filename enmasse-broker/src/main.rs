@@ -111,7 +111,12 @@ struct Args {
     credit_window: u32,
     /// Seconds a client may stay silent before its connection is closed. Offered to clients in
     /// the open, so live ones send heartbeats well within it; reaps peers that vanished.
-    #[arg(long, env = "ENMASSE_IDLE_TIMEOUT", default_value_t = 60, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "ENMASSE_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
     idle_timeout: u64,
 }
 
@@ -121,8 +126,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     tokio::runtime::Builder::new_multi_thread()
@@ -138,10 +142,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let stop = shutdown_signal();
     let amqp = match args.no_plain {
         true => None,
-        false => Some(
-            server::bind(args.listen)
-                .with_context(|| format!("failed to listen on {}", args.listen))?,
-        ),
+        false => {
+            Some(server::bind(args.listen).with_context(|| format!("failed to listen on {}", args.listen))?)
+        }
     };
     let amqp_addr = amqp
         .as_ref()

@@ -81,7 +81,11 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     write_frame(stream, MECHANISMS, |l| l.field(|e| e.symbols(&offered))).await?;
     let (mechanism, mut response) = match read_frame(stream).await? {
         Frame::Init { mechanism, response } => (mechanism, response),
-        Frame::Response(_) => return Err(SaslError::Malformed("expected sasl-init, got sasl-response".into())),
+        Frame::Response(_) => {
+            return Err(SaslError::Malformed(
+                "expected sasl-init, got sasl-response".into(),
+            ));
+        }
     };
     let result = match authenticator.start(&mechanism) {
         Ok(_) if !offered.contains(&mechanism.as_str()) => Err(AuthError::Mechanism(mechanism.clone())),
@@ -93,7 +97,9 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
                     response = match read_frame(stream).await? {
                         Frame::Response(response) => response,
                         Frame::Init { .. } => {
-                            return Err(SaslError::Malformed("expected sasl-response, got sasl-init".into()));
+                            return Err(SaslError::Malformed(
+                                "expected sasl-response, got sasl-init".into(),
+                            ));
                         }
                     };
                 }
@@ -162,7 +168,11 @@ fn decode_frame(body: &[u8]) -> Result<Frame, crate::amqp::DecodeError> {
         Some(Descriptor::Code(code)) => code,
         Some(Descriptor::Symbol("amqp:sasl-init:list")) => INIT,
         Some(Descriptor::Symbol("amqp:sasl-response:list")) => RESPONSE,
-        other => return Err(DecodeError::Invalid(format!("expected sasl-init or sasl-response, got {other:?}"))),
+        other => {
+            return Err(DecodeError::Invalid(format!(
+                "expected sasl-init or sasl-response, got {other:?}"
+            )));
+        }
     };
     let mut f = d.list()?;
     let frame = match code {
@@ -173,7 +183,11 @@ fn decode_frame(body: &[u8]) -> Result<Frame, crate::amqp::DecodeError> {
             response: f.next(|d| d.binary().map(<[u8]>::to_vec))?.unwrap_or_default(),
         },
         RESPONSE => Frame::Response(f.next(|d| d.binary().map(<[u8]>::to_vec))?.unwrap_or_default()),
-        other => return Err(DecodeError::Invalid(format!("expected sasl-init or sasl-response, got {other:#x}"))),
+        other => {
+            return Err(DecodeError::Invalid(format!(
+                "expected sasl-init or sasl-response, got {other:#x}"
+            )));
+        }
     };
     f.finish()?;
     Ok(frame)

@@ -205,7 +205,10 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdo
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(10);
                 let _ = stream.set_nodelay(true);
-                broker.counters().connections_total.fetch_add(1, Ordering::Relaxed);
+                broker
+                    .counters()
+                    .connections_total
+                    .fetch_add(1, Ordering::Relaxed);
                 let open = OpenConnection::new(broker.clone());
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();

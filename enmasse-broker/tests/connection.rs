@@ -87,11 +87,7 @@ async fn a_refused_login_gets_a_sasl_outcome_and_is_counted() {
         .rposition(|w| w == b"\x00\x53\x44")
         .expect("a sasl-outcome frame");
     let mut fields = Decoder::new(&answer[outcome + 3..]).list().unwrap();
-    assert_eq!(
-        fields.next(Decoder::ubyte).unwrap(),
-        Some(4),
-        "code sys-temp"
-    );
+    assert_eq!(fields.next(Decoder::ubyte).unwrap(), Some(4), "code sys-temp");
     assert_eq!(
         broker
             .broker

@@ -41,14 +41,53 @@ use proptest::{
 /// One frame of a generated input.
 #[derive(Clone, Debug)]
 enum Step {
-    Open { max_frame: u32, idle: Option<u32> },
-    Begin { channel: u16 },
-    Attach { channel: u16, handle: u32, name: u8, receiver: bool, address: u8, max_size: Option<u64> },
-    Flow { channel: u16, handle: Option<u32>, count: u32, credit: u32, drain: bool, echo: bool },
-    Transfer { channel: u16, handle: u32, id: Option<u32>, more: bool, aborted: bool, body: Body },
-    Disposition { channel: u16, receiver: bool, first: u32, last: Option<u32>, settled: bool, outcome: u8 },
-    Detach { channel: u16, handle: u32, closed: bool },
-    End { channel: u16 },
+    Open {
+        max_frame: u32,
+        idle: Option<u32>,
+    },
+    Begin {
+        channel: u16,
+    },
+    Attach {
+        channel: u16,
+        handle: u32,
+        name: u8,
+        receiver: bool,
+        address: u8,
+        max_size: Option<u64>,
+    },
+    Flow {
+        channel: u16,
+        handle: Option<u32>,
+        count: u32,
+        credit: u32,
+        drain: bool,
+        echo: bool,
+    },
+    Transfer {
+        channel: u16,
+        handle: u32,
+        id: Option<u32>,
+        more: bool,
+        aborted: bool,
+        body: Body,
+    },
+    Disposition {
+        channel: u16,
+        receiver: bool,
+        first: u32,
+        last: Option<u32>,
+        settled: bool,
+        outcome: u8,
+    },
+    Detach {
+        channel: u16,
+        handle: u32,
+        closed: bool,
+    },
+    End {
+        channel: u16,
+    },
     Close,
     Heartbeat,
 }
@@ -115,7 +154,12 @@ fn input() -> impl Strategy<Value = Input> {
         proptest::option::weighted(0.1, any::<usize>()),
         prop_oneof![Just(usize::MAX), 1usize..64, 64usize..4096],
     )
-        .prop_map(|(steps, mutations, cut, chunk)| Input { steps, mutations, cut, chunk })
+        .prop_map(|(steps, mutations, cut, chunk)| Input {
+            steps,
+            mutations,
+            cut,
+            chunk,
+        })
 }
 
 const ADDRESSES: [&str; 4] = ["orders", "events", "direct", "missing"];
@@ -131,10 +175,19 @@ fn encode(steps: &[Step]) -> Vec<u8> {
         opened = true;
         match step {
             Step::Open { max_frame, idle } => {
-                frame::write_amqp(&mut out, 0, |e| e.open("fuzz", *max_frame, 255, idle.unwrap_or(0)));
+                frame::write_amqp(&mut out, 0, |e| {
+                    e.open("fuzz", *max_frame, 255, idle.unwrap_or(0))
+                });
             }
             Step::Begin { channel } => frame::write_amqp(&mut out, *channel, common::raw::begin),
-            Step::Attach { channel, handle, name, receiver, address, max_size } => {
+            Step::Attach {
+                channel,
+                handle,
+                name,
+                receiver,
+                address,
+                max_size,
+            } => {
                 let terminus = Terminus {
                     address: Some(ADDRESSES[*address as usize].to_owned()),
                     ..Terminus::default()
@@ -154,7 +207,14 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                     })
                 });
             }
-            Step::Flow { channel, handle, count, credit, drain, echo } => {
+            Step::Flow {
+                channel,
+                handle,
+                count,
+                credit,
+                drain,
+                echo,
+            } => {
                 let flow = Flow {
                     next_incoming_id: Some(0),
                     incoming_window: 100,
@@ -169,7 +229,14 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                 };
                 frame::write_amqp(&mut out, *channel, |e| e.flow(&flow));
             }
-            Step::Transfer { channel, handle, id, more, aborted, body } => {
+            Step::Transfer {
+                channel,
+                handle,
+                id,
+                more,
+                aborted,
+                body,
+            } => {
                 let payload = match body {
                     Body::Message(size) => {
                         let mut message = Vec::new();
@@ -203,12 +270,22 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                     &payload,
                 );
             }
-            Step::Disposition { channel, receiver, first, last, settled, outcome } => {
+            Step::Disposition {
+                channel,
+                receiver,
+                first,
+                last,
+                settled,
+                outcome,
+            } => {
                 let state = match outcome {
                     0 => Some(DeliveryState::Accepted),
                     1 => Some(DeliveryState::Rejected(Some(ErrorInfo::new("x:y", "z")))),
                     2 => Some(DeliveryState::Released),
-                    3 => Some(DeliveryState::Modified { delivery_failed: true, undeliverable_here: false }),
+                    3 => Some(DeliveryState::Modified {
+                        delivery_failed: true,
+                        undeliverable_here: false,
+                    }),
                     4 => Some(DeliveryState::Other),
                     _ => None,
                 };
@@ -221,7 +298,11 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                 };
                 frame::write_amqp(&mut out, *channel, |e| e.disposition(&disposition));
             }
-            Step::Detach { channel, handle, closed } => {
+            Step::Detach {
+                channel,
+                handle,
+                closed,
+            } => {
                 frame::write_amqp(&mut out, *channel, |e| e.detach(*handle, *closed, None));
             }
             Step::End { channel } => frame::write_amqp(&mut out, *channel, |e| e.end(None)),
@@ -306,6 +387,13 @@ fn no_sequence_of_frames_makes_the_engine_panic_or_balloon() {
         })
         .unwrap();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
-    println!("{inputs} inputs in {:.1?}; peak resident memory {}", started.elapsed(), peak.trim_start_matches("VmHWM:").trim());
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
+    println!(
+        "{inputs} inputs in {:.1?}; peak resident memory {}",
+        started.elapsed(),
+        peak.trim_start_matches("VmHWM:").trim()
+    );
 }

@@ -30,7 +30,8 @@ async fn a_stream_of_a_quarter_gigabyte_is_refused_early_and_the_broker_stays_sm
     let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
     let mut raw = Raw::session(broker.addr).await;
     raw.attach("big", 0, Role::Sender, "orders").await;
-    raw.next_of("credit", |p| matches!(p, Performative::Flow(_))).await;
+    raw.next_of("credit", |p| matches!(p, Performative::Flow(_)))
+        .await;
     let before = resident();
 
     // A data section that claims 256 MiB, sent in 64,000-byte frames.
@@ -47,8 +48,12 @@ async fn a_stream_of_a_quarter_gigabyte_is_refused_early_and_the_broker_stays_sm
     }
     raw.transfer(0, None, false, &chunk[..TOTAL + 8 - sent]).await;
 
-    let refused = raw.next_of("disposition", |p| matches!(p, Performative::Disposition(_))).await;
-    let Performative::Disposition(disposition) = refused.performative() else { unreachable!() };
+    let refused = raw
+        .next_of("disposition", |p| matches!(p, Performative::Disposition(_)))
+        .await;
+    let Performative::Disposition(disposition) = refused.performative() else {
+        unreachable!()
+    };
     let Some(DeliveryState::Rejected(Some(error))) = disposition.state else {
         panic!("{disposition:?}")
     };
@@ -61,8 +66,13 @@ async fn a_stream_of_a_quarter_gigabyte_is_refused_early_and_the_broker_stays_sm
     );
 
     // Still serving: the next message on the same link is taken.
-    raw.transfer(0, Some(1), false, &common::raw::data_message(16)).await;
-    let accepted = raw.next_of("disposition", |p| matches!(p, Performative::Disposition(_))).await;
-    let Performative::Disposition(disposition) = accepted.performative() else { unreachable!() };
+    raw.transfer(0, Some(1), false, &common::raw::data_message(16))
+        .await;
+    let accepted = raw
+        .next_of("disposition", |p| matches!(p, Performative::Disposition(_)))
+        .await;
+    let Performative::Disposition(disposition) = accepted.performative() else {
+        unreachable!()
+    };
     assert_eq!(disposition.state, Some(DeliveryState::Accepted));
 }

@@ -32,7 +32,9 @@ use fe2o3_amqp::{Receiver, Sender, types::messaging::Outcome};
 async fn still_serves(broker: &common::Running) {
     let (_connection, mut session) = broker.client().await;
     let mut sender = Sender::attach(&mut session, "alive", "orders").await.unwrap();
-    let outcome = within("send after the attack", sender.send("still here")).await.unwrap();
+    let outcome = within("send after the attack", sender.send("still here"))
+        .await
+        .unwrap();
     assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
 }
 
@@ -142,9 +144,12 @@ async fn a_message_stream_over_the_limit_is_refused_at_the_frame_that_crosses_it
     let broker = start(config(vec![small])).await;
     let mut raw = Raw::session(broker.addr).await;
     let attach = raw.attach("big", 0, Role::Sender, "orders").await;
-    let Performative::Attach(reply) = attach.performative() else { unreachable!() };
+    let Performative::Attach(reply) = attach.performative() else {
+        unreachable!()
+    };
     assert_eq!(reply.max_message_size, Some(10_000), "the limit is announced");
-    raw.next_of("credit", |p| matches!(p, Performative::Flow(_))).await;
+    raw.next_of("credit", |p| matches!(p, Performative::Flow(_)))
+        .await;
 
     // 4 KiB frames: the third crosses 10,000 bytes.
     let message = data_message(1 << 20);
@@ -152,8 +157,12 @@ async fn a_message_stream_over_the_limit_is_refused_at_the_frame_that_crosses_it
     raw.transfer(0, Some(0), true, chunks.next().unwrap()).await;
     raw.transfer(0, None, true, chunks.next().unwrap()).await;
     raw.transfer(0, None, true, chunks.next().unwrap()).await;
-    let refused = raw.next_of("disposition", |p| matches!(p, Performative::Disposition(_))).await;
-    let Performative::Disposition(disposition) = refused.performative() else { unreachable!() };
+    let refused = raw
+        .next_of("disposition", |p| matches!(p, Performative::Disposition(_)))
+        .await;
+    let Performative::Disposition(disposition) = refused.performative() else {
+        unreachable!()
+    };
     assert_eq!(disposition.first, 0);
     let Some(DeliveryState::Rejected(Some(error))) = disposition.state else {
         panic!("{disposition:?}")
@@ -166,9 +175,16 @@ async fn a_message_stream_over_the_limit_is_refused_at_the_frame_that_crosses_it
         raw.transfer(0, None, i + 1 < rest.len(), chunk).await;
     }
     raw.transfer(0, Some(1), false, &data_message(100)).await;
-    let accepted = raw.next_of("disposition", |p| matches!(p, Performative::Disposition(_))).await;
-    let Performative::Disposition(disposition) = accepted.performative() else { unreachable!() };
-    assert_eq!((disposition.first, disposition.state), (1, Some(DeliveryState::Accepted)));
+    let accepted = raw
+        .next_of("disposition", |p| matches!(p, Performative::Disposition(_)))
+        .await;
+    let Performative::Disposition(disposition) = accepted.performative() else {
+        unreachable!()
+    };
+    assert_eq!(
+        (disposition.first, disposition.state),
+        (1, Some(DeliveryState::Accepted))
+    );
     assert_eq!(broker.broker.table().get("orders").unwrap().depth(), 1);
 }
 
@@ -193,12 +209,19 @@ async fn a_sender_and_a_receiver_may_share_a_link_name() {
     let receiver = raw.attach("same", 0, Role::Receiver, "orders").await;
     let sender = raw.attach("same", 1, Role::Sender, "orders").await;
     for frame in [receiver, sender] {
-        let Performative::Attach(reply) = frame.performative() else { unreachable!() };
-        assert!(reply.source.is_some() && reply.target.is_some(), "attached: {reply:?}");
+        let Performative::Attach(reply) = frame.performative() else {
+            unreachable!()
+        };
+        assert!(
+            reply.source.is_some() && reply.target.is_some(),
+            "attached: {reply:?}"
+        );
     }
     // The same name twice in one direction is refused, and the session goes on.
     let again = raw.attach("same", 2, Role::Sender, "orders").await;
-    let Performative::Attach(reply) = again.performative() else { unreachable!() };
+    let Performative::Attach(reply) = again.performative() else {
+        unreachable!()
+    };
     assert!(reply.target.is_none(), "refused: {reply:?}");
 }
 
@@ -210,10 +233,13 @@ async fn drain_delivers_what_is_waiting_and_then_completes() {
     raw.attach("r", 0, Role::Receiver, "orders").await;
     raw.flow(0, 0, 10, true).await;
     for _ in 0..3 {
-        raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+        raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_)))
+            .await;
     }
     let flow = raw.next_of("flow", |p| matches!(p, Performative::Flow(_))).await;
-    let Performative::Flow(flow) = flow.performative() else { unreachable!() };
+    let Performative::Flow(flow) = flow.performative() else {
+        unreachable!()
+    };
     assert_eq!(
         (flow.delivery_count, flow.link_credit, flow.drain),
         (Some(10), Some(0), true),
@@ -268,7 +294,9 @@ async fn attach_source(
         l.end();
     })
     .await;
-    let frame = raw.next_of("attach", |p| matches!(p, Performative::Attach(_))).await;
+    let frame = raw
+        .next_of("attach", |p| matches!(p, Performative::Attach(_)))
+        .await;
     match frame.performative() {
         Performative::Attach(attach) => Performative::Attach(attach),
         _ => unreachable!(),
@@ -280,30 +308,54 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     let broker = orders().await;
     let mut raw = Raw::session(broker.addr).await;
 
-    let Performative::Attach(durable) = attach_source(&mut raw, "orders", 0, 2, None, false).await else { unreachable!() };
+    let Performative::Attach(durable) = attach_source(&mut raw, "orders", 0, 2, None, false).await else {
+        unreachable!()
+    };
     let source = durable.source.expect("attached");
-    assert_eq!(source.durable, 0, "the broker keeps no terminus state: {source:?}");
+    assert_eq!(
+        source.durable, 0,
+        "the broker keeps no terminus state: {source:?}"
+    );
     assert_eq!(source.distribution_mode.as_deref(), Some("move"));
 
-    let Performative::Attach(selector) = attach_source(&mut raw, "orders", 1, 0, None, true).await else { unreachable!() };
-    assert!(selector.source.is_none(), "a selector the broker does not apply is refused");
-    let detach = raw.next_of("detach", |p| matches!(p, Performative::Detach(_))).await;
-    let Performative::Detach(detach) = detach.performative() else { unreachable!() };
+    let Performative::Attach(selector) = attach_source(&mut raw, "orders", 1, 0, None, true).await else {
+        unreachable!()
+    };
+    assert!(
+        selector.source.is_none(),
+        "a selector the broker does not apply is refused"
+    );
+    let detach = raw
+        .next_of("detach", |p| matches!(p, Performative::Detach(_)))
+        .await;
+    let Performative::Detach(detach) = detach.performative() else {
+        unreachable!()
+    };
     let error = detach.error.unwrap();
     assert_eq!(error.condition, condition::NOT_IMPLEMENTED);
     assert!(error.to_string().contains("jms-selector"), "{error}");
 
-    let Performative::Attach(browse) = attach_source(&mut raw, "orders", 2, 0, Some("copy"), false).await else { unreachable!() };
+    let Performative::Attach(browse) = attach_source(&mut raw, "orders", 2, 0, Some("copy"), false).await
+    else {
+        unreachable!()
+    };
     let source = browse.source.expect("a queue may be browsed");
     assert_eq!(source.distribution_mode.as_deref(), Some("copy"));
 }
 
 /// The next message a browser is shown: settled, with the body `expected`.
 async fn shown(raw: &mut Raw, expected: &str) {
-    let frame = raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
-    let Performative::Transfer(transfer) = frame.performative() else { unreachable!() };
+    let frame = raw
+        .next_of("transfer", |p| matches!(p, Performative::Transfer(_)))
+        .await;
+    let Performative::Transfer(transfer) = frame.performative() else {
+        unreachable!()
+    };
     assert_eq!(transfer.settled, Some(true), "a browser's copies are settled");
-    assert!(frame.payload().ends_with(expected.as_bytes()), "{expected:?} next");
+    assert!(
+        frame.payload().ends_with(expected.as_bytes()),
+        "{expected:?} next"
+    );
 }
 
 #[tokio::test]
@@ -319,13 +371,21 @@ async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consume
     // A message that arrives while the browser waits is shown too.
     send_all(&broker, ["m3".to_owned()]).await;
     shown(&mut raw, "m3").await;
-    assert_eq!(broker.broker.table().get("orders").unwrap().depth(), 4, "nothing was taken");
+    assert_eq!(
+        broker.broker.table().get("orders").unwrap().depth(),
+        4,
+        "nothing was taken"
+    );
 
     let (_connection, mut session) = broker.client().await;
     let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
     for i in 0..4 {
         let delivery = within("consume", receiver.recv::<String>()).await.unwrap();
-        assert_eq!(delivery.body(), &format!("m{i}"), "in order, none locked by the browser");
+        assert_eq!(
+            delivery.body(),
+            &format!("m{i}"),
+            "in order, none locked by the browser"
+        );
         receiver.accept(&delivery).await.unwrap();
     }
 }
@@ -334,12 +394,17 @@ async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consume
 async fn browsing_a_topic_is_refused_as_not_implemented() {
     let broker = start(config(vec![address("events", AddressType::Topic)])).await;
     let mut raw = Raw::session(broker.addr).await;
-    let Performative::Attach(reply) = attach_source(&mut raw, "events", 0, 0, Some("copy"), false).await else {
+    let Performative::Attach(reply) = attach_source(&mut raw, "events", 0, 0, Some("copy"), false).await
+    else {
         unreachable!()
     };
     assert!(reply.source.is_none(), "refused");
-    let detach = raw.next_of("detach", |p| matches!(p, Performative::Detach(_))).await;
-    let Performative::Detach(detach) = detach.performative() else { unreachable!() };
+    let detach = raw
+        .next_of("detach", |p| matches!(p, Performative::Detach(_)))
+        .await;
+    let Performative::Detach(detach) = detach.performative() else {
+        unreachable!()
+    };
     assert_eq!(detach.error.unwrap().condition, condition::NOT_IMPLEMENTED);
 }
 
@@ -368,13 +433,19 @@ async fn a_coordinator_link_is_refused_with_an_error_and_the_connection_goes_on(
         l.end();
     })
     .await;
-    let detach = raw.next_of("detach", |p| matches!(p, Performative::Detach(_))).await;
-    let Performative::Detach(detach) = detach.performative() else { unreachable!() };
+    let detach = raw
+        .next_of("detach", |p| matches!(p, Performative::Detach(_)))
+        .await;
+    let Performative::Detach(detach) = detach.performative() else {
+        unreachable!()
+    };
     let error = detach.error.unwrap();
     assert_eq!(error.condition, condition::NOT_IMPLEMENTED);
     assert!(error.to_string().contains("transactions"), "{error}");
     let next = raw.attach("after", 1, Role::Sender, "orders").await;
-    let Performative::Attach(reply) = next.performative() else { unreachable!() };
+    let Performative::Attach(reply) = next.performative() else {
+        unreachable!()
+    };
     assert!(reply.target.is_some());
 }
 
@@ -403,13 +474,19 @@ async fn a_drain_completes_even_when_the_peer_holds_all_the_unsettled_messages_a
     raw.attach("r", 0, Role::Receiver, "orders").await;
     raw.flow(0, 0, 10, false).await;
     for _ in 0..2 {
-        raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_))).await;
+        raw.next_of("transfer", |p| matches!(p, Performative::Transfer(_)))
+            .await;
     }
     // Two unsettled: the link may send no more. A drain is still answered.
     raw.flow(0, 2, 8, true).await;
     let flow = raw.next_of("flow", |p| matches!(p, Performative::Flow(_))).await;
-    let Performative::Flow(flow) = flow.performative() else { unreachable!() };
-    assert_eq!((flow.delivery_count, flow.link_credit, flow.drain), (Some(10), Some(0), true));
+    let Performative::Flow(flow) = flow.performative() else {
+        unreachable!()
+    };
+    assert_eq!(
+        (flow.delivery_count, flow.link_credit, flow.drain),
+        (Some(10), Some(0), true)
+    );
 }
 
 #[tokio::test]
@@ -419,7 +496,9 @@ async fn a_peer_that_asks_for_a_heartbeat_every_millisecond_does_not_make_the_br
     let mut received = 0;
     let mut chunk = [0u8; 4096];
     let until = tokio::time::Instant::now() + Duration::from_millis(1200);
-    while let Ok(Ok(n)) = tokio::time::timeout_at(until, tokio::io::AsyncReadExt::read(&mut raw.stream, &mut chunk)).await {
+    while let Ok(Ok(n)) =
+        tokio::time::timeout_at(until, tokio::io::AsyncReadExt::read(&mut raw.stream, &mut chunk)).await
+    {
         if n == 0 {
             break;
         }

@@ -72,7 +72,12 @@ async fn run_example(test: &str, scratch: &Path) -> Result<(), String> {
     let output = tokio::time::timeout(
         Duration::from_secs(120),
         Command::new("/usr/bin/python3")
-            .args(["-m", "unittest", "-v", &format!("test_examples.ExamplesTest.{test}")])
+            .args([
+                "-m",
+                "unittest",
+                "-v",
+                &format!("test_examples.ExamplesTest.{test}"),
+            ])
             // The examples run as scripts found on PATH: Debian's python3 must come first.
             .env("PATH", "/usr/bin:/bin")
             .env("PYTHONPATH", EXAMPLES)

@@ -39,7 +39,10 @@ const IDLE_CONNECTIONS: usize = 2_000;
 /// Runs the comparison `rounds` times, then the memory measurements.
 pub(crate) fn run(root: &Path, arrow: &Path, rounds: usize) -> anyhow::Result<()> {
     if !arrow.is_file() {
-        bail!("no arrow at {}: build quiver's C arrow and give its path", arrow.display());
+        bail!(
+            "no arrow at {}: build quiver's C arrow and give its path",
+            arrow.display()
+        );
     }
     let release = build_release(root)?;
     let proton = proton_broker(root)?;
@@ -53,7 +56,15 @@ pub(crate) fn run(root: &Path, arrow: &Path, rounds: usize) -> anyhow::Result<()
         let _ = std::fs::remove_dir_all(&scratch);
         start(
             Command::new(release.join("enmasse-broker"))
-                .args(["--manifests", &manifests, "--listen", OURS, "--management", "127.0.0.1:0", "--data-dir"])
+                .args([
+                    "--manifests",
+                    &manifests,
+                    "--listen",
+                    OURS,
+                    "--management",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                ])
                 .arg(&scratch),
         )
     };
@@ -144,7 +155,10 @@ fn arrows(arrow: &Path, addr: &str, path: &str, count: usize) -> anyhow::Result<
     if !sent.success() {
         bail!("the sending arrow failed: {sent}");
     }
-    let received = receiver.0.wait().context("failed to wait for the receiving arrow")?;
+    let received = receiver
+        .0
+        .wait()
+        .context("failed to wait for the receiving arrow")?;
     let elapsed = started.elapsed();
     if !received.success() {
         bail!("the receiving arrow failed: {received}");
@@ -188,9 +202,13 @@ fn open_idle(addr: &str) -> anyhow::Result<TcpStream> {
     let mut stream = TcpStream::connect(addr).context("failed to connect")?;
     stream.write_all(b"AMQP\x00\x01\x00\x00")?;
     // An open frame: container-id "x", nothing else.
-    stream.write_all(&[0, 0, 0, 17, 2, 0, 0, 0, 0x00, 0x53, 0x10, 0xc0, 0x04, 0x01, 0xa1, 0x01, b'x'])?;
+    stream.write_all(&[
+        0, 0, 0, 17, 2, 0, 0, 0, 0x00, 0x53, 0x10, 0xc0, 0x04, 0x01, 0xa1, 0x01, b'x',
+    ])?;
     let mut answer = [0u8; 8];
-    stream.read_exact(&mut answer).context("no protocol header back")?;
+    stream
+        .read_exact(&mut answer)
+        .context("no protocol header back")?;
     Ok(stream)
 }
 

@@ -130,7 +130,8 @@ impl State {
     /// Whether a paced sender should hear that consumers have drained the queue.
     fn pace_opened(&mut self) -> bool {
         self.backlog = self.backlog.min(self.ready.len() as u64);
-        let opened = self.paced_senders && (self.ready.len() as u64 + self.reserved) < self.backlog + PACE / 2;
+        let opened =
+            self.paced_senders && (self.ready.len() as u64 + self.reserved) < self.backlog + PACE / 2;
         if opened {
             self.paced_senders = false;
         }

@@ -249,7 +249,8 @@ impl<'a> Decoder<'a> {
             other => return Err(unexpected("string", other)),
         };
         let len = self.length(four)?;
-        std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::Invalid("a string that is not UTF-8".into()))
+        std::str::from_utf8(self.take(len)?)
+            .map_err(|_| DecodeError::Invalid("a string that is not UTF-8".into()))
     }
 
     /// Reads a symbol.
@@ -309,7 +310,9 @@ impl<'a> Decoder<'a> {
         };
         let (items, count) = self.compound(four, format)?;
         if count % 2 != 0 {
-            return Err(DecodeError::Invalid(format!("a map of {count} items (an odd number)")));
+            return Err(DecodeError::Invalid(format!(
+                "a map of {count} items (an odd number)"
+            )));
         }
         Ok(Fields {
             items,
@@ -324,7 +327,9 @@ impl<'a> Decoder<'a> {
         let body = self.take(size)?;
         let width = if four { 4 } else { 1 };
         if body.len() < width {
-            return Err(DecodeError::Invalid(format!("a compound {format:#04x} of {size} bytes")));
+            return Err(DecodeError::Invalid(format!(
+                "a compound {format:#04x} of {size} bytes"
+            )));
         }
         let mut inner = Decoder::new(body);
         let count = inner.length(four)?;

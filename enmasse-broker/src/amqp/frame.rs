@@ -58,7 +58,13 @@ impl Header {
 }
 
 /// Writes one frame onto `out`: the header, the body `write` encodes, and `payload` after it.
-pub fn write(out: &mut Vec<u8>, kind: u8, channel: u16, write: impl FnOnce(&mut Encoder<'_>), payload: &[u8]) {
+pub fn write(
+    out: &mut Vec<u8>,
+    kind: u8,
+    channel: u16,
+    write: impl FnOnce(&mut Encoder<'_>),
+    payload: &[u8],
+) {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, 2, kind]);
     out.extend_from_slice(&channel.to_be_bytes());

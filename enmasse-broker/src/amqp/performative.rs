@@ -161,7 +161,9 @@ pub enum DeliveryState {
 impl DeliveryState {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         let Some(descriptor) = d.descriptor()? else {
-            return Err(DecodeError::Invalid("a delivery state without a descriptor".into()));
+            return Err(DecodeError::Invalid(
+                "a delivery state without a descriptor".into(),
+            ));
         };
         let mut f = d.list()?;
         let state = if descriptor.is(descriptor::ACCEPTED, "amqp:accepted:list") {
@@ -181,7 +183,9 @@ impl DeliveryState {
         {
             Self::Other
         } else {
-            return Err(DecodeError::Invalid(format!("unknown delivery state {descriptor:?}")));
+            return Err(DecodeError::Invalid(format!(
+                "unknown delivery state {descriptor:?}"
+            )));
         };
         f.finish()?;
         Ok(state)
@@ -271,7 +275,9 @@ impl Terminus {
                     ..Self::default()
                 })
             }
-            other => Err(DecodeError::Invalid(format!("expected a target, found {other:?}"))),
+            other => Err(DecodeError::Invalid(format!(
+                "expected a target, found {other:?}"
+            ))),
         }
     }
 
@@ -293,7 +299,11 @@ impl Terminus {
     /// Writes the terminus as a source (`source`) or a target, claiming only what is set here:
     /// the broker's termini are never durable and expire with their link.
     fn encode(&self, enc: &mut Encoder<'_>, source: bool) {
-        enc.descriptor(if source { descriptor::SOURCE } else { descriptor::TARGET });
+        enc.descriptor(if source {
+            descriptor::SOURCE
+        } else {
+            descriptor::TARGET
+        });
         let mut l = enc.list();
         l.optional(self.address.as_deref(), Encoder::string);
         l.field(|e| e.uint(self.durable));
@@ -484,7 +494,11 @@ impl<'a> Performative<'a> {
         let code = match d.descriptor()? {
             Some(Descriptor::Code(code)) => code,
             Some(Descriptor::Symbol(name)) => symbolic(name)?,
-            None => return Err(DecodeError::Invalid("a frame body that is not a performative".into())),
+            None => {
+                return Err(DecodeError::Invalid(
+                    "a frame body that is not a performative".into(),
+                ));
+            }
         };
         let mut f = d.list()?;
         let performative = match code {

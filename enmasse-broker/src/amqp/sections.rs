@@ -45,7 +45,10 @@ impl MessageHeader {
         l.optional(self.priority, Encoder::ubyte);
         l.optional(self.ttl, Encoder::uint);
         l.flag(self.first_acquirer);
-        l.optional((self.delivery_count > 0).then_some(self.delivery_count), Encoder::uint);
+        l.optional(
+            (self.delivery_count > 0).then_some(self.delivery_count),
+            Encoder::uint,
+        );
         l.end();
     }
 }
@@ -72,11 +75,17 @@ pub fn parse(message: &[u8]) -> Result<Parsed, DecodeError> {
             Some(descriptor) => (HEADER..=FOOTER)
                 .find(|code| descriptor.is(*code, section_name(*code)))
                 .ok_or_else(|| DecodeError::Invalid(format!("unknown message section {descriptor:?}")))?,
-            None => return Err(DecodeError::Invalid("a message section without a descriptor".into())),
+            None => {
+                return Err(DecodeError::Invalid(
+                    "a message section without a descriptor".into(),
+                ));
+            }
         };
         if code == HEADER {
             if !first {
-                return Err(DecodeError::Invalid("a header section after another section".into()));
+                return Err(DecodeError::Invalid(
+                    "a header section after another section".into(),
+                ));
             }
             parsed.header = MessageHeader::decode(&mut d)?;
             parsed.header_len = d.position();

@@ -31,7 +31,9 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
     let user = &cx.identity.username;
     let table = broker.table();
     if attach.unsettled {
-        return Err(not_implemented("resuming a link with unsettled deliveries is not supported"));
+        return Err(not_implemented(
+            "resuming a link with unsettled deliveries is not supported",
+        ));
     }
     match attach.role {
         Role::Sender => {
@@ -40,15 +42,16 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 .as_ref()
                 .ok_or_else(|| not_implemented("a sender link needs a target"))?;
             if target.coordinator {
-                return Err(not_implemented("transactions are not supported: no coordinator link"));
+                return Err(not_implemented(
+                    "transactions are not supported: no coordinator link",
+                ));
             }
             if target.dynamic {
                 return Err(not_implemented("dynamic targets are not supported"));
             }
-            let address = target
-                .address
-                .as_deref()
-                .ok_or_else(|| not_implemented("a sender link needs a target address (no anonymous relay)"))?;
+            let address = target.address.as_deref().ok_or_else(|| {
+                not_implemented("a sender link needs a target address (no anonymous relay)")
+            })?;
             let grant = authorize(broker, user, Operation::Send, address)?;
             let target = table.resolve_target(address).map_err(resolve_error)?;
             Ok(Decision::Inbound(target, grant))
@@ -123,7 +126,12 @@ pub(super) fn refuse(cx: &mut Context<'_>, channel: u16, local: u32, attach: &At
 }
 
 /// Checks the user's current rights and records the grant that a later config can revoke.
-fn authorize(broker: &Arc<Broker>, user: &str, operation: Operation, address: &str) -> Result<Grant, ErrorInfo> {
+fn authorize(
+    broker: &Arc<Broker>,
+    user: &str,
+    operation: Operation,
+    address: &str,
+) -> Result<Grant, ErrorInfo> {
     let allowed = || {
         broker
             .authenticator()

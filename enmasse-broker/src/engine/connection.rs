@@ -17,13 +17,13 @@ use tracing::{debug, info};
 
 use super::session::{Outcome, Session};
 use crate::{
+    address::queue::Queue,
     amqp::{
         DecodeError,
         decode::Decoder,
         frame::{self, HEARTBEAT},
         performative::{ErrorInfo, Open, Performative, condition},
     },
-    address::queue::Queue,
     broker::Broker,
     connection::HANDSHAKE_TIMEOUT,
     message::Message,
@@ -284,7 +284,9 @@ impl Engine {
                         format!("channel {channel} is above the channel-max of {CHANNEL_MAX}"),
                     ));
                 }
-                let local = (0..=CHANNEL_MAX).find(|c| !self.channels.contains(c)).unwrap_or(0);
+                let local = (0..=CHANNEL_MAX)
+                    .find(|c| !self.channels.contains(c))
+                    .unwrap_or(0);
                 self.channels.insert(local);
                 self.serial += 1;
                 let session = Session::begin(local, channel, self.serial, &begin, &mut self.output);
@@ -346,7 +348,9 @@ impl Engine {
         // before it saw the broker's close are applied. `finish` lets go of them.
         if self.state == State::Opening {
             // AMQP 1.0, 2.4.5: a close before the open is answered follows an open of the broker's.
-            frame::write_amqp(&mut self.output, 0, |e| e.open(&self.broker.settings().container_id, MAX_FRAME_SIZE, 0, 0));
+            frame::write_amqp(&mut self.output, 0, |e| {
+                e.open(&self.broker.settings().container_id, MAX_FRAME_SIZE, 0, 0)
+            });
         }
         frame::write_amqp(&mut self.output, 0, |e| e.close(Some(&error)));
         self.state = State::Closing;
@@ -441,7 +445,10 @@ impl Engine {
             State::Open if now >= self.last_read + self.idle_timeout => {
                 self.close(ErrorInfo::new(
                     condition::RESOURCE_LIMIT_EXCEEDED,
-                    format!("no frame arrived within the idle time-out of {:?}", self.idle_timeout),
+                    format!(
+                        "no frame arrived within the idle time-out of {:?}",
+                        self.idle_timeout
+                    ),
                 ));
             }
             State::Open if self.heartbeat.is_some_and(|every| now >= self.last_sent + every) => {

@@ -120,7 +120,10 @@ impl Inbound {
     ) -> Result<Option<(u32, DeliveryState)>, ErrorInfo> {
         if self.partial.is_none() {
             let delivery_id = transfer.delivery_id.ok_or_else(|| {
-                ErrorInfo::new(condition::INVALID_FIELD, "the first transfer of a delivery has no delivery-id")
+                ErrorInfo::new(
+                    condition::INVALID_FIELD,
+                    "the first transfer of a delivery has no delivery-id",
+                )
             })?;
             if self.end.credit == 0 {
                 return Err(ErrorInfo::new(
@@ -165,7 +168,8 @@ impl Inbound {
             }
             return Ok(None);
         }
-        let crossed = !partial.refused && (partial.bytes.len() + payload.len()) as u64 > self.max_message_size;
+        let crossed =
+            !partial.refused && (partial.bytes.len() + payload.len()) as u64 > self.max_message_size;
         if crossed {
             partial.refused = true;
             *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
@@ -174,7 +178,9 @@ impl Inbound {
             if *cx.gathering + payload.len() > GATHERING_BUDGET {
                 return Err(ErrorInfo::new(
                     condition::RESOURCE_LIMIT_EXCEEDED,
-                    format!("the connection is gathering more than {GATHERING_BUDGET} bytes of incomplete messages"),
+                    format!(
+                        "the connection is gathering more than {GATHERING_BUDGET} bytes of incomplete messages"
+                    ),
                 ));
             }
             *cx.gathering += payload.len();
@@ -204,8 +210,16 @@ impl Inbound {
             return Ok(told);
         }
         *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
-        let state = self.store(cx, partial.delivery_id, partial.settled, partial.format, Arc::from(partial.bytes));
-        Ok(state.filter(|_| !partial.settled).map(|state| (partial.delivery_id, state)))
+        let state = self.store(
+            cx,
+            partial.delivery_id,
+            partial.settled,
+            partial.format,
+            Arc::from(partial.bytes),
+        );
+        Ok(state
+            .filter(|_| !partial.settled)
+            .map(|state| (partial.delivery_id, state)))
     }
 
     /// Hands one whole message to the address's engine. Returns its state if decided now;
@@ -278,7 +292,9 @@ impl Inbound {
                         // A consumer that vanished without settling leaves the message released.
                         waiting(
                             cx.outcomes,
-                            Box::pin(async move { settled_back.await.unwrap_or((Settlement::Released, None)) }),
+                            Box::pin(
+                                async move { settled_back.await.unwrap_or((Settlement::Released, None)) },
+                            ),
                         );
                         return None;
                     }

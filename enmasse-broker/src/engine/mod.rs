@@ -140,7 +140,12 @@ struct Io<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Writes what it can of `output`, then reads if `want_read`.
-    fn poll(&mut self, cx: &mut Context<'_>, output: &mut Vec<u8>, want_read: bool) -> Poll<io::Result<Polled>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        output: &mut Vec<u8>,
+        want_read: bool,
+    ) -> Poll<io::Result<Polled>> {
         let mut wrote = false;
         while self.written < output.len() {
             match Pin::new(&mut self.stream).poll_write(cx, &output[self.written..]) {

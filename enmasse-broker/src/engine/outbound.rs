@@ -101,7 +101,9 @@ impl Outbound {
     ) -> Self {
         let entry = source.entry.clone();
         let (queue, membership, mode) = match &entry.engine {
-            AddressEngine::Queue(queue) | AddressEngine::Anycast(queue) => (queue.clone(), None, Some("move")),
+            AddressEngine::Queue(queue) | AddressEngine::Anycast(queue) => {
+                (queue.clone(), None, Some("move"))
+            }
             AddressEngine::Fanout(fanout) => {
                 let filter = source.filter.clone().unwrap_or(Filter::All);
                 let (id, queue) = fanout.join(filter, entry.config().limits);
@@ -231,7 +233,8 @@ impl Outbound {
                 break;
             }
         }
-        if self.drain && self.end.credit > 0 && self.sending.is_none() && self.in_flight >= self.max_in_flight {
+        if self.drain && self.end.credit > 0 && self.sending.is_none() && self.in_flight >= self.max_in_flight
+        {
             // The peer holds as many unsettled messages as the link sends: a drain cannot wait for
             // it to settle them, so the credit is given up now.
             self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
@@ -247,7 +250,8 @@ impl Outbound {
             return;
         }
         self.waiting = true;
-        let (queue, gone, key, browsing) = (self.queue.clone(), self.gone.clone(), self.end.key, self.browsing);
+        let (queue, gone, key, browsing) =
+            (self.queue.clone(), self.gone.clone(), self.end.key, self.browsing);
         cx.waits.push(Box::pin(async move {
             tokio::select! {
                 biased;
@@ -312,7 +316,13 @@ impl Outbound {
         if self.browsing.is_some() {
             // A copy: the queue keeps the message.
         } else if settled {
-            settle(cx, &self.entry, &self.queue, &message, (Settlement::Accepted, None));
+            settle(
+                cx,
+                &self.entry,
+                &self.queue,
+                &message,
+                (Settlement::Accepted, None),
+            );
         } else {
             self.in_flight += 1;
             w.unsettled.insert(
@@ -355,7 +365,11 @@ impl Outbound {
             Some(_) => self.queue.browser_left(),
             None => self.queue.consumer_left(),
         }
-        let remaining = self.entry.receivers.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let remaining = self
+            .entry
+            .receivers
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
         if let Some((fanout, id)) = self.membership.take() {
             fanout.leave(id, false);
         } else if matches!(self.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {
@@ -381,7 +395,13 @@ impl Outbound {
 
 /// Writes as many frames of a delivery as the peer's window and the output allow, from `offset`;
 /// returns how far it got.
-fn write_frames(cx: &mut Context<'_>, w: &mut Window<'_>, handle: u32, sending: &Sending, mut offset: usize) -> usize {
+fn write_frames(
+    cx: &mut Context<'_>,
+    w: &mut Window<'_>,
+    handle: u32,
+    sending: &Sending,
+    mut offset: usize,
+) -> usize {
     let room = cx.max_frame.saturating_sub(TRANSFER_OVERHEAD).max(1);
     let tag = sending.delivery_id.to_be_bytes();
     let bytes = &sending.bytes;
@@ -424,12 +444,21 @@ fn settle(cx: &Context<'_>, entry: &Entry, queue: &Queue, message: &Message, (se
 
 /// Puts back a message a queue offered to a link that has gone meanwhile.
 pub(super) fn give_back_unlinked(queue: &Queue, message: Message) {
-    debug!(id = message.id, "a message offered to a link that has ended goes back");
+    debug!(
+        id = message.id,
+        "a message offered to a link that has ended goes back"
+    );
     queue.give_back(message.id);
 }
 
 /// Watches for the link's end from outside: its address removed, its user's right revoked.
-pub(super) fn watch_end(cx: &mut Context<'_>, key: LinkKey, entry: &Arc<Entry>, grant: &Grant, gone: &CancellationToken) {
+pub(super) fn watch_end(
+    cx: &mut Context<'_>,
+    key: LinkKey,
+    entry: &Arc<Entry>,
+    grant: &Grant,
+    gone: &CancellationToken,
+) {
     let (entry, revoked, gone) = (entry.clone(), grant.revoked().clone(), gone.clone());
     cx.waits.push(Box::pin(async move {
         tokio::select! {
@@ -453,6 +482,9 @@ pub(super) fn removed(address: &str) -> ErrorInfo {
 pub(super) fn revoked(grant: &Grant, action: &str, address: &str) -> ErrorInfo {
     ErrorInfo::new(
         condition::UNAUTHORIZED_ACCESS,
-        format!("user {:?} may no longer {action} address {address:?}", grant.username()),
+        format!(
+            "user {:?} may no longer {action} address {address:?}",
+            grant.username()
+        ),
     )
 }

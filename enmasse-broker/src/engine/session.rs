@@ -20,8 +20,8 @@ use crate::{
     amqp::{
         frame,
         performative::{
-            Attach, Begin, DeliveryState, Detach, Disposition, ErrorInfo, Flow, Performative, Role,
-            Transfer, condition,
+            Attach, Begin, DeliveryState, Detach, Disposition, ErrorInfo, Flow, Performative, Role, Transfer,
+            condition,
         },
     },
     message::{Message, Settled},
@@ -173,9 +173,7 @@ impl Session {
                 frame::write_amqp(cx.output, self.local, |e| e.end(None));
                 return Ok(false);
             }
-            Performative::Open(_) | Performative::Begin(_) | Performative::Close(_) => {
-                unreachable_here()
-            }
+            Performative::Open(_) | Performative::Begin(_) | Performative::Close(_) => unreachable_here(),
         };
         if let Err(error) = result {
             self.end(cx, error);
@@ -234,7 +232,10 @@ impl Session {
             .find(|(used, candidate)| **used != *candidate)
             .map_or(self.locals.len() as u32, |(_, candidate)| candidate);
         if local > self.remote_handle_max.min(HANDLE_MAX) {
-            return Err(ErrorInfo::new(condition::RESOURCE_LIMIT_EXCEEDED, "no link handle is free"));
+            return Err(ErrorInfo::new(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                "no link handle is free",
+            ));
         }
         // A link's name is unique per direction (AMQP 1.0, 2.6.1): a sender and a receiver may
         // share one.
@@ -250,7 +251,10 @@ impl Session {
         let decision = if taken {
             Err(ErrorInfo::new(
                 condition::NOT_ALLOWED,
-                format!("a link named {:?} is already attached in this direction", attach.name),
+                format!(
+                    "a link named {:?} is already attached in this direction",
+                    attach.name
+                ),
             ))
         } else {
             attach::decide(cx, &attach)
@@ -293,7 +297,9 @@ impl Session {
 
     /// Sends a link's flow: its credit and delivery count (and `drain`, to complete a drain).
     pub(super) fn flow_link(&mut self, cx: &mut Context<'_>, handle: u32, drain: bool) {
-        let Some(link) = self.links.get(&handle) else { return };
+        let Some(link) = self.links.get(&handle) else {
+            return;
+        };
         let end = link.end();
         let mut flow = Flow {
             handle: Some(end.local),
@@ -338,7 +344,12 @@ impl Session {
         Ok(())
     }
 
-    fn transfer(&mut self, cx: &mut Context<'_>, transfer: &Transfer<'_>, payload: &[u8]) -> Result<(), ErrorInfo> {
+    fn transfer(
+        &mut self,
+        cx: &mut Context<'_>,
+        transfer: &Transfer<'_>,
+        payload: &[u8],
+    ) -> Result<(), ErrorInfo> {
         if self.incoming_left == 0 {
             return Err(ErrorInfo::new(
                 condition::WINDOW_VIOLATION,
@@ -445,7 +456,9 @@ impl Session {
         };
         let mut touched = Vec::new();
         for id in ids {
-            let Some(unsettled) = self.unsettled.remove(&id) else { continue };
+            let Some(unsettled) = self.unsettled.remove(&id) else {
+                continue;
+            };
             if let Some(Link::Out(outbound)) = self.links.get_mut(&unsettled.handle)
                 && outbound.end.key.serial == unsettled.serial
             {
@@ -504,7 +517,9 @@ impl Session {
 
     /// Detaches a link with `error`; the peer's answer is awaited.
     fn detach_with(&mut self, cx: &mut Context<'_>, handle: u32, error: ErrorInfo) {
-        let Some(local) = self.remove_link(cx, handle) else { return };
+        let Some(local) = self.remove_link(cx, handle) else {
+            return;
+        };
         debug!(%error, "detaching a link");
         frame::write_amqp(cx.output, self.local, |e| e.detach(local, true, Some(&error)));
         self.detaching.push(handle);
@@ -527,7 +542,9 @@ impl Session {
     }
 
     fn pump_link(&mut self, cx: &mut Context<'_>, handle: u32) {
-        let Some(Link::Out(outbound)) = self.links.get_mut(&handle) else { return };
+        let Some(Link::Out(outbound)) = self.links.get_mut(&handle) else {
+            return;
+        };
         let mut window = super::outbound::Window {
             channel: self.local,
             remote_window: &mut self.remote_window,
@@ -565,7 +582,10 @@ impl Session {
                 }
             }
             Event::Ended(key, ending) => {
-                let current = self.links.get(&key.handle).is_some_and(|link| link.end().key == key);
+                let current = self
+                    .links
+                    .get(&key.handle)
+                    .is_some_and(|link| link.end().key == key);
                 if !current {
                     return;
                 }
@@ -609,7 +629,10 @@ fn unattached(handle: u32) -> ErrorInfo {
 
 /// Connection-level performatives never reach a session: the connection handles them.
 fn unreachable_here() -> Result<(), ErrorInfo> {
-    Err(ErrorInfo::new(condition::INTERNAL_ERROR, "a connection frame reached a session"))
+    Err(ErrorInfo::new(
+        condition::INTERNAL_ERROR,
+        "a connection frame reached a session",
+    ))
 }
 
 /// Drives outcomes left by a connection that went away: a durable message being written is

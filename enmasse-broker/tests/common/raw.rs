@@ -73,7 +73,10 @@ impl Raw {
         let mut raw = Self::open(addr, 65_536, None).await;
         raw.send(0, begin).await;
         let begin = raw.next().await.unwrap();
-        assert!(matches!(begin.performative(), Performative::Begin(_)), "{begin:?}");
+        assert!(
+            matches!(begin.performative(), Performative::Begin(_)),
+            "{begin:?}"
+        );
         raw
     }
 
@@ -108,7 +111,8 @@ impl Raw {
             })
         })
         .await;
-        self.next_of("attach", |p| matches!(p, Performative::Attach(_))).await
+        self.next_of("attach", |p| matches!(p, Performative::Attach(_)))
+            .await
     }
 
     /// Gives a link `credit` (and `drain`).
@@ -138,7 +142,13 @@ impl Raw {
             None => None,
         };
         let mut out = Vec::new();
-        frame::write(&mut out, frame::AMQP_FRAME, 0, |e| e.transfer(handle, first, false, more), payload);
+        frame::write(
+            &mut out,
+            frame::AMQP_FRAME,
+            0,
+            |e| e.transfer(handle, first, false, more),
+            payload,
+        );
         self.stream.write_all(&out).await.unwrap();
     }
 
@@ -172,7 +182,10 @@ impl Raw {
     /// The next frame whose performative `wanted` accepts, skipping others.
     pub(crate) async fn next_of(&mut self, what: &str, wanted: impl Fn(&Performative<'_>) -> bool) -> Frame {
         loop {
-            let frame = self.next().await.unwrap_or_else(|| panic!("the broker closed before a {what}"));
+            let frame = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("the broker closed before a {what}"));
             if wanted(&frame.performative()) {
                 return frame;
             }
@@ -181,7 +194,9 @@ impl Raw {
 
     /// The error of the close the broker sends, skipping other frames.
     pub(crate) async fn close_error(&mut self) -> ErrorInfo {
-        let frame = self.next_of("close", |p| matches!(p, Performative::Close(_))).await;
+        let frame = self
+            .next_of("close", |p| matches!(p, Performative::Close(_)))
+            .await;
         match frame.performative() {
             Performative::Close(Some(error)) => error,
             other => panic!("a close without an error: {other:?}"),

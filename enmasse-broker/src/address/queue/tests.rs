@@ -221,7 +221,11 @@ async fn with_a_consumer_attached_senders_get_credit_as_it_drains_not_up_to_the_
     assert_eq!(queue.reserve(5_000), 5_000, "without consumers, to the bounds");
     queue.unreserve(5_000);
     queue.consumer_joined();
-    assert_eq!(queue.reserve(5_000) as u64, PACE, "with a consumer, up to the pace");
+    assert_eq!(
+        queue.reserve(5_000) as u64,
+        PACE,
+        "with a consumer, up to the pace"
+    );
     for _ in 0..PACE {
         queue.push(message("q", 1)).unwrap();
     }
@@ -241,7 +245,10 @@ async fn with_a_consumer_attached_senders_get_credit_as_it_drains_not_up_to_the_
         .expect("the sender is woken")
         .unwrap();
     queue.consumer_left();
-    assert!(queue.reserve(1_000_000) > 900_000, "back to the bounds once the consumer leaves");
+    assert!(
+        queue.reserve(1_000_000) > 900_000,
+        "back to the bounds once the consumer leaves"
+    );
 }
 
 #[test]

@@ -19,8 +19,14 @@ fn a_length_that_claims_more_than_the_frame_holds_is_truncated_not_allocated() {
 fn a_list_that_claims_more_items_than_bytes_is_refused() {
     // list8 of 3 bytes declaring 200 items.
     let bytes = [code::LIST8, 3, 200, code::NULL, code::NULL];
-    assert!(matches!(Decoder::new(&bytes).list(), Err(DecodeError::Invalid(_))));
-    assert!(matches!(Decoder::new(&bytes).skip(), Err(DecodeError::Invalid(_))));
+    assert!(matches!(
+        Decoder::new(&bytes).list(),
+        Err(DecodeError::Invalid(_))
+    ));
+    assert!(matches!(
+        Decoder::new(&bytes).skip(),
+        Err(DecodeError::Invalid(_))
+    ));
 }
 
 #[test]

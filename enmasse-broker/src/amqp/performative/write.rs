@@ -39,7 +39,13 @@ impl Encoder<'_> {
     }
 
     /// Begin, answering the peer's begin on `remote_channel`.
-    pub fn begin(&mut self, remote_channel: u16, next_outgoing_id: u32, incoming_window: u32, handle_max: u32) {
+    pub fn begin(
+        &mut self,
+        remote_channel: u16,
+        next_outgoing_id: u32,
+        incoming_window: u32,
+        handle_max: u32,
+    ) {
         self.descriptor(descriptor::BEGIN);
         let mut l = self.list();
         l.field(|e| e.ushort(remote_channel));
