@@ -1,14 +1,7 @@
 //! The connection state machine: the protocol header, open and close, the idle clock, and the
 //! routing of every other frame to its session.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use enmasse_auth::authenticator::Identity;
 use futures_util::stream::FuturesUnordered;
@@ -132,7 +125,6 @@ pub struct Engine {
     last_read: Instant,
     last_sent: Instant,
     sessions: HashMap<u16, Session>,
-    channels: BTreeSet<u16>,
     /// What links wait for: messages, room, their end.
     pub(super) waits: FuturesUnordered<Waiting<Event>>,
     /// Outcomes of deliveries from the peer that wait for a consumer or the journal.
@@ -159,17 +151,11 @@ impl Engine {
             last_read: now,
             last_sent: now,
             sessions: HashMap::new(),
-            channels: BTreeSet::new(),
             waits: FuturesUnordered::new(),
             outcomes: FuturesUnordered::new(),
             serial: 0,
             gathering: 0,
         }
-    }
-
-    /// The largest frame the broker reads.
-    pub fn max_frame_size(&self) -> usize {
-        MAX_FRAME_SIZE as usize
     }
 
     /// Whether the connection is over: nothing more is read.
@@ -284,10 +270,11 @@ impl Engine {
                         format!("channel {channel} is above the channel-max of {CHANNEL_MAX}"),
                     ));
                 }
+                // The lowest channel of the broker's own not in use; one is free, since the
+                // peer's channel (at most CHANNEL_MAX) has no session.
                 let local = (0..=CHANNEL_MAX)
-                    .find(|c| !self.channels.contains(c))
+                    .find(|c| !self.sessions.values().any(|s| s.local_channel() == *c))
                     .unwrap_or(0);
-                self.channels.insert(local);
                 self.serial += 1;
                 let session = Session::begin(local, channel, self.serial, &begin, &mut self.output);
                 self.sessions.insert(channel, session);
@@ -304,9 +291,7 @@ impl Engine {
                     Ok(true) => {}
                     Ok(false) => {
                         // The session ended both ways.
-                        if let Some(session) = self.sessions.remove(&channel) {
-                            self.channels.remove(&session.local_channel());
-                        }
+                        self.sessions.remove(&channel);
                     }
                     Err(error) => self.close(error),
                 }
@@ -338,7 +323,8 @@ impl Engine {
         debug!(peer = %self.peer, container = %open.container_id, user = %self.identity.username, "connection open");
     }
 
-    /// Closes the connection with `error`: every session ends, and the peer is told why.
+    /// Closes the connection with `error`: the peer is told why, and its sessions stay until its
+    /// close.
     pub(super) fn close(&mut self, error: ErrorInfo) {
         if self.is_closing() {
             return;
@@ -372,7 +358,6 @@ impl Engine {
         for (_, mut session) in sessions.drain() {
             session.release(&mut cx);
         }
-        self.channels.clear();
     }
 
     /// Offers waiting messages to every receiving link that has credit for them.

@@ -9,11 +9,10 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use enmasse_types::resources::address::AddressType;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey},
+    connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey, Waiting},
     session::{Endpoint, Outcome},
 };
 use crate::{
@@ -27,7 +26,7 @@ use crate::{
         performative::{Attach, AttachReply, DeliveryState, ErrorInfo, Role, Terminus, Transfer, condition},
     },
     broker::Grant,
-    message::{Message, SettleBack},
+    message::{Message, SettleBack, Settled},
     store::Persisted,
 };
 
@@ -164,7 +163,7 @@ impl Inbound {
             *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
             self.partial = None;
             if !refused {
-                self.unreserve_one();
+                self.unreserve(1);
             }
             return Ok(None);
         }
@@ -189,7 +188,7 @@ impl Inbound {
         let (delivery_id, settled) = (partial.delivery_id, partial.settled);
         let mut told = None;
         if crossed {
-            self.unreserve_one();
+            self.unreserve(1);
             let description = format!(
                 "message exceeds the limit of {} bytes of address {:?}",
                 self.max_message_size,
@@ -233,7 +232,7 @@ impl Inbound {
         bytes: Arc<[u8]>,
     ) -> Option<DeliveryState> {
         if format != 0 {
-            self.unreserve_one();
+            self.unreserve(1);
             return Some(DeliveryState::Rejected(Some(ErrorInfo::new(
                 condition::NOT_IMPLEMENTED,
                 format!("message format {format} is not supported; only standard AMQP messages (0) are"),
@@ -242,24 +241,12 @@ impl Inbound {
         let message = match Message::decode(cx.broker.next_message_id(), bytes, self.target.routing.clone()) {
             Ok(message) => message,
             Err(err) => {
-                self.unreserve_one();
+                self.unreserve(1);
                 return Some(DeliveryState::Rejected(Some(ErrorInfo::new(
                     condition::DECODE_ERROR,
                     format!("failed to decode the message: {err}"),
                 ))));
             }
-        };
-        let key = self.end.key;
-        let waiting = |outcomes: &mut futures_util::stream::FuturesUnordered<_>,
-                       future: super::connection::Waiting<crate::message::Settled>| {
-            outcomes.push(Box::pin(async move {
-                Outcome {
-                    key,
-                    delivery_id,
-                    tell: !settled,
-                    settled: future.await,
-                }
-            }) as super::connection::Waiting<Outcome>);
         };
         let entry = self.target.entry.clone();
         let result = match &entry.engine {
@@ -274,13 +261,13 @@ impl Inbound {
                         queue: queue.clone(),
                         message,
                     };
-                    return persist_then_queue(cx, vec![held], waiting);
+                    return self.decided(cx, delivery_id, settled, persist_then_queue(cx, vec![held]));
                 }
             },
             AddressEngine::Queue(queue) => queue.push(message),
             AddressEngine::Fanout(fanout) => match fanout.publish(&message, || cx.broker.next_message_id()) {
                 Ok(held) if held.is_empty() => Ok(()),
-                Ok(held) => return persist_then_queue(cx, held, waiting),
+                Ok(held) => return self.decided(cx, delivery_id, settled, persist_then_queue(cx, held)),
                 Err(err) => Err(err),
             },
             AddressEngine::Anycast(queue) => {
@@ -290,13 +277,11 @@ impl Inbound {
                 match queue.push(message) {
                     Ok(()) => {
                         // A consumer that vanished without settling leaves the message released.
-                        waiting(
-                            cx.outcomes,
+                        let later =
                             Box::pin(
                                 async move { settled_back.await.unwrap_or((Settlement::Released, None)) },
-                            ),
-                        );
-                        return None;
+                            );
+                        return self.decided(cx, delivery_id, settled, Decided::Later(later));
                     }
                     Err(err) => Err(err),
                 }
@@ -312,6 +297,32 @@ impl Inbound {
                 ),
             )))),
             Err(PushError::Closed) => Some(DeliveryState::Released),
+        }
+    }
+
+    /// The state to tell the peer now, or none: an outcome decided later is told as an
+    /// [`Outcome`] when it comes.
+    fn decided(
+        &self,
+        cx: &mut Context<'_>,
+        delivery_id: u32,
+        settled: bool,
+        decided: Decided,
+    ) -> Option<DeliveryState> {
+        match decided {
+            Decided::Now(state) => Some(state),
+            Decided::Later(future) => {
+                let key = self.end.key;
+                cx.outcomes.push(Box::pin(async move {
+                    Outcome {
+                        key,
+                        delivery_id,
+                        tell: !settled,
+                        settled: future.await,
+                    }
+                }));
+                None
+            }
         }
     }
 
@@ -348,13 +359,10 @@ impl Inbound {
         self.top_up(cx)
     }
 
+    /// Gives back room reserved for messages that will not arrive, or were refused before the
+    /// address took them.
     fn unreserve(&self, count: u32) {
         unreserve(self.entry(), count);
-    }
-
-    /// Gives back the room a message held that was refused before the address took it.
-    fn unreserve_one(&self) {
-        self.unreserve(1);
     }
 
     /// Lets go of the link: the room its credit held goes back to the address.
@@ -383,14 +391,7 @@ impl Inbound {
 /// Makes durable copies safe in the store, and queues them only then: the delivery is accepted
 /// once every copy is safe and queued. If the store fails to keep one, none is queued, the store
 /// forgets those it kept, and the delivery is released for the sender to try again.
-fn persist_then_queue(
-    cx: &mut Context<'_>,
-    held: Vec<Held>,
-    waiting: impl FnOnce(
-        &mut futures_util::stream::FuturesUnordered<super::connection::Waiting<Outcome>>,
-        super::connection::Waiting<crate::message::Settled>,
-    ),
-) -> Option<DeliveryState> {
+fn persist_then_queue(cx: &Context<'_>, held: Vec<Held>) -> Decided {
     let store = cx.broker.store_handle();
     let mut persisting = Vec::new();
     for copy in &held {
@@ -417,22 +418,24 @@ fn persist_then_queue(
         settlement
     };
     if persisting.is_empty() {
-        return Some(match finish(true) {
+        return Decided::Now(match finish(true) {
             Settlement::Accepted => DeliveryState::Accepted,
             _ => DeliveryState::Released,
         });
     }
-    waiting(
-        cx.outcomes,
-        Box::pin(async move {
-            let safe = futures_util::future::join_all(persisting)
-                .await
-                .iter()
-                .all(Result::is_ok);
-            (finish(safe), None)
-        }),
-    );
-    None
+    Decided::Later(Box::pin(async move {
+        let safe = futures_util::future::join_all(persisting)
+            .await
+            .iter()
+            .all(Result::is_ok);
+        (finish(safe), None)
+    }))
+}
+
+/// A delivery's outcome: known now, or once a consumer or the journal decides it.
+enum Decided {
+    Now(DeliveryState),
+    Later(Waiting<Settled>),
 }
 
 /// Reserves room for up to `want` messages of `entry`: the credit a sender may have.
@@ -471,9 +474,4 @@ async fn wait_for_room(entry: &Entry) {
             }
         }
     }
-}
-
-/// Whether multicast deliveries go out pre-settled: multicast is at-most-once.
-pub(super) fn presettled_type(type_: AddressType) -> bool {
-    type_ == AddressType::Multicast
 }

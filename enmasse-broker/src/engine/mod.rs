@@ -88,7 +88,7 @@ pub async fn run<S>(
             polled = poll_fn(|cx| io.poll(cx, &mut engine.output, want_read)) => match polled {
                 Ok(Polled::Read) => {
                     let consumed = engine.receive(&io.input[io.start..io.filled]);
-                    io.consume(consumed, engine.max_frame_size());
+                    io.consume(consumed, MAX_FRAME_SIZE as usize);
                 }
                 Ok(Polled::Wrote) => {}
                 Ok(Polled::Eof) => {

@@ -11,12 +11,12 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
+use enmasse_types::resources::address::AddressType;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
     connection::{Context, Ending, Event, LinkKey},
-    inbound::presettled_type,
     session::{Endpoint, Unsettled},
 };
 use crate::{
@@ -123,7 +123,9 @@ impl Outbound {
                 queue.consumer_joined();
             }
         }
-        let presettled = presettled_type(entry.type_) || attach.snd_settle_mode == 1 || browsing.is_some();
+        // Multicast is at-most-once: its deliveries go out pre-settled.
+        let presettled =
+            entry.type_ == AddressType::Multicast || attach.snd_settle_mode == 1 || browsing.is_some();
         let mode = if browsing.is_some() { Some("copy") } else { mode };
         let reply_source = Terminus {
             distribution_mode: mode.map(str::to_owned),
@@ -218,9 +220,7 @@ impl Outbound {
             let Some(message) = next else {
                 if self.drain {
                     // Everything waiting was sent: the rest of the credit is given up.
-                    self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
-                    self.end.credit = 0;
-                    return Ok(Pumped::Drained);
+                    return Ok(self.give_up_credit());
                 }
                 self.wait(cx);
                 break;
@@ -237,11 +237,16 @@ impl Outbound {
         {
             // The peer holds as many unsettled messages as the link sends: a drain cannot wait for
             // it to settle them, so the credit is given up now.
-            self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
-            self.end.credit = 0;
-            return Ok(Pumped::Drained);
+            return Ok(self.give_up_credit());
         }
         Ok(Pumped::Sent)
+    }
+
+    /// Completes a drain: the credit left is used up by advancing the delivery count.
+    fn give_up_credit(&mut self) -> Pumped {
+        self.end.delivery_count = self.end.delivery_count.wrapping_add(self.end.credit);
+        self.end.credit = 0;
+        Pumped::Drained
     }
 
     /// Waits for the queue's next message.
@@ -328,8 +333,7 @@ impl Outbound {
             w.unsettled.insert(
                 delivery_id,
                 Unsettled {
-                    handle: self.end.key.handle,
-                    serial: self.end.key.serial,
+                    key: self.end.key,
                     message,
                 },
             );
@@ -345,12 +349,11 @@ impl Outbound {
 
     /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
     /// failed delivery), and the link leaves its address.
-    pub(super) fn release(&mut self, cx: &mut Context<'_>, unsettled: &mut BTreeMap<u32, Unsettled>) {
-        let _ = cx;
+    pub(super) fn release(&mut self, unsettled: &mut BTreeMap<u32, Unsettled>) {
         self.gone.cancel();
         let mine: Vec<u32> = unsettled
             .iter()
-            .filter(|(_, u)| u.handle == self.end.key.handle && u.serial == self.end.key.serial)
+            .filter(|(_, u)| u.key == self.end.key)
             .map(|(id, _)| *id)
             .collect();
         for id in mine {

@@ -75,9 +75,8 @@ impl Link {
 
 /// A delivery the broker sent and the peer has not settled.
 pub(super) struct Unsettled {
-    /// The peer's handle of the link it went out on.
-    pub(super) handle: u32,
-    pub(super) serial: u64,
+    /// The link it went out on.
+    pub(super) key: LinkKey,
     pub(super) message: Message,
 }
 
@@ -197,7 +196,7 @@ impl Session {
         for (_, link) in self.links.drain() {
             match link {
                 Link::In(mut inbound) => inbound.release(cx),
-                Link::Out(mut outbound) => outbound.release(cx, &mut self.unsettled),
+                Link::Out(mut outbound) => outbound.release(&mut self.unsettled),
             }
         }
     }
@@ -284,7 +283,7 @@ impl Session {
         Ok(())
     }
 
-    /// The session's own flow fields, with the link's if one is given.
+    /// The session's own flow fields: its windows and transfer ids.
     fn flow_fields(&self) -> Flow {
         Flow {
             next_incoming_id: Some(self.next_incoming_id),
@@ -459,12 +458,13 @@ impl Session {
             let Some(unsettled) = self.unsettled.remove(&id) else {
                 continue;
             };
-            if let Some(Link::Out(outbound)) = self.links.get_mut(&unsettled.handle)
-                && outbound.end.key.serial == unsettled.serial
+            let handle = unsettled.key.handle;
+            if let Some(Link::Out(outbound)) = self.links.get_mut(&handle)
+                && outbound.end.key == unsettled.key
             {
                 outbound.settle(cx, &unsettled.message, settlement.clone());
-                if !touched.contains(&unsettled.handle) {
-                    touched.push(unsettled.handle);
+                if !touched.contains(&handle) {
+                    touched.push(handle);
                 }
             }
         }
@@ -507,7 +507,7 @@ impl Session {
                 inbound.end.local
             }
             Link::Out(mut outbound) => {
-                outbound.release(cx, &mut self.unsettled);
+                outbound.release(&mut self.unsettled);
                 outbound.end.local
             }
         };
@@ -582,14 +582,8 @@ impl Session {
                 }
             }
             Event::Ended(key, ending) => {
-                let current = self
-                    .links
-                    .get(&key.handle)
-                    .is_some_and(|link| link.end().key == key);
-                if !current {
-                    return;
-                }
                 let error = match (ending, self.links.get(&key.handle)) {
+                    (_, Some(link)) if link.end().key != key => return,
                     (Ending::Gone, _) | (_, None) => return,
                     (Ending::Removed, Some(Link::In(inbound))) => inbound.removed_error(),
                     (Ending::Removed, Some(Link::Out(outbound))) => outbound.removed_error(),
