@@ -9,8 +9,6 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use tokio_util::sync::CancellationToken;
-
 use super::{
     connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey, Waiting},
     session::{Endpoint, Outcome},
@@ -45,13 +43,12 @@ pub(super) struct Inbound {
     /// Its name, handle and credit; the delivery count is the peer's deliveries, the credit what the
     /// address holds room for.
     pub(super) end: Endpoint,
-    target: SendTarget,
-    grant: Grant,
+    /// The address messages are routed by (on a topic, the full name sent to).
+    routing: Arc<str>,
     window: u32,
     max_message_size: u64,
     partial: Option<Partial>,
     waiting_room: bool,
-    gone: CancellationToken,
 }
 
 impl Inbound {
@@ -83,30 +80,21 @@ impl Inbound {
                 max_message_size: Some(max_message_size),
             });
         });
-        let gone = CancellationToken::new();
-        super::outbound::watch_end(cx, key, &entry, &grant, &gone);
+        let delivery_count = attach.initial_delivery_count.unwrap_or(0);
         let mut link = Self {
-            end: Endpoint {
-                name: attach.name.clone(),
-                local,
-                key,
-                delivery_count: attach.initial_delivery_count.unwrap_or(0),
-                credit: 0,
-            },
-            target,
-            grant,
+            end: Endpoint::new(cx, &attach.name, local, key, delivery_count, entry, grant),
+            routing: target.routing,
             window: cx.broker.settings().credit_window.max(1),
             max_message_size,
             partial: None,
             waiting_room: false,
-            gone,
         };
         link.top_up(cx);
         link
     }
 
     fn entry(&self) -> &Arc<Entry> {
-        &self.target.entry
+        &self.end.entry
     }
 
     /// Takes one transfer frame. Returns the delivery's state to tell the peer, if it is decided
@@ -238,7 +226,7 @@ impl Inbound {
                 format!("message format {format} is not supported; only standard AMQP messages (0) are"),
             ))));
         }
-        let message = match Message::decode(cx.broker.next_message_id(), bytes, self.target.routing.clone()) {
+        let message = match Message::decode(cx.broker.next_message_id(), bytes, self.routing.clone()) {
             Ok(message) => message,
             Err(err) => {
                 self.unreserve(1);
@@ -248,7 +236,7 @@ impl Inbound {
                 ))));
             }
         };
-        let entry = self.target.entry.clone();
+        let entry = self.end.entry.clone();
         let result = match &entry.engine {
             AddressEngine::Queue(queue) if message.durable => match queue.check_size(message.size) {
                 Err(too_large) => {
@@ -340,7 +328,7 @@ impl Inbound {
         if self.end.credit == 0 {
             self.waiting_room = true;
             let entry = self.entry().clone();
-            let gone = self.gone.clone();
+            let gone = self.end.gone.clone();
             let key = self.end.key;
             cx.waits.push(Box::pin(async move {
                 tokio::select! {
@@ -367,7 +355,7 @@ impl Inbound {
 
     /// Lets go of the link: the room its credit held goes back to the address.
     pub(super) fn release(&mut self, cx: &mut Context<'_>) {
-        self.gone.cancel();
+        self.end.gone.cancel();
         let held = self.end.credit + u32::from(self.partial.as_ref().is_some_and(|p| !p.refused));
         self.unreserve(held);
         self.end.credit = 0;
@@ -375,16 +363,6 @@ impl Inbound {
             *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
         }
         self.entry().senders.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// The error the link is detached with when its address is removed.
-    pub(super) fn removed_error(&self) -> ErrorInfo {
-        super::outbound::removed(&self.entry().address)
-    }
-
-    /// The error the link is detached with when its user loses the right to send.
-    pub(super) fn revoked_error(&self) -> ErrorInfo {
-        super::outbound::revoked(&self.grant, "send to", &self.entry().address)
     }
 }
 

@@ -12,7 +12,6 @@ use std::{
 };
 
 use enmasse_types::resources::address::AddressType;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
@@ -67,10 +66,8 @@ pub(super) struct Outbound {
     /// Its name, handle and credit; the delivery count is the broker's deliveries, the credit what
     /// the peer gave and the broker has not used.
     pub(super) end: Endpoint,
-    entry: Arc<Entry>,
     queue: Arc<Queue>,
     membership: Option<(Arc<Fanout>, u64)>,
-    grant: Grant,
     drain: bool,
     /// A wait for the queue's next message is under way.
     waiting: bool,
@@ -84,7 +81,6 @@ pub(super) struct Outbound {
     in_flight: usize,
     max_in_flight: usize,
     sending: Option<Sending>,
-    gone: CancellationToken,
 }
 
 impl Outbound {
@@ -144,20 +140,10 @@ impl Outbound {
                 max_message_size: None,
             });
         });
-        let gone = CancellationToken::new();
-        watch_end(cx, key, &entry, &grant, &gone);
         Self {
-            end: Endpoint {
-                name: attach.name.clone(),
-                local,
-                key,
-                delivery_count: 0,
-                credit: 0,
-            },
-            entry,
+            end: Endpoint::new(cx, &attach.name, local, key, 0, entry, grant),
             queue,
             membership,
-            grant,
             drain: false,
             waiting: false,
             ready: None,
@@ -167,7 +153,6 @@ impl Outbound {
             in_flight: 0,
             max_in_flight: cx.broker.settings().max_in_flight.max(1),
             sending: None,
-            gone,
         }
     }
 
@@ -255,8 +240,12 @@ impl Outbound {
             return;
         }
         self.waiting = true;
-        let (queue, gone, key, browsing) =
-            (self.queue.clone(), self.gone.clone(), self.end.key, self.browsing);
+        let (queue, gone, key, browsing) = (
+            self.queue.clone(),
+            self.end.gone.clone(),
+            self.end.key,
+            self.browsing,
+        );
         cx.waits.push(Box::pin(async move {
             tokio::select! {
                 biased;
@@ -295,7 +284,7 @@ impl Outbound {
                 condition::MESSAGE_SIZE_EXCEEDED,
                 format!(
                     "a message of {} bytes waits on address {:?}, larger than the receiver's max-message-size of {max}",
-                    message.size, self.entry.address
+                    message.size, self.end.entry.address
                 ),
             ));
         }
@@ -323,7 +312,7 @@ impl Outbound {
         } else if settled {
             settle(
                 cx,
-                &self.entry,
+                &self.end.entry,
                 &self.queue,
                 &message,
                 (Settlement::Accepted, None),
@@ -344,13 +333,13 @@ impl Outbound {
     /// Applies the peer's outcome for a message sent on this link.
     pub(super) fn settle(&mut self, cx: &mut Context<'_>, message: &Message, settled: Settled) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        settle(cx, &self.entry, &self.queue, message, settled);
+        settle(cx, &self.end.entry, &self.queue, message, settled);
     }
 
     /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
     /// failed delivery), and the link leaves its address.
     pub(super) fn release(&mut self, unsettled: &mut BTreeMap<u32, Unsettled>) {
-        self.gone.cancel();
+        self.end.gone.cancel();
         let mine: Vec<u32> = unsettled
             .iter()
             .filter(|(_, u)| u.key == self.end.key)
@@ -369,13 +358,14 @@ impl Outbound {
             None => self.queue.consumer_left(),
         }
         let remaining = self
+            .end
             .entry
             .receivers
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
         if let Some((fanout, id)) = self.membership.take() {
             fanout.leave(id, false);
-        } else if matches!(self.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {
+        } else if matches!(self.end.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {
             // Anycast never stores: with nobody left to receive, senders get their messages back.
             for message in self.queue.drain() {
                 if let Some(reply) = &message.reply {
@@ -383,16 +373,6 @@ impl Outbound {
                 }
             }
         }
-    }
-
-    /// The error the link is detached with when its address is removed.
-    pub(super) fn removed_error(&self) -> ErrorInfo {
-        removed(&self.entry.address)
-    }
-
-    /// The error the link is detached with when its user loses the right to receive.
-    pub(super) fn revoked_error(&self) -> ErrorInfo {
-        revoked(&self.grant, "receive from", &self.entry.address)
     }
 }
 
@@ -452,42 +432,4 @@ pub(super) fn give_back_unlinked(queue: &Queue, message: Message) {
         "a message offered to a link that has ended goes back"
     );
     queue.give_back(message.id);
-}
-
-/// Watches for the link's end from outside: its address removed, its user's right revoked.
-pub(super) fn watch_end(
-    cx: &mut Context<'_>,
-    key: LinkKey,
-    entry: &Arc<Entry>,
-    grant: &Grant,
-    gone: &CancellationToken,
-) {
-    let (entry, revoked, gone) = (entry.clone(), grant.revoked().clone(), gone.clone());
-    cx.waits.push(Box::pin(async move {
-        tokio::select! {
-            biased;
-            () = gone.cancelled() => Event::Ended(key, Ending::Gone),
-            () = entry.removed.cancelled() => Event::Ended(key, Ending::Removed),
-            () = revoked.cancelled() => Event::Ended(key, Ending::Revoked),
-        }
-    }));
-}
-
-/// The error a link is detached with when its address is removed.
-pub(super) fn removed(address: &str) -> ErrorInfo {
-    ErrorInfo::new(
-        condition::NOT_FOUND,
-        format!("address {address:?} was removed from the address space"),
-    )
-}
-
-/// The error a link is detached with when its user loses the right it was attached with.
-pub(super) fn revoked(grant: &Grant, action: &str, address: &str) -> ErrorInfo {
-    ErrorInfo::new(
-        condition::UNAUTHORIZED_ACCESS,
-        format!(
-            "user {:?} may no longer {action} address {address:?}",
-            grant.username()
-        ),
-    )
 }

@@ -4,9 +4,13 @@
 //! `amqp:session:window-violation`. Its outgoing transfers stop when the peer's incoming window
 //! is used up, mid-message if need be, and go on when the peer opens it again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
@@ -16,7 +20,7 @@ use super::{
     outbound::Outbound,
 };
 use crate::{
-    address::queue::Settlement,
+    address::{queue::Settlement, table::Entry},
     amqp::{
         frame,
         performative::{
@@ -24,6 +28,7 @@ use crate::{
             condition,
         },
     },
+    broker::Grant,
     message::{Message, Settled},
 };
 
@@ -54,6 +59,47 @@ pub(super) struct Endpoint {
     pub(super) delivery_count: u32,
     /// Credit the receiving side has given and the sending side has not used.
     pub(super) credit: u32,
+    /// The address.
+    pub(super) entry: Arc<Entry>,
+    /// The right the link was attached with.
+    pub(super) grant: Grant,
+    /// Cancelled when the link ends: what it waits for stops waiting.
+    pub(super) gone: CancellationToken,
+}
+
+impl Endpoint {
+    /// A link's end on `entry`, watched from outside: its address removed or its user's right
+    /// revoked ends it with an [`Event::Ended`].
+    pub(super) fn new(
+        cx: &mut Context<'_>,
+        name: &str,
+        local: u32,
+        key: LinkKey,
+        delivery_count: u32,
+        entry: Arc<Entry>,
+        grant: Grant,
+    ) -> Self {
+        let gone = CancellationToken::new();
+        let (watched, revoked, stop) = (entry.clone(), grant.revoked().clone(), gone.clone());
+        cx.waits.push(Box::pin(async move {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => Event::Ended(key, Ending::Gone),
+                () = watched.removed.cancelled() => Event::Ended(key, Ending::Removed),
+                () = revoked.cancelled() => Event::Ended(key, Ending::Revoked),
+            }
+        }));
+        Self {
+            name: name.to_owned(),
+            local,
+            key,
+            delivery_count,
+            credit: 0,
+            entry,
+            grant,
+            gone,
+        }
+    }
 }
 
 /// A link of the session.
@@ -69,6 +115,33 @@ impl Link {
         match self {
             Self::In(inbound) => &inbound.end,
             Self::Out(outbound) => &outbound.end,
+        }
+    }
+
+    /// The error the link is detached with when its address is removed or its user loses the
+    /// right it was attached with.
+    fn ended_error(&self, ending: Ending) -> Option<ErrorInfo> {
+        let end = self.end();
+        let address = &end.entry.address;
+        match ending {
+            Ending::Gone => None,
+            Ending::Removed => Some(ErrorInfo::new(
+                condition::NOT_FOUND,
+                format!("address {address:?} was removed from the address space"),
+            )),
+            Ending::Revoked => {
+                let action = match self {
+                    Self::In(_) => "send to",
+                    Self::Out(_) => "receive from",
+                };
+                Some(ErrorInfo::new(
+                    condition::UNAUTHORIZED_ACCESS,
+                    format!(
+                        "user {:?} may no longer {action} address {address:?}",
+                        end.grant.username()
+                    ),
+                ))
+            }
         }
     }
 }
@@ -582,13 +655,12 @@ impl Session {
                 }
             }
             Event::Ended(key, ending) => {
-                let error = match (ending, self.links.get(&key.handle)) {
-                    (_, Some(link)) if link.end().key != key => return,
-                    (Ending::Gone, _) | (_, None) => return,
-                    (Ending::Removed, Some(Link::In(inbound))) => inbound.removed_error(),
-                    (Ending::Removed, Some(Link::Out(outbound))) => outbound.removed_error(),
-                    (Ending::Revoked, Some(Link::In(inbound))) => inbound.revoked_error(),
-                    (Ending::Revoked, Some(Link::Out(outbound))) => outbound.revoked_error(),
+                let error = match self.links.get(&key.handle) {
+                    Some(link) if link.end().key == key => link.ended_error(ending),
+                    _ => None,
+                };
+                let Some(error) = error else {
+                    return;
                 };
                 self.detach_with(cx, key.handle, error);
             }
