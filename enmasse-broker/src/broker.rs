@@ -83,6 +83,8 @@ struct GrantEntry {
     username: String,
     operation: Operation,
     address: String,
+    /// A right on a temporary address: held while the user is served at all.
+    temporary: bool,
     revoked: CancellationToken,
 }
 
@@ -161,7 +163,7 @@ impl Broker {
         for grant in self.grants.lock().unwrap_or_else(|p| p.into_inner()).values() {
             let allowed = authenticator
                 .policy(&grant.username)
-                .is_some_and(|p| p.allows(grant.operation, &grant.address));
+                .is_some_and(|p| grant.temporary || p.allows(grant.operation, &grant.address));
             if !allowed {
                 grant.revoked.cancel();
             }
@@ -172,12 +174,30 @@ impl Broker {
     /// Records that a link of `username` may do `operation` on `address`, for as long as the
     /// returned grant lives.
     pub fn grant(self: &Arc<Self>, username: &str, operation: Operation, address: &str) -> Grant {
+        self.grant_with(username, operation, address, false)
+    }
+
+    /// Records that a link of `username` uses the temporary `address`: any user the space serves
+    /// may, since the address's name is its capability. The grant is revoked only when the user
+    /// is no longer served.
+    pub fn grant_temporary(self: &Arc<Self>, username: &str, operation: Operation, address: &str) -> Grant {
+        self.grant_with(username, operation, address, true)
+    }
+
+    fn grant_with(
+        self: &Arc<Self>,
+        username: &str,
+        operation: Operation,
+        address: &str,
+        temporary: bool,
+    ) -> Grant {
         let id = self.next_grant.fetch_add(1, Ordering::Relaxed);
         let revoked = CancellationToken::new();
         let entry = GrantEntry {
             username: username.to_owned(),
             operation,
             address: address.to_owned(),
+            temporary,
             revoked: revoked.clone(),
         };
         self.grants

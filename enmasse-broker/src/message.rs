@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
+    ops::Range,
     sync::{Arc, Mutex},
 };
 
@@ -13,9 +14,10 @@ use crate::{
     address::queue::Settlement,
     amqp::{
         DecodeError,
+        decode::Scalar,
         encode::Encoder,
         performative::ErrorInfo,
-        sections::{self, MessageHeader},
+        sections::{self, MessageHeader, Properties},
     },
 };
 
@@ -31,6 +33,10 @@ pub struct Message {
     pub header_len: u32,
     /// Its header's fields.
     pub header: MessageHeader,
+    /// Where in `encoded` its properties section's list lies.
+    properties: Option<Range<u32>>,
+    /// Where in `encoded` its application properties' map lies.
+    application_properties: Option<Range<u32>>,
     /// Its size in bytes, as received.
     pub size: usize,
     /// Whether its sender marked it durable.
@@ -82,17 +88,39 @@ impl Message {
     /// and its header read.
     pub fn decode(id: u64, encoded: Arc<[u8]>, address: Arc<str>) -> Result<Self, DecodeError> {
         let parsed = sections::parse(&encoded)?;
+        let span =
+            |range: Range<usize>| Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?);
         Ok(Self {
             id,
             size: encoded.len(),
             header_len: u32::try_from(parsed.header_len).unwrap_or(0),
             header: parsed.header,
+            properties: parsed.properties.and_then(span),
+            application_properties: parsed.application_properties.and_then(span),
             durable: parsed.header.durable,
             delivery_count: parsed.header.delivery_count,
             encoded,
             address,
             reply: None,
         })
+    }
+
+    /// Its properties section, read from its bytes; `None` without one.
+    pub fn properties(&self) -> Result<Option<Properties<'_>>, DecodeError> {
+        self.properties
+            .clone()
+            .map(|range| Properties::read(&self.encoded, range.start as usize..range.end as usize))
+            .transpose()
+    }
+
+    /// One of its application properties, by name.
+    pub fn application_property(&self, name: &str) -> Result<Option<Scalar<'_>>, DecodeError> {
+        match &self.application_properties {
+            Some(range) => {
+                sections::application_property(&self.encoded, range.start as usize..range.end as usize, name)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Writes the message as it goes to a consumer: as received, or, once it has been delivered

@@ -170,13 +170,13 @@ fn encode(steps: &[Step]) -> Vec<u8> {
     for step in steps {
         if !opened && !matches!(step, Step::Open { .. }) {
             // Most inputs get past the open, so that the rest is exercised.
-            frame::write_amqp(&mut out, 0, |e| e.open("fuzz", 65_536, 255, 0));
+            frame::write_amqp(&mut out, 0, |e| e.open("fuzz", 65_536, 255, 0, &[]));
         }
         opened = true;
         match step {
             Step::Open { max_frame, idle } => {
                 frame::write_amqp(&mut out, 0, |e| {
-                    e.open("fuzz", *max_frame, 255, idle.unwrap_or(0))
+                    e.open("fuzz", *max_frame, 255, idle.unwrap_or(0), &[])
                 });
             }
             Step::Begin { channel } => frame::write_amqp(&mut out, *channel, common::raw::begin),

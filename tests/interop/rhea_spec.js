@@ -1,6 +1,6 @@
 // Checks one point of AMQP 1.0 behaviour of the broker with rhea, for the interop tests.
 // Usage: node rhea_spec.js --url amqp://HOST:PORT --case NAME, NAME being one of shared-name, drain,
-// large-value, selector, durable-terminus, browse, idle-offer or transaction.
+// large-value, selector, durable-terminus, browse, idle-offer, transaction or request-response.
 // Prints "ok CASE ..." and exits 0 when the broker behaved as the case expects; otherwise prints
 // the reason on stderr and exits 1. A case gives up after 12 s.
 'use strict';
@@ -10,7 +10,7 @@ const rhea = require('rhea');
 
 const QUEUE = 'orders'; // the queue of tests/fixtures/interop/space.yaml
 const CASES = ['shared-name', 'drain', 'large-value', 'selector', 'durable-terminus', 'browse',
-  'idle-offer', 'transaction'];
+  'idle-offer', 'transaction', 'request-response'];
 const LARGE = 300000;
 
 const args = {};
@@ -264,6 +264,43 @@ const cases = {
     coordinator.local.attach.target = types.wrap_described([types.wrap_symbol('amqp:local-transactions')], 0x30);
     status = "waiting for the coordinator's refusal";
   },
+};
+
+cases['request-response'] = () => {
+  // rhea's own client/server examples in one process: the server consumes requests from the queue
+  // and answers each through an anonymous sender to its reply_to; the client's replies come on a
+  // dynamic receiver, a temporary queue the broker names.
+  const request = `${tag} request`;
+  const relay = connection.open_sender({ target: {}, name: 'server-replies' });
+  relay.on('rejected', (context) => {
+    // Requests left by earlier runs name temporary queues long gone: those replies are refused.
+    if (context.delivery.tag_of_this_run) fail(`the reply was rejected: ${JSON.stringify(context.delivery.remote_state)}`);
+  });
+  const server = connection.open_receiver({ source: QUEUE, name: 'server-requests' });
+  server.on('message', (context) => {
+    const message = context.message;
+    if (!message.reply_to) return;
+    const delivery = relay.send({ to: message.reply_to, correlation_id: message.message_id, body: String(message.body).toUpperCase() });
+    if (message.body === request) delivery.tag_of_this_run = true;
+  });
+  const replies = connection.open_receiver({ source: { dynamic: true }, name: 'client-replies' });
+  replies.on('receiver_open', () => {
+    const remote = replies.source;
+    if (!remote || !remote.address || !remote.dynamic) {
+      fail(`the dynamic receiver's source names no temporary address: ${JSON.stringify(remote)}`);
+      return;
+    }
+    status = `temporary queue ${remote.address}, sending the request`;
+    const client = connection.open_sender({ target: QUEUE, name: 'client-requests' });
+    client.once('sendable', () => client.send({ message_id: tag, reply_to: remote.address, body: request }));
+  });
+  replies.on('message', (context) => {
+    const reply = context.message;
+    if (reply.correlation_id !== tag) fail(`a reply with correlation-id ${reply.correlation_id}, expected ${tag}`);
+    else if (reply.body !== request.toUpperCase()) fail(`the reply was ${JSON.stringify(reply.body)}`);
+    else pass(`the request went through the queue, its reply through the anonymous relay to temporary queue ${replies.source.address}`);
+  });
+  status = 'waiting for the temporary queue';
 };
 
 cases[args.case]();

@@ -239,10 +239,19 @@ async fn enmasse_bench_runs_over_tls_and_sasl_against_the_example() {
     assert_eq!(report.refused, 0);
 }
 
+/// The behaviour checks of Qpid Proton and of rhea.
+const PROTON_SPEC: (&str, &str) = ("/usr/bin/python3", "proton_spec.py");
+const RHEA_SPEC: (&str, &str) = ("node", "rhea_spec.js");
+
 /// Runs one AMQP behaviour check with Qpid Proton and with rhea, each against a fresh broker (the
 /// checks share the queue `orders`).
 async fn spec(case: &str) {
-    for (program, script) in [("/usr/bin/python3", "proton_spec.py"), ("node", "rhea_spec.js")] {
+    spec_with(case, &[PROTON_SPEC, RHEA_SPEC]).await;
+}
+
+/// Runs one AMQP behaviour check with each of `clients`, each against a fresh broker.
+async fn spec_with(case: &str, clients: &[(&str, &str)]) {
+    for (program, script) in clients.iter().copied() {
         let broker = broker().await;
         let url = format!("amqp://{}", broker.addr);
         run_client(
@@ -292,4 +301,11 @@ async fn proton_and_rhea_are_offered_an_idle_time_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_from_proton_and_rhea_is_refused_with_an_error_not_a_dropped_connection() {
     spec("transaction").await;
+}
+
+/// Proton's request/response is Proton's own example suite (`client_server` in
+/// `proton_examples.rs`); this is rhea's, client and server in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_request_and_response_go_through_a_temporary_queue_and_the_anonymous_relay() {
+    spec_with("request-response", &[RHEA_SPEC]).await;
 }

@@ -2,12 +2,16 @@
 //! live. Attaching links look their address up here.
 
 use std::{
-    collections::BTreeMap,
-    sync::{Arc, RwLock, atomic::AtomicU64},
+    collections::{BTreeMap, HashMap},
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use enmasse_types::{
-    broker_config::{BrokerAddress, BrokerConfig},
+    broker_config::{AddressLimits, BrokerAddress, BrokerConfig},
     names::SUBSCRIPTION_SEPARATOR,
     patterns::WordPattern,
     resources::address::AddressType,
@@ -22,6 +26,13 @@ use super::{
 
 /// Messages an anycast address holds in hand-over at most, per attached receiver.
 const ANYCAST_WINDOW: u64 = 100;
+
+/// How the names of temporary addresses (dynamic nodes) begin. Manifests may not name an address
+/// starting with `$`, so a temporary address never meets a configured one.
+pub const TEMPORARY_PREFIX: &str = "$temp/";
+
+/// The plan a temporary address reports: it counts against nothing a plan sells.
+const TEMPORARY_PLAN: &str = "temporary";
 
 /// The engine behind one address.
 #[derive(Clone, Debug)]
@@ -43,6 +54,9 @@ pub struct Entry {
     pub type_: AddressType,
     /// For a subscription, its topic; a change of topic recreates the entry.
     pub topic: Option<String>,
+    /// A temporary address, made for a dynamic node: it lives as long as the link that created
+    /// it, and keeps nothing in the journal.
+    pub temporary: bool,
     /// Its configuration; limits and settings change in place.
     config: RwLock<BrokerAddress>,
     /// Its engine.
@@ -67,6 +81,7 @@ impl Entry {
             address: config.address.clone(),
             type_: config.type_,
             topic: config.topic.clone(),
+            temporary: false,
             config: RwLock::new(config),
             engine,
             membership: None,
@@ -163,6 +178,26 @@ pub struct Applied {
 #[derive(Debug, Default)]
 pub struct AddressTable {
     entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+    /// Temporary addresses, by name: apart from the configured ones, which a config replaces.
+    temporaries: RwLock<HashMap<String, Arc<Entry>>>,
+    /// Makes temporary names unguessable: a name is a capability to send to its address.
+    names: TemporaryNames,
+}
+
+/// Hands out names no client can guess: a counter hashed with two keys drawn from the operating
+/// system's randomness when the broker starts.
+#[derive(Debug, Default)]
+struct TemporaryNames {
+    keys: (RandomState, RandomState),
+    next: AtomicU64,
+}
+
+impl TemporaryNames {
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let (high, low) = (self.keys.0.hash_one(n), self.keys.1.hash_one(n));
+        format!("{TEMPORARY_PREFIX}{high:016x}{low:016x}")
+    }
 }
 
 impl AddressTable {
@@ -245,8 +280,60 @@ impl AddressTable {
         applied
     }
 
+    /// Creates a temporary queue under a fresh name, with the default bounds. It is served until
+    /// [`AddressTable::remove_temporary`].
+    pub fn create_temporary(&self) -> Arc<Entry> {
+        let address = self.names.next();
+        let config = BrokerAddress::new("", &address, AddressType::Queue, TEMPORARY_PLAN);
+        let mut entry = Entry::new(config, Engine::Queue(Queue::new(AddressLimits::default())));
+        entry.temporary = true;
+        let entry = Arc::new(entry);
+        self.temporaries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(address, entry.clone());
+        entry
+    }
+
+    /// Removes a temporary address and what it held; its other links detach.
+    pub fn remove_temporary(&self, address: &str) {
+        let removed = self
+            .temporaries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(address);
+        if let Some(entry) = removed {
+            entry.close();
+        }
+    }
+
+    /// Temporary addresses served now.
+    pub fn temporaries(&self) -> usize {
+        self.temporaries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    fn temporary(&self, address: &str) -> Option<Arc<Entry>> {
+        if !address.starts_with(TEMPORARY_PREFIX) {
+            return None;
+        }
+        self.temporaries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(address)
+            .cloned()
+    }
+
     /// Resolves the target of a client's sender link.
     pub fn resolve_target(&self, address: &str) -> Result<SendTarget, ResolveError> {
+        if let Some(entry) = self.temporary(address) {
+            return Ok(SendTarget {
+                entry,
+                routing: Arc::from(address),
+            });
+        }
         let entries = self.read();
         if let Some(entry) = entries.get(address) {
             return match entry.type_ {
@@ -271,6 +358,9 @@ impl AddressTable {
 
     /// Resolves the source of a client's receiver link.
     pub fn resolve_source(&self, address: &str) -> Result<ReceiveSource, ResolveError> {
+        if let Some(entry) = self.temporary(address) {
+            return Ok(ReceiveSource { entry, filter: None });
+        }
         let entries = self.read();
         if let Some((topic, subscription)) = address.split_once(SUBSCRIPTION_SEPARATOR) {
             let entry = entries

@@ -91,6 +91,34 @@ impl Descriptor<'_> {
     }
 }
 
+/// A value of one of the primitive types messages carry in their properties, as read by
+/// [`Decoder::scalar`]; compound and described values are skipped and read as [`Scalar::Other`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    /// Null.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// Any signed integer, or an unsigned one up to `i64::MAX`.
+    Long(i64),
+    /// An unsigned integer above `i64::MAX`.
+    Ulong(u64),
+    /// A float or double.
+    Double(f64),
+    /// A string.
+    Str(&'a str),
+    /// A symbol.
+    Symbol(&'a str),
+    /// A binary.
+    Binary(&'a [u8]),
+    /// A UUID.
+    Uuid([u8; 16]),
+    /// A timestamp, milliseconds since the Unix epoch.
+    Timestamp(i64),
+    /// A char, decimal, compound or described value.
+    Other,
+}
+
 /// Reads values from a slice of peer bytes.
 #[derive(Clone, Debug)]
 pub struct Decoder<'a> {
@@ -228,6 +256,58 @@ impl<'a> Decoder<'a> {
             code::TIMESTAMP => Ok(i64::from_be_bytes(self.array()?)),
             other => Err(unexpected("timestamp", other)),
         }
+    }
+
+    /// Reads one value of any type: a primitive as its [`Scalar`], anything else skipped (checked
+    /// for structure) and read as [`Scalar::Other`].
+    pub fn scalar(&mut self) -> Result<Scalar<'a>, DecodeError> {
+        use code::*;
+        let format = self.peek()?;
+        let long = |value: u64| i64::try_from(value).map_or(Scalar::Ulong(value), Scalar::Long);
+        Ok(match format {
+            NULL => {
+                self.pos += 1;
+                Scalar::Null
+            }
+            TRUE | FALSE | BOOLEAN => Scalar::Bool(self.bool()?),
+            UBYTE | USHORT | UINT | UINT0 | SMALLUINT | ULONG | ULONG0 | SMALLULONG => long(self.ulong()?),
+            BYTE | SMALLINT | SMALLLONG => {
+                self.pos += 1;
+                Scalar::Long(i64::from(i8::from_be_bytes(self.array()?)))
+            }
+            SHORT => {
+                self.pos += 1;
+                Scalar::Long(i64::from(i16::from_be_bytes(self.array()?)))
+            }
+            INT => {
+                self.pos += 1;
+                Scalar::Long(i64::from(i32::from_be_bytes(self.array()?)))
+            }
+            LONG => {
+                self.pos += 1;
+                Scalar::Long(i64::from_be_bytes(self.array()?))
+            }
+            FLOAT => {
+                self.pos += 1;
+                Scalar::Double(f64::from(f32::from_be_bytes(self.array()?)))
+            }
+            DOUBLE => {
+                self.pos += 1;
+                Scalar::Double(f64::from_be_bytes(self.array()?))
+            }
+            TIMESTAMP => Scalar::Timestamp(self.timestamp()?),
+            UUID => {
+                self.pos += 1;
+                Scalar::Uuid(self.array()?)
+            }
+            VBIN8 | VBIN32 => Scalar::Binary(self.binary()?),
+            STR8 | STR32 => Scalar::Str(self.string()?),
+            SYM8 | SYM32 => Scalar::Symbol(self.symbol()?),
+            _ => {
+                self.skip()?;
+                Scalar::Other
+            }
+        })
     }
 
     /// Reads a binary.

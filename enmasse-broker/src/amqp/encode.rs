@@ -112,13 +112,17 @@ impl<'a> Encoder<'a> {
 
     /// Writes a map of symbols to strings.
     pub fn symbol_string_map(&mut self, entries: &[(&str, &str)]) {
+        self.map(|map| {
+            for (key, value) in entries {
+                map.entry(|e| e.symbol(key), |e| e.string(value));
+            }
+        });
+    }
+
+    /// Writes a map whose entries `write` writes with [`ListEncoder::entry`].
+    pub fn map(&mut self, write: impl FnOnce(&mut ListEncoder<'_>)) {
         let mut map = self.compound(code::MAP32);
-        for (key, value) in entries {
-            map.symbol(key);
-            map.string(value);
-            map.count += 2;
-            map.mark();
-        }
+        write(&mut map);
         map.end();
     }
 
@@ -190,6 +194,14 @@ impl<'a> ListEncoder<'a> {
             Some(value) => self.field(|enc| write(enc, value)),
             None => self.absent(),
         }
+    }
+
+    /// Writes one entry of a map: its key, then its value.
+    pub fn entry(&mut self, key: impl FnOnce(&mut Encoder<'a>), value: impl FnOnce(&mut Encoder<'a>)) {
+        key(&mut self.enc);
+        value(&mut self.enc);
+        self.count += 2;
+        self.mark();
     }
 
     /// Leaves a field absent (null).

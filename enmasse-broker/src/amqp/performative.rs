@@ -231,10 +231,37 @@ pub struct Terminus {
     pub dynamic: bool,
     /// For a source: `move` or `copy`.
     pub distribution_mode: Option<String>,
-    /// For a source: the keys of the filters the peer asks for.
-    pub filters: Vec<String>,
+    /// For a source: the filters the peer asks for.
+    pub filters: Vec<SourceFilter>,
+    /// The terminus's expiry policy (`link-detach`, `session-end`, `connection-close`, `never`).
+    pub expiry_policy: Option<String>,
+    /// The terminus's capabilities (e.g. `topic`, `shared`, `global`).
+    pub capabilities: Vec<String>,
     /// For a target: whether it is a transaction coordinator.
     pub coordinator: bool,
+}
+
+/// The descriptor of a JMS selector filter, as Qpid JMS, Qpid Proton and Artemis send it
+/// (`apache.org:selector-filter:string`, registered in the AMQP filters registry).
+pub const SELECTOR_FILTER: u64 = 0x0000_468C_0000_0004;
+const SELECTOR_FILTER_NAME: &str = "apache.org:selector-filter:string";
+
+/// One entry of a source's filter set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFilter {
+    /// The key the peer names it by.
+    pub key: String,
+    /// What it asks for.
+    pub kind: FilterKind,
+}
+
+/// A filter the broker understands, or one it does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    /// A JMS selector, its text.
+    Selector(String),
+    /// Any other filter, by its descriptor as the peer wrote it.
+    Other(String),
 }
 
 impl Terminus {
@@ -254,8 +281,11 @@ impl Terminus {
         f.skip()?; // dynamic-node-properties
         source.distribution_mode = f.next(|d| d.symbol().map(str::to_owned))?;
         if let Some(filters) = f.next(Decoder::map)? {
-            source.filters = filter_keys(filters)?;
+            source.filters = filter_set(filters)?;
         }
+        f.skip()?; // default-outcome
+        f.skip()?; // outcomes
+        source.capabilities = capabilities(&mut f)?;
         f.finish()?;
         Ok(source)
     }
@@ -264,7 +294,9 @@ impl Terminus {
         match d.descriptor()? {
             Some(descriptor) if descriptor.is(descriptor::TARGET, "amqp:target:list") => {
                 let mut f = d.list()?;
-                let target = Self::decode_common(&mut f)?;
+                let mut target = Self::decode_common(&mut f)?;
+                f.skip()?; // dynamic-node-properties
+                target.capabilities = capabilities(&mut f)?;
                 f.finish()?;
                 Ok(target)
             }
@@ -285,19 +317,34 @@ impl Terminus {
     fn decode_common(f: &mut Fields<'_>) -> Result<Self, DecodeError> {
         let address = f.next(|d| d.string().map(str::to_owned))?;
         let durable = f.next(Decoder::uint)?.unwrap_or(0);
-        f.skip()?; // expiry-policy
+        let expiry_policy = f.next(|d| d.symbol().map(str::to_owned))?;
         f.skip()?; // timeout
         let dynamic = f.next(Decoder::bool)?.unwrap_or(false);
         Ok(Self {
             address,
             durable,
+            expiry_policy,
             dynamic,
             ..Self::default()
         })
     }
 
+    /// Whether the terminus lists `capability`.
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
+
+    /// The selector among its filters, if one was asked for.
+    pub fn selector(&self) -> Option<&str> {
+        self.filters.iter().find_map(|filter| match &filter.kind {
+            FilterKind::Selector(text) => Some(text.as_str()),
+            FilterKind::Other(_) => None,
+        })
+    }
+
     /// Writes the terminus as a source (`source`) or a target, claiming only what is set here:
-    /// the broker's termini are never durable and expire with their link.
+    /// its durability, its expiry policy (`link-detach` unless set), whether the broker created
+    /// it, the filters it applies and its capabilities.
     fn encode(&self, enc: &mut Encoder<'_>, source: bool) {
         enc.descriptor(if source {
             descriptor::SOURCE
@@ -307,28 +354,77 @@ impl Terminus {
         let mut l = enc.list();
         l.optional(self.address.as_deref(), Encoder::string);
         l.field(|e| e.uint(self.durable));
-        l.field(|e| e.symbol("link-detach"));
+        l.field(|e| e.symbol(self.expiry_policy.as_deref().unwrap_or("link-detach")));
+        l.absent(); // timeout
+        l.flag(self.dynamic);
+        l.absent(); // dynamic-node-properties
+        let capabilities: Vec<&str> = self.capabilities.iter().map(String::as_str).collect();
         if source {
-            l.absent(); // timeout
-            l.absent(); // dynamic
-            l.absent(); // dynamic-node-properties
             l.optional(self.distribution_mode.as_deref(), Encoder::symbol);
+            match self.filters.is_empty() {
+                true => l.absent(),
+                false => l.field(|e| write_filter_set(e, &self.filters)),
+            }
+            l.absent(); // default-outcome
+            l.absent(); // outcomes
+        }
+        match capabilities.is_empty() {
+            true => l.absent(),
+            false => l.field(|e| e.symbols(&capabilities)),
         }
         l.end();
     }
 }
 
-/// The keys of a source's filter set; each value must be a described filter.
-fn filter_keys(mut map: Fields<'_>) -> Result<Vec<String>, DecodeError> {
-    let mut keys = Vec::new();
+/// A source's filter set; each value must be a described filter.
+fn filter_set(mut map: Fields<'_>) -> Result<Vec<SourceFilter>, DecodeError> {
+    let mut filters = Vec::new();
     while map.remaining() > 0 {
         let key = map
             .next(|d| d.symbol().map(str::to_owned))?
             .ok_or_else(|| DecodeError::Invalid("a filter without a name".into()))?;
-        map.skip()?;
-        keys.push(key);
+        let kind = map
+            .next(|d| {
+                let descriptor = d.descriptor()?.ok_or_else(|| {
+                    DecodeError::Invalid(format!("filter {key:?} is not a described value"))
+                })?;
+                if descriptor.is(SELECTOR_FILTER, SELECTOR_FILTER_NAME) {
+                    return d.string().map(|text| FilterKind::Selector(text.to_owned()));
+                }
+                d.skip()?;
+                Ok(FilterKind::Other(match descriptor {
+                    Descriptor::Code(code) => format!("{code:#x}"),
+                    Descriptor::Symbol(name) => name.to_owned(),
+                }))
+            })?
+            .ok_or_else(|| DecodeError::Invalid(format!("filter {key:?} has no value")))?;
+        filters.push(SourceFilter { key, kind });
     }
-    Ok(keys)
+    Ok(filters)
+}
+
+/// Writes the filters the broker applies: selectors only, as they were asked for.
+fn write_filter_set(enc: &mut Encoder<'_>, filters: &[SourceFilter]) {
+    enc.map(|map| {
+        for filter in filters {
+            if let FilterKind::Selector(text) = &filter.kind {
+                map.entry(
+                    |e| e.symbol(&filter.key),
+                    |e| {
+                        e.descriptor(SELECTOR_FILTER);
+                        e.string(text);
+                    },
+                );
+            }
+        }
+    });
+}
+
+/// A terminus's capabilities: one symbol or an array of them.
+fn capabilities(f: &mut Fields<'_>) -> Result<Vec<String>, DecodeError> {
+    let mut found = Vec::new();
+    f.next(|d| d.symbols(|symbol| found.push(symbol.to_owned())))?;
+    Ok(found)
 }
 
 fn expect_descriptor(d: &mut Decoder<'_>, code: u64, name: &str) -> Result<(), DecodeError> {
@@ -473,7 +569,7 @@ pub enum Performative<'a> {
     /// Begin.
     Begin(Begin),
     /// Attach.
-    Attach(Attach),
+    Attach(Box<Attach>),
     /// Flow.
     Flow(Flow),
     /// Transfer.
@@ -504,7 +600,7 @@ impl<'a> Performative<'a> {
         let performative = match code {
             descriptor::OPEN => Self::Open(decode_open(&mut f)?),
             descriptor::BEGIN => Self::Begin(decode_begin(&mut f)?),
-            descriptor::ATTACH => Self::Attach(decode_attach(&mut f)?),
+            descriptor::ATTACH => Self::Attach(Box::new(decode_attach(&mut f)?)),
             descriptor::FLOW => Self::Flow(decode_flow(&mut f)?),
             descriptor::TRANSFER => Self::Transfer(decode_transfer(&mut f)?),
             descriptor::DISPOSITION => Self::Disposition(decode_disposition(&mut f)?),

@@ -1,11 +1,21 @@
 //! A message's sections (AMQP 1.0, 3.2), checked as they arrive: each section must be a described
-//! value of a known section type and well formed. The broker reads only the header; everything
-//! after it is forwarded as the bytes it arrived in.
+//! value of a known section type and well formed. The broker reads the header at once and notes
+//! where the properties and application properties lie, to read them when it needs them (routing
+//! an anonymous sender's message, a selector, an expiry time); everything is forwarded as the
+//! bytes it arrived in.
 
-use super::{DecodeError, decode::Decoder, encode::Encoder};
+use std::ops::Range;
+
+use super::{
+    DecodeError,
+    decode::{Decoder, Scalar},
+    encode::Encoder,
+};
 
 /// Section descriptor codes, header (0x70) to footer (0x78).
 const HEADER: u64 = 0x70;
+const PROPERTIES: u64 = 0x73;
+const APPLICATION_PROPERTIES: u64 = 0x74;
 const FOOTER: u64 = 0x78;
 
 /// The header section's fields (AMQP 1.0, 3.2.1).
@@ -54,12 +64,89 @@ impl MessageHeader {
 }
 
 /// What the broker reads of a message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
     /// The header, or the defaults if it has none.
     pub header: MessageHeader,
     /// How many bytes at the start are the header section (0 without one).
     pub header_len: usize,
+    /// Where the properties section's list lies, if it has one.
+    pub properties: Option<Range<usize>>,
+    /// Where the application properties' map lies, if it has them.
+    pub application_properties: Option<Range<usize>>,
+}
+
+/// The properties section's fields (AMQP 1.0, 3.2.4) the broker reads, borrowed from the message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Properties<'a> {
+    /// The message id: a ulong, UUID, binary or string.
+    pub message_id: Option<Scalar<'a>>,
+    /// Who the sender says created it.
+    pub user_id: Option<&'a [u8]>,
+    /// The address it is sent to.
+    pub to: Option<&'a str>,
+    /// Its subject.
+    pub subject: Option<&'a str>,
+    /// Where replies go.
+    pub reply_to: Option<&'a str>,
+    /// The id of the message it answers.
+    pub correlation_id: Option<Scalar<'a>>,
+    /// The MIME type of its body.
+    pub content_type: Option<&'a str>,
+    /// When it expires, milliseconds since the Unix epoch.
+    pub absolute_expiry_time: Option<i64>,
+    /// When it was created, milliseconds since the Unix epoch.
+    pub creation_time: Option<i64>,
+    /// The group it belongs to.
+    pub group_id: Option<&'a str>,
+    /// Its place in its group.
+    pub group_sequence: Option<u32>,
+}
+
+impl<'a> Properties<'a> {
+    /// Reads the properties list at `range` of `message` (as [`parse`] found it).
+    pub fn read(message: &'a [u8], range: Range<usize>) -> Result<Self, DecodeError> {
+        let bytes = message.get(range).ok_or(DecodeError::Truncated)?;
+        let mut f = Decoder::new(bytes).list()?;
+        let id = |d: &mut Decoder<'a>| d.scalar();
+        let properties = Self {
+            message_id: f.next(id)?,
+            user_id: f.next(Decoder::binary)?,
+            to: f.next(Decoder::string)?,
+            subject: f.next(Decoder::string)?,
+            reply_to: f.next(Decoder::string)?,
+            correlation_id: f.next(id)?,
+            content_type: f.next(Decoder::symbol)?,
+            absolute_expiry_time: {
+                f.skip()?; // content-encoding
+                f.next(Decoder::timestamp)?
+            },
+            creation_time: f.next(Decoder::timestamp)?,
+            group_id: f.next(Decoder::string)?,
+            group_sequence: f.next(Decoder::uint)?,
+        };
+        f.finish()?;
+        Ok(properties)
+    }
+}
+
+/// Looks up one application property of `message`, its map at `range` (as [`parse`] found it).
+/// Keys that are not strings are passed over.
+pub fn application_property<'a>(
+    message: &'a [u8],
+    range: Range<usize>,
+    name: &str,
+) -> Result<Option<Scalar<'a>>, DecodeError> {
+    let bytes = message.get(range).ok_or(DecodeError::Truncated)?;
+    let mut map = Decoder::new(bytes).map()?;
+    while map.remaining() > 0 {
+        let key = map.next(Decoder::scalar)?;
+        let value = map.next(Decoder::scalar)?;
+        if key == Some(Scalar::Str(name)) {
+            return Ok(value);
+        }
+    }
+    Ok(None)
 }
 
 /// Checks every section of an encoded message and reads its header.
@@ -90,7 +177,14 @@ pub fn parse(message: &[u8]) -> Result<Parsed, DecodeError> {
             parsed.header = MessageHeader::decode(&mut d)?;
             parsed.header_len = d.position();
         } else {
+            let start = d.position();
             d.skip()?;
+            let range = Some(start..d.position());
+            match code {
+                PROPERTIES => parsed.properties = range,
+                APPLICATION_PROPERTIES => parsed.application_properties = range,
+                _ => {}
+            }
         }
         first = false;
     }

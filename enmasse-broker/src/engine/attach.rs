@@ -1,15 +1,16 @@
 //! The decision on every attach: the address must exist, suit the direction and be allowed for
-//! the user, and the link may ask only for what the broker does. What it does not do (selectors and
-//! other filters, browsing anything but a queue, dynamic nodes, transactions, anonymous relay) is
-//! refused with an error that names it, never accepted in silence.
+//! the user, and the link may ask only for what the broker does. A dynamic node gets a temporary
+//! address that lives as long as its link; a sender without a target is the anonymous relay. What
+//! the broker does not do (filters other than selectors, browsing anything but a queue,
+//! transactions) is refused with an error that names it, never accepted in silence.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::sync::{Arc, Weak, atomic::Ordering};
 
 use enmasse_types::resources::messaging_user::Operation;
 
-use super::connection::Context;
+use super::{connection::Context, session::Bound};
 use crate::{
-    address::table::{Engine as AddressEngine, ReceiveSource, ResolveError, SendTarget},
+    address::table::{Engine as AddressEngine, ReceiveSource, ResolveError, SendTarget, TEMPORARY_PREFIX},
     amqp::{
         frame,
         performative::{Attach, AttachReply, ErrorInfo, Role, Terminus, condition},
@@ -19,17 +20,37 @@ use crate::{
 
 /// What an attach leads to.
 pub(super) enum Decision {
-    /// The client sends: messages flow into this target.
-    Inbound(SendTarget, Grant),
+    /// The client sends.
+    Inbound(Target),
     /// The client receives: messages flow out of this source.
-    Outbound(ReceiveSource, Grant),
+    Outbound(ReceiveSource, Bound),
+}
+
+/// Where a client's sender link delivers.
+pub(super) enum Target {
+    /// Into one address.
+    Address(SendTarget, Bound),
+    /// The anonymous relay: each message to the address its `to` names, authorized one by one.
+    Relay,
+}
+
+/// A temporary address owned by the link that created it (a dynamic node): removed, with what
+/// it holds, when the link ends.
+pub(super) struct Temporary {
+    broker: Weak<Broker>,
+    address: String,
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.upgrade() {
+            broker.table().remove_temporary(&self.address);
+        }
+    }
 }
 
 /// Decides an attach.
 pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, ErrorInfo> {
-    let broker = cx.broker;
-    let user = &cx.identity.username;
-    let table = broker.table();
     if attach.unsettled {
         return Err(not_implemented(
             "resuming a link with unsettled deliveries is not supported",
@@ -47,35 +68,46 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 ));
             }
             if target.dynamic {
-                return Err(not_implemented("dynamic targets are not supported"));
+                let (entry, bound) = create_temporary(cx, Operation::Send);
+                let routing = Arc::from(entry.address.as_str());
+                return Ok(Decision::Inbound(Target::Address(
+                    SendTarget { entry, routing },
+                    bound,
+                )));
             }
-            let address = target.address.as_deref().ok_or_else(|| {
-                not_implemented("a sender link needs a target address (no anonymous relay)")
+            let Some(address) = target.address.as_deref() else {
+                return Ok(Decision::Inbound(Target::Relay));
+            };
+            let (target, bound) = bind(cx, Operation::Send, address, |table| {
+                table.resolve_target(address).map(|t| (t.entry.clone(), t))
             })?;
-            let grant = authorize(broker, user, Operation::Send, address)?;
-            let target = table.resolve_target(address).map_err(resolve_error)?;
-            Ok(Decision::Inbound(target, grant))
+            Ok(Decision::Inbound(Target::Address(target, bound)))
         }
         Role::Receiver => {
             let source = attach
                 .source
                 .as_ref()
                 .ok_or_else(|| not_implemented("a receiver link needs a source"))?;
-            if source.dynamic {
-                return Err(not_implemented("dynamic sources are not supported"));
-            }
             if !source.filters.is_empty() {
+                let keys: Vec<&str> = source.filters.iter().map(|f| f.key.as_str()).collect();
                 return Err(not_implemented(&format!(
                     "filters are not supported yet (asked for: {})",
-                    source.filters.join(", ")
+                    keys.join(", ")
                 )));
             }
-            let address = source
-                .address
-                .as_deref()
-                .ok_or_else(|| not_implemented("a receiver link needs a source address"))?;
-            let grant = authorize(broker, user, Operation::Recv, address)?;
-            let resolved = table.resolve_source(address).map_err(resolve_error)?;
+            let (resolved, bound) = if source.dynamic {
+                let (entry, bound) = create_temporary(cx, Operation::Recv);
+                (ReceiveSource { entry, filter: None }, bound)
+            } else {
+                let address = source
+                    .address
+                    .as_deref()
+                    .ok_or_else(|| not_implemented("a receiver link needs a source address"))?;
+                bind(cx, Operation::Recv, address, |table| {
+                    table.resolve_source(address).map(|s| (s.entry.clone(), s))
+                })?
+            };
+            let address = &resolved.entry.address;
             if source.distribution_mode.as_deref() == Some("copy")
                 && !matches!(resolved.entry.engine, AddressEngine::Queue(_))
             {
@@ -93,9 +125,69 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                     format!("subscription {address:?} allows {max} consumer(s) at once"),
                 ));
             }
-            Ok(Decision::Outbound(resolved, grant))
+            Ok(Decision::Outbound(resolved, bound))
         }
     }
+}
+
+/// A temporary queue for a dynamic node, owned by the link that asked for it.
+fn create_temporary(cx: &Context<'_>, operation: Operation) -> (Arc<crate::address::table::Entry>, Bound) {
+    let entry = cx.broker.table().create_temporary();
+    let grant = cx
+        .broker
+        .grant_temporary(&cx.identity.username, operation, &entry.address);
+    let temporary = Temporary {
+        broker: Arc::downgrade(cx.broker),
+        address: entry.address.clone(),
+    };
+    let bound = Bound {
+        entry: entry.clone(),
+        grant,
+        temporary: Some(temporary),
+    };
+    (entry, bound)
+}
+
+/// Resolves `address` with `resolve` and checks the user's right to it: a temporary address is
+/// open to every user the space serves (its name is the capability); any other needs the
+/// user's `operation` right, checked before the address is looked up, so that a user without it
+/// learns nothing of which addresses exist.
+fn bind<T>(
+    cx: &Context<'_>,
+    operation: Operation,
+    address: &str,
+    resolve: impl FnOnce(
+        &crate::address::table::AddressTable,
+    ) -> Result<(Arc<crate::address::table::Entry>, T), ResolveError>,
+) -> Result<(T, Bound), ErrorInfo> {
+    let (broker, user) = (cx.broker, &cx.identity.username);
+    if address.starts_with(TEMPORARY_PREFIX) {
+        let (entry, resolved) = resolve(broker.table()).map_err(resolve_error)?;
+        let grant = broker.grant_temporary(user, operation, address);
+        let bound = Bound {
+            entry,
+            grant,
+            temporary: None,
+        };
+        return Ok((resolved, bound));
+    }
+    let grant = authorize(broker, user, operation, address)?;
+    let (entry, resolved) = resolve(broker.table()).map_err(resolve_error)?;
+    let bound = Bound {
+        entry,
+        grant,
+        temporary: None,
+    };
+    Ok((resolved, bound))
+}
+
+/// Whether `user` may send to `address` now: for the anonymous relay, message by message.
+pub(super) fn may_send(broker: &Broker, user: &str, address: &str) -> bool {
+    address.starts_with(TEMPORARY_PREFIX)
+        || broker
+            .authenticator()
+            .policy(user)
+            .is_some_and(|p| p.allows(Operation::Send, address))
 }
 
 /// Refuses an attach as AMQP prescribes (2.6.3): an attach with a null terminus on the broker's
@@ -160,7 +252,7 @@ fn authorize(
     Ok(grant)
 }
 
-fn resolve_error(error: ResolveError) -> ErrorInfo {
+pub(super) fn resolve_error(error: ResolveError) -> ErrorInfo {
     let condition = match error {
         ResolveError::NotFound(_) => condition::NOT_FOUND,
         ResolveError::NotAllowed(_) => condition::NOT_ALLOWED,

@@ -29,6 +29,9 @@ pub const MAX_FRAME_SIZE: u32 = 65_536;
 /// The highest channel (session) number a client may use.
 const CHANNEL_MAX: u16 = 255;
 
+/// What the broker offers in its open: an anonymous sender's messages are routed by their `to`.
+const OFFERED_CAPABILITIES: &[&str] = &["ANONYMOUS-RELAY"];
+
 /// Frames smaller than this may always be sent (AMQP 1.0, 2.7.1: MIN-MAX-FRAME-SIZE).
 const MIN_MAX_FRAME_SIZE: u32 = 512;
 
@@ -317,7 +320,13 @@ impl Engine {
         let idle = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
         let container = self.broker.settings().container_id.clone();
         frame::write_amqp(&mut self.output, 0, |e| {
-            e.open(&container, MAX_FRAME_SIZE, CHANNEL_MAX, idle);
+            e.open(
+                &container,
+                MAX_FRAME_SIZE,
+                CHANNEL_MAX,
+                idle,
+                OFFERED_CAPABILITIES,
+            );
         });
         self.state = State::Open;
         debug!(peer = %self.peer, container = %open.container_id, user = %self.identity.username, "connection open");
@@ -335,7 +344,7 @@ impl Engine {
         if self.state == State::Opening {
             // AMQP 1.0, 2.4.5: a close before the open is answered follows an open of the broker's.
             frame::write_amqp(&mut self.output, 0, |e| {
-                e.open(&self.broker.settings().container_id, MAX_FRAME_SIZE, 0, 0)
+                e.open(&self.broker.settings().container_id, MAX_FRAME_SIZE, 0, 0, &[])
             });
         }
         frame::write_amqp(&mut self.output, 0, |e| e.close(Some(&error)));

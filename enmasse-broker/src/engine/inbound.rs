@@ -6,24 +6,30 @@
 //! at the first frame that crosses it; what follows of it is dropped unread. A delivery is accepted
 //! once the address holds it (a durable one once the journal has it); an anycast delivery is
 //! settled only when a consumer settles it, with the consumer's outcome.
+//!
+//! A link without a target address is the anonymous relay: each message goes to the address its
+//! `to` names, if the user may send there and the address has room, and is rejected, naming why,
+//! otherwise.
 
 use std::sync::{Arc, atomic::Ordering};
 
+use enmasse_types::broker_config::DEFAULT_MAX_MESSAGE_SIZE;
+
 use super::{
+    attach::{self, Target},
     connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey, Waiting},
-    session::{Endpoint, Outcome},
+    session::{Bound, Endpoint, Outcome},
 };
 use crate::{
     address::{
         fanout::Held,
         queue::{PushError, Settlement},
-        table::{Engine as AddressEngine, Entry, SendTarget},
+        table::{Engine as AddressEngine, Entry},
     },
     amqp::{
         frame,
         performative::{Attach, AttachReply, DeliveryState, ErrorInfo, Role, Terminus, Transfer, condition},
     },
-    broker::Grant,
     message::{Message, SettleBack, Settled},
     store::Persisted,
 };
@@ -43,12 +49,23 @@ pub(super) struct Inbound {
     /// Its name, handle and credit; the delivery count is the peer's deliveries, the credit what the
     /// address holds room for.
     pub(super) end: Endpoint,
-    /// The address messages are routed by (on a topic, the full name sent to).
-    routing: Arc<str>,
+    route: Route,
     window: u32,
     max_message_size: u64,
     partial: Option<Partial>,
     waiting_room: bool,
+}
+
+/// Where a link's messages go.
+enum Route {
+    /// Into the link's address.
+    Address {
+        /// The address messages are routed by (on a topic, the full name sent to).
+        routing: Arc<str>,
+        bound: Bound,
+    },
+    /// Each to its own `to`.
+    Relay,
 }
 
 impl Inbound {
@@ -60,14 +77,25 @@ impl Inbound {
         local: u32,
         key: LinkKey,
         attach: &Attach,
-        target: SendTarget,
-        grant: Grant,
+        target: Target,
     ) -> Self {
-        let entry = target.entry.clone();
-        entry.senders.fetch_add(1, Ordering::Relaxed);
-        let max_message_size = entry.config().limits.max_message_size;
+        let mut reply_target = Terminus::named_like(attach.target.as_ref());
+        let (route, max_message_size) = match target {
+            Target::Address(target, bound) => {
+                let entry = &bound.entry;
+                entry.senders.fetch_add(1, Ordering::Relaxed);
+                if bound.temporary.is_some() {
+                    reply_target.address = Some(entry.address.clone());
+                    reply_target.dynamic = true;
+                }
+                let max = entry.config().limits.max_message_size;
+                let routing = target.routing;
+                (Route::Address { routing, bound }, max)
+            }
+            // Each message is also held to its own address's limit as it arrives.
+            Target::Relay => (Route::Relay, DEFAULT_MAX_MESSAGE_SIZE),
+        };
         let source = Terminus::named_like(attach.source.as_ref());
-        let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {
                 name: &attach.name,
@@ -81,9 +109,13 @@ impl Inbound {
             });
         });
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
+        let bound = match &route {
+            Route::Address { bound, .. } => Some(bound),
+            Route::Relay => None,
+        };
         let mut link = Self {
-            end: Endpoint::new(cx, &attach.name, local, key, delivery_count, entry, grant),
-            routing: target.routing,
+            end: Endpoint::new(cx, &attach.name, local, key, delivery_count, bound),
+            route,
             window: cx.broker.settings().credit_window.max(1),
             max_message_size,
             partial: None,
@@ -93,8 +125,12 @@ impl Inbound {
         link
     }
 
-    fn entry(&self) -> &Arc<Entry> {
-        &self.end.entry
+    /// The address the link is attached to; none for the anonymous relay.
+    pub(super) fn bound(&self) -> Option<&Bound> {
+        match &self.route {
+            Route::Address { bound, .. } => Some(bound),
+            Route::Relay => None,
+        }
     }
 
     /// Takes one transfer frame. Returns the delivery's state to tell the peer, if it is decided
@@ -177,11 +213,16 @@ impl Inbound {
         let mut told = None;
         if crossed {
             self.unreserve(1);
-            let description = format!(
-                "message exceeds the limit of {} bytes of address {:?}",
-                self.max_message_size,
-                self.entry().address
-            );
+            let description = match self.bound() {
+                Some(bound) => format!(
+                    "message exceeds the limit of {} bytes of address {:?}",
+                    self.max_message_size, bound.entry.address
+                ),
+                None => format!(
+                    "message exceeds the anonymous relay's limit of {} bytes",
+                    self.max_message_size
+                ),
+            };
             let error = ErrorInfo::new(condition::MESSAGE_SIZE_EXCEEDED, description);
             if !settled {
                 told = Some((delivery_id, DeliveryState::Rejected(Some(error))));
@@ -226,7 +267,11 @@ impl Inbound {
                 format!("message format {format} is not supported; only standard AMQP messages (0) are"),
             ))));
         }
-        let message = match Message::decode(cx.broker.next_message_id(), bytes, self.routing.clone()) {
+        let routing = match &self.route {
+            Route::Address { routing, .. } => routing.clone(),
+            Route::Relay => Arc::from(""),
+        };
+        let mut message = match Message::decode(cx.broker.next_message_id(), bytes, routing) {
             Ok(message) => message,
             Err(err) => {
                 self.unreserve(1);
@@ -236,22 +281,33 @@ impl Inbound {
                 ))));
             }
         };
-        let entry = self.end.entry.clone();
-        let result = match &entry.engine {
-            AddressEngine::Queue(queue) if message.durable => match queue.check_size(message.size) {
-                Err(too_large) => {
-                    queue.unreserve(1);
-                    Err(too_large)
+        let entry = match &self.route {
+            Route::Address { bound, .. } => bound.entry.clone(),
+            Route::Relay => match relay_to(cx, &message) {
+                Ok((entry, routing)) => {
+                    message.address = routing;
+                    entry
                 }
-                Ok(()) => {
-                    let held = Held {
-                        address: message.address.clone(),
-                        queue: queue.clone(),
-                        message,
-                    };
-                    return self.decided(cx, delivery_id, settled, persist_then_queue(cx, vec![held]));
-                }
+                Err(refused) => return Some(DeliveryState::Rejected(Some(refused))),
             },
+        };
+        let result = match &entry.engine {
+            AddressEngine::Queue(queue) if message.durable && !entry.temporary => {
+                match queue.check_size(message.size) {
+                    Err(too_large) => {
+                        queue.unreserve(1);
+                        Err(too_large)
+                    }
+                    Ok(()) => {
+                        let held = Held {
+                            address: message.address.clone(),
+                            queue: queue.clone(),
+                            message,
+                        };
+                        return self.decided(cx, delivery_id, settled, persist_then_queue(cx, vec![held]));
+                    }
+                }
+            }
             AddressEngine::Queue(queue) => queue.push(message),
             AddressEngine::Fanout(fanout) => match fanout.publish(&message, || cx.broker.next_message_id()) {
                 Ok(held) if held.is_empty() => Ok(()),
@@ -320,14 +376,19 @@ impl Inbound {
         if self.end.credit >= self.window / 2 || self.waiting_room {
             return false;
         }
-        let got = reserve(self.entry(), self.window - self.end.credit);
+        let Route::Address { bound, .. } = &self.route else {
+            // The relay reserves room message by message, at each one's own address.
+            self.end.credit = self.window;
+            return true;
+        };
+        let got = reserve(&bound.entry, self.window - self.end.credit);
         if got > 0 {
             self.end.credit += got;
             return true;
         }
         if self.end.credit == 0 {
             self.waiting_room = true;
-            let entry = self.entry().clone();
+            let entry = bound.entry.clone();
             let gone = self.end.gone.clone();
             let key = self.end.key;
             cx.waits.push(Box::pin(async move {
@@ -350,7 +411,9 @@ impl Inbound {
     /// Gives back room reserved for messages that will not arrive, or were refused before the
     /// address took them.
     fn unreserve(&self, count: u32) {
-        unreserve(self.entry(), count);
+        if let Some(bound) = self.bound() {
+            unreserve(&bound.entry, count);
+        }
     }
 
     /// Lets go of the link: the room its credit held goes back to the address.
@@ -362,8 +425,46 @@ impl Inbound {
         if let Some(partial) = self.partial.take() {
             *cx.gathering = cx.gathering.saturating_sub(partial.bytes.len());
         }
-        self.entry().senders.fetch_sub(1, Ordering::Relaxed);
+        if let Some(bound) = self.bound() {
+            bound.entry.senders.fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Finds where the anonymous relay sends a message: the address its `to` names, if the user may
+/// send there, with room reserved for it. The error names what stands in the way.
+fn relay_to(cx: &Context<'_>, message: &Message) -> Result<(Arc<Entry>, Arc<str>), ErrorInfo> {
+    let properties = message.properties().map_err(|err| {
+        ErrorInfo::new(
+            condition::DECODE_ERROR,
+            format!("failed to decode the message's properties: {err}"),
+        )
+    })?;
+    let to = properties.and_then(|p| p.to).ok_or_else(|| {
+        ErrorInfo::new(
+            condition::NOT_FOUND,
+            "a message sent through the anonymous relay needs a `to` address",
+        )
+    })?;
+    let user = &cx.identity.username;
+    if !attach::may_send(cx.broker, user, to) {
+        return Err(ErrorInfo::new(
+            condition::UNAUTHORIZED_ACCESS,
+            format!("user {user:?} may not send to address {to:?}"),
+        ));
+    }
+    let target = cx
+        .broker
+        .table()
+        .resolve_target(to)
+        .map_err(attach::resolve_error)?;
+    if reserve(&target.entry, 1) == 0 {
+        return Err(ErrorInfo::new(
+            condition::RESOURCE_LIMIT_EXCEEDED,
+            format!("address {to:?} has no room for the message now"),
+        ));
+    }
+    Ok((target.entry, target.routing))
 }
 
 /// Makes durable copies safe in the store, and queues them only then: the delivery is accepted

@@ -16,7 +16,7 @@ use tracing::debug;
 
 use super::{
     connection::{Context, Ending, Event, LinkKey},
-    session::{Endpoint, Unsettled},
+    session::{Bound, Endpoint, Unsettled},
 };
 use crate::{
     address::{
@@ -28,7 +28,6 @@ use crate::{
         frame,
         performative::{Attach, AttachReply, ErrorInfo, Flow, Role, Terminus, condition},
     },
-    broker::Grant,
     message::{Message, Settled},
 };
 
@@ -66,6 +65,8 @@ pub(super) struct Outbound {
     /// Its name, handle and credit; the delivery count is the broker's deliveries, the credit what
     /// the peer gave and the broker has not used.
     pub(super) end: Endpoint,
+    /// The address it takes messages from.
+    pub(super) bound: Bound,
     queue: Arc<Queue>,
     membership: Option<(Arc<Fanout>, u64)>,
     drain: bool,
@@ -93,7 +94,7 @@ impl Outbound {
         key: LinkKey,
         attach: &Attach,
         source: ReceiveSource,
-        grant: Grant,
+        bound: Bound,
     ) -> Self {
         let entry = source.entry.clone();
         let (queue, membership, mode) = match &entry.engine {
@@ -123,10 +124,14 @@ impl Outbound {
         let presettled =
             entry.type_ == AddressType::Multicast || attach.snd_settle_mode == 1 || browsing.is_some();
         let mode = if browsing.is_some() { Some("copy") } else { mode };
-        let reply_source = Terminus {
+        let mut reply_source = Terminus {
             distribution_mode: mode.map(str::to_owned),
             ..Terminus::named_like(attach.source.as_ref())
         };
+        if bound.temporary.is_some() {
+            reply_source.address = Some(entry.address.clone());
+            reply_source.dynamic = true;
+        }
         let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {
@@ -141,7 +146,8 @@ impl Outbound {
             });
         });
         Self {
-            end: Endpoint::new(cx, &attach.name, local, key, 0, entry, grant),
+            end: Endpoint::new(cx, &attach.name, local, key, 0, Some(&bound)),
+            bound,
             queue,
             membership,
             drain: false,
@@ -284,7 +290,7 @@ impl Outbound {
                 condition::MESSAGE_SIZE_EXCEEDED,
                 format!(
                     "a message of {} bytes waits on address {:?}, larger than the receiver's max-message-size of {max}",
-                    message.size, self.end.entry.address
+                    message.size, self.bound.entry.address
                 ),
             ));
         }
@@ -312,7 +318,7 @@ impl Outbound {
         } else if settled {
             settle(
                 cx,
-                &self.end.entry,
+                &self.bound.entry,
                 &self.queue,
                 &message,
                 (Settlement::Accepted, None),
@@ -333,7 +339,7 @@ impl Outbound {
     /// Applies the peer's outcome for a message sent on this link.
     pub(super) fn settle(&mut self, cx: &mut Context<'_>, message: &Message, settled: Settled) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        settle(cx, &self.end.entry, &self.queue, message, settled);
+        settle(cx, &self.bound.entry, &self.queue, message, settled);
     }
 
     /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
@@ -358,14 +364,14 @@ impl Outbound {
             None => self.queue.consumer_left(),
         }
         let remaining = self
-            .end
+            .bound
             .entry
             .receivers
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
         if let Some((fanout, id)) = self.membership.take() {
             fanout.leave(id, false);
-        } else if matches!(self.end.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {
+        } else if matches!(self.bound.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {
             // Anycast never stores: with nobody left to receive, senders get their messages back.
             for message in self.queue.drain() {
                 if let Some(reply) = &message.reply {

@@ -59,47 +59,53 @@ pub(super) struct Endpoint {
     pub(super) delivery_count: u32,
     /// Credit the receiving side has given and the sending side has not used.
     pub(super) credit: u32,
-    /// The address.
-    pub(super) entry: Arc<Entry>,
-    /// The right the link was attached with.
-    pub(super) grant: Grant,
     /// Cancelled when the link ends: what it waits for stops waiting.
     pub(super) gone: CancellationToken,
 }
 
 impl Endpoint {
-    /// A link's end on `entry`, watched from outside: its address removed or its user's right
-    /// revoked ends it with an [`Event::Ended`].
+    /// A link's end. Bound to an address, it is watched from outside: the address removed or its
+    /// user's right revoked ends it with an [`Event::Ended`].
     pub(super) fn new(
         cx: &mut Context<'_>,
         name: &str,
         local: u32,
         key: LinkKey,
         delivery_count: u32,
-        entry: Arc<Entry>,
-        grant: Grant,
+        bound: Option<&Bound>,
     ) -> Self {
         let gone = CancellationToken::new();
-        let (watched, revoked, stop) = (entry.clone(), grant.revoked().clone(), gone.clone());
-        cx.waits.push(Box::pin(async move {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => Event::Ended(key, Ending::Gone),
-                () = watched.removed.cancelled() => Event::Ended(key, Ending::Removed),
-                () = revoked.cancelled() => Event::Ended(key, Ending::Revoked),
-            }
-        }));
+        if let Some(bound) = bound {
+            let (watched, revoked, stop) = (bound.entry.clone(), bound.grant.revoked().clone(), gone.clone());
+            cx.waits.push(Box::pin(async move {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => Event::Ended(key, Ending::Gone),
+                    () = watched.removed.cancelled() => Event::Ended(key, Ending::Removed),
+                    () = revoked.cancelled() => Event::Ended(key, Ending::Revoked),
+                }
+            }));
+        }
         Self {
             name: name.to_owned(),
             local,
             key,
             delivery_count,
             credit: 0,
-            entry,
-            grant,
             gone,
         }
     }
+}
+
+/// The address a link is attached to, and the right it was attached with.
+pub(super) struct Bound {
+    /// The address.
+    pub(super) entry: Arc<Entry>,
+    /// The right the link was attached with.
+    pub(super) grant: Grant,
+    /// For a link that created its address (a dynamic node): the address, removed when the link
+    /// ends.
+    pub(super) temporary: Option<attach::Temporary>,
 }
 
 /// A link of the session.
@@ -121,8 +127,11 @@ impl Link {
     /// The error the link is detached with when its address is removed or its user loses the
     /// right it was attached with.
     fn ended_error(&self, ending: Ending) -> Option<ErrorInfo> {
-        let end = self.end();
-        let address = &end.entry.address;
+        let bound = match self {
+            Self::In(inbound) => inbound.bound()?,
+            Self::Out(outbound) => &outbound.bound,
+        };
+        let address = &bound.entry.address;
         match ending {
             Ending::Gone => None,
             Ending::Removed => Some(ErrorInfo::new(
@@ -138,7 +147,7 @@ impl Link {
                     condition::UNAUTHORIZED_ACCESS,
                     format!(
                         "user {:?} may no longer {action} address {address:?}",
-                        end.grant.username()
+                        bound.grant.username()
                     ),
                 ))
             }
@@ -229,7 +238,7 @@ impl Session {
             return Ok(!matches!(performative, Performative::End(_)));
         }
         let result = match performative {
-            Performative::Attach(attach) => self.attach(cx, attach),
+            Performative::Attach(attach) => self.attach(cx, *attach),
             Performative::Flow(flow) => self.flow(cx, &flow),
             Performative::Transfer(transfer) => self.transfer(cx, &transfer, payload),
             Performative::Disposition(disposition) => {
@@ -332,15 +341,15 @@ impl Session {
             attach::decide(cx, &attach)
         };
         match decision {
-            Ok(attach::Decision::Inbound(target, grant)) => {
+            Ok(attach::Decision::Inbound(target)) => {
                 self.locals.insert(local);
-                let link = Inbound::attach(cx, self.local, local, key, &attach, target, grant);
+                let link = Inbound::attach(cx, self.local, local, key, &attach, target);
                 self.links.insert(attach.handle, Link::In(link));
                 self.flow_link(cx, attach.handle, false);
             }
-            Ok(attach::Decision::Outbound(source, grant)) => {
+            Ok(attach::Decision::Outbound(source, bound)) => {
                 self.locals.insert(local);
-                let link = Outbound::attach(cx, self.local, local, key, &attach, source, grant);
+                let link = Outbound::attach(cx, self.local, local, key, &attach, source, bound);
                 self.links.insert(attach.handle, Link::Out(link));
             }
             Err(error) => {

@@ -26,8 +26,15 @@ pub struct AttachReply<'a> {
 
 /// Writes performatives the broker sends.
 impl Encoder<'_> {
-    /// Open.
-    pub fn open(&mut self, container_id: &str, max_frame_size: u32, channel_max: u16, idle_time_out: u32) {
+    /// Open, offering `capabilities`.
+    pub fn open(
+        &mut self,
+        container_id: &str,
+        max_frame_size: u32,
+        channel_max: u16,
+        idle_time_out: u32,
+        capabilities: &[&str],
+    ) {
         self.descriptor(descriptor::OPEN);
         let mut l = self.list();
         l.field(|e| e.string(container_id));
@@ -35,6 +42,9 @@ impl Encoder<'_> {
         l.field(|e| e.uint(max_frame_size));
         l.field(|e| e.ushort(channel_max));
         l.field(|e| e.uint(idle_time_out));
+        l.absent(); // outgoing-locales
+        l.absent(); // incoming-locales
+        l.field(|e| e.symbols(capabilities));
         l.end();
     }
 
