@@ -16,6 +16,7 @@ pub mod management;
 pub mod message;
 pub mod recovery;
 pub mod sasl;
+pub mod selector;
 pub mod server;
 pub mod standalone;
 pub mod store;

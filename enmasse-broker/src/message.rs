@@ -10,6 +10,8 @@ use std::{
 
 use tokio::sync::oneshot;
 
+mod fields;
+
 use crate::{
     address::queue::Settlement,
     amqp::{
@@ -41,6 +43,8 @@ pub struct Message {
     pub size: usize,
     /// Whether its sender marked it durable.
     pub durable: bool,
+    /// When the broker expires it, in milliseconds since the Unix epoch; never if `None`.
+    pub expires_at: Option<u64>,
     /// Deliveries that did not end in a settlement (raised on release, modify or a lost consumer).
     pub delivery_count: u32,
     /// The address it was sent to; on a topic, the full `/`-separated name receivers filter on.
@@ -98,6 +102,7 @@ impl Message {
             properties: parsed.properties.and_then(span),
             application_properties: parsed.application_properties.and_then(span),
             durable: parsed.header.durable,
+            expires_at: None,
             delivery_count: parsed.header.delivery_count,
             encoded,
             address,

@@ -21,7 +21,7 @@ use common::{
 use enmasse_broker::{
     amqp::{
         encode::Encoder,
-        performative::{DeliveryState, Performative, Role, condition},
+        performative::{DeliveryState, Performative, Role, SELECTOR_FILTER as SELECTOR, condition},
     },
     broker::Settings,
 };
@@ -247,15 +247,15 @@ async fn drain_delivers_what_is_waiting_and_then_completes() {
     );
 }
 
-/// An attach of a receiving peer whose source asks for a selector, browsing, or a durable
-/// terminus that never expires.
+/// An attach of a receiving peer whose source asks for a filter (by its descriptor, with a string
+/// value, under the key `jms-selector`), browsing, or a durable terminus that never expires.
 async fn attach_source(
     raw: &mut Raw,
     address: &str,
     handle: u32,
     durable: u32,
     mode: Option<&str>,
-    selector: bool,
+    filter: Option<(u64, &str)>,
 ) -> Performative<'static> {
     raw.send(0, |e| {
         e.descriptor(0x12);
@@ -275,17 +275,16 @@ async fn attach_source(
             s.absent();
             s.absent();
             s.optional(mode, Encoder::symbol);
-            if selector {
+            if let Some((descriptor, text)) = filter {
                 s.field(|e| {
-                    e.raw(&{
-                        let mut map = Vec::new();
-                        let mut m = Encoder::new(&mut map);
-                        m.symbol("jms-selector");
-                        m.descriptor(0x0000_468C_0000_0004);
-                        m.string("colour = 'green'");
-                        let mut out = vec![0xc1, (map.len() + 1) as u8, 2];
-                        out.extend_from_slice(&map);
-                        out
+                    e.map(|m| {
+                        m.entry(
+                            |e| e.symbol("jms-selector"),
+                            |e| {
+                                e.descriptor(descriptor);
+                                e.string(text);
+                            },
+                        )
                     })
                 });
             }
@@ -308,7 +307,7 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     let broker = orders().await;
     let mut raw = Raw::session(broker.addr).await;
 
-    let Performative::Attach(durable) = attach_source(&mut raw, "orders", 0, 2, None, false).await else {
+    let Performative::Attach(durable) = attach_source(&mut raw, "orders", 0, 2, None, None).await else {
         unreachable!()
     };
     let source = durable.source.expect("attached");
@@ -318,29 +317,68 @@ async fn the_attach_reply_claims_only_what_the_broker_does() {
     );
     assert_eq!(source.distribution_mode.as_deref(), Some("move"));
 
-    let Performative::Attach(selector) = attach_source(&mut raw, "orders", 1, 0, None, true).await else {
+    let Performative::Attach(selector) = attach_source(
+        &mut raw,
+        "orders",
+        1,
+        0,
+        None,
+        Some((SELECTOR, "colour = 'green'")),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    let source = selector.source.expect("a selector is applied");
+    assert_eq!(
+        source.selector(),
+        Some("colour = 'green'"),
+        "the reply names the selector in force: {source:?}"
+    );
+
+    let Performative::Attach(unknown) =
+        attach_source(&mut raw, "orders", 3, 0, None, Some((0x0000_468C_0000_0001, "x"))).await
+    else {
         unreachable!()
     };
     assert!(
-        selector.source.is_none(),
-        "a selector the broker does not apply is refused"
+        unknown.source.is_none(),
+        "a filter the broker does not apply is refused"
     );
+    let error = detach_error(&mut raw).await;
+    assert_eq!(error.condition, condition::NOT_IMPLEMENTED);
+    assert!(error.to_string().contains("jms-selector"), "{error}");
+
+    let Performative::Attach(broken) =
+        attach_source(&mut raw, "orders", 4, 0, None, Some((SELECTOR, "colour = "))).await
+    else {
+        unreachable!()
+    };
+    assert!(
+        broken.source.is_none(),
+        "a selector that does not parse is refused"
+    );
+    let error = detach_error(&mut raw).await;
+    assert_eq!(error.condition, condition::INVALID_FIELD);
+    assert!(error.to_string().contains("column"), "{error}");
+
+    let Performative::Attach(browse) = attach_source(&mut raw, "orders", 2, 0, Some("copy"), None).await
+    else {
+        unreachable!()
+    };
+    let source = browse.source.expect("a queue may be browsed");
+    assert_eq!(source.distribution_mode.as_deref(), Some("copy"));
+}
+
+/// The error of the next detach.
+async fn detach_error(raw: &mut Raw) -> enmasse_broker::amqp::performative::ErrorInfo {
     let detach = raw
         .next_of("detach", |p| matches!(p, Performative::Detach(_)))
         .await;
     let Performative::Detach(detach) = detach.performative() else {
         unreachable!()
     };
-    let error = detach.error.unwrap();
-    assert_eq!(error.condition, condition::NOT_IMPLEMENTED);
-    assert!(error.to_string().contains("jms-selector"), "{error}");
-
-    let Performative::Attach(browse) = attach_source(&mut raw, "orders", 2, 0, Some("copy"), false).await
-    else {
-        unreachable!()
-    };
-    let source = browse.source.expect("a queue may be browsed");
-    assert_eq!(source.distribution_mode.as_deref(), Some("copy"));
+    detach.error.expect("the detach names why")
 }
 
 /// The next message a browser is shown: settled, with the body `expected`.
@@ -363,7 +401,7 @@ async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consume
     let broker = orders().await;
     send_all(&broker, (0..3).map(|i| format!("m{i}"))).await;
     let mut raw = Raw::session(broker.addr).await;
-    attach_source(&mut raw, "orders", 0, 0, Some("copy"), false).await;
+    attach_source(&mut raw, "orders", 0, 0, Some("copy"), None).await;
     raw.flow(0, 0, 10, false).await;
     for i in 0..3 {
         shown(&mut raw, &format!("m{i}")).await;
@@ -394,7 +432,7 @@ async fn a_browser_is_shown_every_waiting_message_and_leaves_them_to_the_consume
 async fn browsing_a_topic_is_refused_as_not_implemented() {
     let broker = start(config(vec![address("events", AddressType::Topic)])).await;
     let mut raw = Raw::session(broker.addr).await;
-    let Performative::Attach(reply) = attach_source(&mut raw, "events", 0, 0, Some("copy"), false).await
+    let Performative::Attach(reply) = attach_source(&mut raw, "events", 0, 0, Some("copy"), None).await
     else {
         unreachable!()
     };

@@ -93,10 +93,11 @@ class Check(MessagingHandler, TransactionHandler):
         self.status = "waiting for the large message"
 
     def start_selector(self):
-        self.refusal = "selector"
-        self.container.create_receiver(self.conn, QUEUE, name="selector-receiver",
-                                       options=Selector("colour = 'green'"))
-        self.status = "waiting for the selector's refusal"
+        # A red and a green message, then a receiver that selects green: it gets the green one,
+        # and the red one stays for a plain receiver.
+        self.bodies = [f"selector {self.tag} red", f"selector {self.tag} green"]
+        self.container.create_sender(self.conn, QUEUE, name="selector-sender")
+        self.status = "sending a red and a green message"
 
     def start_durable_terminus(self):
         self.container.create_receiver(self.conn, QUEUE, name="durable-receiver",
@@ -152,7 +153,8 @@ class Check(MessagingHandler, TransactionHandler):
 
     def on_sendable(self, event):
         while event.sender.credit and self.sent < len(self.bodies):
-            event.sender.send(Message(body=self.bodies[self.sent]))
+            body = self.bodies[self.sent]
+            event.sender.send(Message(body=body, properties={"colour": body.rsplit(" ", 1)[-1]}))
             self.sent += 1
 
     def on_accepted(self, event):
@@ -160,6 +162,10 @@ class Check(MessagingHandler, TransactionHandler):
         if self.case == "drain" and self.accepted == len(self.bodies):
             self.container.create_receiver(self.conn, QUEUE, name="drain-receiver").drain(10)
             self.status = "sent 3, waiting for the drain to complete"
+        elif self.case == "selector" and self.accepted == len(self.bodies):
+            self.container.create_receiver(self.conn, QUEUE, name="selector-receiver",
+                                           options=Selector("colour = 'green'")).flow(1)
+            self.status = "sent 2, waiting for the green one"
         elif self.case == "browse" and self.accepted == len(self.bodies):
             self.container.create_receiver(self.conn, QUEUE, name="browse-receiver",
                                            options=Copy()).flow(len(self.bodies))
@@ -177,6 +183,8 @@ class Check(MessagingHandler, TransactionHandler):
             self.status = f"received {len(self.received)}, drain not completed"
         elif self.case == "browse":
             self.on_browse_message(event, body)
+        elif self.case == "selector":
+            self.on_selector_message(event, body)
         elif body == self.bodies[0]:
             self.finish(True, f"ok {self.case}: sent and received one message of {len(body)} "
                               f"characters ({self.skipped} old messages skipped)")
@@ -186,6 +194,20 @@ class Check(MessagingHandler, TransactionHandler):
         else:
             self.skipped += 1
             event.receiver.flow(1)
+
+    def on_selector_message(self, event, body):
+        red, green = self.bodies
+        if event.link.name == "selector-receiver":
+            if body != green:
+                self.finish(False, f"the selecting receiver got {body!r}")
+            else:
+                self.container.create_receiver(self.conn, QUEUE, name="plain-receiver").flow(1)
+                self.status = "green received, waiting for the red one on a plain receiver"
+        elif body == red:
+            self.finish(True, "ok selector: the selector took the green message and left the red "
+                              "one for a plain receiver")
+        else:
+            self.finish(False, f"the plain receiver got {body!r}")
 
     def on_browse_message(self, event, body):
         # Deliveries to the browser may come settled; the auto-accept does not mind.

@@ -168,10 +168,42 @@ const cases = {
   },
 
   selector: () => {
-    refusal = 'selector';
-    const filter = rhea.filter.selector("colour = 'green'");
-    connection.open_receiver({ source: { address: QUEUE, filter }, name: 'selector-receiver', credit_window: 0 });
-    status = "waiting for the selector's refusal";
+    // A red and a green message, then a receiver that selects green: it gets the green one, and
+    // the red one stays for a plain receiver.
+    const sender = connection.open_sender({ target: QUEUE, name: 'selector-sender' });
+    let sent = 0;
+    let accepted = 0;
+    const colours = ['red', 'green'];
+    sender.on('sendable', () => {
+      while (sender.sendable() && sent < colours.length) {
+        const colour = colours[sent++];
+        sender.send({ body: `${tag} ${colour}`, application_properties: { colour } });
+      }
+    });
+    sender.on('accepted', () => {
+      accepted += 1;
+      if (accepted < colours.length) return;
+      const filter = rhea.filter.selector("colour = 'green'");
+      const green = connection.open_receiver({ source: { address: QUEUE, filter }, name: 'selector-receiver' });
+      green.on('receiver_open', () => {
+        const remote = green.remote.attach && green.remote.attach.source;
+        if (!remote || !remote.filter) fail(`the reply names no filter in force: ${JSON.stringify(remote)}`);
+        else status = 'selector in force, waiting for the green message';
+      });
+      green.on('message', (context) => {
+        if (context.message.body !== `${tag} green`) {
+          fail(`the selecting receiver got ${JSON.stringify(context.message.body)}`);
+          return;
+        }
+        status = 'green received, waiting for the red one on a plain receiver';
+        const plain = connection.open_receiver({ source: QUEUE, name: 'plain-receiver' });
+        plain.on('message', (ctx) => {
+          if (ctx.message.body === `${tag} red`) pass('the selector took the green message and left the red one for a plain receiver');
+          else fail(`the plain receiver got ${JSON.stringify(ctx.message.body)}`);
+        });
+      });
+    });
+    status = 'sending a red and a green message';
   },
 
   'durable-terminus': () => {

@@ -2,7 +2,7 @@
 //!
 //! Every member (an attached receiver, or a topic's durable subscription) has a queue of its own
 //! and a filter. A message is copied into the queue of every member whose filter matches the
-//! address it was sent to. A sender gets credit only while every member has room, so the slowest
+//! address it was sent to and whose selector, if it has one, selects it. A sender gets credit only while every member has room, so the slowest
 //! member paces the senders instead of growing memory. With no member at all, messages are
 //! accepted and dropped, as on a topic nobody listens to.
 //!
@@ -18,7 +18,7 @@ use enmasse_types::{broker_config::AddressLimits, patterns::WordPattern};
 use tokio::sync::Notify;
 
 use super::queue::{PushError, Queue};
-use crate::message::Message;
+use crate::{message::Message, selector::Selector};
 
 /// Which messages a member receives.
 #[derive(Clone, Debug)]
@@ -42,6 +42,7 @@ impl Filter {
 struct Member {
     id: u64,
     filter: Filter,
+    selector: Option<Arc<Selector>>,
     queue: Arc<Queue>,
     /// For a durable subscription, its address: durable messages are journaled under it.
     subscription: Option<Arc<str>>,
@@ -116,23 +117,35 @@ impl Fanout {
     }
 
     /// Adds a member with a queue of its own bounded by `limits`; returns its id and queue.
-    pub fn join(&self, filter: Filter, limits: AddressLimits) -> (u64, Arc<Queue>) {
+    pub fn join(
+        &self,
+        filter: Filter,
+        selector: Option<Arc<Selector>>,
+        limits: AddressLimits,
+    ) -> (u64, Arc<Queue>) {
         let queue = Queue::new(limits);
-        let id = self.add(filter, queue.clone(), None);
+        let id = self.add(filter, selector, queue.clone(), None);
         (id, queue)
     }
 
     /// Adds a durable subscription: a member whose queue outlives its receivers, and whose
     /// copies of durable messages are journaled under `address`.
     pub fn join_subscription(&self, filter: Filter, queue: Arc<Queue>, address: Arc<str>) -> u64 {
-        self.add(filter, queue, Some(address))
+        self.add(filter, None, queue, Some(address))
     }
 
-    fn add(&self, filter: Filter, queue: Arc<Queue>, subscription: Option<Arc<str>>) -> u64 {
+    fn add(
+        &self,
+        filter: Filter,
+        selector: Option<Arc<Selector>>,
+        queue: Arc<Queue>,
+        subscription: Option<Arc<str>>,
+    ) -> u64 {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
         self.members().push(Member {
             id,
             filter,
+            selector,
             queue,
             subscription,
         });
@@ -213,7 +226,9 @@ impl Fanout {
         let mut refused = None;
         let mut held = Vec::new();
         for member in members.iter() {
-            if !member.filter.matches(&message.address) {
+            let selected = member.filter.matches(&message.address)
+                && member.selector.as_ref().is_none_or(|s| s.matches(message));
+            if !selected {
                 member.queue.unreserve(1);
                 continue;
             }
@@ -288,9 +303,10 @@ mod tests {
     #[test]
     fn every_member_gets_every_message_it_filters_for() {
         let topic = Fanout::new();
-        let (_, all) = topic.join(Filter::All, limits(10));
+        let (_, all) = topic.join(Filter::All, None, limits(10));
         let (_, temps) = topic.join(
             Filter::Pattern(WordPattern::parse("sensors/+/temp", false).unwrap()),
+            None,
             limits(10),
         );
         assert_eq!(topic.reserve(2), 2);
@@ -310,8 +326,8 @@ mod tests {
     #[test]
     fn the_fullest_member_sets_the_credit() {
         let topic = Fanout::new();
-        let (_, slow) = topic.join(Filter::All, limits(2));
-        let (_, _fast) = topic.join(Filter::All, limits(10));
+        let (_, slow) = topic.join(Filter::All, None, limits(2));
+        let (_, _fast) = topic.join(Filter::All, None, limits(10));
         assert_eq!(topic.reserve(5), 2);
         topic.publish(&message("t", 1), || 0).unwrap();
         topic.publish(&message("t", 1), || 0).unwrap();
@@ -339,7 +355,7 @@ mod tests {
     #[test]
     fn a_member_that_leaves_gets_no_more_and_its_queue_closes() {
         let topic = Fanout::new();
-        let (id, queue) = topic.join(Filter::All, limits(10));
+        let (id, queue) = topic.join(Filter::All, None, limits(10));
         topic.leave(id, false);
         assert!(queue.is_closed());
         topic.reserve(1);
@@ -350,7 +366,7 @@ mod tests {
     #[test]
     fn a_durable_message_is_held_for_durable_subscriptions_and_queued_at_once_for_receivers() {
         let topic = Fanout::new();
-        let (_, receiver) = topic.join(Filter::All, limits(10));
+        let (_, receiver) = topic.join(Filter::All, None, limits(10));
         let subscription = Queue::new(limits(10));
         topic.join_subscription(Filter::All, subscription.clone(), Arc::from("audit"));
         assert_eq!(topic.reserve(1), 1);
@@ -375,6 +391,7 @@ mod tests {
         topic.join_subscription(Filter::All, subscription.clone(), Arc::from("audit"));
         let (_, small) = topic.join(
             Filter::All,
+            None,
             AddressLimits {
                 max_message_size: 10,
                 ..limits(10)

@@ -6,6 +6,11 @@
 //! reached. Consumers compete: each message goes to one consumer, in the order they asked, and stays
 //! *in flight* until that consumer settles it. A released or modified message comes back to the
 //! front of the queue with its delivery count raised; a rejected one is dropped.
+//!
+//! A consumer with a selector takes the first waiting message its selector selects; what it
+//! passes over stays, in order, for the others. It scans each waiting message once: it remembers
+//! how far it looked, and starts again from the front only when a message came back before that
+//! point.
 
 use std::{
     collections::VecDeque,
@@ -15,7 +20,10 @@ use std::{
 use enmasse_types::broker_config::AddressLimits;
 use tokio::sync::Notify;
 
-use crate::message::{IdMap, Message};
+use crate::{
+    message::{IdMap, Message},
+    selector::Selector,
+};
 
 /// How a consumer settled a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,8 +100,24 @@ struct State {
     backlog: u64,
     /// A sender waits for the pace to let it send again.
     paced_senders: bool,
-    /// Browsers attached: while there are any, arrivals are announced to them too.
-    browsers: u32,
+    /// Browsers and consumers with selectors attached: while there are any, arrivals are announced
+    /// to them all.
+    watchers: u32,
+    /// Raised whenever a message waits again that is older than the newest taken in (released,
+    /// given back, or queued late once safe), so that consumers with selectors look again from
+    /// the front.
+    epoch: u64,
+    /// The id of the newest message taken in.
+    newest: u64,
+}
+
+/// How far a consumer with a selector has looked through the waiting messages: it has looked at
+/// every one up to the message id `after` and selected none, as long as the queue's epoch is
+/// still `epoch`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    epoch: u64,
+    after: u64,
 }
 
 impl State {
@@ -102,6 +126,10 @@ impl State {
     /// durable message queued once it is safe, after a later one, still takes its place. Most
     /// messages are the newest and go to the back without a search.
     fn requeue(&mut self, message: Message) {
+        if message.id < self.newest {
+            self.epoch += 1;
+        }
+        self.newest = self.newest.max(message.id);
         match self.ready.back() {
             Some(last) if last.id > message.id => {
                 let at = self.ready.partition_point(|waiting| waiting.id < message.id);
@@ -148,8 +176,9 @@ pub struct Queue {
     arrivals: Notify,
     /// Woken when room frees up (senders waiting for credit wait here).
     room: Notify,
-    /// Woken when a message becomes ready, for browsers (all of them).
-    browsable: Notify,
+    /// Woken when a message becomes ready, for browsers and consumers with selectors (all of
+    /// them).
+    watch: Notify,
 }
 
 impl Queue {
@@ -160,7 +189,7 @@ impl Queue {
             state: Mutex::new(State::default()),
             arrivals: Notify::new(),
             room: Notify::new(),
-            browsable: Notify::new(),
+            watch: Notify::new(),
         })
     }
 
@@ -264,12 +293,7 @@ impl Queue {
         state.bytes += message.size as u64;
         state.messages_in += 1;
         state.requeue(message);
-        let browsed = state.browsers > 0;
-        drop(state);
-        self.arrivals.notify_one();
-        if browsed {
-            self.browsable.notify_waiters();
-        }
+        self.ready_again(state);
     }
 
     /// Takes the next message for a consumer, waiting for one; `None` once the queue is closed. The
@@ -318,18 +342,86 @@ impl Queue {
         Some(message)
     }
 
-    /// The first waiting message after `after` (a message id), for a browser: a copy, left in the
-    /// queue for its consumers. Messages in flight to a consumer are not browsed.
-    pub fn browse(&self, after: u64) -> Option<Message> {
+    /// Takes the first waiting message `selector` selects, without waiting, for a consumer with a
+    /// selector that has looked as far as `scan`; `scan` moves on past what it passed over.
+    pub fn try_pop_selected(&self, selector: &Selector, scan: &mut Scan) -> Option<Message> {
+        let mut state = self.state();
+        if state.closed {
+            return None;
+        }
+        if scan.epoch != state.epoch {
+            *scan = Scan {
+                epoch: state.epoch,
+                after: 0,
+            };
+        }
+        let start = state.ready.partition_point(|message| message.id <= scan.after);
+        let found = state
+            .ready
+            .iter()
+            .skip(start)
+            .position(|message| selector.matches(message))
+            .map(|offset| start + offset);
+        let Some(at) = found else {
+            scan.after = state.ready.back().map_or(scan.after, |last| last.id);
+            return None;
+        };
+        let message = state.ready.remove(at)?;
+        scan.after = message.id;
+        state.in_flight.insert(message.id, message.clone());
+        if state.pace_opened() {
+            drop(state);
+            self.room.notify_waiters();
+        }
+        Some(message)
+    }
+
+    /// Waits until a message a consumer with a selector has not looked at waits in the queue, or
+    /// the queue closes.
+    pub async fn wait_unscanned(&self, scan: Scan) {
+        loop {
+            let notified = self.watch.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.state();
+                let unseen =
+                    state.epoch != scan.epoch || state.ready.back().is_some_and(|last| last.id > scan.after);
+                if state.closed || unseen {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The first waiting message after the message id `after` that `selector` (if any) selects,
+    /// for a browser: a copy, left in the queue for its consumers. `after` moves on past what was
+    /// looked at. Messages in flight to a consumer are not browsed.
+    pub fn browse(&self, after: &mut u64, selector: Option<&Selector>) -> Option<Message> {
         let state = self.state();
-        let at = state.ready.partition_point(|message| message.id <= after);
-        state.ready.get(at).cloned()
+        let start = state.ready.partition_point(|message| message.id <= *after);
+        let found = state
+            .ready
+            .iter()
+            .skip(start)
+            .find(|message| selector.is_none_or(|selector| selector.matches(*message)));
+        match found {
+            Some(message) => {
+                *after = message.id;
+                Some(message.clone())
+            }
+            None => {
+                *after = state.ready.back().map_or(*after, |last| last.id.max(*after));
+                None
+            }
+        }
     }
 
     /// Waits until a message after `after` waits in the queue, or the queue closes.
     pub async fn wait_browsable(&self, after: u64) {
         loop {
-            let notified = self.browsable.notified();
+            let notified = self.watch.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
@@ -342,15 +434,16 @@ impl Queue {
         }
     }
 
-    /// A browser attached: arrivals are announced to browsers from now on.
-    pub fn browser_joined(&self) {
-        self.state().browsers += 1;
+    /// A browser or a consumer with a selector attached: arrivals are announced to it from now on.
+    /// A consumer with a selector does not pace senders: what it passes over may wait for long.
+    pub fn watcher_joined(&self) {
+        self.state().watchers += 1;
     }
 
-    /// A browser left.
-    pub fn browser_left(&self) {
+    /// A browser or a consumer with a selector left.
+    pub fn watcher_left(&self) {
         let mut state = self.state();
-        state.browsers = state.browsers.saturating_sub(1);
+        state.watchers = state.watchers.saturating_sub(1);
     }
 
     /// A consumer attached: from now on senders are paced by what consumers drain.
@@ -379,13 +472,13 @@ impl Queue {
         }
     }
 
-    /// Announces a message that waits again (given back, released) to consumers and browsers.
+    /// Announces a message that waits (new, given back, released) to consumers and watchers.
     fn ready_again(&self, state: MutexGuard<'_, State>) {
-        let browsed = state.browsers > 0;
+        let watched = state.watchers > 0;
         drop(state);
         self.arrivals.notify_one();
-        if browsed {
-            self.browsable.notify_waiters();
+        if watched {
+            self.watch.notify_waiters();
         }
     }
 
@@ -442,7 +535,7 @@ impl Queue {
         drop(state);
         self.arrivals.notify_waiters();
         self.room.notify_waiters();
-        self.browsable.notify_waiters();
+        self.watch.notify_waiters();
         held
     }
 

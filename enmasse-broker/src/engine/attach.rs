@@ -1,8 +1,9 @@
 //! The decision on every attach: the address must exist, suit the direction and be allowed for
 //! the user, and the link may ask only for what the broker does. A dynamic node gets a temporary
-//! address that lives as long as its link; a sender without a target is the anonymous relay. What
-//! the broker does not do (filters other than selectors, browsing anything but a queue,
-//! transactions) is refused with an error that names it, never accepted in silence.
+//! address that lives as long as its link; a sender without a target is the anonymous relay; a
+//! selector is parsed here, and one that does not parse refuses the link, saying where. What the
+//! broker does not do (filters other than selectors, browsing anything but a queue, transactions)
+//! is refused with an error that names it, never accepted in silence.
 
 use std::sync::{Arc, Weak, atomic::Ordering};
 
@@ -13,17 +14,28 @@ use crate::{
     address::table::{Engine as AddressEngine, ReceiveSource, ResolveError, SendTarget, TEMPORARY_PREFIX},
     amqp::{
         frame,
-        performative::{Attach, AttachReply, ErrorInfo, Role, Terminus, condition},
+        performative::{Attach, AttachReply, ErrorInfo, FilterKind, Role, Terminus, condition},
     },
     broker::{Broker, Grant},
+    selector::Selector,
 };
 
 /// What an attach leads to.
 pub(super) enum Decision {
     /// The client sends.
     Inbound(Target),
-    /// The client receives: messages flow out of this source.
-    Outbound(ReceiveSource, Bound),
+    /// The client receives.
+    Outbound(Receiving),
+}
+
+/// Where a client's receiver link takes messages from.
+pub(super) struct Receiving {
+    /// The source.
+    pub(super) source: ReceiveSource,
+    /// The address and the right.
+    pub(super) bound: Bound,
+    /// The selector it asked for.
+    pub(super) selector: Option<Arc<Selector>>,
 }
 
 /// Where a client's sender link delivers.
@@ -88,13 +100,29 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 .source
                 .as_ref()
                 .ok_or_else(|| not_implemented("a receiver link needs a source"))?;
-            if !source.filters.is_empty() {
-                let keys: Vec<&str> = source.filters.iter().map(|f| f.key.as_str()).collect();
+            let unknown: Vec<&str> = source
+                .filters
+                .iter()
+                .filter(|f| !matches!(f.kind, FilterKind::Selector(_)))
+                .map(|f| f.key.as_str())
+                .collect();
+            if !unknown.is_empty() {
                 return Err(not_implemented(&format!(
-                    "filters are not supported yet (asked for: {})",
-                    keys.join(", ")
+                    "only JMS selectors (apache.org:selector-filter:string) are supported as filters (asked for: {})",
+                    unknown.join(", ")
                 )));
             }
+            let selector = match source.selector() {
+                Some(text) if !text.trim().is_empty() => {
+                    Some(Arc::new(Selector::parse(text).map_err(|err| {
+                        ErrorInfo::new(
+                            condition::INVALID_FIELD,
+                            format!("invalid selector {text:?}: {err}"),
+                        )
+                    })?))
+                }
+                _ => None,
+            };
             let (resolved, bound) = if source.dynamic {
                 let (entry, bound) = create_temporary(cx, Operation::Recv);
                 (ReceiveSource { entry, filter: None }, bound)
@@ -125,7 +153,11 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                     format!("subscription {address:?} allows {max} consumer(s) at once"),
                 ));
             }
-            Ok(Decision::Outbound(resolved, bound))
+            Ok(Decision::Outbound(Receiving {
+                source: resolved,
+                bound,
+                selector,
+            }))
         }
     }
 }

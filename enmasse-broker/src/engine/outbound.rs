@@ -5,6 +5,9 @@
 //! the peer's session window allows. A drain sends what is waiting and then gives up the rest of
 //! the credit (AMQP 1.0, 2.6.7). A message the peer does not settle before the link ends goes back
 //! to the queue for another consumer.
+//!
+//! A selector on a queue picks among the waiting messages and leaves the rest; on a topic it is the
+//! link's own queue's filter, so that what it does not select is never copied to it.
 
 use std::{
     collections::BTreeMap,
@@ -15,20 +18,22 @@ use enmasse_types::resources::address::AddressType;
 use tracing::debug;
 
 use super::{
+    attach::Receiving,
     connection::{Context, Ending, Event, LinkKey},
     session::{Bound, Endpoint, Unsettled},
 };
 use crate::{
     address::{
         fanout::{Fanout, Filter},
-        queue::{Queue, Settlement},
-        table::{Engine as AddressEngine, Entry, ReceiveSource},
+        queue::{Queue, Scan, Settlement},
+        table::{Engine as AddressEngine, Entry},
     },
     amqp::{
         frame,
-        performative::{Attach, AttachReply, ErrorInfo, Flow, Role, Terminus, condition},
+        performative::{Attach, AttachReply, ErrorInfo, FilterKind, Flow, Role, Terminus, condition},
     },
     message::{Message, Settled},
+    selector::Selector,
 };
 
 /// Bytes a transfer's performative and frame header may take beside its payload.
@@ -75,9 +80,11 @@ pub(super) struct Outbound {
     /// A message the wait brought, to send first.
     ready: Option<Message>,
     presettled: bool,
-    /// For a browser (distribution-mode `copy`): the id of the last message it was shown. A
+    /// For a browser (distribution-mode `copy`): the id of the last message it looked at. A
     /// browser gets copies, settled, and the queue keeps the messages for its consumers.
     browsing: Option<u64>,
+    /// The selector it picks messages of a shared queue with, and how far it has looked.
+    selector: Option<(Arc<Selector>, Scan)>,
     peer_max_message_size: Option<u64>,
     in_flight: usize,
     max_in_flight: usize,
@@ -93,18 +100,22 @@ impl Outbound {
         local: u32,
         key: LinkKey,
         attach: &Attach,
-        source: ReceiveSource,
-        bound: Bound,
+        receiving: Receiving,
     ) -> Self {
+        let Receiving {
+            source,
+            bound,
+            selector,
+        } = receiving;
         let entry = source.entry.clone();
-        let (queue, membership, mode) = match &entry.engine {
+        let (queue, membership, mode, selector) = match &entry.engine {
             AddressEngine::Queue(queue) | AddressEngine::Anycast(queue) => {
-                (queue.clone(), None, Some("move"))
+                (queue.clone(), None, Some("move"), selector.clone())
             }
             AddressEngine::Fanout(fanout) => {
                 let filter = source.filter.clone().unwrap_or(Filter::All);
-                let (id, queue) = fanout.join(filter, entry.config().limits);
-                (queue, Some((fanout.clone(), id)), None)
+                let (id, queue) = fanout.join(filter, selector.clone(), entry.config().limits);
+                (queue, Some((fanout.clone(), id)), None, None)
             }
         };
         let browsing = attach
@@ -113,12 +124,16 @@ impl Outbound {
             .is_some_and(|s| s.distribution_mode.as_deref() == Some("copy"))
             .then_some(0);
         entry.receivers.fetch_add(1, Ordering::Relaxed);
-        match browsing {
-            Some(_) => queue.browser_joined(),
-            None => {
+        match (browsing, &selector) {
+            (None, None) => {
                 entry.receiver_joined.notify_waiters();
                 queue.consumer_joined();
             }
+            (None, Some(_)) => {
+                entry.receiver_joined.notify_waiters();
+                queue.watcher_joined();
+            }
+            (Some(_), _) => queue.watcher_joined(),
         }
         // Multicast is at-most-once: its deliveries go out pre-settled.
         let presettled =
@@ -132,6 +147,14 @@ impl Outbound {
             reply_source.address = Some(entry.address.clone());
             reply_source.dynamic = true;
         }
+        // The filters in force: the selector, under the key the peer gave it.
+        reply_source.filters = attach
+            .source
+            .iter()
+            .flat_map(|s| &s.filters)
+            .filter(|f| matches!(f.kind, FilterKind::Selector(_)))
+            .cloned()
+            .collect();
         let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {
@@ -155,6 +178,7 @@ impl Outbound {
             ready: None,
             presettled,
             browsing,
+            selector: selector.map(|selector| (selector, Scan::default())),
             peer_max_message_size: attach.max_message_size.filter(|max| *max > 0),
             in_flight: 0,
             max_in_flight: cx.broker.settings().max_in_flight.max(1),
@@ -204,9 +228,13 @@ impl Outbound {
             && cx.output.len() < super::OUTPUT_HIGH_WATER
             && self.in_flight < self.max_in_flight
         {
-            let next = match self.browsing {
-                Some(after) => self.queue.browse(after),
-                None => self.ready.take().or_else(|| self.queue.try_pop()),
+            let next = match (&mut self.browsing, &mut self.selector) {
+                (Some(after), selector) => self.queue.browse(after, selector.as_ref().map(|(s, _)| &**s)),
+                (None, Some((selector, scan))) => self
+                    .ready
+                    .take()
+                    .or_else(|| self.queue.try_pop_selected(selector, scan)),
+                (None, None) => self.ready.take().or_else(|| self.queue.try_pop()),
             };
             let Some(message) = next else {
                 if self.drain {
@@ -216,9 +244,6 @@ impl Outbound {
                 self.wait(cx);
                 break;
             };
-            if let Some(after) = &mut self.browsing {
-                *after = message.id;
-            }
             self.send(cx, w, message)?;
             if self.sending.is_some() {
                 break;
@@ -252,18 +277,25 @@ impl Outbound {
             self.end.key,
             self.browsing,
         );
+        let scan = self.selector.as_ref().map(|(_, scan)| *scan);
         cx.waits.push(Box::pin(async move {
             tokio::select! {
                 biased;
                 () = gone.cancelled() => Event::Ended(key, Ending::Gone),
                 message = async {
-                    match browsing {
+                    match (browsing, scan) {
                         // A browser takes nothing: it is woken to look again.
-                        Some(after) => {
+                        (Some(after), _) => {
                             queue.wait_browsable(after).await;
                             None
                         }
-                        None => queue.pop().await,
+                        // Nor does a consumer with a selector: it looks again, and takes what
+                        // it selects.
+                        (None, Some(scan)) => {
+                            queue.wait_unscanned(scan).await;
+                            None
+                        }
+                        (None, None) => queue.pop().await,
                     }
                 } => Event::Popped(key, queue.clone(), message),
             }
@@ -359,9 +391,9 @@ impl Outbound {
         if let Some(message) = self.ready.take() {
             self.queue.give_back(message.id);
         }
-        match self.browsing {
-            Some(_) => self.queue.browser_left(),
-            None => self.queue.consumer_left(),
+        match (self.browsing, &self.selector) {
+            (None, None) => self.queue.consumer_left(),
+            _ => self.queue.watcher_left(),
         }
         let remaining = self
             .bound

@@ -347,9 +347,9 @@ impl Session {
                 self.links.insert(attach.handle, Link::In(link));
                 self.flow_link(cx, attach.handle, false);
             }
-            Ok(attach::Decision::Outbound(source, bound)) => {
+            Ok(attach::Decision::Outbound(receiving)) => {
                 self.locals.insert(local);
-                let link = Outbound::attach(cx, self.local, local, key, &attach, source, bound);
+                let link = Outbound::attach(cx, self.local, local, key, &attach, receiving);
                 self.links.insert(attach.handle, Link::Out(link));
             }
             Err(error) => {
