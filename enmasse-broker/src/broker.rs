@@ -11,7 +11,7 @@ use std::{
 
 use enmasse_auth::authenticator::Authenticator;
 use enmasse_types::{broker_config::BrokerConfig, resources::messaging_user::Operation};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     address::table::{AddressTable, Applied},
@@ -75,6 +75,7 @@ pub struct Broker {
     next_grant: AtomicU64,
     throttle: Throttle,
     recovered: Recovered,
+    tasks: TaskTracker,
 }
 
 /// What a live link was allowed to do, so that it can be revoked.
@@ -146,6 +147,7 @@ impl Broker {
             next_grant: AtomicU64::new(1),
             throttle: Throttle::default(),
             recovered: Recovered::default(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -253,6 +255,12 @@ impl Broker {
     /// The store, to keep beyond a borrow of the broker.
     pub(crate) fn store_handle(&self) -> Arc<dyn MessageStore> {
         self.store.clone()
+    }
+
+    /// Work the broker does in the background on its own behalf (moving a durable message to a
+    /// dead-letter address once the journal has the copy); waited for at shutdown.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// What was recovered from the journal at start, and what of it still waits for a queue.

@@ -78,6 +78,8 @@ pub struct RecoveredMessage {
     pub address: Arc<str>,
     /// The AMQP-encoded message.
     pub encoded: Vec<u8>,
+    /// When it expires (milliseconds since the Unix epoch), if ever.
+    pub expires_at: Option<u64>,
 }
 
 /// What the journal held at start.
@@ -121,7 +123,7 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(io("create the journal directory", dir))?;
         let existing = segments::list(dir).map_err(io("list the journal directory", dir))?;
         let mut ledger = Ledger::default();
-        let mut contents: IdMap<Vec<u8>> = IdMap::default();
+        let mut contents: IdMap<(Vec<u8>, Option<u64>)> = IdMap::default();
         let mut recovery = Recovery {
             segments: existing.len(),
             ..Recovery::default()
@@ -129,7 +131,12 @@ impl Journal {
         for &segment in &existing {
             let path = segments::path(dir, segment);
             let (size, tear) = segments::scan(dir, segment, |record, offset, len| match record {
-                Record::Add { id, address, message } => {
+                Record::Add {
+                    id,
+                    expires,
+                    address,
+                    message,
+                } => {
                     recovery.last_id = recovery.last_id.max(id);
                     let live = Live {
                         segment,
@@ -138,7 +145,7 @@ impl Journal {
                         address: ledger.intern(address),
                     };
                     ledger.add(id, live);
-                    contents.insert(id, message.to_vec());
+                    contents.insert(id, (message.to_vec(), expires));
                 }
                 Record::Remove { id } => {
                     recovery.last_id = recovery.last_id.max(id);
@@ -175,10 +182,12 @@ impl Journal {
             .live
             .iter()
             .filter_map(|(id, live)| {
+                let (encoded, expires_at) = contents.remove(id)?;
                 Some(RecoveredMessage {
                     id: *id,
                     address: live.address.clone(),
-                    encoded: contents.remove(id)?,
+                    encoded,
+                    expires_at,
                 })
             })
             .collect();
@@ -261,9 +270,10 @@ impl MessageStore for Journal {
         }
         // The journal keeps the message as its sender encoded it, the bytes consumers get.
         let encoded = &message.encoded;
-        let mut record = Vec::with_capacity(Record::add_len(address, encoded));
+        let mut record = Vec::with_capacity(Record::add_len(address, message.expires_at, encoded));
         Record::Add {
             id: message.id,
+            expires: message.expires_at,
             address,
             message: encoded,
         }

@@ -15,6 +15,7 @@ use enmasse_auth::{
 };
 use enmasse_broker::{
     broker::{Broker, Settings},
+    housekeeping,
     journal::{Journal, JournalOptions},
     management::{self, Control, Pushed},
     recovery, server,
@@ -278,12 +279,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         guard,
         shutdown.clone(),
     ));
+    tasks.spawn(housekeeping::run(broker.clone(), shutdown.clone()));
     tasks.close();
 
     stop.await;
     info!("shutting down: no new connections, closing open ones");
     shutdown.cancel();
     tasks.wait().await;
+    // Dead letters on their way to the journal land before it closes.
+    broker.tasks().close();
+    broker.tasks().wait().await;
     journal.close();
     info!("stopped");
     Ok(())

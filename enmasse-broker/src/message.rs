@@ -10,6 +10,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
+pub mod annotate;
 mod fields;
 
 use crate::{
@@ -144,6 +145,22 @@ impl Message {
         header.encode(&mut Encoder::new(out));
         let rest = self.encoded.get(self.header_len as usize..).unwrap_or_default();
         out.extend_from_slice(rest);
+    }
+
+    /// The message as it is now: its bytes carry the delivery count the broker has recorded, for
+    /// the journal to keep.
+    pub fn recounted(&self) -> Message {
+        let std::borrow::Cow::Owned(bytes) = self.outgoing() else {
+            return self.clone();
+        };
+        match Message::decode(self.id, Arc::from(bytes), self.address.clone()) {
+            Ok(mut again) => {
+                again.expires_at = self.expires_at;
+                again
+            }
+            // The header the broker wrote is well formed; were it not, the old bytes are kept.
+            Err(_) => self.clone(),
+        }
     }
 
     /// The bytes [`Message::write_to`] writes: the encoded message, or a copy with a new header.

@@ -79,12 +79,14 @@ fn decode_all(recovered: &[RecoveredMessage]) -> Vec<Option<Message>> {
 }
 
 fn decode(recovered: &RecoveredMessage) -> Option<Message> {
-    Message::decode(
+    let mut message = Message::decode(
         recovered.id,
         Arc::from(recovered.encoded.as_slice()),
         recovered.address.clone(),
     )
-    .ok()
+    .ok()?;
+    message.expires_at = recovered.expires_at;
+    Some(message)
 }
 
 impl Recovered {
@@ -215,6 +217,7 @@ mod tests {
 
     fn recovered(id: u64, address: &str, encoded: Vec<u8>) -> RecoveredMessage {
         RecoveredMessage {
+            expires_at: None,
             id,
             address: Arc::from(address),
             encoded,

@@ -26,11 +26,12 @@ use enmasse_broker::{
 };
 use enmasse_types::{
     broker_config::{BrokerAddress, BrokerConfig},
-    resources::address::AddressType,
+    resources::address::{AddressType, MessageRedelivery},
 };
 use fe2o3_amqp::{
     Connection, Receiver, Sender, Session,
-    types::messaging::{AmqpValue, Header, Message, Outcome},
+    link::receiver::CreditMode,
+    types::messaging::{AmqpValue, Header, Message, Modified, Outcome},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -212,5 +213,89 @@ async fn an_address_removed_or_changed_in_type_takes_its_messages_along() {
     let broker = Durable::start(&dir, both).await;
     assert_eq!(broker.depth("orders") + broker.depth("returns"), 0);
     assert!(broker.waiting().is_empty(), "nothing left in the journal");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_messages_delivery_count_and_expiry_time_survive_a_restart() {
+    let dir = fresh_dir("counts");
+    let mut orders = address("orders", AddressType::Queue);
+    orders.message_redelivery = Some(MessageRedelivery {
+        maximum_delivery_attempts: Some(10),
+        ..MessageRedelivery::default()
+    });
+    let config = config(vec![orders]);
+    let broker = Durable::start(&dir, config.clone()).await;
+    let mut connection = Connection::open("client", format!("amqp://{}", broker.addr).as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    let durable = |body: &str, ttl: u32| {
+        let header = Header::builder().durable(true).ttl(Some(ttl)).build();
+        Message::builder().header(header).value(body.to_owned()).build()
+    };
+    within("accepted", sender.send(durable("kept", 600_000)))
+        .await
+        .unwrap();
+    // One credit at a time: a released message is not sent again before the link closes.
+    let mut receiver = Receiver::builder()
+        .name("r")
+        .source("orders")
+        .credit_mode(CreditMode::Manual)
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let failed = Modified {
+        delivery_failed: Some(true),
+        undeliverable_here: None,
+        message_annotations: None,
+    };
+    for expected in 0..3 {
+        receiver.set_credit(1).await.unwrap();
+        let delivery = within("receive", receiver.recv::<AmqpValue<String>>())
+            .await
+            .unwrap();
+        assert_eq!(delivery.body().0, "kept");
+        let count = delivery.message().header.as_ref().map_or(0, |h| h.delivery_count);
+        assert_eq!(count, expected);
+        match expected {
+            2 => receiver.release(&delivery).await.unwrap(),
+            _ => receiver.modify(&delivery, failed.clone()).await.unwrap(),
+        }
+    }
+    receiver.close().await.unwrap();
+    within("accepted", sender.send(durable("short-lived", 400)))
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    broker.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let broker = Durable::start(&dir, config).await;
+    let mut connection = Connection::open("client", format!("amqp://{}", broker.addr).as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let delivery = within("receive", receiver.recv::<AmqpValue<String>>())
+        .await
+        .unwrap();
+    assert_eq!(
+        delivery.body().0,
+        "kept",
+        "the short-lived one expired while the broker was down"
+    );
+    let count = delivery.message().header.as_ref().map_or(0, |h| h.delivery_count);
+    assert_eq!(
+        count, 2,
+        "the two failed deliveries are remembered, the release is not one"
+    );
+    receiver.accept(&delivery).await.unwrap();
+    let entry = broker.broker.table().get("orders").unwrap();
+    assert_eq!(
+        entry.messages_expired.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     broker.stop().await;
 }

@@ -62,18 +62,29 @@ async fn attaching_to_an_unknown_address_is_refused_as_not_found() {
 }
 
 #[tokio::test]
-async fn a_released_message_comes_back_with_its_delivery_count_raised() {
+async fn a_released_message_comes_back_as_it_was_and_a_failed_one_with_its_count_raised() {
     let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
     let (_connection, mut session) = broker.client().await;
     let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
     within("send", sender.send("again")).await.unwrap();
     let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let count = |delivery: &fe2o3_amqp::link::delivery::Delivery<String>| {
+        delivery.message().header.as_ref().map_or(0, |h| h.delivery_count)
+    };
     let first = within("receive", receiver.recv::<String>()).await.unwrap();
     receiver.release(&first).await.unwrap();
     let second = within("receive again", receiver.recv::<String>()).await.unwrap();
     assert_eq!(second.body(), "again");
-    assert_eq!(second.message().header.as_ref().unwrap().delivery_count, 1);
-    receiver.accept(&second).await.unwrap();
+    assert_eq!(count(&second), 0, "a release is not a failed delivery (AMQP 1.0, 3.4.4)");
+    let failed = fe2o3_amqp::types::messaging::Modified {
+        delivery_failed: Some(true),
+        undeliverable_here: None,
+        message_annotations: None,
+    };
+    receiver.modify(&second, failed).await.unwrap();
+    let third = within("receive once more", receiver.recv::<String>()).await.unwrap();
+    assert_eq!(count(&third), 1);
+    receiver.accept(&third).await.unwrap();
 }
 
 #[tokio::test]

@@ -186,6 +186,10 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
     tasks.spawn(server::run(listener, broker.clone(), shutdown.clone()));
+    tasks.spawn(enmasse_broker::housekeeping::run(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(server::run_tls(
         tls_listener,
         broker.clone(),

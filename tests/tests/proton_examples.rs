@@ -71,6 +71,10 @@ async fn run_example(test: &str, scratch: &Path) -> Result<(), String> {
     let listener = server::bind("127.0.0.1:5672".parse().unwrap())
         .map_err(|e| format!("port 5672 is needed by Proton's suite and is not free: {e}"))?;
     let shutdown = CancellationToken::new();
+    tokio::spawn(enmasse_broker::housekeeping::run(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     let serving = tokio::spawn(server::run(listener, broker, shutdown.clone()));
     let output = tokio::time::timeout(
         Duration::from_secs(120),

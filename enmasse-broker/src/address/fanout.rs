@@ -116,6 +116,11 @@ impl Fanout {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Every member's queue.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.members().iter().map(|member| member.queue.clone()).collect()
+    }
+
     /// Adds a member with a queue of its own bounded by `limits`; returns its id and queue.
     pub fn join(
         &self,

@@ -4,8 +4,11 @@
 //! Flow control, not buffering: a sender gets credit only by *reserving* room first, so the queue
 //! never holds more messages than its depth bound, and stops granting credit once its bytes bound is
 //! reached. Consumers compete: each message goes to one consumer, in the order they asked, and stays
-//! *in flight* until that consumer settles it. A released or modified message comes back to the
-//! front of the queue with its delivery count raised; a rejected one is dropped.
+//! *in flight* until that consumer settles it. A released message comes back in its place; a
+//! modified one (a failed delivery) too, with its delivery count raised, after the address's
+//! redelivery delay; one rejected, or past its delivery attempts, is given up for the caller to
+//! dead-letter. A message past its expiry time is never delivered: it is set aside for the caller
+//! to move to the expiry address (see [`Queue::tick`]).
 //!
 //! A consumer with a selector takes the first waiting message its selector selects; what it
 //! passes over stays, in order, for the others. It scans each waiting message once: it remembers
@@ -13,26 +16,33 @@
 //! point.
 
 use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard},
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use enmasse_types::broker_config::AddressLimits;
 use tokio::sync::Notify;
 
-use crate::{
-    message::{IdMap, Message},
-    selector::Selector,
-};
+use super::policy::{Redelivery, now_millis};
+use crate::message::{IdMap, Message};
+
+mod timed;
+mod watch;
+
+pub use watch::Scan;
 
 /// How a consumer settled a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settlement {
     /// Processed: forget it.
     Accepted,
-    /// Not processed, deliver it again (to anyone).
+    /// Not processed, deliver it again (to anyone); the attempt does not count.
     Released,
-    /// Not processed and the attempt counts as failed: deliver it again.
+    /// Not processed and the attempt counts as failed: deliver it again, unless it has failed as
+    /// often as the address allows.
     Modified,
     /// Cannot be processed: never deliver it again.
     Rejected,
@@ -54,6 +64,18 @@ pub enum PushError {
     Closed,
 }
 
+/// What a settlement did to a message, for the caller to act on.
+#[derive(Debug)]
+pub enum AfterSettle {
+    /// Nothing more to do: accepted, released, or not known (settled already).
+    Done,
+    /// A failed delivery: the message waits to be delivered again, with this delivery count.
+    Redelivering(Message),
+    /// Given up: rejected, or as many failed deliveries as allowed. It is no longer in the queue;
+    /// the caller moves it to the dead-letter address.
+    GivenUp(Message),
+}
+
 /// What a queue holds, for status and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -61,6 +83,10 @@ pub struct QueueStats {
     pub ready: u64,
     /// Messages delivered and not settled yet.
     pub in_flight: u64,
+    /// Messages waiting out a redelivery delay.
+    pub delayed: u64,
+    /// Messages that expired since the queue was created.
+    pub expired: u64,
     /// Bytes of message held (waiting and in flight).
     pub bytes: u64,
     /// Messages taken in since the queue was created.
@@ -70,9 +96,9 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
-    /// Messages held: waiting and in flight.
+    /// Messages held: waiting, in flight, and waiting out a redelivery delay.
     pub fn depth(&self) -> u64 {
-        self.ready + self.in_flight
+        self.ready + self.in_flight + self.delayed
     }
 }
 
@@ -109,15 +135,14 @@ struct State {
     epoch: u64,
     /// The id of the newest message taken in.
     newest: u64,
-}
-
-/// How far a consumer with a selector has looked through the waiting messages: it has looked at
-/// every one up to the message id `after` and selected none, as long as the queue's epoch is
-/// still `epoch`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Scan {
-    epoch: u64,
-    after: u64,
+    /// Waiting messages that expire, by expiry time: expiry finds them without a scan.
+    expiring: BTreeSet<(u64, u64)>,
+    /// Messages waiting out a redelivery delay, by the time they may go again.
+    delayed: BTreeMap<(u64, u64), Message>,
+    /// Expired messages found on the way to a consumer, for [`Queue::tick`] to hand over.
+    expired: Vec<Message>,
+    /// Messages expired since the queue was created.
+    expired_total: u64,
 }
 
 impl State {
@@ -126,6 +151,9 @@ impl State {
     /// durable message queued once it is safe, after a later one, still takes its place. Most
     /// messages are the newest and go to the back without a search.
     fn requeue(&mut self, message: Message) {
+        if let Some(at) = message.expires_at {
+            self.expiring.insert((at, message.id));
+        }
         if message.id < self.newest {
             self.epoch += 1;
         }
@@ -140,7 +168,37 @@ impl State {
     }
 
     fn depth(&self) -> u64 {
-        self.ready.len() as u64 + self.in_flight.len() as u64
+        (self.ready.len() + self.in_flight.len() + self.delayed.len() + self.expired.len()) as u64
+    }
+
+    /// Takes the first waiting message that has not expired, setting aside those that have.
+    fn pop_live(&mut self, now: u64) -> Option<Message> {
+        while let Some(message) = self.ready.pop_front() {
+            if let Some(live) = self.leave_ready(message, now) {
+                return Some(live);
+            }
+        }
+        None
+    }
+
+    /// A message that left the waiting ones: out of the expiry index, and set aside if it has
+    /// expired (`None` then).
+    fn leave_ready(&mut self, message: Message, now: u64) -> Option<Message> {
+        let Some(at) = message.expires_at else {
+            return Some(message);
+        };
+        self.expiring.remove(&(at, message.id));
+        if at <= now {
+            self.expired.push(message);
+            return None;
+        }
+        Some(message)
+    }
+
+    /// Marks a message as delivered: it stays in flight until settled.
+    fn deliver(&mut self, message: Message) -> Message {
+        self.in_flight.insert(message.id, message.clone());
+        message
     }
 
     /// Room senders may reserve now, within the bounds and, with consumers attached, the pace.
@@ -179,6 +237,10 @@ pub struct Queue {
     /// Woken when a message becomes ready, for browsers and consumers with selectors (all of
     /// them).
     watch: Notify,
+    /// The redelivery rules in force.
+    redelivery: Mutex<Redelivery>,
+    /// Whether it may hold messages that expire or wait out a delay: [`Queue::tick`] has work.
+    timed: AtomicBool,
 }
 
 impl Queue {
@@ -190,6 +252,8 @@ impl Queue {
             arrivals: Notify::new(),
             room: Notify::new(),
             watch: Notify::new(),
+            redelivery: Mutex::new(Redelivery::default()),
+            timed: AtomicBool::new(false),
         })
     }
 
@@ -292,6 +356,9 @@ impl Queue {
     fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message) {
         state.bytes += message.size as u64;
         state.messages_in += 1;
+        if message.expires_at.is_some() {
+            self.timed.store(true, Ordering::Relaxed);
+        }
         state.requeue(message);
         self.ready_again(state);
     }
@@ -308,8 +375,8 @@ impl Queue {
                 if state.closed {
                     return None;
                 }
-                if let Some(message) = state.ready.pop_front() {
-                    state.in_flight.insert(message.id, message.clone());
+                if let Some(message) = state.pop_live(now_millis()) {
+                    let message = state.deliver(message);
                     let more = !state.ready.is_empty();
                     let opened = state.pace_opened();
                     drop(state);
@@ -333,117 +400,13 @@ impl Queue {
         if state.closed {
             return None;
         }
-        let message = state.ready.pop_front()?;
-        state.in_flight.insert(message.id, message.clone());
+        let message = state.pop_live(now_millis())?;
+        let message = state.deliver(message);
         if state.pace_opened() {
             drop(state);
             self.room.notify_waiters();
         }
         Some(message)
-    }
-
-    /// Takes the first waiting message `selector` selects, without waiting, for a consumer with a
-    /// selector that has looked as far as `scan`; `scan` moves on past what it passed over.
-    pub fn try_pop_selected(&self, selector: &Selector, scan: &mut Scan) -> Option<Message> {
-        let mut state = self.state();
-        if state.closed {
-            return None;
-        }
-        if scan.epoch != state.epoch {
-            *scan = Scan {
-                epoch: state.epoch,
-                after: 0,
-            };
-        }
-        let start = state.ready.partition_point(|message| message.id <= scan.after);
-        let found = state
-            .ready
-            .iter()
-            .skip(start)
-            .position(|message| selector.matches(message))
-            .map(|offset| start + offset);
-        let Some(at) = found else {
-            scan.after = state.ready.back().map_or(scan.after, |last| last.id);
-            return None;
-        };
-        let message = state.ready.remove(at)?;
-        scan.after = message.id;
-        state.in_flight.insert(message.id, message.clone());
-        if state.pace_opened() {
-            drop(state);
-            self.room.notify_waiters();
-        }
-        Some(message)
-    }
-
-    /// Waits until a message a consumer with a selector has not looked at waits in the queue, or
-    /// the queue closes.
-    pub async fn wait_unscanned(&self, scan: Scan) {
-        loop {
-            let notified = self.watch.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let state = self.state();
-                let unseen =
-                    state.epoch != scan.epoch || state.ready.back().is_some_and(|last| last.id > scan.after);
-                if state.closed || unseen {
-                    return;
-                }
-            }
-            notified.await;
-        }
-    }
-
-    /// The first waiting message after the message id `after` that `selector` (if any) selects,
-    /// for a browser: a copy, left in the queue for its consumers. `after` moves on past what was
-    /// looked at. Messages in flight to a consumer are not browsed.
-    pub fn browse(&self, after: &mut u64, selector: Option<&Selector>) -> Option<Message> {
-        let state = self.state();
-        let start = state.ready.partition_point(|message| message.id <= *after);
-        let found = state
-            .ready
-            .iter()
-            .skip(start)
-            .find(|message| selector.is_none_or(|selector| selector.matches(*message)));
-        match found {
-            Some(message) => {
-                *after = message.id;
-                Some(message.clone())
-            }
-            None => {
-                *after = state.ready.back().map_or(*after, |last| last.id.max(*after));
-                None
-            }
-        }
-    }
-
-    /// Waits until a message after `after` waits in the queue, or the queue closes.
-    pub async fn wait_browsable(&self, after: u64) {
-        loop {
-            let notified = self.watch.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let state = self.state();
-                if state.closed || state.ready.back().is_some_and(|last| last.id > after) {
-                    return;
-                }
-            }
-            notified.await;
-        }
-    }
-
-    /// A browser or a consumer with a selector attached: arrivals are announced to it from now on.
-    /// A consumer with a selector does not pace senders: what it passes over may wait for long.
-    pub fn watcher_joined(&self) {
-        self.state().watchers += 1;
-    }
-
-    /// A browser or a consumer with a selector left.
-    pub fn watcher_left(&self) {
-        let mut state = self.state();
-        state.watchers = state.watchers.saturating_sub(1);
     }
 
     /// A consumer attached: from now on senders are paced by what consumers drain.
@@ -486,6 +449,7 @@ impl Queue {
     pub fn drain(&self) -> Vec<Message> {
         let mut state = self.state();
         let drained: Vec<Message> = state.ready.drain(..).collect();
+        state.expiring.clear();
         let bytes: u64 = drained.iter().map(|m| m.size as u64).sum();
         state.bytes = state.bytes.saturating_sub(bytes);
         drop(state);
@@ -493,33 +457,61 @@ impl Queue {
         drained
     }
 
-    /// Settles a message in flight; unknown ids (already settled) are ignored.
-    pub fn settle(&self, id: u64, settlement: Settlement) {
+    /// Settles a message in flight; unknown ids (already settled) are ignored. Says what became of
+    /// it, for the caller to act on.
+    pub fn settle(&self, id: u64, settlement: Settlement) -> AfterSettle {
         let mut state = self.state();
         let Some(mut message) = state.in_flight.remove(&id) else {
-            return;
+            return AfterSettle::Done;
         };
-        match settlement {
-            Settlement::Accepted | Settlement::Rejected => {
-                state.bytes = state.bytes.saturating_sub(message.size as u64);
-                state.messages_out += 1;
-                drop(state);
-                self.room.notify_waiters();
-            }
-            Settlement::Released | Settlement::Modified => {
-                message.delivery_count = message.delivery_count.saturating_add(1);
+        let rules = *self
+            .redelivery
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let given_up = match settlement {
+            Settlement::Accepted => false,
+            Settlement::Rejected => true,
+            Settlement::Released => {
                 state.requeue(message);
                 self.ready_again(state);
+                return AfterSettle::Done;
             }
+            Settlement::Modified => {
+                message.delivery_count = message.delivery_count.saturating_add(1);
+                rules.exhausted(message.delivery_count)
+            }
+        };
+        if settlement == Settlement::Accepted || given_up {
+            state.bytes = state.bytes.saturating_sub(message.size as u64);
+            state.messages_out += 1;
+            drop(state);
+            self.room.notify_waiters();
+            return match given_up {
+                true => AfterSettle::GivenUp(message),
+                false => AfterSettle::Done,
+            };
         }
+        let delay = rules.delay_after(message.delivery_count);
+        let again = message.clone();
+        if delay.is_zero() {
+            state.requeue(message);
+            self.ready_again(state);
+        } else {
+            let due = now_millis().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+            state.delayed.insert((due, message.id), message);
+            self.timed.store(true, Ordering::Relaxed);
+        }
+        AfterSettle::Redelivering(again)
     }
 
     /// What the queue holds.
     pub fn stats(&self) -> QueueStats {
         let state = self.state();
         QueueStats {
-            ready: state.ready.len() as u64,
+            ready: (state.ready.len() + state.expired.len()) as u64,
             in_flight: state.in_flight.len() as u64,
+            delayed: state.delayed.len() as u64,
+            expired: state.expired_total,
             bytes: state.bytes,
             messages_in: state.messages_in,
             messages_out: state.messages_out,

@@ -14,13 +14,14 @@ use enmasse_types::{
     broker_config::{AddressLimits, BrokerAddress, BrokerConfig},
     names::SUBSCRIPTION_SEPARATOR,
     patterns::WordPattern,
-    resources::address::AddressType,
+    resources::address::{AddressType, MessageTtl},
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     fanout::{Fanout, Filter},
+    policy::Redelivery,
     queue::Queue,
 };
 
@@ -69,6 +70,13 @@ pub struct Entry {
     pub receivers: AtomicU64,
     /// Messages delivered to consumers and settled.
     pub messages_out: AtomicU64,
+    /// Messages that expired here (moved to the expiry address, or dropped without one).
+    pub messages_expired: AtomicU64,
+    /// Messages given up here: rejected, or past their delivery attempts (moved to the
+    /// dead-letter address, or dropped without one).
+    pub messages_dead_lettered: AtomicU64,
+    /// The TTL bounds in force, read for every message that arrives.
+    ttl: RwLock<Option<MessageTtl>>,
     /// Woken when a receiver attaches (anycast senders wait for one).
     pub receiver_joined: Notify,
     /// Cancelled when the address is removed: its links detach.
@@ -82,12 +90,15 @@ impl Entry {
             type_: config.type_,
             topic: config.topic.clone(),
             temporary: false,
+            ttl: RwLock::new(config.message_ttl.clone()),
             config: RwLock::new(config),
             engine,
             membership: None,
             senders: AtomicU64::new(0),
             receivers: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
+            messages_expired: AtomicU64::new(0),
+            messages_dead_lettered: AtomicU64::new(0),
             receiver_joined: Notify::new(),
             removed: CancellationToken::new(),
         }
@@ -99,6 +110,22 @@ impl Entry {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// The TTL bounds in force.
+    pub fn ttl(&self) -> Option<MessageTtl> {
+        self.ttl
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Every queue behind the address: its own, or each member's of a fan-out.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        match &self.engine {
+            Engine::Queue(queue) | Engine::Anycast(queue) => vec![queue.clone()],
+            Engine::Fanout(fanout) => fanout.queues(),
+        }
     }
 
     /// Messages held, wherever the engine keeps them.
@@ -307,6 +334,16 @@ impl AddressTable {
         }
     }
 
+    /// The temporary addresses served now.
+    pub fn temporary_entries(&self) -> Vec<Arc<Entry>> {
+        self.temporaries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Temporary addresses served now.
     pub fn temporaries(&self) -> usize {
         self.temporaries
@@ -415,10 +452,17 @@ fn topic_of(entries: &BTreeMap<String, Arc<Entry>>, address: &str) -> Option<Arc
     None
 }
 
+/// A queue with the address's bounds and redelivery rules.
+fn queue_of(config: &BrokerAddress) -> Arc<Queue> {
+    let queue = Queue::new(config.limits);
+    queue.set_redelivery(Redelivery::from_settings(config.message_redelivery.as_ref()));
+    queue
+}
+
 fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Entry {
     match config.type_ {
         AddressType::Queue | AddressType::Deadletter => {
-            Entry::new(config.clone(), Engine::Queue(Queue::new(config.limits)))
+            Entry::new(config.clone(), Engine::Queue(queue_of(config)))
         }
         AddressType::Topic | AddressType::Multicast => {
             Entry::new(config.clone(), Engine::Fanout(Fanout::new()))
@@ -429,7 +473,7 @@ fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Ent
             Entry::new(config.clone(), Engine::Anycast(Queue::new(limits)))
         }
         AddressType::Subscription => {
-            let queue = Queue::new(config.limits);
+            let queue = queue_of(config);
             let mut entry = Entry::new(config.clone(), Engine::Queue(queue.clone()));
             let topic = config.topic.as_deref().and_then(|t| entries.get(t));
             if let Some(Engine::Fanout(fanout)) = topic.map(|t| &t.engine) {
@@ -444,7 +488,10 @@ fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Ent
 /// Gives an address new settings in place, keeping its engine, counters and links.
 fn update(entry: &Entry, config: &BrokerAddress) {
     match &entry.engine {
-        Engine::Queue(queue) => queue.set_limits(config.limits),
+        Engine::Queue(queue) => {
+            queue.set_limits(config.limits);
+            queue.set_redelivery(Redelivery::from_settings(config.message_redelivery.as_ref()));
+        }
         Engine::Anycast(queue) => {
             let mut limits = config.limits;
             limits.max_depth = limits.max_depth.min(ANYCAST_WINDOW);
@@ -452,6 +499,7 @@ fn update(entry: &Entry, config: &BrokerAddress) {
         }
         Engine::Fanout(_) => {}
     }
+    *entry.ttl.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.message_ttl.clone();
     *entry
         .config
         .write()

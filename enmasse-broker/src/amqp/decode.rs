@@ -543,6 +543,19 @@ impl<'a> Fields<'a> {
         self.remaining
     }
 
+    /// The next item as the bytes it is encoded in (checked for structure), to copy unread;
+    /// `None` once the items have ended.
+    pub fn next_raw(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.remaining -= 1;
+        let rest = self.items.rest();
+        let start = self.items.position();
+        self.items.skip()?;
+        Ok(rest.get(..self.items.position() - start))
+    }
+
     /// Reads the next field with `read`; `None` if the list has ended or the field is null.
     pub fn next<T>(
         &mut self,

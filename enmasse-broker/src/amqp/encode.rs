@@ -59,6 +59,12 @@ impl<'a> Encoder<'a> {
         }
     }
 
+    /// Writes a timestamp (milliseconds since the Unix epoch).
+    pub fn timestamp(&mut self, at: i64) {
+        self.out.push(code::TIMESTAMP);
+        self.out.extend_from_slice(&at.to_be_bytes());
+    }
+
     fn variable(&mut self, short: u8, long: u8, bytes: &[u8]) {
         match u8::try_from(bytes.len()) {
             Ok(len) => self.out.extend_from_slice(&[short, len]),

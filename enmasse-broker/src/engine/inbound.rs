@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use enmasse_types::broker_config::DEFAULT_MAX_MESSAGE_SIZE;
+use enmasse_types::{broker_config::DEFAULT_MAX_MESSAGE_SIZE, resources::address::MessageTtl};
 
 use super::{
     attach::{self, Target},
@@ -23,6 +23,7 @@ use super::{
 use crate::{
     address::{
         fanout::Held,
+        policy,
         queue::{PushError, Settlement},
         table::{Engine as AddressEngine, Entry},
     },
@@ -291,6 +292,7 @@ impl Inbound {
                 Err(refused) => return Some(DeliveryState::Rejected(Some(refused))),
             },
         };
+        message.expires_at = expiry(&message, entry.ttl().as_ref());
         let result = match &entry.engine {
             AddressEngine::Queue(queue) if message.durable && !entry.temporary => {
                 match queue.check_size(message.size) {
@@ -429,6 +431,20 @@ impl Inbound {
             bound.entry.senders.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+/// When a message arriving now expires, within the address's TTL bounds. Its properties are read
+/// only when its header has no TTL.
+fn expiry(message: &Message, bounds: Option<&MessageTtl>) -> Option<u64> {
+    let absolute = match message.header.ttl {
+        Some(_) => None,
+        None => message
+            .properties()
+            .ok()
+            .flatten()
+            .and_then(|p| p.absolute_expiry_time),
+    };
+    policy::expiry(message.header.ttl, absolute, bounds, policy::now_millis())
 }
 
 /// Finds where the anonymous relay sends a message: the address its `to` names, if the user may

@@ -25,13 +25,15 @@ use super::{
 use crate::{
     address::{
         fanout::{Fanout, Filter},
-        queue::{Queue, Scan, Settlement},
+        queue::{AfterSettle, Queue, Scan, Settlement},
         table::{Engine as AddressEngine, Entry},
     },
     amqp::{
         frame,
         performative::{Attach, AttachReply, ErrorInfo, FilterKind, Flow, Role, Terminus, condition},
     },
+    broker::Broker,
+    deadletter::{self, Reason},
     message::{Message, Settled},
     selector::Selector,
 };
@@ -349,7 +351,7 @@ impl Outbound {
             // A copy: the queue keeps the message.
         } else if settled {
             settle(
-                cx,
+                cx.broker,
                 &self.bound.entry,
                 &self.queue,
                 &message,
@@ -371,12 +373,12 @@ impl Outbound {
     /// Applies the peer's outcome for a message sent on this link.
     pub(super) fn settle(&mut self, cx: &mut Context<'_>, message: &Message, settled: Settled) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        settle(cx, &self.bound.entry, &self.queue, message, settled);
+        settle(cx.broker, &self.bound.entry, &self.queue, message, settled);
     }
 
     /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
     /// failed delivery), and the link leaves its address.
-    pub(super) fn release(&mut self, unsettled: &mut BTreeMap<u32, Unsettled>) {
+    pub(super) fn release(&mut self, cx: &mut Context<'_>, unsettled: &mut BTreeMap<u32, Unsettled>) {
         self.end.gone.cancel();
         let mine: Vec<u32> = unsettled
             .iter()
@@ -385,7 +387,14 @@ impl Outbound {
             .collect();
         for id in mine {
             if let Some(unsettled) = unsettled.remove(&id) {
-                self.queue.settle(unsettled.message.id, Settlement::Modified);
+                let failed = (Settlement::Modified, None);
+                settle(
+                    cx.broker,
+                    &self.bound.entry,
+                    &self.queue,
+                    &unsettled.message,
+                    failed,
+                );
             }
         }
         if let Some(message) = self.ready.take() {
@@ -449,16 +458,47 @@ fn write_frames(
     }
 }
 
-/// Applies a consumer's outcome to the message's queue (and, for anycast, to its sender).
-fn settle(cx: &Context<'_>, entry: &Entry, queue: &Queue, message: &Message, (settlement, reason): Settled) {
-    queue.settle(message.id, settlement);
+/// Applies a consumer's outcome to the message's queue (and, for anycast, to its sender). A
+/// failed delivery of a durable message journals its raised delivery count; a message the queue
+/// gives up (rejected, or past its delivery attempts) goes to the dead-letter address.
+fn settle(
+    broker: &Arc<Broker>,
+    entry: &Entry,
+    queue: &Queue,
+    message: &Message,
+    (settlement, reason): Settled,
+) {
+    let after = queue.settle(message.id, settlement);
     if matches!(settlement, Settlement::Accepted | Settlement::Rejected) {
         entry.messages_out.fetch_add(1, Ordering::Relaxed);
-        if message.durable {
-            cx.broker.store().forget(&entry.address, message.id);
-        }
         if let Some(reply) = &message.reply {
-            reply.settle_with(settlement, reason);
+            reply.settle_with(settlement, reason.clone());
+        }
+    }
+    let journaled = message.durable && !entry.temporary && matches!(entry.engine, AddressEngine::Queue(_));
+    match after {
+        AfterSettle::Done => {
+            if settlement == Settlement::Accepted && message.durable {
+                broker.store().forget(&entry.address, message.id);
+            }
+        }
+        AfterSettle::Redelivering(again) => {
+            if journaled {
+                // The journal's latest copy carries the count, so that a restart keeps it. The
+                // write is not waited for: a count lost to a crash is one delivery fewer counted.
+                let _ = broker.store().persist(&entry.address, &again.recounted());
+            }
+        }
+        AfterSettle::GivenUp(given_up) => {
+            if message.reply.is_some() {
+                // Anycast hands the outcome back to its sender instead.
+                return;
+            }
+            let why = match settlement {
+                Settlement::Rejected => Reason::Rejected(reason),
+                _ => Reason::Exhausted(given_up.delivery_count),
+            };
+            deadletter::give_up(broker, entry, given_up, why);
         }
     }
 }

@@ -278,7 +278,7 @@ impl Session {
         for (_, link) in self.links.drain() {
             match link {
                 Link::In(mut inbound) => inbound.release(cx),
-                Link::Out(mut outbound) => outbound.release(&mut self.unsettled),
+                Link::Out(mut outbound) => outbound.release(cx, &mut self.unsettled),
             }
         }
     }
@@ -519,7 +519,13 @@ impl Session {
             Some(DeliveryState::Accepted) => (Settlement::Accepted, None),
             Some(DeliveryState::Rejected(error)) => (Settlement::Rejected, error.clone()),
             Some(DeliveryState::Released) => (Settlement::Released, None),
-            Some(DeliveryState::Modified { .. }) => (Settlement::Modified, None),
+            // A modification that does not say the delivery failed is a release (AMQP 1.0,
+            // 3.4.5). Undeliverable-here is not kept: the message may come back to this link.
+            Some(DeliveryState::Modified {
+                delivery_failed: true,
+                ..
+            }) => (Settlement::Modified, None),
+            Some(DeliveryState::Modified { .. }) => (Settlement::Released, None),
             // Settled with no outcome (or a state that is not one): the default outcome of the
             // broker's sources applies.
             Some(DeliveryState::Other) | None if disposition.settled => (Settlement::Accepted, None),
@@ -589,7 +595,7 @@ impl Session {
                 inbound.end.local
             }
             Link::Out(mut outbound) => {
-                outbound.release(&mut self.unsettled);
+                outbound.release(cx, &mut self.unsettled);
                 outbound.end.local
             }
         };

@@ -8,6 +8,7 @@
 //! | 1, add | message id (`u64`), address length (`u16`), address, the AMQP-encoded message |
 //! | 2, remove | message id (`u64`) |
 //! | 3, drop address | the address |
+//! | 4, add expiring | message id (`u64`), expiry time (`u64`, ms since the Unix epoch), then as 1 |
 //!
 //! A record whose header runs past the end of the file, whose length is out of bounds or whose
 //! checksum does not match is where the readable journal ends: a write the power cut short.
@@ -25,6 +26,7 @@ pub(crate) const MAX_BODY: usize = 256 << 20;
 const ADD: u8 = 1;
 const REMOVE: u8 = 2;
 const DROP_ADDRESS: u8 = 3;
+const ADD_EXPIRING: u8 = 4;
 
 /// One record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,9 @@ pub(crate) enum Record<'a> {
     Add {
         /// The broker's message id.
         id: u64,
+        /// When the message expires (milliseconds since the Unix epoch): its TTL counts from its
+        /// arrival, which a restart must not move.
+        expires: Option<u64>,
         /// The address.
         address: &'a str,
         /// The AMQP-encoded message.
@@ -56,9 +61,17 @@ impl Record<'_> {
         let start = out.len();
         out.extend_from_slice(&[0; HEADER]);
         match *self {
-            Record::Add { id, address, message } => {
-                out.push(ADD);
+            Record::Add {
+                id,
+                expires,
+                address,
+                message,
+            } => {
+                out.push(if expires.is_some() { ADD_EXPIRING } else { ADD });
                 out.extend_from_slice(&id.to_le_bytes());
+                if let Some(expires) = expires {
+                    out.extend_from_slice(&expires.to_le_bytes());
+                }
                 // Addresses are DNS-label-sized; one longer than a u16 cannot be configured.
                 let address = &address.as_bytes()[..address.len().min(usize::from(u16::MAX))];
                 out.extend_from_slice(&(address.len() as u16).to_le_bytes());
@@ -82,8 +95,9 @@ impl Record<'_> {
     }
 
     /// The encoded length of an add record.
-    pub(crate) fn add_len(address: &str, message: &[u8]) -> usize {
-        HEADER + 1 + 8 + 2 + address.len().min(usize::from(u16::MAX)) + message.len()
+    pub(crate) fn add_len(address: &str, expires: Option<u64>, message: &[u8]) -> usize {
+        let expiry = if expires.is_some() { 8 } else { 0 };
+        HEADER + 1 + 8 + expiry + 2 + address.len().min(usize::from(u16::MAX)) + message.len()
     }
 }
 
@@ -127,14 +141,25 @@ fn decode(body: &[u8]) -> Option<Record<'_>> {
     let (&kind, fields) = body.split_first()?;
     let id = |fields: &[u8]| fields.first_chunk::<8>().map(|id| u64::from_le_bytes(*id));
     match kind {
-        ADD => {
+        ADD | ADD_EXPIRING => {
             let id = id(fields)?;
-            let rest = fields.get(8..)?;
+            let mut rest = fields.get(8..)?;
+            let mut expires = None;
+            if kind == ADD_EXPIRING {
+                let (at, after) = rest.split_first_chunk::<8>()?;
+                expires = Some(u64::from_le_bytes(*at));
+                rest = after;
+            }
             let (length, rest) = rest.split_first_chunk::<2>()?;
             let length = usize::from(u16::from_le_bytes(*length));
             let address = std::str::from_utf8(rest.get(..length)?).ok()?;
             let message = rest.get(length..)?;
-            Some(Record::Add { id, address, message })
+            Some(Record::Add {
+                id,
+                expires,
+                address,
+                message,
+            })
         }
         REMOVE if fields.len() == 8 => Some(Record::Remove { id: id(fields)? }),
         DROP_ADDRESS => Some(Record::DropAddress {
@@ -161,6 +186,13 @@ mod tests {
         for record in [
             Record::Add {
                 id: 7,
+                expires: None,
+                address: "orders",
+                message: b"\x00\x53\x77\xa1\x05hello",
+            },
+            Record::Add {
+                id: 8,
+                expires: Some(1_700_000_000_000),
                 address: "orders",
                 message: b"\x00\x53\x77\xa1\x05hello",
             },
@@ -170,18 +202,22 @@ mod tests {
             let bytes = encoded(record);
             assert_eq!(read(&bytes), Read::Record(record, bytes.len()));
         }
-        let add = Record::Add {
-            id: 1,
-            address: "q",
-            message: b"abc",
-        };
-        assert_eq!(Record::add_len("q", b"abc"), encoded(add).len());
+        for expires in [None, Some(5)] {
+            let add = Record::Add {
+                id: 1,
+                expires,
+                address: "q",
+                message: b"abc",
+            };
+            assert_eq!(Record::add_len("q", expires, b"abc"), encoded(add).len());
+        }
     }
 
     #[test]
     fn a_record_cut_short_or_scribbled_on_is_torn_never_read() {
         let bytes = encoded(Record::Add {
             id: 1,
+            expires: Some(9),
             address: "orders",
             message: b"a message",
         });
@@ -205,7 +241,7 @@ mod tests {
         ) {
             let mut bytes = Vec::new();
             for id in &ids {
-                Record::Add { id: *id, address: "q", message: &message }.encode(&mut bytes);
+                Record::Add { id: *id, expires: None, address: "q", message: &message }.encode(&mut bytes);
                 Record::Remove { id: *id }.encode(&mut bytes);
             }
             let mut at = 0;

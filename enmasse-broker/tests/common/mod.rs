@@ -98,6 +98,10 @@ pub(crate) async fn serve(broker: Arc<Broker>) -> Running {
         broker.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(enmasse_broker::housekeeping::run(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     Running {
         addr,
         broker,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::address::policy::{Redelivery, now_millis};
 use crate::message::testing::message;
 
 fn limits(max_depth: u64, max_bytes: u64, max_message_size: u64) -> AddressLimits {
@@ -80,7 +81,7 @@ async fn each_message_goes_to_one_consumer_in_order() {
 }
 
 #[tokio::test]
-async fn a_released_message_comes_back_first_with_its_delivery_count_raised() {
+async fn a_returned_message_comes_back_first_its_count_raised_only_by_a_failed_delivery() {
     let queue = Queue::new(limits(10, 1_000, 100));
     queue.reserve(2);
     queue.push(message("q", 1)).unwrap();
@@ -89,9 +90,60 @@ async fn a_released_message_comes_back_first_with_its_delivery_count_raised() {
     queue.settle(first.id, Settlement::Released);
     let again = queue.pop().await.unwrap();
     assert_eq!(again.id, first.id);
-    assert_eq!(again.delivery_count, 1);
-    queue.settle(again.id, Settlement::Modified);
-    assert_eq!(queue.pop().await.unwrap().delivery_count, 2);
+    assert_eq!(again.delivery_count, 0, "a release is not a failed delivery");
+    assert!(matches!(
+        queue.settle(again.id, Settlement::Modified),
+        AfterSettle::Redelivering(m) if m.delivery_count == 1
+    ));
+    assert_eq!(queue.pop().await.unwrap().delivery_count, 1);
+}
+
+#[tokio::test]
+async fn a_message_past_its_attempts_is_given_up_and_a_delayed_one_waits_for_the_tick() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.set_redelivery(Redelivery {
+        max_attempts: Some(2),
+        delay: Duration::from_millis(1_000),
+        multiplier: 1.0,
+        max_delay: None,
+    });
+    queue.reserve(1);
+    queue.push(message("q", 1)).unwrap();
+    let first = queue.try_pop().unwrap();
+    queue.settle(first.id, Settlement::Modified);
+    assert!(queue.try_pop().is_none(), "it waits out the delay");
+    assert_eq!(queue.stats().delayed, 1);
+    assert!(queue.tick(now_millis()).is_empty());
+    assert!(queue.try_pop().is_none(), "not yet");
+    assert!(queue.tick(now_millis() + 1_001).is_empty());
+    let again = queue.try_pop().expect("back after the delay");
+    assert!(matches!(
+        queue.settle(again.id, Settlement::Modified),
+        AfterSettle::GivenUp(m) if m.delivery_count == 2
+    ));
+    assert_eq!(queue.stats().depth(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_message_is_set_aside_and_handed_over_by_the_tick() {
+    let queue = Queue::new(limits(10, 1_000, 100));
+    queue.reserve(2);
+    let mut stale = message("q", 1);
+    stale.expires_at = Some(1);
+    let mut later = message("q", 1);
+    later.expires_at = Some(now_millis() + 60_000);
+    let (stale_id, later_id) = (stale.id, later.id);
+    queue.push(stale).unwrap();
+    queue.push(later).unwrap();
+    assert!(queue.has_timed());
+    assert_eq!(
+        queue.try_pop().map(|m| m.id),
+        Some(later_id),
+        "never the expired one"
+    );
+    let expired = queue.tick(now_millis());
+    assert_eq!(expired.iter().map(|m| m.id).collect::<Vec<_>>(), [stale_id]);
+    assert_eq!(queue.stats().expired, 1);
 }
 
 #[tokio::test]

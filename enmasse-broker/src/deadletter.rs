@@ -1,0 +1,143 @@
+//! Where a message goes when its address gives up on it: past its expiry time, to the address's
+//! `expiry` address; rejected by a consumer or past its delivery attempts, to its `deadletter`
+//! address. Either is a queue the space configures (type `deadletter`), consumed like any queue.
+//! The message goes with annotations saying where it came from and why, as Artemis annotates;
+//! without such an address it is dropped. Either way the origin counts it.
+//!
+//! A durable message moves as the journal allows: its copy is journaled under the dead-letter
+//! address before it is queued there and before the original is forgotten, so a crash in between
+//! leaves the original, never neither.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use tracing::{debug, warn};
+
+use crate::{
+    address::{
+        policy::now_millis,
+        table::{Engine, Entry},
+    },
+    amqp::performative::ErrorInfo,
+    broker::Broker,
+    message::{
+        Message,
+        annotate::{Annotation, annotate},
+    },
+    store::Persisted,
+};
+
+/// Why an address gives a message up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Its expiry time passed before a consumer took it.
+    Expired,
+    /// A consumer rejected it, perhaps saying why.
+    Rejected(Option<ErrorInfo>),
+    /// It failed as many deliveries as the address allows.
+    Exhausted(u32),
+}
+
+impl Reason {
+    fn describe(&self) -> String {
+        match self {
+            Self::Expired => "expired".to_owned(),
+            Self::Rejected(None) => "rejected".to_owned(),
+            Self::Rejected(Some(error)) => format!("rejected: {error}"),
+            Self::Exhausted(attempts) => format!("delivery attempts exhausted: {attempts}"),
+        }
+    }
+}
+
+/// Gives up `message`, taken out of a queue of `from`: counts it, and moves it to the address
+/// that takes such messages, or drops it.
+pub fn give_up(broker: &Arc<Broker>, from: &Entry, message: Message, reason: Reason) {
+    let counter = match reason {
+        Reason::Expired => &from.messages_expired,
+        Reason::Rejected(_) | Reason::Exhausted(_) => &from.messages_dead_lettered,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    let config = from.config();
+    let target = match reason {
+        Reason::Expired => config.expiry,
+        Reason::Rejected(_) | Reason::Exhausted(_) => config.deadletter,
+    };
+    let queue = target
+        .as_deref()
+        .and_then(|name| broker.table().get(name))
+        .and_then(|entry| match &entry.engine {
+            Engine::Queue(queue) => Some((entry.address.clone(), queue.clone())),
+            _ => None,
+        });
+    let forget_original = |broker: &Broker| {
+        if message.durable {
+            broker.store().forget(&from.address, message.id);
+        }
+    };
+    let Some((target, queue)) = queue else {
+        debug!(address = %from.address, id = message.id, reason = %reason.describe(), "dropped, no address takes it");
+        forget_original(broker);
+        return;
+    };
+    let mut annotations = vec![
+        (
+            "x-opt-ORIG-ADDRESS",
+            Annotation::Text(message.address.to_string()),
+        ),
+        ("x-opt-ORIG-QUEUE", Annotation::Text(from.address.clone())),
+        ("x-opt-DEAD-LETTER-REASON", Annotation::Text(reason.describe())),
+    ];
+    if reason == Reason::Expired {
+        annotations.push((
+            "x-opt-ACTUAL-EXPIRY",
+            Annotation::Timestamp(i64::try_from(now_millis()).unwrap_or(i64::MAX)),
+        ));
+    }
+    let moved = annotate(&message.outgoing(), &annotations)
+        .map_err(|err| err.to_string())
+        .and_then(|bytes| {
+            Message::decode(
+                broker.next_message_id(),
+                Arc::from(bytes),
+                Arc::from(target.as_str()),
+            )
+            .map_err(|err| err.to_string())
+        });
+    let moved = match moved {
+        Ok(moved) => moved,
+        Err(err) => {
+            warn!(address = %from.address, id = message.id, error = %err, "failed to annotate a dead letter; dropped");
+            forget_original(broker);
+            return;
+        }
+    };
+    if queue.reserve(1) == 0 {
+        warn!(address = %from.address, %target, id = message.id, "the dead-letter address is full; dropped");
+        forget_original(broker);
+        return;
+    }
+    if !moved.durable {
+        if queue.push(moved).is_err() {
+            warn!(%target, "the dead-letter address went away; dropped");
+        }
+        return;
+    }
+    let persisted = broker.store().persist(&target, &moved);
+    let (store, origin, original) = (broker.store_handle(), from.address.clone(), message.id);
+    let finish = move |safe: bool| {
+        let id = moved.id;
+        if queue.push(moved).is_err() {
+            store.forget(&target, id);
+        }
+        // Unsafe, the original stays in the journal and comes back after a restart: at least
+        // once, never lost.
+        if safe {
+            store.forget(&origin, original);
+        }
+    };
+    match persisted {
+        Persisted::Now => finish(true),
+        Persisted::Later(future) => {
+            broker.tasks().spawn(async move { finish(future.await.is_ok()) });
+        }
+    }
+}
