@@ -69,6 +69,7 @@ pub struct Broker {
     authenticator: RwLock<Arc<dyn Authenticator>>,
     config: RwLock<Option<Arc<BrokerConfig>>>,
     next_message_id: AtomicU64,
+    next_connection_id: AtomicU64,
     counters: Counters,
     store: Arc<dyn MessageStore>,
     grants: Mutex<HashMap<u64, GrantEntry>>,
@@ -141,6 +142,7 @@ impl Broker {
             authenticator: RwLock::new(authenticator),
             config: RwLock::new(None),
             next_message_id: AtomicU64::new(1),
+            next_connection_id: AtomicU64::new(1),
             counters: Counters::default(),
             store,
             grants: Mutex::new(HashMap::new()),
@@ -272,6 +274,11 @@ impl Broker {
     pub(crate) fn skip_ids_through(&self, last_id: u64) {
         self.next_message_id
             .fetch_max(last_id.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// A fresh connection id, unique within the process.
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A fresh message id.

@@ -19,8 +19,11 @@
 //! - Types are checked at parse where the selector itself shows a mismatch: `1 AND a`, `'x' + 1`,
 //!   `'a' < 'b'`, `TRUE = 1` and a bare `a + 1` are refused. Where an identifier hides the type,
 //!   a mismatch found at evaluation is unknown.
-//! - `BETWEEN`, `IN` and `LIKE` are unknown when any operand is (and so are their `NOT` forms);
-//!   comparisons do not chain (`a = b = c` is refused).
+//! - `IN` and `LIKE` are unknown when any operand is (and so are their `NOT` forms); `BETWEEN` is
+//!   `>=` and `<=` joined by `AND`, so a NULL bound leaves the other half to decide. Comparisons do
+//!   not chain (`a = b = c` is refused).
+//! - `LIKE` is unknown for a text longer than 64 KiB: its cost is pattern × text, and a selector is
+//!   evaluated for every message.
 
 use std::borrow::Cow;
 

@@ -75,14 +75,20 @@ async fn a_released_message_comes_back_as_it_was_and_a_failed_one_with_its_count
     receiver.release(&first).await.unwrap();
     let second = within("receive again", receiver.recv::<String>()).await.unwrap();
     assert_eq!(second.body(), "again");
-    assert_eq!(count(&second), 0, "a release is not a failed delivery (AMQP 1.0, 3.4.4)");
+    assert_eq!(
+        count(&second),
+        0,
+        "a release is not a failed delivery (AMQP 1.0, 3.4.4)"
+    );
     let failed = fe2o3_amqp::types::messaging::Modified {
         delivery_failed: Some(true),
         undeliverable_here: None,
         message_annotations: None,
     };
     receiver.modify(&second, failed).await.unwrap();
-    let third = within("receive once more", receiver.recv::<String>()).await.unwrap();
+    let third = within("receive once more", receiver.recv::<String>())
+        .await
+        .unwrap();
     assert_eq!(count(&third), 1);
     receiver.accept(&third).await.unwrap();
 }

@@ -233,3 +233,94 @@ async fn the_anonymous_relay_checks_the_users_right_message_by_message() {
     assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn a_temporary_queue_is_received_from_only_on_the_connection_that_created_it() {
+    let broker = start(config(vec![])).await;
+    let (_connection, mut session) = broker.client().await;
+    let replies = Receiver::builder()
+        .name("replies")
+        .source(Source::builder().dynamic(true).build())
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let address = replies.source().clone().and_then(|s| s.address).unwrap();
+
+    let (_other, mut elsewhere) = broker.client().await;
+    let refused = Receiver::attach(&mut elsewhere, "thief", address.as_str())
+        .await
+        .unwrap_err();
+    let text = format!("{refused:?}");
+    assert!(
+        text.contains("NotAllowed") && text.contains("only on the connection"),
+        "{text}"
+    );
+    // Sending to it is open to anyone who knows its name.
+    let (_third, mut sending) = broker.client().await;
+    let mut sender = Sender::attach(&mut sending, "reply", address.as_str())
+        .await
+        .unwrap();
+    let outcome = within("send", sender.send("answer")).await.unwrap();
+    assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_connection_holds_a_bounded_number_of_temporary_addresses() {
+    let broker = start(config(vec![])).await;
+    let (mut connection, mut session) = broker.client().await;
+    let mut held = Vec::new();
+    for n in 0..64 {
+        let receiver = Receiver::builder()
+            .name(format!("replies-{n}"))
+            .source(Source::builder().dynamic(true).build())
+            .attach(&mut session)
+            .await
+            .unwrap();
+        held.push(receiver);
+    }
+    let mut another = Session::begin(&mut connection).await.unwrap();
+    let refused = Receiver::builder()
+        .name("one-too-many")
+        .source(Source::builder().dynamic(true).build())
+        .attach(&mut another)
+        .await
+        .unwrap_err();
+    let text = format!("{refused:?}");
+    assert!(
+        text.contains("ResourceLimitExceeded") && text.contains("64 temporary"),
+        "{text}"
+    );
+    assert_eq!(broker.broker.table().temporaries(), 64);
+}
+
+#[tokio::test]
+async fn a_temporary_topic_gives_every_receiver_a_copy() {
+    let broker = start(config(vec![])).await;
+    let (_connection, mut session) = broker.client().await;
+    // What Qpid JMS sends for session.createTemporaryTopic().
+    let mut sender = Sender::builder()
+        .name("temporary-topic")
+        .target(
+            Target::builder()
+                .dynamic(true)
+                .capabilities(vec![fe2o3_amqp::types::primitives::Symbol::from(
+                    "temporary-topic",
+                )])
+                .build(),
+        )
+        .attach(&mut session)
+        .await
+        .unwrap();
+    let address = sender.target().clone().and_then(|t| t.address).unwrap();
+    let mut first = Receiver::attach(&mut session, "first", address.as_str())
+        .await
+        .unwrap();
+    let mut second = Receiver::attach(&mut session, "second", address.as_str())
+        .await
+        .unwrap();
+    within("send", sender.send("news")).await.unwrap();
+    for receiver in [&mut first, &mut second] {
+        let delivery = within("a copy", receiver.recv::<String>()).await.unwrap();
+        assert_eq!(delivery.body(), "news");
+    }
+}

@@ -186,3 +186,53 @@ async fn a_topic_receiver_is_copied_only_what_its_selector_selects() {
     assert_eq!(bodies(&mut sport, 2).await, ["goal", "win"]);
     assert_eq!(bodies(&mut all, 3).await, ["goal", "rain", "win"]);
 }
+
+#[tokio::test]
+async fn a_selecting_consumer_gets_back_the_newest_message_it_released() {
+    let broker = start(config(vec![address("orders", AddressType::Queue)])).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut green = selecting(&mut session, "green", "orders", "colour = 'green'").await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    send(&mut sender, [coloured("only", "green")]).await;
+    let delivery = within("first", green.recv::<String>()).await.unwrap();
+    green.release(&delivery).await.unwrap();
+    assert_eq!(bodies(&mut green, 1).await, ["only"]);
+}
+
+#[tokio::test]
+async fn several_selectors_and_a_selector_on_anycast_are_refused() {
+    let broker = start(config(vec![
+        address("orders", AddressType::Queue),
+        address("jobs", AddressType::Anycast),
+    ]))
+    .await;
+    let (mut connection, _session) = broker.client().await;
+    let selector = |text: &str| {
+        Value::Described(Box::new(Described {
+            descriptor: Descriptor::Code(0x0000_468C_0000_0004),
+            value: Value::String(text.to_owned()),
+        }))
+    };
+    let mut two = FilterSet::new();
+    two.insert(Symbol::from("one"), selector("a = 1"));
+    two.insert(Symbol::from("two"), selector("b = 2"));
+    let mut session = fe2o3_amqp::Session::begin(&mut connection).await.unwrap();
+    let refused = Receiver::builder()
+        .name("two")
+        .source(Source::builder().address("orders").filter(two).build())
+        .attach(&mut session)
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("one selector"), "{refused:?}");
+
+    let mut session = fe2o3_amqp::Session::begin(&mut connection).await.unwrap();
+    let mut one = FilterSet::new();
+    one.insert(Symbol::from("jms-selector"), selector("a = 1"));
+    let refused = Receiver::builder()
+        .name("anycast")
+        .source(Source::builder().address("jobs").filter(one).build())
+        .attach(&mut session)
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("anycast"), "{refused:?}");
+}

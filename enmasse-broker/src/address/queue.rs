@@ -110,6 +110,10 @@ impl QueueStats {
 /// bounds (store and forward).
 pub const PACE: u64 = 2048;
 
+/// How many epochs back a consumer with a selector can rewind exactly; one further behind looks
+/// again from the front.
+const REWINDS: usize = 64;
+
 #[derive(Debug, Default)]
 struct State {
     ready: VecDeque<Message>,
@@ -135,6 +139,9 @@ struct State {
     epoch: u64,
     /// The id of the newest message taken in.
     newest: u64,
+    /// For the latest epochs, the id of the message that raised each: a consumer with a selector
+    /// looks again from just before the lowest of those it has not seen, not from the front.
+    rewinds: VecDeque<(u64, u64)>,
     /// Waiting messages that expire, by expiry time: expiry finds them without a scan.
     expiring: BTreeSet<(u64, u64)>,
     /// Messages waiting out a redelivery delay, by the time they may go again.
@@ -154,8 +161,14 @@ impl State {
         if let Some(at) = message.expires_at {
             self.expiring.insert((at, message.id));
         }
-        if message.id < self.newest {
+        if message.id <= self.newest {
+            // Back from a consumer, or queued late once safe: a consumer with a selector may have
+            // looked past it.
             self.epoch += 1;
+            if self.rewinds.len() == REWINDS {
+                self.rewinds.pop_front();
+            }
+            self.rewinds.push_back((self.epoch, message.id));
         }
         self.newest = self.newest.max(message.id);
         match self.ready.back() {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use enmasse_types::{
-    broker_config::{AddressLimits, BrokerAddress, BrokerConfig},
+    broker_config::{AddressLimits, BrokerAddress, BrokerConfig, DEFAULT_MAX_MESSAGE_SIZE},
     names::SUBSCRIPTION_SEPARATOR,
     patterns::WordPattern,
     resources::address::{AddressType, MessageTtl},
@@ -34,6 +34,22 @@ pub const TEMPORARY_PREFIX: &str = "$temp/";
 
 /// The plan a temporary address reports: it counts against nothing a plan sells.
 const TEMPORARY_PLAN: &str = "temporary";
+
+/// What a temporary address may hold: enough for replies, not a second store.
+pub const TEMPORARY_LIMITS: AddressLimits = AddressLimits {
+    max_depth: 10_000,
+    max_bytes: 16 << 20,
+    max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+};
+
+/// What a temporary address is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemporaryKind {
+    /// A queue: consumers compete (a reply queue, a JMS temporary queue).
+    Queue,
+    /// A topic: every receiver gets a copy (a JMS temporary topic).
+    Topic,
+}
 
 /// The engine behind one address.
 #[derive(Clone, Debug)]
@@ -58,6 +74,9 @@ pub struct Entry {
     /// A temporary address, made for a dynamic node: it lives as long as the link that created
     /// it, and keeps nothing in the journal.
     pub temporary: bool,
+    /// For a temporary address, the connection that created it: the only one that may receive
+    /// from it.
+    pub owner: Option<u64>,
     /// Its configuration; limits and settings change in place.
     config: RwLock<BrokerAddress>,
     /// Its engine.
@@ -90,6 +109,7 @@ impl Entry {
             type_: config.type_,
             topic: config.topic.clone(),
             temporary: false,
+            owner: None,
             ttl: RwLock::new(config.message_ttl.clone()),
             config: RwLock::new(config),
             engine,
@@ -211,19 +231,24 @@ pub struct AddressTable {
     names: TemporaryNames,
 }
 
-/// Hands out names no client can guess: a counter hashed with two keys drawn from the operating
-/// system's randomness when the broker starts.
+/// Hands out names no client can guess: 128 bits from the operating system's randomness each,
+/// or, should that ever fail, a counter hashed with keys the standard library drew from it.
 #[derive(Debug, Default)]
 struct TemporaryNames {
-    keys: (RandomState, RandomState),
-    next: AtomicU64,
+    fallback: (RandomState, AtomicU64),
 }
 
 impl TemporaryNames {
     fn next(&self) -> String {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let (high, low) = (self.keys.0.hash_one(n), self.keys.1.hash_one(n));
-        format!("{TEMPORARY_PREFIX}{high:016x}{low:016x}")
+        let mut bytes = [0u8; 16];
+        let random = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        if random.is_err() {
+            let n = self.fallback.1.fetch_add(1, Ordering::Relaxed);
+            bytes[..8].copy_from_slice(&self.fallback.0.hash_one((n, 0u8)).to_le_bytes());
+            bytes[8..].copy_from_slice(&self.fallback.0.hash_one((n, 1u8)).to_le_bytes());
+        }
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{TEMPORARY_PREFIX}{hex}")
     }
 }
 
@@ -307,13 +332,19 @@ impl AddressTable {
         applied
     }
 
-    /// Creates a temporary queue under a fresh name, with the default bounds. It is served until
-    /// [`AddressTable::remove_temporary`].
-    pub fn create_temporary(&self) -> Arc<Entry> {
+    /// Creates a temporary address under a fresh name, within [`TEMPORARY_LIMITS`], owned by the
+    /// connection `owner`. It is served until [`AddressTable::remove_temporary`].
+    pub fn create_temporary(&self, kind: TemporaryKind, owner: u64) -> Arc<Entry> {
         let address = self.names.next();
-        let config = BrokerAddress::new("", &address, AddressType::Queue, TEMPORARY_PLAN);
-        let mut entry = Entry::new(config, Engine::Queue(Queue::new(AddressLimits::default())));
+        let (type_, engine) = match kind {
+            TemporaryKind::Queue => (AddressType::Queue, Engine::Queue(Queue::new(TEMPORARY_LIMITS))),
+            TemporaryKind::Topic => (AddressType::Topic, Engine::Fanout(Fanout::new())),
+        };
+        let mut config = BrokerAddress::new("", &address, type_, TEMPORARY_PLAN);
+        config.limits = TEMPORARY_LIMITS;
+        let mut entry = Entry::new(config, engine);
         entry.temporary = true;
+        entry.owner = Some(owner);
         let entry = Arc::new(entry);
         self.temporaries
             .write()
@@ -352,7 +383,8 @@ impl AddressTable {
             .len()
     }
 
-    fn temporary(&self, address: &str) -> Option<Arc<Entry>> {
+    /// The temporary address with this name.
+    pub fn temporary(&self, address: &str) -> Option<Arc<Entry>> {
         if !address.starts_with(TEMPORARY_PREFIX) {
             return None;
         }
@@ -396,7 +428,8 @@ impl AddressTable {
     /// Resolves the source of a client's receiver link.
     pub fn resolve_source(&self, address: &str) -> Result<ReceiveSource, ResolveError> {
         if let Some(entry) = self.temporary(address) {
-            return Ok(ReceiveSource { entry, filter: None });
+            let filter = (entry.type_ == AddressType::Topic).then_some(Filter::All);
+            return Ok(ReceiveSource { entry, filter });
         }
         let entries = self.read();
         if let Some((topic, subscription)) = address.split_once(SUBSCRIPTION_SEPARATOR) {

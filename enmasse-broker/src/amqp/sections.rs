@@ -130,8 +130,12 @@ impl<'a> Properties<'a> {
     }
 }
 
-/// Looks up one application property of `message`, its map at `range` (as [`parse`] found it).
-/// Keys that are not strings are passed over.
+/// How many application properties a lookup goes through: a selector looks up a property for
+/// every message, so the work per lookup is bounded whatever a message carries.
+pub const MAX_LOOKED_UP_PROPERTIES: usize = 1024;
+
+/// Looks up one application property of `message`, its map at `range` (as [`parse`] found it),
+/// among its first [`MAX_LOOKED_UP_PROPERTIES`]. Keys that are not strings are passed over.
 pub fn application_property<'a>(
     message: &'a [u8],
     range: Range<usize>,
@@ -139,7 +143,10 @@ pub fn application_property<'a>(
 ) -> Result<Option<Scalar<'a>>, DecodeError> {
     let bytes = message.get(range).ok_or(DecodeError::Truncated)?;
     let mut map = Decoder::new(bytes).map()?;
-    while map.remaining() > 0 {
+    for _ in 0..MAX_LOOKED_UP_PROPERTIES {
+        if map.remaining() == 0 {
+            break;
+        }
         let key = map.next(Decoder::scalar)?;
         let value = map.next(Decoder::scalar)?;
         if key == Some(Scalar::Str(name)) {

@@ -5,13 +5,22 @@
 //! broker does not do (filters other than selectors, browsing anything but a queue, transactions)
 //! is refused with an error that names it, never accepted in silence.
 
-use std::sync::{Arc, Weak, atomic::Ordering};
+use std::sync::{
+    Arc, Weak,
+    atomic::{AtomicUsize, Ordering},
+};
 
-use enmasse_types::resources::messaging_user::Operation;
+use enmasse_types::resources::{address::AddressType, messaging_user::Operation};
 
 use super::{connection::Context, session::Bound};
 use crate::{
-    address::table::{Engine as AddressEngine, ReceiveSource, ResolveError, SendTarget, TEMPORARY_PREFIX},
+    address::{
+        fanout::Filter,
+        table::{
+            AddressTable, Engine as AddressEngine, Entry, ReceiveSource, ResolveError, SendTarget,
+            TEMPORARY_PREFIX, TemporaryKind,
+        },
+    },
     amqp::{
         frame,
         performative::{Attach, AttachReply, ErrorInfo, FilterKind, Role, Terminus, condition},
@@ -46,15 +55,21 @@ pub(super) enum Target {
     Relay,
 }
 
+/// Temporary addresses one connection's links may hold at once.
+pub(super) const MAX_TEMPORARIES: usize = 64;
+
 /// A temporary address owned by the link that created it (a dynamic node): removed, with what
 /// it holds, when the link ends.
 pub(super) struct Temporary {
     broker: Weak<Broker>,
     address: String,
+    /// The connection's count of temporary addresses, which this one leaves.
+    held: Arc<AtomicUsize>,
 }
 
 impl Drop for Temporary {
     fn drop(&mut self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
         if let Some(broker) = self.broker.upgrade() {
             broker.table().remove_temporary(&self.address);
         }
@@ -80,7 +95,7 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 ));
             }
             if target.dynamic {
-                let (entry, bound) = create_temporary(cx, Operation::Send);
+                let (entry, bound) = create_temporary(cx, Operation::Send, target)?;
                 let routing = Arc::from(entry.address.as_str());
                 return Ok(Decision::Inbound(Target::Address(
                     SendTarget { entry, routing },
@@ -100,32 +115,11 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 .source
                 .as_ref()
                 .ok_or_else(|| not_implemented("a receiver link needs a source"))?;
-            let unknown: Vec<&str> = source
-                .filters
-                .iter()
-                .filter(|f| !matches!(f.kind, FilterKind::Selector(_)))
-                .map(|f| f.key.as_str())
-                .collect();
-            if !unknown.is_empty() {
-                return Err(not_implemented(&format!(
-                    "only JMS selectors (apache.org:selector-filter:string) are supported as filters (asked for: {})",
-                    unknown.join(", ")
-                )));
-            }
-            let selector = match source.selector() {
-                Some(text) if !text.trim().is_empty() => {
-                    Some(Arc::new(Selector::parse(text).map_err(|err| {
-                        ErrorInfo::new(
-                            condition::INVALID_FIELD,
-                            format!("invalid selector {text:?}: {err}"),
-                        )
-                    })?))
-                }
-                _ => None,
-            };
+            let selector = selector(source)?;
             let (resolved, bound) = if source.dynamic {
-                let (entry, bound) = create_temporary(cx, Operation::Recv);
-                (ReceiveSource { entry, filter: None }, bound)
+                let (entry, bound) = create_temporary(cx, Operation::Recv, source)?;
+                let filter = (entry.type_ == AddressType::Topic).then_some(Filter::All);
+                (ReceiveSource { entry, filter }, bound)
             } else {
                 let address = source
                     .address
@@ -142,6 +136,11 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 return Err(not_implemented(&format!(
                     "browsing (distribution-mode copy) applies to queues and subscriptions, not to the {} address {address:?}",
                     resolved.entry.type_
+                )));
+            }
+            if selector.is_some() && matches!(resolved.entry.engine, AddressEngine::Anycast(_)) {
+                return Err(not_implemented(&format!(
+                    "selectors apply to queues, subscriptions and topics, not to the anycast address {address:?}, which stores nothing to select from"
                 )));
             }
             let config = resolved.entry.config();
@@ -162,22 +161,78 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
     }
 }
 
-/// A temporary queue for a dynamic node, owned by the link that asked for it.
-fn create_temporary(cx: &Context<'_>, operation: Operation) -> (Arc<crate::address::table::Entry>, Bound) {
-    let entry = cx.broker.table().create_temporary();
-    let grant = cx
-        .broker
-        .grant_temporary(&cx.identity.username, operation, &entry.address);
+/// The selector a source asks for: one at most, and parsed; other filters are refused. An empty
+/// selector is none.
+fn selector(source: &Terminus) -> Result<Option<Arc<Selector>>, ErrorInfo> {
+    let unknown: Vec<&str> = source
+        .filters
+        .iter()
+        .filter(|f| !matches!(f.kind, FilterKind::Selector(_)))
+        .map(|f| f.key.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(not_implemented(&format!(
+            "only JMS selectors (apache.org:selector-filter:string) are supported as filters (asked for: {})",
+            unknown.join(", ")
+        )));
+    }
+    if source.filters.len() > 1 {
+        return Err(ErrorInfo::new(
+            condition::INVALID_FIELD,
+            "a source may carry one selector, not several",
+        ));
+    }
+    match source.selector() {
+        Some(text) if !text.trim().is_empty() => {
+            Selector::parse(text).map(|s| Some(Arc::new(s))).map_err(|err| {
+                ErrorInfo::new(
+                    condition::INVALID_FIELD,
+                    format!("invalid selector {:?}: {err}", shorten(text)),
+                )
+            })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A temporary address for a dynamic node, owned by the link that asked for it: a topic if the
+/// terminus asks for a `temporary-topic` (as Qpid JMS does for a temporary topic), a queue
+/// otherwise. A user the space no longer serves gets none, and a connection at most
+/// [`MAX_TEMPORARIES`].
+fn create_temporary(
+    cx: &Context<'_>,
+    operation: Operation,
+    terminus: &Terminus,
+) -> Result<(Arc<Entry>, Bound), ErrorInfo> {
+    let user = &cx.identity.username;
+    if cx.broker.authenticator().policy(user).is_none() {
+        return Err(unserved(user));
+    }
+    let held = cx.scope.temporaries.clone();
+    if held.fetch_add(1, Ordering::Relaxed) >= MAX_TEMPORARIES {
+        held.fetch_sub(1, Ordering::Relaxed);
+        return Err(ErrorInfo::new(
+            condition::RESOURCE_LIMIT_EXCEEDED,
+            format!("a connection may hold {MAX_TEMPORARIES} temporary addresses at once"),
+        ));
+    }
+    let kind = match terminus.has_capability("temporary-topic") {
+        true => TemporaryKind::Topic,
+        false => TemporaryKind::Queue,
+    };
+    let entry = cx.broker.table().create_temporary(kind, cx.scope.id);
+    let grant = cx.broker.grant_temporary(user, operation, &entry.address);
     let temporary = Temporary {
         broker: Arc::downgrade(cx.broker),
         address: entry.address.clone(),
+        held,
     };
     let bound = Bound {
         entry: entry.clone(),
         grant,
         temporary: Some(temporary),
     };
-    (entry, bound)
+    Ok((entry, bound))
 }
 
 /// Resolves `address` with `resolve` and checks the user's right to it: a temporary address is
@@ -188,12 +243,21 @@ fn bind<T>(
     cx: &Context<'_>,
     operation: Operation,
     address: &str,
-    resolve: impl FnOnce(
-        &crate::address::table::AddressTable,
-    ) -> Result<(Arc<crate::address::table::Entry>, T), ResolveError>,
+    resolve: impl FnOnce(&AddressTable) -> Result<(Arc<Entry>, T), ResolveError>,
 ) -> Result<(T, Bound), ErrorInfo> {
     let (broker, user) = (cx.broker, &cx.identity.username);
-    if address.starts_with(TEMPORARY_PREFIX) {
+    if let Some(temporary) = broker.table().temporary(address) {
+        if broker.authenticator().policy(user).is_none() {
+            return Err(unserved(user));
+        }
+        if operation == Operation::Recv && temporary.owner != Some(cx.scope.id) {
+            return Err(ErrorInfo::new(
+                condition::NOT_ALLOWED,
+                format!(
+                    "temporary address {address:?} is received from only on the connection that created it"
+                ),
+            ));
+        }
         let (entry, resolved) = resolve(broker.table()).map_err(resolve_error)?;
         let grant = broker.grant_temporary(user, operation, address);
         let bound = Bound {
@@ -213,13 +277,29 @@ fn bind<T>(
     Ok((resolved, bound))
 }
 
-/// Whether `user` may send to `address` now: for the anonymous relay, message by message.
+/// Whether `user` may send to `address` now: for the anonymous relay, message by message. Any
+/// user the space serves may send to a temporary address.
 pub(super) fn may_send(broker: &Broker, user: &str, address: &str) -> bool {
-    address.starts_with(TEMPORARY_PREFIX)
-        || broker
-            .authenticator()
-            .policy(user)
-            .is_some_and(|p| p.allows(Operation::Send, address))
+    broker.authenticator().policy(user).is_some_and(|p| {
+        (address.starts_with(TEMPORARY_PREFIX) && broker.table().temporary(address).is_some())
+            || p.allows(Operation::Send, address)
+    })
+}
+
+/// At most this much of a peer's text is quoted back in an error.
+pub(super) fn shorten(text: &str) -> &str {
+    let mut end = text.len().min(120);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+fn unserved(user: &str) -> ErrorInfo {
+    ErrorInfo::new(
+        condition::UNAUTHORIZED_ACCESS,
+        format!("user {user:?} is not a user of this address space"),
+    )
 }
 
 /// Refuses an attach as AMQP prescribes (2.6.3): an attach with a null terminus on the broker's

@@ -1,7 +1,14 @@
 //! The connection state machine: the protocol header, open and close, the idle clock, and the
 //! routing of every other frame to its session.
 
-use std::{collections::HashMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
 
 use enmasse_auth::authenticator::Identity;
 use futures_util::stream::FuturesUnordered;
@@ -91,10 +98,21 @@ enum State {
     Done,
 }
 
+/// What a connection's links share for as long as it lives: its id, and how many temporary
+/// addresses they hold.
+pub(super) struct Scope {
+    /// Unique within the broker process.
+    pub(super) id: u64,
+    /// Temporary addresses (dynamic nodes) held by the connection's links.
+    pub(super) temporaries: Arc<AtomicUsize>,
+}
+
 /// What the connection knows that its sessions need: shared with them for one frame or event.
 pub(super) struct Context<'a> {
     /// The broker.
     pub(super) broker: &'a Arc<Broker>,
+    /// The connection's identity and what its links hold.
+    pub(super) scope: &'a Scope,
     /// Who the peer authenticated as.
     pub(super) identity: &'a Identity,
     /// Bytes to write to the peer.
@@ -134,6 +152,7 @@ pub struct Engine {
     pub(super) outcomes: FuturesUnordered<Waiting<Outcome>>,
     serial: u64,
     gathering: usize,
+    scope: Scope,
 }
 
 impl Engine {
@@ -141,6 +160,7 @@ impl Engine {
     pub fn new(broker: Arc<Broker>, identity: Arc<Identity>, peer: SocketAddr) -> Self {
         let now = Instant::now();
         let idle_timeout = broker.settings().idle_timeout;
+        let id = broker.next_connection_id();
         Self {
             broker,
             identity,
@@ -158,6 +178,10 @@ impl Engine {
             outcomes: FuturesUnordered::new(),
             serial: 0,
             gathering: 0,
+            scope: Scope {
+                id,
+                temporaries: Arc::new(AtomicUsize::new(0)),
+            },
         }
     }
 
@@ -176,6 +200,7 @@ impl Engine {
             &mut self.sessions,
             Context {
                 broker: &self.broker,
+                scope: &self.scope,
                 identity: &self.identity,
                 output: &mut self.output,
                 max_frame: self.peer_max_frame,

@@ -25,7 +25,7 @@ use crate::{
         fanout::Held,
         policy,
         queue::{PushError, Settlement},
-        table::{Engine as AddressEngine, Entry},
+        table::{Engine as AddressEngine, Entry, ResolveError},
     },
     amqp::{
         frame,
@@ -463,21 +463,25 @@ fn relay_to(cx: &Context<'_>, message: &Message) -> Result<(Arc<Entry>, Arc<str>
         )
     })?;
     let user = &cx.identity.username;
+    let shown = attach::shorten(to);
     if !attach::may_send(cx.broker, user, to) {
         return Err(ErrorInfo::new(
             condition::UNAUTHORIZED_ACCESS,
-            format!("user {user:?} may not send to address {to:?}"),
+            format!("user {user:?} may not send to address {shown:?}"),
         ));
     }
-    let target = cx
-        .broker
-        .table()
-        .resolve_target(to)
-        .map_err(attach::resolve_error)?;
+    let target = cx.broker.table().resolve_target(to).map_err(|err| match err {
+        // The name quoted short: a `to` may be megabytes long.
+        ResolveError::NotFound(_) => ErrorInfo::new(
+            condition::NOT_FOUND,
+            format!("address {shown:?} is not served by this address space"),
+        ),
+        not_allowed => attach::resolve_error(not_allowed),
+    })?;
     if reserve(&target.entry, 1) == 0 {
         return Err(ErrorInfo::new(
             condition::RESOURCE_LIMIT_EXCEEDED,
-            format!("address {to:?} has no room for the message now"),
+            format!("address {shown:?} has no room for the message now"),
         ));
     }
     Ok((target.entry, target.routing))

@@ -110,6 +110,7 @@ impl Outbound {
             selector,
         } = receiving;
         let entry = source.entry.clone();
+        let applied_selector = selector.is_some();
         let (queue, membership, mode, selector) = match &entry.engine {
             AddressEngine::Queue(queue) | AddressEngine::Anycast(queue) => {
                 (queue.clone(), None, Some("move"), selector.clone())
@@ -150,13 +151,15 @@ impl Outbound {
             reply_source.dynamic = true;
         }
         // The filters in force: the selector, under the key the peer gave it.
-        reply_source.filters = attach
-            .source
-            .iter()
-            .flat_map(|s| &s.filters)
-            .filter(|f| matches!(f.kind, FilterKind::Selector(_)))
-            .cloned()
-            .collect();
+        if applied_selector {
+            reply_source.filters = attach
+                .source
+                .iter()
+                .flat_map(|s| &s.filters)
+                .filter(|f| matches!(f.kind, FilterKind::Selector(_)))
+                .cloned()
+                .collect();
+        }
         let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {

@@ -13,9 +13,11 @@
 //! | `JMSType` | `subject` | a string |
 //! | `JMSXUserID` | `user-id` | its bytes as UTF-8 |
 //! | `JMSXGroupID`, `JMSXGroupSeq` | `group-id`, `group-sequence` | a string, a number |
+//! | `JMSXDeliveryCount` | header `delivery-count` | deliveries so far, this one included (from 1) |
 //!
 //! An application property that is not a boolean, number, string, symbol or timestamp (a binary,
-//! a UUID, a list) is absent to a selector. A message whose properties cannot be read has none.
+//! a UUID, a list) is absent to a selector, and so is one past the first 1,024 of a message. A
+//! message whose properties cannot be read has none.
 
 use std::borrow::Cow;
 
@@ -47,6 +49,7 @@ impl Fields for Message {
             "JMSXUserID" => text(std::str::from_utf8(properties()?.user_id?).ok()?),
             "JMSXGroupID" => text(properties()?.group_id?),
             "JMSXGroupSeq" => Some(Value::Long(i64::from(properties()?.group_sequence?))),
+            "JMSXDeliveryCount" => Some(Value::Long(i64::from(self.delivery_count) + 1)),
             name => scalar(self.application_property(name).ok()??),
         }
     }

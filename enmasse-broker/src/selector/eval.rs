@@ -8,6 +8,9 @@ use super::{
     parser::{ArithmeticOp, CompareOp, Expr, Sign},
 };
 
+/// The longest text, in bytes, `LIKE` matches; a longer one makes it unknown.
+pub(super) const MAX_LIKE_TEXT: usize = 64 * 1024;
+
 /// The truth of `expr`: `None` when unknown, or when it yields something other than a boolean.
 pub(super) fn truth(expr: &Expr, fields: &dyn Fields) -> Option<bool> {
     match expr {
@@ -21,10 +24,11 @@ pub(super) fn truth(expr: &Expr, fields: &dyn Fields) -> Option<bool> {
             low,
             high,
         } => {
+            // `v BETWEEN a AND b` is `v >= a AND v <= b` (JMS 2.0, 3.8.1.1): a NULL bound makes
+            // its half unknown, and the other half may still make the whole false.
             let operand = value(operand, fields)?;
-            let (low, high) = (value(low, fields)?, value(high, fields)?);
-            let above = compare(&operand, CompareOp::Ge, &low);
-            let below = compare(&operand, CompareOp::Le, &high);
+            let above = value(low, fields).and_then(|low| compare(&operand, CompareOp::Ge, &low));
+            let below = value(high, fields).and_then(|high| compare(&operand, CompareOp::Le, &high));
             decide_pair(above, below)
         }
         Expr::In { value: operand, list } => match value(operand, fields)? {
@@ -35,7 +39,8 @@ pub(super) fn truth(expr: &Expr, fields: &dyn Fields) -> Option<bool> {
             value: operand,
             pattern,
         } => match value(operand, fields)? {
-            Value::Str(text) => Some(pattern.matches(&text)),
+            // Matching costs up to pattern × text: a longer text is not matched, but unknown.
+            Value::Str(text) if text.len() <= MAX_LIKE_TEXT => Some(pattern.matches(&text)),
             _ => None,
         },
         Expr::IsNull(operand) => Some(value(operand, fields).is_none()),

@@ -4,7 +4,7 @@ use std::{borrow::Cow, collections::HashMap};
 
 use proptest::prelude::*;
 
-use super::{Fields, MAX_CHARS, MAX_DEPTH, Selector, SelectorError, Value};
+use super::{Fields, MAX_CHARS, MAX_DEPTH, Selector, SelectorError, Value, eval};
 
 /// A message whose fields are a map.
 struct Message(HashMap<String, Value<'static>>);
@@ -331,13 +331,35 @@ fn between_includes_both_ends_and_not_between_excludes_them() {
 }
 
 #[test]
-fn between_with_an_unknown_operand_is_unknown_and_so_is_not_between() {
+fn between_is_two_comparisons_joined_by_and_in_three_valued_logic() {
     let f = [("n", Value::Long(5)), ("s", text("5"))];
     assert_eq!(truth("missing BETWEEN 1 AND 9", &f), None);
     assert_eq!(truth("missing NOT BETWEEN 1 AND 9", &f), None);
-    assert_eq!(truth("n BETWEEN missing AND 9", &f), None);
-    assert_eq!(truth("n NOT BETWEEN 1 AND missing", &f), None);
+    assert_eq!(truth("n BETWEEN missing AND 9", &f), None, "unknown AND true");
+    assert_eq!(
+        truth("n NOT BETWEEN 1 AND missing", &f),
+        None,
+        "NOT (true AND unknown)"
+    );
+    assert_eq!(
+        truth("n BETWEEN missing AND 4", &f),
+        Some(false),
+        "unknown AND false"
+    );
+    assert_eq!(
+        truth("n NOT BETWEEN 6 AND missing", &f),
+        Some(true),
+        "NOT (false AND unknown)"
+    );
     assert_eq!(truth("s BETWEEN 1 AND 9", &f), None);
+}
+
+#[test]
+fn like_on_a_text_longer_than_its_bound_is_unknown() {
+    let long = "a".repeat(eval::MAX_LIKE_TEXT + 1);
+    let f = [("t", text(&long))];
+    assert_eq!(truth("t LIKE 'a%'", &f), None);
+    assert_eq!(truth("t NOT LIKE 'a%'", &f), None);
 }
 
 #[test]
@@ -689,9 +711,11 @@ fn hostile_nesting_to_the_length_limit_is_refused_without_overflowing_the_stack(
 #[test]
 fn a_pathological_like_pattern_finishes() {
     let selector = parse("w LIKE '%a%a%a%a%a%a%a%b'");
-    let long = message(&[("w", text(&"a".repeat(100_000)))]);
+    // The longest text LIKE matches.
+    let run = eval::MAX_LIKE_TEXT - 1;
+    let long = message(&[("w", text(&"a".repeat(run)))]);
     assert!(!selector.matches(&long));
-    let ends_in_b = message(&[("w", text(&format!("{}b", "a".repeat(100_000))))]);
+    let ends_in_b = message(&[("w", text(&format!("{}b", "a".repeat(run))))]);
     assert!(selector.matches(&ends_in_b));
 }
 

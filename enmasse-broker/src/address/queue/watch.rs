@@ -5,6 +5,10 @@
 //! message waits again).
 
 use super::{Queue, State};
+
+/// How many waiting messages one look goes through before it lets the link's connection do other
+/// work; the next look goes on from there.
+const SCAN_BUDGET: usize = 1024;
 use crate::{address::policy::now_millis, message::Message, selector::Selector};
 
 /// How far a consumer with a selector has looked through the waiting messages: it has looked at
@@ -17,13 +21,40 @@ pub struct Scan {
 }
 
 impl State {
+    /// Brings a scan up to the current epoch: back to just before the oldest message that waits
+    /// again since the scan's epoch, or to the front if that is further back than remembered.
+    fn rewind(&self, scan: &mut Scan) {
+        if scan.epoch == self.epoch {
+            return;
+        }
+        let remembered = self
+            .rewinds
+            .front()
+            .is_some_and(|(epoch, _)| *epoch <= scan.epoch + 1);
+        scan.after = match remembered {
+            true => self
+                .rewinds
+                .iter()
+                .filter(|(epoch, _)| *epoch > scan.epoch)
+                .map(|(_, id)| id.saturating_sub(1))
+                .fold(scan.after, u64::min),
+            false => 0,
+        };
+        scan.epoch = self.epoch;
+    }
+
     /// The index of the first waiting message after `after` that is alive and `selector` (if
     /// any) selects; expired ones met on the way are set aside. Returns the last id looked at
-    /// when none is found.
+    /// when none is found within [`SCAN_BUDGET`] messages.
     fn find_selected(&mut self, after: u64, selector: Option<&Selector>, now: u64) -> Result<usize, u64> {
         let mut at = self.ready.partition_point(|message| message.id <= after);
         let mut last = after;
+        let mut budget = SCAN_BUDGET;
         while let Some(message) = self.ready.get(at) {
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
             last = message.id;
             if message.expires_at.is_some_and(|expiry| expiry <= now) {
                 if let Some(expired) = self.ready.remove(at) {
@@ -48,12 +79,7 @@ impl Queue {
         if state.closed {
             return None;
         }
-        if scan.epoch != state.epoch {
-            *scan = Scan {
-                epoch: state.epoch,
-                after: 0,
-            };
-        }
+        state.rewind(scan);
         let now = now_millis();
         let at = match state.find_selected(scan.after, Some(selector), now) {
             Ok(at) => at,
