@@ -3,7 +3,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `PUT /config` | applies a broker config (JSON); idempotent; answers what changed and the revision |
-//! | `GET /status` | per address: ready, depth, senders, receivers, messages in and out; plus the space's state |
+//! | `GET /status` | per address: ready, depth, senders, receivers, messages in, out, expired and dead-lettered; plus the space's state |
 //! | `GET /report` | the broker report of the contract: the revision applied and the addresses served |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a config is applied, 503 before |
@@ -297,6 +297,8 @@ pub fn report(broker: &Broker) -> BrokerReport {
                 ready: !e.removed.is_cancelled(),
                 message: None,
                 depth: e.depth(),
+                messages_expired: e.messages_expired.load(Ordering::Relaxed),
+                messages_dead_lettered: e.messages_dead_lettered.load(Ordering::Relaxed),
             })
             .collect(),
         problems: broker.authenticator().problem().into_iter().collect(),
@@ -317,6 +319,8 @@ struct AddressStatus {
     receivers: u64,
     messages_in: u64,
     messages_out: u64,
+    messages_expired: u64,
+    messages_dead_lettered: u64,
 }
 
 /// Addresses and the messages they held, as `PUT /config` answers them.
@@ -345,6 +349,8 @@ fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {
                 receivers: e.receivers.load(Ordering::Relaxed),
                 messages_in: e.messages_in(),
                 messages_out: e.messages_out.load(Ordering::Relaxed),
+                messages_expired: e.messages_expired.load(Ordering::Relaxed),
+                messages_dead_lettered: e.messages_dead_lettered.load(Ordering::Relaxed),
             }
         })
         .collect();
@@ -438,6 +444,18 @@ fn metrics(broker: &Broker) -> String {
         "counter",
         "Messages settled by consumers of an address.",
         per_address(&|e| e.messages_out.load(Ordering::Relaxed)),
+    );
+    family(
+        "enmasse_broker_address_messages_expired_total",
+        "counter",
+        "Messages that expired at an address (moved to its expiry address, or dropped).",
+        per_address(&|e| e.messages_expired.load(Ordering::Relaxed)),
+    );
+    family(
+        "enmasse_broker_address_messages_dead_lettered_total",
+        "counter",
+        "Messages an address gave up, rejected or past their delivery attempts (moved to its dead-letter address, or dropped).",
+        per_address(&|e| e.messages_dead_lettered.load(Ordering::Relaxed)),
     );
     out
 }

@@ -161,16 +161,27 @@ fn a_pushed_config_is_kept_for_the_next_start_and_a_broken_one_is_reported_by_pa
 
 #[tokio::test]
 async fn status_and_metrics_report_each_address() {
-    let (addr, _broker, _shutdown) = management().await;
+    let (addr, broker, _shutdown) = management().await;
     let config = serde_json::to_string(&config(vec![address("orders", AddressType::Queue)])).unwrap();
     http(addr, "PUT", "/config", &config).await;
+    let orders = broker.table().get("orders").unwrap();
+    orders
+        .messages_expired
+        .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    orders
+        .messages_dead_lettered
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (_, status) = http(addr, "GET", "/status", "").await;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["addresses"][0]["address"], "orders");
     assert_eq!(status["addresses"][0]["depth"], 0);
+    assert_eq!(status["addresses"][0]["messagesExpired"], 2);
+    assert_eq!(status["addresses"][0]["messagesDeadLettered"], 1);
     let (_, report) = http(addr, "GET", "/report", "").await;
     let report: enmasse_types::broker_config::BrokerReport = serde_json::from_str(&report).unwrap();
-    assert!(report.address("orders").unwrap().ready);
+    let orders = report.address("orders").unwrap();
+    assert!(orders.ready);
+    assert_eq!((orders.messages_expired, orders.messages_dead_lettered), (2, 1));
     let (_, metrics) = http(addr, "GET", "/metrics", "").await;
     assert!(
         metrics.contains("# TYPE enmasse_broker_address_depth gauge"),
@@ -180,6 +191,12 @@ async fn status_and_metrics_report_each_address() {
         metrics.contains("enmasse_broker_address_depth{address=\"orders\",type=\"queue\"} 0"),
         "{metrics}"
     );
+    for line in [
+        "enmasse_broker_address_messages_expired_total{address=\"orders\",type=\"queue\"} 2",
+        "enmasse_broker_address_messages_dead_lettered_total{address=\"orders\",type=\"queue\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{metrics}");
+    }
     assert_eq!(http(addr, "GET", "/nothing", "").await.0, 404);
 }
 

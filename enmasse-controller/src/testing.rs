@@ -102,11 +102,11 @@ impl Brokers for FakeBroker {
                 addresses: config
                     .iter()
                     .flat_map(|c| &c.addresses)
-                    .map(|a| AddressReport {
-                        address: a.address.clone(),
-                        ready: true,
-                        message: None,
-                        depth: depths.get(&a.address).copied().unwrap_or(0),
+                    .map(|a| {
+                        AddressReport::serving(
+                            a.address.clone(),
+                            depths.get(&a.address).copied().unwrap_or(0),
+                        )
                     })
                     .collect(),
                 problems: vec![],

@@ -253,6 +253,28 @@ pub struct AddressReport {
     /// The messages it holds, waiting for a consumer.
     #[serde(default)]
     pub depth: u64,
+    /// Messages that expired there since the broker started (moved to the expiry address or
+    /// dropped).
+    #[serde(default)]
+    pub messages_expired: u64,
+    /// Messages given up there since the broker started, rejected or past their delivery attempts
+    /// (moved to the dead-letter address or dropped).
+    #[serde(default)]
+    pub messages_dead_lettered: u64,
+}
+
+impl AddressReport {
+    /// An address served and ready, holding `depth` messages, nothing expired or given up.
+    pub fn serving(address: impl Into<String>, depth: u64) -> Self {
+        Self {
+            address: address.into(),
+            ready: true,
+            message: None,
+            depth,
+            messages_expired: 0,
+            messages_dead_lettered: 0,
+        }
+    }
 }
 
 #[cfg(test)]

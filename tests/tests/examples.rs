@@ -93,12 +93,7 @@ fn the_team_space_is_ready_once_its_broker_serves_the_config() {
         addresses: config
             .addresses
             .iter()
-            .map(|a| AddressReport {
-                address: a.address.clone(),
-                ready: true,
-                message: None,
-                depth: 0,
-            })
+            .map(|a| AddressReport::serving(a.address.clone(), 0))
             .collect(),
         problems: vec![],
     };

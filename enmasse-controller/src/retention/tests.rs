@@ -28,12 +28,7 @@ fn report(depths: &[(&str, u64)]) -> BrokerReport {
         revision: "r1".into(),
         addresses: depths
             .iter()
-            .map(|(address, depth)| AddressReport {
-                address: (*address).into(),
-                ready: true,
-                message: None,
-                depth: *depth,
-            })
+            .map(|(address, depth)| AddressReport::serving(*address, *depth))
             .collect(),
         problems: vec![],
     }

@@ -157,7 +157,10 @@ pub(super) fn evaluate_addresses(
             expiry: spec.expiry.clone(),
         });
         let mut address_status = status(c.address, phase, messages, Some(settings), now);
-        address_status.depth = report.and_then(|r| r.address(&spec.address)).map(|r| r.depth);
+        let reported = report.and_then(|r| r.address(&spec.address));
+        address_status.depth = reported.map(|r| r.depth);
+        address_status.messages_expired = reported.map(|r| r.messages_expired);
+        address_status.messages_dead_lettered = reported.map(|r| r.messages_dead_lettered);
         out.insert(name_of(&c.address.metadata).to_owned(), address_status);
     }
     served.sort_by(|a, b| a.address.cmp(&b.address));
@@ -435,6 +438,8 @@ pub(super) fn status(
         message_redelivery,
         subscription,
         depth: None,
+        messages_expired: None,
+        messages_dead_lettered: None,
         conditions,
         observed_generation: generation,
     }

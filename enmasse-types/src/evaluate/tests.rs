@@ -433,12 +433,16 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
                 ready: true,
                 message: None,
                 depth: 7,
+                messages_expired: 2,
+                messages_dead_lettered: 1,
             },
             AddressReport {
                 address: "audit".into(),
                 ready: false,
                 message: Some("journal full".into()),
                 depth: 0,
+                messages_expired: 0,
+                messages_dead_lettered: 0,
             },
         ],
         problems: vec![],
@@ -446,6 +450,8 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
     let evaluation = run_with(&c, &BTreeMap::from([("app".into(), report.clone())]));
     assert!(evaluation.addresses["app.orders"].is_ready);
     assert_eq!(evaluation.addresses["app.orders"].depth, Some(7));
+    assert_eq!(evaluation.addresses["app.orders"].messages_expired, Some(2));
+    assert_eq!(evaluation.addresses["app.orders"].messages_dead_lettered, Some(1));
     assert_eq!(
         phase_and_message(&evaluation, "app.audit"),
         (Phase::Configuring, "journal full".into())

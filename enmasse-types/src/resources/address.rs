@@ -219,6 +219,13 @@ pub struct AddressStatus {
     /// The messages the broker holds for the address, as it last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<u64>,
+    /// Messages that expired at the address since its broker started, as it last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_expired: Option<u64>,
+    /// Messages given up at the address (rejected, or past their delivery attempts) since its
+    /// broker started, as it last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_dead_lettered: Option<u64>,
     /// Kubernetes conditions; `Ready` mirrors `isReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
