@@ -16,6 +16,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::{
+    address::table::{CLIENT_SUBSCRIPTION_PREFIX, ClientSubscription},
     address::{
         queue::Queue,
         table::{AddressTable, Engine},
@@ -23,6 +24,7 @@ use crate::{
     broker::Broker,
     journal::{RecoveredMessage, Recovery},
     message::Message,
+    selector::Selector,
 };
 
 /// What start-up recovered from the journal, for the log and `GET /status`.
@@ -115,11 +117,41 @@ impl Recovered {
         state.waiting = waiting;
     }
 
-    /// Puts the waiting messages of every address the table now serves as a queue into it.
+    /// Puts the waiting messages of every address the table now serves as a queue into it. A
+    /// client's durable subscription whose topic the table now serves is made again first, from
+    /// its journaled definition.
     pub(crate) fn place(&self, table: &AddressTable) {
         let mut state = self.state();
         if state.waiting.is_empty() {
             return;
+        }
+        let subscriptions: Vec<String> = state
+            .waiting
+            .keys()
+            .filter(|address| address.starts_with(CLIENT_SUBSCRIPTION_PREFIX) && table.get(address).is_none())
+            .cloned()
+            .collect();
+        for address in subscriptions {
+            let Some(messages) = state.waiting.get_mut(&address) else {
+                continue;
+            };
+            let found = messages
+                .iter()
+                .enumerate()
+                .find_map(|(at, message)| Some((at, ClientSubscription::from_definition(message)?)));
+            let Some((at, definition)) = found else {
+                continue;
+            };
+            let selector = definition
+                .selector
+                .as_deref()
+                .and_then(|text| Selector::parse(text).ok())
+                .map(Arc::new);
+            if table.subscribe(definition, selector).is_ok() {
+                // The definition stays in the journal; it is not a message to deliver.
+                messages.remove(at);
+                info!(%address, "a durable subscription is back");
+            }
         }
         let placeable: Vec<(String, Arc<Queue>)> = state
             .waiting

@@ -299,3 +299,59 @@ async fn a_messages_delivery_count_and_expiry_time_survive_a_restart() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_durable_subscription_and_its_messages_are_back_after_a_restart() {
+    let dir = fresh_dir("durable-subscription");
+    let config = config(vec![address("news", AddressType::Topic)]);
+    let subscribe = |broker: &Durable, name: &'static str| {
+        let url = format!("amqp://{}", broker.addr);
+        async move {
+            let mut connection = Connection::open("client-1", url.as_str()).await.unwrap();
+            let mut session = Session::begin(&mut connection).await.unwrap();
+            let source = fe2o3_amqp::types::messaging::Source::builder()
+                .address("news")
+                .durable(fe2o3_amqp::types::messaging::TerminusDurability::UnsettledState)
+                .expiry_policy(fe2o3_amqp::types::messaging::TerminusExpiryPolicy::Never)
+                .build();
+            let receiver = Receiver::builder()
+                .name(name)
+                .source(source)
+                .attach(&mut session)
+                .await
+                .unwrap();
+            (connection, session, receiver)
+        }
+    };
+    let broker = Durable::start(&dir, config.clone()).await;
+    let (mut connection, _session, kept) = subscribe(&broker, "kept").await;
+    kept.detach().await.unwrap();
+    let (_c, _s, ended) = subscribe(&broker, "ended").await;
+    ended.close().await.unwrap();
+    connection.close().await.unwrap();
+    broker
+        .send("news", &[("durable", true), ("not durable", false)])
+        .await;
+    broker.stop().await;
+
+    let broker = Durable::start(&dir, config).await;
+    assert!(
+        broker
+            .broker
+            .table()
+            .client_subscription("client-1|ended|durable")
+            .is_none(),
+        "a closed subscription stays gone"
+    );
+    let (_connection, _session, mut kept) = subscribe(&broker, "kept").await;
+    let delivery = within("receive", kept.recv::<AmqpValue<String>>()).await.unwrap();
+    assert_eq!(
+        delivery.body().0,
+        "durable",
+        "the durable message survived, the other did not"
+    );
+    kept.accept(&delivery).await.unwrap();
+    kept.detach().await.unwrap();
+    assert_eq!(broker.depth("news"), 0);
+    broker.stop().await;
+}

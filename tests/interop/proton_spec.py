@@ -2,7 +2,7 @@
 """Checks one point of AMQP 1.0 behaviour of the broker with Qpid Proton, for the interop tests.
 
 Usage: proton_spec.py --url amqp://HOST:PORT --case NAME, NAME being one of shared-name, drain,
-large-value, selector, durable-terminus, browse, idle-offer or transaction.
+large-value, selector, durable-terminus, browse, idle-offer, transaction or durable-subscription.
 Prints "ok CASE ..." and exits 0 when the broker behaved as the case expects; otherwise prints the
 reason on stderr and exits 1. A case gives up after 12 s; an alarm ends the process at 14 s.
 """
@@ -19,7 +19,8 @@ from proton.reactor import Container, Copy, DurableSubscription, Selector
 
 QUEUE = "orders"  # the queue of tests/fixtures/interop/space.yaml
 CASES = ["shared-name", "drain", "large-value", "selector", "durable-terminus", "browse",
-         "idle-offer", "transaction"]
+         "idle-offer", "transaction", "durable-subscription"]
+TOPIC = "events"  # the topic of tests/fixtures/interop/space.yaml
 TIMEOUT = 12
 LARGE = 300_000
 DURABILITY = {Terminus.NONDURABLE: "none", Terminus.CONFIGURATION: "configuration",
@@ -112,6 +113,15 @@ class Check(MessagingHandler, TransactionHandler):
         self.container.create_receiver(self.conn, QUEUE, name="browse-purge").drain(1000)
         self.status = "waiting for the purge's drain to complete"
 
+    def start_durable_subscription(self):
+        # Subscribe durably, detach (not close), publish, subscribe again by the same name: the
+        # message published while away is there.
+        self.bodies = [f"durable-subscription {self.tag}"]
+        self.resubscribed = False
+        self.container.create_receiver(self.conn, TOPIC, name="spec-subscription",
+                                       options=DurableSubscription())
+        self.status = "waiting for the subscription's attach"
+
     def start_idle_offer(self):
         self.status = "waiting for the broker's open"
 
@@ -143,6 +153,12 @@ class Check(MessagingHandler, TransactionHandler):
                 self.finish(True, f"ok durable-terminus: {self.status}")
             else:
                 self.finish(False, f"the broker claims a terminus it does not keep: {self.status}")
+        elif self.case == "durable-subscription" and link.is_receiver and not self.resubscribed:
+            if (source.durability, source.expiry_policy) != (Terminus.DELIVERIES, Terminus.EXPIRE_NEVER):
+                self.finish(False, f"the subscription is not kept as asked: {self.status}")
+            else:
+                link.detach()
+                self.status = "subscribed, detaching"
         elif self.case == "browse" and link.name == "browse-receiver":
             if source.distribution_mode != Terminus.DIST_MODE_COPY:
                 self.finish(False, f"the browser's remote source has distribution-mode "
@@ -166,6 +182,11 @@ class Check(MessagingHandler, TransactionHandler):
             self.container.create_receiver(self.conn, QUEUE, name="selector-receiver",
                                            options=Selector("colour = 'green'")).flow(1)
             self.status = "sent 2, waiting for the green one"
+        elif self.case == "durable-subscription" and self.accepted == len(self.bodies):
+            self.resubscribed = True
+            self.container.create_receiver(self.conn, TOPIC, name="spec-subscription",
+                                           options=DurableSubscription()).flow(1)
+            self.status = "published while away, subscribing again"
         elif self.case == "browse" and self.accepted == len(self.bodies):
             self.container.create_receiver(self.conn, QUEUE, name="browse-receiver",
                                            options=Copy()).flow(len(self.bodies))
@@ -277,6 +298,11 @@ class Check(MessagingHandler, TransactionHandler):
         self.finish(False, f"link {event.link.name} closed by the broker without an error ({self.status})")
 
     def on_link_remote_detach(self, event):
+        if self.case == "durable-subscription" and event.link.remote_condition is None:
+            # The broker's answer to the subscriber's detach: publish while it is away.
+            self.container.create_sender(self.conn, TOPIC, name="durable-sender")
+            self.status = "detached, publishing"
+            return
         self.finish(False, f"link {event.link.name} detached (not closed) by the broker: "
                            f"{event.link.remote_condition}")
 

@@ -1,6 +1,7 @@
 // Checks one point of AMQP 1.0 behaviour of the broker with rhea, for the interop tests.
 // Usage: node rhea_spec.js --url amqp://HOST:PORT --case NAME, NAME being one of shared-name, drain,
-// large-value, selector, durable-terminus, browse, idle-offer, transaction or request-response.
+// large-value, selector, durable-terminus, browse, idle-offer, transaction, request-response or
+// durable-subscription.
 // Prints "ok CASE ..." and exits 0 when the broker behaved as the case expects; otherwise prints
 // the reason on stderr and exits 1. A case gives up after 12 s.
 'use strict';
@@ -10,7 +11,8 @@ const rhea = require('rhea');
 
 const QUEUE = 'orders'; // the queue of tests/fixtures/interop/space.yaml
 const CASES = ['shared-name', 'drain', 'large-value', 'selector', 'durable-terminus', 'browse',
-  'idle-offer', 'transaction', 'request-response'];
+  'idle-offer', 'transaction', 'request-response', 'durable-subscription'];
+const TOPIC = 'events'; // the topic of tests/fixtures/interop/space.yaml
 const LARGE = 300000;
 
 const args = {};
@@ -333,6 +335,37 @@ cases['request-response'] = () => {
     else pass(`the request went through the queue, its reply through the anonymous relay to temporary queue ${replies.source.address}`);
   });
   status = 'waiting for the temporary queue';
+};
+
+cases['durable-subscription'] = () => {
+  // rhea's own durable_subscription example: subscribe by container id and link name with a
+  // durable source, detach (not close), publish, subscribe again: the message is there.
+  const body = `${tag} durable-subscription`;
+  const source = { address: TOPIC, durable: 2, expiry_policy: 'never' };
+  const first = connection.open_receiver({ name: 'spec-subscription', source });
+  first.on('receiver_open', () => {
+    const remote = first.source;
+    if (!remote || remote.durable !== 2 || remote.expiry_policy !== 'never') {
+      fail(`the subscription is not kept as asked: ${JSON.stringify(remote)}`);
+      return;
+    }
+    status = 'subscribed, detaching';
+    first.detach();
+  });
+  first.on('receiver_close', () => {
+    status = 'detached, publishing';
+    const sender = connection.open_sender({ target: TOPIC, name: 'durable-publisher' });
+    sender.once('sendable', () => sender.send({ body }));
+    sender.on('accepted', () => {
+      status = 'published while away, subscribing again';
+      const again = connection.open_receiver({ name: 'spec-subscription', source });
+      again.on('message', (context) => {
+        if (context.message.body === body) pass('a message published while the durable subscriber was detached was kept for it');
+        else fail(`the subscription gave ${JSON.stringify(context.message.body)}`);
+      });
+    });
+  });
+  status = "waiting for the subscription's attach";
 };
 
 cases[args.case]();

@@ -309,3 +309,8 @@ async fn a_transaction_from_proton_and_rhea_is_refused_with_an_error_not_a_dropp
 async fn rhea_request_and_response_go_through_a_temporary_queue_and_the_anonymous_relay() {
     spec_with("request-response", &[RHEA_SPEC]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_subscription_of_proton_and_rhea_keeps_what_was_published_while_away() {
+    spec("durable-subscription").await;
+}

@@ -135,8 +135,14 @@ impl Fanout {
 
     /// Adds a durable subscription: a member whose queue outlives its receivers, and whose
     /// copies of durable messages are journaled under `address`.
-    pub fn join_subscription(&self, filter: Filter, queue: Arc<Queue>, address: Arc<str>) -> u64 {
-        self.add(filter, None, queue, Some(address))
+    pub fn join_subscription(
+        &self,
+        filter: Filter,
+        selector: Option<Arc<Selector>>,
+        queue: Arc<Queue>,
+        address: Arc<str>,
+    ) -> u64 {
+        self.add(filter, selector, queue, Some(address))
     }
 
     fn add(
@@ -373,7 +379,7 @@ mod tests {
         let topic = Fanout::new();
         let (_, receiver) = topic.join(Filter::All, None, limits(10));
         let subscription = Queue::new(limits(10));
-        topic.join_subscription(Filter::All, subscription.clone(), Arc::from("audit"));
+        topic.join_subscription(Filter::All, None, subscription.clone(), Arc::from("audit"));
         assert_eq!(topic.reserve(1), 1);
         let mut ids = 100..;
         let mut held = topic
@@ -393,7 +399,7 @@ mod tests {
     fn a_refused_durable_message_holds_nothing_and_frees_its_room() {
         let topic = Fanout::new();
         let subscription = Queue::new(limits(10));
-        topic.join_subscription(Filter::All, subscription.clone(), Arc::from("audit"));
+        topic.join_subscription(Filter::All, None, subscription.clone(), Arc::from("audit"));
         let (_, small) = topic.join(
             Filter::All,
             None,
@@ -420,7 +426,7 @@ mod tests {
     fn a_durable_subscription_keeps_its_queue_when_it_leaves() {
         let topic = Fanout::new();
         let queue = Queue::new(limits(10));
-        let id = topic.join_subscription(Filter::All, queue.clone(), Arc::from("sub"));
+        let id = topic.join_subscription(Filter::All, None, queue.clone(), Arc::from("sub"));
         topic.reserve(1);
         topic.publish(&message("t", 1), || 0).unwrap();
         topic.leave(id, true);

@@ -77,6 +77,8 @@ pub struct Entry {
     /// For a temporary address, the connection that created it: the only one that may receive
     /// from it.
     pub owner: Option<u64>,
+    /// For a subscription a client made by attaching: what it is.
+    pub client: Option<ClientSubscription>,
     /// Its configuration; limits and settings change in place.
     config: RwLock<BrokerAddress>,
     /// Its engine.
@@ -110,6 +112,7 @@ impl Entry {
             topic: config.topic.clone(),
             temporary: false,
             owner: None,
+            client: None,
             ttl: RwLock::new(config.message_ttl.clone()),
             config: RwLock::new(config),
             engine,
@@ -290,9 +293,13 @@ impl AddressTable {
 
         let stale: Vec<String> = entries
             .iter()
-            .filter(|(name, entry)| match wanted.get(name.as_str()) {
-                None => true,
-                Some(want) => want.type_ != entry.type_ || want.topic != entry.topic,
+            .filter(|(name, entry)| match (&entry.client, wanted.get(name.as_str())) {
+                // A client's subscription goes with its topic.
+                (Some(client), _) => wanted
+                    .get(client.topic.as_str())
+                    .is_none_or(|topic| topic.type_ != AddressType::Topic),
+                (None, None) => true,
+                (None, Some(want)) => want.type_ != entry.type_ || want.topic != entry.topic,
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -510,7 +517,8 @@ fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Ent
             let mut entry = Entry::new(config.clone(), Engine::Queue(queue.clone()));
             let topic = config.topic.as_deref().and_then(|t| entries.get(t));
             if let Some(Engine::Fanout(fanout)) = topic.map(|t| &t.engine) {
-                let id = fanout.join_subscription(Filter::All, queue, Arc::from(config.address.as_str()));
+                let id =
+                    fanout.join_subscription(Filter::All, None, queue, Arc::from(config.address.as_str()));
                 entry.membership = Some((fanout.clone(), id));
             }
             entry
@@ -538,6 +546,10 @@ fn update(entry: &Entry, config: &BrokerAddress) {
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = config.clone();
 }
+
+mod subscriptions;
+
+pub use subscriptions::{CLIENT_SUBSCRIPTION_PREFIX, ClientSubscription};
 
 #[cfg(test)]
 mod tests;

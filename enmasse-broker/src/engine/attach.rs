@@ -12,7 +12,11 @@ use std::sync::{
 
 use enmasse_types::resources::{address::AddressType, messaging_user::Operation};
 
-use super::{connection::Context, session::Bound};
+use super::{
+    connection::Context,
+    session::Bound,
+    subscription::{self, Subscriber},
+};
 use crate::{
     address::{
         fanout::Filter,
@@ -43,8 +47,12 @@ pub(super) struct Receiving {
     pub(super) source: ReceiveSource,
     /// The address and the right.
     pub(super) bound: Bound,
-    /// The selector it asked for.
+    /// The selector it asked for, applied by the link (a subscription's is its topic's).
     pub(super) selector: Option<Arc<Selector>>,
+    /// The source to answer with, when the link takes a subscription rather than the address.
+    pub(super) reply: Option<Terminus>,
+    /// The subscription the link holds, which may go when the link does.
+    pub(super) subscriber: Option<Subscriber>,
 }
 
 /// Where a client's sender link delivers.
@@ -111,10 +119,10 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
             Ok(Decision::Inbound(Target::Address(target, bound)))
         }
         Role::Receiver => {
-            let source = attach
-                .source
-                .as_ref()
-                .ok_or_else(|| not_implemented("a receiver link needs a source"))?;
+            let Some(source) = attach.source.as_ref() else {
+                // No source: a durable subscription looked up by name.
+                return subscription::look_up(cx, attach).map(Decision::Outbound);
+            };
             let selector = selector(source)?;
             let (resolved, bound) = if source.dynamic {
                 let (entry, bound) = create_temporary(cx, Operation::Recv, source)?;
@@ -129,6 +137,13 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                     table.resolve_source(address).map(|s| (s.entry.clone(), s))
                 })?
             };
+            if subscription::wanted(source) && resolved.entry.type_ == AddressType::Topic {
+                // Its distribution mode is the topic's: every subscription gets a copy.
+                let address = source.address.as_deref().unwrap_or_default();
+                let topic = resolved.entry.address.clone();
+                return subscription::subscribe(cx, attach, source, address, &topic, selector)
+                    .map(Decision::Outbound);
+            }
             let address = &resolved.entry.address;
             if source.distribution_mode.as_deref() == Some("copy")
                 && !matches!(resolved.entry.engine, AddressEngine::Queue(_))
@@ -156,6 +171,8 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 source: resolved,
                 bound,
                 selector,
+                reply: None,
+                subscriber: None,
             }))
         }
     }
@@ -239,7 +256,7 @@ fn create_temporary(
 /// open to every user the space serves (its name is the capability); any other needs the
 /// user's `operation` right, checked before the address is looked up, so that a user without it
 /// learns nothing of which addresses exist.
-fn bind<T>(
+pub(super) fn bind<T>(
     cx: &Context<'_>,
     operation: Operation,
     address: &str,

@@ -36,8 +36,9 @@ pub const MAX_FRAME_SIZE: u32 = 65_536;
 /// The highest channel (session) number a client may use.
 const CHANNEL_MAX: u16 = 255;
 
-/// What the broker offers in its open: an anonymous sender's messages are routed by their `to`.
-const OFFERED_CAPABILITIES: &[&str] = &["ANONYMOUS-RELAY"];
+/// What the broker offers in its open: an anonymous sender's messages are routed by their `to`,
+/// and subscriptions may be shared (Qpid JMS asks for this before it opens a shared one).
+const OFFERED_CAPABILITIES: &[&str] = &["ANONYMOUS-RELAY", "SHARED-SUBS"];
 
 /// Frames smaller than this may always be sent (AMQP 1.0, 2.7.1: MIN-MAX-FRAME-SIZE).
 const MIN_MAX_FRAME_SIZE: u32 = 512;
@@ -103,6 +104,8 @@ enum State {
 pub(super) struct Scope {
     /// Unique within the broker process.
     pub(super) id: u64,
+    /// The peer's container id, from its open.
+    pub(super) container: String,
     /// Temporary addresses (dynamic nodes) held by the connection's links.
     pub(super) temporaries: Arc<AtomicUsize>,
 }
@@ -180,6 +183,7 @@ impl Engine {
             gathering: 0,
             scope: Scope {
                 id,
+                container: String::new(),
                 temporaries: Arc::new(AtomicUsize::new(0)),
             },
         }
@@ -353,6 +357,7 @@ impl Engine {
                 OFFERED_CAPABILITIES,
             );
         });
+        self.scope.container = open.container_id.clone();
         self.state = State::Open;
         debug!(peer = %self.peer, container = %open.container_id, user = %self.identity.username, "connection open");
     }

@@ -12,6 +12,7 @@ mod connection;
 mod inbound;
 mod outbound;
 mod session;
+mod subscription;
 
 use std::{
     future::poll_fn,

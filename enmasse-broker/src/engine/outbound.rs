@@ -21,6 +21,7 @@ use super::{
     attach::Receiving,
     connection::{Context, Ending, Event, LinkKey},
     session::{Bound, Endpoint, Unsettled},
+    subscription::Subscriber,
 };
 use crate::{
     address::{
@@ -87,6 +88,8 @@ pub(super) struct Outbound {
     browsing: Option<u64>,
     /// The selector it picks messages of a shared queue with, and how far it has looked.
     selector: Option<(Arc<Selector>, Scan)>,
+    /// The client subscription it consumes, which may go when it does.
+    subscriber: Option<Subscriber>,
     peer_max_message_size: Option<u64>,
     in_flight: usize,
     max_in_flight: usize,
@@ -108,6 +111,8 @@ impl Outbound {
             source,
             bound,
             selector,
+            reply,
+            subscriber,
         } = receiving;
         let entry = source.entry.clone();
         let applied_selector = selector.is_some();
@@ -160,6 +165,7 @@ impl Outbound {
                 .cloned()
                 .collect();
         }
+        let reply_source = reply.unwrap_or(reply_source);
         let reply_target = Terminus::named_like(attach.target.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
             e.attach(&AttachReply {
@@ -184,6 +190,7 @@ impl Outbound {
             presettled,
             browsing,
             selector: selector.map(|selector| (selector, Scan::default())),
+            subscriber,
             peer_max_message_size: attach.max_message_size.filter(|max| *max > 0),
             in_flight: 0,
             max_in_flight: cx.broker.settings().max_in_flight.max(1),
@@ -380,8 +387,14 @@ impl Outbound {
     }
 
     /// Lets go of the link: what the peer did not settle goes back to the queue (counted as a
-    /// failed delivery), and the link leaves its address.
-    pub(super) fn release(&mut self, cx: &mut Context<'_>, unsettled: &mut BTreeMap<u32, Unsettled>) {
+    /// failed delivery), and the link leaves its address. `closed`: the peer closed the link
+    /// (rather than detaching it, or going away), which ends a durable subscription.
+    pub(super) fn release(
+        &mut self,
+        cx: &mut Context<'_>,
+        unsettled: &mut BTreeMap<u32, Unsettled>,
+        closed: bool,
+    ) {
         self.end.gone.cancel();
         let mine: Vec<u32> = unsettled
             .iter()
@@ -413,6 +426,9 @@ impl Outbound {
             .receivers
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
+        if let Some(subscriber) = &self.subscriber {
+            subscriber.left(closed, remaining);
+        }
         if let Some((fanout, id)) = self.membership.take() {
             fanout.leave(id, false);
         } else if matches!(self.bound.entry.engine, AddressEngine::Anycast(_)) && remaining == 0 {

@@ -111,9 +111,9 @@ pub(super) struct Bound {
 /// A link of the session.
 pub(super) enum Link {
     /// The peer sends; the broker receives into an address.
-    In(Inbound),
+    In(Box<Inbound>),
     /// The broker sends from an address; the peer receives.
-    Out(Outbound),
+    Out(Box<Outbound>),
 }
 
 impl Link {
@@ -278,7 +278,7 @@ impl Session {
         for (_, link) in self.links.drain() {
             match link {
                 Link::In(mut inbound) => inbound.release(cx),
-                Link::Out(mut outbound) => outbound.release(cx, &mut self.unsettled),
+                Link::Out(mut outbound) => outbound.release(cx, &mut self.unsettled, false),
             }
         }
     }
@@ -344,13 +344,13 @@ impl Session {
             Ok(attach::Decision::Inbound(target)) => {
                 self.locals.insert(local);
                 let link = Inbound::attach(cx, self.local, local, key, &attach, target);
-                self.links.insert(attach.handle, Link::In(link));
+                self.links.insert(attach.handle, Link::In(Box::new(link)));
                 self.flow_link(cx, attach.handle, false);
             }
             Ok(attach::Decision::Outbound(receiving)) => {
                 self.locals.insert(local);
                 let link = Outbound::attach(cx, self.local, local, key, &attach, receiving);
-                self.links.insert(attach.handle, Link::Out(link));
+                self.links.insert(attach.handle, Link::Out(Box::new(link)));
             }
             Err(error) => {
                 cx.broker
@@ -576,7 +576,7 @@ impl Session {
             self.detaching.swap_remove(at);
             return Ok(());
         }
-        let Some(local) = self.remove_link(cx, detach.handle) else {
+        let Some(local) = self.remove_link(cx, detach.handle, detach.closed) else {
             return Err(unattached(detach.handle));
         };
         if let Some(error) = &detach.error {
@@ -588,14 +588,14 @@ impl Session {
 
     /// Removes the link the peer calls `handle` and lets go of what it holds; returns the
     /// broker's handle for it.
-    fn remove_link(&mut self, cx: &mut Context<'_>, handle: u32) -> Option<u32> {
+    fn remove_link(&mut self, cx: &mut Context<'_>, handle: u32, closed: bool) -> Option<u32> {
         let local = match self.links.remove(&handle)? {
             Link::In(mut inbound) => {
                 inbound.release(cx);
                 inbound.end.local
             }
             Link::Out(mut outbound) => {
-                outbound.release(cx, &mut self.unsettled);
+                outbound.release(cx, &mut self.unsettled, closed);
                 outbound.end.local
             }
         };
@@ -605,7 +605,8 @@ impl Session {
 
     /// Detaches a link with `error`; the peer's answer is awaited.
     fn detach_with(&mut self, cx: &mut Context<'_>, handle: u32, error: ErrorInfo) {
-        let Some(local) = self.remove_link(cx, handle) else {
+        // Detached by the broker: a subscription the link held is kept.
+        let Some(local) = self.remove_link(cx, handle, false) else {
             return;
         };
         debug!(%error, "detaching a link");
