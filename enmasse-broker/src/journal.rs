@@ -153,6 +153,8 @@ impl Journal {
                         contents.remove(&id);
                     }
                 }
+                // Flattened by the scan: its records come one by one.
+                Record::Transaction { .. } => {}
                 Record::DropAddress { address } => {
                     let gone: Vec<u64> = ledger
                         .live
@@ -303,6 +305,57 @@ impl MessageStore for Journal {
         self.send(Command::DropAddress {
             address: Arc::from(address),
         });
+    }
+
+    fn commit(&self, adds: &[(&str, &Message)], removes: &[u64]) -> Persisted {
+        let refused = |reason: String| -> Persisted {
+            let error = StoreError(reason);
+            Persisted::Later(Box::pin(async move { Err(error) }))
+        };
+        let mut records = Vec::new();
+        let mut placed = Vec::with_capacity(adds.len());
+        for (address, message) in adds {
+            if address.len() > usize::from(u16::MAX) {
+                return refused(format!("the address {address:.40}... is too long to journal"));
+            }
+            let at = records.len();
+            Record::Add {
+                id: message.id,
+                expires: message.expires_at,
+                address,
+                message: &message.encoded,
+            }
+            .encode(&mut records);
+            let offset = (record::TRANSACTION_RECORDS_AT + at) as u64;
+            let len = u32::try_from(records.len() - at).unwrap_or(u32::MAX);
+            placed.push((message.id, Arc::from(*address), offset, len));
+        }
+        for id in removes {
+            Record::Remove { id: *id }.encode(&mut records);
+        }
+        if records.len() + 1 > record::MAX_BODY {
+            return refused(format!(
+                "a transaction of {} bytes is larger than a journal record may be",
+                records.len()
+            ));
+        }
+        let mut record = Vec::with_capacity(records.len() + record::TRANSACTION_RECORDS_AT);
+        Record::Transaction { records: &records }.encode(&mut record);
+        let (done, persisted) = oneshot::channel();
+        let sent = self.send(Command::Commit {
+            record,
+            adds: placed,
+            removes: removes.to_vec(),
+            done,
+        });
+        if !sent {
+            return refused("the journal is closed".to_owned());
+        }
+        Persisted::Later(Box::pin(async move {
+            persisted
+                .await
+                .unwrap_or_else(|_| Err(StoreError("the journal writer stopped".to_owned())))
+        }))
     }
 }
 

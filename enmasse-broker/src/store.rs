@@ -37,6 +37,11 @@ pub trait MessageStore: Send + Sync + Debug {
 
     /// Forgets everything of an address that was removed.
     fn forget_address(&self, address: &str);
+
+    /// Makes a committed transaction's durable work safe at once: the messages it adds, each with
+    /// the address that takes it in, and the messages it settles for good. After a crash all of
+    /// it is there, or none.
+    fn commit(&self, adds: &[(&str, &Message)], removes: &[u64]) -> Persisted;
 }
 
 /// Messages live only in the queues' memory: nothing survives a restart.
@@ -51,4 +56,8 @@ impl MessageStore for MemoryStore {
     fn forget(&self, _address: &str, _id: u64) {}
 
     fn forget_address(&self, _address: &str) {}
+
+    fn commit(&self, _adds: &[(&str, &Message)], _removes: &[u64]) -> Persisted {
+        Persisted::Now
+    }
 }

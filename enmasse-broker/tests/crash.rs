@@ -424,3 +424,63 @@ async fn a_broker_restarted_without_its_operator_serves_the_pushed_config_and_it
     let received = drain(&broker.config(), &(1..=5).collect(), Duration::from_secs(10)).await;
     assert_eq!(received, (1..=5).collect::<Vec<_>>());
 }
+
+/// Every body `address` holds, taken until a second passes without one.
+async fn bodies(port: u16, address: &str) -> Vec<String> {
+    let url = format!("amqp://127.0.0.1:{port}");
+    let mut connection = fe2o3_amqp::Connection::open("reader", url.as_str())
+        .await
+        .unwrap();
+    let mut session = fe2o3_amqp::Session::begin(&mut connection).await.unwrap();
+    let mut receiver = fe2o3_amqp::Receiver::attach(&mut session, "reader", address)
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    while let Ok(delivery) = tokio::time::timeout(Duration::from_secs(1), receiver.recv::<String>()).await {
+        let delivery = delivery.unwrap();
+        receiver.accept(&delivery).await.unwrap();
+        bodies.push(delivery.body().clone());
+    }
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_a_committed_transaction_is_whole_and_an_open_one_leaves_no_trace() {
+    let data = fresh_dir("transactions");
+    let queues = config(vec![
+        address("orders", AddressType::Queue),
+        address("audit", AddressType::Queue),
+    ]);
+    let broker = Broker::start_pushed(&data).await;
+    broker.push(&queues).await;
+    // Qpid Proton drives the transactions, as a client would.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/proton_tx.py");
+    let mut client = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([
+            "--url",
+            &format!("amqp://127.0.0.1:{}", broker.port),
+            "--tag",
+            "t",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Debian's python3 with Qpid Proton (`cargo xtask test` installs it)");
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+    assert!(
+        matches!(&ready, Ok(Ok(Some(line))) if line == "ready"),
+        "the client did not get its transactions going: {ready:?}\n{}",
+        broker.log()
+    );
+    broker.kill().await;
+    let _ = client.kill().await;
+
+    let broker = Broker::start_pushed(&data).await;
+    assert_eq!(
+        bodies(broker.port, "orders").await,
+        ["t committed 1", "t committed 2"]
+    );
+    assert_eq!(bodies(broker.port, "audit").await, ["t committed audit"]);
+}

@@ -447,7 +447,7 @@ async fn browsing_a_topic_is_refused_as_not_implemented() {
 }
 
 #[tokio::test]
-async fn a_coordinator_link_is_refused_with_an_error_and_the_connection_goes_on() {
+async fn a_coordinator_for_distributed_transactions_is_refused_and_the_connection_goes_on() {
     let broker = orders().await;
     let mut raw = Raw::session(broker.addr).await;
     raw.send(0, |e| {
@@ -465,7 +465,7 @@ async fn a_coordinator_link_is_refused_with_an_error_and_the_connection_goes_on(
         l.field(|e| {
             e.descriptor(0x30);
             let mut c = e.list();
-            c.field(|e| e.symbols(&["amqp:local-transactions"]));
+            c.field(|e| e.symbols(&["amqp:distributed-transactions"]));
             c.end();
         });
         l.end();
@@ -479,7 +479,7 @@ async fn a_coordinator_link_is_refused_with_an_error_and_the_connection_goes_on(
     };
     let error = detach.error.unwrap();
     assert_eq!(error.condition, condition::NOT_IMPLEMENTED);
-    assert!(error.to_string().contains("transactions"), "{error}");
+    assert!(error.to_string().contains("only local transactions"), "{error}");
     let next = raw.attach("after", 1, Role::Sender, "orders").await;
     let Performative::Attach(reply) = next.performative() else {
         unreachable!()

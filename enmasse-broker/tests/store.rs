@@ -61,6 +61,10 @@ impl MessageStore for Gated {
     }
 
     fn forget_address(&self, _address: &str) {}
+
+    fn commit(&self, _adds: &[(&str, &Stored)], _removes: &[u64]) -> Persisted {
+        Persisted::Now
+    }
 }
 
 async fn broker_with(store: Arc<Gated>) -> (Arc<Broker>, std::net::SocketAddr, CancellationToken) {

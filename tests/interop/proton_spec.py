@@ -126,9 +126,13 @@ class Check(MessagingHandler, TransactionHandler):
         self.status = "waiting for the broker's open"
 
     def start_transaction(self):
-        self.refusal = ""
+        # Two messages sent in a transaction rolled back, then one in a transaction committed:
+        # only the committed one is there to receive.
+        self.bodies = []
+        self.txn_sender = self.container.create_sender(self.conn, QUEUE, name="txn-sender")
+        self.txn_round = 0
         self.container.declare_transaction(self.conn, handler=self)
-        self.status = "waiting for the coordinator's refusal"
+        self.status = "declaring the first transaction"
 
     # Events.
 
@@ -307,10 +311,31 @@ class Check(MessagingHandler, TransactionHandler):
                            f"{event.link.remote_condition}")
 
     def on_transaction_declared(self, event):
-        self.finish(False, "the broker declared a transaction, which it does not implement")
+        txn = event.transaction
+        if self.txn_round == 0:
+            for n in (1, 2):
+                txn.send(self.txn_sender, Message(body=f"transaction {self.tag} rolled back {n}"))
+            txn.abort()
+            self.status = "sent 2 in the first transaction, rolling it back"
+        else:
+            self.bodies = [f"transaction {self.tag} committed"]
+            txn.send(self.txn_sender, Message(body=self.bodies[0]))
+            txn.commit()
+            self.status = "sent 1 in the second transaction, committing it"
+
+    def on_transaction_aborted(self, event):
+        self.txn_round = 1
+        self.container.declare_transaction(self.conn, handler=self)
+
+    def on_transaction_committed(self, event):
+        self.container.create_receiver(self.conn, QUEUE, name="txn-receiver").flow(1)
+        self.status = "committed, waiting for the committed message (and none of the others)"
 
     def on_transaction_declare_failed(self, event):
-        self.finish(False, "the declare was answered with an outcome instead of a refused coordinator link")
+        self.finish(False, f"the declare failed: {event.delivery.remote_state}")
+
+    def on_transaction_commit_failed(self, event):
+        self.finish(False, "the commit failed")
 
     def on_connection_error(self, event):
         self.finish(False, f"the broker closed the connection: {event.connection.remote_condition}")

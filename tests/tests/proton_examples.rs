@@ -30,9 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 const EXAMPLES: &str = "/usr/share/proton/examples/python";
 
-/// The examples of the suite that use a broker. Those left out need transactions, not yet served;
-/// the `direct` ones and tornado's need no broker at all.
-const PASSING: [&str; 7] = [
+/// Every example of the suite that uses a broker; the `direct` ones and tornado's need none.
+const PASSING: [&str; 10] = [
     "test_helloworld",
     "test_helloworld_blocking",
     "test_simple_send_recv",
@@ -40,6 +39,9 @@ const PASSING: [&str; 7] = [
     "test_client_server",
     "test_sync_client_server",
     "test_selected_recv",
+    "test_client_server_tx",
+    "test_sync_client_server_tx",
+    "test_tx_send_tx_recv",
 ];
 
 fn config() -> BrokerConfig {

@@ -48,12 +48,16 @@ struct Member {
     subscription: Option<Arc<str>>,
 }
 
-/// A copy of a durable message for a durable queue, to be queued once the store has it. Room for
-/// it stays reserved until it is queued with [`Held::queue`] or given up with [`Held::give_up`].
+/// A copy of a message held back from its queue: a durable message's copy for a durable queue,
+/// to be queued once the store has it, or any copy of a message sent in a transaction, to be
+/// queued at its commit. Room for it stays reserved until it is queued with [`Held::queue`] or
+/// given up with [`Held::give_up`].
 #[derive(Debug)]
 pub struct Held {
     /// The address the copy is kept under.
     pub address: Arc<str>,
+    /// Whether it is to be made safe in the store before it is queued.
+    pub journaled: bool,
     /// Where it goes.
     pub queue: Arc<Queue>,
     /// The copy.
@@ -227,10 +231,21 @@ impl Fanout {
     /// each gets an id of `next_id`, so that it is kept and forgotten on its own. A member that
     /// refuses the message (too large) does not stop the others; the first refusal is returned
     /// and nothing is held.
-    pub fn publish(
+    pub fn publish(&self, message: &Message, next_id: impl FnMut() -> u64) -> Result<Vec<Held>, PushError> {
+        self.copy_out(message, next_id, false)
+    }
+
+    /// Like [`Fanout::publish`], but queues no copy: every one is handed back, for a transaction
+    /// to queue at its commit.
+    pub fn hold(&self, message: &Message, next_id: impl FnMut() -> u64) -> Result<Vec<Held>, PushError> {
+        self.copy_out(message, next_id, true)
+    }
+
+    fn copy_out(
         &self,
         message: &Message,
         mut next_id: impl FnMut() -> u64,
+        hold_all: bool,
     ) -> Result<Vec<Held>, PushError> {
         self.published.fetch_add(1, Ordering::Relaxed);
         let members = self.members();
@@ -245,26 +260,30 @@ impl Fanout {
             }
             let mut copy = message.clone();
             copy.reply = None;
-            match &member.subscription {
-                Some(address) if message.durable => {
-                    if let Err(too_large) = member.queue.check_size(copy.size) {
-                        member.queue.unreserve(1);
-                        refused.get_or_insert(too_large);
-                        continue;
-                    }
-                    copy.id = next_id();
-                    held.push(Held {
-                        address: address.clone(),
-                        queue: member.queue.clone(),
-                        message: copy,
-                    });
+            let journaled = member.subscription.is_some() && message.durable;
+            if !journaled && !hold_all {
+                if let Err(err) = member.queue.push(copy) {
+                    refused.get_or_insert(err);
                 }
-                _ => {
-                    if let Err(err) = member.queue.push(copy) {
-                        refused.get_or_insert(err);
-                    }
-                }
+                continue;
             }
+            if let Err(too_large) = member.queue.check_size(copy.size) {
+                member.queue.unreserve(1);
+                refused.get_or_insert(too_large);
+                continue;
+            }
+            if journaled {
+                copy.id = next_id();
+            }
+            held.push(Held {
+                address: member
+                    .subscription
+                    .clone()
+                    .unwrap_or_else(|| message.address.clone()),
+                journaled,
+                queue: member.queue.clone(),
+                message: copy,
+            });
         }
         match refused {
             None => Ok(held),

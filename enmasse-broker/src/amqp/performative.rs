@@ -32,6 +32,8 @@ pub mod descriptor {
     pub const SOURCE: u64 = 0x28;
     pub const TARGET: u64 = 0x29;
     pub const COORDINATOR: u64 = 0x30;
+    pub const DECLARE: u64 = 0x31;
+    pub const DISCHARGE: u64 = 0x32;
     pub const DECLARED: u64 = 0x33;
     pub const TRANSACTIONAL_STATE: u64 = 0x34;
 }
@@ -154,12 +156,27 @@ pub enum DeliveryState {
         /// Whether this receiver never wants it again.
         undeliverable_here: bool,
     },
-    /// Partly received (resumption), or a transactional state: nothing the broker settles on.
+    /// A transaction declared, with its id (AMQP 1.0, 4.5.5).
+    Declared(Vec<u8>),
+    /// Work in a transaction, with the outcome it takes if the transaction commits (4.5.8).
+    Transactional {
+        /// The transaction.
+        txn_id: Vec<u8>,
+        /// The outcome; never itself transactional.
+        outcome: Option<Box<DeliveryState>>,
+    },
+    /// Partly received (resumption): nothing the broker settles on.
     Other,
 }
 
 impl DeliveryState {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Self::decode_nested(d, true)
+    }
+
+    /// Decodes a state; a transactional one only where `transactional` allows, so that states do
+    /// not nest (a transactional state's outcome is a plain outcome).
+    fn decode_nested(d: &mut Decoder<'_>, transactional: bool) -> Result<Self, DecodeError> {
         let Some(descriptor) = d.descriptor()? else {
             return Err(DecodeError::Invalid(
                 "a delivery state without a descriptor".into(),
@@ -177,10 +194,19 @@ impl DeliveryState {
                 delivery_failed: f.next(Decoder::bool)?.unwrap_or(false),
                 undeliverable_here: f.next(Decoder::bool)?.unwrap_or(false),
             }
-        } else if descriptor.is(descriptor::RECEIVED, "amqp:received:list")
-            || descriptor.is(descriptor::DECLARED, "amqp:declared:list")
-            || descriptor.is(descriptor::TRANSACTIONAL_STATE, "amqp:transactional-state:list")
+        } else if transactional
+            && descriptor.is(descriptor::TRANSACTIONAL_STATE, "amqp:transactional-state:list")
         {
+            let txn_id = f
+                .next(Decoder::binary)?
+                .ok_or_else(|| DecodeError::Invalid("a transactional state without a txn-id".into()))?
+                .to_vec();
+            let outcome = f.next(|d| Self::decode_nested(d, false))?.map(Box::new);
+            Self::Transactional { txn_id, outcome }
+        } else if descriptor.is(descriptor::DECLARED, "amqp:declared:list") {
+            let txn_id = f.next(Decoder::binary)?.unwrap_or_default().to_vec();
+            Self::Declared(txn_id)
+        } else if descriptor.is(descriptor::RECEIVED, "amqp:received:list") {
             Self::Other
         } else {
             return Err(DecodeError::Invalid(format!(
@@ -197,6 +223,8 @@ impl DeliveryState {
             Self::Rejected(_) => descriptor::REJECTED,
             Self::Released => descriptor::RELEASED,
             Self::Modified { .. } => descriptor::MODIFIED,
+            Self::Declared(_) => descriptor::DECLARED,
+            Self::Transactional { .. } => descriptor::TRANSACTIONAL_STATE,
             Self::Other => descriptor::RECEIVED,
         };
         enc.descriptor(code);
@@ -209,6 +237,11 @@ impl DeliveryState {
             } => {
                 l.flag(*delivery_failed);
                 l.flag(*undeliverable_here);
+            }
+            Self::Declared(txn_id) => l.field(|e| e.binary(txn_id)),
+            Self::Transactional { txn_id, outcome } => {
+                l.field(|e| e.binary(txn_id));
+                l.optional(outcome.as_deref(), |e, outcome| outcome.encode(e));
             }
             Self::Other => {
                 l.field(|e| e.uint(0));
@@ -301,9 +334,12 @@ impl Terminus {
                 Ok(target)
             }
             Some(descriptor) if descriptor.is(descriptor::COORDINATOR, "amqp:coordinator:list") => {
-                d.skip()?;
+                let mut f = d.list()?;
+                let capabilities = capabilities(&mut f)?;
+                f.finish()?;
                 Ok(Self {
                     coordinator: true,
+                    capabilities,
                     ..Self::default()
                 })
             }
@@ -346,6 +382,17 @@ impl Terminus {
     /// its durability, its expiry policy (`link-detach` unless set), whether the broker created
     /// it, the filters it applies and its capabilities.
     fn encode(&self, enc: &mut Encoder<'_>, source: bool) {
+        let capabilities: Vec<&str> = self.capabilities.iter().map(String::as_str).collect();
+        if self.coordinator && !source {
+            enc.descriptor(descriptor::COORDINATOR);
+            let mut l = enc.list();
+            match capabilities.is_empty() {
+                true => l.absent(),
+                false => l.field(|e| e.symbols(&capabilities)),
+            }
+            l.end();
+            return;
+        }
         enc.descriptor(if source {
             descriptor::SOURCE
         } else {
@@ -358,7 +405,6 @@ impl Terminus {
         l.absent(); // timeout
         l.flag(self.dynamic);
         l.absent(); // dynamic-node-properties
-        let capabilities: Vec<&str> = self.capabilities.iter().map(String::as_str).collect();
         if source {
             l.optional(self.distribution_mode.as_deref(), Encoder::symbol);
             match self.filters.is_empty() {

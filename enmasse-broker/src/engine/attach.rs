@@ -61,6 +61,8 @@ pub(super) enum Target {
     Address(SendTarget, Bound),
     /// The anonymous relay: each message to the address its `to` names, authorized one by one.
     Relay,
+    /// The transaction coordinator: declares and discharges.
+    Coordinator,
 }
 
 /// Temporary addresses one connection's links may hold at once.
@@ -98,9 +100,19 @@ pub(super) fn decide(cx: &Context<'_>, attach: &Attach) -> Result<Decision, Erro
                 .as_ref()
                 .ok_or_else(|| not_implemented("a sender link needs a target"))?;
             if target.coordinator {
-                return Err(not_implemented(
-                    "transactions are not supported: no coordinator link",
-                ));
+                let unsupported: Vec<&str> = target
+                    .capabilities
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|c| *c != super::transaction::LOCAL)
+                    .collect();
+                if !unsupported.is_empty() {
+                    return Err(not_implemented(&format!(
+                        "only local transactions are supported (asked for: {})",
+                        unsupported.join(", ")
+                    )));
+                }
+                return Ok(Decision::Inbound(Target::Coordinator));
             }
             if target.dynamic {
                 let (entry, bound) = create_temporary(cx, Operation::Send, target)?;

@@ -15,7 +15,10 @@ use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::session::{Outcome, Session};
+use super::{
+    session::{Outcome, Session},
+    transaction::Transactions,
+};
 use crate::{
     address::queue::Queue,
     amqp::{
@@ -130,6 +133,8 @@ pub(super) struct Context<'a> {
     pub(super) serial: &'a mut u64,
     /// Bytes of incomplete messages the connection holds, within [`GATHERING_BUDGET`].
     pub(super) gathering: &'a mut usize,
+    /// The connection's transactions.
+    pub(super) transactions: &'a mut Transactions,
 }
 
 /// One connection's protocol state.
@@ -156,6 +161,7 @@ pub struct Engine {
     serial: u64,
     gathering: usize,
     scope: Scope,
+    transactions: Transactions,
 }
 
 impl Engine {
@@ -181,6 +187,7 @@ impl Engine {
             outcomes: FuturesUnordered::new(),
             serial: 0,
             gathering: 0,
+            transactions: Transactions::default(),
             scope: Scope {
                 id,
                 container: String::new(),
@@ -212,6 +219,7 @@ impl Engine {
                 outcomes: &mut self.outcomes,
                 serial: &mut self.serial,
                 gathering: &mut self.gathering,
+                transactions: &mut self.transactions,
             },
         )
     }
@@ -491,6 +499,8 @@ impl Engine {
     /// on their own.
     pub fn finish(&mut self) {
         self.end_sessions();
+        // What a transaction left open held is given back: the client never committed it.
+        self.transactions.roll_back_all(&self.broker);
         self.waits.clear();
         let outcomes = std::mem::take(&mut self.outcomes);
         if !outcomes.is_empty() {

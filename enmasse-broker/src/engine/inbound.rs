@@ -19,6 +19,7 @@ use super::{
     attach::{self, Target},
     connection::{Context, Ending, Event, GATHERING_BUDGET, LinkKey, Waiting},
     session::{Bound, Endpoint, Outcome},
+    transaction::{self, Control},
 };
 use crate::{
     address::{
@@ -40,6 +41,8 @@ struct Partial {
     delivery_id: u32,
     settled: bool,
     format: u32,
+    /// The transaction it is sent in, if any.
+    txn: Option<Vec<u8>>,
     bytes: Vec<u8>,
     /// Refused for its size: what follows is dropped.
     refused: bool,
@@ -67,6 +70,8 @@ enum Route {
     },
     /// Each to its own `to`.
     Relay,
+    /// Transaction control (declare, discharge) to the coordinator.
+    Coordinator,
 }
 
 impl Inbound {
@@ -95,6 +100,14 @@ impl Inbound {
             }
             // Each message is also held to its own address's limit as it arrives.
             Target::Relay => (Route::Relay, DEFAULT_MAX_MESSAGE_SIZE),
+            Target::Coordinator => {
+                reply_target = Terminus {
+                    coordinator: true,
+                    capabilities: vec![transaction::LOCAL.to_owned()],
+                    ..Terminus::default()
+                };
+                (Route::Coordinator, transaction::MAX_CONTROL_SIZE)
+            }
         };
         let source = Terminus::named_like(attach.source.as_ref());
         frame::write_amqp(cx.output, channel, |e| {
@@ -112,7 +125,7 @@ impl Inbound {
         let delivery_count = attach.initial_delivery_count.unwrap_or(0);
         let bound = match &route {
             Route::Address { bound, .. } => Some(bound),
-            Route::Relay => None,
+            Route::Relay | Route::Coordinator => None,
         };
         let mut link = Self {
             end: Endpoint::new(cx, &attach.name, local, key, delivery_count, bound),
@@ -130,7 +143,7 @@ impl Inbound {
     pub(super) fn bound(&self) -> Option<&Bound> {
         match &self.route {
             Route::Address { bound, .. } => Some(bound),
-            Route::Relay => None,
+            Route::Relay | Route::Coordinator => None,
         }
     }
 
@@ -159,15 +172,20 @@ impl Inbound {
             self.end.delivery_count = self.end.delivery_count.wrapping_add(1);
             let settled = transfer.settled.unwrap_or(false);
             let format = transfer.message_format.unwrap_or(0);
+            let txn = match &transfer.state {
+                Some(DeliveryState::Transactional { txn_id, .. }) => Some(txn_id.clone()),
+                _ => None,
+            };
             if !transfer.more && !transfer.aborted && payload.len() as u64 <= self.max_message_size {
                 // One frame, one message: the common case, copied once.
-                let state = self.store(cx, delivery_id, settled, format, Arc::from(payload));
+                let state = self.store(cx, delivery_id, settled, format, txn, Arc::from(payload));
                 return Ok(state.filter(|_| !settled).map(|state| (delivery_id, state)));
             }
             self.partial = Some(Partial {
                 delivery_id,
                 settled,
                 format,
+                txn,
                 bytes: Vec::new(),
                 refused: false,
             });
@@ -244,6 +262,7 @@ impl Inbound {
             partial.delivery_id,
             partial.settled,
             partial.format,
+            partial.txn,
             Arc::from(partial.bytes),
         );
         Ok(state
@@ -259,6 +278,7 @@ impl Inbound {
         delivery_id: u32,
         settled: bool,
         format: u32,
+        txn: Option<Vec<u8>>,
         bytes: Arc<[u8]>,
     ) -> Option<DeliveryState> {
         if format != 0 {
@@ -270,7 +290,7 @@ impl Inbound {
         }
         let routing = match &self.route {
             Route::Address { routing, .. } => routing.clone(),
-            Route::Relay => Arc::from(""),
+            Route::Relay | Route::Coordinator => Arc::from(""),
         };
         let mut message = match Message::decode(cx.broker.next_message_id(), bytes, routing) {
             Ok(message) => message,
@@ -284,6 +304,12 @@ impl Inbound {
         };
         let entry = match &self.route {
             Route::Address { bound, .. } => bound.entry.clone(),
+            Route::Coordinator => {
+                return match transaction::control(cx, &message) {
+                    Control::Now(state) => Some(state),
+                    Control::Later(future) => self.decided(cx, delivery_id, settled, Decided::Later(future)),
+                };
+            }
             Route::Relay => match relay_to(cx, &message) {
                 Ok((entry, routing)) => {
                     message.address = routing;
@@ -293,6 +319,19 @@ impl Inbound {
             },
         };
         message.expires_at = expiry(&message, entry.ttl().as_ref());
+        if let Some(txn_id) = txn {
+            // Held for the transaction, with the room it reserved, until its discharge.
+            return Some(match cx.transactions.post(&txn_id, entry.clone(), message) {
+                Ok(()) => DeliveryState::Transactional {
+                    txn_id,
+                    outcome: Some(Box::new(DeliveryState::Accepted)),
+                },
+                Err(error) => {
+                    unreserve(&entry, 1);
+                    DeliveryState::Rejected(Some(error))
+                }
+            });
+        }
         let result = match &entry.engine {
             AddressEngine::Queue(queue) if message.durable && !entry.temporary => {
                 match queue.check_size(message.size) {
@@ -303,6 +342,7 @@ impl Inbound {
                     Ok(()) => {
                         let held = Held {
                             address: message.address.clone(),
+                            journaled: true,
                             queue: queue.clone(),
                             message,
                         };
@@ -379,7 +419,8 @@ impl Inbound {
             return false;
         }
         let Route::Address { bound, .. } = &self.route else {
-            // The relay reserves room message by message, at each one's own address.
+            // The relay reserves room message by message, at each one's own address; the
+            // coordinator holds nothing.
             self.end.credit = self.window;
             return true;
         };
@@ -493,7 +534,7 @@ fn relay_to(cx: &Context<'_>, message: &Message) -> Result<(Arc<Entry>, Arc<str>
 fn persist_then_queue(cx: &Context<'_>, held: Vec<Held>) -> Decided {
     let store = cx.broker.store_handle();
     let mut persisting = Vec::new();
-    for copy in &held {
+    for copy in held.iter().filter(|copy| copy.journaled) {
         if let Persisted::Later(future) = store.persist(&copy.address, &copy.message) {
             persisting.push(future);
         }
@@ -501,14 +542,16 @@ fn persist_then_queue(cx: &Context<'_>, held: Vec<Held>) -> Decided {
     let finish = move |safe: bool| {
         let mut settlement = Settlement::Accepted;
         for copy in held {
+            let (address, id, journaled) = (copy.address.clone(), copy.message.id, copy.journaled);
             if !safe {
-                store.forget(&copy.address, copy.message.id);
+                if journaled {
+                    store.forget(&address, id);
+                }
                 copy.give_up();
                 settlement = Settlement::Released;
                 continue;
             }
-            let (address, id) = (copy.address.clone(), copy.message.id);
-            if copy.queue().is_err() {
+            if copy.queue().is_err() && journaled {
                 // The address went away meanwhile, and its messages with it.
                 store.forget(&address, id);
                 settlement = Settlement::Released;
@@ -547,7 +590,8 @@ fn reserve(entry: &Entry, want: u32) -> u32 {
     }
 }
 
-fn unreserve(entry: &Entry, count: u32) {
+/// Gives back room reserved at `entry` for messages that will not be queued.
+pub(super) fn unreserve(entry: &Entry, count: u32) {
     if count == 0 {
         return;
     }

@@ -13,6 +13,7 @@ mod inbound;
 mod outbound;
 mod session;
 mod subscription;
+mod transaction;
 
 use std::{
     future::poll_fn,

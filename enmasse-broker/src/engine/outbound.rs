@@ -380,6 +380,13 @@ impl Outbound {
         Ok(())
     }
 
+    /// The peer settled a message sent on this link with an outcome a transaction holds: the link
+    /// may send another, and the message stays in flight. Returns where it is.
+    pub(super) fn retired(&mut self) -> (Arc<Entry>, Arc<Queue>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        (self.bound.entry.clone(), self.queue.clone())
+    }
+
     /// Applies the peer's outcome for a message sent on this link.
     pub(super) fn settle(&mut self, cx: &mut Context<'_>, message: &Message, settled: Settled) {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -480,7 +487,7 @@ fn write_frames(
 /// Applies a consumer's outcome to the message's queue (and, for anycast, to its sender). A
 /// failed delivery of a durable message journals its raised delivery count; a message the queue
 /// gives up (rejected, or past its delivery attempts) goes to the dead-letter address.
-fn settle(
+pub(super) fn settle(
     broker: &Arc<Broker>,
     entry: &Entry,
     queue: &Queue,

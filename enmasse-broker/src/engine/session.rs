@@ -18,6 +18,7 @@ use super::{
     connection::{Context, Ending, Event, LinkKey, Waiting},
     inbound::Inbound,
     outbound::Outbound,
+    transaction::Retired,
 };
 use crate::{
     address::{queue::Settlement, table::Entry},
@@ -515,6 +516,10 @@ impl Session {
         }
         let first = disposition.first;
         let last = disposition.last.unwrap_or(first);
+        if let Some(DeliveryState::Transactional { txn_id, outcome }) = &disposition.state {
+            self.retire(cx, disposition, txn_id, outcome.as_deref());
+            return;
+        }
         let settlement = match &disposition.state {
             Some(DeliveryState::Accepted) => (Settlement::Accepted, None),
             Some(DeliveryState::Rejected(error)) => (Settlement::Rejected, error.clone()),
@@ -528,19 +533,15 @@ impl Session {
             Some(DeliveryState::Modified { .. }) => (Settlement::Released, None),
             // Settled with no outcome (or a state that is not one): the default outcome of the
             // broker's sources applies.
-            Some(DeliveryState::Other) | None if disposition.settled => (Settlement::Accepted, None),
-            Some(DeliveryState::Other) | None => return,
+            Some(DeliveryState::Other | DeliveryState::Declared(_) | DeliveryState::Transactional { .. })
+            | None
+                if disposition.settled =>
+            {
+                (Settlement::Accepted, None)
+            }
+            Some(_) | None => return,
         };
-        // Delivery ids wrap: a range may run past u32::MAX back to 0. Only ids held are visited.
-        let ids: Vec<u32> = if first <= last {
-            self.unsettled.range(first..=last).map(|(id, _)| *id).collect()
-        } else {
-            self.unsettled
-                .range(first..)
-                .chain(self.unsettled.range(..=last))
-                .map(|(id, _)| *id)
-                .collect()
-        };
+        let ids = self.unsettled_in(first, last);
         let mut touched = Vec::new();
         for id in ids {
             let Some(unsettled) = self.unsettled.remove(&id) else {
@@ -558,6 +559,82 @@ impl Session {
         }
         if !disposition.settled {
             // The peer waits for the broker to settle what it decided (it asked for mode second).
+            let reply = Disposition {
+                role: Role::Sender,
+                settled: true,
+                ..disposition.clone()
+            };
+            frame::write_amqp(cx.output, self.local, |e| e.disposition(&reply));
+        }
+        for handle in touched {
+            self.pump_link(cx, handle);
+        }
+    }
+
+    /// The broker's unsettled deliveries from `first` to `last`. Delivery ids wrap: a range may run
+    /// past u32::MAX back to 0. Only ids held are visited.
+    fn unsettled_in(&self, first: u32, last: u32) -> Vec<u32> {
+        if first <= last {
+            self.unsettled.range(first..=last).map(|(id, _)| *id).collect()
+        } else {
+            self.unsettled
+                .range(first..)
+                .chain(self.unsettled.range(..=last))
+                .map(|(id, _)| *id)
+                .collect()
+        }
+    }
+
+    /// Holds the peer's outcomes for the broker's deliveries in a transaction: they take effect
+    /// when it commits. Deliveries named with a transaction not open stay unsettled.
+    fn retire(
+        &mut self,
+        cx: &mut Context<'_>,
+        disposition: &Disposition,
+        txn_id: &[u8],
+        outcome: Option<&DeliveryState>,
+    ) {
+        if !cx.transactions.is_open(txn_id) {
+            debug!("an outcome in a transaction that is not open is ignored");
+            return;
+        }
+        let settled = match outcome {
+            Some(DeliveryState::Rejected(error)) => (Settlement::Rejected, error.clone()),
+            Some(DeliveryState::Released) => (Settlement::Released, None),
+            Some(DeliveryState::Modified {
+                delivery_failed: true,
+                ..
+            }) => (Settlement::Modified, None),
+            Some(DeliveryState::Modified { .. }) => (Settlement::Released, None),
+            _ => (Settlement::Accepted, None),
+        };
+        let mut touched = Vec::new();
+        for id in self.unsettled_in(disposition.first, disposition.last.unwrap_or(disposition.first)) {
+            let Some(unsettled) = self.unsettled.remove(&id) else {
+                continue;
+            };
+            let handle = unsettled.key.handle;
+            let Some(Link::Out(outbound)) = self.links.get_mut(&handle) else {
+                continue;
+            };
+            if outbound.end.key != unsettled.key {
+                continue;
+            }
+            let (entry, queue) = outbound.retired();
+            let retired = Retired {
+                entry,
+                queue,
+                message: unsettled.message,
+                settled: settled.clone(),
+            };
+            if let Err(error) = cx.transactions.retire(cx.broker, txn_id, retired) {
+                debug!(%error, "a transaction could not hold an outcome");
+            }
+            if !touched.contains(&handle) {
+                touched.push(handle);
+            }
+        }
+        if !disposition.settled {
             let reply = Disposition {
                 role: Role::Sender,
                 settled: true,

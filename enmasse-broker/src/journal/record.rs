@@ -9,6 +9,11 @@
 //! | 2, remove | message id (`u64`) |
 //! | 3, drop address | the address |
 //! | 4, add expiring | message id (`u64`), expiry time (`u64`, ms since the Unix epoch), then as 1 |
+//! | 5, transaction | whole add and remove records, back to back: a committed transaction's work |
+//!
+//! A transaction's records are one record, so a crash keeps all of them or none. Each inside is a
+//! whole record of its own (header and checksum too), so the journal can point at an add inside
+//! and copy it forward on its own.
 //!
 //! A record whose header runs past the end of the file, whose length is out of bounds or whose
 //! checksum does not match is where the readable journal ends: a write the power cut short.
@@ -27,6 +32,7 @@ const ADD: u8 = 1;
 const REMOVE: u8 = 2;
 const DROP_ADDRESS: u8 = 3;
 const ADD_EXPIRING: u8 = 4;
+const TRANSACTION: u8 = 5;
 
 /// One record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +59,15 @@ pub(crate) enum Record<'a> {
         /// The address.
         address: &'a str,
     },
+    /// A committed transaction: add and remove records, each whole.
+    Transaction {
+        /// The records, back to back.
+        records: &'a [u8],
+    },
 }
+
+/// Where the records inside a transaction record begin, from the start of the transaction record.
+pub(crate) const TRANSACTION_RECORDS_AT: usize = HEADER + 1;
 
 impl Record<'_> {
     /// Appends the record, header included, to `out`.
@@ -85,6 +99,10 @@ impl Record<'_> {
             Record::DropAddress { address } => {
                 out.push(DROP_ADDRESS);
                 out.extend_from_slice(address.as_bytes());
+            }
+            Record::Transaction { records } => {
+                out.push(TRANSACTION);
+                out.extend_from_slice(records);
             }
         }
         let body = &out[start + HEADER..];
@@ -137,6 +155,29 @@ pub(crate) fn read(bytes: &[u8]) -> Read<'_> {
     }
 }
 
+/// The records inside a transaction record's body, each with its offset in the body and its
+/// length; `None` for bytes that are not a whole record.
+pub(crate) fn inside(records: &[u8]) -> impl Iterator<Item = Option<(Record<'_>, usize, usize)>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = records.get(at..)?;
+        if rest.is_empty() {
+            return None;
+        }
+        match read(rest) {
+            Read::Record(record, length) => {
+                let found = (record, at, length);
+                at += length;
+                Some(Some(found))
+            }
+            Read::End | Read::Torn(_) => {
+                at = records.len();
+                Some(None)
+            }
+        }
+    })
+}
+
 fn decode(body: &[u8]) -> Option<Record<'_>> {
     let (&kind, fields) = body.split_first()?;
     let id = |fields: &[u8]| fields.first_chunk::<8>().map(|id| u64::from_le_bytes(*id));
@@ -165,6 +206,10 @@ fn decode(body: &[u8]) -> Option<Record<'_>> {
         DROP_ADDRESS => Some(Record::DropAddress {
             address: std::str::from_utf8(fields).ok()?,
         }),
+        // Whole add and remove records only, every byte of them.
+        TRANSACTION => inside(fields)
+            .all(|record| matches!(record, Some((Record::Add { .. } | Record::Remove { .. }, _, _))))
+            .then_some(Record::Transaction { records: fields }),
         _ => None,
     }
 }
@@ -198,6 +243,13 @@ mod tests {
             },
             Record::Remove { id: u64::MAX },
             Record::DropAddress { address: "gone" },
+            Record::Transaction {
+                records: &[
+                    encoded(Record::Remove { id: 3 }),
+                    encoded(Record::Remove { id: 4 }),
+                ]
+                .concat(),
+            },
         ] {
             let bytes = encoded(record);
             assert_eq!(read(&bytes), Read::Record(record, bytes.len()));

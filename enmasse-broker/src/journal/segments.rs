@@ -84,6 +84,14 @@ pub(crate) fn scan(
     let mut at = MAGIC.len();
     loop {
         match record::read(&bytes[at..]) {
+            Read::Record(Record::Transaction { records }, length) => {
+                // A transaction's records count as if written one by one, where they lie.
+                let first = at + record::TRANSACTION_RECORDS_AT;
+                for (inner, offset, inner_len) in record::inside(records).flatten() {
+                    each(inner, (first + offset) as u64, inner_len);
+                }
+                at += length;
+            }
             Read::Record(record, length) => {
                 each(record, at as u64, length);
                 at += length;

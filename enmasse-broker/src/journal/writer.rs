@@ -32,6 +32,13 @@ pub(crate) enum Command {
         record: Vec<u8>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Make a transaction record durable (its adds at their offsets within it), then say so.
+    Commit {
+        record: Vec<u8>,
+        adds: Vec<(u64, Arc<str>, u64, u32)>,
+        removes: Vec<u64>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Record that a message was settled for good (if it is in the journal).
     Remove { id: u64 },
     /// Record that an address and its messages were removed.
@@ -67,7 +74,7 @@ impl Writer {
             while bytes < BATCH_BYTES {
                 match commands.try_recv() {
                     Ok(command) => {
-                        if let Command::Add { record, .. } = &command {
+                        if let Command::Add { record, .. } | Command::Commit { record, .. } = &command {
                             bytes += record.len();
                         }
                         batch.push(command);
@@ -109,6 +116,26 @@ impl Writer {
                     };
                     buffer.extend_from_slice(&record);
                     changes.push(Change::Add { id, live });
+                    added.push(done);
+                }
+                Command::Commit {
+                    record,
+                    adds,
+                    removes,
+                    done,
+                } => {
+                    let start = self.size + buffer.len() as u64;
+                    for (id, address, offset, len) in adds {
+                        let live = Live {
+                            segment: self.current,
+                            offset: start + offset,
+                            len,
+                            address: self.ledger.intern(&address),
+                        };
+                        changes.push(Change::Add { id, live });
+                    }
+                    changes.extend(removes.into_iter().map(|id| Change::Remove { id }));
+                    buffer.extend_from_slice(&record);
                     added.push(done);
                 }
                 Command::Remove { id } => {
