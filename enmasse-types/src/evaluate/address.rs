@@ -336,10 +336,16 @@ fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
             .maximum_delivery_delay
             .or(plan_redelivery.maximum_delivery_delay),
     };
+    // Redelivery is what a queue does with a message that comes back: only addresses that queue
+    // for competing consumers have it in force.
+    let redelivers = matches!(
+        spec.type_,
+        AddressType::Queue | AddressType::Subscription | AddressType::Deadletter
+    );
     Ok(Served {
         plan_status: PlanStatus::default(),
         message_ttl: (ttl != MessageTtl::default()).then_some(ttl),
-        message_redelivery: (redelivery != MessageRedelivery::default()).then_some(redelivery),
+        message_redelivery: (redelivers && redelivery != MessageRedelivery::default()).then_some(redelivery),
         subscription: spec
             .subscription
             .clone()

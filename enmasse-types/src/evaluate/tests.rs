@@ -507,3 +507,35 @@ fn statuses_record_the_generation_and_keep_the_transition_time() {
         at(100)
     );
 }
+
+#[test]
+fn redelivery_is_in_force_only_where_a_queue_redelivers() {
+    let with_redelivery = |name: &str, type_: &str, plan: &str| {
+        format!(
+            "apiVersion: enmasse.io/v1beta1\nkind: Address\nmetadata: {{name: app.{name}}}\nspec: {{address: {name}, type: {type_}, plan: {plan}, messageRedelivery: {{maximumDeliveryAttempts: 3}}}}\n"
+        )
+    };
+    let c = catalog(&[
+        SPACE,
+        &with_redelivery("orders", "queue", "standard-small-queue"),
+        &with_redelivery("news", "topic", "standard-small-topic"),
+    ]);
+    let evaluation = run(&c);
+    let attempts = |name: &str| {
+        evaluation.addresses[name]
+            .message_redelivery
+            .as_ref()
+            .and_then(|r| r.maximum_delivery_attempts)
+    };
+    assert_eq!(attempts("app.orders"), Some(3));
+    assert_ne!(
+        phase_and_message(&evaluation, "app.news").0,
+        Phase::Failed,
+        "the topic is served"
+    );
+    assert_eq!(
+        attempts("app.news"),
+        None,
+        "a topic's receivers do not redeliver: not claimed"
+    );
+}
