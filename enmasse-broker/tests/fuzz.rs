@@ -3,7 +3,9 @@
 //! Each input is one connection's worth of bytes: the protocol header and a sequence of frames
 //! (open, begin, attach, flow, transfer, disposition, detach, end, close) with fields drawn from
 //! small ranges, so that handles, channels and delivery ids collide and the state machines are
-//! driven through their corners, and then, for a share of the inputs, mutated (bytes flipped,
+//! driven through their corners: links of every kind (plain, dynamic, the coordinator, durable and
+//! shared subscriptions, selectors good and bad, the anonymous relay), transfers and outcomes in
+//! transactions, declares and discharges, and then, for a share of the inputs, mutated (bytes flipped,
 //! cut, or garbage spliced in). The bytes go through the real engine of a broker serving a queue,
 //! a topic and an anycast address, in chunks as a socket would deliver them. No input may panic,
 //! and the output the engine buffers stays bounded.
@@ -27,7 +29,10 @@ use enmasse_broker::{
     amqp::{
         encode::Encoder,
         frame,
-        performative::{AttachReply, DeliveryState, Disposition, ErrorInfo, Flow, Role, Terminus},
+        performative::{
+            AttachReply, DeliveryState, Disposition, ErrorInfo, FilterKind, Flow, Role, SourceFilter,
+            Terminus,
+        },
     },
     broker::{Broker, Settings},
     engine::Engine,
@@ -55,6 +60,7 @@ enum Step {
         receiver: bool,
         address: u8,
         max_size: Option<u64>,
+        kind: u8,
     },
     Flow {
         channel: u16,
@@ -71,6 +77,7 @@ enum Step {
         more: bool,
         aborted: bool,
         body: Body,
+        txn: Option<u8>,
     },
     Disposition {
         channel: u16,
@@ -99,6 +106,23 @@ enum Body {
     Message(usize),
     /// Bytes of any kind.
     Garbage(Vec<u8>),
+    /// A declare, for the coordinator.
+    Declare,
+    /// A discharge of a transaction id, committing or failing it.
+    Discharge(u8, bool),
+}
+
+/// Selectors a receiver may ask for: good ones, and ones that do not parse.
+const SELECTORS: [&str; 4] = [
+    "colour = 'green'",
+    "JMSPriority > 4 AND x LIKE 'a%'",
+    "colour = ",
+    "(((((",
+];
+
+/// A transaction id as the broker hands them out (a counter, big-endian), from a small range.
+fn txn_id(n: u8) -> [u8; 8] {
+    u64::from(n).to_be_bytes()
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -108,9 +132,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (prop_oneof![Just(512u32), Just(4096), Just(65_536), any::<u32>()], proptest::option::of(0u32..2_000))
             .prop_map(|(max_frame, idle)| Step::Open { max_frame, idle }),
         3 => channel.clone().prop_map(|channel| Step::Begin { channel }),
-        4 => (channel.clone(), handle.clone(), 0u8..3, any::<bool>(), 0u8..4, proptest::option::of(0u64..100_000))
-            .prop_map(|(channel, handle, name, receiver, address, max_size)| Step::Attach {
-                channel, handle, name, receiver, address, max_size,
+        4 => (channel.clone(), handle.clone(), 0u8..3, any::<bool>(), 0u8..4, proptest::option::of(0u64..100_000), 0u8..8)
+            .prop_map(|(channel, handle, name, receiver, address, max_size, kind)| Step::Attach {
+                channel, handle, name, receiver, address, max_size, kind,
             }),
         4 => (channel.clone(), proptest::option::of(handle.clone()), 0u32..20, prop_oneof![0u32..20, any::<u32>()], any::<bool>(), any::<bool>())
             .prop_map(|(channel, handle, count, credit, drain, echo)| Step::Flow { channel, handle, count, credit, drain, echo }),
@@ -123,10 +147,13 @@ fn step() -> impl Strategy<Value = Step> {
             prop_oneof![
                 3 => (0usize..70_000).prop_map(Body::Message),
                 1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Body::Garbage),
+                1 => Just(Body::Declare),
+                1 => (0u8..4, any::<bool>()).prop_map(|(txn, fail)| Body::Discharge(txn, fail)),
             ],
+            proptest::option::weighted(0.2, 0u8..4),
         )
-            .prop_map(|(channel, handle, id, more, aborted, body)| Step::Transfer { channel, handle, id, more, aborted, body }),
-        4 => (channel.clone(), any::<bool>(), 0u32..12, proptest::option::of(prop_oneof![0u32..12, any::<u32>()]), any::<bool>(), 0u8..6)
+            .prop_map(|(channel, handle, id, more, aborted, body, txn)| Step::Transfer { channel, handle, id, more, aborted, body, txn }),
+        4 => (channel.clone(), any::<bool>(), 0u32..12, proptest::option::of(prop_oneof![0u32..12, any::<u32>()]), any::<bool>(), 0u8..8)
             .prop_map(|(channel, receiver, first, last, settled, outcome)| Step::Disposition { channel, receiver, first, last, settled, outcome }),
         2 => (channel.clone(), handle, any::<bool>()).prop_map(|(channel, handle, closed)| Step::Detach { channel, handle, closed }),
         1 => channel.prop_map(|channel| Step::End { channel }),
@@ -187,11 +214,33 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                 receiver,
                 address,
                 max_size,
+                kind,
             } => {
-                let terminus = Terminus {
+                let mut terminus = Terminus {
                     address: Some(ADDRESSES[*address as usize].to_owned()),
                     ..Terminus::default()
                 };
+                match kind {
+                    1 => {
+                        terminus.address = None;
+                        terminus.dynamic = true;
+                    }
+                    2 => {
+                        terminus.coordinator = !*receiver;
+                        terminus.capabilities = vec!["amqp:local-transactions".to_owned()];
+                    }
+                    3 => {
+                        terminus.durable = 2;
+                        terminus.expiry_policy = Some("never".to_owned());
+                        terminus.capabilities = vec!["topic".to_owned(), "shared".to_owned()];
+                    }
+                    4 | 5 => terminus.filters.push(SourceFilter {
+                        key: "jms-selector".to_owned(),
+                        kind: FilterKind::Selector(SELECTORS[usize::from(*handle as u8 % 4)].to_owned()),
+                    }),
+                    6 => terminus.address = None,
+                    _ => {}
+                }
                 let name = format!("link-{name}");
                 let role = if *receiver { Role::Receiver } else { Role::Sender };
                 frame::write_amqp(&mut out, *channel, |e| {
@@ -236,6 +285,7 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                 more,
                 aborted,
                 body,
+                txn,
             } => {
                 let payload = match body {
                     Body::Message(size) => {
@@ -246,6 +296,25 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                         message
                     }
                     Body::Garbage(bytes) => bytes.clone(),
+                    Body::Declare | Body::Discharge(..) => {
+                        let mut message = Vec::new();
+                        let mut e = Encoder::new(&mut message);
+                        e.descriptor(0x77);
+                        match body {
+                            Body::Discharge(txn, fail) => {
+                                e.descriptor(0x32);
+                                let mut l = e.list();
+                                l.field(|e| e.binary(&txn_id(*txn)));
+                                l.field(|e| e.bool(*fail));
+                                l.end();
+                            }
+                            _ => {
+                                e.descriptor(0x31);
+                                e.list().end();
+                            }
+                        }
+                        message
+                    }
                 };
                 let tag = id.unwrap_or(0).to_be_bytes();
                 frame::write(
@@ -262,7 +331,12 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                         l.flag(false);
                         l.flag(*more);
                         l.absent(); // rcv-settle-mode
-                        l.absent(); // state
+                        l.optional(*txn, |e, txn| {
+                            e.descriptor(0x34);
+                            let mut state = e.list();
+                            state.field(|e| e.binary(&txn_id(txn)));
+                            state.end();
+                        });
                         l.absent(); // resume
                         l.flag(*aborted);
                         l.end();
@@ -287,6 +361,10 @@ fn encode(steps: &[Step]) -> Vec<u8> {
                         undeliverable_here: false,
                     }),
                     4 => Some(DeliveryState::Other),
+                    5 | 6 => Some(DeliveryState::Transactional {
+                        txn_id: txn_id(*outcome - 4).to_vec(),
+                        outcome: Some(Box::new(DeliveryState::Accepted)),
+                    }),
                     _ => None,
                 };
                 let disposition = Disposition {
