@@ -160,7 +160,7 @@ impl Broker {
         let applied = self
             .table
             .apply(&config, |address| self.store.forget_address(address));
-        self.recovered.place(&self.table);
+        self.recovered.place(&self.table, self.store.as_ref());
         *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config));
         // Links whose user lost the right they were attached with are detached now.

@@ -51,6 +51,17 @@ impl Reason {
 /// Gives up `message`, taken out of a queue of `from`: counts it, and moves it to the address
 /// that takes such messages, or drops it.
 pub fn give_up(broker: &Arc<Broker>, from: &Entry, message: Message, reason: Reason) {
+    if let Some(sender) = &message.reply {
+        // Anycast: the sender still waits for its delivery's outcome, which says why.
+        let why = ErrorInfo::new(
+            "amqp:message:expired",
+            format!("the message {}", reason.describe()),
+        );
+        sender.settle_with(crate::address::queue::Settlement::Rejected, Some(why));
+        from.messages_expired
+            .fetch_add(u64::from(reason == Reason::Expired), Ordering::Relaxed);
+        return;
+    }
     let counter = match reason {
         Reason::Expired => &from.messages_expired,
         Reason::Rejected(_) | Reason::Exhausted(_) => &from.messages_dead_lettered,
@@ -74,7 +85,15 @@ pub fn give_up(broker: &Arc<Broker>, from: &Entry, message: Message, reason: Rea
         }
     };
     let Some((target, queue)) = queue else {
-        debug!(address = %from.address, id = message.id, reason = %reason.describe(), "dropped, no address takes it");
+        match target {
+            Some(target) => warn!(
+                address = %from.address, %target, id = message.id, reason = %reason.describe(),
+                "dropped: the address meant to take it is not a queue the space serves"
+            ),
+            None => {
+                debug!(address = %from.address, id = message.id, reason = %reason.describe(), "dropped, no address takes it")
+            }
+        }
         forget_original(broker);
         return;
     };
@@ -116,20 +135,23 @@ pub fn give_up(broker: &Arc<Broker>, from: &Entry, message: Message, reason: Rea
         return;
     }
     if !moved.durable {
-        if queue.push(moved).is_err() {
-            warn!(%target, "the dead-letter address went away; dropped");
-        }
+        // Taken in as a recovered message is: its size was allowed where it came from.
+        queue.unreserve(1);
+        queue.restore(moved);
         return;
     }
     let persisted = broker.store().persist(&target, &moved);
     let (store, origin, original) = (broker.store_handle(), from.address.clone(), message.id);
     let finish = move |safe: bool| {
-        let id = moved.id;
-        if queue.push(moved).is_err() {
-            store.forget(&target, id);
-        }
         // Unsafe, the original stays in the journal and comes back after a restart: at least
-        // once, never lost.
+        // once, never lost. Safe, the copy is queued whatever its size (it was allowed where it
+        // came from), and only then is the original forgotten.
+        queue.unreserve(1);
+        if queue.is_closed() {
+            store.forget(&target, moved.id);
+            return;
+        }
+        queue.restore(moved);
         if safe {
             store.forget(&origin, original);
         }

@@ -297,6 +297,26 @@ impl MessageStore for Journal {
         }))
     }
 
+    fn recount(&self, address: &str, message: &Message) {
+        if address.len() > usize::from(u16::MAX) {
+            return;
+        }
+        let message = message.recounted();
+        let mut record = Vec::with_capacity(Record::add_len(address, message.expires_at, &message.encoded));
+        Record::Add {
+            id: message.id,
+            expires: message.expires_at,
+            address,
+            message: &message.encoded,
+        }
+        .encode(&mut record);
+        self.send(Command::Recount {
+            id: message.id,
+            address: Arc::from(address),
+            record,
+        });
+    }
+
     fn forget(&self, _address: &str, id: u64) {
         self.send(Command::Remove { id });
     }
@@ -312,7 +332,17 @@ impl MessageStore for Journal {
             let error = StoreError(reason);
             Persisted::Later(Box::pin(async move { Err(error) }))
         };
-        let mut records = Vec::new();
+        let size: usize = adds
+            .iter()
+            .map(|(address, message)| Record::add_len(address, message.expires_at, &message.encoded))
+            .sum::<usize>()
+            + removes.len() * (record::HEADER + 9);
+        if size + 1 > record::MAX_BODY {
+            return refused(format!(
+                "a transaction of {size} bytes is larger than a journal record may be"
+            ));
+        }
+        let mut records = Vec::with_capacity(size);
         let mut placed = Vec::with_capacity(adds.len());
         for (address, message) in adds {
             if address.len() > usize::from(u16::MAX) {
@@ -332,12 +362,6 @@ impl MessageStore for Journal {
         }
         for id in removes {
             Record::Remove { id: *id }.encode(&mut records);
-        }
-        if records.len() + 1 > record::MAX_BODY {
-            return refused(format!(
-                "a transaction of {} bytes is larger than a journal record may be",
-                records.len()
-            ));
         }
         let mut record = Vec::with_capacity(records.len() + record::TRANSACTION_RECORDS_AT);
         Record::Transaction { records: &records }.encode(&mut record);

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::{
-    address::table::{CLIENT_SUBSCRIPTION_PREFIX, ClientSubscription},
+    address::table::{ClientSubscription, SUBSCRIPTION_DEFINITION_PREFIX},
     address::{
         queue::Queue,
         table::{AddressTable, Engine},
@@ -25,6 +25,7 @@ use crate::{
     journal::{RecoveredMessage, Recovery},
     message::Message,
     selector::Selector,
+    store::MessageStore,
 };
 
 /// What start-up recovered from the journal, for the log and `GET /status`.
@@ -119,27 +120,28 @@ impl Recovered {
 
     /// Puts the waiting messages of every address the table now serves as a queue into it. A
     /// client's durable subscription whose topic the table now serves is made again first, from
-    /// its journaled definition.
-    pub(crate) fn place(&self, table: &AddressTable) {
+    /// its latest journaled definition (older ones the store forgets).
+    pub(crate) fn place(&self, table: &AddressTable, store: &dyn MessageStore) {
         let mut state = self.state();
         if state.waiting.is_empty() {
             return;
         }
-        let subscriptions: Vec<String> = state
+        let definitions: Vec<String> = state
             .waiting
             .keys()
-            .filter(|address| address.starts_with(CLIENT_SUBSCRIPTION_PREFIX) && table.get(address).is_none())
+            .filter(|address| address.starts_with(SUBSCRIPTION_DEFINITION_PREFIX))
             .cloned()
             .collect();
-        for address in subscriptions {
-            let Some(messages) = state.waiting.get_mut(&address) else {
+        for address in definitions {
+            let Some(messages) = state.waiting.get(&address) else {
                 continue;
             };
-            let found = messages
+            // Ids grow with time: the last definition is the one in force.
+            let Some((latest, definition)) = messages
                 .iter()
-                .enumerate()
-                .find_map(|(at, message)| Some((at, ClientSubscription::from_definition(message)?)));
-            let Some((at, definition)) = found else {
+                .rev()
+                .find_map(|message| Some((message.id, ClientSubscription::from_definition(message)?)))
+            else {
                 continue;
             };
             let selector = definition
@@ -147,11 +149,17 @@ impl Recovered {
                 .as_deref()
                 .and_then(|text| Selector::parse(text).ok())
                 .map(Arc::new);
-            if table.subscribe(definition, selector).is_ok() {
-                // The definition stays in the journal; it is not a message to deliver.
-                messages.remove(at);
-                info!(%address, "a durable subscription is back");
+            let subscription = definition.address();
+            if table.subscribe(definition, selector).is_err() {
+                continue;
             }
+            // Definitions are not messages to deliver: they stay in the journal, the latest only.
+            for message in state.waiting.remove(&address).unwrap_or_default() {
+                if message.id != latest {
+                    store.forget(&address, message.id);
+                }
+            }
+            info!(%subscription, "a durable subscription is back");
         }
         let placeable: Vec<(String, Arc<Queue>)> = state
             .waiting

@@ -35,6 +35,10 @@ pub trait MessageStore: Send + Sync + Debug {
     /// Forgets a message a consumer settled for good (accepted or rejected).
     fn forget(&self, address: &str, id: u64);
 
+    /// Keeps a message's new delivery count (it failed a delivery), if the store still has the
+    /// message; nobody waits for it.
+    fn recount(&self, address: &str, message: &Message);
+
     /// Forgets everything of an address that was removed.
     fn forget_address(&self, address: &str);
 
@@ -54,6 +58,8 @@ impl MessageStore for MemoryStore {
     }
 
     fn forget(&self, _address: &str, _id: u64) {}
+
+    fn recount(&self, _address: &str, _message: &Message) {}
 
     fn forget_address(&self, _address: &str) {}
 

@@ -62,6 +62,8 @@ impl MessageStore for Gated {
 
     fn forget_address(&self, _address: &str) {}
 
+    fn recount(&self, _address: &str, _message: &Stored) {}
+
     fn commit(&self, _adds: &[(&str, &Stored)], _removes: &[u64]) -> Persisted {
         Persisted::Now
     }

@@ -158,7 +158,8 @@ class Check(MessagingHandler, TransactionHandler):
             else:
                 self.finish(False, f"the broker claims a terminus it does not keep: {self.status}")
         elif self.case == "durable-subscription" and link.is_receiver and not self.resubscribed:
-            if (source.durability, source.expiry_policy) != (Terminus.DELIVERIES, Terminus.EXPIRE_NEVER):
+            # Kept as configuration: unsettled deliveries return to it when the link goes.
+            if (source.durability, source.expiry_policy) != (Terminus.CONFIGURATION, Terminus.EXPIRE_NEVER):
                 self.finish(False, f"the subscription is not kept as asked: {self.status}")
             else:
                 link.detach()

@@ -120,9 +120,14 @@ impl Fanout {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every member's queue.
+    /// The queues of the members that are no address of their own (attached receivers): a
+    /// subscription's queue is reached through its own address.
     pub fn queues(&self) -> Vec<Arc<Queue>> {
-        self.members().iter().map(|member| member.queue.clone()).collect()
+        self.members()
+            .iter()
+            .filter(|member| member.subscription.is_none())
+            .map(|member| member.queue.clone())
+            .collect()
     }
 
     /// Adds a member with a queue of its own bounded by `limits`; returns its id and queue.
@@ -144,9 +149,9 @@ impl Fanout {
         filter: Filter,
         selector: Option<Arc<Selector>>,
         queue: Arc<Queue>,
-        address: Arc<str>,
+        address: Option<Arc<str>>,
     ) -> u64 {
-        self.add(filter, selector, queue, Some(address))
+        self.add(filter, selector, queue, address)
     }
 
     fn add(
@@ -398,7 +403,7 @@ mod tests {
         let topic = Fanout::new();
         let (_, receiver) = topic.join(Filter::All, None, limits(10));
         let subscription = Queue::new(limits(10));
-        topic.join_subscription(Filter::All, None, subscription.clone(), Arc::from("audit"));
+        topic.join_subscription(Filter::All, None, subscription.clone(), Some(Arc::from("audit")));
         assert_eq!(topic.reserve(1), 1);
         let mut ids = 100..;
         let mut held = topic
@@ -418,7 +423,7 @@ mod tests {
     fn a_refused_durable_message_holds_nothing_and_frees_its_room() {
         let topic = Fanout::new();
         let subscription = Queue::new(limits(10));
-        topic.join_subscription(Filter::All, None, subscription.clone(), Arc::from("audit"));
+        topic.join_subscription(Filter::All, None, subscription.clone(), Some(Arc::from("audit")));
         let (_, small) = topic.join(
             Filter::All,
             None,
@@ -445,7 +450,7 @@ mod tests {
     fn a_durable_subscription_keeps_its_queue_when_it_leaves() {
         let topic = Fanout::new();
         let queue = Queue::new(limits(10));
-        let id = topic.join_subscription(Filter::All, None, queue.clone(), Arc::from("sub"));
+        let id = topic.join_subscription(Filter::All, None, queue.clone(), Some(Arc::from("sub")));
         topic.reserve(1);
         topic.publish(&message("t", 1), || 0).unwrap();
         topic.leave(id, true);

@@ -369,9 +369,6 @@ impl Queue {
     fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message) {
         state.bytes += message.size as u64;
         state.messages_in += 1;
-        if message.expires_at.is_some() {
-            self.timed.store(true, Ordering::Relaxed);
-        }
         state.requeue(message);
         self.ready_again(state);
     }
@@ -388,7 +385,9 @@ impl Queue {
                 if state.closed {
                     return None;
                 }
-                if let Some(message) = state.pop_live(now_millis()) {
+                let popped = state.pop_live(now_millis());
+                self.note_timed(&state);
+                if let Some(message) = popped {
                     let message = state.deliver(message);
                     let more = !state.ready.is_empty();
                     let opened = state.pace_opened();
@@ -413,8 +412,9 @@ impl Queue {
         if state.closed {
             return None;
         }
-        let message = state.pop_live(now_millis())?;
-        let message = state.deliver(message);
+        let popped = state.pop_live(now_millis());
+        self.note_timed(&state);
+        let message = state.deliver(popped?);
         if state.pace_opened() {
             drop(state);
             self.room.notify_waiters();
@@ -448,8 +448,18 @@ impl Queue {
         }
     }
 
+    /// Flags the queue for [`Queue::tick`] when it holds messages that expire, have expired, or
+    /// wait out a delay: however they came (arrived, given back, released, set aside on the way to
+    /// a consumer).
+    fn note_timed(&self, state: &State) {
+        if !state.expiring.is_empty() || !state.expired.is_empty() || !state.delayed.is_empty() {
+            self.timed.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Announces a message that waits (new, given back, released) to consumers and watchers.
     fn ready_again(&self, state: MutexGuard<'_, State>) {
+        self.note_timed(&state);
         let watched = state.watchers > 0;
         drop(state);
         self.arrivals.notify_one();

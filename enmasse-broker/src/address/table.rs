@@ -517,8 +517,12 @@ fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Ent
             let mut entry = Entry::new(config.clone(), Engine::Queue(queue.clone()));
             let topic = config.topic.as_deref().and_then(|t| entries.get(t));
             if let Some(Engine::Fanout(fanout)) = topic.map(|t| &t.engine) {
-                let id =
-                    fanout.join_subscription(Filter::All, None, queue, Arc::from(config.address.as_str()));
+                let id = fanout.join_subscription(
+                    Filter::All,
+                    None,
+                    queue,
+                    Some(Arc::from(config.address.as_str())),
+                );
                 entry.membership = Some((fanout.clone(), id));
             }
             entry
@@ -549,7 +553,7 @@ fn update(entry: &Entry, config: &BrokerAddress) {
 
 mod subscriptions;
 
-pub use subscriptions::{CLIENT_SUBSCRIPTION_PREFIX, ClientSubscription};
+pub use subscriptions::{CLIENT_SUBSCRIPTION_PREFIX, ClientSubscription, SUBSCRIPTION_DEFINITION_PREFIX};
 
 #[cfg(test)]
 mod tests;

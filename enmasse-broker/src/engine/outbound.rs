@@ -510,9 +510,9 @@ pub(super) fn settle(
         }
         AfterSettle::Redelivering(again) => {
             if journaled {
-                // The journal's latest copy carries the count, so that a restart keeps it. The
-                // write is not waited for: a count lost to a crash is one delivery fewer counted.
-                let _ = broker.store().persist(&entry.address, &again.recounted());
+                // The journal's copy gets the count, so that a restart keeps it; the journal
+                // skips it if the message has gone meanwhile.
+                broker.store().recount(&entry.address, &again);
             }
         }
         AfterSettle::GivenUp(given_up) => {

@@ -1,8 +1,9 @@
 //! Durable and shared subscriptions, opened the way Qpid JMS, rhea and Qpid Proton open them: a
 //! receiver on a topic whose source is durable (`unsettled-state`, expiry `never`) or carries the
-//! `shared` capability gets a subscription of its own, found again by the client's container id
-//! and the link name (the name alone with the `global` capability; a shared link's name up to its
-//! first `|`, as Qpid JMS numbers them).
+//! `shared` capability gets a subscription of its own, found again by the authenticated user, the
+//! client's container id and the link name (without the container id with the `global`
+//! capability; a shared link's name counts up to its first `|`, as Qpid JMS numbers them). A user
+//! reaches only its own subscriptions, and holds at most [`MAX_PER_USER`].
 //!
 //! - A durable subscription is kept when its links detach or their connection goes, removed with
 //!   what it holds when its (last) link detaches with `closed`, and journaled: it is back after a
@@ -30,25 +31,41 @@ use crate::{
     store::Persisted,
 };
 
+/// Subscriptions one user may hold at once.
+pub(super) const MAX_PER_USER: usize = 100;
+
+/// The longest key (user, container id and name together), so that a subscription's address stays
+/// a journal address.
+const MAX_KEY: usize = 1024;
+
 /// A link's hold on a client subscription: when the link ends, the subscription may go.
 pub(super) struct Subscriber {
     broker: Weak<Broker>,
-    address: String,
+    entry: Arc<Entry>,
     durable: bool,
 }
 
 impl Subscriber {
     /// The link left: a volatile subscription goes with its last consumer, a durable one when its
-    /// last consumer closes the link (`closed`).
+    /// last consumer closes the link (`closed`). One replaced meanwhile is not this link's to end.
     pub(super) fn left(&self, closed: bool, remaining: u64) {
         if remaining > 0 || (self.durable && !closed) {
             return;
         }
-        if let Some(broker) = self.broker.upgrade()
-            && broker.table().unsubscribe(&self.address).is_some()
-        {
-            broker.store().forget_address(&self.address);
+        if let Some(broker) = self.broker.upgrade() {
+            unsubscribe(&broker, &self.entry);
         }
+    }
+}
+
+/// Removes a client subscription, if it is still the one served, with what it holds and its
+/// journaled definition.
+fn unsubscribe(broker: &Broker, entry: &Arc<Entry>) {
+    if broker.table().unsubscribe(entry).is_some()
+        && let Some(subscription) = &entry.client
+    {
+        broker.store().forget_address(&entry.address);
+        broker.store().forget_address(&subscription.definition_address());
     }
 }
 
@@ -67,11 +84,27 @@ fn parts(link: &str) -> (&str, bool) {
     }
 }
 
-/// The key a subscription is found by.
-fn key(container: &str, name: &str, global: bool, durable: bool) -> String {
-    let scope = if global { "global" } else { container };
-    let kind = if durable { "durable" } else { "volatile" };
-    format!("{scope}|{name}|{kind}")
+/// What kind of subscription a key names.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Durable, one consumer.
+    Durable,
+    /// Durable, shared by its consumers.
+    SharedDurable,
+    /// Shared, living while consumed.
+    Volatile,
+}
+
+/// The key a subscription is found by: each part length-prefixed, so that no two differ only in
+/// where a separator falls.
+fn key(user: &str, container: Option<&str>, name: &str, kind: Kind) -> String {
+    let scope = container.map_or_else(|| "global".to_owned(), |c| format!("{}:{c}", c.len()));
+    let kind = match kind {
+        Kind::Durable => "durable",
+        Kind::SharedDurable => "shared",
+        Kind::Volatile => "volatile",
+    };
+    format!("{}:{user}|{scope}|{}:{name}|{kind}", user.len(), name.len())
 }
 
 /// Attaches a receiver of the topic `topic` (the attach's source address `address` being the topic
@@ -91,7 +124,20 @@ pub(super) fn subscribe(
         false => (attach.name.as_str(), false),
     };
     let global = source.has_capability("global") || named_global;
-    let key = key(&cx.scope.container, name, global, durable);
+    let kind = match (durable, shared) {
+        (true, false) => Kind::Durable,
+        (true, true) => Kind::SharedDurable,
+        (false, _) => Kind::Volatile,
+    };
+    let user = &cx.identity.username;
+    let container = (!global).then_some(cx.scope.container.as_str());
+    let key = key(user, container, name, kind);
+    if key.len() > MAX_KEY {
+        return Err(ErrorInfo::new(
+            condition::INVALID_FIELD,
+            format!("a subscription's user, container id and name may take {MAX_KEY} bytes together"),
+        ));
+    }
     let wanted = ClientSubscription {
         key: key.clone(),
         topic: topic.to_owned(),
@@ -121,17 +167,26 @@ pub(super) fn subscribe(
         }
         other => {
             // A subscription nobody consumes, with another topic or selector, is replaced.
-            if let Some(old) = other
-                && table.unsubscribe(&old.address).is_some()
-            {
-                cx.broker.store().forget_address(&old.address);
+            match other {
+                Some(old) => unsubscribe(cx.broker, &old),
+                None if table.client_subscriptions_of(&key_prefix(user)) >= MAX_PER_USER => {
+                    return Err(ErrorInfo::new(
+                        condition::RESOURCE_LIMIT_EXCEEDED,
+                        format!("user {user:?} may hold {MAX_PER_USER} subscriptions at once"),
+                    ));
+                }
+                None => {}
             }
-            let entry = table
+            let (entry, made) = table
                 .subscribe(wanted.clone(), selector.clone())
                 .map_err(super::attach::resolve_error)?;
-            if durable
+            if made
+                && durable
                 && let Some(definition) = wanted.definition(cx.broker.next_message_id())
-                && let Persisted::Later(persisting) = cx.broker.store().persist(&entry.address, &definition)
+                && let Persisted::Later(persisting) = cx
+                    .broker
+                    .store()
+                    .persist(&wanted.definition_address(), &definition)
             {
                 // Waited for by the broker's tasks, not the attach: a crash within the write
                 // loses the subscription made just then, never an accepted message.
@@ -148,14 +203,21 @@ pub(super) fn subscribe(
     hold(cx, entry, wanted.durable, reply)
 }
 
-/// Attaches a receiver without a source to the durable subscription its name and the container id
-/// find, as Qpid JMS does to unsubscribe.
+/// The start of every key of `user`'s subscriptions.
+fn key_prefix(user: &str) -> String {
+    format!("{}:{user}|", user.len())
+}
+
+/// Attaches a receiver without a source to the user's durable subscription its name and the
+/// container id find (exclusive or shared), as Qpid JMS does to unsubscribe.
 pub(super) fn look_up(cx: &Context<'_>, attach: &Attach) -> Result<Receiving, ErrorInfo> {
     let (name, global) = parts(&attach.name);
-    let entry = cx
-        .broker
-        .table()
-        .client_subscription(&key(&cx.scope.container, name, global, true))
+    let user = &cx.identity.username;
+    let container = (!global).then_some(cx.scope.container.as_str());
+    let table = cx.broker.table();
+    let entry = [Kind::Durable, Kind::SharedDurable]
+        .into_iter()
+        .find_map(|kind| table.client_subscription(&key(user, container, name, kind)))
         .ok_or_else(|| {
             ErrorInfo::new(
                 condition::NOT_FOUND,
@@ -201,7 +263,7 @@ fn hold(cx: &Context<'_>, entry: Arc<Entry>, durable: bool, reply: Terminus) -> 
         reply: Some(reply),
         subscriber: Some(Subscriber {
             broker: Arc::downgrade(cx.broker),
-            address: entry.address.clone(),
+            entry: entry.clone(),
             durable,
         }),
     })
@@ -215,9 +277,11 @@ fn reply(subscription: &ClientSubscription, asked: &Terminus) -> Terminus {
             capabilities.push(capability.to_owned());
         }
     }
+    // The subscription outlives its links (configuration), but a delivery unsettled when a link
+    // goes returns to it rather than waiting for the link to resume: not unsettled-state.
     Terminus {
         address: Some(subscription.source.clone()),
-        durable: if subscription.durable { 2 } else { 0 },
+        durable: if subscription.durable { 1 } else { 0 },
         expiry_policy: Some(
             if subscription.durable {
                 "never"
@@ -247,8 +311,26 @@ mod tests {
         assert_eq!(parts("sub1|2"), ("sub1", false));
         assert_eq!(parts("sub1|global2"), ("sub1", true));
         assert_eq!(parts("plain"), ("plain", false));
-        assert_ne!(key("a", "s", false, true), key("b", "s", false, true));
-        assert_eq!(key("a", "s", true, true), key("b", "s", true, true));
-        assert_ne!(key("a", "s", false, true), key("a", "s", false, false));
+        assert_ne!(
+            key("u", Some("a"), "s", Kind::Durable),
+            key("u", Some("b"), "s", Kind::Durable)
+        );
+        assert_ne!(
+            key("u", Some("a|b"), "c", Kind::Durable),
+            key("u", Some("a"), "b|c", Kind::Durable)
+        );
+        assert_ne!(
+            key("u", Some("global"), "s", Kind::Durable),
+            key("u", None, "s", Kind::Durable)
+        );
+        assert_ne!(
+            key("u", None, "s", Kind::Durable),
+            key("v", None, "s", Kind::Durable)
+        );
+        assert_ne!(
+            key("u", None, "s", Kind::Durable),
+            key("u", None, "s", Kind::SharedDurable)
+        );
+        assert!(key("u", None, "s", Kind::Volatile).starts_with(&key_prefix("u")));
     }
 }

@@ -37,6 +37,8 @@ use crate::{
 pub(super) const MAX_OPEN: usize = 64;
 /// Messages and outcomes one transaction may hold.
 pub(super) const MAX_WORK: usize = 100_000;
+/// Bytes of message the open transactions of one connection may hold back.
+pub(super) const MAX_HELD_BYTES: usize = 64 << 20;
 
 /// Conditions of the transaction errors (AMQP 1.0, 4.5.7).
 pub(super) const UNKNOWN_ID: &str = "amqp:transaction:unknown-id";
@@ -160,6 +162,8 @@ impl Transaction {
 pub(super) struct Transactions {
     next: u64,
     open: HashMap<Vec<u8>, Transaction>,
+    /// Bytes of the messages the open transactions hold back.
+    held_bytes: usize,
 }
 
 /// How a discharge ended, for the coordinator to tell its sender.
@@ -212,7 +216,20 @@ impl Transactions {
                 ),
             ));
         }
+        if let AddressEngine::Queue(queue) = &entry.engine {
+            queue.check_size(message.size).map_err(|too_large| {
+                ErrorInfo::new(condition::MESSAGE_SIZE_EXCEEDED, too_large.to_string())
+            })?;
+        }
+        if self.held_bytes + message.size > MAX_HELD_BYTES {
+            return Err(ErrorInfo::new(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                format!("a connection's transactions may hold {MAX_HELD_BYTES} bytes of messages back"),
+            ));
+        }
+        let size = message.size;
         self.get(id)?.posted.push(Posted { entry, message });
+        self.held_bytes += size;
         Ok(())
     }
 
@@ -244,6 +261,8 @@ impl Transactions {
         let Some(transaction) = self.open.remove(id) else {
             return Discharged::Now(Err(unknown()));
         };
+        let bytes: usize = transaction.posted.iter().map(|p| p.message.size).sum();
+        self.held_bytes = self.held_bytes.saturating_sub(bytes);
         match fail {
             true => {
                 roll_back(broker, transaction);
@@ -258,6 +277,7 @@ impl Transactions {
         for (_, transaction) in self.open.drain() {
             roll_back(broker, transaction);
         }
+        self.held_bytes = 0;
     }
 }
 
@@ -286,11 +306,15 @@ fn commit(broker: &Arc<Broker>, mut transaction: Transaction) -> Discharged {
         return Discharged::Now(Err(error));
     }
     let mut held: Vec<Held> = Vec::with_capacity(transaction.posted.len());
-    for posted in transaction.posted {
-        match hold(broker, posted) {
+    let mut posted = transaction.posted.into_iter();
+    for message in posted.by_ref() {
+        match hold(broker, message) {
             Ok(copies) => held.extend(copies),
             Err(error) => {
                 held.into_iter().for_each(Held::give_up);
+                for rest in posted {
+                    unreserve(&rest.entry, 1);
+                }
                 let rest = Transaction {
                     retired: transaction.retired,
                     ..Transaction::default()
@@ -331,8 +355,11 @@ fn commit(broker: &Arc<Broker>, mut transaction: Transaction) -> Discharged {
             return (Settlement::Rejected, Some(error));
         }
         for copy in held {
-            // An address removed meanwhile took its messages along.
-            let _ = copy.queue();
+            let (address, id, journaled) = (copy.address.clone(), copy.message.id, copy.journaled);
+            // An address removed meanwhile took its messages along: the journal forgets them.
+            if copy.queue().is_err() && journaled {
+                broker.store().forget(&address, id);
+            }
         }
         for r in retired {
             super::outbound::settle(&broker, &r.entry, &r.queue, &r.message, r.settled);

@@ -85,13 +85,22 @@ impl Ledger {
     }
 
     /// A message's add record, written in `live.segment`. A message added again (copied forward
-    /// by compaction) now lives where it was added last.
+    /// by compaction, or with a new delivery count) now lives where it was added last, and its
+    /// older add pins the newer segment as a remove would: replaying the older without the newer
+    /// would bring back a message removed in the newer, or an older count.
     pub(crate) fn add(&mut self, id: u64, live: Live) {
-        let usage = self.segments.entry(live.segment).or_default();
+        let segment = live.segment;
+        let usage = self.segments.entry(segment).or_default();
         usage.live += 1;
         usage.live_bytes += u64::from(live.len);
         if let Some(old) = self.live.insert(id, live) {
             self.release(&old);
+            if old.segment != segment {
+                if let Some(usage) = self.segments.get_mut(&old.segment) {
+                    *usage.pinned.entry(segment).or_default() += 1;
+                }
+                self.segments.entry(segment).or_default().pins += 1;
+            }
         }
     }
 
@@ -187,6 +196,25 @@ mod tests {
             len: 100,
             address: Arc::from("q"),
         }
+    }
+
+    #[test]
+    fn a_message_added_again_pins_its_newer_segment_while_the_older_add_remains() {
+        let mut ledger = Ledger::default();
+        for segment in 1..=3 {
+            ledger.open_segment(segment, 8);
+        }
+        ledger.add(10, live(1));
+        ledger.add(11, live(1));
+        // Message 10 added again (a new delivery count) in segment 2, then removed there.
+        ledger.add(10, live(2));
+        assert!(ledger.remove(10, 2));
+        // Deleting 2 while 1 lives would bring 10 back from its older add on replay.
+        assert_eq!(ledger.deletable(3), Vec::<u64>::new());
+        ledger.remove(11, 3);
+        assert_eq!(ledger.deletable(3), [1]);
+        ledger.deleted(1);
+        assert_eq!(ledger.deletable(3), [2]);
     }
 
     #[test]

@@ -183,3 +183,50 @@ async fn a_closed_journal_refuses_to_persist() {
         Err(StoreError("the journal is closed".to_owned()))
     );
 }
+
+#[tokio::test]
+async fn a_new_count_is_kept_and_never_brings_back_a_message_settled_meanwhile() {
+    let dir = dir("recount");
+    let (journal, _) = Journal::open(&dir, JournalOptions::default()).unwrap();
+    let mut counted = message(1, "q");
+    persist(&journal, &counted).await;
+    counted.delivery_count = 2;
+    journal.recount("q", &counted);
+    let gone = message(2, "q");
+    persist(&journal, &gone).await;
+    journal.forget("q", 2);
+    // Counted after it was settled (a consumer elsewhere was faster): nothing to keep.
+    journal.recount("q", &gone);
+    let dropped = message(3, "r");
+    persist(&journal, &dropped).await;
+    journal.forget_address("r");
+    journal.recount("r", &dropped);
+    journal.sync().await;
+    drop(journal);
+
+    let (_journal, recovery) = Journal::open(&dir, JournalOptions::default()).unwrap();
+    assert_eq!(ids(&recovery), [(1, "q")]);
+    let recovered = Message::decode(1, recovery.messages[0].encoded.clone().into(), Arc::from("q")).unwrap();
+    assert_eq!(recovered.delivery_count, 2);
+}
+
+#[tokio::test]
+async fn a_transaction_record_keeps_its_adds_and_removes_together() {
+    let dir = dir("transaction");
+    let (journal, _) = Journal::open(&dir, JournalOptions::default()).unwrap();
+    persist(&journal, &message(1, "q")).await;
+    let (a, b) = (message(2, "q"), message(3, "audit"));
+    match journal.commit(&[("q", &a), ("audit", &b)], &[1]) {
+        Persisted::Later(persisting) => persisting.await.unwrap(),
+        Persisted::Now => panic!("a journal commits after its sync"),
+    }
+    drop(journal);
+    let (journal, recovery) = Journal::open(&dir, JournalOptions::default()).unwrap();
+    assert_eq!(ids(&recovery), [(2, "q"), (3, "audit")]);
+    // An add inside a transaction record is settled on its own like any other.
+    journal.forget("q", 2);
+    journal.sync().await;
+    drop(journal);
+    let (_journal, recovery) = Journal::open(&dir, JournalOptions::default()).unwrap();
+    assert_eq!(ids(&recovery), [(3, "audit")]);
+}

@@ -4,6 +4,7 @@
 //! reclaims old ones, copying the few live messages of a sparse oldest segment forward.
 
 use std::{
+    collections::{HashMap, HashSet},
     fs::File,
     io::{self, Write},
     path::PathBuf,
@@ -39,6 +40,13 @@ pub(crate) enum Command {
         removes: Vec<u64>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Add a message again with its new delivery count, if it is still in the journal; nobody
+    /// waits for it.
+    Recount {
+        id: u64,
+        address: Arc<str>,
+        record: Vec<u8>,
+    },
     /// Record that a message was settled for good (if it is in the journal).
     Remove { id: u64 },
     /// Record that an address and its messages were removed.
@@ -55,6 +63,40 @@ pub(crate) struct Writer {
     pub(crate) current: u64,
     pub(crate) file: File,
     pub(crate) size: u64,
+}
+
+/// What a batch added, removed and dropped so far.
+#[derive(Default)]
+struct Pending {
+    added: HashSet<u64>,
+    addresses: HashSet<Arc<str>>,
+    removed: HashSet<u64>,
+    /// Addresses dropped, with the messages added to them after the drop.
+    dropped: HashMap<Arc<str>, HashSet<u64>>,
+}
+
+impl Pending {
+    fn added(&mut self, id: u64, address: &Arc<str>) {
+        self.added.insert(id);
+        self.removed.remove(&id);
+        self.addresses.insert(address.clone());
+        if let Some(after) = self.dropped.get_mut(address) {
+            after.insert(id);
+        }
+    }
+
+    fn dropped(&mut self, address: Arc<str>) {
+        self.dropped.insert(address, HashSet::new());
+    }
+
+    /// Whether message `id` of `address` is in the journal, this batch so far included.
+    fn is_live(&self, ledger: &Ledger, id: u64, address: &Arc<str>) -> bool {
+        let dropped = self
+            .dropped
+            .get(address)
+            .is_some_and(|after| !after.contains(&id));
+        (ledger.is_live(id) || self.added.contains(&id)) && !self.removed.contains(&id) && !dropped
+    }
 }
 
 /// A change to the ledger, applied once its record is written.
@@ -74,7 +116,10 @@ impl Writer {
             while bytes < BATCH_BYTES {
                 match commands.try_recv() {
                     Ok(command) => {
-                        if let Command::Add { record, .. } | Command::Commit { record, .. } = &command {
+                        if let Command::Add { record, .. }
+                        | Command::Commit { record, .. }
+                        | Command::Recount { record, .. } = &command
+                        {
                             bytes += record.len();
                         }
                         batch.push(command);
@@ -100,14 +145,31 @@ impl Writer {
         let mut changes = Vec::with_capacity(batch.len());
         let mut added = Vec::new();
         let mut synced = Vec::new();
+        // What this batch does before its changes reach the ledger, which is told only once the
+        // batch is written: whether a message or an address is in the journal depends on both.
+        let mut pending = Pending::default();
         for command in batch {
             match command {
+                Command::Recount { id, address, record } => {
+                    if !pending.is_live(&self.ledger, id, &address) {
+                        continue;
+                    }
+                    let live = Live {
+                        segment: self.current,
+                        offset: self.size + buffer.len() as u64,
+                        len: record.len() as u32,
+                        address: self.ledger.intern(&address),
+                    };
+                    buffer.extend_from_slice(&record);
+                    changes.push(Change::Add { id, live });
+                }
                 Command::Add {
                     id,
                     address,
                     record,
                     done,
                 } => {
+                    pending.added(id, &address);
                     let live = Live {
                         segment: self.current,
                         offset: self.size + buffer.len() as u64,
@@ -126,6 +188,7 @@ impl Writer {
                 } => {
                     let start = self.size + buffer.len() as u64;
                     for (id, address, offset, len) in adds {
+                        pending.added(id, &address);
                         let live = Live {
                             segment: self.current,
                             offset: start + offset,
@@ -134,6 +197,7 @@ impl Writer {
                         };
                         changes.push(Change::Add { id, live });
                     }
+                    pending.removed.extend(removes.iter().copied());
                     changes.extend(removes.into_iter().map(|id| Change::Remove { id }));
                     buffer.extend_from_slice(&record);
                     added.push(done);
@@ -141,14 +205,16 @@ impl Writer {
                 Command::Remove { id } => {
                     // A message is queued only once its add is durable, so its remove never shares
                     // a batch with it; and a message that was never durable costs nothing here.
-                    if self.ledger.is_live(id) {
+                    if self.ledger.is_live(id) || pending.added.contains(&id) {
                         Record::Remove { id }.encode(buffer);
                         changes.push(Change::Remove { id });
+                        pending.removed.insert(id);
                     }
                 }
                 Command::DropAddress { address } => {
-                    if self.ledger.holds(&address) {
+                    if self.ledger.holds(&address) || pending.addresses.contains(&address) {
                         Record::DropAddress { address: &address }.encode(buffer);
+                        pending.dropped(address.clone());
                         changes.push(Change::DropAddress { address });
                     }
                 }

@@ -81,7 +81,9 @@ impl Queue {
         }
         state.rewind(scan);
         let now = now_millis();
-        let at = match state.find_selected(scan.after, Some(selector), now) {
+        let found = state.find_selected(scan.after, Some(selector), now);
+        self.note_timed(&state);
+        let at = match found {
             Ok(at) => at,
             Err(last) => {
                 scan.after = last;

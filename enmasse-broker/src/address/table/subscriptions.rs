@@ -21,6 +21,10 @@ use crate::{
 /// with `$`, so one never meets a configured address.
 pub const CLIENT_SUBSCRIPTION_PREFIX: &str = "$sub/";
 
+/// How the journal addresses of durable subscriptions' definitions begin: apart from the
+/// subscription's messages, so that no message can pass for a definition.
+pub const SUBSCRIPTION_DEFINITION_PREFIX: &str = "$subdef/";
+
 /// The application property that marks a journaled subscription definition, with its key.
 const DEFINITION: &str = "x-enmasse-subscription";
 
@@ -47,7 +51,12 @@ impl ClientSubscription {
         format!("{CLIENT_SUBSCRIPTION_PREFIX}{}", self.key)
     }
 
-    /// Its definition as a message of its own address, for the journal.
+    /// The journal address its definition is kept under.
+    pub fn definition_address(&self) -> String {
+        format!("{SUBSCRIPTION_DEFINITION_PREFIX}{}", self.key)
+    }
+
+    /// Its definition as a message, for the journal.
     pub fn definition(&self, id: u64) -> Option<Message> {
         let mut bytes = Vec::new();
         let mut e = Encoder::new(&mut bytes);
@@ -71,17 +80,27 @@ impl ClientSubscription {
         });
         e.descriptor(0x77);
         e.null();
-        Message::decode(id, Arc::from(bytes), Arc::from(self.address().as_str())).ok()
+        Message::decode(
+            id,
+            Arc::from(bytes),
+            Arc::from(self.definition_address().as_str()),
+        )
+        .ok()
     }
 
-    /// The subscription a journaled message defines, if it is a definition.
+    /// The subscription a journaled definition defines; `None` for one that does not hold one, or
+    /// holds another key than its journal address says.
     pub fn from_definition(message: &Message) -> Option<Self> {
         let text = |name: &str| match message.application_property(name).ok().flatten() {
             Some(Scalar::Str(value)) => Some(value.to_owned()),
             _ => None,
         };
+        let key = text(DEFINITION)?;
+        if *message.address != *format!("{SUBSCRIPTION_DEFINITION_PREFIX}{key}") {
+            return None;
+        }
         Some(Self {
-            key: text(DEFINITION)?,
+            key,
             topic: text("topic")?,
             source: text("source")?,
             selector: text("selector"),
@@ -103,17 +122,31 @@ impl AddressTable {
             .cloned()
     }
 
-    /// Creates a client subscription: a queue with its topic's bounds and settings, fed by the
-    /// topic with the messages sent to `source` that `selector` selects.
+    /// How many client subscriptions have keys starting with `prefix`.
+    pub fn client_subscriptions_of(&self, prefix: &str) -> usize {
+        self.read()
+            .values()
+            .filter(|entry| entry.client.as_ref().is_some_and(|c| c.key.starts_with(prefix)))
+            .count()
+    }
+
+    /// Finds, or creates, a client subscription: a queue with its topic's bounds and settings, fed
+    /// by the topic with the messages sent to `source` that `selector` selects. Returns it, and
+    /// whether it was made now. A durable one's durable copies are journaled under its address.
     pub fn subscribe(
         &self,
         subscription: ClientSubscription,
         selector: Option<Arc<Selector>>,
-    ) -> Result<Arc<Entry>, ResolveError> {
+    ) -> Result<(Arc<Entry>, bool), ResolveError> {
         let mut entries = self
             .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = entries.get(&subscription.address())
+            && existing.client.as_ref() == Some(&subscription)
+        {
+            return Ok((existing.clone(), false));
+        }
         let topic = entries
             .get(&subscription.topic)
             .filter(|entry| entry.type_ == AddressType::Topic)
@@ -137,26 +170,29 @@ impl AddressTable {
         config.topic = Some(subscription.topic.clone());
         let queue = queue_of(&config);
         let mut entry = Entry::new(config, Engine::Queue(queue.clone()));
-        let id = fanout.join_subscription(filter, selector, queue, Arc::from(address.as_str()));
+        let journaled = subscription.durable.then(|| Arc::from(address.as_str()));
+        let id = fanout.join_subscription(filter, selector, queue, journaled);
         entry.membership = Some((fanout.clone(), id));
         entry.client = Some(subscription);
         let entry = Arc::new(entry);
         if let Some(old) = entries.insert(address, entry.clone()) {
             old.close();
         }
-        Ok(entry)
+        Ok((entry, true))
     }
 
-    /// Removes a client subscription and what it holds; returns how many messages it held.
-    pub fn unsubscribe(&self, address: &str) -> Option<u64> {
+    /// Removes a client subscription, if `entry` is still the one served, and what it holds;
+    /// returns how many messages it held.
+    pub fn unsubscribe(&self, entry: &Arc<Entry>) -> Option<u64> {
         let mut entries = self
             .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.get(address).is_none_or(|entry| entry.client.is_none()) {
+        let served = entries.get(&entry.address).is_some_and(|e| Arc::ptr_eq(e, entry));
+        if !served || entry.client.is_none() {
             return None;
         }
-        let entry = entries.remove(address)?;
+        let entry = entries.remove(&entry.address)?;
         let held = entry.depth();
         entry.close();
         Some(held)
