@@ -272,10 +272,10 @@ impl MessageStore for Journal {
         }
         // The journal keeps the message as its sender encoded it, the bytes consumers get.
         let encoded = &message.encoded;
-        let mut record = Vec::with_capacity(Record::add_len(address, message.expires_at, encoded));
+        let mut record = Vec::with_capacity(Record::add_len(address, message.expires_at(), encoded));
         Record::Add {
             id: message.id,
-            expires: message.expires_at,
+            expires: message.expires_at(),
             address,
             message: encoded,
         }
@@ -302,10 +302,10 @@ impl MessageStore for Journal {
             return;
         }
         let message = message.recounted();
-        let mut record = Vec::with_capacity(Record::add_len(address, message.expires_at, &message.encoded));
+        let mut record = Vec::with_capacity(Record::add_len(address, message.expires_at(), &message.encoded));
         Record::Add {
             id: message.id,
-            expires: message.expires_at,
+            expires: message.expires_at(),
             address,
             message: &message.encoded,
         }
@@ -334,7 +334,7 @@ impl MessageStore for Journal {
         };
         let size: usize = adds
             .iter()
-            .map(|(address, message)| Record::add_len(address, message.expires_at, &message.encoded))
+            .map(|(address, message)| Record::add_len(address, message.expires_at(), &message.encoded))
             .sum::<usize>()
             + removes.len() * (record::HEADER + 9);
         if size + 1 > record::MAX_BODY {
@@ -351,7 +351,7 @@ impl MessageStore for Journal {
             let at = records.len();
             Record::Add {
                 id: message.id,
-                expires: message.expires_at,
+                expires: message.expires_at(),
                 address,
                 message: &message.encoded,
             }

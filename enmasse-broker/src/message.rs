@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
+    num::NonZeroU64,
     ops::Range,
     sync::{Arc, Mutex},
 };
@@ -37,21 +38,45 @@ pub struct Message {
     /// Its header's fields.
     pub header: MessageHeader,
     /// Where in `encoded` its properties section's list lies.
-    properties: Option<Range<u32>>,
+    properties: Span,
     /// Where in `encoded` its application properties' map lies.
-    application_properties: Option<Range<u32>>,
+    application_properties: Span,
     /// Its size in bytes, as received.
     pub size: usize,
     /// Whether its sender marked it durable.
     pub durable: bool,
-    /// When the broker expires it, in milliseconds since the Unix epoch; never if `None`.
-    pub expires_at: Option<u64>,
+    /// When the broker expires it, in milliseconds since the Unix epoch; never if `None` (a
+    /// time of 0 is taken as never: it fits in 8 bytes, and queues hold many messages).
+    expiry: Option<NonZeroU64>,
     /// Deliveries that did not end in a settlement (raised on release, modify or a lost consumer).
     pub delivery_count: u32,
     /// The address it was sent to; on a topic, the full `/`-separated name receivers filter on.
     pub address: Arc<str>,
     /// For anycast: where the final settlement goes back to the sender.
     pub reply: Option<SettleBack>,
+}
+
+/// Where a section lies in a message's bytes, in 8 bytes; empty for none (no section is empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    const NONE: Self = Self { start: 0, end: 0 };
+
+    /// The span of `range`; none for one beyond 4 GiB, which no message reaches.
+    fn of(range: Range<usize>) -> Self {
+        match (u32::try_from(range.start), u32::try_from(range.end)) {
+            (Ok(start), Ok(end)) => Self { start, end },
+            _ => Self::NONE,
+        }
+    }
+
+    fn range(self) -> Option<Range<usize>> {
+        (self.end > self.start).then_some(self.start as usize..self.end as usize)
+    }
 }
 
 /// A consumer's final word on an anycast message: its settlement, and for a rejection the
@@ -93,17 +118,16 @@ impl Message {
     /// and its header read.
     pub fn decode(id: u64, encoded: Arc<[u8]>, address: Arc<str>) -> Result<Self, DecodeError> {
         let parsed = sections::parse(&encoded)?;
-        let span =
-            |range: Range<usize>| Some(u32::try_from(range.start).ok()?..u32::try_from(range.end).ok()?);
+        let span = |range: Option<Range<usize>>| range.map_or(Span::NONE, Span::of);
         Ok(Self {
             id,
             size: encoded.len(),
             header_len: u32::try_from(parsed.header_len).unwrap_or(0),
             header: parsed.header,
-            properties: parsed.properties.and_then(span),
-            application_properties: parsed.application_properties.and_then(span),
+            properties: span(parsed.properties),
+            application_properties: span(parsed.application_properties),
             durable: parsed.header.durable,
-            expires_at: None,
+            expiry: None,
             delivery_count: parsed.header.delivery_count,
             encoded,
             address,
@@ -111,20 +135,28 @@ impl Message {
         })
     }
 
+    /// When the broker expires it, in milliseconds since the Unix epoch; never if `None`.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expiry.map(NonZeroU64::get)
+    }
+
+    /// Sets when the broker expires it.
+    pub fn set_expires_at(&mut self, at: Option<u64>) {
+        self.expiry = at.and_then(NonZeroU64::new);
+    }
+
     /// Its properties section, read from its bytes; `None` without one.
     pub fn properties(&self) -> Result<Option<Properties<'_>>, DecodeError> {
         self.properties
-            .clone()
-            .map(|range| Properties::read(&self.encoded, range.start as usize..range.end as usize))
+            .range()
+            .map(|range| Properties::read(&self.encoded, range))
             .transpose()
     }
 
     /// One of its application properties, by name.
     pub fn application_property(&self, name: &str) -> Result<Option<Scalar<'_>>, DecodeError> {
-        match &self.application_properties {
-            Some(range) => {
-                sections::application_property(&self.encoded, range.start as usize..range.end as usize, name)
-            }
+        match self.application_properties.range() {
+            Some(range) => sections::application_property(&self.encoded, range, name),
             None => Ok(None),
         }
     }
@@ -155,7 +187,7 @@ impl Message {
         };
         match Message::decode(self.id, Arc::from(bytes), self.address.clone()) {
             Ok(mut again) => {
-                again.expires_at = self.expires_at;
+                again.expiry = self.expiry;
                 again
             }
             // The header the broker wrote is well formed; were it not, the old bytes are kept.

@@ -88,7 +88,7 @@ fn decode(recovered: &RecoveredMessage) -> Option<Message> {
         recovered.address.clone(),
     )
     .ok()?;
-    message.expires_at = recovered.expires_at;
+    message.set_expires_at(recovered.expires_at);
     Some(message)
 }
 

@@ -158,7 +158,7 @@ impl State {
     /// durable message queued once it is safe, after a later one, still takes its place. Most
     /// messages are the newest and go to the back without a search.
     fn requeue(&mut self, message: Message) {
-        if let Some(at) = message.expires_at {
+        if let Some(at) = message.expires_at() {
             self.expiring.insert((at, message.id));
         }
         if message.id <= self.newest {
@@ -197,7 +197,7 @@ impl State {
     /// A message that left the waiting ones: out of the expiry index, and set aside if it has
     /// expired (`None` then).
     fn leave_ready(&mut self, message: Message, now: u64) -> Option<Message> {
-        let Some(at) = message.expires_at else {
+        let Some(at) = message.expires_at() else {
             return Some(message);
         };
         self.expiring.remove(&(at, message.id));

@@ -318,7 +318,8 @@ impl Inbound {
                 Err(refused) => return Some(DeliveryState::Rejected(Some(refused))),
             },
         };
-        message.expires_at = expiry(&message, entry.ttl().as_ref());
+        let expires = expiry(&message, entry.ttl().as_ref());
+        message.set_expires_at(expires);
         if let Some(txn_id) = txn {
             // Held for the transaction, with the room it reserved, until its discharge.
             return Some(match cx.transactions.post(&txn_id, entry.clone(), message) {

@@ -43,7 +43,9 @@ impl Fields for Message {
                 properties().and_then(|p| p.creation_time).unwrap_or(0),
             )),
             "JMSExpiration" => Some(Value::Long(
-                self.expires_at.and_then(|at| i64::try_from(at).ok()).unwrap_or(0),
+                self.expires_at()
+                    .and_then(|at| i64::try_from(at).ok())
+                    .unwrap_or(0),
             )),
             "JMSType" => text(properties()?.subject?),
             "JMSXUserID" => text(std::str::from_utf8(properties()?.user_id?).ok()?),

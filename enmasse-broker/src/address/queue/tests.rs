@@ -129,9 +129,9 @@ async fn an_expired_message_is_set_aside_and_handed_over_by_the_tick() {
     let queue = Queue::new(limits(10, 1_000, 100));
     queue.reserve(2);
     let mut stale = message("q", 1);
-    stale.expires_at = Some(1);
+    stale.set_expires_at(Some(1));
     let mut later = message("q", 1);
-    later.expires_at = Some(now_millis() + 60_000);
+    later.set_expires_at(Some(now_millis() + 60_000));
     let (stale_id, later_id) = (stale.id, later.id);
     queue.push(stale).unwrap();
     queue.push(later).unwrap();

@@ -56,7 +56,7 @@ impl State {
             }
             budget -= 1;
             last = message.id;
-            if message.expires_at.is_some_and(|expiry| expiry <= now) {
+            if message.expires_at().is_some_and(|expiry| expiry <= now) {
                 if let Some(expired) = self.ready.remove(at) {
                     self.leave_ready(expired, now);
                 }
