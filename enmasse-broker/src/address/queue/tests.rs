@@ -317,3 +317,25 @@ fn a_backlog_the_consumer_found_does_not_stop_senders() {
         "senders may still run the pace ahead of the backlog"
     );
 }
+
+#[tokio::test]
+async fn many_messages_expiring_at_once_leave_the_others_in_order() {
+    let queue = Queue::new(limits(10_000, 1_000_000, 100));
+    queue.reserve(1_000);
+    let mut kept = Vec::new();
+    for n in 0..1_000 {
+        let mut m = message("q", 1);
+        if n % 2 == 0 {
+            m.set_expires_at(Some(1));
+        } else {
+            kept.push(m.id);
+        }
+        queue.push(m).unwrap();
+    }
+    assert_eq!(queue.tick(now_millis()).len(), 500);
+    let mut left = Vec::new();
+    while let Some(m) = queue.try_pop() {
+        left.push(m.id);
+    }
+    assert_eq!(left, kept);
+}
