@@ -263,10 +263,6 @@ impl Drop for Journal {
 
 impl MessageStore for Journal {
     fn persist(&self, address: &str, message: &Message) -> Persisted {
-        let refused = |reason: String| -> Persisted {
-            let error = StoreError(reason);
-            Persisted::Later(Box::pin(async move { Err(error) }))
-        };
         if address.len() > usize::from(u16::MAX) {
             return refused(format!("the address {address:.40}... is too long to journal"));
         }
@@ -280,21 +276,13 @@ impl MessageStore for Journal {
             message: encoded,
         }
         .encode(&mut record);
-        let (done, persisted) = oneshot::channel();
-        let sent = self.send(Command::Add {
-            id: message.id,
-            address: Arc::from(address),
+        let (id, address) = (message.id, Arc::from(address));
+        self.awaited(|done| Command::Add {
+            id,
+            address,
             record,
             done,
-        });
-        if !sent {
-            return refused("the journal is closed".to_owned());
-        }
-        Persisted::Later(Box::pin(async move {
-            persisted
-                .await
-                .unwrap_or_else(|_| Err(StoreError("the journal writer stopped".to_owned())))
-        }))
+        })
     }
 
     fn recount(&self, address: &str, message: &Message) {
@@ -328,10 +316,6 @@ impl MessageStore for Journal {
     }
 
     fn commit(&self, adds: &[(&str, &Message)], removes: &[u64]) -> Persisted {
-        let refused = |reason: String| -> Persisted {
-            let error = StoreError(reason);
-            Persisted::Later(Box::pin(async move { Err(error) }))
-        };
         let size: usize = adds
             .iter()
             .map(|(address, message)| Record::add_len(address, message.expires_at(), &message.encoded))
@@ -365,14 +349,21 @@ impl MessageStore for Journal {
         }
         let mut record = Vec::with_capacity(records.len() + record::TRANSACTION_RECORDS_AT);
         Record::Transaction { records: &records }.encode(&mut record);
-        let (done, persisted) = oneshot::channel();
-        let sent = self.send(Command::Commit {
+        let removes = removes.to_vec();
+        self.awaited(|done| Command::Commit {
             record,
             adds: placed,
-            removes: removes.to_vec(),
+            removes,
             done,
-        });
-        if !sent {
+        })
+    }
+}
+
+impl Journal {
+    /// Sends the command `command` makes of a completion, and waits for that completion.
+    fn awaited(&self, command: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Command) -> Persisted {
+        let (done, persisted) = oneshot::channel();
+        if !self.send(command(done)) {
             return refused("the journal is closed".to_owned());
         }
         Persisted::Later(Box::pin(async move {
@@ -381,6 +372,12 @@ impl MessageStore for Journal {
                 .unwrap_or_else(|_| Err(StoreError("the journal writer stopped".to_owned())))
         }))
     }
+}
+
+/// A persistence that failed before it began, saying why.
+fn refused(reason: String) -> Persisted {
+    let error = StoreError(reason);
+    Persisted::Later(Box::pin(async move { Err(error) }))
 }
 
 #[cfg(test)]

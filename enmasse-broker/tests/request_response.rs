@@ -37,6 +37,16 @@ fn addressed(to: &str, body: &str) -> Message<AmqpValue<String>> {
         .build()
 }
 
+/// A sender without a target address: the anonymous relay.
+async fn relay(session: &mut fe2o3_amqp::session::SessionHandle<()>) -> Sender {
+    Sender::builder()
+        .name("relay")
+        .target(Target::builder().build())
+        .attach(session)
+        .await
+        .unwrap()
+}
+
 /// The rejection's condition and description, or the outcome's debug text.
 fn rejection(outcome: &Outcome) -> String {
     match outcome {
@@ -62,12 +72,7 @@ async fn a_dynamic_receiver_gets_a_temporary_queue_that_goes_with_its_link() {
     assert_eq!(broker.broker.table().temporaries(), 1);
 
     // Anyone in the space may send to it by name, here through the anonymous relay.
-    let mut relay = Sender::builder()
-        .name("relay")
-        .target(Target::builder().build())
-        .attach(&mut session)
-        .await
-        .unwrap();
+    let mut relay = relay(&mut session).await;
     let outcome = within("relay", relay.send(addressed(&reply_to, "pong")))
         .await
         .unwrap();
@@ -144,12 +149,7 @@ async fn the_anonymous_relay_routes_by_to_and_refuses_what_it_cannot_route() {
     let mut news = Receiver::attach(&mut session, "news-reader", "news")
         .await
         .unwrap();
-    let mut relay = Sender::builder()
-        .name("relay")
-        .target(Target::builder().build())
-        .attach(&mut session)
-        .await
-        .unwrap();
+    let mut relay = relay(&mut session).await;
 
     for (to, body) in [("orders", "order"), ("news/sport", "goal")] {
         let outcome = within("relay", relay.send(addressed(to, body))).await.unwrap();
@@ -208,12 +208,7 @@ async fn the_anonymous_relay_checks_the_users_right_message_by_message() {
 
     let mut connection = Connection::open("alice", url.as_str()).await.unwrap();
     let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut relay = Sender::builder()
-        .name("relay")
-        .target(Target::builder().build())
-        .attach(&mut session)
-        .await
-        .unwrap();
+    let mut relay = relay(&mut session).await;
     let outcome = within("allowed", relay.send(addressed("orders", "ok")))
         .await
         .unwrap();

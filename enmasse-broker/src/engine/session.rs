@@ -514,36 +514,38 @@ impl Session {
             // The peer settles its own deliveries, which the broker settled at once.
             return;
         }
-        let first = disposition.first;
-        let last = disposition.last.unwrap_or(first);
-        if let Some(DeliveryState::Transactional { txn_id, outcome }) = &disposition.state {
-            self.retire(cx, disposition, txn_id, outcome.as_deref());
-            return;
-        }
         let settlement = match &disposition.state {
-            Some(DeliveryState::Accepted) => (Settlement::Accepted, None),
-            Some(DeliveryState::Rejected(error)) => (Settlement::Rejected, error.clone()),
-            Some(DeliveryState::Released) => (Settlement::Released, None),
-            // A modification that does not say the delivery failed is a release (AMQP 1.0,
-            // 3.4.5). Undeliverable-here is not kept: the message may come back to this link.
-            Some(DeliveryState::Modified {
-                delivery_failed: true,
-                ..
-            }) => (Settlement::Modified, None),
-            Some(DeliveryState::Modified { .. }) => (Settlement::Released, None),
+            Some(DeliveryState::Transactional { txn_id, outcome }) => {
+                self.retire(cx, disposition, txn_id, outcome.as_deref());
+                return;
+            }
+            Some(state) => settlement_of(state),
+            None => None,
+        };
+        let settlement = match settlement {
+            Some(settlement) => settlement,
             // Settled with no outcome (or a state that is not one): the default outcome of the
             // broker's sources applies.
-            Some(DeliveryState::Other | DeliveryState::Declared(_) | DeliveryState::Transactional { .. })
-            | None
-                if disposition.settled =>
-            {
-                (Settlement::Accepted, None)
-            }
-            Some(_) | None => return,
+            None if disposition.settled => (Settlement::Accepted, None),
+            None => return,
         };
-        let ids = self.unsettled_in(first, last);
+        self.each_unsettled(cx, disposition, |cx, outbound, unsettled| {
+            outbound.settle(cx, &unsettled.message, settlement.clone());
+        });
+    }
+
+    /// Hands each of the broker's deliveries a disposition names, still unsettled, to `act` with
+    /// its link; then answers a disposition the peer did not settle (it asked for mode second),
+    /// and lets the links send again.
+    fn each_unsettled(
+        &mut self,
+        cx: &mut Context<'_>,
+        disposition: &Disposition,
+        mut act: impl FnMut(&mut Context<'_>, &mut Outbound, Unsettled),
+    ) {
+        let last = disposition.last.unwrap_or(disposition.first);
         let mut touched = Vec::new();
-        for id in ids {
+        for id in self.unsettled_in(disposition.first, last) {
             let Some(unsettled) = self.unsettled.remove(&id) else {
                 continue;
             };
@@ -551,14 +553,13 @@ impl Session {
             if let Some(Link::Out(outbound)) = self.links.get_mut(&handle)
                 && outbound.end.key == unsettled.key
             {
-                outbound.settle(cx, &unsettled.message, settlement.clone());
+                act(cx, outbound, unsettled);
                 if !touched.contains(&handle) {
                     touched.push(handle);
                 }
             }
         }
         if !disposition.settled {
-            // The peer waits for the broker to settle what it decided (it asked for mode second).
             let reply = Disposition {
                 role: Role::Sender,
                 settled: true,
@@ -598,28 +599,13 @@ impl Session {
             debug!("an outcome in a transaction that is not open is ignored");
             return;
         }
-        let settled = match outcome {
-            Some(DeliveryState::Rejected(error)) => (Settlement::Rejected, error.clone()),
-            Some(DeliveryState::Released) => (Settlement::Released, None),
-            Some(DeliveryState::Modified {
-                delivery_failed: true,
-                ..
-            }) => (Settlement::Modified, None),
-            Some(DeliveryState::Modified { .. }) => (Settlement::Released, None),
-            _ => (Settlement::Accepted, None),
+        // An outcome is what a transaction holds (AMQP 1.0, 4.4.4.2); without one, nothing.
+        let Some(settled) = outcome.and_then(settlement_of) else {
+            debug!("a transactional state without an outcome is ignored");
+            return;
         };
-        let mut touched = Vec::new();
-        for id in self.unsettled_in(disposition.first, disposition.last.unwrap_or(disposition.first)) {
-            let Some(unsettled) = self.unsettled.remove(&id) else {
-                continue;
-            };
-            let handle = unsettled.key.handle;
-            let Some(Link::Out(outbound)) = self.links.get_mut(&handle) else {
-                continue;
-            };
-            if outbound.end.key != unsettled.key {
-                continue;
-            }
+        let txn_id = txn_id.to_vec();
+        self.each_unsettled(cx, disposition, |cx, outbound, unsettled| {
             let (entry, queue) = outbound.retired();
             let retired = Retired {
                 entry,
@@ -627,24 +613,10 @@ impl Session {
                 message: unsettled.message,
                 settled: settled.clone(),
             };
-            if let Err(error) = cx.transactions.retire(cx.broker, txn_id, retired) {
+            if let Err(error) = cx.transactions.retire(cx.broker, &txn_id, retired) {
                 debug!(%error, "a transaction could not hold an outcome");
             }
-            if !touched.contains(&handle) {
-                touched.push(handle);
-            }
-        }
-        if !disposition.settled {
-            let reply = Disposition {
-                role: Role::Sender,
-                settled: true,
-                ..disposition.clone()
-            };
-            frame::write_amqp(cx.output, self.local, |e| e.disposition(&reply));
-        }
-        for handle in touched {
-            self.pump_link(cx, handle);
-        }
+        });
     }
 
     fn detach(&mut self, cx: &mut Context<'_>, detach: &Detach) -> Result<(), ErrorInfo> {
@@ -777,6 +749,25 @@ impl Session {
         };
         self.tell(cx, outcome.delivery_id, state);
     }
+}
+
+/// The settlement an outcome stands for; `None` for a state that is not an outcome. A
+/// modification that does not say the delivery failed is a release (AMQP 1.0, 3.4.5);
+/// undeliverable-here is not kept, so the message may come back to the same link.
+fn settlement_of(state: &DeliveryState) -> Option<Settled> {
+    Some(match state {
+        DeliveryState::Accepted => (Settlement::Accepted, None),
+        DeliveryState::Rejected(error) => (Settlement::Rejected, error.clone()),
+        DeliveryState::Released => (Settlement::Released, None),
+        DeliveryState::Modified {
+            delivery_failed: true,
+            ..
+        } => (Settlement::Modified, None),
+        DeliveryState::Modified { .. } => (Settlement::Released, None),
+        DeliveryState::Declared(_) | DeliveryState::Transactional { .. } | DeliveryState::Other => {
+            return None;
+        }
+    })
 }
 
 fn unattached(handle: u32) -> ErrorInfo {

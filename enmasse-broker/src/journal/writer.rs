@@ -154,12 +154,7 @@ impl Writer {
                     if !pending.is_live(&self.ledger, id, &address) {
                         continue;
                     }
-                    let live = Live {
-                        segment: self.current,
-                        offset: self.size + buffer.len() as u64,
-                        len: record.len() as u32,
-                        address: self.ledger.intern(&address),
-                    };
+                    let live = self.live_at(self.size + buffer.len() as u64, &record, &address);
                     buffer.extend_from_slice(&record);
                     changes.push(Change::Add { id, live });
                 }
@@ -170,12 +165,7 @@ impl Writer {
                     done,
                 } => {
                     pending.added(id, &address);
-                    let live = Live {
-                        segment: self.current,
-                        offset: self.size + buffer.len() as u64,
-                        len: record.len() as u32,
-                        address: self.ledger.intern(&address),
-                    };
+                    let live = self.live_at(self.size + buffer.len() as u64, &record, &address);
                     buffer.extend_from_slice(&record);
                     changes.push(Change::Add { id, live });
                     added.push(done);
@@ -262,6 +252,16 @@ impl Writer {
         }
         for done in synced {
             let _ = done.send(());
+        }
+    }
+
+    /// Where an add record of the current segment at `offset` lies.
+    fn live_at(&mut self, offset: u64, record: &[u8], address: &str) -> Live {
+        Live {
+            segment: self.current,
+            offset,
+            len: record.len() as u32,
+            address: self.ledger.intern(address),
         }
     }
 
