@@ -7,7 +7,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use enmasse_types::{exports, manifests, resources::address_space::AddressSpace};
+use enmasse_types::{
+    error::InvalidField, exports, manifests, names::FileName, resources::address_space::AddressSpace,
+};
 
 /// Why the exports could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum ExportError {
     /// The manifest could not be rendered.
     #[error("failed to render export {0}")]
     Render(String),
+    /// An export's name is not one a file may have below the data directory: nothing is written.
+    #[error("refused to write the exports")]
+    Name(#[source] InvalidField),
 }
 
 /// Where the space's listeners really are, and the CA their certificate chains to.
@@ -63,18 +68,27 @@ impl Endpoint {
     }
 }
 
-/// Writes every export the space asks for; a file is rewritten only when its content changes.
+/// Writes every export the space asks for, as `<data-dir>/exports/<name>.yaml`; a file is
+/// rewritten only when its content changes. Every name is checked first, and one that is not a
+/// single, plain path component (`..`, `/`, an absolute path) writes nothing at all.
 pub fn write(
     data_dir: &Path,
     space: &AddressSpace,
     endpoint: &Endpoint,
 ) -> Result<Vec<PathBuf>, ExportError> {
     let dir = data_dir.join("exports");
+    let exports = exports::exports(space, &endpoint.described());
+    let names = exports
+        .iter()
+        .enumerate()
+        .map(|(n, export)| FileName::new(&format!("exports[{n}].name"), export.name()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ExportError::Name)?;
     let mut written = Vec::new();
-    for export in exports::exports(space, &endpoint.described()) {
-        let text = manifests::to_yaml(&export)
-            .map_err(|e| ExportError::Render(format!("{}: {e}", export.name())))?;
-        let path = dir.join(format!("{}.yaml", export.name()));
+    for (export, name) in exports.iter().zip(names) {
+        let text =
+            manifests::to_yaml(export).map_err(|e| ExportError::Render(format!("{}: {e}", export.name())))?;
+        let path = dir.join(format!("{}.yaml", name.as_str()));
         write_if_changed(&path, &text)?;
         written.push(path);
     }

@@ -23,6 +23,7 @@ use enmasse_types::{
     error::one_line,
     evaluate::{Evaluation, Reports, evaluate},
     manifests,
+    names::FileName,
     resources::{
         address_space::{AddressSpace, CertProvider, EndpointStatus, PortStatus},
         common::Phase,
@@ -254,6 +255,17 @@ impl Standalone {
             return endpoint;
         };
         let name = space.metadata.name.clone().unwrap_or_default();
+        // The space's certificate lives in a directory named after it: only a plain name may be.
+        let name = match FileName::new("metadata.name", &name) {
+            Ok(name) => name,
+            Err(err) => {
+                messages.push(format!(
+                    "no certificate was made for the messaging endpoint: {}",
+                    one_line(&err)
+                ));
+                return endpoint;
+            }
+        };
         let cert = space
             .spec
             .endpoints
@@ -298,9 +310,9 @@ impl Standalone {
                         "cert provider {other:?} is not available outside a cluster: the endpoint serves a certificate of the address space's self-signed CA"
                     ));
                 }
-                let recipe = format!("selfsigned:{name}:{}", hosts.join(","));
+                let recipe = format!("selfsigned:{}:{}", name.as_str(), hosts.join(","));
                 let dir = self.options.data_dir.join("tls").join(&name);
-                (recipe, ServerIdentity::self_signed(&dir, &name, &hosts))
+                (recipe, ServerIdentity::self_signed(&dir, name.as_str(), &hosts))
             }
         };
         let mut state = self.state();

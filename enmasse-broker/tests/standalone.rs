@@ -261,3 +261,81 @@ async fn a_standard_space_lets_its_password_users_in_and_nobody_else() {
     }
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn names_that_would_lead_out_of_the_data_directory_write_nothing() {
+    let dir = Dir::new("traversal");
+    let outside = std::env::temp_dir().join(format!("enmasse-outside-{}", std::process::id()));
+    dir.write(
+        "space.yaml",
+        &format!(
+            "apiVersion: enmasse.io/v1beta1
+kind: AddressSpace
+metadata: {{name: ../../x, namespace: team1}}
+spec:
+  type: standard
+  plan: standard-small
+  authenticationService: {{name: none-authservice}}
+  endpoints:
+  - name: messaging
+    service: messaging
+    exports:
+    - {{name: ../escape, kind: ConfigMap}}
+    - {{name: {}, kind: ConfigMap}}
+    - {{name: a/b/c, kind: ConfigMap}}
+    - {{name: messaging-config, kind: ConfigMap}}
+",
+            outside.display()
+        ),
+    );
+    let broker = Broker::new(
+        Settings::default(),
+        Arc::new(RefuseAll::new("not configured".into())),
+    );
+    let options = Options {
+        manifests: vec![infra(), dir.0.join("team")],
+        data_dir: dir.0.join("data"),
+        namespace: "team1".into(),
+        address_space: None,
+        amqp: Some("127.0.0.1:5672".parse().unwrap()),
+        amqps: Some((
+            "127.0.0.1:5671".parse().unwrap(),
+            Arc::new(enmasse_broker::server::Tls::default()),
+        )),
+        tokens: None,
+        tls_dir: None,
+    };
+    let standalone = Standalone::new(options, broker);
+    standalone.refresh();
+
+    for escaped in [
+        dir.0.join("x/ca.key"),
+        dir.0.join("escape.yaml"),
+        dir.0.join("data/escape.yaml"),
+        outside.with_extension("yaml"),
+        dir.0.join("data/exports/a"),
+        dir.0.join("data/exports/messaging-config.yaml"),
+    ] {
+        assert!(!escaped.exists(), "{} was written", escaped.display());
+    }
+    let written: Vec<PathBuf> = walk(&dir.0);
+    assert!(
+        written
+            .iter()
+            .all(|path| path.starts_with(dir.0.join("team")) || path.starts_with(dir.0.join("data"))),
+        "only the manifests and the data directory: {written:?}"
+    );
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match path.is_dir() {
+            true => found.extend(walk(&path)),
+            false => found.push(path),
+        }
+    }
+    found
+}

@@ -58,6 +58,38 @@ pub fn check_object_name(name: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
+/// A name that is safe as one component of a path below a directory the broker owns: a
+/// Kubernetes object name (lowercase letters, digits, `-` and `.`, each `.`-separated part
+/// starting and ending with a letter or digit), so never empty, never `.` or `..`, never holding a
+/// `/`. Files named after resources (exports, a space's certificates) are named with it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Checks `name`, found at `field`, as one path component.
+    pub fn new(field: &str, name: &str) -> Result<Self, InvalidField> {
+        check_object_name(name).map_err(|e| InvalidField::new(field, name, e.violation))?;
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FileName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<std::path::Path> for FileName {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&self.0)
+    }
+}
+
 /// Splits the `metadata.name` of an `Address` or `MessagingUser` into its address space and its
 /// own part: `app.orders` is `orders` in space `app`.
 pub fn split_resource_name(name: &str) -> Result<(&str, &str), InvalidField> {
@@ -198,6 +230,28 @@ mod tests {
         assert!(crate::error::one_line(&err).contains("<address space>.<name>"));
         assert!(split_resource_name("app.").is_err());
         assert!(split_resource_name("App.orders").is_err());
+    }
+
+    #[test]
+    fn a_file_name_is_one_path_component_and_never_a_way_out() {
+        for good in ["messaging-config", "app.ca", "a1"] {
+            assert_eq!(FileName::new("f", good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../escape",
+            "/etc/passwd",
+            "a/b/c",
+            "a..b",
+            ".hidden",
+            "UPPER",
+            "a\\b",
+        ] {
+            let err = FileName::new("spec.endpoints[0].exports[0].name", bad).unwrap_err();
+            assert_eq!(err.field, "spec.endpoints[0].exports[0].name", "{bad:?}");
+        }
     }
 
     #[test]
