@@ -12,6 +12,7 @@ use crate::{
     broker::Broker,
     engine,
     sasl::{self, AMQP_HEADER, SASL_HEADER},
+    throttle::Admission,
     transport::Prefixed,
 };
 
@@ -51,8 +52,19 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
-    // A peer that keeps failing to authenticate waits longer and longer before it may try again.
-    let delay = broker.throttle().delay(peer.ip(), std::time::Instant::now());
+    // A peer that keeps failing to authenticate waits longer and longer before it may try again,
+    // its connections one after the other.
+    let delay = match broker.throttle().admit(peer.ip(), std::time::Instant::now()) {
+        Admission::After(delay) => delay,
+        Admission::Refused => {
+            broker
+                .counters()
+                .authentication_failures
+                .fetch_add(1, Ordering::Relaxed);
+            info!(%peer, "connection refused: its address failed to authenticate too often of late");
+            return;
+        }
+    };
     if !delay.is_zero() {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

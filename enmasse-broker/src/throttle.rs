@@ -1,6 +1,11 @@
 //! Slows down a peer that keeps failing to authenticate: after a few failures, each new connection
 //! from its address waits before its SASL exchange begins, longer with every failure, so guessing
 //! passwords is slow while an honest client that mistyped once is not held up.
+//!
+//! The waits of one address are in a row, not side by side: connections opened at once from a
+//! failing address begin their exchanges one delay apart, so opening many in parallel buys no
+//! more guesses. A connection that would wait longer than [`MAX_QUEUE`] is refused at once.
+//! Other addresses are not slowed.
 
 use std::{
     collections::HashMap,
@@ -17,6 +22,8 @@ pub const FIRST_DELAY: Duration = Duration::from_millis(250);
 pub const MAX_DELAY: Duration = Duration::from_secs(8);
 /// Failures older than this are forgotten.
 pub const MEMORY: Duration = Duration::from_secs(300);
+/// The longest a connection waits for its turn; one whose turn is further off is refused.
+pub const MAX_QUEUE: Duration = Duration::from_secs(60);
 /// Peers remembered at most; beyond it the oldest are forgotten.
 const MAX_PEERS: usize = 10_000;
 
@@ -24,6 +31,17 @@ const MAX_PEERS: usize = 10_000;
 struct Failures {
     count: u32,
     last: Instant,
+    /// When the address's next connection may begin, at the earliest.
+    next: Instant,
+}
+
+/// Whether a new connection may authenticate, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// After this wait.
+    After(Duration),
+    /// Not at all: too many connections of its address wait already.
+    Refused,
 }
 
 /// Authentication failures by peer address.
@@ -33,16 +51,31 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// How long a new connection from `peer` waits before authenticating.
+    /// How long one new connection from `peer` waits before authenticating, its failures as
+    /// they are.
     pub fn delay(&self, peer: IpAddr, now: Instant) -> Duration {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        match peers.get(&peer) {
-            Some(f) if now.duration_since(f.last) < MEMORY && f.count >= FREE_FAILURES => {
-                let doublings = (f.count - FREE_FAILURES).min(16);
-                FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
-            }
-            _ => Duration::ZERO,
+        peers.get(&peer).map_or(Duration::ZERO, |f| delay_of(f, now))
+    }
+
+    /// Takes a turn for a new connection from `peer`: its wait is the delay its address's failures
+    /// call for, counted from the turn before it.
+    pub fn admit(&self, peer: IpAddr, now: Instant) -> Admission {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(failures) = peers.get_mut(&peer) else {
+            return Admission::After(Duration::ZERO);
+        };
+        let delay = delay_of(failures, now);
+        if delay.is_zero() {
+            return Admission::After(Duration::ZERO);
         }
+        let start = (now + delay).max(failures.next);
+        let wait = start.duration_since(now);
+        if wait > MAX_QUEUE {
+            return Admission::Refused;
+        }
+        failures.next = start + delay;
+        Admission::After(wait)
     }
 
     /// Records a failed authentication from `peer`.
@@ -54,7 +87,11 @@ impl Throttle {
                 peers.clear();
             }
         }
-        let failures = peers.entry(peer).or_insert(Failures { count: 0, last: now });
+        let failures = peers.entry(peer).or_insert(Failures {
+            count: 0,
+            last: now,
+            next: now,
+        });
         if now.duration_since(failures.last) >= MEMORY {
             failures.count = 0;
         }
@@ -66,6 +103,15 @@ impl Throttle {
     pub fn succeeded(&self, peer: IpAddr) {
         self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
     }
+}
+
+/// The delay `failures` call for at `now`.
+fn delay_of(failures: &Failures, now: Instant) -> Duration {
+    if now.duration_since(failures.last) >= MEMORY || failures.count < FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (failures.count - FREE_FAILURES).min(16);
+    FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
 }
 
 #[cfg(test)]
@@ -101,6 +147,21 @@ mod tests {
         assert_eq!(throttle.delay(PEER, now + MEMORY), Duration::ZERO);
         throttle.succeeded(PEER);
         assert_eq!(throttle.delay(PEER, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn connections_opened_at_once_from_a_failing_address_take_turns() {
+        let throttle = Throttle::default();
+        let now = Instant::now();
+        for _ in 0..20 {
+            throttle.failed(PEER, now);
+        }
+        let waits: Vec<Admission> = (0..9).map(|_| throttle.admit(PEER, now)).collect();
+        let expected: Vec<Admission> = (1..=7).map(|n| Admission::After(MAX_DELAY * n)).collect();
+        assert_eq!(&waits[..7], &expected[..], "one delay apart, not side by side");
+        assert_eq!(waits[7], Admission::Refused, "beyond a minute of queue: refused");
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(throttle.admit(other, now), Admission::After(Duration::ZERO));
     }
 
     #[test]
