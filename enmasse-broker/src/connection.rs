@@ -118,7 +118,7 @@ where
         // Only `none` services, where nobody has a password, offer PLAIN in clear by default.
         let offer_plain =
             encrypted || broker.settings().plain_without_tls || authenticator.anonymous().is_some();
-        let identity = sasl::negotiate(stream, authenticator.as_ref(), offer_plain)
+        let identity = sasl::negotiate(stream, authenticator.as_ref(), offer_plain, broker.throttle())
             .await
             .map_err(HandshakeError::Sasl)?;
         return Ok((identity, Vec::new()));

@@ -5,13 +5,19 @@
 //! Frames are read with exact reads only, so no byte the client pipelines after its last SASL
 //! frame (the AMQP header, its Open) is consumed here.
 
+use std::time::Instant;
+
 use enmasse_auth::authenticator::{AuthError, Authenticator, Identity, Step};
+use enmasse_types::names::SERVICE_ACCOUNT_LOGIN;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::amqp::{
-    decode::{Decoder, Descriptor},
-    encode::Encoder,
-    frame::{self, SASL_FRAME},
+use crate::{
+    amqp::{
+        decode::{Decoder, Descriptor},
+        encode::Encoder,
+        frame::{self, SASL_FRAME},
+    },
+    throttle::{Admission, Throttle},
 };
 
 /// SASL frame descriptors (AMQP 1.0, 5.3.3).
@@ -67,6 +73,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     authenticator: &dyn Authenticator,
     offer_plain: bool,
+    throttle: &Throttle,
 ) -> Result<Identity, SaslError> {
     stream.write_all(&SASL_HEADER).await.map_err(SaslError::Io)?;
     let all = authenticator.mechanisms();
@@ -87,6 +94,17 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             ));
         }
     };
+    // A username that keeps failing takes turns, whichever address its guesses come from.
+    let claimed = claimed_username(&mechanism, &response);
+    if let Some(user) = &claimed {
+        match throttle.admit_user(user, Instant::now()) {
+            Admission::After(wait) => tokio::time::sleep(wait).await,
+            Admission::Refused => {
+                // Refused as a wrong password would be: the client learns nothing more.
+                return refuse(stream, AuthError::Credentials(user.clone())).await;
+            }
+        }
+    }
     let result = match authenticator.start(&mechanism) {
         Ok(_) if !offered.contains(&mechanism.as_str()) => Err(AuthError::Mechanism(mechanism.clone())),
         Err(err) => Err(err),
@@ -108,6 +126,13 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             }
         },
     };
+    if let Some(user) = &claimed {
+        match &result {
+            Ok(_) => throttle.succeeded_user(user),
+            Err(AuthError::Unavailable(_)) => {}
+            Err(_) => throttle.failed_user(user, Instant::now()),
+        }
+    }
     let (code, additional_data) = match &result {
         Ok((_, data)) => (CODE_OK, data.clone()),
         Err(AuthError::Unavailable(_)) => (CODE_SYS_TEMP, None),
@@ -120,6 +145,31 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     .await?;
     stream.flush().await.map_err(SaslError::Io)?;
     result.map(|(identity, _)| identity).map_err(SaslError::Rejected)
+}
+
+/// Answers an exchange that is refused before it began, with the authentication-failed outcome.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, error: AuthError) -> Result<Identity, SaslError> {
+    write_frame(stream, OUTCOME, |l| l.field(|e| e.ubyte(CODE_AUTH))).await?;
+    stream.flush().await.map_err(SaslError::Io)?;
+    Err(SaslError::Rejected(error))
+}
+
+/// The username a client claims in its initial response, for the throttle: PLAIN's authcid, or
+/// the `n=` of SCRAM's client-first message. A service-account login claims no user of its own
+/// (its token is the secret), so it claims none here.
+fn claimed_username(mechanism: &str, initial: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(initial).ok()?;
+    let user = match mechanism {
+        "PLAIN" => text.split('\0').nth(1)?,
+        m if m.starts_with("SCRAM-") => text
+            .splitn(3, ',')
+            .nth(2)?
+            .strip_prefix("n=")?
+            .split(',')
+            .next()?,
+        _ => return None,
+    };
+    (!user.is_empty() && user != SERVICE_ACCOUNT_LOGIN).then(|| user.chars().take(256).collect())
 }
 
 /// Writes one SASL frame: the descriptor and the list of fields `fields` writes.
@@ -197,11 +247,32 @@ fn decode_frame(body: &[u8]) -> Result<Frame, crate::amqp::DecodeError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_claimed_username_is_read_from_plain_and_scram_and_not_from_a_token_login() {
+        assert_eq!(
+            claimed_username("PLAIN", b"\0alice\0secret").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            claimed_username("SCRAM-SHA-256", b"n,,n=bob,r=abc").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(claimed_username("PLAIN", b"\0@@serviceaccount@@\0token"), None);
+        assert_eq!(claimed_username("ANONYMOUS", b"x"), None);
+        assert_eq!(claimed_username("PLAIN", b"garbage"), None);
+    }
+
     #[tokio::test]
     async fn a_garbage_frame_is_a_clean_error_not_a_panic() {
         let (mut client, mut server) = tokio::io::duplex(1024);
         let task = tokio::spawn(async move {
-            negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll, true).await
+            negotiate(
+                &mut server,
+                &enmasse_auth::authenticator::AcceptAll,
+                true,
+                &Throttle::default(),
+            )
+            .await
         });
         let mut header = [0u8; 8];
         client.read_exact(&mut header).await.unwrap();
@@ -221,7 +292,13 @@ mod tests {
     async fn an_oversized_frame_is_refused_before_it_is_read() {
         let (mut client, mut server) = tokio::io::duplex(1024);
         let task = tokio::spawn(async move {
-            negotiate(&mut server, &enmasse_auth::authenticator::AcceptAll, true).await
+            negotiate(
+                &mut server,
+                &enmasse_auth::authenticator::AcceptAll,
+                true,
+                &Throttle::default(),
+            )
+            .await
         });
         let mut drain = [0u8; 256];
         let _ = client.read(&mut drain).await.unwrap();

@@ -6,9 +6,14 @@
 //! failing address begin their exchanges one delay apart, so opening many in parallel buys no
 //! more guesses. A connection that would wait longer than [`MAX_QUEUE`] is refused at once.
 //! Other addresses are not slowed.
+//!
+//! The same holds per username, against guessing one user's password from many addresses: once
+//! a username has failed a few times, each exchange that claims it waits its turn before its
+//! password is checked. That user's own logins wait too, which is the price.
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
@@ -24,7 +29,7 @@ pub const MAX_DELAY: Duration = Duration::from_secs(8);
 pub const MEMORY: Duration = Duration::from_secs(300);
 /// The longest a connection waits for its turn; one whose turn is further off is refused.
 pub const MAX_QUEUE: Duration = Duration::from_secs(60);
-/// Peers remembered at most; beyond it the oldest are forgotten.
+/// Addresses (and usernames) remembered at most; beyond it the oldest are forgotten.
 const MAX_PEERS: usize = 10_000;
 
 #[derive(Clone, Copy, Debug)]
@@ -44,25 +49,84 @@ pub enum Admission {
     Refused,
 }
 
-/// Authentication failures by peer address.
+/// Authentication failures by peer address and by username.
 #[derive(Debug, Default)]
 pub struct Throttle {
-    peers: Mutex<HashMap<IpAddr, Failures>>,
+    peers: Failing<IpAddr>,
+    users: Failing<String>,
 }
 
 impl Throttle {
     /// How long one new connection from `peer` waits before authenticating, its failures as
     /// they are.
     pub fn delay(&self, peer: IpAddr, now: Instant) -> Duration {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.get(&peer).map_or(Duration::ZERO, |f| delay_of(f, now))
+        self.peers.delay(&peer, now)
     }
 
-    /// Takes a turn for a new connection from `peer`: its wait is the delay its address's failures
-    /// call for, counted from the turn before it.
+    /// Takes a turn for a new connection from `peer`.
     pub fn admit(&self, peer: IpAddr, now: Instant) -> Admission {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(failures) = peers.get_mut(&peer) else {
+        self.peers.admit(&peer, now)
+    }
+
+    /// Records a failed authentication from `peer`.
+    pub fn failed(&self, peer: IpAddr, now: Instant) {
+        self.peers.failed(peer, now);
+    }
+
+    /// Forgets `peer`'s failures after it authenticated.
+    pub fn succeeded(&self, peer: IpAddr) {
+        self.peers.succeeded(&peer);
+    }
+
+    /// Takes a turn for an exchange that claims `username`, before its password is checked.
+    pub fn admit_user(&self, username: &str, now: Instant) -> Admission {
+        self.users.admit(username, now)
+    }
+
+    /// Records a failed authentication as `username`.
+    pub fn failed_user(&self, username: &str, now: Instant) {
+        self.users.failed(username.to_owned(), now);
+    }
+
+    /// Forgets `username`'s failures after it authenticated.
+    pub fn succeeded_user(&self, username: &str) {
+        self.users.succeeded(username);
+    }
+}
+
+/// Failures by one kind of key.
+#[derive(Debug)]
+struct Failing<K> {
+    map: Mutex<HashMap<K, Failures>>,
+}
+
+impl<K> Default for Failing<K> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Failing<K> {
+    fn delay<Q>(&self, key: &Q, now: Instant) -> Duration
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).map_or(Duration::ZERO, |f| delay_of(f, now))
+    }
+
+    /// Takes a turn: the wait is the delay the key's failures call for, counted from the turn
+    /// before it.
+    fn admit<Q>(&self, key: &Q, now: Instant) -> Admission
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(failures) = map.get_mut(key) else {
             return Admission::After(Duration::ZERO);
         };
         let delay = delay_of(failures, now);
@@ -78,16 +142,15 @@ impl Throttle {
         Admission::After(wait)
     }
 
-    /// Records a failed authentication from `peer`.
-    pub fn failed(&self, peer: IpAddr, now: Instant) {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() >= MAX_PEERS {
-            peers.retain(|_, f| now.duration_since(f.last) < MEMORY);
-            if peers.len() >= MAX_PEERS {
-                peers.clear();
+    fn failed(&self, key: K, now: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_PEERS {
+            map.retain(|_, f| now.duration_since(f.last) < MEMORY);
+            if map.len() >= MAX_PEERS {
+                map.clear();
             }
         }
-        let failures = peers.entry(peer).or_insert(Failures {
+        let failures = map.entry(key).or_insert(Failures {
             count: 0,
             last: now,
             next: now,
@@ -99,9 +162,12 @@ impl Throttle {
         failures.last = now;
     }
 
-    /// Forgets `peer`'s failures after it authenticated.
-    pub fn succeeded(&self, peer: IpAddr) {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+    fn succeeded<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -162,6 +228,29 @@ mod tests {
         assert_eq!(waits[7], Admission::Refused, "beyond a minute of queue: refused");
         let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(throttle.admit(other, now), Admission::After(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_username_failing_from_many_addresses_takes_turns_too() {
+        let throttle = Throttle::default();
+        let now = Instant::now();
+        for _ in 0..FREE_FAILURES + 1 {
+            throttle.failed_user("alice", now);
+        }
+        assert_eq!(
+            throttle.admit_user("alice", now),
+            Admission::After(FIRST_DELAY * 2)
+        );
+        assert_eq!(
+            throttle.admit_user("alice", now),
+            Admission::After(FIRST_DELAY * 4)
+        );
+        assert_eq!(throttle.admit_user("bob", now), Admission::After(Duration::ZERO));
+        throttle.succeeded_user("alice");
+        assert_eq!(
+            throttle.admit_user("alice", now),
+            Admission::After(Duration::ZERO)
+        );
     }
 
     #[test]
