@@ -15,6 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     address::table::{AddressTable, Applied},
+    limits::Connections,
     recovery::Recovered,
     store::{MemoryStore, MessageStore},
     throttle::Throttle,
@@ -77,6 +78,7 @@ pub struct Broker {
     throttle: Throttle,
     recovered: Recovered,
     tasks: TaskTracker,
+    connections: Connections,
 }
 
 /// What a live link was allowed to do, so that it can be revoked.
@@ -150,6 +152,7 @@ impl Broker {
             throttle: Throttle::default(),
             recovered: Recovered::default(),
             tasks: TaskTracker::new(),
+            connections: Connections::default(),
         })
     }
 
@@ -257,6 +260,17 @@ impl Broker {
     /// The store, to keep beyond a borrow of the broker.
     pub(crate) fn store_handle(&self) -> Arc<dyn MessageStore> {
         self.store.clone()
+    }
+
+    /// The connections open now, against the space's connection policy.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
+    /// The space's connection policy in force, if it has one.
+    pub fn connection_policy(&self) -> Option<enmasse_types::resources::infra_config::RouterPolicy> {
+        self.config()
+            .and_then(|config| config.space.connection_policy.clone())
     }
 
     /// Work the broker does in the background on its own behalf (moving a durable message to a

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod exports;
 pub mod housekeeping;
 pub mod journal;
+pub mod limits;
 pub mod management;
 pub mod message;
 pub mod recovery;

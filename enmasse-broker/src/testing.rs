@@ -18,16 +18,16 @@ pub(crate) fn address(name: &str, type_: AddressType, topic: Option<&str>) -> Br
 /// The space `team1/app` serving `addresses`, everyone let in.
 pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
     BrokerConfig {
-        space: SpaceConfig {
-            namespace: "team1".into(),
-            name: "app".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
+        space: SpaceConfig::new(
+            "team1",
+            "app",
+            AddressSpaceType::Standard,
+            "standard-small",
+            Authentication {
                 service: "none".into(),
                 type_: AuthenticationServiceType::None,
             },
-        },
+        ),
         addresses,
         users: vec![],
     }

@@ -12,6 +12,7 @@ use crate::resources::{
     address::{AddressType, MessageRedelivery, MessageTtl},
     address_space::AddressSpaceType,
     authentication_service::AuthenticationServiceType,
+    infra_config::RouterPolicy,
     messaging_user::AuthorizationRule,
 };
 
@@ -67,6 +68,29 @@ pub struct SpaceConfig {
     pub plan: String,
     /// Who authenticates the space's clients.
     pub authentication: Authentication,
+    /// The connection limits in force (a standard space's infra config's `router.policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_policy: Option<RouterPolicy>,
+}
+
+impl SpaceConfig {
+    /// A space with no connection limits.
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        type_: AddressSpaceType,
+        plan: impl Into<String>,
+        authentication: Authentication,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            type_,
+            plan: plan.into(),
+            authentication,
+            connection_policy: None,
+        }
+    }
 }
 
 /// Who authenticates a space's clients.
@@ -283,16 +307,16 @@ mod tests {
 
     fn config() -> BrokerConfig {
         BrokerConfig {
-            space: SpaceConfig {
-                namespace: "team1".into(),
-                name: "app".into(),
-                type_: AddressSpaceType::Standard,
-                plan: "standard-small".into(),
-                authentication: Authentication {
+            space: SpaceConfig::new(
+                "team1",
+                "app",
+                AddressSpaceType::Standard,
+                "standard-small",
+                Authentication {
                     service: "standard-authservice".into(),
                     type_: AuthenticationServiceType::Standard,
                 },
-            },
+            ),
             addresses: vec![],
             users: vec![BrokerUser {
                 resource: "app.user".into(),

@@ -204,16 +204,16 @@ async fn a_broker_in_a_cluster_follows_its_mounted_certificate_and_keeps_the_las
     // What the operator runs: configured over the management API, amqps from the mounted Secret.
     let broker = Broker::new(Settings::default(), Arc::new(AcceptAll));
     let config = BrokerConfig {
-        space: SpaceConfig {
-            namespace: "tests".into(),
-            name: "secured".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
+        space: SpaceConfig::new(
+            "tests",
+            "secured",
+            AddressSpaceType::Standard,
+            "standard-small",
+            Authentication {
                 service: "none-authservice".into(),
                 type_: AuthenticationServiceType::None,
             },
-        },
+        ),
         addresses: vec![BrokerAddress::new(
             "secured.orders",
             "orders",

@@ -46,16 +46,16 @@ const PASSING: [&str; 10] = [
 
 fn config() -> BrokerConfig {
     BrokerConfig {
-        space: SpaceConfig {
-            namespace: "examples".into(),
-            name: "examples".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
+        space: SpaceConfig::new(
+            "examples",
+            "examples",
+            AddressSpaceType::Standard,
+            "standard-small",
+            Authentication {
                 service: "none-authservice".into(),
                 type_: AuthenticationServiceType::None,
             },
-        },
+        ),
         addresses: vec![BrokerAddress::new(
             "examples.examples",
             "examples",

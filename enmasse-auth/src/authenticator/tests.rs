@@ -12,16 +12,16 @@ use super::*;
 
 fn config(type_: AuthenticationServiceType) -> BrokerConfig {
     BrokerConfig {
-        space: SpaceConfig {
-            namespace: "team1".into(),
-            name: "app".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
+        space: SpaceConfig::new(
+            "team1",
+            "app",
+            AddressSpaceType::Standard,
+            "standard-small",
+            Authentication {
                 service: "auth".into(),
                 type_,
             },
-        },
+        ),
         addresses: vec![],
         users: vec![
             BrokerUser {

@@ -29,6 +29,7 @@ use crate::{
     },
     broker::Broker,
     connection::HANDSHAKE_TIMEOUT,
+    limits::{self, ConnectionSlot, Connections},
     message::Message,
     sasl::AMQP_HEADER,
 };
@@ -111,6 +112,10 @@ pub(super) struct Scope {
     pub(super) container: String,
     /// Temporary addresses (dynamic nodes) held by the connection's links.
     pub(super) temporaries: Arc<AtomicUsize>,
+    /// Links on which the peer sends, attached now.
+    pub(super) senders: AtomicUsize,
+    /// Links on which the peer receives, attached now.
+    pub(super) receivers: AtomicUsize,
 }
 
 /// What the connection knows that its sessions need: shared with them for one frame or event.
@@ -162,6 +167,8 @@ pub struct Engine {
     gathering: usize,
     scope: Scope,
     transactions: Transactions,
+    /// The connection's place within the space's connection limits.
+    slot: Option<ConnectionSlot>,
 }
 
 impl Engine {
@@ -192,7 +199,10 @@ impl Engine {
                 id,
                 container: String::new(),
                 temporaries: Arc::new(AtomicUsize::new(0)),
+                senders: AtomicUsize::new(0),
+                receivers: AtomicUsize::new(0),
             },
+            slot: None,
         }
     }
 
@@ -316,7 +326,18 @@ impl Engine {
                     .find(|c| !self.sessions.values().any(|s| s.local_channel() == *c))
                     .unwrap_or(0);
                 self.serial += 1;
-                let session = Session::begin(local, channel, self.serial, &begin, &mut self.output);
+                let mut session = Session::begin(local, channel, self.serial, &begin, &mut self.output);
+                let policy = self.broker.connection_policy();
+                let within = limits::within(
+                    policy.and_then(|p| p.max_sessions_per_connection),
+                    self.sessions.len(),
+                    "sessions",
+                );
+                if let Err(error) = within {
+                    // Answered and ended at once (AMQP 1.0, 2.5.5): the peer learns why.
+                    let (_, mut cx) = self.split();
+                    session.end(&mut cx, error);
+                }
                 self.sessions.insert(channel, session);
             }
             (State::Open, performative) => {
@@ -367,6 +388,16 @@ impl Engine {
         });
         self.scope.container = open.container_id.clone();
         self.state = State::Open;
+        let policy = self.broker.connection_policy();
+        match Connections::admit(
+            &self.broker,
+            policy.as_ref(),
+            &self.identity.username,
+            self.peer.ip(),
+        ) {
+            Ok(slot) => self.slot = Some(slot),
+            Err(error) => return self.close(error),
+        }
         debug!(peer = %self.peer, container = %open.container_id, user = %self.identity.username, "connection open");
     }
 

@@ -463,6 +463,7 @@ impl Inbound {
     /// Lets go of the link: the room its credit held goes back to the address.
     pub(super) fn release(&mut self, cx: &mut Context<'_>) {
         self.end.gone.cancel();
+        cx.scope.senders.fetch_sub(1, Ordering::Relaxed);
         let held = self.end.credit + u32::from(self.partial.as_ref().is_some_and(|p| !p.refused));
         self.unreserve(held);
         self.end.credit = 0;

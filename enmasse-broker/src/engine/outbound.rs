@@ -403,6 +403,7 @@ impl Outbound {
         closed: bool,
     ) {
         self.end.gone.cancel();
+        cx.scope.receivers.fetch_sub(1, Ordering::Relaxed);
         let mine: Vec<u32> = unsettled
             .iter()
             .filter(|(_, u)| u.key == self.end.key)

@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
 };
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
@@ -30,6 +30,7 @@ use crate::{
         },
     },
     broker::Grant,
+    limits,
     message::{Message, Settled},
 };
 
@@ -265,7 +266,7 @@ impl Session {
     }
 
     /// Ends the session with `error`; it is kept until the peer's end arrives.
-    fn end(&mut self, cx: &mut Context<'_>, error: ErrorInfo) {
+    pub(super) fn end(&mut self, cx: &mut Context<'_>, error: ErrorInfo) {
         debug!(%error, "ending a session");
         self.release(cx);
         frame::write_amqp(cx.output, self.local, |e| e.end(Some(&error)));
@@ -330,6 +331,19 @@ impl Session {
         });
         *cx.serial += 1;
         let key = self.key(attach.handle, *cx.serial);
+        let policy = cx.broker.connection_policy();
+        let within = match attach.role {
+            Role::Sender => limits::within(
+                policy.and_then(|p| p.max_senders_per_connection),
+                cx.scope.senders.load(Ordering::Relaxed),
+                "senders",
+            ),
+            Role::Receiver => limits::within(
+                policy.and_then(|p| p.max_receivers_per_connection),
+                cx.scope.receivers.load(Ordering::Relaxed),
+                "receivers",
+            ),
+        };
         let decision = if taken {
             Err(ErrorInfo::new(
                 condition::NOT_ALLOWED,
@@ -339,17 +353,19 @@ impl Session {
                 ),
             ))
         } else {
-            attach::decide(cx, &attach)
+            within.and_then(|()| attach::decide(cx, &attach))
         };
         match decision {
             Ok(attach::Decision::Inbound(target)) => {
                 self.locals.insert(local);
+                cx.scope.senders.fetch_add(1, Ordering::Relaxed);
                 let link = Inbound::attach(cx, self.local, local, key, &attach, target);
                 self.links.insert(attach.handle, Link::In(Box::new(link)));
                 self.flow_link(cx, attach.handle, false);
             }
             Ok(attach::Decision::Outbound(receiving)) => {
                 self.locals.insert(local);
+                cx.scope.receivers.fetch_add(1, Ordering::Relaxed);
                 let link = Outbound::attach(cx, self.local, local, key, &attach, receiving);
                 self.links.insert(attach.handle, Link::Out(Box::new(link)));
             }
@@ -357,7 +373,7 @@ impl Session {
                 cx.broker
                     .counters()
                     .attaches_refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(user = %cx.identity.username, link = %attach.name, %error, "attach refused");
                 attach::refuse(cx, self.local, local, &attach, &error);
                 self.detaching.push(attach.handle);

@@ -57,16 +57,16 @@ pub(crate) fn address(name: &str, type_: AddressType) -> BrokerAddress {
 
 pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
     BrokerConfig {
-        space: SpaceConfig {
-            namespace: "team1".into(),
-            name: "app".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
+        space: SpaceConfig::new(
+            "team1",
+            "app",
+            AddressSpaceType::Standard,
+            "standard-small",
+            Authentication {
                 service: "none-authservice".into(),
                 type_: AuthenticationServiceType::None,
             },
-        },
+        ),
         addresses,
         users: vec![],
     }

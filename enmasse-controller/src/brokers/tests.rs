@@ -47,16 +47,16 @@ fn endpoint(port: u16, token: &str) -> BrokerEndpoint {
 
 fn config() -> BrokerConfig {
     BrokerConfig {
-        space: SpaceConfig {
-            namespace: "team1".into(),
-            name: "app".into(),
-            type_: AddressSpaceType::Standard,
-            plan: "standard-small".into(),
-            authentication: Authentication {
+        space: SpaceConfig::new(
+            "team1",
+            "app",
+            AddressSpaceType::Standard,
+            "standard-small",
+            Authentication {
                 service: "none-authservice".into(),
                 type_: AuthenticationServiceType::None,
             },
-        },
+        ),
         addresses: vec![BrokerAddress::new(
             "app.orders",
             "orders",

@@ -14,6 +14,7 @@ use crate::{
         address_space::{AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec},
         authentication_service::{AuthenticationService, AuthenticationServiceType},
         common::{Phase, ready_condition, set_condition},
+        infra_config::RouterPolicy,
         plans::AddressSpacePlanSpec,
     },
 };
@@ -30,6 +31,8 @@ pub(super) struct Resolved<'a> {
     pub(super) plan: &'a AddressSpacePlanSpec,
     pub(super) limits: Limits,
     pub(super) authentication: Authentication,
+    /// The connection limits of its infra config's router.
+    pub(super) policy: Option<RouterPolicy>,
 }
 
 /// Why a space cannot be served: its phase and the causes.
@@ -80,11 +83,14 @@ pub(super) fn evaluate_space(
     let users = user::evaluate_users(&resolved, &members.users);
     let config = BrokerConfig {
         space: SpaceConfig {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            type_: resolved.type_,
-            plan: resolved.plan_name.to_owned(),
-            authentication: resolved.authentication.clone(),
+            connection_policy: resolved.policy.clone(),
+            ..SpaceConfig::new(
+                namespace,
+                name,
+                resolved.type_,
+                resolved.plan_name,
+                resolved.authentication.clone(),
+            )
         },
         addresses,
         users: users
@@ -208,6 +214,13 @@ fn resolve<'a>(
     }
 
     let authentication = authentication(space, infra.authentication_services)?;
+    let policy = infra
+        .standard_infra_configs
+        .iter()
+        .filter(|_| type_ == AddressSpaceType::Standard)
+        .find(|c| name_of(&c.metadata) == plan.infra_config_ref)
+        .and_then(|c| c.spec.router.as_ref())
+        .and_then(|router| router.policy.clone());
     let resolved = Resolved {
         namespace,
         name,
@@ -216,6 +229,7 @@ fn resolve<'a>(
         plan,
         limits,
         authentication,
+        policy,
     };
     Ok((resolved, notes))
 }

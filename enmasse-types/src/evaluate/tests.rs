@@ -539,3 +539,33 @@ fn redelivery_is_in_force_only_where_a_queue_redelivers() {
         "a topic's receivers do not redeliver: not claimed"
     );
 }
+
+#[test]
+fn the_infra_configs_router_policy_reaches_the_broker_config() {
+    let with_policy = include_str!("../../../examples/gitops/infra/infra-configs.yaml").replace(
+        "    linkCapacity: 250\n",
+        "    linkCapacity: 250\n    policy:\n      maxConnectionsPerUser: 5\n      maxSessionsPerConnection: 3\n",
+    );
+    let mut catalog = Catalog::default();
+    for text in [INFRA[0], INFRA[1], with_policy.as_str(), INFRA[3], SPACE] {
+        for document in manifests::parse(text) {
+            catalog.add(document.unwrap().manifest);
+        }
+    }
+    let config = run(&catalog).spaces["app"].config.clone().unwrap();
+    let policy = config
+        .space
+        .connection_policy
+        .expect("the router policy is in force");
+    assert_eq!(policy.max_connections_per_user, Some(5));
+    assert_eq!(policy.max_sessions_per_connection, Some(3));
+    assert_eq!(
+        run(&self::catalog(&[SPACE])).spaces["app"]
+            .config
+            .clone()
+            .unwrap()
+            .space
+            .connection_policy,
+        None
+    );
+}

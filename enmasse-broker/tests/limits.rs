@@ -1,0 +1,78 @@
+//! The space's connection policy, enforced: connections in all, per user and per host, and
+//! sessions, senders and receivers per connection, each refused with an error naming its limit.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use common::{address, config, start};
+use enmasse_types::{
+    broker_config::BrokerConfig,
+    resources::{address::AddressType, infra_config::RouterPolicy},
+};
+use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+
+fn limited(policy: RouterPolicy) -> BrokerConfig {
+    let mut config = config(vec![address("orders", AddressType::Queue)]);
+    config.space.connection_policy = Some(policy);
+    config
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_host_limit_are_refused_naming_it() {
+    let broker = start(limited(RouterPolicy {
+        max_connections_per_host: Some(2),
+        ..RouterPolicy::default()
+    }))
+    .await;
+    let _first = broker.client().await;
+    let _second = broker.client().await;
+    let refused = async {
+        let mut connection = Connection::open("third", broker.url().as_str()).await?;
+        Session::begin(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"))?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    }
+    .await;
+    let text = format!("{refused:?}");
+    assert!(refused.is_err(), "a third connection from the host is refused");
+    assert!(text.contains("at most"), "{text}");
+    drop(_first);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _again = broker.client().await;
+}
+
+#[tokio::test]
+async fn sessions_senders_and_receivers_per_connection_are_bounded() {
+    let broker = start(limited(RouterPolicy {
+        max_sessions_per_connection: Some(2),
+        max_senders_per_connection: Some(1),
+        max_receivers_per_connection: Some(1),
+        ..RouterPolicy::default()
+    }))
+    .await;
+    let mut connection = Connection::open("limited", broker.url().as_str()).await.unwrap();
+    let mut first = Session::begin(&mut connection).await.unwrap();
+    let _sender = Sender::attach(&mut first, "s1", "orders").await.unwrap();
+    let _receiver = Receiver::attach(&mut first, "r1", "orders").await.unwrap();
+    let mut second = Session::begin(&mut connection).await.unwrap();
+    let refused = Sender::attach(&mut second, "s2", "orders").await.unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("1 senders at most"),
+        "{refused:?}"
+    );
+    let mut third_try = Session::begin(&mut connection).await.unwrap();
+    let refused = Receiver::attach(&mut third_try, "r2", "orders")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("2 sessions at most"),
+        "{refused:?}"
+    );
+}
