@@ -242,3 +242,44 @@ async fn a_pushed_config_lets_a_password_user_in_by_its_keys_alone() {
     );
     assert!(Connection::open("alice-again", url.as_str()).await.is_ok());
 }
+
+/// A login as `user` with `password`, from the loopback address `from`.
+async fn login_from(addr: std::net::SocketAddr, from: [u8; 4], user: &str, password: &str) -> bool {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    Connection::builder()
+        .container_id("guess")
+        .sasl_profile(fe2o3_amqp::sasl_profile::SaslProfile::Plain {
+            username: user.to_owned(),
+            password: password.to_owned(),
+        })
+        .open_with_stream(stream)
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn guessing_one_users_password_from_many_addresses_is_slowed_down_too() {
+    let (_broker, url, _shutdown) = start(space(&[Operation::Send])).await;
+    let addr: std::net::SocketAddr = url.rsplit_once('@').unwrap().1.parse().unwrap();
+    // One guess from each of several addresses: no address fails often enough to be slowed.
+    for n in 0..=enmasse_broker::throttle::FREE_FAILURES as u8 {
+        assert!(!login_from(addr, [127, 0, 1, n + 1], "alice", "guess").await);
+    }
+    let started = std::time::Instant::now();
+    assert!(!login_from(addr, [127, 0, 2, 1], "alice", "guess").await);
+    assert!(
+        started.elapsed() >= enmasse_broker::throttle::FIRST_DELAY,
+        "the username takes turns whatever the address: {:?}",
+        started.elapsed()
+    );
+    // Another user, from yet another address, is not slowed.
+    let started = std::time::Instant::now();
+    assert!(!login_from(addr, [127, 0, 3, 1], "bob", "guess").await);
+    assert!(
+        started.elapsed() < enmasse_broker::throttle::FIRST_DELAY,
+        "{:?}",
+        started.elapsed()
+    );
+}
