@@ -160,6 +160,7 @@ impl Broker {
     /// recreated addresses are forgotten by the store; recovered messages waiting for an address
     /// the config now serves go into its queue.
     pub fn apply(&self, config: BrokerConfig, authenticator: Arc<dyn Authenticator>) -> Applied {
+        self.table.budget().set_max(config.space.global_max_size);
         let applied = self
             .table
             .apply(&config, |address| self.store.forget_address(address));

@@ -1,14 +1,19 @@
 //! The space's connection policy (a standard infra config's `router.policy`), enforced: how many
 //! connections the broker takes in all, per user and per client host, and, within a connection,
 //! how many sessions, senders and receivers. A refusal is an AMQP error that names the limit.
+//! And the memory all queues may hold together (`globalMaxSize`).
 
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use enmasse_types::resources::infra_config::RouterPolicy;
+use tokio::sync::Notify;
 
 use crate::{
     amqp::performative::{ErrorInfo, condition},
@@ -112,5 +117,75 @@ pub fn within(max: Option<u32>, now: usize, what: &str) -> Result<(), ErrorInfo>
             format!("a connection may have {max} {what} at most"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// Bytes of message all the broker's queues hold together, within the space's `globalMaxSize`:
+/// while they hold that much, no queue grants senders credit, as each queue does at its own
+/// `maxBytes`.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    max: AtomicU64,
+    used: AtomicU64,
+    /// Woken when the queues go back under the bound.
+    freed: Notify,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        Self {
+            max: AtomicU64::new(u64::MAX),
+            used: AtomicU64::new(0),
+            freed: Notify::new(),
+        }
+    }
+}
+
+impl MemoryBudget {
+    /// Sets the bound (none without one).
+    pub fn set_max(&self, max: Option<u64>) {
+        self.max.store(max.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.freed.notify_waiters();
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queues hold as much as they may.
+    pub fn full(&self) -> bool {
+        self.used() >= self.max.load(Ordering::Relaxed)
+    }
+
+    /// A queue took in `bytes`.
+    pub(crate) fn charge(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A queue let go of `bytes`.
+    pub(crate) fn refund(&self, bytes: u64) {
+        let was_full = self.full();
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+        if was_full && !self.full() {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Waits until the queues are under the bound.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.full() {
+                return;
+            }
+            notified.await;
+        }
     }
 }

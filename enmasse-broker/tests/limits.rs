@@ -14,6 +14,8 @@ use enmasse_types::{
     broker_config::BrokerConfig,
     resources::{address::AddressType, infra_config::RouterPolicy},
 };
+use std::time::Duration;
+
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 
 fn limited(policy: RouterPolicy) -> BrokerConfig {
@@ -44,7 +46,7 @@ async fn connections_beyond_the_per_host_limit_are_refused_naming_it() {
     assert!(refused.is_err(), "a third connection from the host is refused");
     assert!(text.contains("at most"), "{text}");
     drop(_first);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let _again = broker.client().await;
 }
 
@@ -75,4 +77,56 @@ async fn sessions_senders_and_receivers_per_connection_are_bounded() {
         format!("{refused:?}").contains("2 sessions at most"),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn the_queues_together_hold_no_more_than_the_global_max_size() {
+    let mut config = config(vec![
+        address("a", AddressType::Queue),
+        address("b", AddressType::Queue),
+    ]);
+    config.space.global_max_size = Some(2_000);
+    let settings = enmasse_broker::broker::Settings {
+        credit_window: 4,
+        ..enmasse_broker::broker::Settings::default()
+    };
+    let broker = common::start_with(settings, config).await;
+    let (_connection, mut session) = broker.client().await;
+    let body = "x".repeat(200);
+    // Fill the budget through a: sends stop finding credit once it is used.
+    let mut to_a = Sender::attach(&mut session, "to-a", "a").await.unwrap();
+    let mut sent = 0;
+    while sent < 100 {
+        let send = tokio::time::timeout(Duration::from_millis(300), to_a.send(body.clone())).await;
+        if send.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent < 100, "the budget stopped a");
+    let used = broker.broker.table().budget().used();
+    assert!(
+        (2_000..3_500).contains(&used),
+        "full, past it by the credit at most: {used}"
+    );
+
+    // b, under its own bounds, gets no credit while the budget is full...
+    let (_other, mut other_session) = broker.client().await;
+    let mut to_b = Sender::attach(&mut other_session, "to-b", "b").await.unwrap();
+    let sending = tokio::spawn(async move { to_b.send("for b").await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sending.is_finished(), "b waits for room in the budget");
+
+    // ...and gets it once a's messages are consumed.
+    let (_reader, mut reader_session) = broker.client().await;
+    let mut from_a = Receiver::attach(&mut reader_session, "from-a", "a")
+        .await
+        .unwrap();
+    for _ in 0..sent {
+        let delivery = common::within("a message of a", from_a.recv::<String>())
+            .await
+            .unwrap();
+        from_a.accept(&delivery).await.unwrap();
+    }
+    common::within("b's send", sending).await.unwrap().unwrap();
 }

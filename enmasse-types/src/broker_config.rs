@@ -71,6 +71,10 @@ pub struct SpaceConfig {
     /// The connection limits in force (a standard space's infra config's `router.policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_policy: Option<RouterPolicy>,
+    /// Bytes of message all the broker's queues may hold together: the infra config's broker
+    /// `globalMaxSize`, or a quarter of its memory, as EnMasse 0.32 set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_max_size: Option<u64>,
 }
 
 impl SpaceConfig {
@@ -89,6 +93,7 @@ impl SpaceConfig {
             plan: plan.into(),
             authentication,
             connection_policy: None,
+            global_max_size: None,
         }
     }
 }

@@ -19,4 +19,5 @@ pub mod manifests;
 pub mod names;
 pub mod patterns;
 pub mod policy;
+pub mod quantity;
 pub mod resources;

@@ -10,7 +10,7 @@
 //! hands it back as [`Held`], for the sender's link to make safe in the message store first.
 
 use std::sync::{
-    Arc, Mutex, MutexGuard,
+    Arc, Mutex, MutexGuard, OnceLock,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -18,7 +18,7 @@ use enmasse_types::{broker_config::AddressLimits, patterns::WordPattern};
 use tokio::sync::Notify;
 
 use super::queue::{PushError, Queue};
-use crate::{message::Message, selector::Selector};
+use crate::{limits::MemoryBudget, message::Message, selector::Selector};
 
 /// Which messages a member receives.
 #[derive(Clone, Debug)]
@@ -84,6 +84,8 @@ pub struct Fanout {
     published: AtomicU64,
     /// Woken when the set of members changes, so waiting senders recompute their credit.
     changed: Notify,
+    /// The memory the members' queues share with the broker's other queues.
+    budget: OnceLock<Arc<MemoryBudget>>,
 }
 
 /// What a fan-out holds, for status and metrics.
@@ -104,6 +106,7 @@ impl Default for Fanout {
             next_member: AtomicU64::new(1),
             published: AtomicU64::new(0),
             changed: Notify::new(),
+            budget: OnceLock::new(),
         }
     }
 }
@@ -118,6 +121,11 @@ impl Fanout {
         self.members
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes the members' queues share `budget` with the broker's other queues. Once only.
+    pub fn set_budget(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.budget.set(budget);
     }
 
     /// The queues of the members that are no address of their own (attached receivers): a
@@ -138,6 +146,9 @@ impl Fanout {
         limits: AddressLimits,
     ) -> (u64, Arc<Queue>) {
         let queue = Queue::new(limits);
+        if let Some(budget) = self.budget.get() {
+            queue.set_budget(budget.clone());
+        }
         let id = self.add(filter, selector, queue.clone(), None);
         (id, queue)
     }

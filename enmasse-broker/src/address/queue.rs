@@ -18,7 +18,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -27,6 +27,7 @@ use enmasse_types::broker_config::AddressLimits;
 use tokio::sync::Notify;
 
 use super::policy::{Redelivery, now_millis};
+use crate::limits::MemoryBudget;
 use crate::message::{IdMap, Message};
 
 mod timed;
@@ -252,6 +253,8 @@ pub struct Queue {
     watch: Notify,
     /// The redelivery rules in force.
     redelivery: Mutex<Redelivery>,
+    /// The memory all the broker's queues share, if the queue is one of a broker's.
+    budget: OnceLock<Arc<MemoryBudget>>,
     /// Whether it may hold messages that expire or wait out a delay: [`Queue::tick`] has work.
     timed: AtomicBool,
 }
@@ -266,6 +269,7 @@ impl Queue {
             room: Notify::new(),
             watch: Notify::new(),
             redelivery: Mutex::new(Redelivery::default()),
+            budget: OnceLock::new(),
             timed: AtomicBool::new(false),
         })
     }
@@ -293,9 +297,37 @@ impl Queue {
         self.room.notify_waiters();
     }
 
+    /// Makes the queue share `budget` with the broker's other queues: while they hold all it
+    /// allows, the queue grants no credit. Once only; a queue keeps its first budget.
+    pub fn set_budget(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.budget.set(budget);
+    }
+
+    fn budget_full(&self) -> bool {
+        self.budget.get().is_some_and(|budget| budget.full())
+    }
+
+    /// Counts `bytes` taken in (or, negative, let go) against the shared budget; a closed queue's
+    /// bytes were given back when it closed.
+    fn account(&self, state: &State, bytes: u64, taken: bool) {
+        if state.closed {
+            return;
+        }
+        if let Some(budget) = self.budget.get() {
+            match taken {
+                true => budget.charge(bytes),
+                false => budget.refund(bytes),
+            }
+        }
+    }
+
     /// Reserves room for up to `want` messages and returns how many a sender may send now (its
-    /// credit). Zero when the queue is full or closed.
+    /// credit). Zero when the queue is full or closed, or the broker's queues hold all their
+    /// shared budget allows.
     pub fn reserve(&self, want: u32) -> u32 {
+        if self.budget_full() {
+            return 0;
+        }
         let limits = self.limits();
         let mut state = self.state();
         let granted = state.room(&limits).min(u64::from(want));
@@ -315,16 +347,24 @@ impl Queue {
     /// Waits until [`Queue::reserve`] may grant credit again (or the queue closes).
     pub async fn wait_for_room(&self) {
         loop {
+            if let Some(budget) = self.budget.get()
+                && budget.full()
+            {
+                budget.wait_for_room().await;
+            }
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let limits = self.limits();
             {
                 let mut state = self.state();
-                if state.closed || state.room(&limits) > 0 {
+                if state.closed || (state.room(&limits) > 0 && !self.budget_full()) {
                     return;
                 }
                 state.paced_senders = true;
+            }
+            if self.budget_full() {
+                continue;
             }
             notified.await;
         }
@@ -368,6 +408,7 @@ impl Queue {
 
     fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message) {
         state.bytes += message.size as u64;
+        self.account(&state, message.size as u64, true);
         state.messages_in += 1;
         state.requeue(message);
         self.ready_again(state);
@@ -475,6 +516,7 @@ impl Queue {
         state.expiring.clear();
         let bytes: u64 = drained.iter().map(|m| m.size as u64).sum();
         state.bytes = state.bytes.saturating_sub(bytes);
+        self.account(&state, bytes, false);
         drop(state);
         self.room.notify_waiters();
         drained
@@ -506,6 +548,7 @@ impl Queue {
         };
         if settlement == Settlement::Accepted || given_up {
             state.bytes = state.bytes.saturating_sub(message.size as u64);
+            self.account(&state, message.size as u64, false);
             state.messages_out += 1;
             drop(state);
             self.room.notify_waiters();
@@ -545,6 +588,9 @@ impl Queue {
     /// still held.
     pub fn close(&self) -> u64 {
         let mut state = self.state();
+        // What it held leaves the shared budget with it.
+        let bytes = state.bytes;
+        self.account(&state, bytes, false);
         state.closed = true;
         let held = state.depth();
         drop(state);

@@ -24,6 +24,7 @@ use super::{
     policy::Redelivery,
     queue::Queue,
 };
+use crate::limits::MemoryBudget;
 
 /// Messages an anycast address holds in hand-over at most, per attached receiver.
 const ANYCAST_WINDOW: u64 = 100;
@@ -232,6 +233,8 @@ pub struct AddressTable {
     temporaries: RwLock<HashMap<String, Arc<Entry>>>,
     /// Makes temporary names unguessable: a name is a capability to send to its address.
     names: TemporaryNames,
+    /// The memory all the queues share (`globalMaxSize`).
+    budget: Arc<MemoryBudget>,
 }
 
 /// Hands out names no client can guess: 128 bits from the operating system's randomness each,
@@ -265,6 +268,11 @@ impl AddressTable {
         self.entries
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The memory all the queues share.
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
     }
 
     /// Every address, sorted.
@@ -330,7 +338,7 @@ impl AddressTable {
                     }
                 }
                 None => {
-                    let entry = create(want, &entries);
+                    let entry = create(want, &entries, &self.budget);
                     entries.insert(want.address.clone(), Arc::new(entry));
                     applied.added.push(want.address.clone());
                 }
@@ -344,8 +352,11 @@ impl AddressTable {
     pub fn create_temporary(&self, kind: TemporaryKind, owner: u64) -> Arc<Entry> {
         let address = self.names.next();
         let (type_, engine) = match kind {
-            TemporaryKind::Queue => (AddressType::Queue, Engine::Queue(Queue::new(TEMPORARY_LIMITS))),
-            TemporaryKind::Topic => (AddressType::Topic, Engine::Fanout(Fanout::new())),
+            TemporaryKind::Queue => (
+                AddressType::Queue,
+                Engine::Queue(bounded(TEMPORARY_LIMITS, &self.budget)),
+            ),
+            TemporaryKind::Topic => (AddressType::Topic, Engine::Fanout(fanout(&self.budget))),
         };
         let mut config = BrokerAddress::new("", &address, type_, TEMPORARY_PLAN);
         config.limits = TEMPORARY_LIMITS;
@@ -492,28 +503,46 @@ fn topic_of(entries: &BTreeMap<String, Arc<Entry>>, address: &str) -> Option<Arc
     None
 }
 
-/// A queue with the address's bounds and redelivery rules.
-fn queue_of(config: &BrokerAddress) -> Arc<Queue> {
-    let queue = Queue::new(config.limits);
+/// A queue with the address's bounds and redelivery rules, within the broker's shared budget.
+fn queue_of(config: &BrokerAddress, budget: &Arc<MemoryBudget>) -> Arc<Queue> {
+    let queue = bounded(config.limits, budget);
     queue.set_redelivery(Redelivery::from_settings(config.message_redelivery.as_ref()));
     queue
 }
 
-fn create(config: &BrokerAddress, entries: &BTreeMap<String, Arc<Entry>>) -> Entry {
+/// A queue with `limits`, within the broker's shared budget.
+fn bounded(limits: AddressLimits, budget: &Arc<MemoryBudget>) -> Arc<Queue> {
+    let queue = Queue::new(limits);
+    queue.set_budget(budget.clone());
+    queue
+}
+
+/// A fan-out whose members' queues are within the broker's shared budget.
+fn fanout(budget: &Arc<MemoryBudget>) -> Arc<Fanout> {
+    let fanout = Fanout::new();
+    fanout.set_budget(budget.clone());
+    fanout
+}
+
+fn create(
+    config: &BrokerAddress,
+    entries: &BTreeMap<String, Arc<Entry>>,
+    budget: &Arc<MemoryBudget>,
+) -> Entry {
     match config.type_ {
         AddressType::Queue | AddressType::Deadletter => {
-            Entry::new(config.clone(), Engine::Queue(queue_of(config)))
+            Entry::new(config.clone(), Engine::Queue(queue_of(config, budget)))
         }
         AddressType::Topic | AddressType::Multicast => {
-            Entry::new(config.clone(), Engine::Fanout(Fanout::new()))
+            Entry::new(config.clone(), Engine::Fanout(fanout(budget)))
         }
         AddressType::Anycast => {
             let mut limits = config.limits;
             limits.max_depth = limits.max_depth.min(ANYCAST_WINDOW);
-            Entry::new(config.clone(), Engine::Anycast(Queue::new(limits)))
+            Entry::new(config.clone(), Engine::Anycast(bounded(limits, budget)))
         }
         AddressType::Subscription => {
-            let queue = queue_of(config);
+            let queue = queue_of(config, budget);
             let mut entry = Entry::new(config.clone(), Engine::Queue(queue.clone()));
             let topic = config.topic.as_deref().and_then(|t| entries.get(t));
             if let Some(Engine::Fanout(fanout)) = topic.map(|t| &t.engine) {

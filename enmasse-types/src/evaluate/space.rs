@@ -8,7 +8,7 @@ use crate::{
     admission::Limits,
     broker_config::{Authentication, BrokerConfig, BrokerReport, SpaceConfig},
     error::one_line,
-    names,
+    names, quantity,
     resources::{
         address::Address,
         address_space::{AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec},
@@ -33,6 +33,8 @@ pub(super) struct Resolved<'a> {
     pub(super) authentication: Authentication,
     /// The connection limits of its infra config's router.
     pub(super) policy: Option<RouterPolicy>,
+    /// The bytes all its broker's queues may hold together.
+    pub(super) global_max_size: Option<u64>,
 }
 
 /// Why a space cannot be served: its phase and the causes.
@@ -84,6 +86,7 @@ pub(super) fn evaluate_space(
     let config = BrokerConfig {
         space: SpaceConfig {
             connection_policy: resolved.policy.clone(),
+            global_max_size: resolved.global_max_size,
             ..SpaceConfig::new(
                 namespace,
                 name,
@@ -221,6 +224,8 @@ fn resolve<'a>(
         .find(|c| name_of(&c.metadata) == plan.infra_config_ref)
         .and_then(|c| c.spec.router.as_ref())
         .and_then(|router| router.policy.clone());
+    let (global_max_size, memory_note) = global_max_size(infra, type_, &plan.infra_config_ref);
+    notes.extend(memory_note);
     let resolved = Resolved {
         namespace,
         name,
@@ -230,8 +235,57 @@ fn resolve<'a>(
         limits,
         authentication,
         policy,
+        global_max_size,
     };
     Ok((resolved, notes))
+}
+
+/// The bytes all the broker's queues may hold together: the infra config's broker
+/// `globalMaxSize`, or a quarter of the broker's memory (EnMasse 0.32's default), or no bound
+/// when neither is set. A size that does not read is noted, and the other rule applies.
+fn global_max_size(
+    infra: &Infra<'_>,
+    type_: AddressSpaceType,
+    config: &str,
+) -> (Option<u64>, Option<String>) {
+    let broker = match type_ {
+        AddressSpaceType::Standard => infra
+            .standard_infra_configs
+            .iter()
+            .find(|c| name_of(&c.metadata) == config)
+            .and_then(|c| c.spec.broker.as_ref())
+            .map(|b| {
+                (
+                    b.global_max_size.clone(),
+                    b.resources.as_ref().and_then(|r| r.memory.clone()),
+                )
+            }),
+        AddressSpaceType::Brokered => infra
+            .brokered_infra_configs
+            .iter()
+            .find(|c| name_of(&c.metadata) == config)
+            .and_then(|c| c.spec.broker.as_ref())
+            .map(|b| {
+                (
+                    b.global_max_size.clone(),
+                    b.resources.as_ref().and_then(|r| r.memory.clone()),
+                )
+            }),
+    };
+    let Some((global, memory)) = broker else {
+        return (None, None);
+    };
+    let mut note = None;
+    if let Some(global) = global {
+        match quantity::bytes(&global) {
+            Ok(bytes) => return (Some(bytes), None),
+            Err(err) => note = Some(format!("infra config {config}: broker.globalMaxSize {err}")),
+        }
+    }
+    let quarter = memory
+        .and_then(|memory| quantity::bytes(&memory).ok())
+        .map(|bytes| bytes / 4);
+    (quarter, note)
 }
 
 /// Finds a space plan for a space of `type_`.

@@ -569,3 +569,38 @@ fn the_infra_configs_router_policy_reaches_the_broker_config() {
         None
     );
 }
+
+#[test]
+fn the_global_max_size_is_the_infra_configs_or_a_quarter_of_the_brokers_memory() {
+    let global = |infra_configs: &str| {
+        let mut catalog = Catalog::default();
+        for text in [INFRA[0], INFRA[1], infra_configs, INFRA[3], SPACE] {
+            for document in manifests::parse(text) {
+                catalog.add(document.unwrap().manifest);
+            }
+        }
+        let evaluation = run(&catalog);
+        let space = &evaluation.spaces["app"];
+        (
+            space.config.clone().unwrap().space.global_max_size,
+            space.status.messages.join("; "),
+        )
+    };
+    let example = include_str!("../../../examples/gitops/infra/infra-configs.yaml");
+    assert_eq!(global(example).0, Some(128 << 20), "a quarter of 512Mi");
+    let explicit = example.replace(
+        "    addressFullPolicy: FAIL\n",
+        "    addressFullPolicy: FAIL\n    globalMaxSize: 64Mi\n",
+    );
+    assert_eq!(global(&explicit).0, Some(64 << 20));
+    let broken = example.replace(
+        "    addressFullPolicy: FAIL\n",
+        "    addressFullPolicy: FAIL\n    globalMaxSize: lots\n",
+    );
+    let (size, messages) = global(&broken);
+    assert_eq!(size, Some(128 << 20), "the quarter of the memory, then");
+    assert!(
+        messages.contains("globalMaxSize") && messages.contains("lots"),
+        "{messages}"
+    );
+}

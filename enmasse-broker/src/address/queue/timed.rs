@@ -71,6 +71,7 @@ impl Queue {
         }
         let gone: u64 = expired.iter().map(|m| m.size as u64).sum();
         state.bytes = state.bytes.saturating_sub(gone);
+        self.account(&state, gone, false);
         state.expired_total += expired.len() as u64;
         let idle = state.expiring.is_empty() && state.delayed.is_empty() && state.expired.is_empty();
         if idle {

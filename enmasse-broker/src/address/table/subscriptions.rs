@@ -168,7 +168,7 @@ impl AddressTable {
         config.address = address.clone();
         config.type_ = AddressType::Subscription;
         config.topic = Some(subscription.topic.clone());
-        let queue = queue_of(&config);
+        let queue = queue_of(&config, &self.budget);
         let mut entry = Entry::new(config, Engine::Queue(queue.clone()));
         let journaled = subscription.durable.then(|| Arc::from(address.as_str()));
         let id = fanout.join_subscription(filter, selector, queue, journaled);
