@@ -278,6 +278,7 @@ async fn put_config(request: Request<Incoming>, control: &dyn Control) -> Answer
                 "updated": applied.updated,
                 "removed": held(&applied.removed),
                 "recreated": held(&applied.recreated),
+                "waiting": held(&applied.waiting),
             }),
         ),
         Err(why) => text(StatusCode::CONFLICT, &format!("{why}\n")),
@@ -294,6 +295,8 @@ pub fn report(broker: &Broker) -> BrokerReport {
             .iter()
             .map(|e| AddressReport {
                 address: e.address.clone(),
+                type_: Some(e.type_),
+                topic: e.topic.clone(),
                 ready: !e.removed.is_cancelled(),
                 message: None,
                 depth: e.depth(),

@@ -13,7 +13,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use enmasse_types::{
@@ -21,7 +21,7 @@ use enmasse_types::{
     broker_config::BrokerConfig,
     catalog::{Catalog, TenantResources},
     error::one_line,
-    evaluate::{Evaluation, Reports, evaluate},
+    evaluate::{Evaluation, Reports, evaluate, waits_for_drain},
     manifests,
     names::FileName,
     resources::{
@@ -48,6 +48,10 @@ use crate::{
 
 /// How often the directory is looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often the manifests are evaluated again, unchanged, while a change of an address waits for
+/// its messages to be consumed: what the broker reports decides when the wait ends.
+pub const DRAIN_RECHECK: Duration = Duration::from_secs(2);
 
 /// Where the standalone broker finds its manifests and writes its exports.
 #[derive(Clone, Debug)]
@@ -108,6 +112,8 @@ struct State {
     /// The certificate files of `tls_dir` as last read.
     tls_files: Option<SecretFiles>,
     previous: Option<Evaluation>,
+    /// When the manifests were last evaluated.
+    evaluated: Option<Instant>,
     verdict: Verdict,
     /// The certificate served now: what it was made from, and its CA.
     certificate: Option<(String, Option<String>)>,
@@ -127,7 +133,8 @@ impl Standalone {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the directory now and applies it if anything changed; returns whether it did.
+    /// Reads the directory now and applies it if anything changed, or if a change of an address
+    /// waits for its messages to be consumed; returns whether it did.
     pub fn refresh(&self) -> bool {
         let files = match manifests::read_files(&self.options.manifests) {
             Ok(files) => files,
@@ -144,7 +151,12 @@ impl Standalone {
         let tls_files = self.options.tls_dir.as_deref().map(SecretFiles::read);
         {
             let mut state = self.state();
-            if state.fingerprint == files && state.tls_files == tls_files {
+            let draining = state
+                .previous
+                .as_ref()
+                .is_some_and(|e| e.addresses.values().any(waits_for_drain))
+                && state.evaluated.is_none_or(|at| at.elapsed() >= DRAIN_RECHECK);
+            if state.fingerprint == files && state.tls_files == tls_files && !draining {
                 return false;
             }
             state.tls_files = tls_files;
@@ -241,6 +253,7 @@ impl Standalone {
             statuses,
         };
         state.previous = Some(evaluation);
+        state.evaluated = Some(Instant::now());
     }
 
     /// Serves the certificate the space's messaging endpoint asks for on the `amqps` listener, and
@@ -431,6 +444,9 @@ impl Standalone {
                 recreated = ?applied.recreated,
                 "addresses changed"
             );
+        }
+        for (address, held) in &applied.waiting {
+            info!(%address, held, "a change of type or topic waits until the address's messages are consumed");
         }
         evaluate(&tenant.as_tenant(), &catalog.infra(), &self.reports(tenant), now)
     }

@@ -18,6 +18,7 @@ use enmasse_broker::{
     management::Control,
     standalone::{Options, Standalone},
 };
+use enmasse_types::resources::address::AddressType;
 use tokio_util::sync::CancellationToken;
 
 const SPACE: &str = "apiVersion: enmasse.io/v1beta1
@@ -99,6 +100,15 @@ fn addresses(broker: &Broker) -> Vec<String> {
         .iter()
         .map(|e| e.address.clone())
         .collect()
+}
+
+/// Serves `broker` on a loopback port until the returned token is cancelled.
+async fn listen(broker: Arc<Broker>) -> (std::net::SocketAddr, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(enmasse_broker::server::run(listener, broker, shutdown.clone()));
+    (addr, shutdown)
 }
 
 /// Waits up to a second (the promise) for the broker to serve exactly `want`.
@@ -233,10 +243,7 @@ async fn a_standard_space_lets_its_password_users_in_and_nobody_else() {
         "Active"
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(enmasse_broker::server::run(listener, broker, shutdown.clone()));
+    let (addr, shutdown) = listen(broker).await;
 
     let url = format!("amqp://developer:developer@{addr}");
     let mut connection = fe2o3_amqp::Connection::open("dev", url.as_str()).await.unwrap();
@@ -338,4 +345,60 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[tokio::test]
+async fn a_type_change_of_a_queue_holding_messages_waits_until_they_are_consumed() {
+    let dir = Dir::new("type-change");
+    dir.write("space.yaml", SPACE);
+    dir.write("a.yaml", &queue("a"));
+    let (broker, standalone) = standalone(&dir);
+    standalone.refresh();
+
+    let (addr, shutdown) = listen(broker.clone()).await;
+    tokio::spawn(standalone.clone().watch(shutdown.clone()));
+    let url = format!("amqp://{addr}");
+    let mut connection = fe2o3_amqp::Connection::open("c", url.as_str()).await.unwrap();
+    let mut session = fe2o3_amqp::Session::begin(&mut connection).await.unwrap();
+    let mut sender = fe2o3_amqp::Sender::attach(&mut session, "s", "a").await.unwrap();
+    sender.send("kept").await.unwrap();
+    sender.close().await.unwrap();
+
+    let type_of_a = || broker.table().get("a").map(|e| e.type_);
+    dir.write(
+        "a.yaml",
+        &queue("a")
+            .replace("type: queue", "type: topic")
+            .replace("standard-small-queue", "standard-small-topic"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        type_of_a(),
+        Some(AddressType::Queue),
+        "the queue stays while it holds a message"
+    );
+    let status = &standalone.status()["statuses"]["addresses"]["app.a"];
+    assert!(
+        status["messages"][0].as_str().unwrap().starts_with(
+            "the change of type from queue to topic waits until the address's 1 message(s) are consumed"
+        ),
+        "{status:#}"
+    );
+
+    let mut receiver = fe2o3_amqp::Receiver::attach(&mut session, "r", "a")
+        .await
+        .unwrap();
+    let delivery = receiver.recv::<String>().await.unwrap();
+    assert_eq!(delivery.body(), "kept");
+    receiver.accept(&delivery).await.unwrap();
+
+    let start = Instant::now();
+    while type_of_a() != Some(AddressType::Topic) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the topic is served once the queue is empty"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
 }

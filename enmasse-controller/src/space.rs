@@ -17,7 +17,7 @@ use enmasse_types::{
     base64,
     broker_config::{BrokerConfig, BrokerReport, Credential},
     error::one_line,
-    evaluate::{Tenant, evaluate},
+    evaluate::{Tenant, evaluate, waits_for_drain},
     exports::{Endpoint, exports},
     resources::{
         address::Address,
@@ -276,9 +276,11 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
 
     let status = space_status(space, verdict.status, &observed, &names, infra_namespace, &now);
     // Pending and Failed wait for someone to change something (a watch brings the change);
-    // Configuring is on its way and looked at again soon.
+    // Configuring is on its way and looked at again soon, and so is a change of an address that
+    // waits for its broker to report it drained.
+    let draining = evaluation.addresses.values().any(waits_for_drain);
     let next = match status.phase {
-        _ if pushed => SOON,
+        _ if pushed || draining => SOON,
         Some(Phase::Configuring) => SOON,
         Some(Phase::Failed) => AFTER_FAILURE,
         _ => ctx.settings.resync,

@@ -164,7 +164,7 @@ impl BrokerAddress {
 }
 
 /// How much one address may hold: senders get credit only while there is room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddressLimits {
     /// Messages held at most.
@@ -274,6 +274,12 @@ impl BrokerReport {
 pub struct AddressReport {
     /// The AMQP address.
     pub address: String,
+    /// The type the broker serves it as (absent from brokers that predate it).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<AddressType>,
+    /// For a subscription, the topic the broker serves it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     /// Whether clients can attach to it.
     pub ready: bool,
     /// Why it is not ready.
@@ -297,6 +303,8 @@ impl AddressReport {
     pub fn serving(address: impl Into<String>, depth: u64) -> Self {
         Self {
             address: address.into(),
+            type_: None,
+            topic: None,
             ready: true,
             message: None,
             depth,

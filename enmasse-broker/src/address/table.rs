@@ -220,9 +220,12 @@ pub struct Applied {
     pub updated: Vec<String>,
     /// Addresses removed, with the messages they still held.
     pub removed: Vec<(String, u64)>,
-    /// Addresses recreated empty because their type or topic changed, with the messages the old
-    /// one still held.
+    /// Addresses recreated because their type or topic changed, with the messages the old one
+    /// still held (none, but those that arrived as it was recreated).
     pub recreated: Vec<(String, u64)>,
+    /// Addresses whose change of type or topic waits because they hold messages, with how many:
+    /// they are served as they were until a config asks for the change once they are empty.
+    pub waiting: Vec<(String, u64)>,
 }
 
 /// The addresses the broker serves.
@@ -286,8 +289,8 @@ impl AddressTable {
     }
 
     /// Makes the table serve exactly the config's addresses: new ones are created, changed ones
-    /// updated in place (or recreated when their type or topic changed), missing ones removed.
-    /// Unrelated addresses and their links are untouched. `dropped` is told of every address
+    /// updated in place (or recreated when their type or topic changed and they hold no message),
+    /// missing ones removed. Unrelated addresses and their links are untouched. `dropped` is told of every address
     /// whose messages went (removed or recreated) before any new entry can be seen, so that what
     /// it forgets cannot be a message of the new one.
     pub fn apply(&self, config: &BrokerConfig, mut dropped: impl FnMut(&str)) -> Applied {
@@ -307,7 +310,14 @@ impl AddressTable {
                     .get(client.topic.as_str())
                     .is_none_or(|topic| topic.type_ != AddressType::Topic),
                 (None, None) => true,
-                (None, Some(want)) => want.type_ != entry.type_ || want.topic != entry.topic,
+                (None, Some(want)) => {
+                    let changed = want.type_ != entry.type_ || want.topic != entry.topic;
+                    let held = entry.depth();
+                    if changed && held > 0 {
+                        applied.waiting.push((name.to_string(), held));
+                    }
+                    changed && held == 0
+                }
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -331,6 +341,7 @@ impl AddressTable {
         ordered.sort_by_key(|a| a.type_ == AddressType::Subscription);
         for want in ordered {
             match entries.get(&want.address) {
+                Some(entry) if entry.type_ != want.type_ || entry.topic != want.topic => {}
                 Some(entry) => {
                     if entry.config() != *want {
                         update(entry, want);

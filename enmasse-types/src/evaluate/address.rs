@@ -1,10 +1,15 @@
 //! Addresses: their rules, references, quota, and status.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Infra, name_of, space::Resolved};
+use super::{
+    Infra,
+    applied::{Applied, Hold, HoldReason, applied, applied_condition},
+    name_of,
+    space::Resolved,
+};
 use crate::{
     admission::{self, Limits, Request, Verdict},
     broker_config::{
@@ -41,11 +46,34 @@ pub(crate) fn allowed_types(space_type: AddressSpaceType) -> &'static [AddressTy
 /// Why an address is not served.
 type Refusal = (Phase, String);
 
-/// An address that passed its own rules.
+/// An address that passed its own rules, with what it is served as: what its spec asks, or what
+/// it was last served as while the spec cannot be served.
 struct Checked<'a> {
     address: &'a Address,
-    plan: &'a AddressPlanSpec,
+    served: Applied<'a>,
     request: Request,
+    /// Why the spec is not what is served.
+    held: Option<Hold>,
+    /// What the address was last served as, when the spec asks for something else: served again
+    /// if the spec's plan is not admitted.
+    fallback: Option<Applied<'a>>,
+}
+
+impl<'a> Checked<'a> {
+    /// Serves the address as it was last served, because of `why`; false when there is nothing
+    /// to fall back to.
+    fn fall_back(&mut self, why: &str) -> bool {
+        let Some(applied) = self.fallback.take() else {
+            return false;
+        };
+        match held(self.address, applied, HoldReason::Refused, why) {
+            Ok(held) => {
+                *self = held;
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// What an admitted address is served with.
@@ -54,6 +82,7 @@ pub(super) struct Served {
     message_ttl: Option<MessageTtl>,
     message_redelivery: Option<MessageRedelivery>,
     subscription: Option<SubscriptionSpec>,
+    limits: AddressLimits,
 }
 
 /// Evaluates a space's addresses: statuses go into `out`; the admitted ones are returned for the
@@ -68,43 +97,70 @@ pub(super) fn evaluate_addresses(
 ) -> (Vec<BrokerAddress>, Vec<String>) {
     let mut checked: Vec<Checked<'_>> = Vec::new();
     for &address in addresses {
-        let verdict = check(space, address, infra).and_then(|plan| {
-            match checked
-                .iter()
-                .find(|c| c.address.spec.address == address.spec.address)
-            {
-                Some(first) => Err((
+        let duplicate = checked
+            .iter()
+            .find(|c| c.address.spec.address == address.spec.address)
+            .map(|first| {
+                (
                     Phase::Failed,
                     format!(
                         "Address '{}' already exists with resource name '{}'",
                         address.spec.address,
                         name_of(&first.address.metadata)
                     ),
-                )),
-                None => Ok(plan),
-            }
-        });
-        match verdict {
-            Ok((plan, request)) => checked.push(Checked {
-                address,
-                plan,
-                request,
-            }),
+                )
+            });
+        match duplicate.map_or_else(|| check(space, address, infra, report), Err) {
+            Ok(c) => checked.push(c),
             Err((phase, message)) => refuse(out, address, phase, message, now),
         }
     }
 
-    // References between addresses, then the settings in force.
-    let mut candidates = Vec::new();
-    for c in &checked {
-        match references(c, &checked).and_then(|()| settings(c)) {
-            Ok(served) => candidates.push((c, served)),
-            Err((phase, message)) => refuse(out, c.address, phase, message, now),
+    // References between addresses, then the settings in force; an address that was served
+    // before and whose new spec fails here stays as it was.
+    let mut settled: Vec<Option<Served>> = Vec::with_capacity(checked.len());
+    for i in 0..checked.len() {
+        let mut verdict = references(&checked[i], &checked).and_then(|()| settings(&checked[i]));
+        if let Err((_, why)) = &verdict {
+            let why = why.clone();
+            if checked[i].fall_back(&why) {
+                verdict = references(&checked[i], &checked).and_then(|()| settings(&checked[i]));
+            }
+        }
+        match verdict {
+            Ok(served) => settled.push(Some(served)),
+            Err((phase, message)) => {
+                refuse(out, checked[i].address, phase, message, now);
+                settled.push(None);
+            }
         }
     }
+    let (mut candidates, served_with): (Vec<Checked<'_>>, Vec<Served>) = checked
+        .into_iter()
+        .zip(settled)
+        .filter_map(|(c, served)| served.map(|s| (c, s)))
+        .unzip();
 
-    let requests: Vec<Request> = candidates.iter().map(|(c, _)| c.request.clone()).collect();
-    let outcome = admission::admit(&space.limits, &requests);
+    // Admission; an address whose new plan does not fit stays on the plan it was admitted on.
+    let mut served_with: Vec<Result<Served, Refusal>> = served_with.into_iter().map(Ok).collect();
+    let outcome = loop {
+        let requests: Vec<Request> = candidates.iter().map(|c| c.request.clone()).collect();
+        let outcome = admission::admit(&space.limits, &requests);
+        let mut moved = false;
+        for (i, verdict) in outcome.verdicts.iter().enumerate() {
+            if matches!(verdict, Verdict::Admitted(_)) || candidates[i].fallback.is_none() {
+                continue;
+            }
+            let why = format!("plan {}: {verdict}", candidates[i].address.spec.plan);
+            if candidates[i].fall_back(&why) {
+                served_with[i] = settings(&candidates[i]);
+                moved = true;
+            }
+        }
+        if !moved {
+            break outcome;
+        }
+    };
     let mut notes = Vec::new();
     if let Some((resource, needed, limit)) = outcome.exceeded {
         notes.push(format!(
@@ -114,14 +170,24 @@ pub(super) fn evaluate_addresses(
     }
 
     let mut served = Vec::new();
-    for ((c, mut settings), verdict) in candidates.into_iter().zip(outcome.verdicts) {
-        let Verdict::Admitted(plan_status) = verdict else {
-            refuse(out, c.address, Phase::Pending, verdict.to_string(), now);
-            continue;
+    for ((c, settings), verdict) in candidates.into_iter().zip(served_with).zip(outcome.verdicts) {
+        let settings = match (settings, verdict) {
+            (Ok(settings), Verdict::Admitted(plan_status)) => Served {
+                plan_status,
+                ..settings
+            },
+            (Err((phase, message)), _) => {
+                refuse(out, c.address, phase, message, now);
+                continue;
+            }
+            (Ok(_), verdict) => {
+                refuse(out, c.address, Phase::Pending, verdict.to_string(), now);
+                continue;
+            }
         };
-        settings.plan_status = plan_status;
         let spec = &c.address.spec;
-        let (phase, messages) = match report.and_then(|r| r.address(&spec.address)) {
+        let reported = report.and_then(|r| r.address(&spec.address));
+        let (phase, mut messages) = match reported {
             Some(r) if r.ready => (Phase::Active, Vec::new()),
             Some(r) => (
                 Phase::Configuring,
@@ -136,28 +202,26 @@ pub(super) fn evaluate_addresses(
                 vec!["waiting for the broker to serve the address".to_owned()],
             ),
         };
+        messages.extend(c.held.as_ref().map(|h| h.message.clone()));
         served.push(BrokerAddress {
             resource: name_of(&c.address.metadata).to_owned(),
             address: spec.address.clone(),
-            type_: spec.type_,
-            plan: spec.plan.clone(),
-            topic: spec
-                .topic
-                .clone()
-                .filter(|_| spec.type_ == AddressType::Subscription),
+            type_: c.served.type_,
+            plan: c.served.plan_name.clone(),
+            topic: c.served.topic.clone(),
             max_consumers: settings.subscription.as_ref().and_then(|s| s.max_consumers),
-            limits: AddressLimits {
-                max_depth: c.plan.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
-                max_bytes: c.plan.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
-                max_message_size: c.plan.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
-            },
+            limits: settings.limits,
             message_ttl: settings.message_ttl.clone(),
             message_redelivery: settings.message_redelivery.clone(),
             deadletter: spec.deadletter.clone(),
             expiry: spec.expiry.clone(),
         });
+        let held = c.held.clone();
         let mut address_status = status(c.address, phase, messages, Some(settings), now);
-        let reported = report.and_then(|r| r.address(&spec.address));
+        set_condition(
+            &mut address_status.conditions,
+            applied_condition(c.address, held.as_ref(), now),
+        );
         address_status.depth = reported.map(|r| r.depth);
         address_status.messages_expired = reported.map(|r| r.messages_expired);
         address_status.messages_dead_lettered = reported.map(|r| r.messages_dead_lettered);
@@ -180,12 +244,15 @@ fn refuse(
     );
 }
 
-/// The address's own rules, its plan, and what it asks of the quota.
+/// The address's own rules, its plan, and what it asks of the quota. An address that was served
+/// before stays as it was served while what its spec now asks cannot be served, so that no edit of
+/// its spec or of a plan removes its messages.
 fn check<'a>(
     space: &Resolved<'_>,
-    address: &Address,
+    address: &'a Address,
     infra: &Infra<'a>,
-) -> Result<(&'a AddressPlanSpec, Request), Refusal> {
+    report: Option<&BrokerReport>,
+) -> Result<Checked<'a>, Refusal> {
     let spec = &address.spec;
     let failed = |message: String| (Phase::Failed, message);
     if let Some(claimed) = spec
@@ -199,6 +266,95 @@ fn check<'a>(
         )));
     }
     names::check_address(&spec.address).map_err(|e| failed(one_line(&e)))?;
+
+    let applied = applied(address, infra, report);
+    let topic = spec
+        .topic
+        .clone()
+        .filter(|_| spec.type_ == AddressType::Subscription);
+    if let Some(applied) = applied.as_ref()
+        && (applied.type_, applied.topic.as_ref()) != (spec.type_, topic.as_ref())
+        && let Some(depth) = report
+            .and_then(|r| r.address(&spec.address))
+            .map(|r| r.depth)
+            .filter(|depth| *depth > 0)
+    {
+        let why = match &topic {
+            Some(topic) if applied.type_ == spec.type_ => format!("the move to topic {topic:?}"),
+            _ => format!("the change of type from {} to {}", applied.type_, spec.type_),
+        };
+        let why = format!("{why} waits until the address's {depth} message(s) are consumed");
+        return held(address, applied.clone(), HoldReason::Draining, &why);
+    }
+
+    match wanted(space, address, infra) {
+        Ok((plan, mut request)) => {
+            request.previously_admitted = applied
+                .as_ref()
+                .is_some_and(|a| a.plan_name == spec.plan && a.type_ == spec.type_);
+            Ok(Checked {
+                address,
+                served: Applied {
+                    plan_name: spec.plan.clone(),
+                    plan: Cow::Borrowed(plan),
+                    type_: spec.type_,
+                    topic,
+                },
+                request,
+                held: None,
+                fallback: applied.filter(|a| a.plan_name != spec.plan || a.type_ != spec.type_),
+            })
+        }
+        Err(refusal) => match applied {
+            Some(applied) => held(address, applied, HoldReason::Refused, &refusal.1).map_err(|_| refusal),
+            None => Err(refusal),
+        },
+    }
+}
+
+/// `address` served as `applied` rather than as its spec asks, because of `why`.
+fn held<'a>(
+    address: &'a Address,
+    applied: Applied<'a>,
+    reason: HoldReason,
+    why: &str,
+) -> Result<Checked<'a>, Refusal> {
+    let mut request = Request::new(
+        &address.spec.address,
+        applied.type_,
+        applied.topic.as_deref(),
+        &applied.plan_name,
+        &applied.plan,
+    )
+    .map_err(|e| {
+        (
+            Phase::Failed,
+            format!("address plan {}: {}", applied.plan_name, one_line(&e)),
+        )
+    })?;
+    request.previously_admitted = true;
+    let message = format!(
+        "{why}; it stays a {} on plan {}, as it is served",
+        applied.type_, applied.plan_name
+    );
+    Ok(Checked {
+        address,
+        served: applied,
+        request,
+        held: Some(Hold { reason, message }),
+        fallback: None,
+    })
+}
+
+/// What the spec asks: a type the space offers, on a plan that exists, fits the type and is
+/// offered by the space's plan.
+fn wanted<'a>(
+    space: &Resolved<'_>,
+    address: &Address,
+    infra: &Infra<'a>,
+) -> Result<(&'a AddressPlanSpec, Request), Refusal> {
+    let spec = &address.spec;
+    let failed = |message: String| (Phase::Failed, message);
     let allowed = allowed_types(space.type_);
     if !allowed.contains(&spec.type_) {
         let names: Vec<&str> = allowed.iter().map(|t| t.as_str()).collect();
@@ -218,16 +374,12 @@ fn check<'a>(
             space.plan.address_plans.join(", ")
         )));
     }
-    let mut request = Request::new(&spec.address, spec.type_, spec.topic.as_deref(), &spec.plan, plan)
+    let request = Request::new(&spec.address, spec.type_, spec.topic.as_deref(), &spec.plan, plan)
         .map_err(|e| failed(format!("address plan {}: {}", spec.plan, one_line(&e))))?;
-    request.previously_admitted = address.status.as_ref().is_some_and(|s| {
-        matches!(s.phase, Some(Phase::Configuring | Phase::Active))
-            && s.plan_status.as_ref().is_some_and(|p| p.name == spec.plan)
-    });
     Ok((plan, request))
 }
 
-fn find_address_plan<'a>(
+pub(super) fn find_address_plan<'a>(
     infra: &Infra<'a>,
     name: &str,
     type_: AddressType,
@@ -253,8 +405,9 @@ fn find_address_plan<'a>(
 fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
     let spec = &c.address.spec;
     let mut wanted: Vec<(&str, &str, AddressType)> = Vec::new();
-    if spec.type_ == AddressType::Subscription {
-        let topic = spec
+    if c.served.type_ == AddressType::Subscription {
+        let topic = c
+            .served
             .topic
             .as_deref()
             .ok_or((Phase::Failed, "spec.topic is required for a subscription".into()))?;
@@ -274,13 +427,10 @@ fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
                     format!("{field}: {type_} address {target:?} not found in the address space"),
                 ));
             }
-            Some(other) if other.address.spec.type_ != type_ => {
+            Some(other) if other.served.type_ != type_ => {
                 return Err((
                     Phase::Failed,
-                    format!(
-                        "{field}: {target:?} is a {}, not a {type_}",
-                        other.address.spec.type_
-                    ),
+                    format!("{field}: {target:?} is a {}, not a {type_}", other.served.type_),
                 ));
             }
             Some(_) => {}
@@ -293,7 +443,8 @@ fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
 /// the address.
 fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
     let spec = &c.address.spec;
-    let plan_ttl = c.plan.message_ttl.clone().unwrap_or_default();
+    let plan = &c.served.plan;
+    let plan_ttl = plan.message_ttl.clone().unwrap_or_default();
     let own_ttl = spec.message_ttl.clone().unwrap_or_default();
     if let (Some(min), Some(max)) = (own_ttl.minimum, own_ttl.maximum)
         && min > max
@@ -318,11 +469,11 @@ fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
             Phase::Failed,
             format!(
                 "spec.messageTtl leaves no TTL within plan {}: minimum {min} is above maximum {max}",
-                spec.plan
+                c.served.plan_name
             ),
         ));
     }
-    let plan_redelivery = c.plan.message_redelivery.clone().unwrap_or_default();
+    let plan_redelivery = plan.message_redelivery.clone().unwrap_or_default();
     let own = spec.message_redelivery.clone().unwrap_or_default();
     let redelivery = MessageRedelivery {
         maximum_delivery_attempts: own
@@ -339,7 +490,7 @@ fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
     // Redelivery is what a queue does with a message that comes back: only addresses that queue
     // for competing consumers have it in force.
     let redelivers = matches!(
-        spec.type_,
+        c.served.type_,
         AddressType::Queue | AddressType::Subscription | AddressType::Deadletter
     );
     Ok(Served {
@@ -349,7 +500,12 @@ fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
         subscription: spec
             .subscription
             .clone()
-            .filter(|_| spec.type_ == AddressType::Subscription),
+            .filter(|_| c.served.type_ == AddressType::Subscription),
+        limits: AddressLimits {
+            max_depth: plan.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
+            max_bytes: plan.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+            max_message_size: plan.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+        },
     })
 }
 
@@ -372,19 +528,24 @@ pub(super) fn plan_change_fits(
         if !served {
             continue;
         }
-        if !plan.address_plans.contains(&spec.plan) {
+        // What the address is served on, which may not be what its spec asks just now.
+        let applied = address
+            .status
+            .as_ref()
+            .and_then(|s| s.plan_status.as_ref())
+            .map_or(spec.plan.as_str(), |p| p.name.as_str());
+        if !plan.address_plans.iter().any(|p| p == applied) {
             return Err(format!(
-                "address plan {} of address {} is not offered by {plan_name}",
-                spec.plan, spec.address
+                "address plan {applied} of address {} is not offered by {plan_name}",
+                spec.address
             ));
         }
-        let address_plan =
-            find_address_plan(infra, &spec.plan, spec.type_).map_err(|(_, message)| message)?;
+        let address_plan = find_address_plan(infra, applied, spec.type_).map_err(|(_, message)| message)?;
         let request = Request::new(
             &spec.address,
             spec.type_,
             spec.topic.as_deref(),
-            &spec.plan,
+            applied,
             address_plan,
         )
         .map_err(|e| one_line(&e))?;
@@ -425,14 +586,15 @@ pub(super) fn status(
         now,
     );
     set_condition(&mut conditions, condition);
-    let (plan_status, message_ttl, message_redelivery, subscription) = match served {
+    let (plan_status, message_ttl, message_redelivery, subscription, limits) = match served {
         Some(s) => (
             Some(s.plan_status),
             s.message_ttl,
             s.message_redelivery,
             s.subscription,
+            Some(s.limits),
         ),
-        None => (None, None, None, None),
+        None => (None, None, None, None, None),
     };
     AddressStatus {
         is_ready: ready,
@@ -443,6 +605,7 @@ pub(super) fn status(
         message_ttl,
         message_redelivery,
         subscription,
+        limits,
         depth: None,
         messages_expired: None,
         messages_dead_lettered: None,

@@ -8,8 +8,11 @@
 //! it names) with a message saying what is wrong, and the rest are served.
 
 mod address;
+mod applied;
 mod space;
 mod user;
+
+pub use applied::{APPLIED_CONDITION, HoldReason, waits_for_drain};
 
 #[cfg(test)]
 mod tests;

@@ -430,6 +430,8 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
         addresses: vec![
             AddressReport {
                 address: "orders".into(),
+                type_: None,
+                topic: None,
                 ready: true,
                 message: None,
                 depth: 7,
@@ -438,6 +440,8 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
             },
             AddressReport {
                 address: "audit".into(),
+                type_: None,
+                topic: None,
                 ready: false,
                 message: Some("journal full".into()),
                 depth: 0,
@@ -604,3 +608,5 @@ fn the_global_max_size_is_the_infra_configs_or_a_quarter_of_the_brokers_memory()
         "{messages}"
     );
 }
+
+mod held;

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::Phase;
+use crate::broker_config::AddressLimits;
 
 /// What a team asks for: an address of a type, on a plan.
 #[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -216,6 +217,9 @@ pub struct AddressStatus {
     /// The subscription limits in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription: Option<SubscriptionSpec>,
+    /// How much the address may hold, from its plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AddressLimits>,
     /// The messages the broker holds for the address, as it last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<u64>,
