@@ -161,6 +161,7 @@ impl Broker {
     /// the config now serves go into its queue.
     pub fn apply(&self, config: BrokerConfig, authenticator: Arc<dyn Authenticator>) -> Applied {
         self.table.budget().set_max(config.space.global_max_size);
+        self.table.budget().set_policy(config.space.address_full_policy);
         let applied = self
             .table
             .apply(&config, |address| self.store.forget_address(address));

@@ -48,6 +48,24 @@ impl Reason {
     }
 }
 
+/// Drops `message`, which a full queue of `from` let go to make room (`DROP`): counts it, forgets
+/// it in the journal, and tells an anycast sender that still waits.
+pub fn drop_for_room(broker: &Arc<Broker>, from: &Entry, message: Message) {
+    from.messages_dropped.fetch_add(1, Ordering::Relaxed);
+    if let Some(sender) = &message.reply {
+        let why = ErrorInfo::new(
+            "amqp:resource-limit-exceeded",
+            format!("address {:?} is full and dropped the message", from.address),
+        );
+        sender.settle_with(crate::address::queue::Settlement::Rejected, Some(why));
+        return;
+    }
+    debug!(address = %from.address, id = message.id, "dropped to make room");
+    if message.durable && !from.temporary && matches!(from.engine, Engine::Queue(_)) {
+        broker.store().forget(&from.address, message.id);
+    }
+}
+
 /// Gives up `message`, taken out of a queue of `from`: counts it, and moves it to the address
 /// that takes such messages, or drops it.
 pub fn give_up(broker: &Arc<Broker>, from: &Entry, message: Message, reason: Reason) {

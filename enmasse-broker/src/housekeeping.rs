@@ -1,6 +1,7 @@
 //! The broker's clock work: every [`TICK`], each queue that holds messages that expire or wait
 //! out a redelivery delay moves on to now. Expired messages go to their address's expiry address
-//! (or are dropped and counted); messages whose delay is over wait for a consumer again.
+//! (or are dropped and counted); messages whose delay is over wait for a consumer again; messages
+//! a full queue dropped to make room (`DROP`) are counted and forgotten.
 //!
 //! A message is never delivered past its expiry time whatever the tick: a queue sets expired
 //! messages aside when a consumer would take them. The tick only moves them on, and brings back
@@ -39,6 +40,9 @@ pub fn tick(broker: &Arc<Broker>) {
         for queue in entry.queues() {
             if !queue.has_timed() {
                 continue;
+            }
+            for dropped in queue.take_dropped() {
+                deadletter::drop_for_room(broker, &entry, dropped);
             }
             for expired in queue.tick(now) {
                 deadletter::give_up(broker, &entry, expired, Reason::Expired);

@@ -1,18 +1,19 @@
 //! The space's connection policy (a standard infra config's `router.policy`), enforced: how many
 //! connections the broker takes in all, per user and per client host, and, within a connection,
 //! how many sessions, senders and receivers. A refusal is an AMQP error that names the limit.
-//! And the memory all queues may hold together (`globalMaxSize`).
+//! And the memory all queues may hold together (`globalMaxSize`), with what a full queue does
+//! (`addressFullPolicy`).
 
 use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
 };
 
-use enmasse_types::resources::infra_config::RouterPolicy;
+use enmasse_types::resources::infra_config::{AddressFullPolicy, RouterPolicy};
 use tokio::sync::Notify;
 
 use crate::{
@@ -120,13 +121,15 @@ pub fn within(max: Option<u32>, now: usize, what: &str) -> Result<(), ErrorInfo>
     }
 }
 
-/// Bytes of message all the broker's queues hold together, within the space's `globalMaxSize`:
-/// while they hold that much, no queue grants senders credit, as each queue does at its own
-/// `maxBytes`.
+/// Bytes of message all the broker's queues hold together, within the space's `globalMaxSize`,
+/// and what a queue does when it is full, at its own bounds or at this one (`addressFullPolicy`):
+/// under `BLOCK` no queue grants senders credit while they hold that much.
 #[derive(Debug)]
 pub struct MemoryBudget {
     max: AtomicU64,
     used: AtomicU64,
+    /// The `addressFullPolicy`, as [`policy_code`] encodes it.
+    policy: AtomicU8,
     /// Woken when the queues go back under the bound.
     freed: Notify,
 }
@@ -136,12 +139,49 @@ impl Default for MemoryBudget {
         Self {
             max: AtomicU64::new(u64::MAX),
             used: AtomicU64::new(0),
+            policy: AtomicU8::new(policy_code(AddressFullPolicy::Block)),
             freed: Notify::new(),
         }
     }
 }
 
+fn policy_code(policy: AddressFullPolicy) -> u8 {
+    match policy {
+        AddressFullPolicy::Block => 0,
+        AddressFullPolicy::Fail => 1,
+        AddressFullPolicy::Drop => 2,
+        AddressFullPolicy::Page => 3,
+    }
+}
+
 impl MemoryBudget {
+    /// Sets what a full queue does (`BLOCK` without a policy).
+    pub fn set_policy(&self, policy: Option<AddressFullPolicy>) {
+        let code = policy_code(policy.unwrap_or(AddressFullPolicy::Block));
+        self.policy.store(code, Ordering::Relaxed);
+        self.freed.notify_waiters();
+    }
+
+    /// What a full queue does.
+    pub fn policy(&self) -> AddressFullPolicy {
+        match self.policy.load(Ordering::Relaxed) {
+            1 => AddressFullPolicy::Fail,
+            2 => AddressFullPolicy::Drop,
+            3 => AddressFullPolicy::Page,
+            _ => AddressFullPolicy::Block,
+        }
+    }
+
+    /// Whether `bytes` more would still be within the bound.
+    pub fn has_room_for(&self, bytes: u64) -> bool {
+        self.used().saturating_add(bytes) <= self.max.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queues hold more than the bound.
+    pub fn over(&self) -> bool {
+        self.used() > self.max.load(Ordering::Relaxed)
+    }
+
     /// Sets the bound (none without one).
     pub fn set_max(&self, max: Option<u64>) {
         self.max.store(max.unwrap_or(u64::MAX), Ordering::Relaxed);

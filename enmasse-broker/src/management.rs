@@ -302,6 +302,7 @@ pub fn report(broker: &Broker) -> BrokerReport {
                 depth: e.depth(),
                 messages_expired: e.messages_expired.load(Ordering::Relaxed),
                 messages_dead_lettered: e.messages_dead_lettered.load(Ordering::Relaxed),
+                messages_dropped: e.messages_dropped.load(Ordering::Relaxed),
             })
             .collect(),
         problems: broker.authenticator().problem().into_iter().collect(),
@@ -324,6 +325,7 @@ struct AddressStatus {
     messages_out: u64,
     messages_expired: u64,
     messages_dead_lettered: u64,
+    messages_dropped: u64,
 }
 
 /// Addresses and the messages they held, as `PUT /config` answers them.
@@ -354,6 +356,7 @@ fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {
                 messages_out: e.messages_out.load(Ordering::Relaxed),
                 messages_expired: e.messages_expired.load(Ordering::Relaxed),
                 messages_dead_lettered: e.messages_dead_lettered.load(Ordering::Relaxed),
+                messages_dropped: e.messages_dropped.load(Ordering::Relaxed),
             }
         })
         .collect();
@@ -459,6 +462,12 @@ fn metrics(broker: &Broker) -> String {
         "counter",
         "Messages an address gave up, rejected or past their delivery attempts (moved to its dead-letter address, or dropped).",
         per_address(&|e| e.messages_dead_lettered.load(Ordering::Relaxed)),
+    );
+    family(
+        "enmasse_broker_address_messages_dropped_total",
+        "counter",
+        "Messages a full address dropped to make room (addressFullPolicy DROP).",
+        per_address(&|e| e.messages_dropped.load(Ordering::Relaxed)),
     );
     out
 }

@@ -26,7 +26,10 @@ use enmasse_broker::{
 };
 use enmasse_types::{
     broker_config::{BrokerAddress, BrokerConfig},
-    resources::address::{AddressType, MessageRedelivery},
+    resources::{
+        address::{AddressType, MessageRedelivery},
+        infra_config::AddressFullPolicy,
+    },
 };
 use fe2o3_amqp::{
     Connection, Receiver, Sender, Session,
@@ -358,5 +361,26 @@ async fn a_durable_subscription_and_its_messages_are_back_after_a_restart() {
     kept.accept(&delivery).await.unwrap();
     kept.detach().await.unwrap();
     assert_eq!(broker.depth("news"), 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn durable_messages_a_full_queue_drops_are_forgotten_by_the_journal() {
+    let dir = fresh_dir("drop");
+    let mut orders = address("orders", AddressType::Queue);
+    orders.limits.max_depth = 2;
+    let mut dropping = config(vec![orders]);
+    dropping.space.address_full_policy = Some(AddressFullPolicy::Drop);
+    let broker = Durable::start(&dir, dropping.clone()).await;
+    broker
+        .send("orders", &[("a", true), ("b", true), ("c", true), ("d", true)])
+        .await;
+    // Housekeeping forgets the dropped ones within a tick.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    broker.stop().await;
+
+    let broker = Durable::start(&dir, dropping).await;
+    assert_eq!(broker.take("orders", 2).await, ["c", "d"]);
+    assert_eq!(broker.depth("orders"), 0);
     broker.stop().await;
 }

@@ -12,7 +12,10 @@ mod common;
 use common::{address, config, start};
 use enmasse_types::{
     broker_config::BrokerConfig,
-    resources::{address::AddressType, infra_config::RouterPolicy},
+    resources::{
+        address::AddressType,
+        infra_config::{AddressFullPolicy, RouterPolicy},
+    },
 };
 use std::time::Duration;
 
@@ -129,4 +132,57 @@ async fn the_queues_together_hold_no_more_than_the_global_max_size() {
         from_a.accept(&delivery).await.unwrap();
     }
     common::within("b's send", sending).await.unwrap().unwrap();
+}
+
+fn full_policy(policy: AddressFullPolicy, max_depth: u64) -> BrokerConfig {
+    let mut orders = address("orders", AddressType::Queue);
+    orders.limits.max_depth = max_depth;
+    let mut config = config(vec![orders]);
+    config.space.address_full_policy = Some(policy);
+    config
+}
+
+#[tokio::test]
+async fn under_fail_a_message_sent_to_a_full_queue_is_rejected_naming_the_bound() {
+    let broker = start(full_policy(AddressFullPolicy::Fail, 2)).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    for body in ["one", "two"] {
+        let outcome = common::within("accepted", sender.send(body)).await.unwrap();
+        assert!(outcome.is_accepted(), "{outcome:?}");
+    }
+    let outcome = common::within("refused", sender.send("three")).await;
+    let text = format!("{outcome:?}");
+    assert!(
+        text.contains("resource-limit-exceeded") || text.contains("ResourceLimitExceeded"),
+        "{text}"
+    );
+    assert!(text.contains("maximum of 2 messages"), "{text}");
+    assert_eq!(broker.broker.table().get("orders").unwrap().depth(), 2);
+}
+
+#[tokio::test]
+async fn under_drop_a_full_queue_keeps_the_newest_and_counts_what_it_dropped() {
+    let broker = start(full_policy(AddressFullPolicy::Drop, 3)).await;
+    let (_connection, mut session) = broker.client().await;
+    let mut sender = Sender::attach(&mut session, "s", "orders").await.unwrap();
+    for i in 0..5 {
+        let outcome = common::within("accepted", sender.send(format!("m{i}")))
+            .await
+            .unwrap();
+        assert!(outcome.is_accepted(), "{outcome:?}");
+    }
+    let mut receiver = Receiver::attach(&mut session, "r", "orders").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let delivery = common::within("receive", receiver.recv::<String>())
+            .await
+            .unwrap();
+        receiver.accept(&delivery).await.unwrap();
+        got.push(delivery.body().clone());
+    }
+    assert_eq!(got, ["m2", "m3", "m4"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = enmasse_broker::management::report(&broker.broker);
+    assert_eq!(report.address("orders").unwrap().messages_dropped, 2);
 }

@@ -12,7 +12,7 @@ use crate::resources::{
     address::{AddressType, MessageRedelivery, MessageTtl},
     address_space::AddressSpaceType,
     authentication_service::AuthenticationServiceType,
-    infra_config::RouterPolicy,
+    infra_config::{AddressFullPolicy, RouterPolicy},
     messaging_user::AuthorizationRule,
 };
 
@@ -75,6 +75,10 @@ pub struct SpaceConfig {
     /// `globalMaxSize`, or a quarter of its memory, as EnMasse 0.32 set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_max_size: Option<u64>,
+    /// What a full address does: the infra config's broker `addressFullPolicy` (`BLOCK` without
+    /// one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_full_policy: Option<AddressFullPolicy>,
 }
 
 impl SpaceConfig {
@@ -94,6 +98,7 @@ impl SpaceConfig {
             authentication,
             connection_policy: None,
             global_max_size: None,
+            address_full_policy: None,
         }
     }
 }
@@ -296,6 +301,9 @@ pub struct AddressReport {
     /// (moved to the dead-letter address or dropped).
     #[serde(default)]
     pub messages_dead_lettered: u64,
+    /// Messages dropped there to make room since the broker started (the `DROP` full policy).
+    #[serde(default)]
+    pub messages_dropped: u64,
 }
 
 impl AddressReport {
@@ -310,6 +318,7 @@ impl AddressReport {
             depth,
             messages_expired: 0,
             messages_dead_lettered: 0,
+            messages_dropped: 0,
         }
     }
 }

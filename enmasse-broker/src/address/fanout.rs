@@ -65,9 +65,9 @@ pub struct Held {
 }
 
 impl Held {
-    /// Queues the copy, now that it is safe.
+    /// Queues the copy, now that it is safe: it was admitted when it was held.
     pub fn queue(self) -> Result<(), PushError> {
-        self.queue.push(self.message)
+        self.queue.push_admitted(self.message)
     }
 
     /// Gives up the copy (its persistence failed), freeing the room reserved for it.
@@ -265,12 +265,26 @@ impl Fanout {
     ) -> Result<Vec<Held>, PushError> {
         self.published.fetch_add(1, Ordering::Relaxed);
         let members = self.members();
+        // A member without room for it (`FAIL`) refuses the message for all: none gets a copy.
+        let selected = |member: &Member| {
+            member.filter.matches(&message.address)
+                && member.selector.as_ref().is_none_or(|s| s.matches(message))
+        };
+        if let Some(full) = members
+            .iter()
+            .filter(|member| selected(member))
+            .find_map(|member| match member.queue.admit(message.size) {
+                Err(full @ PushError::Full(_)) => Some(full),
+                _ => None,
+            })
+        {
+            members.iter().for_each(|member| member.queue.unreserve(1));
+            return Err(full);
+        }
         let mut refused = None;
         let mut held = Vec::new();
         for member in members.iter() {
-            let selected = member.filter.matches(&message.address)
-                && member.selector.as_ref().is_none_or(|s| s.matches(message));
-            if !selected {
+            if !selected(member) {
                 member.queue.unreserve(1);
                 continue;
             }

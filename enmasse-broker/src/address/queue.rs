@@ -1,9 +1,11 @@
 //! A bounded store-and-forward queue: the engine behind `queue`, `subscription` and `deadletter`
 //! addresses, and behind each receiver of a topic.
 //!
-//! Flow control, not buffering: a sender gets credit only by *reserving* room first, so the queue
-//! never holds more messages than its depth bound, and stops granting credit once its bytes bound is
-//! reached. Consumers compete: each message goes to one consumer, in the order they asked, and stays
+//! Flow control, not buffering: under the `BLOCK` full policy (the default) a sender gets credit
+//! only by *reserving* room first, so the queue never holds more messages than its depth bound, and
+//! stops granting credit once its bytes bound is reached. Under `FAIL` and `DROP` credit is not
+//! bounded by fullness; a message that arrives at a full queue is refused, or makes room by
+//! dropping the oldest waiting ones (see [`full`]). Consumers compete: each message goes to one consumer, in the order they asked, and stays
 //! *in flight* until that consumer settles it. A released message comes back in its place; a
 //! modified one (a failed delivery) too, with its delivery count raised, after the address's
 //! redelivery delay; one rejected, or past its delivery attempts, is given up for the caller to
@@ -23,15 +25,18 @@ use std::{
     },
 };
 
-use enmasse_types::broker_config::AddressLimits;
+use enmasse_types::{broker_config::AddressLimits, resources::infra_config::AddressFullPolicy};
 use tokio::sync::Notify;
 
 use super::policy::{Redelivery, now_millis};
 use crate::limits::MemoryBudget;
 use crate::message::{IdMap, Message};
 
+mod full;
 mod timed;
 mod watch;
+
+pub use full::FullLimit;
 
 pub use watch::Scan;
 
@@ -63,6 +68,9 @@ pub enum PushError {
     /// The queue was removed.
     #[error("the address was removed")]
     Closed,
+    /// The queue is full and its policy (`FAIL`) refuses what does not fit.
+    #[error("the address is full: {0}")]
+    Full(FullLimit),
 }
 
 /// What a settlement did to a message, for the caller to act on.
@@ -88,6 +96,8 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Messages that expired since the queue was created.
     pub expired: u64,
+    /// Messages dropped to make room (`DROP`) since the queue was created.
+    pub dropped: u64,
     /// Bytes of message held (waiting and in flight).
     pub bytes: u64,
     /// Messages taken in since the queue was created.
@@ -151,6 +161,10 @@ struct State {
     expired: Vec<Message>,
     /// Messages expired since the queue was created.
     expired_total: u64,
+    /// Messages dropped to make room (`DROP`), for [`Queue::take_dropped`] to hand over.
+    dropped: Vec<Message>,
+    /// Messages dropped since the queue was created.
+    dropped_total: u64,
 }
 
 impl State {
@@ -215,12 +229,16 @@ impl State {
         message
     }
 
-    /// Room senders may reserve now, within the bounds and, with consumers attached, the pace.
-    fn room(&self, limits: &AddressLimits) -> u64 {
-        if self.closed || self.bytes >= limits.max_bytes {
+    /// Room senders may reserve now: within the bounds when they bound credit (`bounded`, the
+    /// `BLOCK` policy) and, with consumers attached, within the pace.
+    fn room(&self, limits: &AddressLimits, bounded: bool) -> u64 {
+        if self.closed || (bounded && self.bytes >= limits.max_bytes) {
             return 0;
         }
-        let room = limits.max_depth.saturating_sub(self.depth() + self.reserved);
+        let room = match bounded {
+            true => limits.max_depth.saturating_sub(self.depth() + self.reserved),
+            false => u64::MAX,
+        };
         match self.consumers {
             0 => room,
             _ => room.min((self.backlog + PACE).saturating_sub(self.ready.len() as u64 + self.reserved)),
@@ -303,8 +321,11 @@ impl Queue {
         let _ = self.budget.set(budget);
     }
 
+    /// Whether the shared budget is full and that withholds credit (the `BLOCK` policy).
     fn budget_full(&self) -> bool {
-        self.budget.get().is_some_and(|budget| budget.full())
+        self.budget
+            .get()
+            .is_some_and(|budget| budget.full() && self.bounds_credit())
     }
 
     /// Counts `bytes` taken in (or, negative, let go) against the shared budget; a closed queue's
@@ -329,8 +350,9 @@ impl Queue {
             return 0;
         }
         let limits = self.limits();
+        let bounded = self.bounds_credit();
         let mut state = self.state();
-        let granted = state.room(&limits).min(u64::from(want));
+        let granted = state.room(&limits, bounded).min(u64::from(want));
         state.reserved += granted;
         // `granted` is at most `want`, a u32.
         u32::try_from(granted).unwrap_or(want)
@@ -348,7 +370,7 @@ impl Queue {
     pub async fn wait_for_room(&self) {
         loop {
             if let Some(budget) = self.budget.get()
-                && budget.full()
+                && self.budget_full()
             {
                 budget.wait_for_room().await;
             }
@@ -356,9 +378,10 @@ impl Queue {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let limits = self.limits();
+            let bounded = self.bounds_credit();
             {
                 let mut state = self.state();
-                if state.closed || (state.room(&limits) > 0 && !self.budget_full()) {
+                if state.closed || (state.room(&limits, bounded) > 0 && !self.budget_full()) {
                     return;
                 }
                 state.paced_senders = true;
@@ -379,20 +402,37 @@ impl Queue {
         }
     }
 
-    /// Takes in a message sent under a reservation made with [`Queue::reserve`].
+    /// Takes in a message sent under a reservation made with [`Queue::reserve`]: refused when it
+    /// is too large or, under `FAIL`, when the queue is full; under `DROP` it makes room.
     pub fn push(&self, message: Message) -> Result<(), PushError> {
+        self.push_checked(message, true)
+    }
+
+    /// Takes in a message admitted before (by [`Queue::admit`]) and made safe since: it is not
+    /// refused for want of room now.
+    pub fn push_admitted(&self, message: Message) -> Result<(), PushError> {
+        self.push_checked(message, false)
+    }
+
+    fn push_checked(&self, message: Message, check_room: bool) -> Result<(), PushError> {
         let fits = self.check_size(message.size);
+        let policy = self.policy();
+        let limits = self.limits();
         let mut state = self.state();
         state.reserved = state.reserved.saturating_sub(1);
         if state.closed {
             return Err(PushError::Closed);
         }
-        if let Err(too_large) = fits {
+        let fits = fits.and_then(|()| match check_room {
+            true => self.refuse_when_full(&state, &limits, policy, message.size),
+            false => Ok(()),
+        });
+        if let Err(refused) = fits {
             drop(state);
             self.room.notify_waiters();
-            return Err(too_large);
+            return Err(refused);
         }
-        self.take_in(state, message);
+        self.take_in(state, message, policy);
         Ok(())
     }
 
@@ -403,14 +443,20 @@ impl Queue {
         let mut state = self.state();
         // A recovered message is backlog, not a sender running ahead.
         state.backlog += 1;
-        self.take_in(state, message);
+        // Nothing recovered is dropped to make room: it was accepted.
+        self.take_in(state, message, AddressFullPolicy::Block);
     }
 
-    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message) {
+    /// Takes in a message; under `DROP`, then drops the oldest waiting ones while the queue is
+    /// over its bounds.
+    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message, policy: AddressFullPolicy) {
         state.bytes += message.size as u64;
         self.account(&state, message.size as u64, true);
         state.messages_in += 1;
         state.requeue(message);
+        if policy == AddressFullPolicy::Drop {
+            self.shed(&mut state);
+        }
         self.ready_again(state);
     }
 
@@ -578,6 +624,7 @@ impl Queue {
             in_flight: state.in_flight.len() as u64,
             delayed: state.delayed.len() as u64,
             expired: state.expired_total,
+            dropped: state.dropped_total,
             bytes: state.bytes,
             messages_in: state.messages_in,
             messages_out: state.messages_out,

@@ -97,6 +97,8 @@ pub struct Entry {
     /// Messages given up here: rejected, or past their delivery attempts (moved to the
     /// dead-letter address, or dropped without one).
     pub messages_dead_lettered: AtomicU64,
+    /// Messages dropped here to make room (the `DROP` full policy).
+    pub messages_dropped: AtomicU64,
     /// The TTL bounds in force, read for every message that arrives.
     ttl: RwLock<Option<MessageTtl>>,
     /// Woken when a receiver attaches (anycast senders wait for one).
@@ -123,6 +125,7 @@ impl Entry {
             messages_out: AtomicU64::new(0),
             messages_expired: AtomicU64::new(0),
             messages_dead_lettered: AtomicU64::new(0),
+            messages_dropped: AtomicU64::new(0),
             receiver_joined: Notify::new(),
             removed: CancellationToken::new(),
         }

@@ -335,10 +335,10 @@ impl Inbound {
         }
         let result = match &entry.engine {
             AddressEngine::Queue(queue) if message.durable && !entry.temporary => {
-                match queue.check_size(message.size) {
-                    Err(too_large) => {
+                match queue.admit(message.size) {
+                    Err(refused) => {
                         queue.unreserve(1);
-                        Err(too_large)
+                        Err(refused)
                     }
                     Ok(()) => {
                         let held = Held {
@@ -384,6 +384,10 @@ impl Inbound {
                 ),
             )))),
             Err(PushError::Closed) => Some(DeliveryState::Released),
+            Err(PushError::Full(limit)) => Some(DeliveryState::Rejected(Some(ErrorInfo::new(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                format!("address {:?} is full: {limit}", entry.address),
+            )))),
         }
     }
 

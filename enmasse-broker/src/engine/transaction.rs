@@ -20,7 +20,7 @@ use super::{
 use crate::{
     address::{
         fanout::Held,
-        queue::{Queue, Settlement},
+        queue::{PushError, Queue, Settlement},
         table::{Engine as AddressEngine, Entry},
     },
     amqp::{
@@ -217,8 +217,12 @@ impl Transactions {
             ));
         }
         if let AddressEngine::Queue(queue) = &entry.engine {
-            queue.check_size(message.size).map_err(|too_large| {
-                ErrorInfo::new(condition::MESSAGE_SIZE_EXCEEDED, too_large.to_string())
+            queue.admit(message.size).map_err(|refused| match refused {
+                PushError::Full(limit) => ErrorInfo::new(
+                    condition::RESOURCE_LIMIT_EXCEEDED,
+                    format!("address {:?} is full: {limit}", entry.address),
+                ),
+                other => ErrorInfo::new(condition::MESSAGE_SIZE_EXCEEDED, other.to_string()),
             })?;
         }
         if self.held_bytes + message.size > MAX_HELD_BYTES {

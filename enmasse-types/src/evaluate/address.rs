@@ -225,6 +225,7 @@ pub(super) fn evaluate_addresses(
         address_status.depth = reported.map(|r| r.depth);
         address_status.messages_expired = reported.map(|r| r.messages_expired);
         address_status.messages_dead_lettered = reported.map(|r| r.messages_dead_lettered);
+        address_status.messages_dropped = reported.map(|r| r.messages_dropped);
         out.insert(name_of(&c.address.metadata).to_owned(), address_status);
     }
     served.sort_by(|a, b| a.address.cmp(&b.address));
@@ -609,6 +610,7 @@ pub(super) fn status(
         depth: None,
         messages_expired: None,
         messages_dead_lettered: None,
+        messages_dropped: None,
         conditions,
         observed_generation: generation,
     }

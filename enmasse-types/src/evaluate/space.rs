@@ -13,8 +13,8 @@ use crate::{
         address::Address,
         address_space::{AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec},
         authentication_service::{AuthenticationService, AuthenticationServiceType},
-        common::{Phase, ready_condition, set_condition},
-        infra_config::RouterPolicy,
+        common::{ComponentResources, Phase, ready_condition, set_condition},
+        infra_config::{AddressFullPolicy, RouterPolicy},
         plans::AddressSpacePlanSpec,
     },
 };
@@ -35,6 +35,8 @@ pub(super) struct Resolved<'a> {
     pub(super) policy: Option<RouterPolicy>,
     /// The bytes all its broker's queues may hold together.
     pub(super) global_max_size: Option<u64>,
+    /// What a full address does (its infra config's broker `addressFullPolicy`).
+    pub(super) full_policy: Option<AddressFullPolicy>,
 }
 
 /// Why a space cannot be served: its phase and the causes.
@@ -87,6 +89,7 @@ pub(super) fn evaluate_space(
         space: SpaceConfig {
             connection_policy: resolved.policy.clone(),
             global_max_size: resolved.global_max_size,
+            address_full_policy: resolved.full_policy,
             ..SpaceConfig::new(
                 namespace,
                 name,
@@ -224,8 +227,16 @@ fn resolve<'a>(
         .find(|c| name_of(&c.metadata) == plan.infra_config_ref)
         .and_then(|c| c.spec.router.as_ref())
         .and_then(|router| router.policy.clone());
-    let (global_max_size, memory_note) = global_max_size(infra, type_, &plan.infra_config_ref);
+    let broker = broker_memory(infra, type_, &plan.infra_config_ref);
+    let (global_max_size, memory_note) = global_max_size(broker.as_ref(), &plan.infra_config_ref);
     notes.extend(memory_note);
+    let full_policy = broker.and_then(|b| b.full_policy);
+    if full_policy == Some(AddressFullPolicy::Page) {
+        notes.push(format!(
+            "infra config {}: broker.addressFullPolicy PAGE is not applied yet: a full address withholds credit, as BLOCK does",
+            plan.infra_config_ref
+        ));
+    }
     let resolved = Resolved {
         namespace,
         name,
@@ -236,54 +247,59 @@ fn resolve<'a>(
         authentication,
         policy,
         global_max_size,
+        full_policy,
     };
     Ok((resolved, notes))
 }
 
-/// The bytes all the broker's queues may hold together: the infra config's broker
-/// `globalMaxSize`, or a quarter of the broker's memory (EnMasse 0.32's default), or no bound
-/// when neither is set. A size that does not read is noted, and the other rule applies.
-fn global_max_size(
-    infra: &Infra<'_>,
-    type_: AddressSpaceType,
-    config: &str,
-) -> (Option<u64>, Option<String>) {
-    let broker = match type_ {
+/// What the infra config says of the broker's memory: its `globalMaxSize`, its memory, and its
+/// `addressFullPolicy`.
+struct BrokerMemory {
+    global_max_size: Option<String>,
+    memory: Option<String>,
+    full_policy: Option<AddressFullPolicy>,
+}
+
+fn broker_memory(infra: &Infra<'_>, type_: AddressSpaceType, config: &str) -> Option<BrokerMemory> {
+    let of = |global: &Option<String>, resources: &Option<ComponentResources>, policy| BrokerMemory {
+        global_max_size: global.clone(),
+        memory: resources.as_ref().and_then(|r| r.memory.clone()),
+        full_policy: policy,
+    };
+    match type_ {
         AddressSpaceType::Standard => infra
             .standard_infra_configs
             .iter()
             .find(|c| name_of(&c.metadata) == config)
             .and_then(|c| c.spec.broker.as_ref())
-            .map(|b| {
-                (
-                    b.global_max_size.clone(),
-                    b.resources.as_ref().and_then(|r| r.memory.clone()),
-                )
-            }),
+            .map(|b| of(&b.global_max_size, &b.resources, b.address_full_policy)),
         AddressSpaceType::Brokered => infra
             .brokered_infra_configs
             .iter()
             .find(|c| name_of(&c.metadata) == config)
             .and_then(|c| c.spec.broker.as_ref())
-            .map(|b| {
-                (
-                    b.global_max_size.clone(),
-                    b.resources.as_ref().and_then(|r| r.memory.clone()),
-                )
-            }),
-    };
-    let Some((global, memory)) = broker else {
+            .map(|b| of(&b.global_max_size, &b.resources, b.address_full_policy)),
+    }
+}
+
+/// The bytes all the broker's queues may hold together: the infra config's broker
+/// `globalMaxSize`, or a quarter of the broker's memory (EnMasse 0.32's default), or no bound
+/// when neither is set. A size that does not read is noted, and the other rule applies.
+fn global_max_size(broker: Option<&BrokerMemory>, config: &str) -> (Option<u64>, Option<String>) {
+    let Some(broker) = broker else {
         return (None, None);
     };
     let mut note = None;
-    if let Some(global) = global {
-        match quantity::bytes(&global) {
+    if let Some(global) = &broker.global_max_size {
+        match quantity::bytes(global) {
             Ok(bytes) => return (Some(bytes), None),
             Err(err) => note = Some(format!("infra config {config}: broker.globalMaxSize {err}")),
         }
     }
-    let quarter = memory
-        .and_then(|memory| quantity::bytes(&memory).ok())
+    let quarter = broker
+        .memory
+        .as_deref()
+        .and_then(|memory| quantity::bytes(memory).ok())
         .map(|bytes| bytes / 4);
     (quarter, note)
 }

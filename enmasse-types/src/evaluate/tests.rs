@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::*;
-use crate::{broker_config::AddressReport, catalog::Catalog, manifests, resources::common::Phase};
+use crate::{
+    broker_config::{AddressReport, SpaceConfig},
+    catalog::Catalog,
+    manifests,
+    resources::{common::Phase, infra_config::AddressFullPolicy},
+};
 
 const INFRA: &[&str] = &[
     include_str!("../../../examples/gitops/infra/standard-plans.yaml"),
@@ -437,6 +442,7 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
                 depth: 7,
                 messages_expired: 2,
                 messages_dead_lettered: 1,
+                messages_dropped: 0,
             },
             AddressReport {
                 address: "audit".into(),
@@ -447,6 +453,7 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
                 depth: 0,
                 messages_expired: 0,
                 messages_dead_lettered: 0,
+                messages_dropped: 0,
             },
         ],
         problems: vec![],
@@ -574,30 +581,37 @@ fn the_infra_configs_router_policy_reaches_the_broker_config() {
     );
 }
 
+const INFRA_CONFIGS: &str = include_str!("../../../examples/gitops/infra/infra-configs.yaml");
+
+/// The space's broker settings and status messages, with `infra_configs` for the example's.
+fn space_on(infra_configs: &str) -> (SpaceConfig, String) {
+    let mut catalog = Catalog::default();
+    for text in [INFRA[0], INFRA[1], infra_configs, INFRA[3], SPACE] {
+        for document in manifests::parse(text) {
+            catalog.add(document.unwrap().manifest);
+        }
+    }
+    let evaluation = run(&catalog);
+    let space = &evaluation.spaces["app"];
+    (
+        space.config.clone().unwrap().space,
+        space.status.messages.join("; "),
+    )
+}
+
 #[test]
 fn the_global_max_size_is_the_infra_configs_or_a_quarter_of_the_brokers_memory() {
     let global = |infra_configs: &str| {
-        let mut catalog = Catalog::default();
-        for text in [INFRA[0], INFRA[1], infra_configs, INFRA[3], SPACE] {
-            for document in manifests::parse(text) {
-                catalog.add(document.unwrap().manifest);
-            }
-        }
-        let evaluation = run(&catalog);
-        let space = &evaluation.spaces["app"];
-        (
-            space.config.clone().unwrap().space.global_max_size,
-            space.status.messages.join("; "),
-        )
+        let (space, messages) = space_on(infra_configs);
+        (space.global_max_size, messages)
     };
-    let example = include_str!("../../../examples/gitops/infra/infra-configs.yaml");
-    assert_eq!(global(example).0, Some(128 << 20), "a quarter of 512Mi");
-    let explicit = example.replace(
+    assert_eq!(global(INFRA_CONFIGS).0, Some(128 << 20), "a quarter of 512Mi");
+    let explicit = INFRA_CONFIGS.replace(
         "    addressFullPolicy: FAIL\n",
         "    addressFullPolicy: FAIL\n    globalMaxSize: 64Mi\n",
     );
     assert_eq!(global(&explicit).0, Some(64 << 20));
-    let broken = example.replace(
+    let broken = INFRA_CONFIGS.replace(
         "    addressFullPolicy: FAIL\n",
         "    addressFullPolicy: FAIL\n    globalMaxSize: lots\n",
     );
@@ -607,6 +621,18 @@ fn the_global_max_size_is_the_infra_configs_or_a_quarter_of_the_brokers_memory()
         messages.contains("globalMaxSize") && messages.contains("lots"),
         "{messages}"
     );
+}
+
+#[test]
+fn the_infra_configs_address_full_policy_reaches_the_broker_config() {
+    assert_eq!(
+        space_on(INFRA_CONFIGS).0.address_full_policy,
+        Some(AddressFullPolicy::Fail)
+    );
+    let (paged, messages) =
+        space_on(&INFRA_CONFIGS.replace("addressFullPolicy: FAIL", "addressFullPolicy: PAGE"));
+    assert_eq!(paged.address_full_policy, Some(AddressFullPolicy::Page));
+    assert!(messages.contains("PAGE is not applied yet"), "{messages}");
 }
 
 mod held;

@@ -230,6 +230,10 @@ pub struct AddressStatus {
     /// broker started, as it last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_dead_lettered: Option<u64>,
+    /// Messages dropped at the address to make room (the `DROP` full policy) since its broker
+    /// started, as it last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_dropped: Option<u64>,
     /// Kubernetes conditions; `Ready` mirrors `isReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -73,7 +73,10 @@ impl Queue {
         state.bytes = state.bytes.saturating_sub(gone);
         self.account(&state, gone, false);
         state.expired_total += expired.len() as u64;
-        let idle = state.expiring.is_empty() && state.delayed.is_empty() && state.expired.is_empty();
+        let idle = state.expiring.is_empty()
+            && state.delayed.is_empty()
+            && state.expired.is_empty()
+            && state.dropped.is_empty();
         if idle {
             self.timed.store(false, Ordering::Relaxed);
         }
