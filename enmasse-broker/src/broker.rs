@@ -156,15 +156,27 @@ impl Broker {
         })
     }
 
-    /// Serves exactly what `config` says, from now on. Idempotent. The messages of removed and
-    /// recreated addresses are forgotten by the store; recovered messages waiting for an address
-    /// the config now serves go into its queue.
+    /// Serves exactly what `config` says, from now on, but for addresses whose change of type or
+    /// topic waits for their messages to be consumed: the config in force keeps those as they are
+    /// served. Idempotent. The messages of removed and recreated addresses are forgotten by the
+    /// store; recovered messages waiting for an address the config now serves go into its queue.
     pub fn apply(&self, config: BrokerConfig, authenticator: Arc<dyn Authenticator>) -> Applied {
         self.table.budget().set_max(config.space.global_max_size);
         self.table.budget().set_policy(config.space.address_full_policy);
         let applied = self
             .table
             .apply(&config, |address| self.store.forget_address(address));
+        // An address whose change waits for its messages is served as it was: the config kept (and
+        // reported, with its revision) says so, so that the change is asked for again.
+        let mut config = config;
+        for (name, _) in &applied.waiting {
+            let served = self.table.get(name).map(|entry| entry.config());
+            if let (Some(served), Some(slot)) =
+                (served, config.addresses.iter_mut().find(|a| &a.address == name))
+            {
+                *slot = served;
+            }
+        }
         self.recovered.place(&self.table, self.store.as_ref());
         *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator.clone();
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config));

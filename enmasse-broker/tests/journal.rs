@@ -205,11 +205,16 @@ async fn an_address_removed_takes_its_messages_along_and_a_type_change_waits_for
     let broker = Durable::start(&dir, both.clone()).await;
     broker.send("orders", &[("o", true)]).await;
     broker.send("returns", &[("r", true)]).await;
-    let applied = broker.broker.apply(
-        config(vec![address("orders", AddressType::Topic)]),
-        Arc::new(AcceptAll),
-    );
+    let topic = config(vec![address("orders", AddressType::Topic)]);
+    let applied = broker.broker.apply(topic.clone(), Arc::new(AcceptAll));
     assert_eq!(applied.waiting, [("orders".to_owned(), 1)]);
+    let in_force = broker.broker.config().unwrap();
+    assert_eq!(in_force.address("orders").unwrap().type_, AddressType::Queue);
+    assert_ne!(
+        in_force.revision(),
+        topic.revision(),
+        "the revision in force is not the one asked for, so it is asked for again"
+    );
     assert!(applied.recreated.is_empty());
     assert_eq!(applied.removed, [("returns".to_owned(), 1)]);
     broker.stop().await;

@@ -12,7 +12,8 @@
 //!   that broker's capacity, and do not count towards the broker or aggregate limit.
 //!
 //! Addresses are admitted one at a time, so an admitted address is never displaced by a later one:
-//! addresses admitted before keep their place, then the others follow in the order given, topics
+//! addresses admitted before keep their place (a subscription with its topic, even when the topic
+//! moves to a new plan or its broker shrinks), then the others follow in the order given, topics
 //! before subscriptions. An address that would need more than a limit stays `Pending` with
 //! "Quota exceeded". This implementation serves a space from one broker process: the pod counts are
 //! the quota EnMasse would have enforced, not processes it starts.
@@ -271,7 +272,8 @@ impl Usage {
                     .ok_or(Verdict::TopicNotAdmitted { topic: topic.clone() })?;
                 let capacity = self.capacity(slot);
                 let used = self.subscriptions.entry(slot).or_default();
-                if *used + request.broker > capacity {
+                // One admitted before keeps its place when its topic's broker shrinks.
+                if *used + request.broker > capacity && !request.previously_admitted {
                     return Err(Verdict::SubscriptionsFull { topic });
                 }
                 *used += request.broker;
@@ -338,10 +340,22 @@ fn plan_status(request: &Request, partitions: u32) -> PlanStatus {
 /// order and the semantics.
 pub fn admit(limits: &Limits, requests: &[Request]) -> Outcome {
     let mut order: Vec<usize> = (0..requests.len()).collect();
-    // Stable: previously admitted first, then non-subscriptions, then subscriptions.
+    // A subscription keeps its place with its topic: one whose topic moves to a new plan is
+    // placed after it, still within the quota it had.
+    let kept_topics: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .filter(|r| r.type_ == AddressType::Topic && r.previously_admitted)
+        .map(|r| r.address.as_str())
+        .collect();
+    let keeps_place = |r: &Request| {
+        r.previously_admitted
+            && (r.type_ != AddressType::Subscription
+                || r.topic.as_deref().is_some_and(|t| kept_topics.contains(t)))
+    };
+    // Stable: those that keep their place first, then non-subscriptions, then subscriptions.
     order.sort_by_key(|&i| {
         (
-            !requests[i].previously_admitted,
+            !keeps_place(&requests[i]),
             requests[i].type_ == AddressType::Subscription,
         )
     });

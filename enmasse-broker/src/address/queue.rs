@@ -631,10 +631,26 @@ impl Queue {
         }
     }
 
+    /// Closes the queue if it holds no message, in one step with the check, so that no message
+    /// arrives in between; otherwise returns what it holds.
+    pub fn close_if_empty(&self) -> Result<(), u64> {
+        let state = self.state();
+        match state.depth() {
+            0 => {
+                self.close_locked(state);
+                Ok(())
+            }
+            held => Err(held),
+        }
+    }
+
     /// Closes the queue: senders get no more credit and consumers no more messages. Returns what it
     /// still held.
     pub fn close(&self) -> u64 {
-        let mut state = self.state();
+        self.close_locked(self.state())
+    }
+
+    fn close_locked(&self, mut state: MutexGuard<'_, State>) -> u64 {
         // What it held leaves the shared budget with it.
         let bytes = state.bytes;
         self.account(&state, bytes, false);

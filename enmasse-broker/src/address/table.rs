@@ -171,6 +171,20 @@ impl Entry {
         }
     }
 
+    /// Closes the entry if it holds no message (for a queue, in one step with the check);
+    /// otherwise returns what it holds.
+    fn close_if_empty(&self) -> Result<(), u64> {
+        match &self.engine {
+            Engine::Queue(queue) | Engine::Anycast(queue) => queue.close_if_empty()?,
+            Engine::Fanout(fanout) => match fanout.stats().depth {
+                0 => {}
+                held => return Err(held),
+            },
+        }
+        self.close();
+        Ok(())
+    }
+
     fn close(&self) {
         self.removed.cancel();
         if let Some((topic, id)) = &self.membership {
@@ -313,14 +327,16 @@ impl AddressTable {
                     .get(client.topic.as_str())
                     .is_none_or(|topic| topic.type_ != AddressType::Topic),
                 (None, None) => true,
-                (None, Some(want)) => {
-                    let changed = want.type_ != entry.type_ || want.topic != entry.topic;
-                    let held = entry.depth();
-                    if changed && held > 0 {
-                        applied.waiting.push((name.to_string(), held));
+                (None, Some(want)) if want.type_ != entry.type_ || want.topic != entry.topic => {
+                    match entry.close_if_empty() {
+                        Ok(()) => true,
+                        Err(held) => {
+                            applied.waiting.push((name.to_string(), held));
+                            false
+                        }
                     }
-                    changed && held == 0
                 }
+                (None, Some(_)) => false,
             })
             .map(|(name, _)| name.clone())
             .collect();

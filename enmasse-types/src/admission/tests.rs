@@ -165,6 +165,23 @@ fn subscriptions_wait_for_their_topic_and_share_its_broker() {
 }
 
 #[test]
+fn subscriptions_admitted_before_keep_their_place_when_their_topic_changes_plan() {
+    let mut sub = request("sub", AddressType::Subscription, 0.0, 0.6);
+    sub.topic = Some("events".into());
+    sub.previously_admitted = true;
+    let mut second = sub.clone();
+    second.address = "sub2".into();
+    // The topic on a new plan: not admitted on it before, and its broker now holds less.
+    let topic = request("events", AddressType::Topic, 0.0, 0.1);
+    let outcome = admit(&Limits::default(), &[sub, second, topic]);
+    assert!(
+        outcome.verdicts.iter().all(|v| matches!(v, Verdict::Admitted(_))),
+        "{:?}",
+        outcome.verdicts
+    );
+}
+
+#[test]
 fn previously_admitted_addresses_keep_their_place_before_newer_ones() {
     let newer = request("newer", AddressType::Queue, 0.0, 0.6);
     let mut older = request("older", AddressType::Queue, 0.0, 0.6);

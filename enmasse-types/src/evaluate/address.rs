@@ -95,8 +95,11 @@ pub(super) fn evaluate_addresses(
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
 ) -> (Vec<BrokerAddress>, Vec<String>) {
+    // A served address wins over a newer resource of the same address: its messages are there.
+    let mut addresses = addresses.to_vec();
+    addresses.sort_by_key(|a| a.status.as_ref().is_none_or(|s| s.plan_status.is_none()));
     let mut checked: Vec<Checked<'_>> = Vec::new();
-    for &address in addresses {
+    for address in addresses {
         let duplicate = checked
             .iter()
             .find(|c| c.address.spec.address == address.spec.address)
@@ -124,7 +127,7 @@ pub(super) fn evaluate_addresses(
         if let Err((_, why)) = &verdict {
             let why = why.clone();
             if checked[i].fall_back(&why) {
-                verdict = references(&checked[i], &checked).and_then(|()| settings(&checked[i]));
+                verdict = references(&checked[i], &checked).map(|()| settings_held(&checked[i]));
             }
         }
         match verdict {
@@ -153,7 +156,7 @@ pub(super) fn evaluate_addresses(
             }
             let why = format!("plan {}: {verdict}", candidates[i].address.spec.plan);
             if candidates[i].fall_back(&why) {
-                served_with[i] = settings(&candidates[i]);
+                served_with[i] = Ok(settings_held(&candidates[i]));
                 moved = true;
             }
         }
@@ -298,12 +301,13 @@ fn check<'a>(
                 served: Applied {
                     plan_name: spec.plan.clone(),
                     plan: Cow::Borrowed(plan),
+                    recorded: None,
                     type_: spec.type_,
                     topic,
                 },
                 request,
                 held: None,
-                fallback: applied.filter(|a| a.plan_name != spec.plan || a.type_ != spec.type_),
+                fallback: applied,
             })
         }
         Err(refusal) => match applied {
@@ -316,23 +320,37 @@ fn check<'a>(
 /// `address` served as `applied` rather than as its spec asks, because of `why`.
 fn held<'a>(
     address: &'a Address,
-    applied: Applied<'a>,
+    mut applied: Applied<'a>,
     reason: HoldReason,
     why: &str,
 ) -> Result<Checked<'a>, Refusal> {
-    let mut request = Request::new(
-        &address.spec.address,
-        applied.type_,
-        applied.topic.as_deref(),
-        &applied.plan_name,
-        &applied.plan,
-    )
-    .map_err(|e| {
-        (
-            Phase::Failed,
-            format!("address plan {}: {}", applied.plan_name, one_line(&e)),
+    let request = |plan: &AddressPlanSpec, applied: &Applied<'_>| {
+        Request::new(
+            &address.spec.address,
+            applied.type_,
+            applied.topic.as_deref(),
+            &applied.plan_name,
+            plan,
         )
-    })?;
+    };
+    let mut request = match request(&applied.plan, &applied) {
+        Ok(request) => request,
+        // The plan was edited into one that does not read: what the status recorded serves.
+        Err(err) => match applied.recorded.take() {
+            Some(recorded) => {
+                let request = request(&recorded, &applied);
+                applied.plan = Cow::Owned(recorded);
+                request.map_err(|_| err)
+            }
+            None => Err(err),
+        }
+        .map_err(|e| {
+            (
+                Phase::Failed,
+                format!("address plan {}: {}", applied.plan_name, one_line(&e)),
+            )
+        })?,
+    };
     request.previously_admitted = true;
     let message = format!(
         "{why}; it stays a {} on plan {}, as it is served",
@@ -345,6 +363,20 @@ fn held<'a>(
         held: Some(Hold { reason, message }),
         fallback: None,
     })
+}
+
+/// An address waiting for its space, which cannot be served just now: `Pending`, keeping what its
+/// status says is in force, since its broker keeps serving it meanwhile.
+pub(super) fn waiting_for_space(address: &Address, why: &str, now: &Time) -> AddressStatus {
+    let mut status = status(address, Phase::Pending, vec![why.to_owned()], None, now);
+    if let Some(previous) = &address.status {
+        status.plan_status = previous.plan_status.clone();
+        status.limits = previous.limits;
+        status.message_ttl = previous.message_ttl.clone();
+        status.message_redelivery = previous.message_redelivery.clone();
+        status.subscription = previous.subscription.clone();
+    }
+    status
 }
 
 /// What the spec asks: a type the space offers, on a plan that exists, fits the type and is
@@ -414,11 +446,15 @@ fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
             .ok_or((Phase::Failed, "spec.topic is required for a subscription".into()))?;
         wanted.push(("spec.topic", topic, AddressType::Topic));
     }
-    if let Some(deadletter) = &spec.deadletter {
-        wanted.push(("spec.deadletter", deadletter, AddressType::Deadletter));
-    }
-    if let Some(expiry) = &spec.expiry {
-        wanted.push(("spec.expiry", expiry, AddressType::Deadletter));
+    // A held address keeps serving with dead-letter addresses that do not resolve: the broker
+    // drops what it would move there, and the hold's message says why.
+    if c.held.is_none() {
+        if let Some(deadletter) = &spec.deadletter {
+            wanted.push(("spec.deadletter", deadletter, AddressType::Deadletter));
+        }
+        if let Some(expiry) = &spec.expiry {
+            wanted.push(("spec.expiry", expiry, AddressType::Deadletter));
+        }
     }
     for (field, target, type_) in wanted {
         match all.iter().find(|other| other.address.spec.address == target) {
@@ -502,12 +538,33 @@ fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
             .subscription
             .clone()
             .filter(|_| c.served.type_ == AddressType::Subscription),
-        limits: AddressLimits {
-            max_depth: plan.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
-            max_bytes: plan.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
-            max_message_size: plan.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
-        },
+        limits: plan_limits(plan),
     })
+}
+
+/// The settings of a held address: as its spec and plan give them, or, when they do not make
+/// sense together, the TTL and redelivery its status recorded as in force.
+fn settings_held(c: &Checked<'_>) -> Served {
+    settings(c).unwrap_or_else(|_| {
+        let recorded = c.address.status.clone().unwrap_or_default();
+        let plan = &c.served.plan;
+        Served {
+            plan_status: PlanStatus::default(),
+            message_ttl: recorded.message_ttl,
+            message_redelivery: recorded.message_redelivery,
+            subscription: recorded.subscription,
+            limits: plan_limits(plan),
+        }
+    })
+}
+
+/// How much an address on `plan` may hold.
+fn plan_limits(plan: &AddressPlanSpec) -> AddressLimits {
+    AddressLimits {
+        max_depth: plan.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),
+        max_bytes: plan.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+        max_message_size: plan.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+    }
 }
 
 /// Whether the addresses served now would fit a new space plan: every address plan they use must be
@@ -521,33 +578,23 @@ pub(super) fn plan_change_fits(
 ) -> Result<(), String> {
     let mut requests = Vec::new();
     for address in addresses {
-        let spec = &address.spec;
-        let served = address
-            .status
-            .as_ref()
-            .is_some_and(|s| matches!(s.phase, Some(Phase::Configuring | Phase::Active)));
-        if !served {
+        // What the address is served as, which may not be what its spec asks just now.
+        let Some(applied) = applied(address, infra, None) else {
             continue;
-        }
-        // What the address is served on, which may not be what its spec asks just now.
-        let applied = address
-            .status
-            .as_ref()
-            .and_then(|s| s.plan_status.as_ref())
-            .map_or(spec.plan.as_str(), |p| p.name.as_str());
-        if !plan.address_plans.iter().any(|p| p == applied) {
+        };
+        let name = &applied.plan_name;
+        if !plan.address_plans.iter().any(|p| p == name) {
             return Err(format!(
-                "address plan {applied} of address {} is not offered by {plan_name}",
-                spec.address
+                "address plan {name} of address {} is not offered by {plan_name}",
+                address.spec.address
             ));
         }
-        let address_plan = find_address_plan(infra, applied, spec.type_).map_err(|(_, message)| message)?;
         let request = Request::new(
-            &spec.address,
-            spec.type_,
-            spec.topic.as_deref(),
-            applied,
-            address_plan,
+            &address.spec.address,
+            applied.type_,
+            applied.topic.as_deref(),
+            name,
+            &applied.plan,
         )
         .map_err(|e| one_line(&e))?;
         requests.push(request);

@@ -14,7 +14,6 @@ use crate::{
     broker_config::BrokerReport,
     resources::{
         address::{Address, AddressStatus, AddressType, PlanStatus},
-        common::Phase,
         plans::{AddressPlanSpec, PlanResources},
     },
 };
@@ -30,6 +29,9 @@ pub(super) struct Applied<'a> {
     /// The plan: as the operations team defines it now, or, once it is gone, as the address's
     /// status recorded it.
     pub plan: Cow<'a, AddressPlanSpec>,
+    /// The plan as the address's status recorded it, for when the plan as defined now cannot be
+    /// served (it was edited to credits that do not read).
+    pub recorded: Option<AddressPlanSpec>,
     /// The address type.
     pub type_: AddressType,
     /// For a subscription, its topic.
@@ -64,18 +66,15 @@ pub(super) struct Hold {
     pub message: String,
 }
 
-/// What `address` was last served as, if it was: its status names the plan it was admitted on,
-/// and the broker's report the type and topic it serves it as (the spec's, when the broker has not
-/// said).
+/// What `address` was last served as, if it was: its status names the plan it was admitted on
+/// (only a served address's status does, whatever its phase now), and the broker's report the
+/// type and topic it serves it as (the spec's, when the broker has not said).
 pub(super) fn applied<'a>(
     address: &Address,
     infra: &Infra<'a>,
     report: Option<&BrokerReport>,
 ) -> Option<Applied<'a>> {
     let status = address.status.as_ref()?;
-    if !matches!(status.phase, Some(Phase::Configuring | Phase::Active)) {
-        return None;
-    }
     let plan_status = status.plan_status.as_ref()?;
     let spec = &address.spec;
     let reported = report
@@ -90,13 +89,15 @@ pub(super) fn applied<'a>(
                 .filter(|_| spec.type_ == AddressType::Subscription),
         ),
     };
-    let plan = match find_address_plan(infra, &plan_status.name, type_) {
-        Ok(plan) => Cow::Borrowed(plan),
-        Err(_) => Cow::Owned(recorded(status, plan_status, type_)),
+    let recorded = recorded(status, plan_status, type_);
+    let (plan, recorded) = match find_address_plan(infra, &plan_status.name, type_) {
+        Ok(plan) => (Cow::Borrowed(plan), Some(recorded)),
+        Err(_) => (Cow::Owned(recorded), None),
     };
     Some(Applied {
         plan_name: plan_status.name.clone(),
         plan,
+        recorded,
         type_,
         topic,
     })

@@ -58,7 +58,7 @@ pub(super) fn evaluate_space(
         Err((phase, messages)) => {
             let why = format!("address space {name} is not ready: {}", messages.join("; "));
             for address in &members.addresses {
-                let status = address::status(address, Phase::Pending, vec![why.clone()], None, now);
+                let status = address::waiting_for_space(address, &why, now);
                 out.addresses
                     .insert(name_of(&address.metadata).to_owned(), status);
             }

@@ -204,3 +204,86 @@ fn an_address_never_served_is_refused_as_before() {
             .is_none()
     );
 }
+
+#[test]
+fn a_served_address_whose_dead_letter_address_does_not_resolve_keeps_serving() {
+    let (mut c, reports) = served_orders(&[]);
+    set_orders_spec(&mut c, |s| s.deadletter = Some("no-such-dlq".into()));
+    let evaluation = run_with(&c, &reports);
+    assert_eq!(orders_in(&evaluation).plan, "standard-small-queue");
+    let (status, message) = applied_condition(&evaluation);
+    assert_eq!(status, "False");
+    assert!(
+        message.starts_with("spec.deadletter: deadletter address \"no-such-dlq\" not found"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_served_address_given_an_impossible_ttl_keeps_the_ttl_in_force() {
+    let (mut c, reports) = served_orders(&[]);
+    set_orders_spec(&mut c, |s| {
+        s.message_ttl = Some(crate::resources::address::MessageTtl {
+            minimum: Some(10),
+            maximum: Some(5),
+        })
+    });
+    let evaluation = run_with(&c, &reports);
+    assert!(orders_in(&evaluation).message_ttl.is_none(), "none was in force");
+    assert!(
+        applied_condition(&evaluation)
+            .1
+            .starts_with("spec.messageTtl.minimum 10 is above spec.messageTtl.maximum 5")
+    );
+}
+
+#[test]
+fn a_served_address_whose_plan_is_edited_into_nonsense_keeps_what_the_plan_gave_it() {
+    let (mut c, reports) = served_orders(&[]);
+    for plan in &mut c.address_plans {
+        if plan.metadata.name.as_deref() == Some("standard-small-queue") {
+            plan.spec.resources.broker = Some(-1.0);
+        }
+    }
+    let evaluation = run_with(&c, &reports);
+    assert_eq!(orders_in(&evaluation).plan, "standard-small-queue");
+    assert_eq!(evaluation.addresses["app.orders"].phase, Some(Phase::Active));
+}
+
+#[test]
+fn a_hold_outlives_a_space_that_cannot_be_served_for_a_while() {
+    let (mut c, reports) = served_orders(&[]);
+    set_orders_spec(&mut c, |s| s.plan = "no-such-plan".into());
+    let held = run_with(&c, &reports);
+    carry(&mut c, &held);
+    // The authentication service goes away, and the space waits for it.
+    let services = std::mem::take(&mut c.authentication_services);
+    let waiting = run_with(&c, &reports);
+    assert_eq!(waiting.addresses["app.orders"].phase, Some(Phase::Pending));
+    carry(&mut c, &waiting);
+    c.authentication_services = services;
+    let back = run_with(&c, &reports);
+    assert_eq!(
+        orders_in(&back).plan,
+        "standard-small-queue",
+        "still held, still served"
+    );
+}
+
+#[test]
+fn a_served_address_wins_over_a_newer_resource_of_the_same_address() {
+    let (mut c, reports) = served_orders(&[]);
+    let mut doc = manifests::parse(&address(
+        "app.a-orders",
+        "orders",
+        "queue",
+        "standard-small-queue",
+    ));
+    let manifests::Manifest::Address(newer) = doc.remove(0).unwrap().manifest else {
+        unreachable!()
+    };
+    c.addresses.insert(0, *newer);
+    let evaluation = run_with(&c, &reports);
+    assert_eq!(evaluation.addresses["app.orders"].phase, Some(Phase::Active));
+    assert_eq!(evaluation.addresses["app.a-orders"].phase, Some(Phase::Failed));
+}
