@@ -80,6 +80,10 @@ struct Args {
         value_name = "ADDR"
     )]
     management: SocketAddr,
+    /// Serve the management API in TLS with the certificate in this directory, laid out as a
+    /// mounted kubernetes.io/tls Secret (tls.crt, tls.key). Followed, as --tls-dir is.
+    #[arg(long, env = "ENMASSE_MANAGEMENT_TLS_DIR", value_name = "DIR")]
+    management_tls_dir: Option<PathBuf>,
     /// Require `Authorization: Bearer <token>`, the token read from this file, for the management
     /// API's config, report and status (probes and metrics stay open).
     #[arg(long, env = "ENMASSE_MANAGEMENT_TOKEN_FILE", value_name = "FILE")]
@@ -235,6 +239,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let tls = Arc::new(server::Tls::default());
                 upgrade = Some(tls.clone());
                 tasks.spawn(server::follow_certificate_files(
+                    "amqps",
                     dir,
                     tls.clone(),
                     shutdown.clone(),
@@ -272,11 +277,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, _) => {}
     }
+    let management_tls = args.management_tls_dir.clone().map(|dir| {
+        let tls = Arc::new(server::Tls::default());
+        tasks.spawn(server::follow_certificate_files(
+            "the management API",
+            dir,
+            tls.clone(),
+            shutdown.clone(),
+        ));
+        tls
+    });
     tasks.spawn(management::run(
         management_listener,
         broker.clone(),
         control,
         guard,
+        management_tls,
         shutdown.clone(),
     ));
     tasks.spawn(housekeeping::run(broker.clone(), shutdown.clone()));

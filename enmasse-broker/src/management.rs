@@ -1,4 +1,5 @@
-//! The management API, over HTTP on its own port.
+//! The management API, over HTTP on its own port; in TLS when the broker is given a certificate
+//! for it (in a cluster, one the operator issues from the space's CA, and verifies).
 //!
 //! | request | answer |
 //! |---|---|
@@ -30,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, warn};
 
-use crate::{address::table::Applied, broker::Broker};
+use crate::{address::table::Applied, broker::Broker, server::Tls};
 
 /// The largest config body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -172,17 +173,19 @@ fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the management API on `listener` until `shutdown` is cancelled.
+/// Serves the management API on `listener` until `shutdown` is cancelled: in TLS from the first
+/// byte with `tls`, a connection refused while it has no certificate yet.
 pub async fn run(
     listener: TcpListener,
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
     guard: Guard,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -193,27 +196,65 @@ pub async fn run(
                 }
             },
         };
-        let broker = broker.clone();
-        let control = control.clone();
-        let guard = guard.clone();
+        let service = Service {
+            broker: broker.clone(),
+            control: control.clone(),
+            guard: guard.clone(),
+        };
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let service =
-                service_fn(move |request| handle(request, broker.clone(), control.clone(), guard.clone()));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        debug!(error = %err, "management connection failed");
-                    }
-                }
-                () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            let Some(tls) = tls else {
+                return service.serve(stream, shutdown).await;
+            };
+            let Some(acceptor) = tls.acceptor() else {
+                return debug!(%peer, "management connection refused: no certificate yet");
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => service.serve(stream, shutdown).await,
+                Ok(Err(err)) => debug!(%peer, error = %err, "management TLS handshake failed"),
+                Err(_) => debug!(%peer, "management TLS handshake timed out"),
             }
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// How long a management client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one management connection is served with.
+struct Service {
+    broker: Arc<Broker>,
+    control: Arc<dyn Control>,
+    guard: Guard,
+}
+
+impl Service {
+    /// Serves HTTP/1.1 on `stream` until it ends or `shutdown`.
+    async fn serve<S>(self, stream: S, shutdown: CancellationToken)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            broker,
+            control,
+            guard,
+        } = self;
+        let service =
+            service_fn(move |request| handle(request, broker.clone(), control.clone(), guard.clone()));
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    debug!(error = %err, "management connection failed");
+                }
+            }
+            () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+        }
+    }
 }
 
 type Answer = Response<Full<Bytes>>;

@@ -60,7 +60,8 @@ impl Tls {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(TlsAcceptor::from(config));
     }
 
-    fn acceptor(&self) -> Option<TlsAcceptor> {
+    /// The acceptor of the configuration served now, if any.
+    pub(crate) fn acceptor(&self) -> Option<TlsAcceptor> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -114,10 +115,15 @@ async fn serve_plain_or_upgrade(
 /// How often [`follow_certificate_files`] looks at the files.
 const CERTIFICATE_POLL: Duration = Duration::from_secs(1);
 
-/// Serves the certificate in `dir` (see [`SecretFiles`]) on `tls` until `shutdown`,
-/// and follows it: a changed certificate (a renewal, a rotated Secret) is served to new
-/// connections. A certificate that cannot be read or used leaves the last good one in place.
-pub async fn follow_certificate_files(dir: PathBuf, tls: Arc<Tls>, shutdown: CancellationToken) {
+/// Serves the certificate in `dir` (see [`SecretFiles`]) on `tls` (the listener named `what`)
+/// until `shutdown`, and follows it: a changed certificate (a renewal, a rotated Secret) is served
+/// to new connections. A certificate that cannot be read or used leaves the last good one in place.
+pub async fn follow_certificate_files(
+    what: &'static str,
+    dir: PathBuf,
+    tls: Arc<Tls>,
+    shutdown: CancellationToken,
+) {
     let mut seen: Option<SecretFiles> = None;
     let mut serving = false;
     loop {
@@ -128,9 +134,9 @@ pub async fn follow_certificate_files(dir: PathBuf, tls: Arc<Tls>, shutdown: Can
                 Ok(config) => {
                     tls.set(config);
                     serving = true;
-                    info!(dir = %dir.display(), "amqps serves the certificate in the directory");
+                    info!(dir = %dir.display(), "{what} serves the certificate in the directory");
                 }
-                Err(err) => warn!(dir = %dir.display(), kept = serving, "{}", one_line(&err)),
+                Err(err) => warn!(dir = %dir.display(), kept = serving, "{what}: {}", one_line(&err)),
             }
             seen = Some(files);
         }

@@ -227,6 +227,11 @@ impl Standalone {
         let mut evaluation = self.evaluate_and_apply(&tenant, &catalog, &now);
         let space_name = space.metadata.name.clone().unwrap_or_default();
         let endpoint = self.configure_tls(space, &mut messages);
+        if space.spec.network_policy.is_some() {
+            let message = "spec.networkPolicy is not applied: the operator applies it in a cluster; on one machine there is no network policy";
+            info!(space = %space.metadata.name.as_deref().unwrap_or_default(), "{message}");
+            messages.push(message.to_owned());
+        }
         if let Some(verdict) = evaluation.spaces.get_mut(&space_name) {
             verdict.status.ca_cert = endpoint.ca_pem.clone();
             verdict.status.endpoint_statuses = endpoint_statuses(space, &endpoint);

@@ -128,6 +128,7 @@ impl Broker {
             address: format!("127.0.0.1:{}", self.management),
             token: None,
             timeout: Duration::from_secs(5),
+            tls: None,
         };
         let body = serde_json::to_vec(config).unwrap();
         management.request(Method::PUT, "/config", body).await.unwrap();

@@ -61,6 +61,7 @@ async fn guarded_management(
             saved: None,
         }),
         guard,
+        None,
         shutdown.clone(),
     ));
     (addr, broker, shutdown)

@@ -3,10 +3,12 @@
 //!
 //! The operator reaches the broker's pod directly, by its IP: the Service routes only to ready
 //! pods, and a broker is ready only once it has a configuration, which it can only get from here.
+//! It talks TLS, trusting only the space's CA, and verifies that the certificate names the pod
+//! (see [`InfraNames::management_host`](crate::names::InfraNames::management_host)).
 
 use std::{net::IpAddr, time::Duration};
 
-use enmasse_client::management::{Management, ManagementError};
+use enmasse_client::management::{Management, ManagementError, ManagementTls};
 use enmasse_types::broker_config::{BrokerConfig, BrokerReport};
 use futures_util::future::BoxFuture;
 use hyper::{Method, body::Bytes};
@@ -27,16 +29,23 @@ pub struct BrokerEndpoint {
     pub port: u16,
     /// The management token.
     pub token: String,
+    /// The space's CA (PEM), the only one the broker's certificate is trusted from.
+    pub ca_pem: String,
+    /// The name the broker's certificate must carry.
+    pub server_name: String,
 }
 
 impl BrokerEndpoint {
-    /// The management API of pod `pod` at `ip`, on the broker's management port.
-    pub fn new(pod: String, ip: IpAddr, token: String) -> Self {
+    /// The management API of pod `pod` at `ip`, on the broker's management port, with a
+    /// certificate for `server_name` from the CA `ca_pem`.
+    pub fn new(pod: String, ip: IpAddr, token: String, ca_pem: String, server_name: String) -> Self {
         Self {
             pod,
             ip,
             port: MANAGEMENT_PORT,
             token,
+            ca_pem,
+            server_name,
         }
     }
 }
@@ -47,6 +56,7 @@ impl std::fmt::Debug for BrokerEndpoint {
             .field("pod", &self.pod)
             .field("ip", &self.ip)
             .field("port", &self.port)
+            .field("server_name", &self.server_name)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +85,15 @@ pub enum BrokerError {
         pod: String,
         /// The request's path.
         path: &'static str,
+    },
+    /// The broker's certificate is not one the space's CA issued for it, or the CA is unusable.
+    #[error("failed to verify the management certificate of the broker {pod}")]
+    Untrusted {
+        /// The broker pod.
+        pod: String,
+        /// The cause.
+        #[source]
+        source: ManagementError,
     },
     /// The HTTP exchange failed.
     #[error("the broker {pod} broke off {path}")]
@@ -169,12 +188,18 @@ async fn request(
     path: &'static str,
     body: Vec<u8>,
 ) -> Result<Bytes, BrokerError> {
+    let pod = broker.pod.clone();
+    let tls =
+        ManagementTls::new(&broker.ca_pem, &broker.server_name).map_err(|source| BrokerError::Untrusted {
+            pod: pod.clone(),
+            source,
+        })?;
     let management = Management {
         address: std::net::SocketAddr::new(broker.ip, broker.port).to_string(),
         token: Some(broker.token.clone()),
         timeout: TIMEOUT,
+        tls: Some(tls),
     };
-    let pod = broker.pod.clone();
     management
         .request(method, path, body)
         .await
@@ -193,6 +218,9 @@ async fn request(
                 answer,
             },
             ManagementError::Http(_, source) => BrokerError::Http { pod, path, source },
+            err @ (ManagementError::Tls(..) | ManagementError::Ca(_)) => {
+                BrokerError::Untrusted { pod, source: err }
+            }
             other => BrokerError::Http {
                 pod,
                 path,

@@ -71,72 +71,12 @@ pub fn plan(
     hosts: &[String],
     existing: Existing<'_>,
 ) -> Result<TlsPlan, CertificateError> {
-    let tls_secret = |identity: &ServerIdentity, annotations: Option<BTreeMap<String, String>>| {
-        let mut data = BTreeMap::from([
-            (TLS_CRT.to_owned(), bytes(&identity.chain_pem)),
-            (TLS_KEY.to_owned(), bytes(identity.key_pem())),
-        ]);
-        if let Some(ca) = &identity.ca_pem {
-            data.insert(CA_CRT.to_owned(), bytes(ca));
-        }
-        Secret {
-            metadata: ObjectMeta {
-                annotations,
-                ..metadata(names, namespace, names.tls_secret())
-            },
-            type_: Some("kubernetes.io/tls".to_owned()),
-            data: Some(data),
-            ..Secret::default()
-        }
-    };
-    let fail =
-        |what: &str, err: &dyn std::error::Error| CertificateError(format!("{what}: {}", one_line(err)));
     match cert.map_or(CertProvider::Selfsigned, |c| c.provider) {
         CertProvider::Selfsigned => {
-            let ca = match existing
-                .ca
-                .and_then(|s| Some((text(s, CA_CRT)?, text(s, CA_KEY)?)))
-            {
-                Some((cert_pem, key_pem)) => CertificateAuthority::from_pem(&names.id, cert_pem, key_pem)
-                    .map_err(|e| fail("the space's CA Secret is unusable", &e))?,
-                None => CertificateAuthority::generate(&names.id)
-                    .map_err(|e| fail("failed to generate a CA", &e))?,
-            };
-            let hosts_note = hosts.join(",");
-            let current = existing.tls.filter(|secret| {
-                text(secret, CA_CRT).as_deref() == Some(ca.cert_pem.as_str())
-                    && annotation(secret, HOSTS_ANNOTATION) == Some(hosts_note.as_str())
-            });
-            let tls = match current {
-                // Kept as it is, with only what the operator writes (not the server's metadata).
-                Some(secret) => Secret {
-                    metadata: ObjectMeta {
-                        annotations: secret.metadata.annotations.clone(),
-                        ..metadata(names, namespace, names.tls_secret())
-                    },
-                    ..secret.clone()
-                },
-                None => {
-                    let identity = ca
-                        .issue(hosts)
-                        .map_err(|e| fail("failed to issue a certificate", &e))?;
-                    tls_secret(
-                        &identity,
-                        Some(BTreeMap::from([(HOSTS_ANNOTATION.to_owned(), hosts_note)])),
-                    )
-                }
-            };
-            let ca_secret = Secret {
-                metadata: metadata(names, namespace, names.ca_secret()),
-                type_: Some("Opaque".to_owned()),
-                data: Some(BTreeMap::from([
-                    (CA_CRT.to_owned(), bytes(&ca.cert_pem)),
-                    (CA_KEY.to_owned(), bytes(ca.key_pem())),
-                ])),
-                ..Secret::default()
-            };
+            let ca = space_ca(names, existing.ca)?;
+            let tls = issued(names, namespace, &ca, hosts, existing.tls, names.tls_secret())?;
             Ok(TlsPlan::Write(Box::new(TlsSecrets {
-                ca: Some(ca_secret),
+                ca: Some(ca_secret(names, namespace, &ca)),
                 tls,
                 ca_pem: Some(ca.cert_pem),
             })))
@@ -155,7 +95,7 @@ pub fn plan(
                 ServerIdentity::from_pem(chain, key).map_err(|e| fail("the certBundle is unusable", &e))?;
             Ok(TlsPlan::Write(Box::new(TlsSecrets {
                 ca: None,
-                tls: tls_secret(&identity, None),
+                tls: tls_secret(names, namespace, names.tls_secret(), &identity, None),
                 ca_pem: None,
             })))
         }
@@ -175,11 +115,141 @@ pub fn plan(
             let ca_pem = identity.ca_pem.clone();
             Ok(TlsPlan::Write(Box::new(TlsSecrets {
                 ca: None,
-                tls: tls_secret(&identity, None),
+                tls: tls_secret(names, namespace, names.tls_secret(), &identity, None),
                 ca_pem,
             })))
         }
     }
+}
+
+/// The Secrets of the management API's certificate, issued from the space's own CA whatever the
+/// messaging endpoint's provider: the operator verifies the broker with that CA alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagementSecrets {
+    /// The space's CA.
+    pub ca: Secret,
+    /// The `kubernetes.io/tls` Secret the broker's management API serves.
+    pub tls: Secret,
+    /// The CA, to verify the broker with.
+    pub ca_pem: String,
+}
+
+/// The management API's certificate for `host`, from the space's CA (made now if `existing_ca`
+/// is none); an existing one is kept while its CA and host stay the same.
+pub fn management(
+    names: &InfraNames,
+    namespace: &str,
+    host: &str,
+    existing_ca: Option<&Secret>,
+    existing_tls: Option<&Secret>,
+) -> Result<ManagementSecrets, CertificateError> {
+    let ca = space_ca(names, existing_ca)?;
+    let hosts = [host.to_owned()];
+    let tls = issued(
+        names,
+        namespace,
+        &ca,
+        &hosts,
+        existing_tls,
+        names.management_tls_secret(),
+    )?;
+    Ok(ManagementSecrets {
+        ca: ca_secret(names, namespace, &ca),
+        tls,
+        ca_pem: ca.cert_pem,
+    })
+}
+
+/// The CA certificate (PEM) of a space's CA Secret.
+pub fn ca_pem(secret: &Secret) -> Option<String> {
+    text(secret, CA_CRT)
+}
+
+/// The space's CA: the one its Secret holds, or a new one.
+fn space_ca(names: &InfraNames, existing: Option<&Secret>) -> Result<CertificateAuthority, CertificateError> {
+    match existing.and_then(|s| Some((text(s, CA_CRT)?, text(s, CA_KEY)?))) {
+        Some((cert_pem, key_pem)) => CertificateAuthority::from_pem(&names.id, cert_pem, key_pem)
+            .map_err(|e| fail("the space's CA Secret is unusable", &e)),
+        None => CertificateAuthority::generate(&names.id).map_err(|e| fail("failed to generate a CA", &e)),
+    }
+}
+
+fn ca_secret(names: &InfraNames, namespace: &str, ca: &CertificateAuthority) -> Secret {
+    Secret {
+        metadata: metadata(names, namespace, names.ca_secret()),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([
+            (CA_CRT.to_owned(), bytes(&ca.cert_pem)),
+            (CA_KEY.to_owned(), bytes(ca.key_pem())),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// The `kubernetes.io/tls` Secret `name` with a certificate from `ca` for `hosts`: `existing` as
+/// it is while it was issued by `ca` for the same hosts, a new one otherwise.
+fn issued(
+    names: &InfraNames,
+    namespace: &str,
+    ca: &CertificateAuthority,
+    hosts: &[String],
+    existing: Option<&Secret>,
+    name: String,
+) -> Result<Secret, CertificateError> {
+    let hosts_note = hosts.join(",");
+    let current = existing.filter(|secret| {
+        text(secret, CA_CRT).as_deref() == Some(ca.cert_pem.as_str())
+            && annotation(secret, HOSTS_ANNOTATION) == Some(hosts_note.as_str())
+    });
+    if let Some(secret) = current {
+        // Kept as it is, with only what the operator writes (not the server's metadata).
+        return Ok(Secret {
+            metadata: ObjectMeta {
+                annotations: secret.metadata.annotations.clone(),
+                ..metadata(names, namespace, name)
+            },
+            ..secret.clone()
+        });
+    }
+    let identity = ca
+        .issue(hosts)
+        .map_err(|e| fail("failed to issue a certificate", &e))?;
+    Ok(tls_secret(
+        names,
+        namespace,
+        name,
+        &identity,
+        Some(BTreeMap::from([(HOSTS_ANNOTATION.to_owned(), hosts_note)])),
+    ))
+}
+
+fn tls_secret(
+    names: &InfraNames,
+    namespace: &str,
+    name: String,
+    identity: &ServerIdentity,
+    annotations: Option<BTreeMap<String, String>>,
+) -> Secret {
+    let mut data = BTreeMap::from([
+        (TLS_CRT.to_owned(), bytes(&identity.chain_pem)),
+        (TLS_KEY.to_owned(), bytes(identity.key_pem())),
+    ]);
+    if let Some(ca) = &identity.ca_pem {
+        data.insert(CA_CRT.to_owned(), bytes(ca));
+    }
+    Secret {
+        metadata: ObjectMeta {
+            annotations,
+            ..metadata(names, namespace, name)
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+fn fail(what: &str, err: &dyn std::error::Error) -> CertificateError {
+    CertificateError(format!("{what}: {}", one_line(err)))
 }
 
 /// The hosts a space's server certificate names: its Service in every form a client in the

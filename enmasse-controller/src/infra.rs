@@ -7,6 +7,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         core::v1::{Pod, Secret, Service},
+        networking::v1::NetworkPolicy,
     },
 };
 use kube::{
@@ -145,10 +146,12 @@ impl<'a> SpaceInfra<'a> {
         let broker = self.names.broker();
         self.delete::<StatefulSet>(&broker).await?;
         self.delete::<Service>(&broker).await?;
+        self.delete::<NetworkPolicy>(&self.names.network_policy()).await?;
         for secret in [
             self.names.tls_secret(),
             self.names.ca_secret(),
             self.names.management_secret(),
+            self.names.management_tls_secret(),
         ] {
             self.delete::<Secret>(&secret).await?;
         }

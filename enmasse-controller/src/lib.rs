@@ -24,6 +24,7 @@ pub mod infra;
 pub mod lease;
 pub mod metrics;
 pub mod names;
+pub mod network_policy;
 pub mod operator;
 pub mod orphans;
 pub mod retention;

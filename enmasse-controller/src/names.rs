@@ -58,6 +58,23 @@ impl InfraNames {
         format!("broker-{}-management", self.id)
     }
 
+    /// The Secret with the certificate the broker's management API serves (`kubernetes.io/tls`),
+    /// issued from the space's CA.
+    pub fn management_tls_secret(&self) -> String {
+        format!("broker-{}-management-tls", self.id)
+    }
+
+    /// The name the management API's certificate carries, which the operator verifies: the pod's
+    /// name under the broker's Service, though the operator connects to the pod's IP.
+    pub fn management_host(&self, infra_namespace: &str) -> String {
+        format!("{}.{}.{infra_namespace}.svc", self.pod(), self.broker())
+    }
+
+    /// The NetworkPolicy that admits clients and the operator to the broker.
+    pub fn network_policy(&self) -> String {
+        format!("broker-{}", self.id)
+    }
+
     /// The broker's one pod.
     pub fn pod(&self) -> String {
         format!("broker-{}-0", self.id)

@@ -46,7 +46,7 @@ use crate::{
     exports::write,
     infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
     names::InfraNames,
-    orphans,
+    network_policy, orphans,
     retention::{self, retention},
     status::{Observed, space_status},
     workload::{self, AMQP_PORT, AMQPS_PORT},
@@ -152,8 +152,26 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         .and_then(|s| s.pod_ip)
         .and_then(|ip| ip.parse().ok());
     let existing_token = infra.existing_token().await?;
-    let broker = match (ip, &existing_token) {
-        (Some(ip), Some(token)) => Some(BrokerEndpoint::new(names.pod(), ip, token.clone())),
+    // The broker's management certificate is trusted from the space's CA alone.
+    let ca_pem = infra
+        .secret(&names.ca_secret())
+        .await?
+        .and_then(|secret| certificates::ca_pem(&secret));
+    let broker = match (ip, &existing_token, ca_pem) {
+        (Some(ip), Some(token), Some(ca_pem)) => Some(BrokerEndpoint::new(
+            names.pod(),
+            ip,
+            token.clone(),
+            ca_pem,
+            names.management_host(infra_namespace),
+        )),
+        (Some(_), Some(_), None) => {
+            observed.problems.push(format!(
+                "the space's CA Secret {} is missing or unreadable: the broker's management certificate cannot be verified until it is issued again",
+                names.ca_secret()
+            ));
+            None
+        }
         _ => None,
     };
     let report = match &broker {
@@ -244,6 +262,11 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
                 .apply(&workload::service(&names, &ctx.settings.broker, openshift))
                 .await
             {
+                observed.problems.push(one_line(&err));
+            }
+            let rules = network_policy::rules(space, &snapshot.infra(), &config.space.plan);
+            let policy = network_policy::network_policy(&names, infra_namespace, &rules);
+            if let Err(err) = infra.apply(&policy).await {
                 observed.problems.push(one_line(&err));
             }
         }
@@ -391,6 +414,25 @@ async fn certificate(
 ) -> Result<bool, ReconcileError> {
     let ca = infra.secret(&names.ca_secret()).await?;
     let tls = infra.secret(&names.tls_secret()).await?;
+    let namespace = ctx.settings.broker.namespace.as_str();
+    // The management API's certificate first: it makes the space's CA if there is none yet.
+    let management_tls = infra.secret(&names.management_tls_secret()).await?;
+    let management = match certificates::management(
+        names,
+        namespace,
+        &names.management_host(namespace),
+        ca.as_ref(),
+        management_tls.as_ref(),
+    ) {
+        Ok(management) => management,
+        Err(err) => {
+            observed.problems.push(err.to_string());
+            return Ok(false);
+        }
+    };
+    infra.apply(&management.ca).await?;
+    infra.apply(&management.tls).await?;
+    let ca = Some(management.ca);
     let wildcard = match &ctx.settings.wildcard_secret {
         Some(secret) => infra.secret(secret).await?,
         None => None,
@@ -401,7 +443,6 @@ async fn certificate(
         .iter()
         .find(|e| e.service == "messaging")
         .and_then(|e| e.cert.as_ref());
-    let namespace = ctx.settings.broker.namespace.as_str();
     let existing = Existing {
         ca: ca.as_ref(),
         tls: tls.as_ref(),
@@ -415,8 +456,8 @@ async fn certificate(
         existing,
     ) {
         Ok(TlsPlan::Write(secrets)) => {
-            if let Some(ca) = &secrets.ca {
-                infra.apply(ca).await?;
+            if let Some(own) = secrets.ca.as_ref().filter(|own| Some(*own) != ca.as_ref()) {
+                infra.apply(own).await?;
             }
             infra.apply(&secrets.tls).await?;
             observed.ca_pem = secrets.ca_pem;

@@ -45,6 +45,8 @@ const DATA_DIR: &str = "/var/lib/enmasse";
 const TLS_DIR: &str = "/etc/enmasse/tls";
 /// Where the management token Secret is mounted.
 const MANAGEMENT_DIR: &str = "/etc/enmasse/management";
+/// Where the management API's certificate is mounted.
+const MANAGEMENT_TLS_DIR: &str = "/etc/enmasse/management-tls";
 /// The management token's key in its Secret.
 pub const MANAGEMENT_TOKEN: &str = "token";
 /// The annotation by which OpenShift's service CA issues a serving certificate into a Secret.
@@ -143,22 +145,19 @@ pub fn stateful_set(names: &InfraNames, settings: &BrokerSettings, infra: &Broke
     }
     let pod = template.spec.unwrap_or_default();
     let storage = infra.resources.storage.clone();
-    let mut volumes = vec![Volume {
-        name: "tls".to_owned(),
+    let secret_volume = |name: &str, secret: String| Volume {
+        name: name.to_owned(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(names.tls_secret()),
+            secret_name: Some(secret),
             ..SecretVolumeSource::default()
         }),
         ..Volume::default()
-    }];
-    volumes.push(Volume {
-        name: "management".to_owned(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(names.management_secret()),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    });
+    };
+    let mut volumes = vec![
+        secret_volume("tls", names.tls_secret()),
+        secret_volume("management", names.management_secret()),
+        secret_volume("management-tls", names.management_tls_secret()),
+    ];
     if storage.is_none() {
         volumes.push(Volume {
             name: "data".to_owned(),
@@ -247,6 +246,8 @@ fn container(
         "--kubernetes-token-review",
         "--management-token-file",
         &format!("{MANAGEMENT_DIR}/{MANAGEMENT_TOKEN}"),
+        "--management-tls-dir",
+        MANAGEMENT_TLS_DIR,
     ]
     .map(str::to_owned)
     .to_vec();
@@ -260,6 +261,8 @@ fn container(
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
             port: IntOrString::String("management".to_owned()),
+            // The management API serves TLS; the kubelet does not verify probes' certificates.
+            scheme: Some("HTTPS".to_owned()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(5),
@@ -296,6 +299,12 @@ fn container(
             VolumeMount {
                 name: "management".to_owned(),
                 mount_path: MANAGEMENT_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "management-tls".to_owned(),
+                mount_path: MANAGEMENT_TLS_DIR.to_owned(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },

@@ -201,6 +201,7 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
         broker.clone(),
         standalone.clone(),
         management::Guard::open(),
+        None,
         shutdown.clone(),
     ));
     Running {

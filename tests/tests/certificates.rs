@@ -228,6 +228,7 @@ async fn a_broker_in_a_cluster_follows_its_mounted_certificate_and_keeps_the_las
     let shutdown = CancellationToken::new();
     let tls = Arc::new(server::Tls::default());
     tokio::spawn(server::follow_certificate_files(
+        "amqps",
         secret.clone(),
         tls.clone(),
         shutdown.clone(),

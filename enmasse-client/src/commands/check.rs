@@ -112,6 +112,7 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<bool> {
         address: args.management.clone(),
         token,
         timeout: Duration::from_secs(args.timeout),
+        tls: None,
     };
     let status = management.get_json("/status").await?;
     let statuses = &status["manifests"]["statuses"];

@@ -152,3 +152,29 @@ fn wildcard_copies_the_operators_certificate_or_says_it_has_none() {
     assert_eq!(text(&tls, TLS_KEY).as_deref(), Some(made.key_pem()));
     assert_eq!(ca_pem, made.ca_pem);
 }
+
+#[test]
+fn the_management_certificate_comes_from_the_spaces_ca_and_names_the_pod() {
+    let host = names().management_host(NAMESPACE);
+    let first = management(&names(), NAMESPACE, &host, None, None).unwrap();
+    assert_eq!(first.tls.metadata.name, Some(names().management_tls_secret()));
+    assert_eq!(text(&first.ca, CA_CRT).as_deref(), Some(first.ca_pem.as_str()));
+    assert_eq!(annotation(&first.tls, HOSTS_ANNOTATION), Some(host.as_str()));
+
+    // Kept while the CA and the host stay; the messaging certificate shares the CA.
+    let again = management(&names(), NAMESPACE, &host, Some(&first.ca), Some(&first.tls)).unwrap();
+    assert_eq!(again.tls.data, first.tls.data);
+    let (_, _, messaging_ca) = selfsigned(
+        Existing {
+            ca: Some(&again.ca),
+            tls: None,
+            wildcard: None,
+        },
+        &hosts(&names(), NAMESPACE),
+    );
+    assert_eq!(messaging_ca.as_deref(), Some(first.ca_pem.as_str()));
+
+    // A new CA issues a new certificate.
+    let renewed = management(&names(), NAMESPACE, &host, None, Some(&first.tls)).unwrap();
+    assert_ne!(renewed.tls.data, first.tls.data);
+}

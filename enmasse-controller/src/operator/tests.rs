@@ -129,6 +129,23 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
         cluster.api.get(LEASE).unwrap()["spec"]["holderIdentity"],
         "operator-0"
     );
+    // The broker's management API has a certificate from the space's CA, and a NetworkPolicy
+    // admits the operator alone to it.
+    let id = InfraNames::new("team1", "app").id;
+    let management_tls = cluster
+        .api
+        .get(&format!(
+            "/api/v1/namespaces/{INFRA}/secrets/broker-{id}-management-tls"
+        ))
+        .expect("the management certificate's Secret");
+    assert_eq!(management_tls["type"], "kubernetes.io/tls");
+    let policy = cluster
+        .api
+        .get(&format!(
+            "/apis/networking.k8s.io/v1/namespaces/{INFRA}/networkpolicies/broker-{id}"
+        ))
+        .expect("the broker's NetworkPolicy");
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 8080);
 
     // Addresses of no space get the status evaluate gives them, from their own controller.
     eventually("the address of a missing space is pending", || {

@@ -216,6 +216,36 @@ fn the_management_api_is_guarded_by_the_token_from_the_spaces_management_secret(
 }
 
 #[test]
+fn the_management_api_serves_tls_with_the_certificate_of_its_secret_and_is_probed_so() {
+    let names = InfraNames::new("team1", "app");
+    let set = stateful_set(&names, &settings(), &BrokerInfra::default());
+    let pod_spec = pod(&set);
+    let container = &pod_spec.containers[0];
+    let args = container.args.clone().unwrap();
+    let flag = args.iter().position(|a| a == "--management-tls-dir").unwrap();
+    let mount = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == args[flag + 1])
+        .unwrap();
+    let volume = pod_spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    assert_eq!(
+        volume.secret.unwrap().secret_name,
+        Some(names.management_tls_secret())
+    );
+    for probe in [&container.readiness_probe, &container.liveness_probe] {
+        let get = probe.clone().unwrap().http_get.unwrap();
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+    }
+}
+
+#[test]
 fn a_deleted_spaces_volume_is_kept_only_under_the_retain_policy() {
     let names = InfraNames::new("team1", "app");
     let when_deleted = |retain_volumes: bool| {
