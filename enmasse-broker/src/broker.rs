@@ -10,8 +10,12 @@ use std::{
 };
 
 use enmasse_auth::authenticator::Authenticator;
-use enmasse_types::{broker_config::BrokerConfig, resources::messaging_user::Operation};
+use enmasse_types::{
+    broker_config::BrokerConfig,
+    resources::{infra_config::AddressFullPolicy, messaging_user::Operation},
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::warn;
 
 use crate::{
     address::table::{AddressTable, Applied},
@@ -35,6 +39,9 @@ pub struct Settings {
     /// How long a client may stay silent before its connection is closed; offered in the open,
     /// so clients send heartbeats well within it.
     pub idle_timeout: std::time::Duration,
+    /// Where queues page under `addressFullPolicy: PAGE` (emptied at start: pages are scratch);
+    /// without it, `PAGE` withholds credit as `BLOCK` does.
+    pub paging_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -45,6 +52,7 @@ impl Default for Settings {
             max_in_flight: 500,
             plain_without_tls: false,
             idle_timeout: std::time::Duration::from_secs(60),
+            paging_dir: None,
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct Broker {
     recovered: Recovered,
     tasks: TaskTracker,
     connections: Connections,
+    /// Why queues cannot page, if the paging directory could not be made ready.
+    paging_failure: Option<String>,
 }
 
 /// What a live link was allowed to do, so that it can be revoked.
@@ -138,9 +148,17 @@ impl Broker {
         authenticator: Arc<dyn Authenticator>,
         store: Arc<dyn MessageStore>,
     ) -> Arc<Self> {
+        let table = AddressTable::new();
+        let paging_failure = settings.paging_dir.as_deref().and_then(|dir| {
+            table.budget().set_paging_dir(dir).err().map(|err| {
+                let why = format!("failed to prepare the paging directory {}: {err}", dir.display());
+                warn!("{why}");
+                why
+            })
+        });
         Arc::new(Self {
             settings,
-            table: AddressTable::new(),
+            table,
             authenticator: RwLock::new(authenticator),
             config: RwLock::new(None),
             next_message_id: AtomicU64::new(1),
@@ -153,7 +171,24 @@ impl Broker {
             recovered: Recovered::default(),
             tasks: TaskTracker::new(),
             connections: Connections::default(),
+            paging_failure,
         })
+    }
+
+    /// Why the config in force is not served as it says for want of paging: `PAGE` asked for and
+    /// no paging directory ready.
+    pub fn paging_problem(&self) -> Option<String> {
+        let budget = self.table.budget();
+        if budget.policy() != AddressFullPolicy::Page || budget.paging_enabled() {
+            return None;
+        }
+        let why = self
+            .paging_failure
+            .clone()
+            .unwrap_or_else(|| "the broker has no paging directory".to_owned());
+        Some(format!(
+            "addressFullPolicy PAGE is not applied ({why}): a full address withholds credit, as under BLOCK"
+        ))
     }
 
     /// Serves exactly what `config` says, from now on, but for addresses whose change of type or

@@ -7,8 +7,9 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
+    path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicU8, AtomicU64, Ordering},
     },
 };
@@ -130,6 +131,10 @@ pub struct MemoryBudget {
     used: AtomicU64,
     /// The `addressFullPolicy`, as [`policy_code`] encodes it.
     policy: AtomicU8,
+    /// Where paging queues keep their pages (`PAGE`); without it, `PAGE` withholds credit.
+    paging: OnceLock<PathBuf>,
+    /// Pages made so far: each gets a directory of its own.
+    pages: AtomicU64,
     /// Woken when the queues go back under the bound.
     freed: Notify,
 }
@@ -140,6 +145,8 @@ impl Default for MemoryBudget {
             max: AtomicU64::new(u64::MAX),
             used: AtomicU64::new(0),
             policy: AtomicU8::new(policy_code(AddressFullPolicy::Block)),
+            paging: OnceLock::new(),
+            pages: AtomicU64::new(0),
             freed: Notify::new(),
         }
     }
@@ -170,6 +177,39 @@ impl MemoryBudget {
             3 => AddressFullPolicy::Page,
             _ => AddressFullPolicy::Block,
         }
+    }
+
+    /// Makes `dir` the place of pages, emptied of any a previous run left (pages are scratch). Once
+    /// only.
+    pub fn set_paging_dir(&self, dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        std::fs::create_dir_all(dir)?;
+        let _ = self.paging.set(dir.to_owned());
+        Ok(())
+    }
+
+    /// Whether queues can page.
+    pub fn paging_enabled(&self) -> bool {
+        self.paging.get().is_some()
+    }
+
+    /// A directory for a new page, if queues can page.
+    pub(crate) fn new_page_dir(&self) -> Option<PathBuf> {
+        let n = self.pages.fetch_add(1, Ordering::Relaxed);
+        self.paging.get().map(|dir| dir.join(n.to_string()))
+    }
+
+    /// The bound (`u64::MAX` without one).
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// Whether `bytes` more would leave the queues holding at most `limit`.
+    pub fn has_room_below(&self, bytes: u64, limit: u64) -> bool {
+        self.used().saturating_add(bytes) <= limit
     }
 
     /// Whether `bytes` more would still be within the bound.

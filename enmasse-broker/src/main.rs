@@ -174,6 +174,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         credit_window: args.credit_window.max(2),
         plain_without_tls: args.allow_plain_without_tls,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
+        paging_dir: Some(args.data_dir.join("paging")),
         ..Settings::default()
     };
     // Read before any config is applied: each config puts the recovered messages of the queues

@@ -346,7 +346,12 @@ pub fn report(broker: &Broker) -> BrokerReport {
                 messages_dropped: e.messages_dropped.load(Ordering::Relaxed),
             })
             .collect(),
-        problems: broker.authenticator().problem().into_iter().collect(),
+        problems: broker
+            .authenticator()
+            .problem()
+            .into_iter()
+            .chain(broker.paging_problem())
+            .collect(),
     }
 }
 

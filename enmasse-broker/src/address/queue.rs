@@ -33,6 +33,7 @@ use crate::limits::MemoryBudget;
 use crate::message::{IdMap, Message};
 
 mod full;
+mod page;
 mod timed;
 mod watch;
 
@@ -88,7 +89,7 @@ pub enum AfterSettle {
 /// What a queue holds, for status and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueStats {
-    /// Messages waiting for a consumer.
+    /// Messages waiting for a consumer, in memory and paged.
     pub ready: u64,
     /// Messages delivered and not settled yet.
     pub in_flight: u64,
@@ -98,6 +99,8 @@ pub struct QueueStats {
     pub expired: u64,
     /// Messages dropped to make room (`DROP`) since the queue was created.
     pub dropped: u64,
+    /// Of the messages waiting, those in the queue's page (`PAGE`).
+    pub paged: u64,
     /// Bytes of message held (waiting and in flight).
     pub bytes: u64,
     /// Messages taken in since the queue was created.
@@ -165,6 +168,12 @@ struct State {
     dropped: Vec<Message>,
     /// Messages dropped since the queue was created.
     dropped_total: u64,
+    /// The queue's page (`PAGE`): its newest waiting messages, on disk.
+    page: Option<page::PageFile>,
+    /// Messages in the page.
+    paged: u64,
+    /// Bytes of the messages in the page.
+    paged_bytes: u64,
 }
 
 impl State {
@@ -195,8 +204,19 @@ impl State {
         }
     }
 
+    /// Messages held, in memory and paged.
     fn depth(&self) -> u64 {
+        self.resident_depth() + self.paged
+    }
+
+    /// Messages held in memory.
+    fn resident_depth(&self) -> u64 {
         (self.ready.len() + self.in_flight.len() + self.delayed.len() + self.expired.len()) as u64
+    }
+
+    /// Messages waiting for a consumer, in memory and paged.
+    fn waiting(&self) -> u64 {
+        self.ready.len() as u64 + self.paged
     }
 
     /// Takes the first waiting message that has not expired, setting aside those that have.
@@ -241,15 +261,14 @@ impl State {
         };
         match self.consumers {
             0 => room,
-            _ => room.min((self.backlog + PACE).saturating_sub(self.ready.len() as u64 + self.reserved)),
+            _ => room.min((self.backlog + PACE).saturating_sub(self.waiting() + self.reserved)),
         }
     }
 
     /// Whether a paced sender should hear that consumers have drained the queue.
     fn pace_opened(&mut self) -> bool {
-        self.backlog = self.backlog.min(self.ready.len() as u64);
-        let opened =
-            self.paced_senders && (self.ready.len() as u64 + self.reserved) < self.backlog + PACE / 2;
+        self.backlog = self.backlog.min(self.waiting());
+        let opened = self.paced_senders && (self.waiting() + self.reserved) < self.backlog + PACE / 2;
         if opened {
             self.paced_senders = false;
         }
@@ -271,6 +290,8 @@ pub struct Queue {
     watch: Notify,
     /// The redelivery rules in force.
     redelivery: Mutex<Redelivery>,
+    /// Whether it may page (`PAGE`): not an anycast queue, whose senders wait for each delivery.
+    pageable: AtomicBool,
     /// The memory all the broker's queues share, if the queue is one of a broker's.
     budget: OnceLock<Arc<MemoryBudget>>,
     /// Whether it may hold messages that expire or wait out a delay: [`Queue::tick`] has work.
@@ -287,6 +308,7 @@ impl Queue {
             room: Notify::new(),
             watch: Notify::new(),
             redelivery: Mutex::new(Redelivery::default()),
+            pageable: AtomicBool::new(true),
             budget: OnceLock::new(),
             timed: AtomicBool::new(false),
         })
@@ -432,7 +454,7 @@ impl Queue {
             self.room.notify_waiters();
             return Err(refused);
         }
-        self.take_in(state, message, policy);
+        self.take_in(state, message, policy == AddressFullPolicy::Drop);
         Ok(())
     }
 
@@ -444,17 +466,25 @@ impl Queue {
         // A recovered message is backlog, not a sender running ahead.
         state.backlog += 1;
         // Nothing recovered is dropped to make room: it was accepted.
-        self.take_in(state, message, AddressFullPolicy::Block);
+        self.take_in(state, message, false);
     }
 
-    /// Takes in a message; under `DROP`, then drops the oldest waiting ones while the queue is
-    /// over its bounds.
-    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message, policy: AddressFullPolicy) {
+    /// Takes in a message: into the page when the queue pages, otherwise into memory, and then,
+    /// if `shed` (`DROP`), drops the oldest waiting ones while the queue is over its bounds.
+    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message, shed: bool) {
+        state.messages_in += 1;
+        let limits = self.limits();
+        let message = match message.reply.is_none() && self.pages_out(&state, &limits, message.size) {
+            true => match self.page_out(&mut state, message) {
+                Ok(()) => return self.ready_again(state),
+                Err(kept) => kept,
+            },
+            false => message,
+        };
         state.bytes += message.size as u64;
         self.account(&state, message.size as u64, true);
-        state.messages_in += 1;
         state.requeue(message);
-        if policy == AddressFullPolicy::Drop {
+        if shed {
             self.shed(&mut state);
         }
         self.ready_again(state);
@@ -472,6 +502,7 @@ impl Queue {
                 if state.closed {
                     return None;
                 }
+                self.refill(&mut state);
                 let popped = state.pop_live(now_millis());
                 self.note_timed(&state);
                 if let Some(message) = popped {
@@ -499,6 +530,7 @@ impl Queue {
         if state.closed {
             return None;
         }
+        self.refill(&mut state);
         let popped = state.pop_live(now_millis());
         self.note_timed(&state);
         let message = state.deliver(popped?);
@@ -513,7 +545,7 @@ impl Queue {
     pub fn consumer_joined(&self) {
         let mut state = self.state();
         if state.consumers == 0 {
-            state.backlog = state.ready.len() as u64;
+            state.backlog = state.waiting();
         }
         state.consumers += 1;
     }
@@ -596,8 +628,14 @@ impl Queue {
             state.bytes = state.bytes.saturating_sub(message.size as u64);
             self.account(&state, message.size as u64, false);
             state.messages_out += 1;
+            let paged = state.paged > 0;
             drop(state);
             self.room.notify_waiters();
+            if paged {
+                // Memory freed: a consumer may read the page back now.
+                self.arrivals.notify_one();
+                self.watch.notify_waiters();
+            }
             return match given_up {
                 true => AfterSettle::GivenUp(message),
                 false => AfterSettle::Done,
@@ -620,12 +658,13 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let state = self.state();
         QueueStats {
-            ready: (state.ready.len() + state.expired.len()) as u64,
+            ready: (state.ready.len() + state.expired.len()) as u64 + state.paged,
+            paged: state.paged,
             in_flight: state.in_flight.len() as u64,
             delayed: state.delayed.len() as u64,
             expired: state.expired_total,
             dropped: state.dropped_total,
-            bytes: state.bytes,
+            bytes: state.bytes + state.paged_bytes,
             messages_in: state.messages_in,
             messages_out: state.messages_out,
         }
@@ -656,6 +695,10 @@ impl Queue {
         self.account(&state, bytes, false);
         state.closed = true;
         let held = state.depth();
+        // The page's files go with it.
+        state.page = None;
+        state.paged = 0;
+        state.paged_bytes = 0;
         drop(state);
         self.arrivals.notify_waiters();
         self.room.notify_waiters();

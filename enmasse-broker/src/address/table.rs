@@ -569,7 +569,10 @@ fn create(
         AddressType::Anycast => {
             let mut limits = config.limits;
             limits.max_depth = limits.max_depth.min(ANYCAST_WINDOW);
-            Entry::new(config.clone(), Engine::Anycast(bounded(limits, budget)))
+            let queue = bounded(limits, budget);
+            // Its senders wait for each delivery: nothing waits long enough to page.
+            queue.never_page();
+            Entry::new(config.clone(), Engine::Anycast(queue))
         }
         AddressType::Subscription => {
             let queue = queue_of(config, budget);

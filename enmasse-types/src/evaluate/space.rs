@@ -231,12 +231,6 @@ fn resolve<'a>(
     let (global_max_size, memory_note) = global_max_size(broker.as_ref(), &plan.infra_config_ref);
     notes.extend(memory_note);
     let full_policy = broker.and_then(|b| b.full_policy);
-    if full_policy == Some(AddressFullPolicy::Page) {
-        notes.push(format!(
-            "infra config {}: broker.addressFullPolicy PAGE is not applied yet: a full address withholds credit, as BLOCK does",
-            plan.infra_config_ref
-        ));
-    }
     let resolved = Resolved {
         namespace,
         name,

@@ -10,7 +10,9 @@
 //!   oldest waiting messages are dropped until the queue is within its bounds again (the new one
 //!   itself when nothing older waits: those in flight are a consumer's). Dropped messages are
 //!   counted and handed to the broker's housekeeping, which forgets them in the journal.
-//! - `PAGE` withholds credit as `BLOCK` does: paging to disk is not built yet.
+//! - `PAGE`: credit is not withheld; what passes the queue's share of memory goes to its page on
+//!   disk (see [`super::page`]). Without a paging directory, and for anycast queues, it withholds
+//!   credit as `BLOCK` does.
 
 use std::sync::atomic::Ordering;
 
@@ -41,9 +43,26 @@ impl Queue {
             .map_or(AddressFullPolicy::Block, |budget| budget.policy())
     }
 
-    /// Whether fullness withholds credit: under `BLOCK`, and `PAGE` until paging is built.
+    /// Whether fullness withholds credit: under `BLOCK`, and under `PAGE` for a queue that cannot
+    /// page (no paging directory, or an anycast queue).
     pub(super) fn bounds_credit(&self) -> bool {
-        matches!(self.policy(), AddressFullPolicy::Block | AddressFullPolicy::Page)
+        match self.policy() {
+            AddressFullPolicy::Block => true,
+            AddressFullPolicy::Page => !self.pages(),
+            AddressFullPolicy::Fail | AddressFullPolicy::Drop => false,
+        }
+    }
+
+    /// Whether the queue pages what passes its memory share (`PAGE`).
+    pub(super) fn pages(&self) -> bool {
+        self.policy() == AddressFullPolicy::Page
+            && self.pageable.load(Ordering::Relaxed)
+            && self.budget.get().is_some_and(|budget| budget.paging_enabled())
+    }
+
+    /// Makes the queue one that never pages: its senders wait for each delivery (anycast).
+    pub fn never_page(&self) {
+        self.pageable.store(false, Ordering::Relaxed);
     }
 
     /// Whether a message of `size` bytes may be taken in now: not too large and, under `FAIL`, with

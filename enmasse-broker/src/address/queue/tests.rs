@@ -6,6 +6,18 @@ use super::*;
 use crate::address::policy::{Redelivery, now_millis};
 use crate::message::testing::message;
 
+/// Pushes `count` messages of `size` bytes, each under room reserved before; returns their ids.
+pub(super) fn push_all(queue: &Queue, count: usize, size: usize) -> Vec<u64> {
+    (0..count)
+        .map(|_| {
+            let m = message("q", size);
+            let id = m.id;
+            queue.push(m).unwrap_or_else(|err| panic!("pushed: {err}"));
+            id
+        })
+        .collect()
+}
+
 fn limits(max_depth: u64, max_bytes: u64, max_message_size: u64) -> AddressLimits {
     AddressLimits {
         max_depth,
@@ -55,14 +67,7 @@ fn a_message_larger_than_the_limit_is_refused_and_its_room_returned() {
 async fn each_message_goes_to_one_consumer_in_order() {
     let queue = Queue::new(limits(10, 1_000, 100));
     queue.reserve(3);
-    let sent: Vec<u64> = (0..3)
-        .map(|_| {
-            let m = message("q", 1);
-            let id = m.id;
-            queue.push(m).unwrap();
-            id
-        })
-        .collect();
+    let sent = push_all(&queue, 3, 1);
     let mut got = Vec::new();
     for _ in 0..3 {
         let m = queue.pop().await.unwrap();

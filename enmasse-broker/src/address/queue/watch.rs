@@ -81,7 +81,10 @@ impl Queue {
         }
         state.rewind(scan);
         let now = now_millis();
-        let found = state.find_selected(scan.after, Some(selector), now);
+        let mut found = state.find_selected(scan.after, Some(selector), now);
+        if found.is_err() && self.refill_for_watchers(&mut state) {
+            found = state.find_selected(scan.after, Some(selector), now);
+        }
         self.note_timed(&state);
         let at = match found {
             Ok(at) => at,
@@ -109,10 +112,10 @@ impl Queue {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let state = self.state();
+                let mut state = self.state();
                 let unseen =
                     state.epoch != scan.epoch || state.ready.back().is_some_and(|last| last.id > scan.after);
-                if state.closed || unseen {
+                if state.closed || unseen || self.can_refill(&mut state) {
                     return;
                 }
             }
@@ -125,7 +128,11 @@ impl Queue {
     /// looked at. Messages in flight to a consumer, and expired ones, are not browsed.
     pub fn browse(&self, after: &mut u64, selector: Option<&Selector>) -> Option<Message> {
         let mut state = self.state();
-        match state.find_selected(*after, selector, now_millis()) {
+        let mut found = state.find_selected(*after, selector, now_millis());
+        if found.is_err() && self.refill_for_watchers(&mut state) {
+            found = state.find_selected(*after, selector, now_millis());
+        }
+        match found {
             Ok(at) => {
                 let message = state.ready.get(at)?.clone();
                 *after = message.id;
@@ -145,8 +152,9 @@ impl Queue {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let state = self.state();
-                if state.closed || state.ready.back().is_some_and(|last| last.id > after) {
+                let mut state = self.state();
+                let unseen = state.ready.back().is_some_and(|last| last.id > after);
+                if state.closed || unseen || self.can_refill(&mut state) {
                     return;
                 }
             }

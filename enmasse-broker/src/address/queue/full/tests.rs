@@ -5,6 +5,7 @@ use std::sync::Arc;
 use enmasse_types::{broker_config::AddressLimits, resources::infra_config::AddressFullPolicy};
 
 use super::FullLimit;
+use crate::address::queue::tests::push_all;
 use crate::{
     address::queue::{PushError, Queue, Settlement},
     limits::MemoryBudget,
@@ -76,14 +77,7 @@ fn under_fail_a_message_admitted_before_it_was_made_safe_is_queued_whatever_came
 fn under_drop_the_oldest_waiting_messages_make_room_and_are_counted() {
     let (queue, budget) = queue(AddressFullPolicy::Drop, 3, 1_000);
     assert_eq!(queue.reserve(5), 5);
-    let ids: Vec<u64> = (0..5)
-        .map(|_| {
-            let m = message("q", 10);
-            let id = m.id;
-            queue.push(m).unwrap();
-            id
-        })
-        .collect();
+    let ids = push_all(&queue, 5, 10);
     assert_eq!(queue.stats().depth(), 3);
     assert_eq!(queue.stats().dropped, 2);
     let dropped: Vec<u64> = queue.take_dropped().iter().map(|m| m.id).collect();
