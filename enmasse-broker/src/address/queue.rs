@@ -174,6 +174,8 @@ struct State {
     paged: u64,
     /// Bytes of the messages in the page.
     paged_bytes: u64,
+    /// The page failed to take a message: senders are refused until it is read back empty.
+    page_failed: bool,
 }
 
 impl State {
@@ -446,6 +448,7 @@ impl Queue {
             return Err(PushError::Closed);
         }
         let fits = fits.and_then(|()| match check_room {
+            true if state.page_failed => Err(PushError::Full(FullLimit::Paging)),
             true => self.refuse_when_full(&state, &limits, policy, message.size),
             false => Ok(()),
         });
@@ -502,22 +505,8 @@ impl Queue {
                 if state.closed {
                     return None;
                 }
-                self.refill(&mut state);
-                let popped = state.pop_live(now_millis());
-                self.note_timed(&state);
-                if let Some(message) = popped {
-                    let message = state.deliver(message);
-                    let more = !state.ready.is_empty();
-                    let opened = state.pace_opened();
-                    drop(state);
-                    if more {
-                        // Pass the wake-up on: another consumer may take the next one.
-                        self.arrivals.notify_one();
-                    }
-                    if opened {
-                        self.room.notify_waiters();
-                    }
-                    return Some(message);
+                if let Some(message) = self.take_live(&mut state) {
+                    return Some(self.hand_out(state, message));
                 }
             }
             notified.await;
@@ -530,15 +519,24 @@ impl Queue {
         if state.closed {
             return None;
         }
-        self.refill(&mut state);
-        let popped = state.pop_live(now_millis());
-        self.note_timed(&state);
-        let message = state.deliver(popped?);
-        if state.pace_opened() {
-            drop(state);
+        let message = self.take_live(&mut state)?;
+        Some(self.hand_out(state, message))
+    }
+
+    /// Marks `message` delivered, and passes the wake-up on: what waits (arrived, or read back
+    /// from the page) may be for another consumer, and room freed for senders.
+    fn hand_out(&self, mut state: MutexGuard<'_, State>, message: Message) -> Message {
+        let message = state.deliver(message);
+        let more = !state.ready.is_empty();
+        let opened = state.pace_opened();
+        drop(state);
+        if more {
+            self.arrivals.notify_one();
+        }
+        if opened {
             self.room.notify_waiters();
         }
-        Some(message)
+        message
     }
 
     /// A consumer attached: from now on senders are paced by what consumers drain.

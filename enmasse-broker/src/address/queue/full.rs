@@ -33,6 +33,9 @@ pub enum FullLimit {
     /// The broker's `globalMaxSize`.
     #[error("the broker's queues hold the space's globalMaxSize")]
     Global,
+    /// Under `PAGE`, its page on disk failed to take a message (the disk is full, say).
+    #[error("its page on disk cannot take more")]
+    Paging,
 }
 
 impl Queue {

@@ -28,7 +28,7 @@ use enmasse_types::broker_config::AddressLimits;
 use tracing::warn;
 
 use super::{Queue, State};
-use crate::message::Message;
+use crate::{address::policy::now_millis, message::Message};
 
 /// The size past which a page starts a new segment file.
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -40,12 +40,18 @@ const RESIDENT_WAITING: usize = 1024;
 /// Read back when fewer than this many wait in memory.
 const LOW_WATER: usize = 64;
 
+/// Rounds of reading back a consumer's take goes through when what came back had expired.
+const EXPIRED_ROUNDS: usize = 16;
+
 /// Of the broker's `globalMaxSize`, the part arrivals may fill before they page: the rest is for
 /// the pages' messages coming back into memory.
 const ARRIVALS_SHARE: (u64, u64) = (7, 8);
 
 /// The bytes of a record before its address: id, size, expiry, delivery count, address length.
 const FIXED: usize = 8 + 8 + 8 + 4 + 2;
+
+/// No record is longer: a length past it is read from a damaged file, not allocated.
+const MAX_RECORD: usize = 256 << 20;
 
 /// One queue's page: segment files in a directory of its own.
 #[derive(Debug)]
@@ -147,17 +153,20 @@ impl PageFile {
             match read_or_end(reader, &mut length)? {
                 true => {}
                 false if self.read_segment < self.write_segment => {
-                    // Read past: the segment goes.
+                    // Read past: the segment goes (and if it cannot, with the page, later).
                     self.reader = None;
-                    fs::remove_file(segment_path(&self.dir, self.read_segment))?;
+                    let done = segment_path(&self.dir, self.read_segment);
+                    if let Err(err) = fs::remove_file(&done) {
+                        warn!(file = %done.display(), error = %err, "failed to remove a page segment read past");
+                    }
                     self.read_segment += 1;
                     continue;
                 }
                 false => return Ok(None),
             }
             let length = u32::from_le_bytes(length) as usize;
-            if length < FIXED {
-                return Err(corrupt("a record shorter than its fixed part"));
+            if !(FIXED..=MAX_RECORD).contains(&length) {
+                return Err(corrupt("a record of an impossible length"));
             }
             let mut record = vec![0u8; length];
             reader.read_exact(&mut record)?;
@@ -290,26 +299,37 @@ impl Queue {
                 Ok(())
             }
             Err(err) => {
-                warn!(error = %err, "failed to page a message; it stays in memory");
+                // A record may be cut short in the file: the page is read back as far as it goes,
+                // and senders are refused until it is empty.
+                warn!(error = %err, "failed to page a message; it stays in memory, and senders are refused");
+                state.page_failed = true;
                 Err(message)
             }
         }
     }
 
-    /// Reads the page's head back into memory when few messages wait there, while there is room
-    /// (see [`Queue::read_back`]).
-    pub(super) fn refill(&self, state: &mut State) {
-        if state.ready.len() < LOW_WATER {
-            self.read_back(state);
+    /// The next live message waiting in memory, reading the page back first when few wait there,
+    /// and again while what came back had all expired: a consumer does not wait on a page that
+    /// holds live messages. Expired messages set aside hold memory until the housekeeping moves
+    /// them on, so a few rounds are read at most; the housekeeping wakes the consumers after.
+    pub(super) fn take_live(&self, state: &mut State) -> Option<Message> {
+        for _ in 0..EXPIRED_ROUNDS {
+            if state.ready.len() < LOW_WATER {
+                self.read_back(state);
+            }
+            let live = state.pop_live(now_millis());
+            self.note_timed(state);
+            if live.is_some() || state.paged == 0 {
+                return live;
+            }
         }
+        None
     }
 
     /// For a consumer with a selector or a browser that found nothing in memory: reads the page's
     /// head back while there is room, however many wait in memory. Whether it read any.
     pub(super) fn refill_for_watchers(&self, state: &mut State) -> bool {
-        let before = state.paged;
-        self.read_back(state);
-        state.paged < before
+        self.read_back(state) > 0
     }
 
     /// Whether the page's head could come back into memory now.
@@ -318,14 +338,22 @@ impl Queue {
             return false;
         }
         let limits = self.limits();
-        let floor = state.resident_depth() == 0;
+        let floor = state.ready.is_empty();
         let Some(page) = state.page.as_mut() else {
             return false;
         };
         match page.head_size() {
             Ok(Some(size)) => floor || self.has_room(state, &limits, size as u64),
-            // A page that cannot be read is given up by the next read.
-            Ok(None) | Err(_) => true,
+            Ok(None) => {
+                // It says it holds messages and has none: it cannot be trusted.
+                let missing = io::Error::new(io::ErrorKind::UnexpectedEof, "the page ended early");
+                self.lose_page(state, &missing);
+                false
+            }
+            Err(err) => {
+                self.lose_page(state, &err);
+                false
+            }
         }
     }
 
@@ -336,13 +364,15 @@ impl Queue {
     }
 
     /// Reads the page's head back into memory while there is room: within the queue's bounds and
-    /// the broker's budget, and always one when nothing else is in memory, so that a queue whose
-    /// budget others hold still moves. A page that cannot be read is dropped and counted.
-    fn read_back(&self, state: &mut State) {
+    /// the broker's budget, and always one when nothing waits in memory, so that a queue whose
+    /// budget others hold still moves. A page that cannot be read is given up. Returns how many
+    /// messages came back.
+    fn read_back(&self, state: &mut State) -> u64 {
         if state.paged == 0 {
-            return;
+            return 0;
         }
         let limits = self.limits();
+        let before = state.paged;
         while state.paged > 0 && state.ready.len() < RESIDENT_WAITING {
             let Some(page) = state.page.as_mut() else {
                 break;
@@ -350,9 +380,12 @@ impl Queue {
             let size = match page.head_size() {
                 Ok(Some(size)) => size as u64,
                 Ok(None) => break,
-                Err(err) => return self.lose_page(state, &err),
+                Err(err) => {
+                    self.lose_page(state, &err);
+                    return before - state.paged;
+                }
             };
-            let floor = state.resident_depth() == 0;
+            let floor = state.ready.is_empty();
             if !floor && !self.has_room(state, &limits, size) {
                 break;
             }
@@ -362,7 +395,10 @@ impl Queue {
             let message = match page.take() {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
-                Err(err) => return self.lose_page(state, &err),
+                Err(err) => {
+                    self.lose_page(state, &err);
+                    return 0;
+                }
             };
             state.paged -= 1;
             state.paged_bytes = state.paged_bytes.saturating_sub(size);
@@ -374,16 +410,21 @@ impl Queue {
             // Empty: its files go.
             state.page = None;
             state.paged_bytes = 0;
+            state.page_failed = false;
         }
+        // What came back may expire: the housekeeping is told.
+        self.note_timed(state);
+        before - state.paged
     }
 
-    /// Gives up a page that cannot be read: its messages are counted as dropped.
+    /// Gives up a page that cannot be read. Its durable messages are still in the journal and come
+    /// back at the next start; the others are lost, and the log says how many went.
     fn lose_page(&self, state: &mut State, err: &io::Error) {
-        warn!(error = %err, lost = state.paged, "failed to read a page back; its messages are lost");
-        state.dropped_total += state.paged;
+        tracing::error!(error = %err, lost = state.paged, "failed to read a page back; its messages are given up");
         state.paged = 0;
         state.paged_bytes = 0;
         state.page = None;
+        state.page_failed = false;
     }
 }
 

@@ -80,7 +80,8 @@ impl Queue {
         if idle {
             self.timed.store(false, Ordering::Relaxed);
         }
-        let woke = !state.ready.is_empty();
+        // Expired messages that leave make room for a page's messages to come back.
+        let woke = !state.ready.is_empty() || (!expired.is_empty() && state.paged > 0);
         if woke {
             self.ready_again(state);
         } else {

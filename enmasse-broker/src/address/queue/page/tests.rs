@@ -176,3 +176,28 @@ fn without_a_paging_directory_page_withholds_credit_as_block_does() {
     queue.set_budget(budget);
     assert_eq!(queue.reserve(5), 1);
 }
+
+#[test]
+fn a_consumer_reaches_the_live_messages_behind_a_paged_run_that_expired() {
+    let dir = scratch("expired");
+    let (queue, _) = paging(&dir, 10, 1_000_000);
+    queue.reserve(3_000);
+    for _ in 0..2_000 {
+        let mut m = message("q", 10);
+        m.set_expires_at(Some(1));
+        queue.push(m).unwrap();
+    }
+    let live = message("q", 10);
+    let live_id = live.id;
+    queue.push(live).unwrap();
+    // A consumer's takes and the housekeeping's ticks, as the broker runs them.
+    let mut taken = None;
+    for _ in 0..1_000 {
+        taken = queue.try_pop();
+        if taken.is_some() {
+            break;
+        }
+        queue.tick(crate::address::policy::now_millis());
+    }
+    assert_eq!(taken.map(|m| m.id), Some(live_id));
+}
