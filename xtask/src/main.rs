@@ -9,6 +9,7 @@
 //!   connection.
 //! - `bench-journal [ROUNDS]`: durable against non-durable messages and RabbitMQ, and recovery.
 //! - `dist`: the release bundle (install manifests, defaults, examples, checksums) under `dist/`.
+//! - `soak [FLAGS]`: the release broker under a long mixed load with `kill -9`s, checked at the end.
 
 mod bench;
 mod bench_arrow;
@@ -17,6 +18,7 @@ mod codegen;
 mod dist;
 mod exec;
 mod peers;
+mod soak;
 mod test;
 
 use std::path::PathBuf;
@@ -35,7 +37,11 @@ tasks:
   bench-journal [ROUNDS]
                       durable messages against non-durable ones and RabbitMQ, then recovery
                       (0 rounds: recovery only)
-  dist                build the release bundle dist/enmasse-<version>.tar.gz";
+  dist                build the release bundle dist/enmasse-<version>.tar.gz
+  soak [FLAGS]        the release broker under mixed load, kill -9 every few minutes, and a paged
+                      backlog; checks nothing accepted is lost and memory stays bounded (flags:
+                      --minutes 10 --backlog 5000000 --kill-every 120 --global-max-size-mib 64
+                      --margin-mib 96 --dir DIR)";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -59,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             _ => bench::run(&project_root()?, rounds(&rest)?),
         },
         Some("bench-journal") => bench_journal::run(&project_root()?, rounds(&rest)?),
+        Some("soak") => soak::run(&project_root()?, &rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
