@@ -55,7 +55,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     if totals.passed == 0 {
         bail!("no test ran");
     }
-    Ok(())
+
+    step("soak, short");
+    crate::soak::short(root)
 }
 
 /// Test counts added up over every test binary.
