@@ -150,7 +150,8 @@ impl Broker {
     ) -> Arc<Self> {
         let table = AddressTable::new();
         let paging_failure = settings.paging_dir.as_deref().and_then(|dir| {
-            table.budget().set_paging_dir(dir).err().map(|err| {
+            let keeps = store.keeps_messages().then(|| store.clone());
+            table.budget().set_paging_dir(dir, keeps).err().map(|err| {
                 let why = format!("failed to prepare the paging directory {}: {err}", dir.display());
                 warn!("{why}");
                 why

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use crate::{
     amqp::performative::{ErrorInfo, condition},
     broker::Broker,
+    store::MessageStore,
 };
 
 /// Connections open now, in all, by user and by client host.
@@ -135,6 +136,11 @@ pub struct MemoryBudget {
     paging: OnceLock<PathBuf>,
     /// Pages made so far: each gets a directory of its own.
     pages: AtomicU64,
+    /// The store that keeps durable messages, if the broker keeps them: paging queues journal
+    /// what they read back, and page durable messages as their only copy.
+    store: OnceLock<Arc<dyn MessageStore>>,
+    /// Pages a previous run left, to be found again ([`MemoryBudget::take_left_pages`]).
+    left: Mutex<Vec<PathBuf>>,
     /// Woken when the queues go back under the bound.
     freed: Notify,
 }
@@ -147,6 +153,8 @@ impl Default for MemoryBudget {
             policy: AtomicU8::new(policy_code(AddressFullPolicy::Block)),
             paging: OnceLock::new(),
             pages: AtomicU64::new(0),
+            store: OnceLock::new(),
+            left: Mutex::new(Vec::new()),
             freed: Notify::new(),
         }
     }
@@ -179,16 +187,47 @@ impl MemoryBudget {
         }
     }
 
-    /// Makes `dir` the place of pages, emptied of any a previous run left (pages are scratch). Once
-    /// only.
-    pub fn set_paging_dir(&self, dir: &Path) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(dir) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-            _ => {}
+    /// Makes `dir` the place of pages. Without a store that keeps messages, pages are scratch and
+    /// any a previous run left are removed; with one, they are kept for the journal's recovery to
+    /// find again. Once only.
+    pub fn set_paging_dir(&self, dir: &Path, store: Option<Arc<dyn MessageStore>>) -> std::io::Result<()> {
+        if store.is_none() {
+            match std::fs::remove_dir_all(dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
         }
         std::fs::create_dir_all(dir)?;
+        let mut left = Vec::new();
+        let mut next = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u64>().ok())
+            {
+                next = next.max(n + 1);
+                left.push(entry.path());
+            }
+        }
+        self.pages.store(next, Ordering::Relaxed);
+        *self.left.lock().unwrap_or_else(|p| p.into_inner()) = left;
+        if let Some(store) = store {
+            let _ = self.store.set(store);
+        }
         let _ = self.paging.set(dir.to_owned());
         Ok(())
+    }
+
+    /// The pages a previous run left (once: they are the caller's to find again).
+    pub fn take_left_pages(&self) -> Vec<PathBuf> {
+        std::mem::take(&mut *self.left.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The store paging queues journal what they read back in, if the broker keeps messages.
+    pub(crate) fn store(&self) -> Option<Arc<dyn MessageStore>> {
+        self.store.get().cloned()
     }
 
     /// Whether queues can page.

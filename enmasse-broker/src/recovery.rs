@@ -6,9 +6,12 @@
 //! their order. Messages whose address the config does not serve wait, counted in the status,
 //! and stay in the journal: a broker restarted before its operator pushed a config, or with an
 //! address missing from its manifests, drops nothing silently.
+//!
+//! Pages a previous run left (`addressFullPolicy: PAGE`) are found again too: the durable messages
+//! whose only copy is a page's wait with it, and follow the journal's messages into their queue.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -18,7 +21,7 @@ use tracing::{info, warn};
 use crate::{
     address::table::{ClientSubscription, SUBSCRIPTION_DEFINITION_PREFIX},
     address::{
-        queue::Queue,
+        queue::{LeftPage, Queue, recover_page},
         table::{AddressTable, Engine},
     },
     broker::Broker,
@@ -44,6 +47,13 @@ pub struct Restored {
     pub undecodable: BTreeMap<String, u64>,
     /// Segments cut off at a torn or corrupt record.
     pub tears: Vec<String>,
+    /// Durable messages found again in pages, whose only copy they are.
+    pub paged: u64,
+    /// Pages kept on disk unserved: unreadable, or a second one for a queue.
+    pub kept_pages: Vec<String>,
+    /// The highest message id in those: new ids are higher.
+    #[serde(skip)]
+    pub kept_last_id: u64,
 }
 
 /// The broker's side of recovery: what was recovered, and the messages still waiting for a queue.
@@ -57,6 +67,8 @@ struct State {
     restored: Option<Arc<Restored>>,
     /// By address, oldest first.
     waiting: BTreeMap<String, Vec<Message>>,
+    /// Pages found again, by the address of their queue: their messages follow the waiting ones.
+    pages: BTreeMap<String, LeftPage>,
 }
 
 /// Decodes the recovered messages on every core, in order; `None` for one that cannot be decoded.
@@ -104,18 +116,29 @@ impl Recovered {
 
     /// Recovered messages still waiting for their address to be served as a queue, by address.
     pub fn waiting(&self) -> BTreeMap<String, u64> {
-        self.state()
+        let state = self.state();
+        let mut waiting: BTreeMap<String, u64> = state
             .waiting
             .iter()
             .map(|(address, messages)| (address.clone(), messages.len() as u64))
-            .collect()
+            .collect();
+        for (address, page) in &state.pages {
+            *waiting.entry(address.clone()).or_default() += page.messages;
+        }
+        waiting
     }
 
     /// Sets the recovered messages aside, to be placed by [`Recovered::place`].
-    pub(crate) fn set(&self, restored: Restored, waiting: BTreeMap<String, Vec<Message>>) {
+    pub(crate) fn set(
+        &self,
+        restored: Restored,
+        waiting: BTreeMap<String, Vec<Message>>,
+        pages: BTreeMap<String, LeftPage>,
+    ) {
         let mut state = self.state();
         state.restored = Some(Arc::new(restored));
         state.waiting = waiting;
+        state.pages = pages;
     }
 
     /// Puts the waiting messages of every address the table now serves as a queue into it. A
@@ -123,7 +146,7 @@ impl Recovered {
     /// its latest journaled definition (older ones the store forgets).
     pub(crate) fn place(&self, table: &AddressTable, store: &dyn MessageStore) {
         let mut state = self.state();
-        if state.waiting.is_empty() {
+        if state.waiting.is_empty() && state.pages.is_empty() {
             return;
         }
         let definitions: Vec<String> = state
@@ -161,26 +184,48 @@ impl Recovered {
             }
             info!(%subscription, "a durable subscription is back");
         }
-        let placeable: Vec<(String, Arc<Queue>)> = state
-            .waiting
-            .keys()
+        let addresses: std::collections::BTreeSet<&String> =
+            state.waiting.keys().chain(state.pages.keys()).collect();
+        let placeable: Vec<(String, Arc<Queue>)> = addresses
+            .into_iter()
             .filter_map(|address| Some((address.clone(), queue_of(table, address)?)))
             .collect();
         for (address, queue) in placeable {
-            let Some(messages) = state.waiting.remove(&address) else {
-                continue;
-            };
+            let messages = state.waiting.remove(&address).unwrap_or_default();
             let count = messages.len();
-            for message in messages {
-                queue.restore(message);
+            match state.pages.remove(&address) {
+                Some(page) => {
+                    let paged = page.messages;
+                    match queue.restore_left(messages, page) {
+                        Ok(()) => {
+                            info!(%address, messages = count, paged, "recovered messages and a page are back in their queue");
+                        }
+                        Err(page) => {
+                            warn!(%address, paged, "the queue has a page of its own already: the page left before waits on disk");
+                            state.pages.insert(address, page);
+                        }
+                    }
+                }
+                None => {
+                    for message in messages {
+                        queue.restore(message);
+                    }
+                    info!(%address, messages = count, "recovered messages are back in their queue");
+                }
             }
-            info!(%address, messages = count, "recovered messages are back in their queue");
         }
         for (address, messages) in &state.waiting {
             warn!(
                 %address,
                 messages = messages.len(),
                 "recovered messages wait in the journal: the config serves no such queue"
+            );
+        }
+        for (address, page) in &state.pages {
+            warn!(
+                %address,
+                messages = page.messages,
+                "a page's messages wait on disk: the config serves no such queue"
             );
         }
     }
@@ -191,6 +236,43 @@ fn queue_of(table: &AddressTable, address: &str) -> Option<Arc<Queue>> {
         Engine::Queue(queue) => Some(queue.clone()),
         _ => None,
     })
+}
+
+/// Finds again the pages the previous run left, by the address of their queue. A page that cannot
+/// be read stays on disk, named in `restored`.
+fn find_pages(
+    broker: &Broker,
+    journaled: &[RecoveredMessage],
+    restored: &mut Restored,
+) -> BTreeMap<String, LeftPage> {
+    let dirs = broker.table().budget().take_left_pages();
+    let mut pages = BTreeMap::new();
+    if dirs.is_empty() {
+        return pages;
+    }
+    let journaled: HashSet<u64> = journaled.iter().map(|message| message.id).collect();
+    let mut dirs = dirs;
+    // Oldest first: pages are numbered as they are made.
+    dirs.sort_by_key(|dir| dir.file_name().and_then(|n| n.to_str()?.parse::<u64>().ok()));
+    for dir in dirs {
+        match recover_page(&dir, &journaled) {
+            Ok(None) => {}
+            Ok(Some(page)) if pages.contains_key(&page.queue) => {
+                warn!(dir = %dir.display(), queue = %page.queue, "a second page of one queue stays on disk, unserved");
+                restored.kept_pages.push(dir.display().to_string());
+                restored.kept_last_id = restored.kept_last_id.max(page.last_id);
+            }
+            Ok(Some(page)) => {
+                restored.paged += page.messages;
+                pages.insert(page.queue.clone(), page);
+            }
+            Err(err) => {
+                warn!(dir = %dir.display(), error = %err, "failed to read a page a previous run left; it stays on disk");
+                restored.kept_pages.push(dir.display().to_string());
+            }
+        }
+    }
+    pages
 }
 
 /// Decodes what the journal recovered and hands it to the broker: every config applied from then
@@ -221,7 +303,6 @@ pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
             }
         }
     }
-    drop(recovery.messages);
     restored.millis = (recovery.elapsed + started.elapsed()).as_millis() as u64;
     info!(
         messages = restored.messages,
@@ -236,8 +317,15 @@ pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
     for (address, count) in &restored.undecodable {
         warn!(%address, messages = count, "journaled messages that cannot be decoded are kept unserved");
     }
-    broker.skip_ids_through(recovery.last_id);
-    broker.recovered().set(restored.clone(), waiting);
+    let pages = find_pages(broker, &recovery.messages, &mut restored);
+    let last_page_id = pages
+        .values()
+        .map(|page| page.last_id)
+        .max()
+        .unwrap_or(0)
+        .max(restored.kept_last_id);
+    broker.skip_ids_through(recovery.last_id.max(last_page_id));
+    broker.recovered().set(restored.clone(), waiting, pages);
     restored
 }
 

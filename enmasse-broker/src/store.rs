@@ -46,6 +46,11 @@ pub trait MessageStore: Send + Sync + Debug {
     /// the address that takes it in, and the messages it settles for good. After a crash all of
     /// it is there, or none.
     fn commit(&self, adds: &[(&str, &Message)], removes: &[u64]) -> Persisted;
+
+    /// Whether it keeps messages across restarts at all.
+    fn keeps_messages(&self) -> bool {
+        true
+    }
 }
 
 /// Messages live only in the queues' memory: nothing survives a restart.
@@ -65,5 +70,9 @@ impl MessageStore for MemoryStore {
 
     fn commit(&self, _adds: &[(&str, &Message)], _removes: &[u64]) -> Persisted {
         Persisted::Now
+    }
+
+    fn keeps_messages(&self) -> bool {
+        false
     }
 }

@@ -13,7 +13,10 @@
 
 mod common;
 
-use enmasse_types::{broker_config::BrokerConfig, resources::address::AddressType};
+use enmasse_types::{
+    broker_config::BrokerConfig,
+    resources::{address::AddressType, infra_config::AddressFullPolicy},
+};
 use hyper::Method;
 use std::{
     collections::BTreeSet,
@@ -122,16 +125,32 @@ impl Broker {
         }
     }
 
-    /// Pushes `config` as the operator does.
-    async fn push(&self, config: &BrokerConfig) {
-        let management = Management {
+    fn management(&self) -> Management {
+        Management {
             address: format!("127.0.0.1:{}", self.management),
             token: None,
             timeout: Duration::from_secs(5),
             tls: None,
-        };
+        }
+    }
+
+    /// Pushes `config` as the operator does.
+    async fn push(&self, config: &BrokerConfig) {
         let body = serde_json::to_vec(config).unwrap();
-        management.request(Method::PUT, "/config", body).await.unwrap();
+        self.management()
+            .request(Method::PUT, "/config", body)
+            .await
+            .unwrap();
+    }
+
+    /// `GET /status`.
+    async fn status(&self) -> serde_json::Value {
+        let body = self
+            .management()
+            .request(Method::GET, "/status", Vec::new())
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
     }
 
     /// `kill -9`.
@@ -484,4 +503,58 @@ async fn after_kill_9_a_committed_transaction_is_whole_and_an_open_one_leaves_no
         ["t committed 1", "t committed 2"]
     );
     assert_eq!(bodies(broker.port, "audit").await, ["t committed audit"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_durable_messages_paged_past_memory_come_back_whole_in_order_and_the_journal_holds_only_memory()
+ {
+    let data = fresh_dir("paging");
+    let broker = Broker::start_pushed(&data).await;
+    let mut orders = address("orders", AddressType::Queue);
+    orders.limits.max_depth = 50;
+    let mut config = config(vec![orders]);
+    config.space.address_full_policy = Some(AddressFullPolicy::Page);
+    broker.push(&config).await;
+    send_accepted(&broker.config(), 1..=1_500).await;
+
+    // A consumer takes the first 300: the page is read back, journaled, and its cursor moves.
+    {
+        let mut connection = Connection::open(&broker.config()).await.unwrap();
+        let mut receiver = connection.receiver("orders", 20).await.unwrap();
+        for seq in 1..=300u64 {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(delivery.text().unwrap().parse::<u64>().unwrap(), seq);
+            receiver.accept(&delivery).await.unwrap();
+        }
+        receiver.close().await.unwrap();
+        connection.close().await.unwrap();
+    }
+    broker.kill().await;
+
+    let broker = Broker::start_pushed(&data).await;
+    let status = broker.status().await;
+    let recovered = &status["journal"]["recovered"];
+    let (journaled, paged) = (
+        recovered["messages"].as_u64().unwrap(),
+        recovered["paged"].as_u64().unwrap(),
+    );
+    assert_eq!(journaled + paged, 1_200, "{status}");
+    assert!(
+        journaled <= 50 + 64,
+        "the journal held what was in memory, not the backlog: {journaled} messages"
+    );
+    let received = drain(
+        &broker.config(),
+        &(301..=1_500).collect(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        received,
+        (301..=1_500).collect::<Vec<_>>(),
+        "whole, in order, none twice"
+    );
 }

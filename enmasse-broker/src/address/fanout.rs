@@ -162,6 +162,9 @@ impl Fanout {
         queue: Arc<Queue>,
         address: Option<Arc<str>>,
     ) -> u64 {
+        if let Some(address) = &address {
+            queue.set_store_key(address);
+        }
         self.add(filter, selector, queue, address)
     }
 

@@ -20,7 +20,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{
-        Arc, Mutex, MutexGuard, OnceLock,
+        Arc, Mutex, MutexGuard, OnceLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -34,6 +34,7 @@ use crate::message::{IdMap, Message};
 
 mod full;
 mod page;
+pub use page::{LeftPage, PageWait, recover as recover_page};
 mod timed;
 mod watch;
 
@@ -176,6 +177,9 @@ struct State {
     paged_bytes: u64,
     /// The page failed to take a message: senders are refused until it is read back empty.
     page_failed: bool,
+    /// Messages read back from the page with only copies among them, waiting for the journal to
+    /// have them before consumers do.
+    depaging: Option<Vec<Message>>,
 }
 
 impl State {
@@ -213,12 +217,18 @@ impl State {
 
     /// Messages held in memory.
     fn resident_depth(&self) -> u64 {
-        (self.ready.len() + self.in_flight.len() + self.delayed.len() + self.expired.len()) as u64
+        (self.ready.len() + self.in_flight.len() + self.delayed.len() + self.expired.len() + self.depaging())
+            as u64
+    }
+
+    /// Messages read back from the page and not waiting yet.
+    fn depaging(&self) -> usize {
+        self.depaging.as_ref().map_or(0, Vec::len)
     }
 
     /// Messages waiting for a consumer, in memory and paged.
     fn waiting(&self) -> u64 {
-        self.ready.len() as u64 + self.paged
+        (self.ready.len() + self.depaging()) as u64 + self.paged
     }
 
     /// Takes the first waiting message that has not expired, setting aside those that have.
@@ -298,12 +308,16 @@ pub struct Queue {
     budget: OnceLock<Arc<MemoryBudget>>,
     /// Whether it may hold messages that expire or wait out a delay: [`Queue::tick`] has work.
     timed: AtomicBool,
+    /// The name the broker's store keeps its durable messages under, if it keeps them.
+    store_key: OnceLock<Arc<str>>,
+    /// The queue itself, for the work it starts ([`page`]).
+    me: Weak<Queue>,
 }
 
 impl Queue {
     /// An empty queue with these bounds.
     pub fn new(limits: AddressLimits) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             limits: Mutex::new(limits),
             state: Mutex::new(State::default()),
             arrivals: Notify::new(),
@@ -313,7 +327,15 @@ impl Queue {
             pageable: AtomicBool::new(true),
             budget: OnceLock::new(),
             timed: AtomicBool::new(false),
+            store_key: OnceLock::new(),
+            me: me.clone(),
         })
+    }
+
+    /// Names the queue as the broker's store keeps its durable messages: it may then page them as
+    /// their only copy. Once only.
+    pub fn set_store_key(&self, key: &str) {
+        let _ = self.store_key.set(Arc::from(key));
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -478,8 +500,8 @@ impl Queue {
         state.messages_in += 1;
         let limits = self.limits();
         let message = match message.reply.is_none() && self.pages_out(&state, &limits, message.size) {
-            true => match self.page_out(&mut state, message) {
-                Ok(()) => return self.ready_again(state),
+            true => match self.page_out(&mut state, message, 0) {
+                Ok(_) => return self.ready_again(state),
                 Err(kept) => kept,
             },
             false => message,
@@ -656,7 +678,7 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let state = self.state();
         QueueStats {
-            ready: (state.ready.len() + state.expired.len()) as u64 + state.paged,
+            ready: (state.ready.len() + state.expired.len() + state.depaging()) as u64 + state.paged,
             paged: state.paged,
             in_flight: state.in_flight.len() as u64,
             delayed: state.delayed.len() as u64,
@@ -694,7 +716,10 @@ impl Queue {
         state.closed = true;
         let held = state.depth();
         // The page's files go with it.
-        state.page = None;
+        if let Some(mut page) = state.page.take() {
+            page.discard();
+        }
+        state.depaging = None;
         state.paged = 0;
         state.paged_bytes = 0;
         drop(state);

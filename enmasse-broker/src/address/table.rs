@@ -537,6 +537,7 @@ fn topic_of(entries: &BTreeMap<String, Arc<Entry>>, address: &str) -> Option<Arc
 fn queue_of(config: &BrokerAddress, budget: &Arc<MemoryBudget>) -> Arc<Queue> {
     let queue = bounded(config.limits, budget);
     queue.set_redelivery(Redelivery::from_settings(config.message_redelivery.as_ref()));
+    queue.set_store_key(&config.address);
     queue
 }
 

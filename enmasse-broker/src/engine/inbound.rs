@@ -33,7 +33,7 @@ use crate::{
         performative::{Attach, AttachReply, DeliveryState, ErrorInfo, Role, Terminus, Transfer, condition},
     },
     message::{Message, SettleBack, Settled},
-    store::Persisted,
+    store::{Persisted, Persisting},
 };
 
 /// A delivery of several frames, gathered.
@@ -535,26 +535,55 @@ fn relay_to(cx: &Context<'_>, message: &Message) -> Result<(Arc<Entry>, Arc<str>
 }
 
 /// Makes durable copies safe in the store, and queues them only then: the delivery is accepted
-/// once every copy is safe and queued. If the store fails to keep one, none is queued, the store
-/// forgets those it kept, and the delivery is released for the sender to try again.
+/// once every copy is safe and queued. A copy for a queue that pages it now goes to its page as
+/// its only copy instead, safe once the page is synced. If the store fails to keep one, the
+/// others are not queued, the store forgets those it kept, and the delivery is released for the
+/// sender to try again (a paged copy cannot be taken back: it may come twice).
 fn persist_then_queue(cx: &Context<'_>, held: Vec<Held>) -> Decided {
     let store = cx.broker.store_handle();
-    let mut persisting = Vec::new();
-    for copy in held.iter().filter(|copy| copy.journaled) {
+    let mut persisting: Vec<Persisting> = Vec::new();
+    let mut to_queue = Vec::with_capacity(held.len());
+    for copy in held {
+        if !copy.journaled {
+            to_queue.push(copy);
+            continue;
+        }
+        let Held {
+            address,
+            journaled,
+            queue,
+            message,
+        } = copy;
+        let message = match queue.page_durable(message) {
+            Ok(paged) => {
+                persisting.push(Box::pin(paged.safe()));
+                continue;
+            }
+            Err(message) => message,
+        };
+        let copy = Held {
+            address,
+            journaled,
+            queue,
+            message,
+        };
         if let Persisted::Later(future) = store.persist(&copy.address, &copy.message) {
             persisting.push(future);
         }
+        to_queue.push(copy);
     }
     let finish = move |safe: bool| {
-        let mut settlement = Settlement::Accepted;
-        for copy in held {
+        let mut settlement = match safe {
+            true => Settlement::Accepted,
+            false => Settlement::Released,
+        };
+        for copy in to_queue {
             let (address, id, journaled) = (copy.address.clone(), copy.message.id, copy.journaled);
             if !safe {
                 if journaled {
                     store.forget(&address, id);
                 }
                 copy.give_up();
-                settlement = Settlement::Released;
                 continue;
             }
             if copy.queue().is_err() && journaled {

@@ -9,29 +9,44 @@
 //!
 //! Only memory-resident messages count against the queue's bounds and the broker's
 //! `globalMaxSize`; those bounds become the size of its memory share, and credit is no longer
-//! withheld for fullness. The page files are scratch, never synced and never read after a
-//! restart: a durable message is also in the journal, which keeps it through a crash, and a
-//! restart pages the recovered backlog out again as it takes it back.
+//! withheld for fullness.
 //!
-//! A page is a directory of segment files of [`SEGMENT_BYTES`]; a segment is deleted once read
-//! past, and the directory once the page is empty. Expiry is checked as messages come back into
-//! memory; selectors and browsers see the page's messages once they are back in memory.
+//! What a page keeps through a crash:
+//! - A durable message that arrives while the queue pages is not journaled: its record in the page
+//!   is its only copy, synced before the sender hears it is safe ([`PageWait`]). When such records
+//!   come back into memory they are journaled, and the page's cursor moves past them, before any
+//!   consumer sees them ([`depage`]); only then are the segments read past removed. A restart
+//!   finds the page again ([`recover`]) and takes back, from the cursor on, the copies the
+//!   journal does not hold. The journal, and so the broker's memory, holds only what is in memory.
+//! - A durable message journaled before it was paged (queued late once safe, committed by a
+//!   transaction, recovered at a start) comes back from the journal.
+//! - Non-durable messages are never synced, and a restart forgets them.
+//!
+//! A page is a directory of segment files ([`file`]); a segment is deleted once read past and safe,
+//! and the directory once the page is empty or its queue removed. Expiry is checked as messages
+//! come back into memory; selectors and browsers see the page's messages once they are back.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    io::{self, BufReader, BufWriter, Read, Write},
-    path::{Path, PathBuf},
-    sync::Arc,
+    io,
+    sync::{Arc, atomic::Ordering},
 };
 
 use enmasse_types::broker_config::AddressLimits;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::{Queue, State};
-use crate::{address::policy::now_millis, message::Message};
+use crate::{
+    address::policy::now_millis,
+    message::Message,
+    store::{Persisted, StoreError},
+};
 
-/// The size past which a page starts a new segment file.
-const SEGMENT_BYTES: u64 = 64 << 20;
+mod file;
+mod recover;
+
+pub(super) use file::PageFile;
+use file::{ONLY_COPY, Position, Synced};
+pub use recover::{LeftPage, recover};
 
 /// How many messages a paging queue keeps waiting in memory at most, once it pages: enough for its
 /// consumers to take from while the next ones are read back.
@@ -47,219 +62,52 @@ const EXPIRED_ROUNDS: usize = 16;
 /// the pages' messages coming back into memory.
 const ARRIVALS_SHARE: (u64, u64) = (7, 8);
 
-/// The bytes of a record before its address: id, size, expiry, delivery count, address length.
-const FIXED: usize = 8 + 8 + 8 + 4 + 2;
-
-/// No record is longer: a length past it is read from a damaged file, not allocated.
-const MAX_RECORD: usize = 256 << 20;
-
-/// One queue's page: segment files in a directory of its own.
+/// A durable message paged as its only copy: safe once the page's file is synced past it.
 #[derive(Debug)]
-pub(super) struct PageFile {
-    dir: PathBuf,
-    /// The size past which a new segment starts ([`SEGMENT_BYTES`]).
-    segment_bytes: u64,
-    writer: BufWriter<File>,
-    write_segment: u64,
-    written: u64,
-    reader: Option<BufReader<File>>,
-    read_segment: u64,
-    /// The next message, read ahead to learn its size.
-    head: Option<Message>,
-    /// The address of the last message read back, shared with the next that has the same.
-    last_address: Option<Arc<str>>,
+pub struct PageWait {
+    queue: Arc<Queue>,
+    synced: Arc<Synced>,
+    append: u64,
 }
 
-impl PageFile {
-    /// A new, empty page in `dir` (made now).
-    pub(super) fn create(dir: PathBuf) -> io::Result<Self> {
-        Self::with_segments(dir, SEGMENT_BYTES)
-    }
-
-    /// A new, empty page in `dir`, starting a new segment past `segment_bytes`.
-    fn with_segments(dir: PathBuf, segment_bytes: u64) -> io::Result<Self> {
-        fs::create_dir_all(&dir)?;
-        let writer = BufWriter::new(segment_for_writing(&dir, 0)?);
-        Ok(Self {
-            dir,
-            segment_bytes,
-            writer,
-            write_segment: 0,
-            written: 0,
-            reader: None,
-            read_segment: 0,
-            head: None,
-            last_address: None,
-        })
-    }
-
-    /// Appends `message` at the tail.
-    pub(super) fn append(&mut self, message: &Message) -> io::Result<()> {
-        if self.written >= self.segment_bytes {
-            self.writer.flush()?;
-            self.write_segment += 1;
-            self.writer = BufWriter::new(segment_for_writing(&self.dir, self.write_segment)?);
-            self.written = 0;
+impl PageWait {
+    /// Waits until the message is on disk: its page synced past it, or read back and journaled
+    /// (or its queue removed, and the message with it).
+    pub async fn safe(self) -> Result<(), StoreError> {
+        let _turn = self.synced.turn.lock().await;
+        if self.synced.upto.load(Ordering::Acquire) >= self.append {
+            return Ok(());
         }
-        let address = message.address.as_bytes();
-        let address_len = u16::try_from(address.len()).unwrap_or(u16::MAX);
-        let address = &address[..usize::from(address_len)];
-        let record_len = FIXED + address.len() + message.encoded.len();
-        let length = u32::try_from(record_len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a message too large to page"))?;
-        self.writer.write_all(&length.to_le_bytes())?;
-        self.writer.write_all(&message.id.to_le_bytes())?;
-        self.writer.write_all(&(message.size as u64).to_le_bytes())?;
-        self.writer
-            .write_all(&message.expires_at().unwrap_or(0).to_le_bytes())?;
-        self.writer.write_all(&message.delivery_count.to_le_bytes())?;
-        self.writer.write_all(&address_len.to_le_bytes())?;
-        self.writer.write_all(address)?;
-        self.writer.write_all(&message.encoded)?;
-        self.written += 4 + record_len as u64;
+        let flushed = {
+            let mut state = self.queue.state();
+            match state.page.as_mut() {
+                Some(page) if Arc::ptr_eq(page.synced(), &self.synced) => Some(page.flush_for_sync()),
+                // The page was read back empty, each of its only copies journaled before it went.
+                _ => None,
+            }
+        };
+        let Some(flushed) = flushed else {
+            return match self.synced.failed.load(Ordering::Acquire) {
+                true => Err(StoreError("the page failed before it was synced".to_owned())),
+                false => Ok(()),
+            };
+        };
+        let failed = |err: io::Error| StoreError(format!("failed to sync the page: {err}"));
+        let (file, upto) = flushed.map_err(failed)?;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|err| StoreError(format!("the page's sync stopped: {err}")))?
+            .map_err(failed)?;
+        self.synced.upto.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
-
-    /// The size of the message at the head, reading it ahead; `None` when the page is empty.
-    pub(super) fn head_size(&mut self) -> io::Result<Option<usize>> {
-        if self.head.is_none() {
-            self.head = self.read_record()?;
-        }
-        Ok(self.head.as_ref().map(|m| m.size))
-    }
-
-    /// Takes the message at the head.
-    pub(super) fn take(&mut self) -> io::Result<Option<Message>> {
-        match self.head.take() {
-            Some(head) => Ok(Some(head)),
-            None => self.read_record(),
-        }
-    }
-
-    fn read_record(&mut self) -> io::Result<Option<Message>> {
-        loop {
-            if self.read_segment == self.write_segment {
-                // What is still buffered is the tail the reader is about to reach.
-                self.writer.flush()?;
-            }
-            let reader = match &mut self.reader {
-                Some(reader) => reader,
-                None => self.reader.insert(BufReader::new(File::open(segment_path(
-                    &self.dir,
-                    self.read_segment,
-                ))?)),
-            };
-            let mut length = [0u8; 4];
-            match read_or_end(reader, &mut length)? {
-                true => {}
-                false if self.read_segment < self.write_segment => {
-                    // Read past: the segment goes (and if it cannot, with the page, later).
-                    self.reader = None;
-                    let done = segment_path(&self.dir, self.read_segment);
-                    if let Err(err) = fs::remove_file(&done) {
-                        warn!(file = %done.display(), error = %err, "failed to remove a page segment read past");
-                    }
-                    self.read_segment += 1;
-                    continue;
-                }
-                false => return Ok(None),
-            }
-            let length = u32::from_le_bytes(length) as usize;
-            if !(FIXED..=MAX_RECORD).contains(&length) {
-                return Err(corrupt("a record of an impossible length"));
-            }
-            let mut record = vec![0u8; length];
-            reader.read_exact(&mut record)?;
-            return self.decode(&record).map(Some);
-        }
-    }
-
-    fn decode(&mut self, record: &[u8]) -> io::Result<Message> {
-        let u64_at = |at: usize| {
-            record
-                .get(at..at + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or_else(|| corrupt("a record cut short"))
-        };
-        let id = u64_at(0)?;
-        let size = usize::try_from(u64_at(8)?).map_err(|_| corrupt("a size out of range"))?;
-        let expires = u64_at(16)?;
-        let count = record
-            .get(24..28)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .ok_or_else(|| corrupt("a record cut short"))?;
-        let address_len = record
-            .get(28..30)
-            .and_then(|b| b.try_into().ok())
-            .map(u16::from_le_bytes)
-            .ok_or_else(|| corrupt("a record cut short"))?;
-        let body_at = FIXED + usize::from(address_len);
-        let address = record
-            .get(FIXED..body_at)
-            .ok_or_else(|| corrupt("an address cut short"))?;
-        let address = match &self.last_address {
-            Some(last) if last.as_bytes() == address => last.clone(),
-            _ => {
-                let text = std::str::from_utf8(address).map_err(|_| corrupt("an address not UTF-8"))?;
-                let shared: Arc<str> = Arc::from(text);
-                self.last_address = Some(shared.clone());
-                shared
-            }
-        };
-        let encoded: Arc<[u8]> = Arc::from(&record[body_at..]);
-        let mut message =
-            Message::decode(id, encoded, address).map_err(|err| corrupt(&format!("a message: {err}")))?;
-        message.size = size;
-        message.delivery_count = count;
-        message.set_expires_at((expires != 0).then_some(expires));
-        Ok(message)
-    }
-}
-
-impl Drop for PageFile {
-    fn drop(&mut self) {
-        if let Err(err) = fs::remove_dir_all(&self.dir) {
-            warn!(dir = %self.dir.display(), error = %err, "failed to remove a page");
-        }
-    }
-}
-
-fn segment_path(dir: &Path, segment: u64) -> PathBuf {
-    dir.join(format!("{segment:020}.page"))
-}
-
-fn segment_for_writing(dir: &Path, segment: u64) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(segment_path(dir, segment))
-}
-
-/// Fills `buffer`; false at the end of the file before any byte.
-fn read_or_end(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..])? {
-            0 if filled == 0 => return Ok(false),
-            0 => return Err(corrupt("a record cut short")),
-            n => filled += n,
-        }
-    }
-    Ok(true)
-}
-
-fn corrupt(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("page file: {what}"))
 }
 
 impl Queue {
     /// Whether an arrival of `size` bytes goes to the page: always while the page holds any (the
     /// page is the queue's tail), otherwise when the queue pages and its memory share is used.
     pub(super) fn pages_out(&self, state: &State, limits: &AddressLimits, size: usize) -> bool {
-        if state.page.is_some() {
+        if state.page.is_some() && (state.paged > 0 || state.depaging.is_some()) {
             return true;
         }
         if !self.pages() {
@@ -274,14 +122,14 @@ impl Queue {
             })
     }
 
-    /// Appends `message` to the page (made now if there is none). Gives it back if the page cannot
-    /// take it, for the caller to keep it in memory.
-    pub(super) fn page_out(&self, state: &mut State, message: Message) -> Result<(), Message> {
+    /// Appends `message` to the page (made now if there is none), flagged with `flags`. Gives it
+    /// back if the page cannot take it, for the caller to keep it in memory.
+    pub(super) fn page_out(&self, state: &mut State, message: Message, flags: u8) -> Result<u64, Message> {
         if state.page.is_none() {
             let Some(dir) = self.budget.get().and_then(|budget| budget.new_page_dir()) else {
                 return Err(message);
             };
-            match PageFile::create(dir) {
+            match PageFile::create(dir, self.store_key.get().map(|key| &**key)) {
                 Ok(page) => state.page = Some(page),
                 Err(err) => {
                     warn!(error = %err, "failed to start a page; the message stays in memory");
@@ -292,11 +140,11 @@ impl Queue {
         let Some(page) = state.page.as_mut() else {
             return Err(message);
         };
-        match page.append(&message) {
-            Ok(()) => {
+        match page.append(&message, flags) {
+            Ok(append) => {
                 state.paged += 1;
                 state.paged_bytes += message.size as u64;
-                Ok(())
+                Ok(append)
             }
             Err(err) => {
                 // A record may be cut short in the file: the page is read back as far as it goes,
@@ -306,6 +154,63 @@ impl Queue {
                 Err(message)
             }
         }
+    }
+
+    /// Takes in a durable message admitted before (by [`Queue::admit`]) as its page's only copy,
+    /// if the queue pages it now and the broker keeps messages: the message is not journaled, and
+    /// is safe once the returned wait completes. Gives the message back otherwise, to be
+    /// journaled and queued with [`Queue::push_admitted`].
+    pub fn page_durable(self: &Arc<Self>, message: Message) -> Result<PageWait, Message> {
+        if self.store_key.get().is_none() || self.budget.get().and_then(|b| b.store()).is_none() {
+            return Err(message);
+        }
+        let limits = self.limits();
+        let mut state = self.state();
+        if state.closed || state.page_failed || !self.pages_out(&state, &limits, message.size) {
+            return Err(message);
+        }
+        let append = self.page_out(&mut state, message, ONLY_COPY)?;
+        let synced = state
+            .page
+            .as_ref()
+            .map(|page| page.synced().clone())
+            .unwrap_or_default();
+        state.reserved = state.reserved.saturating_sub(1);
+        state.messages_in += 1;
+        self.ready_again(state);
+        Ok(PageWait {
+            queue: self.clone(),
+            synced,
+            append,
+        })
+    }
+
+    /// Takes back a page a previous run left, after `messages` the journal gave back for this
+    /// queue (they are older than the page's): they stay in memory, and the page is the tail. A
+    /// queue that has a page of its own already takes the messages and gives the page back.
+    pub fn restore_left(&self, messages: Vec<Message>, left: LeftPage) -> Result<(), LeftPage> {
+        let mut state = self.state();
+        if state.page.is_some() {
+            drop(state);
+            for message in messages {
+                self.restore(message);
+            }
+            return Err(left);
+        }
+        for message in messages {
+            state.backlog += 1;
+            state.messages_in += 1;
+            state.bytes += message.size as u64;
+            self.account(&state, message.size as u64, true);
+            state.requeue(message);
+        }
+        state.backlog += left.messages;
+        state.messages_in += left.messages;
+        state.paged += left.messages;
+        state.paged_bytes += left.bytes;
+        state.page = Some(*left.page);
+        self.ready_again(state);
+        Ok(())
     }
 
     /// The next live message waiting in memory, reading the page back first when few wait there,
@@ -319,7 +224,7 @@ impl Queue {
             }
             let live = state.pop_live(now_millis());
             self.note_timed(state);
-            if live.is_some() || state.paged == 0 {
+            if live.is_some() || state.paged == 0 || state.depaging.is_some() {
                 return live;
             }
         }
@@ -334,7 +239,7 @@ impl Queue {
 
     /// Whether the page's head could come back into memory now.
     pub(super) fn can_refill(&self, state: &mut State) -> bool {
-        if state.paged == 0 || state.ready.len() >= RESIDENT_WAITING {
+        if state.paged == 0 || state.depaging.is_some() || state.ready.len() >= RESIDENT_WAITING {
             return false;
         }
         let limits = self.limits();
@@ -343,7 +248,7 @@ impl Queue {
             return false;
         };
         match page.head_size() {
-            Ok(Some(size)) => floor || self.has_room(state, &limits, size as u64),
+            Ok(Some(size)) => floor || self.has_room(state, &limits, size as u64, 0),
             Ok(None) => {
                 // It says it holds messages and has none: it cannot be trusted.
                 let missing = io::Error::new(io::ErrorKind::UnexpectedEof, "the page ended early");
@@ -357,73 +262,194 @@ impl Queue {
         }
     }
 
-    fn has_room(&self, state: &State, limits: &AddressLimits, size: u64) -> bool {
+    /// Whether a message of `size` bytes fits in memory, with `pending` read back and not queued
+    /// yet.
+    fn has_room(&self, state: &State, limits: &AddressLimits, size: u64, pending: usize) -> bool {
         state.bytes + size <= limits.max_bytes
-            && state.resident_depth() < limits.max_depth
+            && state.resident_depth() + (pending as u64) < limits.max_depth
             && self.budget.get().is_none_or(|budget| budget.has_room_for(size))
     }
 
     /// Reads the page's head back into memory while there is room: within the queue's bounds and
     /// the broker's budget, and always one when nothing waits in memory, so that a queue whose
     /// budget others hold still moves. A page that cannot be read is given up. Returns how many
-    /// messages came back.
+    /// messages came back. Only copies among them are journaled first ([`depage`]): until then
+    /// they wait for consumers, and nothing more is read back.
     fn read_back(&self, state: &mut State) -> u64 {
-        if state.paged == 0 {
+        if state.paged == 0 || state.depaging.is_some() {
             return 0;
         }
         let limits = self.limits();
         let before = state.paged;
-        while state.paged > 0 && state.ready.len() < RESIDENT_WAITING {
+        let mut batch = Vec::new();
+        let mut only_copies = Vec::new();
+        while state.paged > 0 && state.ready.len() + batch.len() < RESIDENT_WAITING {
             let Some(page) = state.page.as_mut() else {
                 break;
             };
             let size = match page.head_size() {
                 Ok(Some(size)) => size as u64,
-                Ok(None) => break,
+                Ok(None) => {
+                    // Fewer than counted: records passed over as undecodable. Nothing is left.
+                    warn!(missing = state.paged, "a page ended before its count");
+                    state.paged = 0;
+                    break;
+                }
                 Err(err) => {
                     self.lose_page(state, &err);
-                    return before - state.paged;
+                    break;
                 }
             };
-            let floor = state.ready.is_empty();
-            if !floor && !self.has_room(state, &limits, size) {
+            let floor = state.ready.is_empty() && batch.is_empty();
+            if !floor && !self.has_room(state, &limits, size, batch.len()) {
                 break;
             }
             let Some(page) = state.page.as_mut() else {
                 break;
             };
-            let message = match page.take() {
-                Ok(Some(message)) => message,
+            let (message, only_copy) = match page.take() {
+                Ok(Some(taken)) => taken,
                 Ok(None) => break,
                 Err(err) => {
                     self.lose_page(state, &err);
-                    return 0;
+                    break;
                 }
             };
+            if only_copy {
+                only_copies.push(message.clone());
+            }
             state.paged -= 1;
             state.paged_bytes = state.paged_bytes.saturating_sub(size);
             state.bytes += size;
             self.account(state, size, true);
+            batch.push(message);
+        }
+        let came = before - state.paged;
+        if batch.is_empty() {
+            return came;
+        }
+        let unsafe_batch = !only_copies.is_empty();
+        if unsafe_batch && self.depage(state, only_copies) {
+            state.depaging = Some(batch);
+            return came;
+        }
+        if unsafe_batch && let Some(page) = state.page.as_mut() {
+            // Served without the journal having them: the page keeps them for a restart.
+            error!("messages read back from a page are served without being journaled; the page keeps them");
+            page.freeze();
+        }
+        for message in batch {
             state.requeue(message);
         }
-        if state.paged == 0 {
-            // Empty: its files go.
-            state.page = None;
-            state.paged_bytes = 0;
-            state.page_failed = false;
-        }
+        self.read_past(state);
         // What came back may expire: the housekeeping is told.
         self.note_timed(state);
-        before - state.paged
+        came
     }
 
-    /// Gives up a page that cannot be read. Its durable messages are still in the journal and come
-    /// back at the next start; the others are lost, and the log says how many went.
+    /// After what was read back is safe: the segments read past go, and the page too once empty.
+    fn read_past(&self, state: &mut State) {
+        if state.paged == 0 {
+            state.paged_bytes = 0;
+            state.page_failed = false;
+            if let Some(mut page) = state.page.take() {
+                page.discard();
+            }
+        } else if let Some(page) = state.page.as_mut() {
+            let taken = page.taken();
+            page.release_before(taken);
+        }
+    }
+
+    /// Starts journaling `only_copies`, read back from the page in a batch, and moving the page's
+    /// cursor past the batch; the batch joins the waiting messages once both are on disk. False
+    /// when that cannot start (no store, no runtime): the caller queues the batch as it is.
+    fn depage(&self, state: &mut State, only_copies: Vec<Message>) -> bool {
+        let (Some(store), Some(key), Some(queue), Ok(runtime)) = (
+            self.budget.get().and_then(|budget| budget.store()),
+            self.store_key.get().cloned(),
+            self.me.upgrade(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return false;
+        };
+        let Some(page) = state.page.as_mut() else {
+            return false;
+        };
+        let cursor = page.taken();
+        // A frozen page's cursor stays where it is: a restart gives back what it passed.
+        let slot = (!page.frozen()).then(|| page.cursor_slot());
+        let persisting: Vec<_> = only_copies
+            .iter()
+            .filter_map(|message| match store.persist(&key, message) {
+                Persisted::Now => None,
+                Persisted::Later(future) => Some(future),
+            })
+            .collect();
+        runtime.spawn(async move {
+            let journaled = futures_util::future::join_all(persisting)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, StoreError>>();
+            let moved = match (journaled, slot) {
+                (Ok(_), Some((cursor_file, seq))) => {
+                    tokio::task::spawn_blocking(move || file::write_cursor(&cursor_file, seq, cursor))
+                        .await
+                        .map_err(|err| err.to_string())
+                        .and_then(|written| written.map_err(|err| err.to_string()))
+                }
+                (Ok(_), None) => Ok(()),
+                (Err(err), _) => Err(err.to_string()),
+            };
+            queue.depaged(cursor, moved);
+        });
+        true
+    }
+
+    /// The batch read back is journaled and the cursor moved past it (or not, `moved` says why):
+    /// its messages wait for consumers now.
+    fn depaged(&self, cursor: Position, moved: Result<(), String>) {
+        let mut state = self.state();
+        let Some(batch) = state.depaging.take() else {
+            return;
+        };
+        if state.closed {
+            return;
+        }
+        for message in batch {
+            state.requeue(message);
+        }
+        match moved {
+            Ok(()) if state.paged == 0 => self.read_past(&mut state),
+            Ok(()) => {
+                if let Some(page) = state.page.as_mut() {
+                    page.release_before(cursor);
+                }
+            }
+            // The page keeps its files: a restart gives the batch back from the page.
+            Err(err) => {
+                error!(
+                    error = %err,
+                    "failed to journal messages read back from a page; they are served, and the page keeps them for a restart"
+                );
+                if let Some(page) = state.page.as_mut() {
+                    page.freeze();
+                }
+            }
+        }
+        self.ready_again(state);
+    }
+
+    /// Gives up a page that cannot be read. Its files stay for the next start, which gives back
+    /// the durable messages it alone holds as far as they can be read; the others are lost, and
+    /// the log says how many went.
     fn lose_page(&self, state: &mut State, err: &io::Error) {
-        tracing::error!(error = %err, lost = state.paged, "failed to read a page back; its messages are given up");
+        error!(error = %err, lost = state.paged, "failed to read a page back; its messages are given up until a restart");
         state.paged = 0;
         state.paged_bytes = 0;
-        state.page = None;
+        if let Some(mut page) = state.page.take() {
+            page.give_up();
+        }
         state.page_failed = false;
     }
 }

@@ -5,8 +5,9 @@
 //!   subscription and a slow receiver, anycast and multicast; connection churn; a consumer that
 //!   vanishes with messages unsettled, every few seconds.
 //! - A backlog: with nobody consuming, `--backlog` messages build up on a queue under
-//!   `addressFullPolicy: PAGE`, then are read back. Kills are held off meanwhile: the backlog is
-//!   not durable, and its check is exact.
+//!   `addressFullPolicy: PAGE`, durable, so that the page is their only copy until they come back,
+//!   then are read back. Kills are held off meanwhile, so that its check is exact: every message
+//!   once, in order.
 //! - `kill -9` of the broker every `--kill-every` seconds; it starts again on the same data.
 //!
 //! At the end the producers stop, the broker is killed once more, and the consumers drain. It
@@ -154,7 +155,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     };
     let url = format!("amqp://{}", launch.amqp);
     let observed = Arc::new(Observed::default());
-    // No kill while the backlog builds and drains: it is not durable.
+    // No kill while the backlog builds and drains: its check is exact.
     observed.hold.store(true, Ordering::Relaxed);
     let restart = Arc::new(tokio::sync::Notify::new());
     let stop_broker = CancellationToken::new();
@@ -232,7 +233,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
             size: 64,
             limit: Some(args.backlog),
             window: 500,
-            ..produce("backlog", false, 1)
+            ..produce("backlog", true, 1)
         },
         backlog.clone(),
         CancellationToken::new(),

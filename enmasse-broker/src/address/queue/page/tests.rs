@@ -29,7 +29,7 @@ fn paging(dir: &std::path::Path, max_depth: u64, global: u64) -> (Arc<Queue>, Ar
     let budget = Arc::new(MemoryBudget::default());
     budget.set_policy(Some(AddressFullPolicy::Page));
     budget.set_max(Some(global));
-    budget.set_paging_dir(dir).unwrap();
+    budget.set_paging_dir(dir, None).unwrap();
     queue.set_budget(budget.clone());
     (queue, budget)
 }
@@ -37,38 +37,39 @@ fn paging(dir: &std::path::Path, max_depth: u64, global: u64) -> (Arc<Queue>, Ar
 #[test]
 fn a_page_deletes_each_segment_once_read_past() {
     let dir = scratch("segments");
-    let mut page = PageFile::with_segments(dir.join("0"), 40).unwrap();
+    let mut page = PageFile::with_segments(dir.join("0"), None, 40).unwrap();
     let sent: Vec<u64> = (0..6)
         .map(|_| {
             let m = message("q", 10);
-            page.append(&m).unwrap();
+            page.append(&m, 0).unwrap();
             m.id
         })
         .collect();
     let segments = || std::fs::read_dir(dir.join("0")).unwrap().count();
     let before = segments();
     assert!(before >= 3, "{before} segments");
-    let got: Vec<u64> = (0..4).map(|_| page.take().unwrap().unwrap().id).collect();
+    let got: Vec<u64> = (0..4).map(|_| page.take().unwrap().unwrap().0.id).collect();
+    page.release_before(page.taken());
     assert!(segments() < before, "the segments read past are gone");
     let rest: Vec<u64> = std::iter::from_fn(|| page.take().unwrap())
-        .map(|m| m.id)
+        .map(|(m, _)| m.id)
         .collect();
     assert_eq!([got, rest].concat(), sent);
 }
 
 #[test]
-fn a_page_gives_back_what_it_was_given_and_leaves_no_file_once_dropped() {
+fn a_page_gives_back_what_it_was_given_and_leaves_no_file_once_discarded() {
     let dir = scratch("file");
-    let mut page = PageFile::create(dir.join("0")).unwrap();
+    let mut page = PageFile::create(dir.join("0"), None).unwrap();
     let mut first = durable("orders", 10);
     first.delivery_count = 3;
     first.set_expires_at(Some(4_102_444_800_000));
-    page.append(&first).unwrap();
+    page.append(&first, 0).unwrap();
     let second = message("orders/eu", 20);
-    page.append(&second).unwrap();
+    page.append(&second, 0).unwrap();
 
     assert_eq!(page.head_size().unwrap(), Some(10));
-    let back = page.take().unwrap().unwrap();
+    let (back, _) = page.take().unwrap().unwrap();
     assert_eq!(
         (
             back.id,
@@ -80,11 +81,12 @@ fn a_page_gives_back_what_it_was_given_and_leaves_no_file_once_dropped() {
         (first.id, 10, 3, first.expires_at(), true)
     );
     assert_eq!(back.encoded, first.encoded);
-    let back = page.take().unwrap().unwrap();
+    let (back, _) = page.take().unwrap().unwrap();
     assert_eq!((back.id, &*back.address), (second.id, "orders/eu"));
     assert!(page.take().unwrap().is_none());
+    page.discard();
     drop(page);
-    assert!(!dir.join("0").exists(), "an empty page leaves no file");
+    assert!(!dir.join("0").exists(), "a discarded page leaves no file");
 }
 
 #[test]
@@ -200,4 +202,191 @@ fn a_consumer_reaches_the_live_messages_behind_a_paged_run_that_expired() {
         queue.tick(crate::address::policy::now_millis());
     }
     assert_eq!(taken.map(|m| m.id), Some(live_id));
+}
+
+/// A store that notes what it was asked to keep.
+#[derive(Debug, Default)]
+struct Noted(std::sync::Mutex<Vec<u64>>);
+
+impl crate::store::MessageStore for Noted {
+    fn persist(&self, _address: &str, message: &crate::message::Message) -> crate::store::Persisted {
+        self.0.lock().unwrap().push(message.id);
+        crate::store::Persisted::Now
+    }
+    fn forget(&self, _address: &str, _id: u64) {}
+    fn recount(&self, _address: &str, _message: &crate::message::Message) {}
+    fn forget_address(&self, _address: &str) {}
+    fn commit(
+        &self,
+        _adds: &[(&str, &crate::message::Message)],
+        _removes: &[u64],
+    ) -> crate::store::Persisted {
+        crate::store::Persisted::Now
+    }
+}
+
+#[tokio::test]
+async fn durable_messages_paged_as_only_copies_are_journaled_before_a_consumer_gets_them() {
+    let dir = scratch("only-copies");
+    let store = Arc::new(Noted::default());
+    let budget = Arc::new(MemoryBudget::default());
+    budget.set_policy(Some(AddressFullPolicy::Page));
+    budget.set_max(Some(1_000_000));
+    budget.set_paging_dir(&dir, Some(store.clone())).unwrap();
+    let queue = Queue::new(AddressLimits {
+        max_depth: 10,
+        max_bytes: 1 << 30,
+        max_message_size: 1 << 20,
+    });
+    queue.set_budget(budget);
+    queue.set_store_key("orders");
+
+    queue.reserve(100);
+    let mut sent = Vec::new();
+    let mut journaled_now = Vec::new();
+    for _ in 0..100 {
+        let m = durable("orders", 10);
+        sent.push(m.id);
+        queue.admit(m.size).unwrap();
+        match queue.page_durable(m) {
+            Ok(wait) => wait.safe().await.unwrap(),
+            Err(m) => {
+                journaled_now.push(m.id);
+                queue.push_admitted(m).unwrap();
+            }
+        }
+    }
+    assert_eq!(
+        journaled_now.len(),
+        10,
+        "the memory share is journaled as it comes"
+    );
+    assert!(
+        store.0.lock().unwrap().is_empty(),
+        "the paged ones are not journaled on arrival"
+    );
+
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), queue.pop())
+            .await
+            .expect("every message comes back")
+            .unwrap();
+        let paged = !journaled_now.contains(&m.id);
+        assert!(
+            !paged || store.0.lock().unwrap().contains(&m.id),
+            "message {} was handed out before it was journaled",
+            m.id
+        );
+        queue.settle(m.id, Settlement::Accepted);
+        got.push(m.id);
+    }
+    assert_eq!(got, sent, "in order");
+    assert_eq!(store.0.lock().unwrap().len(), 90);
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "the emptied page is gone"
+    );
+}
+
+/// A page in `dir` holding records flagged `flags` for `orders`, as a crashed run left it.
+fn left_page(dir: &std::path::Path, flags: &[u8]) -> Vec<u64> {
+    let mut page = PageFile::create(dir.to_owned(), Some("orders")).unwrap();
+    let mut ids = Vec::new();
+    for &flags in flags {
+        let m = durable("orders", 10);
+        ids.push(m.id);
+        page.append(&m, flags).unwrap();
+    }
+    page.flush_for_sync().unwrap();
+    // A crash: nothing of the page's own clean-up runs.
+    std::mem::forget(page);
+    ids
+}
+
+fn read_all(left: super::LeftPage) -> Vec<u64> {
+    let mut page = *left.page;
+    std::iter::from_fn(|| page.take().unwrap())
+        .map(|(m, _)| m.id)
+        .collect()
+}
+
+#[test]
+fn a_restart_gives_back_the_only_copies_past_the_cursor_that_the_journal_does_not_hold_once() {
+    let dir = scratch("left").join("7");
+    let mut page = PageFile::create(dir.clone(), Some("orders")).unwrap();
+    let ids: Vec<u64> = [1u8, 1, 0, 1, 1]
+        .iter()
+        .map(|&flags| {
+            let m = durable("orders", 10);
+            page.append(&m, flags).unwrap();
+            m.id
+        })
+        .collect();
+    // The first was read back and journaled, and the cursor moved past it.
+    assert_eq!(page.take().unwrap().unwrap().0.id, ids[0]);
+    let (cursor_file, seq) = page.cursor_slot();
+    super::file::write_cursor(&cursor_file, seq, page.taken()).unwrap();
+    page.flush_for_sync().unwrap();
+    drop(page);
+
+    // The second was being read back: the journal has it.
+    let journaled = [ids[1]].into_iter().collect();
+    let left = super::recover(&dir, &journaled)
+        .unwrap()
+        .expect("a page to take back");
+    assert_eq!(
+        (left.queue.as_str(), left.messages, left.bytes),
+        ("orders", 2, 20)
+    );
+    assert_eq!(left.last_id, ids[4]);
+    drop(left);
+
+    // Served from the journal and consumed since: a second restart does not give it back.
+    let left = super::recover(&dir, &Default::default())
+        .unwrap()
+        .expect("a page to take back");
+    assert_eq!(left.messages, 2);
+    assert_eq!(read_all(left), [ids[3], ids[4]]);
+}
+
+#[test]
+fn a_record_cut_short_ends_what_a_restart_finds() {
+    let dir = scratch("torn").join("0");
+    let ids = left_page(&dir, &[1, 1, 1]);
+    let segment = super::file::segment_path(&dir, 0);
+    let len = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let left = super::recover(&dir, &Default::default()).unwrap().unwrap();
+    assert_eq!(left.messages, 2);
+    assert_eq!(read_all(left), ids[..2]);
+}
+
+#[test]
+fn a_page_with_nothing_to_give_back_is_removed_at_a_restart() {
+    let dir = scratch("nothing").join("0");
+    left_page(&dir, &[0, 0]);
+    assert!(super::recover(&dir, &Default::default()).unwrap().is_none());
+    assert!(!dir.exists());
+}
+
+#[test]
+fn a_cursor_write_cut_short_leaves_the_one_before() {
+    let dir = scratch("cursor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cursor");
+    let at = |segment, offset| super::file::Position { segment, offset };
+    super::file::write_cursor(&path, 1, at(0, 100)).unwrap();
+    super::file::write_cursor(&path, 2, at(1, 40)).unwrap();
+    assert_eq!(super::file::read_cursor(&dir).unwrap(), Some((2, at(1, 40))));
+    // Slot of the second write, torn.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    assert_eq!(super::file::read_cursor(&dir).unwrap(), Some((1, at(0, 100))));
 }
