@@ -25,9 +25,10 @@ use crate::exec;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Where each part of the bundle comes from: (source directory, directory in the bundle).
-const PARTS: [(&str, &str); 4] = [
+const PARTS: [(&str, &str); 5] = [
     ("deploy/crds", "install/crds"),
     ("deploy/install", "install"),
+    ("deploy/argocd", "argocd"),
     ("examples/gitops/infra", "install/defaults"),
     ("examples/gitops/team1", "examples"),
 ];

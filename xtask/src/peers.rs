@@ -1,7 +1,8 @@
 //! The AMQP clients the interop tests drive, installed by the project itself so that a fresh
 //! machine needs nothing by hand: Qpid Proton for Python (Debian's `python3-qpid-proton`), Proton's
 //! own example suite (Debian's `libqpid-proton11-dev-examples`) and rhea for Node.js (npm, from
-//! `tests/interop/package-lock.json`). Each step is skipped when its peer is already there.
+//! `tests/interop/package-lock.json`); and the Lua interpreter that runs the Argo CD health check
+//! (Debian's `lua5.4`). Each step is skipped when its peer is already there.
 
 use std::{path::Path, process::Command};
 
@@ -9,6 +10,9 @@ use crate::exec::run;
 
 /// The Python that Debian's Proton binding is built for.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
+
+/// The Lua interpreter, as Debian names it.
+pub(crate) const LUA: &str = "lua5.4";
 
 /// Where Debian puts Proton's Python examples and their test suite.
 const PROTON_EXAMPLES: &str = "/usr/share/proton/examples/python";
@@ -21,6 +25,9 @@ pub(crate) fn install(root: &Path) -> anyhow::Result<()> {
     }
     if !Path::new(PROTON_EXAMPLES).join("test_examples.py").is_file() {
         missing.push("libqpid-proton11-dev-examples");
+    }
+    if !succeeds(Command::new(LUA).arg("-v")) {
+        missing.push("lua5.4");
     }
     if !missing.is_empty() {
         eprintln!("installing {}", missing.join(" "));
