@@ -6,9 +6,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p enmasse-broker -p enmasse-controller \
- && install -D target/release/enmasse-broker /out/enmasse-broker \
- && install -D target/release/enmasse-operator /out/enmasse-operator
+# The `image` profile: release, stripped (see Cargo.toml).
+RUN cargo build --profile image --locked -p enmasse-broker -p enmasse-controller \
+ && install -D target/image/enmasse-broker /out/enmasse-broker \
+ && install -D target/image/enmasse-operator /out/enmasse-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS broker
 COPY --from=build /out/enmasse-broker /usr/local/bin/enmasse-broker

@@ -7,6 +7,9 @@
 //! - `install/defaults/`: plans, infra configs and authentication services (`examples/gitops/infra/`),
 //!   to apply into the operator's namespace;
 //! - `examples/`: a team's manifests, as in the post (`examples/gitops/team1/`);
+//! - `argocd/`: the health checks to merge into Argo CD's settings (`deploy/argocd/`);
+//! - `install/kustomization.yaml`: the CRDs, RBAC and Deployment in one `kubectl apply -k install/`,
+//!   with the images of this release; `kustomization.yaml`: that and the Argo CD settings;
 //! - `SHA256SUMS`: the checksum of every file above.
 //!
 //! Next to the tarball, `enmasse-<version>.tar.gz.sha256` holds the tarball's own checksum.
@@ -32,6 +35,28 @@ const PARTS: [(&str, &str); 5] = [
     ("examples/gitops/infra", "install/defaults"),
     ("examples/gitops/team1", "examples"),
 ];
+
+/// The images of a release, as the Deployment names them.
+const OPERATOR_IMAGE: &str = "enmasse-operator";
+const BROKER_IMAGE: &str = "enmasse-broker";
+
+/// How the bundle's kustomizations begin.
+const KUSTOMIZATION_HEAD: &str = "# Written by `cargo xtask dist`.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n";
+
+/// Fails unless the operator's Deployment in `install` runs this release's images: its own
+/// container and the broker image it hands the brokers (`ENMASSE_BROKER_IMAGE`), which no
+/// kustomization can retag.
+fn check_image_tags(install: &Path) -> anyhow::Result<()> {
+    let path = install.join("20-operator.yaml");
+    let text = fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    for image in [OPERATOR_IMAGE, BROKER_IMAGE] {
+        let wanted = format!("{image}:{VERSION}");
+        if !text.contains(&wanted) {
+            bail!("{} does not name {wanted}: the release's image", path.display());
+        }
+    }
+    Ok(())
+}
 
 /// Builds the bundle under `<root>/dist`.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
@@ -63,6 +88,29 @@ pub(crate) fn build(root: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     if files.is_empty() {
         bail!("nothing to bundle under {}", root.display());
     }
+    files.sort();
+    check_image_tags(&stage.join("install"))?;
+    let install: Vec<&String> = files
+        .iter()
+        .filter(|f| f.starts_with("install/") && !f.starts_with("install/defaults/"))
+        .collect();
+    let mut install_kustomization = String::from(KUSTOMIZATION_HEAD);
+    for file in &install {
+        install_kustomization.push_str(&format!("- {}\n", &file["install/".len()..]));
+    }
+    install_kustomization.push_str(&format!(
+        "images:\n- name: {OPERATOR_IMAGE}\n  newTag: {VERSION}\n"
+    ));
+    fs::write(stage.join("install/kustomization.yaml"), install_kustomization)
+        .context("failed to write install/kustomization.yaml")?;
+    let mut root_kustomization = format!("{KUSTOMIZATION_HEAD}- install\n");
+    for file in files.iter().filter(|f| f.starts_with("argocd/")) {
+        root_kustomization.push_str(&format!("- {file}\n"));
+    }
+    fs::write(stage.join("kustomization.yaml"), root_kustomization)
+        .context("failed to write kustomization.yaml")?;
+    files.push("install/kustomization.yaml".to_owned());
+    files.push("kustomization.yaml".to_owned());
     files.sort();
     let sums = checksums(&stage, &files)?;
     fs::write(stage.join("SHA256SUMS"), sums).context("failed to write SHA256SUMS")?;

@@ -35,21 +35,24 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every YAML file under `dir`, recursively.
+/// Every YAML file under `dir`, recursively, but kustomize's own.
 fn all_yaml(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
             all_yaml(&path, found);
-        } else if path.extension().is_some_and(|e| e == "yaml") {
+        } else if path.extension().is_some_and(|e| e == "yaml")
+            && path.file_name().is_some_and(|n| n != "kustomization.yaml")
+        {
             found.push(path);
         }
     }
 }
 
-#[test]
-fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_ships() {
-    let out = std::env::temp_dir().join(format!("enmasse-dist-test-{}", std::process::id()));
+/// Builds and unpacks the bundle into a directory of its own, named for `test`; returns the
+/// scratch directory and the unpacked bundle.
+fn unpacked(test: &str) -> (PathBuf, PathBuf) {
+    let out = std::env::temp_dir().join(format!("enmasse-dist-{test}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&out);
     let tarball = build(&root(), &out).unwrap();
     let unpacked = out.join("unpacked");
@@ -63,6 +66,79 @@ fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_ship
     )
     .unwrap();
     let bundle = unpacked.join(format!("enmasse-{VERSION}"));
+    (out, bundle)
+}
+
+#[test]
+fn the_kustomizations_install_every_file_of_install_with_the_release_images() {
+    let (out, bundle) = unpacked("kustomize");
+    let read = |path: PathBuf| -> Value {
+        serde_saphyr::from_str(&fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let install = read(bundle.join("install/kustomization.yaml"));
+    let listed: BTreeSet<String> = install["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    let mut on_disk = BTreeSet::new();
+    for dir in ["install", "install/crds"] {
+        for path in yaml_files(&bundle.join(dir)).unwrap() {
+            let name = path.strip_prefix(bundle.join("install")).unwrap();
+            if name != Path::new("kustomization.yaml") {
+                on_disk.insert(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert_eq!(
+        listed, on_disk,
+        "install/kustomization.yaml lists every file and no other"
+    );
+    assert!(listed.iter().any(|r| r.starts_with("crds/")));
+    assert_eq!(
+        install["images"],
+        serde_json::json!([{"name": OPERATOR_IMAGE, "newTag": VERSION}])
+    );
+
+    let whole = read(bundle.join("kustomization.yaml"));
+    let resources: Vec<&str> = whole["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["install", "argocd/argocd-cm-health.yaml"]);
+    for resource in resources {
+        assert!(bundle.join(resource).exists(), "{resource}");
+    }
+    let _ = fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_deployment_naming_other_images_than_the_release_fails_the_bundle() {
+    let dir = std::env::temp_dir().join(format!("enmasse-dist-tags-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let deployment = fs::read_to_string(root().join("deploy/install/20-operator.yaml")).unwrap();
+    fs::write(dir.join("20-operator.yaml"), &deployment).unwrap();
+    check_image_tags(&dir).unwrap();
+    fs::write(
+        dir.join("20-operator.yaml"),
+        deployment.replace(
+            &format!("{BROKER_IMAGE}:{VERSION}"),
+            &format!("{BROKER_IMAGE}:latest"),
+        ),
+    )
+    .unwrap();
+    let err = check_image_tags(&dir).unwrap_err().to_string();
+    assert!(err.contains(&format!("{BROKER_IMAGE}:{VERSION}")), "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_ships() {
+    let (out, bundle) = unpacked("kinds");
     for part in ["install/crds", "install/defaults", "examples"] {
         assert!(bundle.join(part).is_dir(), "{part} in the bundle");
     }
