@@ -9,10 +9,12 @@
 
 mod address;
 mod applied;
+mod infra;
 mod space;
 mod user;
 
 pub use applied::{APPLIED_CONDITION, HoldReason, waits_for_drain};
+pub use infra::{InfraStatuses, infra_statuses};
 
 #[cfg(test)]
 mod tests;

@@ -332,36 +332,45 @@ fn find_plan<'a>(
 
 /// The space's authentication service: the one it names, or the default (the first `standard`
 /// one by name, else the first `none` one), as EnMasse chose.
-fn authentication(
+/// The authentication service `space` uses: the one it names, or else the first of type
+/// `standard` by name, or else the first of type `none`.
+pub(super) fn chosen_authentication_service<'a>(
     space: &AddressSpace,
-    services: &[AuthenticationService],
-) -> Result<Authentication, Unresolved> {
-    let reference = space.spec.authentication_service.as_ref();
-    let named = reference.and_then(|r| r.name.as_deref());
+    services: &'a [AuthenticationService],
+) -> Option<&'a AuthenticationService> {
     let by_type = |t: AuthenticationServiceType| {
         let mut of_type: Vec<&AuthenticationService> =
             services.iter().filter(|s| s.spec.type_ == t).collect();
         of_type.sort_by_key(|s| name_of(&s.metadata));
         of_type.first().copied()
     };
-    let service = match named {
-        Some(name) => services
-            .iter()
-            .find(|s| name_of(&s.metadata) == name)
-            .ok_or_else(|| {
-                (
-                    Phase::Pending,
-                    vec![format!("authentication service {name} not found")],
-                )
-            })?,
-        None => by_type(AuthenticationServiceType::Standard)
-            .or_else(|| by_type(AuthenticationServiceType::None))
-            .ok_or_else(|| {
-                (
-                    Phase::Pending,
-                    vec!["no authentication service of type standard or none is defined".to_owned()],
-                )
-            })?,
+    match space
+        .spec
+        .authentication_service
+        .as_ref()
+        .and_then(|r| r.name.as_deref())
+    {
+        Some(name) => services.iter().find(|s| name_of(&s.metadata) == name),
+        None => {
+            by_type(AuthenticationServiceType::Standard).or_else(|| by_type(AuthenticationServiceType::None))
+        }
+    }
+}
+
+fn authentication(
+    space: &AddressSpace,
+    services: &[AuthenticationService],
+) -> Result<Authentication, Unresolved> {
+    let reference = space.spec.authentication_service.as_ref();
+    let service = match chosen_authentication_service(space, services) {
+        Some(service) => service,
+        None => {
+            let message = match reference.and_then(|r| r.name.as_deref()) {
+                Some(name) => format!("authentication service {name} not found"),
+                None => "no authentication service of type standard or none is defined".to_owned(),
+            };
+            return Err((Phase::Pending, vec![message]));
+        }
     };
     let service_name = name_of(&service.metadata).to_owned();
     let overrides = reference.and_then(|r| r.overrides.as_ref());

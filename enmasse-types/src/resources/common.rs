@@ -124,6 +124,31 @@ pub struct SimpleStatus {
     pub observed_generation: Option<i64>,
 }
 
+/// The status of what the operations team provides (plans and infra configs): whether it can be
+/// used, which address spaces use it, and which of its fields this implementation does not act on.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InfraStatus {
+    /// `Active` when it can be used, `Failed` when it names what does not exist or cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Why it is `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Kubernetes conditions; `Ready` mirrors the phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The address spaces that use it, as `namespace/name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_by: Vec<String>,
+    /// Fields set in its spec that this implementation reads and does not act on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported_fields: Vec<String>,
+}
+
 /// Memory (and, for brokers, storage) given to one component.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ComponentResources, PodTemplate, SimpleStatus, terse_schema};
+use super::common::{ComponentResources, InfraStatus, PodTemplate, terse_schema};
 
 /// Infrastructure of `standard` address spaces.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -15,7 +15,7 @@ use super::common::{ComponentResources, PodTemplate, SimpleStatus, terse_schema}
     version = "v1beta1",
     kind = "StandardInfraConfig",
     namespaced,
-    status = "SimpleStatus",
+    status = "InfraStatus",
     derive = "PartialEq",
     shortname = "sinfra",
     category = "enmasse",
@@ -48,7 +48,7 @@ pub struct StandardInfraConfigSpec {
     version = "v1beta1",
     kind = "BrokeredInfraConfig",
     namespaced,
-    status = "SimpleStatus",
+    status = "InfraStatus",
     derive = "PartialEq",
     shortname = "binfra",
     category = "enmasse",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     address::{AddressType, MessageRedelivery, MessageTtl},
     address_space::AddressSpaceType,
-    common::SimpleStatus,
+    common::InfraStatus,
 };
 
 /// A size of address space: its quota and the address plans it offers.
@@ -18,7 +18,7 @@ use super::{
     version = "v1beta2",
     kind = "AddressSpacePlan",
     namespaced,
-    status = "SimpleStatus",
+    status = "InfraStatus",
     derive = "PartialEq",
     shortname = "asp",
     category = "enmasse",
@@ -83,7 +83,7 @@ pub struct ResourceLimits {
     version = "v1beta2",
     kind = "AddressPlan",
     namespaced,
-    status = "SimpleStatus",
+    status = "InfraStatus",
     derive = "PartialEq",
     shortname = "ap",
     category = "enmasse",
