@@ -13,6 +13,7 @@
 //! - [`exports`]: writing the exports into the team's namespace within the post's Role;
 //! - [`space`]: one pass over an address space, its members and its broker;
 //! - [`orphans`]: the status of Addresses and users whose space does not exist;
+//! - [`infra_status`]: the status of plans, infra configs and authentication services;
 //! - [`operator`]: the Lease, the watches and the controllers that run the passes.
 
 pub mod brokers;
@@ -21,6 +22,7 @@ pub mod context;
 pub mod exports;
 pub mod http;
 pub mod infra;
+pub mod infra_status;
 pub mod lease;
 pub mod metrics;
 pub mod names;

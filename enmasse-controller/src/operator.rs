@@ -3,7 +3,7 @@
 //!
 //! Only the replica that holds the Lease watches and acts. The plans, infra configs and
 //! authentication services of the operator's namespace are mirrored in stores; a change to any of
-//! them reconciles every space. A space is also reconciled when one of its Addresses or
+//! them reconciles every space, and writes their own statuses again ([`infra_status`]). A space is also reconciled when one of its Addresses or
 //! MessagingUsers changes, when its broker's StatefulSet changes (a pod that restarted or became
 //! ready), and every resync period.
 
@@ -27,13 +27,14 @@ use kube::{
     },
 };
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
     brokers::Brokers,
     context::{Context, InfraStores, Settings},
+    infra_status,
     lease::Elector,
     metrics::Metrics,
     names::{MANAGED_BY, SPACE_LABEL, SPACE_NAMESPACE_LABEL},
@@ -120,6 +121,11 @@ async fn control(
     let namespace = options.settings.broker.namespace.clone();
     let (stores, writers) = InfraStores::new();
     let (changed, mut infra_changed) = mpsc::channel::<()>(1);
+    let status_changed = Arc::new(Notify::new());
+    let changed = Changed {
+        spaces: changed,
+        statuses: status_changed.clone(),
+    };
     let watches = TaskTracker::new();
     let c = &client;
     let n = namespace.as_str();
@@ -206,15 +212,25 @@ async fn control(
         .for_each(log_failure);
     let orphan_users = Controller::new(Api::<MessagingUser>::all(client), watcher::Config::default())
         .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(orphans::reconcile_user, retry, ctx)
+        .run(orphans::reconcile_user, retry, ctx.clone())
         .for_each(log_failure);
-    tokio::join!(spaces, orphan_addresses, orphan_users);
+    let statuses = infra_status::run(ctx, status_changed, stop.clone());
+    tokio::join!(spaces, orphan_addresses, orphan_users, statuses);
     stop.cancel();
     watches.wait().await;
 }
 
-/// Mirrors kind `K` of the operator's namespace into `writer`; each change sends on `changed`.
-async fn mirror<K>(api: Api<K>, writer: Writer<K>, changed: mpsc::Sender<()>, stop: CancellationToken)
+/// Who hears of a change to the plans, infra configs and authentication services.
+#[derive(Clone)]
+struct Changed {
+    /// The space controller, which reconciles every space.
+    spaces: mpsc::Sender<()>,
+    /// The writer of their own statuses.
+    statuses: Arc<Notify>,
+}
+
+/// Mirrors kind `K` of the operator's namespace into `writer`; each change is told to `changed`.
+async fn mirror<K>(api: Api<K>, writer: Writer<K>, changed: Changed, stop: CancellationToken)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -229,7 +245,8 @@ where
             None => return,
             Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) => {
                 // A full channel already holds a change that will reconcile everything.
-                let _ = changed.try_send(());
+                let _ = changed.spaces.try_send(());
+                changed.statuses.notify_one();
             }
             Some(Ok(_)) => {}
             Some(Err(err)) => warn!(kind = %K::kind(&()), error = %one_line(&err), "watch failed; retrying"),

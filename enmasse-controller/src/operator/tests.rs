@@ -147,6 +147,36 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
         .expect("the broker's NetworkPolicy");
     assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 8080);
 
+    // The operations team's objects get a status: what uses them, and what nothing acts on.
+    let admin = format!("/apis/admin.enmasse.io/v1beta2/namespaces/{INFRA}");
+    let plan = format!("{admin}/addressspaceplans/standard-small");
+    eventually("the plan's status names the space that uses it", || {
+        cluster.api.get(&plan).unwrap()["status"]["usedBy"] == json!(["team1/app"])
+    })
+    .await;
+    assert_eq!(cluster.api.get(&plan).unwrap()["status"]["phase"], "Active");
+    let config = format!("/apis/admin.enmasse.io/v1beta1/namespaces/{INFRA}/standardinfraconfigs/default");
+    eventually(
+        "the infra config's status names the fields nothing acts on",
+        || {
+            cluster.api.get(&config).unwrap()["status"]["unsupportedFields"]
+                == json!([
+                    "admin",
+                    "router.linkCapacity",
+                    "router.minReplicas",
+                    "router.resources"
+                ])
+        },
+    )
+    .await;
+    let service = format!(
+        "/apis/admin.enmasse.io/v1beta1/namespaces/{INFRA}/authenticationservices/standard-authservice"
+    );
+    eventually("the authentication service's status names the space", || {
+        cluster.api.get(&service).unwrap()["status"]["usedBy"] == json!(["team1/app"])
+    })
+    .await;
+
     // Addresses of no space get the status evaluate gives them, from their own controller.
     eventually("the address of a missing space is pending", || {
         cluster.api.get(orphan).unwrap()["status"]["messages"] == json!(["address space billing not found"])
