@@ -288,7 +288,7 @@ impl Standalone {
             .spec
             .endpoints
             .iter()
-            .find(|e| e.service == "messaging")
+            .find(|e| e.is_served())
             .and_then(|e| e.cert.clone());
         let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
@@ -499,7 +499,7 @@ fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<
         .spec
         .endpoints
         .iter()
-        .filter(|e| e.service == "messaging")
+        .filter(|e| e.is_served())
         .map(|e| EndpointStatus {
             name: e.name.clone(),
             service_host: Some(endpoint.host()),

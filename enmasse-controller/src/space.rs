@@ -441,7 +441,7 @@ async fn certificate(
         .spec
         .endpoints
         .iter()
-        .find(|e| e.service == "messaging")
+        .find(|e| e.is_served())
         .and_then(|e| e.cert.as_ref());
     let existing = Existing {
         ca: ca.as_ref(),

@@ -82,7 +82,8 @@ pub fn space_status(
     }
 }
 
-/// Where each of the space's endpoints is: today every endpoint is the broker's Service.
+/// Where each of the space's served endpoints is: the broker's Service. Endpoints nothing serves
+/// have no place to report; the status names them among its unsupported fields.
 fn endpoint_statuses(space: &AddressSpace, names: &InfraNames, infra_namespace: &str) -> Vec<EndpointStatus> {
     let ports = vec![
         PortStatus {
@@ -98,6 +99,7 @@ fn endpoint_statuses(space: &AddressSpace, names: &InfraNames, infra_namespace: 
         .spec
         .endpoints
         .iter()
+        .filter(|endpoint| endpoint.is_served())
         .map(|endpoint| EndpointStatus {
             name: endpoint.name.clone(),
             cert: endpoint.cert.as_ref().and_then(|c| c.secret_name.clone()),

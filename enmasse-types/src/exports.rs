@@ -71,7 +71,7 @@ pub fn keys(endpoint: &Endpoint) -> BTreeMap<String, String> {
     keys
 }
 
-/// Every export `space` asks for, with `endpoint`'s details. Each is owned by the space (when it
+/// Every export `space` asks for of its served endpoints, with `endpoint`'s details. Each is owned by the space (when it
 /// has a uid, as it does in a cluster), so that deleting the space deletes its exports.
 pub fn exports(space: &AddressSpace, endpoint: &Endpoint) -> Vec<Export> {
     let keys = keys(endpoint);
@@ -83,7 +83,14 @@ pub fn exports(space: &AddressSpace, endpoint: &Endpoint) -> Vec<Export> {
         ..ObjectMeta::default()
     };
     let mut exports = Vec::new();
-    for spec in space.spec.endpoints.iter().flat_map(|e| &e.exports) {
+    // Only a served endpoint has a host and ports to export.
+    for spec in space
+        .spec
+        .endpoints
+        .iter()
+        .filter(|e| e.is_served())
+        .flat_map(|e| &e.exports)
+    {
         exports.push(match spec.kind {
             ExportKind::ConfigMap => Export::ConfigMap(ConfigMap {
                 metadata: metadata(&spec.name),

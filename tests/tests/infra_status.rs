@@ -157,3 +157,45 @@ fn what_cannot_be_used_is_failed_with_what_to_fix() {
         "{service:?}"
     );
 }
+
+#[test]
+fn a_space_names_the_endpoint_fields_nothing_acts_on_and_exports_only_what_is_served() {
+    let (catalog, mut team) = example();
+    let space = &mut team.spaces[0];
+    space.spec.endpoints[0].expose = Some(
+        serde_json::from_value(serde_json::json!({"type": "loadbalancer", "loadBalancerPorts": ["amqps"]}))
+            .unwrap(),
+    );
+    space.spec.endpoints.push(
+        serde_json::from_value(serde_json::json!({
+            "name": "websocket",
+            "service": "messaging-wss",
+            "exports": [{"kind": "ConfigMap", "name": "wss-config"}]
+        }))
+        .unwrap(),
+    );
+    let evaluation =
+        enmasse_types::evaluate::evaluate(&team.as_tenant(), &catalog.infra(), &Default::default(), &now());
+    assert_eq!(
+        evaluation.spaces["app"].status.unsupported_fields,
+        [
+            "endpoints[messaging].expose",
+            "endpoints[websocket] (service messaging-wss)"
+        ]
+    );
+
+    let endpoint = enmasse_types::exports::Endpoint {
+        host: "broker.example".into(),
+        ports: [("amqps".to_owned(), 5671)].into_iter().collect(),
+        ca_pem: None,
+    };
+    let exported: Vec<String> = enmasse_types::exports::exports(&team.spaces[0], &endpoint)
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect();
+    assert_eq!(
+        exported,
+        ["messaging-config"],
+        "no AMQP details for an endpoint nothing serves"
+    );
+}

@@ -121,7 +121,8 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
         cluster.api.get(&cluster.statefulset()).is_some()
     })
     .await;
-    assert_eq!(cluster.phase(), "Configuring");
+    // The status follows the StatefulSet in the same pass.
+    eventually("the space is Configuring", || cluster.phase() == "Configuring").await;
     cluster.run_the_pod();
     eventually("the space is Active", || cluster.phase() == "Active").await;
     assert_eq!(cluster.broker.served(), ["confirmations", "orders"]);

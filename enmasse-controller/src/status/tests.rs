@@ -148,3 +148,20 @@ fn what_the_manifests_say_stands_when_the_infrastructure_is_fine() {
     assert_eq!(status.phase, Some(Phase::Pending));
     assert_eq!(status.messages, ["address space plan large not found"]);
 }
+
+#[test]
+fn an_endpoint_nothing_serves_gets_no_amqp_ports_in_the_status() {
+    let mut space = space(None);
+    for service in ["messaging-wss", "mqtt", "console"] {
+        space.spec.endpoints.push(EndpointSpec {
+            name: service.into(),
+            service: service.into(),
+            expose: None,
+            cert: None,
+            exports: vec![],
+        });
+    }
+    let status = status(&space, verdict(Phase::Active), &healthy());
+    let named: Vec<&str> = status.endpoint_statuses.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(named, ["messaging"]);
+}

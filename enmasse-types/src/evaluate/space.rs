@@ -11,7 +11,10 @@ use crate::{
     names, quantity,
     resources::{
         address::Address,
-        address_space::{AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec},
+        address_space::{
+            AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec,
+            SERVED_ENDPOINT_SERVICE,
+        },
         authentication_service::{AuthenticationService, AuthenticationServiceType},
         common::{ComponentResources, Phase, ready_condition, set_condition},
         infra_config::{AddressFullPolicy, RouterPolicy},
@@ -20,7 +23,7 @@ use crate::{
 };
 
 /// The services an endpoint can expose.
-const ENDPOINT_SERVICES: &[&str] = &["messaging", "messaging-wss", "mqtt", "console"];
+const ENDPOINT_SERVICES: &[&str] = &[SERVED_ENDPOINT_SERVICE, "messaging-wss", "mqtt", "console"];
 
 /// An address space whose plan, infra config and authentication service were all found.
 pub(super) struct Resolved<'a> {
@@ -472,6 +475,35 @@ fn space_status(
         applied_plan: applied_plan.map(str::to_owned).or(previous.applied_plan),
         conditions,
         observed_generation: generation,
+        unsupported_fields: unsupported_fields(space),
         ..previous
     }
+}
+
+/// The fields of `space` this implementation reads and does not act on.
+fn unsupported_fields(space: &AddressSpace) -> Vec<String> {
+    let mut fields = Vec::new();
+    if space
+        .spec
+        .authentication_service
+        .as_ref()
+        .is_some_and(|r| r.type_.is_some())
+    {
+        fields.push("authenticationService.type".to_owned());
+    }
+    for endpoint in &space.spec.endpoints {
+        let at = format!("endpoints[{}]", endpoint.name);
+        if !endpoint.is_served() {
+            // Nothing serves it: the whole endpoint, whatever it says.
+            fields.push(format!("{at} (service {})", endpoint.service));
+            continue;
+        }
+        if endpoint.expose.is_some() {
+            fields.push(format!("{at}.expose"));
+        }
+        if endpoint.cert.as_ref().is_some_and(|c| c.secret_name.is_some()) {
+            fields.push(format!("{at}.cert.secretName"));
+        }
+    }
+    fields
 }

@@ -151,6 +151,17 @@ pub struct EndpointSpec {
     pub exports: Vec<ExportSpec>,
 }
 
+/// The one endpoint service this implementation serves: AMQP on the broker.
+pub const SERVED_ENDPOINT_SERVICE: &str = "messaging";
+
+impl EndpointSpec {
+    /// Whether something serves it (`messaging`); `messaging-wss`, `mqtt` and `console` are
+    /// accepted and not served.
+    pub fn is_served(&self) -> bool {
+        self.service == SERVED_ENDPOINT_SERVICE
+    }
+}
+
 /// How an endpoint is exposed outside the cluster.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -294,6 +305,11 @@ pub struct AddressSpaceStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Fields set in its spec that this implementation reads and does not act on: an endpoint's
+    /// `expose` and `cert.secretName`, endpoints of a service nothing serves, and the legacy
+    /// `authenticationService.type`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported_fields: Vec<String>,
 }
 
 /// Where one endpoint really is.
