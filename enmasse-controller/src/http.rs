@@ -47,13 +47,20 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Cance
     connections.wait().await;
 }
 
+/// The content type of plain answers.
+const TEXT: &str = "text/plain; charset=utf-8";
+
 async fn answer<B>(request: Request<B>, metrics: Arc<Metrics>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/healthz" | "/readyz") => (StatusCode::OK, "ok\n".to_owned()),
-        (&Method::GET, "/metrics") => (StatusCode::OK, metrics.render()),
-        (_, path) => (StatusCode::NOT_FOUND, format!("no such resource: {path}\n")),
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz" | "/readyz") => (StatusCode::OK, TEXT, "ok\n".to_owned()),
+        (&Method::GET, "/metrics") => (StatusCode::OK, Metrics::CONTENT_TYPE, metrics.render()),
+        (_, path) => (StatusCode::NOT_FOUND, TEXT, format!("no such resource: {path}\n")),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     Ok(response)
 }

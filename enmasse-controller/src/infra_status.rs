@@ -3,7 +3,8 @@
 //! that nothing acts on (see `enmasse_types::evaluate::infra_statuses`).
 //!
 //! It runs once the infra stores have listed, again whenever one of those objects changes, and
-//! every [`REFRESH`] so that the spaces using them stay current. A status is written only when it
+//! every [`REFRESH`] so that the spaces using them stay current. The same lists of the cluster's
+//! address spaces and addresses give the metrics their census. A status is written only when it
 //! differs from the one the object has, so a settled cluster sees no writes.
 
 use std::{sync::Arc, time::Duration};
@@ -75,6 +76,7 @@ pub async fn run(ctx: Arc<Context>, changed: Arc<Notify>, stop: CancellationToke
 pub async fn write_all(ctx: &Context) -> Result<usize, InfraStatusError> {
     let spaces = list::<AddressSpace>(ctx).await?;
     let addresses = list::<Address>(ctx).await?;
+    ctx.metrics.census(&spaces, &addresses);
     let snapshot = ctx.infra.snapshot();
     let infra = snapshot.infra();
     let statuses = infra_statuses(&infra, &spaces, &addresses, &Time(Timestamp::now()));
