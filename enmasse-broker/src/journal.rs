@@ -19,6 +19,7 @@ mod record;
 mod segments;
 mod writer;
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -105,7 +106,13 @@ pub struct Journal {
     dir: PathBuf,
     commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    syncs: Histogram,
 }
+
+/// Upper bounds of the sync durations, in seconds: from a page cache's write to a slow disk's.
+const SYNC_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 impl Journal {
     /// Opens (or creates) the journal in `dir`, replays it, and starts its writer on a fresh
@@ -200,6 +207,7 @@ impl Journal {
         let current = existing.last().map_or(1, |last| last + 1);
         let file = segments::create(dir, current).map_err(io("create a journal segment in", dir))?;
         let size = record::MAGIC.len() as u64;
+        let syncs = Histogram::new(SYNC_BUCKETS);
         ledger.open_segment(current, size);
         let mut writer = Writer {
             dir: dir.to_path_buf(),
@@ -208,6 +216,7 @@ impl Journal {
             current,
             file,
             size,
+            syncs: syncs.clone(),
         };
         writer.reclaim().map_err(io("reclaim journal segments in", dir))?;
         let (commands, received) = mpsc::unbounded_channel();
@@ -220,6 +229,7 @@ impl Journal {
             dir: dir.to_path_buf(),
             commands: Mutex::new(Some(commands)),
             writer: Mutex::new(Some(thread)),
+            syncs,
         });
         Ok((journal, recovery))
     }
@@ -307,6 +317,10 @@ impl MessageStore for Journal {
 
     fn forget(&self, _address: &str, id: u64) {
         self.send(Command::Remove { id });
+    }
+
+    fn sync_seconds(&self) -> Option<Histogram> {
+        Some(self.syncs.clone())
     }
 
     fn forget_address(&self, address: &str) {

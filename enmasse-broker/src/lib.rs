@@ -17,6 +17,7 @@ pub mod journal;
 pub mod limits;
 pub mod management;
 pub mod message;
+pub mod metrics;
 pub mod recovery;
 pub mod sasl;
 pub mod selector;

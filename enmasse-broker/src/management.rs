@@ -14,7 +14,7 @@
 //! carry `Authorization: Bearer <token>`: in a cluster, any pod can reach the port, and a config
 //! names the users who may log in. Probes and metrics stay open.
 
-use std::{convert::Infallible, fmt::Write as _, path::PathBuf, sync::Arc, sync::atomic::Ordering};
+use std::{convert::Infallible, path::PathBuf, sync::Arc, sync::atomic::Ordering};
 
 use enmasse_auth::{scram::ScramCredential, tokens::TokenReviewer};
 use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport, Credential};
@@ -278,7 +278,14 @@ async fn handle(
             Some(_) => text(StatusCode::OK, "ready\n"),
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no configuration applied yet\n"),
         },
-        (&Method::GET, "/metrics") => text(StatusCode::OK, &metrics(&broker)),
+        (&Method::GET, "/metrics") => {
+            let mut answer = text(StatusCode::OK, &crate::metrics::render(&broker));
+            answer.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            answer
+        }
         (&Method::GET, "/report") => json(StatusCode::OK, &report(&broker)),
         (&Method::GET, "/status") => json(StatusCode::OK, &status(&broker, control.as_ref())),
         (&Method::PUT, "/config") => put_config(request, control.as_ref()).await,
@@ -417,113 +424,6 @@ fn status(broker: &Broker, control: &dyn Control) -> serde_json::Value {
         })),
         "manifests": control.status(),
     })
-}
-
-fn metrics(broker: &Broker) -> String {
-    let counters = broker.counters();
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let single =
-        |counter: &std::sync::atomic::AtomicU64| vec![(String::new(), counter.load(Ordering::Relaxed))];
-    family(
-        "enmasse_broker_connections_total",
-        "counter",
-        "Connections accepted since start.",
-        single(&counters.connections_total),
-    );
-    family(
-        "enmasse_broker_connections_open",
-        "gauge",
-        "Connections open now.",
-        single(&counters.connections_open),
-    );
-    family(
-        "enmasse_broker_authentication_failures_total",
-        "counter",
-        "Connections refused by authentication.",
-        single(&counters.authentication_failures),
-    );
-    family(
-        "enmasse_broker_attaches_refused_total",
-        "counter",
-        "Links refused at attach.",
-        single(&counters.attaches_refused),
-    );
-
-    let entries = broker.table().entries();
-    let per_address = |value: &dyn Fn(&crate::address::table::Entry) -> u64| -> Vec<(String, u64)> {
-        entries
-            .iter()
-            .map(|e| {
-                (
-                    format!("{{address=\"{}\",type=\"{}\"}}", escape(&e.address), e.type_),
-                    value(e),
-                )
-            })
-            .collect()
-    };
-    family(
-        "enmasse_broker_address_depth",
-        "gauge",
-        "Messages held by an address.",
-        per_address(&|e| e.depth()),
-    );
-    family(
-        "enmasse_broker_address_senders",
-        "gauge",
-        "Sender links attached to an address.",
-        per_address(&|e| e.senders.load(Ordering::Relaxed)),
-    );
-    family(
-        "enmasse_broker_address_receivers",
-        "gauge",
-        "Receiver links attached to an address.",
-        per_address(&|e| e.receivers.load(Ordering::Relaxed)),
-    );
-    family(
-        "enmasse_broker_address_messages_in_total",
-        "counter",
-        "Messages taken in by an address.",
-        per_address(&|e| e.messages_in()),
-    );
-    family(
-        "enmasse_broker_address_messages_out_total",
-        "counter",
-        "Messages settled by consumers of an address.",
-        per_address(&|e| e.messages_out.load(Ordering::Relaxed)),
-    );
-    family(
-        "enmasse_broker_address_messages_expired_total",
-        "counter",
-        "Messages that expired at an address (moved to its expiry address, or dropped).",
-        per_address(&|e| e.messages_expired.load(Ordering::Relaxed)),
-    );
-    family(
-        "enmasse_broker_address_messages_dead_lettered_total",
-        "counter",
-        "Messages an address gave up, rejected or past their delivery attempts (moved to its dead-letter address, or dropped).",
-        per_address(&|e| e.messages_dead_lettered.load(Ordering::Relaxed)),
-    );
-    family(
-        "enmasse_broker_address_messages_dropped_total",
-        "counter",
-        "Messages a full address dropped to make room (addressFullPolicy DROP).",
-        per_address(&|e| e.messages_dropped.load(Ordering::Relaxed)),
-    );
-    out
-}
-
-/// Escapes a label value for the Prometheus text format.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn text(status: StatusCode, body: &str) -> Answer {

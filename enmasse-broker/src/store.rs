@@ -51,6 +51,11 @@ pub trait MessageStore: Send + Sync + Debug {
     fn keeps_messages(&self) -> bool {
         true
     }
+
+    /// How long its syncs take, for the broker's metrics; `None` for a store that does not sync.
+    fn sync_seconds(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        None
+    }
 }
 
 /// Messages live only in the queues' memory: nothing survives a restart.

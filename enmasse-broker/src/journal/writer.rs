@@ -3,6 +3,7 @@
 //! they share one `fdatasync`. When the current segment is full it starts the next one and
 //! reclaims old ones, copying the few live messages of a sparse oldest segment forward.
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
@@ -63,6 +64,8 @@ pub(crate) struct Writer {
     pub(crate) current: u64,
     pub(crate) file: File,
     pub(crate) size: u64,
+    /// How long each write that durable messages wait for took, its sync included.
+    pub(crate) syncs: Histogram,
 }
 
 /// What a batch added, removed and dropped so far.
@@ -212,10 +215,14 @@ impl Writer {
             }
         }
         let must_sync = !added.is_empty() || !synced.is_empty();
+        let started = std::time::Instant::now();
         let written = self.file.write_all(buffer).and_then(|()| match must_sync {
             true => self.file.sync_data(),
             false => Ok(()),
         });
+        if must_sync {
+            self.syncs.observe(started.elapsed().as_secs_f64());
+        }
         match written {
             Ok(()) => {
                 self.size += buffer.len() as u64;
