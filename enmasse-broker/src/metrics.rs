@@ -49,6 +49,9 @@ struct BrokerCollector {
     broker: Arc<Broker>,
 }
 
+/// A family with a sample per address: name, help, type, and how to read it.
+type PerAddress = (&'static str, &'static str, MetricType, fn(&Entry) -> u64);
+
 /// A counter or gauge of the broker as a whole.
 enum Single {
     Counter(u64),
@@ -108,7 +111,7 @@ impl Collector for BrokerCollector {
         }
 
         let entries = self.broker.table().entries();
-        let per_address: [(&str, &str, MetricType, fn(&Entry) -> u64); 8] = [
+        let per_address: [PerAddress; 8] = [
             (
                 "enmasse_broker_address_depth",
                 "Messages held by an address.",
@@ -159,7 +162,7 @@ impl Collector for BrokerCollector {
             ),
         ];
         for (name, help, kind, value) in per_address {
-            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
             for entry in &entries {
                 let type_ = entry.type_.to_string();
                 let labels = [("address", entry.address.as_str()), ("type", type_.as_str())];
