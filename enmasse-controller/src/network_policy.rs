@@ -24,6 +24,10 @@ use crate::{
 /// management port.
 pub const OPERATOR_POD_LABEL: (&str, &str) = ("app.kubernetes.io/name", "enmasse-operator");
 
+/// The label of the namespaces whose pods may scrape the brokers' metrics (Prometheus's): they
+/// reach the management port, where `/metrics` needs no token and the rest does.
+pub const SCRAPER_NAMESPACE_LABEL: (&str, &str) = ("enmasse.io/scrape-metrics", "true");
+
 /// The ingress and egress rules a space asks for.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rules {
@@ -105,6 +109,20 @@ pub fn network_policy(names: &InfraNames, namespace: &str, rules: &Rules) -> Net
             })
             .collect(),
     };
+    let scrapers = NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(
+                    [SCRAPER_NAMESPACE_LABEL]
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .into(),
+                ),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port(MANAGEMENT_PORT)]),
+    };
     let mut policy_types = vec!["Ingress".to_owned()];
     if !rules.egress.is_empty() {
         policy_types.push("Egress".to_owned());
@@ -121,7 +139,12 @@ pub fn network_policy(names: &InfraNames, namespace: &str, rules: &Rules) -> Net
                 match_labels: Some(names.selector()),
                 ..LabelSelector::default()
             }),
-            ingress: Some(std::iter::once(operator).chain(clients).collect()),
+            ingress: Some(
+                std::iter::once(operator)
+                    .chain(clients)
+                    .chain(std::iter::once(scrapers))
+                    .collect(),
+            ),
             egress: (!rules.egress.is_empty()).then(|| rules.egress.clone()),
             policy_types: Some(policy_types),
         }),

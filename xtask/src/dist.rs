@@ -8,8 +8,10 @@
 //!   to apply into the operator's namespace;
 //! - `examples/`: a team's manifests, as in the post (`examples/gitops/team1/`);
 //! - `argocd/`: the health checks to merge into Argo CD's settings (`deploy/argocd/`);
+//! - `monitoring/`: PodMonitors, alert rules and a Grafana dashboard (`deploy/monitoring/`);
 //! - `install/kustomization.yaml`: the CRDs, RBAC and Deployment in one `kubectl apply -k install/`,
-//!   with the images of this release; `kustomization.yaml`: that and the Argo CD settings;
+//!   with the images of this release; `kustomization.yaml`: that, the Argo CD settings and the
+//!   monitoring;
 //! - `SHA256SUMS`: the checksum of every file above.
 //!
 //! Next to the tarball, `enmasse-<version>.tar.gz.sha256` holds the tarball's own checksum.
@@ -28,10 +30,11 @@ use crate::exec;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Where each part of the bundle comes from: (source directory, directory in the bundle).
-const PARTS: [(&str, &str); 5] = [
+const PARTS: [(&str, &str); 6] = [
     ("deploy/crds", "install/crds"),
     ("deploy/install", "install"),
     ("deploy/argocd", "argocd"),
+    ("deploy/monitoring", "monitoring"),
     ("examples/gitops/infra", "install/defaults"),
     ("examples/gitops/team1", "examples"),
 ];
@@ -104,7 +107,10 @@ pub(crate) fn build(root: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     fs::write(stage.join("install/kustomization.yaml"), install_kustomization)
         .context("failed to write install/kustomization.yaml")?;
     let mut root_kustomization = format!("{KUSTOMIZATION_HEAD}- install\n");
-    for file in files.iter().filter(|f| f.starts_with("argocd/")) {
+    for file in files
+        .iter()
+        .filter(|f| f.starts_with("argocd/") || f.starts_with("monitoring/"))
+    {
         root_kustomization.push_str(&format!("- {file}\n"));
     }
     fs::write(stage.join("kustomization.yaml"), root_kustomization)

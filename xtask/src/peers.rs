@@ -1,8 +1,9 @@
 //! The AMQP clients the interop tests drive, installed by the project itself so that a fresh
 //! machine needs nothing by hand: Qpid Proton for Python (Debian's `python3-qpid-proton`), Proton's
 //! own example suite (Debian's `libqpid-proton11-dev-examples`) and rhea for Node.js (npm, from
-//! `tests/interop/package-lock.json`); and the Lua interpreter that runs the Argo CD health check
-//! (Debian's `lua5.4`). Each step is skipped when its peer is already there.
+//! `tests/interop/package-lock.json`); the Lua interpreter that runs the Argo CD health check
+//! (Debian's `lua5.4`) and promtool, which checks the alert rules (Debian's `prometheus`). Each
+//! step is skipped when its peer is already there.
 
 use std::{path::Path, process::Command};
 
@@ -28,6 +29,9 @@ pub(crate) fn install(root: &Path) -> anyhow::Result<()> {
     }
     if !succeeds(Command::new(LUA).arg("-v")) {
         missing.push("lua5.4");
+    }
+    if !succeeds(Command::new("promtool").arg("--version")) {
+        missing.push("prometheus");
     }
     if !missing.is_empty() {
         eprintln!("installing {}", missing.join(" "));

@@ -37,7 +37,7 @@ fn only_the_operator_reaches_the_management_port_and_anyone_the_messaging_ports(
     assert_eq!(spec.pod_selector.unwrap().match_labels, Some(names().selector()));
     assert_eq!(spec.policy_types, Some(vec!["Ingress".to_owned()]));
     let ingress = spec.ingress.unwrap();
-    assert_eq!(ingress.len(), 2);
+    assert_eq!(ingress.len(), 3);
     let operator = &ingress[0];
     assert_eq!(ports(operator), [i32::from(MANAGEMENT_PORT)]);
     let labels = operator.from.as_ref().unwrap()[0]
@@ -53,6 +53,17 @@ fn only_the_operator_reaches_the_management_port_and_anyone_the_messaging_ports(
     );
     assert_eq!(ports(&ingress[1]), [i32::from(AMQP_PORT), i32::from(AMQPS_PORT)]);
     assert!(ingress[1].from.is_none(), "from anywhere");
+    let scrapers = &ingress[2];
+    assert_eq!(ports(scrapers), [i32::from(MANAGEMENT_PORT)]);
+    let namespaces = scrapers.from.as_ref().unwrap()[0]
+        .namespace_selector
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        namespaces.match_labels.as_ref().unwrap()["enmasse.io/scrape-metrics"],
+        "true",
+        "the namespaces labelled for scraping reach the metrics"
+    );
     assert!(
         ingress
             .iter()
@@ -75,7 +86,7 @@ fn the_spaces_rules_admit_their_peers_to_the_messaging_ports_only() {
     };
     let spec = network_policy(&names(), "enmasse-infra", &rules).spec.unwrap();
     let ingress = spec.ingress.unwrap();
-    assert_eq!(ingress.len(), 2);
+    assert_eq!(ingress.len(), 3);
     assert_eq!(ingress[1].from, Some(vec![from_block("10.0.0.0/8")]));
     assert_eq!(
         ports(&ingress[1]),

@@ -13,8 +13,11 @@ use serde_json::Value;
 
 use super::*;
 
-/// The built-in kinds the bundle may use, by `apiVersion`.
-const KUBERNETES: [(&str, &str); 11] = [
+/// The kinds the bundle may use, by `apiVersion`: Kubernetes' own, and the Prometheus
+/// Operator's for the monitoring.
+const KUBERNETES: [(&str, &str); 13] = [
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("v1", "Namespace"),
     ("v1", "ServiceAccount"),
     ("v1", "ConfigMap"),
@@ -109,7 +112,16 @@ fn the_kustomizations_install_every_file_of_install_with_the_release_images() {
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert_eq!(resources, ["install", "argocd/argocd-cm-health.yaml"]);
+    assert_eq!(
+        resources,
+        [
+            "install",
+            "argocd/argocd-cm-health.yaml",
+            "monitoring/grafana-dashboard.yaml",
+            "monitoring/pod-monitors.yaml",
+            "monitoring/prometheus-rules.yaml"
+        ]
+    );
     for resource in resources {
         assert!(bundle.join(resource).exists(), "{resource}");
     }
@@ -137,7 +149,7 @@ fn a_deployment_naming_other_images_than_the_release_fails_the_bundle() {
 }
 
 #[test]
-fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_ships() {
+fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_and_prometheus_ship() {
     let (out, bundle) = unpacked("kinds");
     for part in ["install/crds", "install/defaults", "examples"] {
         assert!(bundle.join(part).is_dir(), "{part} in the bundle");
@@ -194,7 +206,7 @@ fn the_unpacked_bundle_parses_and_names_only_kinds_it_defines_or_kubernetes_ship
         let kind = document["kind"].as_str().unwrap_or_default().to_owned();
         assert!(
             known.contains(&(api_version.clone(), kind.clone())),
-            "{}: {api_version} {kind} is neither defined by the bundle nor shipped by Kubernetes",
+            "{}: {api_version} {kind} is neither defined by the bundle nor shipped by Kubernetes or the Prometheus Operator",
             path.display()
         );
     }
