@@ -64,6 +64,8 @@ impl Endpoint {
             host: self.host(),
             ports,
             ca_pem: self.ca_pem.clone(),
+            // The standalone broker makes no load balancer or route.
+            external: Default::default(),
         }
     }
 }

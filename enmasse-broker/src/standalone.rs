@@ -233,6 +233,18 @@ impl Standalone {
             messages.push(message.to_owned());
         }
         if let Some(verdict) = evaluation.spaces.get_mut(&space_name) {
+            // No load balancer or route is made on one machine: the listeners are what clients reach.
+            for served in space
+                .spec
+                .endpoints
+                .iter()
+                .filter(|e| e.is_served() && e.expose.is_some())
+            {
+                verdict
+                    .status
+                    .unsupported_fields
+                    .push(format!("endpoints[{}].expose", served.name));
+            }
             verdict.status.ca_cert = endpoint.ca_pem.clone();
             verdict.status.endpoint_statuses = endpoint_statuses(space, &endpoint);
             for message in &verdict.status.messages {

@@ -402,3 +402,23 @@ async fn a_type_change_of_a_queue_holding_messages_waits_until_they_are_consumed
     }
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn an_exposed_endpoint_is_named_among_what_one_machine_does_not_act_on() {
+    let dir = Dir::new("expose");
+    dir.write(
+        "space.yaml",
+        &SPACE.replace(
+            "    service: messaging\n",
+            "    service: messaging\n    expose: {type: loadbalancer}\n",
+        ),
+    );
+    let (_broker, standalone) = standalone(&dir);
+    standalone.refresh();
+    let space = &standalone.status()["statuses"]["addressSpaces"]["app"];
+    assert_eq!(
+        space["unsupportedFields"],
+        serde_json::json!(["endpoints[messaging].expose"]),
+        "{space}"
+    );
+}

@@ -16,7 +16,7 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{names::InfraNames, workload::MANAGEMENT_TOKEN};
+use crate::{expose::Route, names::InfraNames, workload::MANAGEMENT_TOKEN};
 
 /// The field manager of everything the operator applies.
 pub const FIELD_MANAGER: &str = "enmasse-operator";
@@ -141,9 +141,31 @@ impl<'a> SpaceInfra<'a> {
         self.get(&self.names.pod()).await
     }
 
-    /// Deletes everything of the space; what is already gone is fine.
-    pub async fn delete_all(&self) -> Result<(), InfraError> {
+    /// Deletes what exposed an endpoint under `name` (a load balancer Service, a Route), if it
+    /// is there: read first, so that a settled space makes no write.
+    pub async fn remove_exposure(&self, name: &str) -> Result<(), InfraError> {
+        if self.get::<Service>(name).await?.is_some() {
+            self.delete::<Service>(name).await?;
+        }
+        if self.get_route(name).await?.is_some() {
+            self.delete::<Route>(name).await?;
+        }
+        Ok(())
+    }
+
+    /// A Route, if it exists; `None` also where the cluster has no Route API (not OpenShift).
+    async fn get_route(&self, name: &str) -> Result<Option<Route>, InfraError> {
+        self.get::<Route>(name).await
+    }
+
+    /// Deletes everything of the space, and what exposed its endpoints (`exposures`, their
+    /// names); what is already gone is fine.
+    pub async fn delete_all(&self, exposures: &[String]) -> Result<(), InfraError> {
         let broker = self.names.broker();
+        for exposure in exposures {
+            self.delete::<Service>(exposure).await?;
+            self.delete::<Route>(exposure).await?;
+        }
         self.delete::<StatefulSet>(&broker).await?;
         self.delete::<Service>(&broker).await?;
         self.delete::<NetworkPolicy>(&self.names.network_policy()).await?;

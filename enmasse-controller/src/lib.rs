@@ -11,6 +11,7 @@
 //! - [`certificates`]: the Secrets of the certificate `amqps` serves, per cert provider;
 //! - [`status`]: a space's status, held to what the operator saw of its infrastructure;
 //! - [`exports`]: writing the exports into the team's namespace within the post's Role;
+//! - [`expose`]: load balancers and routes for endpoints exposed outside the cluster;
 //! - [`space`]: one pass over an address space, its members and its broker;
 //! - [`orphans`]: the status of Addresses and users whose space does not exist;
 //! - [`infra_status`]: the status of plans, infra configs and authentication services;
@@ -20,6 +21,7 @@ pub mod brokers;
 pub mod certificates;
 pub mod context;
 pub mod exports;
+pub mod expose;
 pub mod http;
 pub mod infra;
 pub mod infra_status;

@@ -44,6 +44,7 @@ use crate::{
     certificates::{self, Existing, TlsPlan},
     context::{Context, DeletePolicy},
     exports::write,
+    expose,
     infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
     names::InfraNames,
     network_policy, orphans,
@@ -269,11 +270,13 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
             if let Err(err) = infra.apply(&policy).await {
                 observed.problems.push(one_line(&err));
             }
+            expose_endpoints(space, &names, infra_namespace, &infra, &mut observed).await;
         }
         let endpoint = Endpoint {
             host: names.host(infra_namespace),
             ports: BTreeMap::from([("amqp".to_owned(), AMQP_PORT), ("amqps".to_owned(), AMQPS_PORT)]),
             ca_pem: observed.ca_pem.clone(),
+            external: observed.external.clone(),
         };
         for export in exports(space, &endpoint) {
             if let Err(err) = write(&ctx.client, &export).await {
@@ -344,13 +347,65 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     Ok(Action::requeue(next))
 }
 
+/// Exposes each served endpoint that asks for it (a load balancer Service, a Route), noting where
+/// clients outside reach it, and removes what exposed one that no longer asks.
+async fn expose_endpoints(
+    space: &AddressSpace,
+    names: &InfraNames,
+    namespace: &str,
+    infra: &SpaceInfra<'_>,
+    observed: &mut Observed,
+) {
+    for endpoint in space.spec.endpoints.iter().filter(|e| e.is_served()) {
+        let Some(wanted) = endpoint.expose.as_ref() else {
+            if let Err(err) = infra.remove_exposure(&expose::name(names, endpoint)).await {
+                observed.problems.push(one_line(&err));
+            }
+            continue;
+        };
+        let exposure = match expose::exposure(names, namespace, endpoint, wanted, observed.ca_pem.as_deref())
+        {
+            Ok(exposure) => exposure,
+            Err(why) => {
+                observed.problems.push(why);
+                continue;
+            }
+        };
+        let applied = match exposure {
+            expose::Exposure::LoadBalancer(service) => infra
+                .apply(&*service)
+                .await
+                .map(|s| expose::Exposure::LoadBalancer(Box::new(s))),
+            expose::Exposure::Route(route) => infra
+                .apply(&*route)
+                .await
+                .map(|r| expose::Exposure::Route(Box::new(r))),
+        };
+        match applied {
+            Ok(applied) => {
+                observed
+                    .external
+                    .insert(endpoint.name.clone(), expose::external(&applied));
+            }
+            Err(err) => observed.problems.push(one_line(&err)),
+        }
+    }
+}
+
 /// Removes the space's infrastructure; the exports go with the space (they are owned by it).
 async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileError> {
     let namespace = space.namespace().unwrap_or_default();
     let name = space.name_any();
     let names = InfraNames::new(&namespace, &name);
+    let exposures: Vec<String> = space
+        .spec
+        .endpoints
+        .iter()
+        .filter(|e| e.is_served())
+        .map(|e| expose::name(&names, e))
+        .collect();
     SpaceInfra::new(&ctx.client, &ctx.settings.broker.namespace, &names)
-        .delete_all()
+        .delete_all(&exposures)
         .await?;
     // No broker is left to hold messages: retained addresses let go.
     let members = Members::list(ctx, &namespace, &name).await?;
@@ -452,7 +507,11 @@ async fn certificate(
         names,
         namespace,
         cert,
-        &certificates::hosts(names, namespace),
+        &[
+            certificates::hosts(names, namespace),
+            expose::certificate_hosts(space),
+        ]
+        .concat(),
         existing,
     ) {
         Ok(TlsPlan::Write(secrets)) => {

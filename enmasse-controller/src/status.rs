@@ -4,9 +4,14 @@
 //! latest configuration, has its certificate and its exports are written: never merely because
 //! the API calls were made.
 
-use enmasse_types::resources::{
-    address_space::{AddressSpace, AddressSpaceStatus, EndpointStatus, PortStatus},
-    common::{Phase, ready_condition, set_condition},
+use std::collections::BTreeMap;
+
+use enmasse_types::{
+    exports::External,
+    resources::{
+        address_space::{AddressSpace, AddressSpaceStatus, EndpointStatus, PortStatus},
+        common::{Phase, ready_condition, set_condition},
+    },
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -21,6 +26,8 @@ pub struct Observed {
     pub problems: Vec<String>,
     /// The CA clients trust, when the certificate has one.
     pub ca_pem: Option<String>,
+    /// Where clients outside reach each exposed endpoint, by endpoint name.
+    pub external: BTreeMap<String, External>,
 }
 
 /// The space's status: `verdict` (what the manifests and the broker's report say), held to
@@ -76,7 +83,7 @@ pub fn space_status(
         phase: Some(phase),
         messages,
         ca_cert: observed.ca_pem.clone(),
-        endpoint_statuses: endpoint_statuses(space, names, infra_namespace),
+        endpoint_statuses: endpoint_statuses(space, names, infra_namespace, observed),
         conditions,
         ..verdict
     }
@@ -84,7 +91,12 @@ pub fn space_status(
 
 /// Where each of the space's served endpoints is: the broker's Service. Endpoints nothing serves
 /// have no place to report; the status names them among its unsupported fields.
-fn endpoint_statuses(space: &AddressSpace, names: &InfraNames, infra_namespace: &str) -> Vec<EndpointStatus> {
+fn endpoint_statuses(
+    space: &AddressSpace,
+    names: &InfraNames,
+    infra_namespace: &str,
+    observed: &Observed,
+) -> Vec<EndpointStatus> {
     let ports = vec![
         PortStatus {
             name: "amqp".to_owned(),
@@ -100,13 +112,23 @@ fn endpoint_statuses(space: &AddressSpace, names: &InfraNames, infra_namespace: 
         .endpoints
         .iter()
         .filter(|endpoint| endpoint.is_served())
-        .map(|endpoint| EndpointStatus {
-            name: endpoint.name.clone(),
-            cert: endpoint.cert.as_ref().and_then(|c| c.secret_name.clone()),
-            service_host: Some(names.host(infra_namespace)),
-            service_ports: ports.clone(),
-            external_host: None,
-            external_ports: Vec::new(),
+        .map(|endpoint| {
+            let external = observed.external.get(&endpoint.name);
+            EndpointStatus {
+                name: endpoint.name.clone(),
+                cert: endpoint.cert.as_ref().and_then(|c| c.secret_name.clone()),
+                service_host: Some(names.host(infra_namespace)),
+                service_ports: ports.clone(),
+                external_host: external.and_then(|e| e.host.clone()),
+                external_ports: external
+                    .iter()
+                    .flat_map(|e| &e.ports)
+                    .map(|(name, port)| PortStatus {
+                        name: name.clone(),
+                        port: *port,
+                    })
+                    .collect(),
+            }
         })
         .collect()
 }

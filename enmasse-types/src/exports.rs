@@ -24,6 +24,17 @@ pub struct Endpoint {
     pub ports: BTreeMap<String, u16>,
     /// The CA certificate (PEM) that `amqps` chains to, when clients need one.
     pub ca_pem: Option<String>,
+    /// Where clients outside the cluster reach each exposed endpoint, by endpoint name.
+    pub external: BTreeMap<String, External>,
+}
+
+/// Where clients outside the cluster reach an exposed endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct External {
+    /// The host (or address) to connect to; `None` until the load balancer or router has one.
+    pub host: Option<String>,
+    /// The ports, by name.
+    pub ports: BTreeMap<String, u16>,
 }
 
 /// One object to write into the space's namespace; it serializes as the object itself.
@@ -59,11 +70,20 @@ impl Export {
     }
 }
 
-/// The keys of a ConfigMap or Secret export.
-pub fn keys(endpoint: &Endpoint) -> BTreeMap<String, String> {
+/// The keys of a ConfigMap or Secret export: the Service's host and ports, and, once the endpoint
+/// is reachable from outside, `external.host` and `external.port.<name>`.
+pub fn keys(endpoint: &Endpoint, external: Option<&External>) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::from([("service.host".to_owned(), endpoint.host.clone())]);
     for (name, port) in &endpoint.ports {
         keys.insert(format!("service.port.{name}"), port.to_string());
+    }
+    if let Some(external) = external
+        && let Some(host) = &external.host
+    {
+        keys.insert("external.host".to_owned(), host.clone());
+        for (name, port) in &external.ports {
+            keys.insert(format!("external.port.{name}"), port.to_string());
+        }
     }
     if let Some(ca) = &endpoint.ca_pem {
         keys.insert("ca.crt".to_owned(), ca.clone());
@@ -74,7 +94,6 @@ pub fn keys(endpoint: &Endpoint) -> BTreeMap<String, String> {
 /// Every export `space` asks for of its served endpoints, with `endpoint`'s details. Each is owned by the space (when it
 /// has a uid, as it does in a cluster), so that deleting the space deletes its exports.
 pub fn exports(space: &AddressSpace, endpoint: &Endpoint) -> Vec<Export> {
-    let keys = keys(endpoint);
     let owner = owner_reference(space);
     let metadata = |name: &str| ObjectMeta {
         name: Some(name.to_owned()),
@@ -84,13 +103,14 @@ pub fn exports(space: &AddressSpace, endpoint: &Endpoint) -> Vec<Export> {
     };
     let mut exports = Vec::new();
     // Only a served endpoint has a host and ports to export.
-    for spec in space
+    for (served, spec) in space
         .spec
         .endpoints
         .iter()
         .filter(|e| e.is_served())
-        .flat_map(|e| &e.exports)
+        .flat_map(|e| e.exports.iter().map(move |spec| (e, spec)))
     {
+        let keys = keys(endpoint, endpoint.external.get(&served.name));
         exports.push(match spec.kind {
             ExportKind::ConfigMap => Export::ConfigMap(ConfigMap {
                 metadata: metadata(&spec.name),

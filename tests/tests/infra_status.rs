@@ -159,7 +159,7 @@ fn what_cannot_be_used_is_failed_with_what_to_fix() {
 }
 
 #[test]
-fn a_space_names_the_endpoint_fields_nothing_acts_on_and_exports_only_what_is_served() {
+fn a_space_names_the_endpoints_nothing_serves_and_exports_only_what_is_served() {
     let (catalog, mut team) = example();
     let space = &mut team.spaces[0];
     space.spec.endpoints[0].expose = Some(
@@ -178,16 +178,15 @@ fn a_space_names_the_endpoint_fields_nothing_acts_on_and_exports_only_what_is_se
         enmasse_types::evaluate::evaluate(&team.as_tenant(), &catalog.infra(), &Default::default(), &now());
     assert_eq!(
         evaluation.spaces["app"].status.unsupported_fields,
-        [
-            "endpoints[messaging].expose",
-            "endpoints[websocket] (service messaging-wss)"
-        ]
+        ["endpoints[websocket] (service messaging-wss)"],
+        "expose is the operator's to act on (the standalone broker names it itself)"
     );
 
     let endpoint = enmasse_types::exports::Endpoint {
         host: "broker.example".into(),
         ports: [("amqps".to_owned(), 5671)].into_iter().collect(),
         ca_pem: None,
+        external: Default::default(),
     };
     let exported: Vec<String> = enmasse_types::exports::exports(&team.spaces[0], &endpoint)
         .iter()

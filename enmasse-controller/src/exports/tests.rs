@@ -78,6 +78,7 @@ fn export() -> Export {
         host: "broker-app.enmasse-infra.svc".into(),
         ports: BTreeMap::from([("amqps".into(), 5671)]),
         ca_pem: Some("CA".into()),
+        external: BTreeMap::new(),
     };
     rules::exports(&space, &endpoint).remove(0)
 }

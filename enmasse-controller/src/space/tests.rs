@@ -547,3 +547,56 @@ async fn under_delete_a_deleted_address_leaves_the_broker_with_its_messages() {
     s.reconcile().await.unwrap();
     assert_eq!(s.broker.served(), ["confirmations"]);
 }
+
+#[tokio::test]
+async fn an_exposed_endpoint_gets_a_load_balancer_whose_address_reaches_the_status_and_the_export() {
+    let s = scenario(DeletePolicy::Delete);
+    s.api.edit(SPACE, |space| {
+        space["spec"]["endpoints"][0]["expose"] =
+            json!({"type": "loadbalancer", "loadBalancerSourceRanges": ["10.0.0.0/8"]});
+    });
+    s.bring_up().await;
+    let external = format!(
+        "/api/v1/namespaces/{INFRA}/services/{}-messaging",
+        s.names.broker()
+    );
+    let service = s.api.get(&external).expect("the load balancer's Service");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(service["spec"]["loadBalancerSourceRanges"], json!(["10.0.0.0/8"]));
+    assert!(
+        s.status(SPACE)["endpointStatuses"][0]
+            .get("externalHost")
+            .is_none(),
+        "no external host before the cloud gives one"
+    );
+
+    // The cloud provider gives the load balancer an address.
+    s.api.edit(&external, |service| {
+        service["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
+    });
+    s.reconcile().await.unwrap();
+    let endpoint = &s.status(SPACE)["endpointStatuses"][0];
+    assert_eq!(endpoint["externalHost"], "203.0.113.7");
+    assert_eq!(
+        endpoint["externalPorts"],
+        json!([{"name": "amqp", "port": 5672}, {"name": "amqps", "port": 5671}])
+    );
+    let export = &s.api.get(EXPORT).unwrap()["data"];
+    assert_eq!(export["external.host"], "203.0.113.7");
+    assert_eq!(export["external.port.amqps"], "5671");
+
+    // No longer exposed: the load balancer goes.
+    s.api.edit(SPACE, |space| {
+        space["spec"]["endpoints"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("expose");
+    });
+    s.reconcile().await.unwrap();
+    assert!(s.api.get(&external).is_none(), "the load balancer is removed");
+    assert!(
+        s.status(SPACE)["endpointStatuses"][0]
+            .get("externalHost")
+            .is_none()
+    );
+}

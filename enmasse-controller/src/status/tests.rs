@@ -51,6 +51,7 @@ fn healthy() -> Observed {
         broker_ready: true,
         problems: vec![],
         ca_pem: Some("CA".into()),
+        external: Default::default(),
     }
 }
 

@@ -498,9 +498,6 @@ fn unsupported_fields(space: &AddressSpace) -> Vec<String> {
             fields.push(format!("{at} (service {})", endpoint.service));
             continue;
         }
-        if endpoint.expose.is_some() {
-            fields.push(format!("{at}.expose"));
-        }
         if endpoint.cert.as_ref().is_some_and(|c| c.secret_name.is_some()) {
             fields.push(format!("{at}.cert.secretName"));
         }

@@ -306,8 +306,8 @@ pub struct AddressSpaceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Fields set in its spec that this implementation reads and does not act on: an endpoint's
-    /// `expose` and `cert.secretName`, endpoints of a service nothing serves, and the legacy
-    /// `authenticationService.type`.
+    /// `cert.secretName`, endpoints of a service nothing serves, the legacy
+    /// `authenticationService.type`, and, on one machine, an endpoint's `expose`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported_fields: Vec<String>,
 }
