@@ -4,7 +4,8 @@
 --   Progressing  no status yet, a generation the operator has not seen, Pending, Configuring,
 --                Terminating, or an edit that waits for the address to drain
 --   Healthy      Active, serving what the manifest says
---   Degraded     Failed, or Active on its previous plan because the new one was refused
+--   Degraded     Failed, or Active on its previous plan because the new one was refused (an
+--                address's Applied condition; a space's appliedPlan)
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 local status = obj.status
 if status == nil or status.phase == nil then
@@ -35,6 +36,11 @@ if phase == "Active" then
       hs.message = condition.message or message or condition.reason
       return hs
     end
+  end
+  if status.appliedPlan ~= nil and obj.spec ~= nil and obj.spec.plan ~= nil and status.appliedPlan ~= obj.spec.plan then
+    hs.status = "Degraded"
+    hs.message = message or ("still on plan " .. status.appliedPlan .. ": plan " .. obj.spec.plan .. " was refused")
+    return hs
   end
   hs.status = "Healthy"
   hs.message = message or "Active"

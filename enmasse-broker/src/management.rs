@@ -8,7 +8,7 @@
 //! | `GET /report` | the broker report of the contract: the revision applied and the addresses served |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a config is applied, 503 before |
-//! | `GET /metrics` | Prometheus text format |
+//! | `GET /metrics` | OpenMetrics text ([`crate::metrics`]); no token needed |
 //!
 //! With a [`Guard`] token, `PUT /config`, `GET /report` and `GET /status` answer only requests that
 //! carry `Authorization: Bearer <token>`: in a cluster, any pod can reach the port, and a config

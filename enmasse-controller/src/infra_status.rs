@@ -72,7 +72,8 @@ pub async fn run(ctx: Arc<Context>, changed: Arc<Notify>, stop: CancellationToke
     }
 }
 
-/// Computes every status and writes those that changed; returns how many were written.
+/// Computes every status and writes those that changed; returns how many were written. A write
+/// that fails does not keep the others from being tried; the first failure is returned.
 pub async fn write_all(ctx: &Context) -> Result<usize, InfraStatusError> {
     let spaces = list::<AddressSpace>(ctx).await?;
     let addresses = list::<Address>(ctx).await?;
@@ -82,27 +83,37 @@ pub async fn write_all(ctx: &Context) -> Result<usize, InfraStatusError> {
     let statuses = infra_statuses(&infra, &spaces, &addresses, &Time(Timestamp::now()));
     let namespace = ctx.settings.broker.namespace.as_str();
     let mut written = 0;
+    let mut first_failure = None;
+    let mut count = |result: Result<usize, InfraStatusError>| match result {
+        Ok(n) => written += n,
+        Err(err) => {
+            first_failure.get_or_insert(err);
+        }
+    };
     for plan in infra.space_plans {
         let wanted = statuses.space_plans.get(&plan.name_any());
-        written += write_if_changed(ctx, namespace, plan, plan.status.as_ref(), wanted).await?;
+        count(write_if_changed(ctx, namespace, plan, plan.status.as_ref(), wanted).await);
     }
     for plan in infra.address_plans {
         let wanted = statuses.address_plans.get(&plan.name_any());
-        written += write_if_changed(ctx, namespace, plan, plan.status.as_ref(), wanted).await?;
+        count(write_if_changed(ctx, namespace, plan, plan.status.as_ref(), wanted).await);
     }
     for config in infra.standard_infra_configs {
         let wanted = statuses.standard_infra_configs.get(&config.name_any());
-        written += write_if_changed(ctx, namespace, config, config.status.as_ref(), wanted).await?;
+        count(write_if_changed(ctx, namespace, config, config.status.as_ref(), wanted).await);
     }
     for config in infra.brokered_infra_configs {
         let wanted = statuses.brokered_infra_configs.get(&config.name_any());
-        written += write_if_changed(ctx, namespace, config, config.status.as_ref(), wanted).await?;
+        count(write_if_changed(ctx, namespace, config, config.status.as_ref(), wanted).await);
     }
     for service in infra.authentication_services {
         let wanted = statuses.authentication_services.get(&service.name_any());
-        written += write_if_changed(ctx, namespace, service, service.status.as_ref(), wanted).await?;
+        count(write_if_changed(ctx, namespace, service, service.status.as_ref(), wanted).await);
     }
-    Ok(written)
+    match first_failure {
+        Some(err) => Err(err),
+        None => Ok(written),
+    }
 }
 
 async fn list<K>(ctx: &Context) -> Result<Vec<K>, InfraStatusError>

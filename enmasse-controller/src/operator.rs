@@ -16,7 +16,7 @@ use enmasse_types::{
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::{
-    Api, Client, Resource,
+    Api, Client, Resource, ResourceExt,
     api::ObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
@@ -236,6 +236,9 @@ where
 {
     let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     let mut events = std::pin::pin!(events);
+    // The generation each object was last seen at: a write of its status alone (the operator's
+    // own) changes nothing a space depends on.
+    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -243,8 +246,20 @@ where
         };
         match event {
             None => return,
-            Some(Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)) => {
-                // A full channel already holds a change that will reconcile everything.
+            Some(Ok(watcher::Event::Apply(object))) => {
+                let generation = object.meta().generation;
+                if seen.insert(object.name_any(), generation) != Some(generation) {
+                    // A full channel already holds a change that will reconcile everything.
+                    let _ = changed.spaces.try_send(());
+                    changed.statuses.notify_one();
+                }
+            }
+            Some(Ok(watcher::Event::Delete(object))) => {
+                seen.remove(&object.name_any());
+                let _ = changed.spaces.try_send(());
+                changed.statuses.notify_one();
+            }
+            Some(Ok(watcher::Event::InitDone)) => {
                 let _ = changed.spaces.try_send(());
                 changed.statuses.notify_one();
             }

@@ -116,7 +116,8 @@ fn endpoint_statuses(
             let external = observed.external.get(&endpoint.name);
             EndpointStatus {
                 name: endpoint.name.clone(),
-                cert: endpoint.cert.as_ref().and_then(|c| c.secret_name.clone()),
+                // A PEM, which the operator does not keep here (`caCert` holds the CA).
+                cert: None,
                 service_host: Some(names.host(infra_namespace)),
                 service_ports: ports.clone(),
                 external_host: external.and_then(|e| e.host.clone()),

@@ -184,6 +184,7 @@ spec:
             host: "broker-app.enmasse-infra.svc".into(),
             ports: BTreeMap::from([("amqp".into(), 5672), ("amqps".into(), 5671)]),
             ca_pem: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            external: BTreeMap::new(),
         }
     }
 

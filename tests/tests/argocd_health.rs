@@ -277,3 +277,22 @@ fn an_edit_held_on_the_applied_plan_is_degraded_and_one_waiting_for_a_drain_is_p
     assert_eq!(health.status, "Progressing", "{health:?}");
     assert!(health.message.contains("consumed"), "{health:?}");
 }
+
+#[test]
+fn a_space_whose_plan_change_was_refused_is_degraded() {
+    let (catalog, team) = team();
+    let configuring = run(&catalog, &team, &Reports::new());
+    let reports = serving(&configuring, 0);
+    let mut served = with_statuses(&team, &run(&catalog, &team, &reports));
+    served.spaces[0].spec.plan = "no-such-plan".into();
+    let evaluation = run(&catalog, &served, &reports);
+    let space = &with_statuses(&served, &evaluation).spaces[0];
+    let status = space.status.as_ref().unwrap();
+    assert_eq!(
+        status.applied_plan.as_deref(),
+        Some("standard-small"),
+        "{status:?}"
+    );
+    let health = health("enmasse.io_AddressSpace", &serde_json::to_value(space).unwrap());
+    assert_eq!(health.status, "Degraded", "{health:?} for {status:?}");
+}

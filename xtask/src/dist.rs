@@ -10,8 +10,7 @@
 //! - `argocd/`: the health checks to merge into Argo CD's settings (`deploy/argocd/`);
 //! - `monitoring/`: PodMonitors, alert rules and a Grafana dashboard (`deploy/monitoring/`);
 //! - `install/kustomization.yaml`: the CRDs, RBAC and Deployment in one `kubectl apply -k install/`,
-//!   with the images of this release; `kustomization.yaml`: that, the Argo CD settings and the
-//!   monitoring;
+//!   with the images of this release; `kustomization.yaml`: that and the monitoring;
 //! - `SHA256SUMS`: the checksum of every file above.
 //!
 //! Next to the tarball, `enmasse-<version>.tar.gz.sha256` holds the tarball's own checksum.
@@ -54,7 +53,12 @@ fn check_image_tags(install: &Path) -> anyhow::Result<()> {
     let text = fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
     for image in [OPERATOR_IMAGE, BROKER_IMAGE] {
         let wanted = format!("{image}:{VERSION}");
-        if !text.contains(&wanted) {
+        // The tag whole, not the start of a longer one.
+        let named = text.match_indices(&wanted).any(|(at, _)| {
+            !text[at + wanted.len()..]
+                .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        });
+        if !named {
             bail!("{} does not name {wanted}: the release's image", path.display());
         }
     }
@@ -107,10 +111,9 @@ pub(crate) fn build(root: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     fs::write(stage.join("install/kustomization.yaml"), install_kustomization)
         .context("failed to write install/kustomization.yaml")?;
     let mut root_kustomization = format!("{KUSTOMIZATION_HEAD}- install\n");
-    for file in files
-        .iter()
-        .filter(|f| f.starts_with("argocd/") || f.starts_with("monitoring/"))
-    {
+    // Not Argo CD's settings: an Application syncing the bundle would own argocd-cm, and
+    // deleting it would delete them. They are merged once, by hand.
+    for file in files.iter().filter(|f| f.starts_with("monitoring/")) {
         root_kustomization.push_str(&format!("- {file}\n"));
     }
     fs::write(stage.join("kustomization.yaml"), root_kustomization)

@@ -95,15 +95,24 @@ pub fn infra_statuses(
     now: &Time,
 ) -> InfraStatuses {
     let mut statuses = InfraStatuses::default();
-    let plan_of = |space: &AddressSpace| {
-        infra.space_plans.iter().find(|p| {
-            name_of(&p.metadata) == space.spec.plan && p.spec.address_space_type == space.spec.type_
+    // A space uses the plan its spec names and the one in force while a change waits.
+    let plans_of = |space: &AddressSpace| {
+        std::iter::once(space.spec.plan.clone())
+            .chain(space.status.as_ref().and_then(|s| s.applied_plan.clone()))
+            .collect::<Vec<String>>()
+    };
+    let uses_config = |space: &AddressSpace, config: &str| {
+        let names = plans_of(space);
+        infra.space_plans.iter().any(|p| {
+            p.spec.address_space_type == space.spec.type_
+                && names.iter().any(|name| name == name_of(&p.metadata))
+                && p.spec.infra_config_ref == config
         })
     };
     for plan in infra.space_plans {
         let name = name_of(&plan.metadata);
         let used_by = users(spaces, |space| {
-            space.spec.plan == name && space.spec.type_ == plan.spec.address_space_type
+            space.spec.type_ == plan.spec.address_space_type && plans_of(space).iter().any(|p| p == name)
         });
         let infra_found = match plan.spec.address_space_type {
             AddressSpaceType::Standard => infra
@@ -159,7 +168,11 @@ pub fn infra_statuses(
             addresses.iter().any(|a| {
                 a.metadata.namespace.as_deref().unwrap_or_default() == namespace
                     && name_of(&a.metadata).starts_with(&prefix)
-                    && a.spec.plan == name
+                    && (a.spec.plan == name
+                        || a.status
+                            .as_ref()
+                            .and_then(|s| s.plan_status.as_ref())
+                            .is_some_and(|p| p.name == name))
             })
         };
         let used_by = users(spaces, spaces_with);
@@ -175,7 +188,7 @@ pub fn infra_statuses(
     }
     let config_users = |type_: AddressSpaceType, name: &str| {
         users(spaces, |space| {
-            space.spec.type_ == type_ && plan_of(space).is_some_and(|plan| plan.spec.infra_config_ref == name)
+            space.spec.type_ == type_ && uses_config(space, name)
         })
     };
     let mut standard_fields = BROKERED_INFRA_FIELDS.to_vec();
@@ -320,7 +333,13 @@ fn infra_status(
 /// once, not each field under it.
 pub(crate) fn unsupported(spec: &impl Serialize, acted_on: &[&str]) -> Vec<String> {
     fn walk(path: &str, value: &Value, acted_on: &[&str], out: &mut Vec<String>) {
-        if value.is_null()
+        let empty = match value {
+            Value::Null => true,
+            Value::Object(fields) => fields.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
+        if empty
             || acted_on
                 .iter()
                 .any(|a| path == *a || path.starts_with(&format!("{a}.")))

@@ -333,10 +333,8 @@ fn find_plan<'a>(
     Ok((&plan.spec, limits))
 }
 
-/// The space's authentication service: the one it names, or the default (the first `standard`
-/// one by name, else the first `none` one), as EnMasse chose.
 /// The authentication service `space` uses: the one it names, or else the first of type
-/// `standard` by name, or else the first of type `none`.
+/// `standard` by name, or else the first of type `none`, as EnMasse chose.
 pub(super) fn chosen_authentication_service<'a>(
     space: &AddressSpace,
     services: &'a [AuthenticationService],

@@ -116,7 +116,6 @@ fn the_kustomizations_install_every_file_of_install_with_the_release_images() {
         resources,
         [
             "install",
-            "argocd/argocd-cm-health.yaml",
             "monitoring/grafana-dashboard.yaml",
             "monitoring/pod-monitors.yaml",
             "monitoring/prometheus-rules.yaml"
