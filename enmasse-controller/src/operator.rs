@@ -5,7 +5,8 @@
 //! authentication services of the operator's namespace are mirrored in stores; a change to any of
 //! them reconciles every space, and writes their own statuses again ([`infra_status`]). A space is also reconciled when one of its Addresses or
 //! MessagingUsers changes, when its broker's StatefulSet changes (a pod that restarted or became
-//! ready), and every resync period.
+//! ready), when one of its Services changes (a load balancer got its address), and every resync
+//! period.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -14,7 +15,7 @@ use enmasse_types::{
     resources::{address::Address, address_space::AddressSpace, messaging_user::MessagingUser},
 };
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Service};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::ObjectMeta,
@@ -191,6 +192,12 @@ async fn control(
         Api::<StatefulSet>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(&managed),
         |set| space_of_infra(&set.metadata),
+    )
+    // A load balancer that gets its address reaches the space's status and exports.
+    .watches(
+        Api::<Service>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(&managed),
+        |service| space_of_infra(&service.metadata),
     )
     .watches(
         Api::<Address>::all(client.clone()),

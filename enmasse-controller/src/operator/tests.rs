@@ -224,6 +224,27 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
     })
     .await;
 
+    // A load balancer that gets its address reaches the status through the Service watch: the
+    // resync is an hour away.
+    cluster.api.edit(SPACE, |space| {
+        space["spec"]["endpoints"][0]["expose"] = json!({"type": "loadbalancer"});
+    });
+    let load_balancer = format!(
+        "/api/v1/namespaces/{INFRA}/services/{}-messaging",
+        cluster.names.broker()
+    );
+    eventually("the load balancer exists", || {
+        cluster.api.get(&load_balancer).is_some()
+    })
+    .await;
+    cluster.api.edit(&load_balancer, |service| {
+        service["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
+    });
+    eventually("the load balancer's address is in the status", || {
+        cluster.api.get(SPACE).unwrap()["status"]["endpointStatuses"][0]["externalHost"] == "203.0.113.7"
+    })
+    .await;
+
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(10), operator).await;
     assert!(
