@@ -212,12 +212,7 @@ impl Outbound {
     pub(super) fn flow(&mut self, flow: &Flow) {
         let credit = flow.link_credit.unwrap_or(0);
         let seen = flow.delivery_count.unwrap_or(0);
-        // AMQP 1.0, 2.6.7: credit counts from the receiver's delivery count, which may lag the
-        // broker's by the transfers still on their way.
-        self.end.credit = seen
-            .wrapping_add(credit)
-            .wrapping_sub(self.end.delivery_count)
-            .min(credit);
+        self.end.credit = credit_left(seen, credit, self.end.delivery_count);
         self.drain = flow.drain;
     }
 
@@ -537,4 +532,43 @@ pub(super) fn give_back_unlinked(queue: &Queue, message: Message) {
         "a message offered to a link that has ended goes back"
     );
     queue.give_back(message.id);
+}
+
+/// The credit left of `credit` granted at the receiver's delivery count `seen`, once the broker
+/// has sent `sent` deliveries. AMQP 1.0, 2.6.7: the credit counts from the receiver's delivery
+/// count, which may lag the broker's by the transfers still on their way; counts are serial
+/// numbers (RFC 1982), so a limit the broker has passed leaves none rather than wrapping to all.
+fn credit_left(seen: u32, credit: u32, sent: u32) -> u32 {
+    let left = seen.wrapping_add(credit).wrapping_sub(sent);
+    match left > u32::MAX / 2 {
+        true => 0,
+        false => left.min(credit),
+    }
+}
+
+#[cfg(test)]
+mod credit_tests {
+    use super::credit_left;
+
+    #[test]
+    fn credit_counts_from_the_receivers_delivery_count() {
+        assert_eq!(credit_left(10, 5, 10), 5, "nothing in flight");
+        assert_eq!(credit_left(10, 5, 12), 3, "two on their way count against it");
+        assert_eq!(
+            credit_left(u32::MAX - 1, 5, 2),
+            1,
+            "four on their way, across the wrap"
+        );
+    }
+
+    #[test]
+    fn a_limit_the_broker_has_passed_leaves_no_credit() {
+        assert_eq!(credit_left(10, 5, 20), 0);
+        assert_eq!(credit_left(u32::MAX, 1, 5), 0, "passed across the wrap");
+    }
+
+    #[test]
+    fn a_receiver_ahead_of_the_broker_gets_no_more_than_it_granted() {
+        assert_eq!(credit_left(20, 5, 10), 5);
+    }
 }
