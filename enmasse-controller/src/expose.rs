@@ -83,8 +83,11 @@ pub fn exposure(
                 true => EXPOSABLE.iter().map(|(n, _)| *n).collect(),
                 false => expose.load_balancer_ports.iter().map(String::as_str).collect(),
             };
-            let mut ports = Vec::new();
+            let mut ports: Vec<ServicePort> = Vec::new();
             for port in wanted {
+                if ports.iter().any(|p| p.name.as_deref() == Some(port)) {
+                    continue;
+                }
                 let Some((name, number)) = EXPOSABLE.iter().find(|(n, _)| *n == port) else {
                     return Err(format!(
                         "endpoint {}: loadBalancerPorts names {port:?}; the broker serves amqp and amqps",
@@ -113,10 +116,11 @@ pub fn exposure(
             })))
         }
         ExposeType::Route => {
+            // A route carries TLS: only the broker's TLS port can take it.
             let target = expose.route_service_port.as_deref().unwrap_or("amqps");
-            if !EXPOSABLE.iter().any(|(n, _)| *n == target) {
+            if target != "amqps" {
                 return Err(format!(
-                    "endpoint {}: routeServicePort {target:?}; the broker serves amqp and amqps",
+                    "endpoint {}: routeServicePort {target:?}; a route carries TLS, which the broker serves on amqps",
                     endpoint.name
                 ));
             }
@@ -128,18 +132,11 @@ pub fn exposure(
                     termination: "passthrough".to_owned(),
                     destination_ca_certificate: None,
                 },
+                // Without a CA of the space's own (the openshift provider's service CA, a
+                // bundle's), the router trusts what it trusts by default.
                 RouteTlsTermination::Reencrypt => RouteTls {
                     termination: "reencrypt".to_owned(),
-                    destination_ca_certificate: Some(
-                        ca_pem
-                            .ok_or_else(|| {
-                                format!(
-                                    "endpoint {}: a reencrypting route waits for the space's CA",
-                                    endpoint.name
-                                )
-                            })?
-                            .to_owned(),
-                    ),
+                    destination_ca_certificate: ca_pem.map(str::to_owned),
                 },
             };
             Ok(Exposure::Route(Box::new(Route {
@@ -226,6 +223,37 @@ pub fn certificate_hosts(space: &AddressSpace) -> Vec<String> {
         }
     }
     hosts
+}
+
+/// Where the space's status last said clients outside reach `endpoint`.
+pub fn recorded(space: &AddressSpace, endpoint: &str) -> Option<External> {
+    let status = space
+        .status
+        .as_ref()?
+        .endpoint_statuses
+        .iter()
+        .find(|s| s.name == endpoint && s.external_host.is_some())?;
+    Some(External {
+        host: status.external_host.clone(),
+        ports: status
+            .external_ports
+            .iter()
+            .map(|p| (p.name.clone(), p.port))
+            .collect(),
+    })
+}
+
+/// What the status says of an exposure the API server refused: a route on a cluster without
+/// OpenShift's Route API says so.
+pub fn apply_failed(err: &crate::infra::InfraError, expose: &ExposeSpec) -> String {
+    let missing_api = matches!(
+        err,
+        crate::infra::InfraError::Api { source: kube::Error::Api(status), .. } if status.code == 404
+    );
+    match (expose.type_, missing_api) {
+        (ExposeType::Route, true) => "expose type route needs OpenShift's Route API (route.openshift.io), which this cluster does not serve; use type loadbalancer".to_owned(),
+        _ => enmasse_types::error::one_line(err),
+    }
 }
 
 /// Whether `name` is a DNS-1123 label: what a Service's name must be.

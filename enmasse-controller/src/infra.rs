@@ -144,9 +144,20 @@ impl<'a> SpaceInfra<'a> {
     /// Deletes what exposed an endpoint under `name` (a load balancer Service, a Route), if it
     /// is there: read first, so that a settled space makes no write.
     pub async fn remove_exposure(&self, name: &str) -> Result<(), InfraError> {
+        self.remove_load_balancer(name).await?;
+        self.remove_route(name).await
+    }
+
+    /// Deletes the load balancer Service `name`, if it is there.
+    pub async fn remove_load_balancer(&self, name: &str) -> Result<(), InfraError> {
         if self.get::<Service>(name).await?.is_some() {
             self.delete::<Service>(name).await?;
         }
+        Ok(())
+    }
+
+    /// Deletes the Route `name`, if it is there.
+    pub async fn remove_route(&self, name: &str) -> Result<(), InfraError> {
         if self.get_route(name).await?.is_some() {
             self.delete::<Route>(name).await?;
         }

@@ -371,23 +371,41 @@ async fn expose_endpoints(
                 continue;
             }
         };
-        let applied = match exposure {
-            expose::Exposure::LoadBalancer(service) => infra
-                .apply(&*service)
-                .await
-                .map(|s| expose::Exposure::LoadBalancer(Box::new(s))),
-            expose::Exposure::Route(route) => infra
-                .apply(&*route)
-                .await
-                .map(|r| expose::Exposure::Route(Box::new(r))),
+        let name = expose::name(names, endpoint);
+        // An endpoint that changed from one kind of exposure to the other loses the first.
+        let (applied, other) = match exposure {
+            expose::Exposure::LoadBalancer(service) => (
+                infra
+                    .apply(&*service)
+                    .await
+                    .map(|s| expose::Exposure::LoadBalancer(Box::new(s))),
+                infra.remove_route(&name).await,
+            ),
+            expose::Exposure::Route(route) => (
+                infra
+                    .apply(&*route)
+                    .await
+                    .map(|r| expose::Exposure::Route(Box::new(r))),
+                infra.remove_load_balancer(&name).await,
+            ),
         };
+        if let Err(err) = other {
+            observed.problems.push(one_line(&err));
+        }
         match applied {
             Ok(applied) => {
                 observed
                     .external
                     .insert(endpoint.name.clone(), expose::external(&applied));
             }
-            Err(err) => observed.problems.push(one_line(&err)),
+            Err(err) => {
+                observed.problems.push(expose::apply_failed(&err, wanted));
+                // What clients outside were told stays until the call succeeds again: no export
+                // or certificate churns for a passing failure.
+                if let Some(recorded) = expose::recorded(space, &endpoint.name) {
+                    observed.external.insert(endpoint.name.clone(), recorded);
+                }
+            }
         }
     }
 }

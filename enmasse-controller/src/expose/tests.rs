@@ -74,6 +74,17 @@ fn a_load_balancer_without_ports_named_exposes_amqp_and_amqps_and_refuses_others
         None,
     );
     assert!(refused.unwrap_err().contains("\"https\""));
+    let Ok(Exposure::LoadBalancer(once)) = render(
+        &space(json!({"type": "loadbalancer", "loadBalancerPorts": ["amqps", "amqps"]})),
+        None,
+    ) else {
+        panic!("a load balancer");
+    };
+    assert_eq!(
+        once.spec.unwrap().ports.unwrap().len(),
+        1,
+        "a port named twice is exposed once"
+    );
 }
 
 #[test]
@@ -109,9 +120,16 @@ fn a_passthrough_route_sends_tls_to_amqps_and_the_certificate_names_its_host() {
 }
 
 #[test]
-fn a_reencrypting_route_trusts_the_spaces_ca_and_waits_for_it() {
+fn a_reencrypting_route_trusts_the_spaces_ca_when_it_has_one() {
     let space = space(json!({"type": "route", "routeTlsTermination": "reencrypt"}));
-    assert!(render(&space, None).unwrap_err().contains("CA"));
+    let Ok(Exposure::Route(by_default)) = render(&space, None) else {
+        panic!("a route");
+    };
+    assert_eq!(
+        by_default.spec.tls.unwrap().destination_ca_certificate,
+        None,
+        "the router's own trust (OpenShift's service CA)"
+    );
     let Ok(Exposure::Route(mut route)) = render(&space, Some("CA PEM")) else {
         panic!("a route");
     };
@@ -145,4 +163,10 @@ fn an_endpoint_whose_name_cannot_name_an_object_is_refused() {
             .unwrap_err()
             .contains("not a valid object name")
     );
+}
+
+#[test]
+fn a_route_to_the_plain_port_is_refused() {
+    let refused = render(&space(json!({"type": "route", "routeServicePort": "amqp"})), None);
+    assert!(refused.unwrap_err().contains("amqps"));
 }
