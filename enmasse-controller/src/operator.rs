@@ -239,13 +239,20 @@ struct Changed {
 /// Mirrors kind `K` of the operator's namespace into `writer`; each change is told to `changed`.
 async fn mirror<K>(api: Api<K>, writer: Writer<K>, changed: Changed, stop: CancellationToken)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
     let mut events = std::pin::pin!(events);
-    // The generation each object was last seen at: a write of its status alone (the operator's
-    // own) changes nothing a space depends on.
-    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
+    // The spec each object was last seen with: a write of its status alone (the operator's own)
+    // changes nothing a space depends on.
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => return,
@@ -253,9 +260,11 @@ where
         };
         match event {
             None => return,
-            Some(Ok(watcher::Event::Apply(object))) => {
-                let generation = object.meta().generation;
-                if seen.insert(object.name_any(), generation) != Some(generation) {
+            Some(Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object))) => {
+                let spec = serde_json::to_value(&object)
+                    .map(|value| value["spec"].to_string())
+                    .unwrap_or_default();
+                if seen.insert(object.name_any(), spec.clone()).as_ref() != Some(&spec) {
                     // A full channel already holds a change that will reconcile everything.
                     let _ = changed.spaces.try_send(());
                     changed.statuses.notify_one();

@@ -211,7 +211,14 @@ async fn the_leader_brings_a_committed_space_to_active_and_follows_its_members_a
     })
     .await;
 
-    // A changed infra config reaches the broker's StatefulSet through the infra watches.
+    // A changed infra config reaches the broker's StatefulSet through the infra watches, also
+    // after the operator wrote its status (a status write alone reconciles no space).
+    let minimal =
+        format!("/apis/admin.enmasse.io/v1beta1/namespaces/{INFRA}/standardinfraconfigs/default-minimal");
+    eventually("the infra config's status is written", || {
+        cluster.api.get(&minimal).unwrap()["status"]["usedBy"] == json!(["team1/app"])
+    })
+    .await;
     cluster.api.edit(
         &format!("/apis/admin.enmasse.io/v1beta1/namespaces/{INFRA}/standardinfraconfigs/default-minimal"),
         |config| config["spec"]["broker"]["resources"]["memory"] = json!("1Gi"),
