@@ -238,24 +238,19 @@ fn queue_of(table: &AddressTable, address: &str) -> Option<Arc<Queue>> {
     })
 }
 
-/// Finds again the pages the previous run left, by the address of their queue. A page that cannot
-/// be read stays on disk, named in `restored`.
+/// Finds again the pages the previous run left (`dirs`), by the address of their queue, given the
+/// ids of the messages the journal holds. A page that cannot be read stays on disk, named in
+/// `restored`.
 fn find_pages(
-    broker: &Broker,
-    journaled: &[RecoveredMessage],
+    mut dirs: Vec<std::path::PathBuf>,
+    journaled: &HashSet<u64>,
     restored: &mut Restored,
 ) -> BTreeMap<String, LeftPage> {
-    let dirs = broker.table().budget().take_left_pages();
     let mut pages = BTreeMap::new();
-    if dirs.is_empty() {
-        return pages;
-    }
-    let journaled: HashSet<u64> = journaled.iter().map(|message| message.id).collect();
-    let mut dirs = dirs;
     // Oldest first: pages are numbered as they are made.
     dirs.sort_by_key(|dir| dir.file_name().and_then(|n| n.to_str()?.parse::<u64>().ok()));
     for dir in dirs {
-        match recover_page(&dir, &journaled) {
+        match recover_page(&dir, journaled) {
             Ok(None) => {}
             Ok(Some(page)) if pages.contains_key(&page.queue) => {
                 warn!(dir = %dir.display(), queue = %page.queue, "a second page of one queue stays on disk, unserved");
@@ -303,6 +298,13 @@ pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
             }
         }
     }
+    // What a page may also hold is known by id: the recovered bytes can go now.
+    let left = broker.table().budget().take_left_pages();
+    let journaled: HashSet<u64> = match left.is_empty() {
+        true => HashSet::new(),
+        false => recovery.messages.iter().map(|message| message.id).collect(),
+    };
+    drop(recovery.messages);
     restored.millis = (recovery.elapsed + started.elapsed()).as_millis() as u64;
     info!(
         messages = restored.messages,
@@ -317,7 +319,7 @@ pub fn restore(broker: &Broker, recovery: Recovery) -> Restored {
     for (address, count) in &restored.undecodable {
         warn!(%address, messages = count, "journaled messages that cannot be decoded are kept unserved");
     }
-    let pages = find_pages(broker, &recovery.messages, &mut restored);
+    let pages = find_pages(left, &journaled, &mut restored);
     let last_page_id = pages
         .values()
         .map(|page| page.last_id)

@@ -64,10 +64,11 @@ pub fn exposure(
     ca_pem: Option<&str>,
 ) -> Result<Exposure, String> {
     let name = name(names, endpoint);
-    if !is_dns_label(&name) {
+    if let Err(invalid) = enmasse_types::names::check_service_name(&name) {
         return Err(format!(
-            "endpoint {}: {name} is not a valid object name (lowercase letters, digits and '-', at most 63)",
-            endpoint.name
+            "endpoint {}: {name} is not a valid object name: {}",
+            endpoint.name,
+            enmasse_types::error::one_line(&invalid)
         ));
     }
     let metadata = ObjectMeta {
@@ -254,17 +255,6 @@ pub fn apply_failed(err: &crate::infra::InfraError, expose: &ExposeSpec) -> Stri
         (ExposeType::Route, true) => "expose type route needs OpenShift's Route API (route.openshift.io), which this cluster does not serve; use type loadbalancer".to_owned(),
         _ => enmasse_types::error::one_line(err),
     }
-}
-
-/// Whether `name` is a DNS-1123 label: what a Service's name must be.
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// An OpenShift Route (`route.openshift.io/v1`), as much of it as exposing an endpoint uses.

@@ -156,17 +156,12 @@ impl<'a> SpaceInfra<'a> {
         Ok(())
     }
 
-    /// Deletes the Route `name`, if it is there.
+    /// Deletes the Route `name`, if it is there (a cluster without the Route API has none).
     pub async fn remove_route(&self, name: &str) -> Result<(), InfraError> {
-        if self.get_route(name).await?.is_some() {
+        if self.get::<Route>(name).await?.is_some() {
             self.delete::<Route>(name).await?;
         }
         Ok(())
-    }
-
-    /// A Route, if it exists; `None` also where the cluster has no Route API (not OpenShift).
-    async fn get_route(&self, name: &str) -> Result<Option<Route>, InfraError> {
-        self.get::<Route>(name).await
     }
 
     /// Deletes everything of the space, and what exposed its endpoints (`exposures`, their

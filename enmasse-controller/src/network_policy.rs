@@ -72,6 +72,14 @@ pub fn rules(space: &AddressSpace, infra: &Infra<'_>, plan: &str) -> Rules {
     })
 }
 
+/// A selector of what carries the label `(key, value)`.
+fn selecting((key, value): (&str, &str)) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some([(key.to_owned(), value.to_owned())].into()),
+        ..LabelSelector::default()
+    }
+}
+
 /// The NetworkPolicy of the broker of `names`, in `namespace`, from `rules`.
 pub fn network_policy(names: &InfraNames, namespace: &str, rules: &Rules) -> NetworkPolicy {
     let port = |port: u16| NetworkPolicyPort {
@@ -82,14 +90,7 @@ pub fn network_policy(names: &InfraNames, namespace: &str, rules: &Rules) -> Net
     let messaging = || vec![port(AMQP_PORT), port(AMQPS_PORT)];
     let operator = NetworkPolicyIngressRule {
         from: Some(vec![NetworkPolicyPeer {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(
-                    [OPERATOR_POD_LABEL]
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .into(),
-                ),
-                ..LabelSelector::default()
-            }),
+            pod_selector: Some(selecting(OPERATOR_POD_LABEL)),
             ..NetworkPolicyPeer::default()
         }]),
         ports: Some(vec![port(MANAGEMENT_PORT)]),
@@ -111,14 +112,7 @@ pub fn network_policy(names: &InfraNames, namespace: &str, rules: &Rules) -> Net
     };
     let scrapers = NetworkPolicyIngressRule {
         from: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(
-                    [SCRAPER_NAMESPACE_LABEL]
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .into(),
-                ),
-                ..LabelSelector::default()
-            }),
+            namespace_selector: Some(selecting(SCRAPER_NAMESPACE_LABEL)),
             ..NetworkPolicyPeer::default()
         }]),
         ports: Some(vec![port(MANAGEMENT_PORT)]),

@@ -41,6 +41,14 @@ pub fn check_space_name(name: &str) -> Result<(), InvalidField> {
     dns_label(name, MAX_SPACE_NAME).map_err(|v| InvalidField::new("metadata.name", name, v))
 }
 
+/// The longest name a Service may have: a DNS-1123 label.
+pub const MAX_SERVICE_NAME: usize = 63;
+
+/// Checks the name of a Service (or of another object named as strictly): a DNS-1123 label.
+pub fn check_service_name(name: &str) -> Result<(), InvalidField> {
+    dns_label(name, MAX_SERVICE_NAME).map_err(|v| InvalidField::new("metadata.name", name, v))
+}
+
 /// Checks a Kubernetes object name (a DNS-1123 subdomain: labels joined by `.`).
 pub fn check_object_name(name: &str) -> Result<(), InvalidField> {
     let invalid = |v| InvalidField::new("metadata.name", name, v);

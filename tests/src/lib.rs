@@ -11,7 +11,7 @@ pub mod standalone;
 use std::path::{Path, PathBuf};
 
 use enmasse_types::{
-    catalog::Catalog,
+    catalog::{Catalog, TenantResources},
     manifests::{self, Document, DocumentError},
 };
 
@@ -44,4 +44,15 @@ pub fn catalog(dirs: &[&Path]) -> Result<Catalog, String> {
         catalog.add(document.manifest);
     }
     Ok(catalog)
+}
+
+/// The project's GitOps example: its catalog, and the manifests of its team's namespace, `team1`.
+pub fn example_team() -> Result<(Catalog, TenantResources), String> {
+    let catalog = catalog(&[&repo_root().join("examples")])?;
+    let team = catalog
+        .tenants("default")
+        .into_iter()
+        .find(|t| t.namespace == "team1")
+        .ok_or("the example has no namespace team1")?;
+    Ok((catalog, team))
 }

@@ -19,7 +19,7 @@ use enmasse_types::{
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde_json::Value;
-use tests::{catalog, repo_root};
+use tests::{example_team, repo_root};
 
 /// What the check said.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,13 +105,7 @@ fn now() -> Time {
 
 /// The example's team, and the infrastructure it runs on.
 fn team() -> (Catalog, TenantResources) {
-    let catalog = catalog(&[&repo_root().join("examples")]).unwrap();
-    let team = catalog
-        .tenants("default")
-        .into_iter()
-        .find(|t| t.namespace == "team1")
-        .unwrap();
-    (catalog, team)
+    example_team().unwrap()
 }
 
 fn run(catalog: &Catalog, team: &TenantResources, reports: &Reports) -> Evaluation {

@@ -14,20 +14,14 @@ use enmasse_types::{
     resources::{authentication_service::AuthenticationServiceType, common::Phase},
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
-use tests::{catalog, repo_root};
+use tests::example_team;
 
 fn now() -> Time {
     Time(Timestamp::from_second(1_700_000_000).unwrap())
 }
 
 fn example() -> (Catalog, TenantResources) {
-    let catalog = catalog(&[&repo_root().join("examples")]).unwrap();
-    let team = catalog
-        .tenants("default")
-        .into_iter()
-        .find(|t| t.namespace == "team1")
-        .unwrap();
-    (catalog, team)
+    example_team().unwrap()
 }
 
 fn statuses(catalog: &Catalog, team: &TenantResources) -> InfraStatuses {
