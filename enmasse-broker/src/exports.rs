@@ -39,6 +39,8 @@ pub struct Endpoint {
     pub amqp: Option<SocketAddr>,
     /// The `amqps` listener, if on.
     pub amqps: Option<SocketAddr>,
+    /// The AMQP over WebSocket listener (`https` of `messaging-wss`), if on.
+    pub wss: Option<SocketAddr>,
     /// The CA certificate (PEM) clients trust for `amqps`.
     pub ca_pem: Option<String>,
 }
@@ -56,7 +58,7 @@ impl Endpoint {
 impl Endpoint {
     /// The endpoint as the exports describe it.
     pub fn described(&self) -> exports::Endpoint {
-        let ports = [("amqp", self.amqp), ("amqps", self.amqps)]
+        let ports = [("amqp", self.amqp), ("amqps", self.amqps), ("https", self.wss)]
             .into_iter()
             .filter_map(|(name, addr)| Some((name.to_owned(), addr?.port())))
             .collect();

@@ -26,6 +26,7 @@ pub mod standalone;
 pub mod store;
 pub mod throttle;
 pub mod transport;
+pub mod websocket;
 
 #[cfg(test)]
 mod testing;

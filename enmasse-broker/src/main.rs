@@ -28,6 +28,9 @@ use tracing::{info, warn};
 /// The IANA port of AMQP over TLS.
 const DEFAULT_AMQPS_PORT: u16 = 5671;
 
+/// The port EnMasse's routers served AMQP over WebSocket on (behind the Service's 443).
+const DEFAULT_WSS_PORT: u16 = 8443;
+
 // The data plane allocates and frees a few small buffers per message; mimalloc's thread-local
 // free lists make that markedly cheaper than glibc's malloc (see docs/performance.md).
 #[global_allocator]
@@ -72,6 +75,15 @@ struct Args {
     /// provider; without, it turns the amqps listener on.
     #[arg(long, env = "ENMASSE_TLS_DIR", value_name = "DIR")]
     tls_dir: Option<PathBuf>,
+    /// Where AMQP clients connect over WebSocket in TLS (the `messaging-wss` endpoint, with the
+    /// amqps certificate). If the default port is taken, a free port is used; the export says which.
+    #[arg(
+        long,
+        env = "ENMASSE_LISTEN_WSS",
+        default_value = "127.0.0.1:8443",
+        value_name = "ADDR"
+    )]
+    listen_wss: SocketAddr,
     /// Where the management API (config, status, health, metrics) listens.
     #[arg(
         long,
@@ -206,16 +218,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let control: Arc<dyn Control> = match args.manifests.is_empty() {
         false => {
             // TLS from the manifests' endpoint (or --tls-dir).
-            let amqps = bind_amqps(args.listen_tls).await?;
-            let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
             let tls = Arc::new(server::Tls::default());
             upgrade = Some(tls.clone());
-            tasks.spawn(server::run_tls(
-                amqps,
-                broker.clone(),
-                tls.clone(),
-                shutdown.clone(),
-            ));
+            let (amqps_addr, wss_addr) = serve_tls(&args, &broker, &tls, &tasks, &shutdown)?;
             let options = standalone::Options {
                 manifests: args.manifests.clone(),
                 data_dir: args.data_dir.clone(),
@@ -223,20 +228,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 address_space: args.address_space.clone(),
                 amqp: amqp_addr,
                 amqps: Some((amqps_addr, tls)),
+                wss: Some(wss_addr),
                 tokens: tokens.clone(),
                 tls_dir: args.tls_dir.clone(),
             };
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();
             tasks.spawn(standalone.clone().watch(shutdown.clone()));
-            info!(manifests = ?args.manifests, amqps = %amqps_addr, "serving the address space of the manifests");
+            info!(manifests = ?args.manifests, amqps = %amqps_addr, wss = %wss_addr, "serving the address space of the manifests");
             standalone
         }
         true => {
             // In a cluster, amqps serves the certificate the operator mounts.
             if let Some(dir) = args.tls_dir.clone() {
-                let amqps = bind_amqps(args.listen_tls).await?;
-                let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
                 let tls = Arc::new(server::Tls::default());
                 upgrade = Some(tls.clone());
                 tasks.spawn(server::follow_certificate_files(
@@ -245,8 +249,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tls.clone(),
                     shutdown.clone(),
                 ));
-                tasks.spawn(server::run_tls(amqps, broker.clone(), tls, shutdown.clone()));
-                info!(amqps = %amqps_addr, "listening");
+                let (amqps_addr, wss_addr) = serve_tls(&args, &broker, &tls, &tasks, &shutdown)?;
+                info!(amqps = %amqps_addr, wss = %wss_addr, "listening");
             }
             let pushed = Pushed {
                 broker: broker.clone(),
@@ -311,14 +315,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Listens for amqps on `addr`; if that is the default port and it is taken, on a free port (the
-/// exports say which).
-async fn bind_amqps(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Starts the listeners that serve `tls`'s certificate: amqps and AMQP over WebSocket. Returns
+/// where they listen.
+fn serve_tls(
+    args: &Args,
+    broker: &Arc<Broker>,
+    tls: &Arc<server::Tls>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let amqps = bind_tls_listener("amqps", args.listen_tls, DEFAULT_AMQPS_PORT)?;
+    let wss = bind_tls_listener("wss", args.listen_wss, DEFAULT_WSS_PORT)?;
+    let amqps_addr = amqps.local_addr().context("failed to read the amqps address")?;
+    let wss_addr = wss.local_addr().context("failed to read the wss address")?;
+    tasks.spawn(server::run_tls(
+        amqps,
+        broker.clone(),
+        tls.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(server::run_websocket(
+        wss,
+        broker.clone(),
+        tls.clone(),
+        shutdown.clone(),
+    ));
+    Ok((amqps_addr, wss_addr))
+}
+
+/// Listens for `what` on `addr`; if that is its `default` port and it is taken, on a free port
+/// (the exports say which).
+fn bind_tls_listener(what: &str, addr: SocketAddr, default: u16) -> anyhow::Result<TcpListener> {
     match server::bind(addr) {
         Ok(listener) => Ok(listener),
-        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && addr.port() == DEFAULT_AMQPS_PORT => {
-            warn!(address = %addr, "taken: amqps listens on a free port instead (see the export)");
-            server::bind(SocketAddr::new(addr.ip(), 0)).context("failed to listen for amqps")
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && addr.port() == default => {
+            warn!(address = %addr, "taken: {what} listens on a free port instead (see the export)");
+            server::bind(SocketAddr::new(addr.ip(), 0))
+                .with_context(|| format!("failed to listen for {what}"))
         }
         Err(err) => Err(err).with_context(|| format!("failed to listen on {addr}")),
     }

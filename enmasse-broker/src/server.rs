@@ -1,7 +1,8 @@
-//! The AMQP listeners: `amqp` and `amqps` (TLS from the first byte, as clients open port 5671).
-//! Each accepts connections until shutdown, then closes them and waits for them. Where a certificate
-//! is configured, the `amqp` listener also accepts the AMQP TLS header (AMQP 1.0, 5.2.1), by which
-//! a client asks to turn its plain connection into a TLS one.
+//! The AMQP listeners: `amqp`, `amqps` (TLS from the first byte, as clients open port 5671) and
+//! `https` (AMQP over WebSocket in TLS, the `messaging-wss` endpoint). Each accepts connections
+//! until shutdown, then closes them and waits for them. Where a certificate is configured, the
+//! `amqp` listener also accepts the AMQP TLS header (AMQP 1.0, 5.2.1), by which a client asks to
+//! turn its plain connection into a TLS one.
 
 use std::{
     net::SocketAddr,
@@ -20,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
-use crate::{broker::Broker, connection, transport::Prefixed};
+use crate::{broker::Broker, connection, transport::Prefixed, websocket};
 
 /// Connections the kernel holds for the broker to accept: a burst of clients reconnecting at
 /// once (a broker restart, a rolling update of the applications) must not overflow it.
@@ -76,14 +77,49 @@ async fn serve_tls<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
+    if let Some(stream) = accept_tls(stream, peer, tls).await {
+        connection::serve(stream, true, peer, broker, shutdown).await;
+    }
+}
+
+/// The TLS handshake of a connection; `None`, logged, if there is no certificate or it fails.
+async fn accept_tls<S>(stream: S, peer: SocketAddr, tls: &Tls) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Some(acceptor) = tls.acceptor() else {
         info!(%peer, "connection refused: no TLS certificate is configured yet");
-        return;
+        return None;
     };
     match tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            info!(%peer, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            info!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves AMQP over WebSocket in TLS: the TLS handshake, the WebSocket opening, then the
+/// connection as on any other listener.
+async fn serve_websocket(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: &Tls,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let Some(stream) = accept_tls(stream, peer, tls).await else {
+        return;
+    };
+    match tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, websocket::accept(stream)).await {
         Ok(Ok(stream)) => connection::serve(stream, true, peer, broker, shutdown).await,
-        Ok(Err(err)) => info!(%peer, error = %err, "TLS handshake failed"),
-        Err(_) => info!(%peer, "TLS handshake timed out"),
+        Ok(Err(err)) => info!(%peer, error = %one_line(&err), "WebSocket opening failed"),
+        Err(_) => info!(%peer, "the client sent no WebSocket opening in time"),
     }
 }
 
@@ -174,6 +210,8 @@ enum Layer {
     Plain(Option<Arc<Tls>>),
     /// In TLS, from the first byte.
     Tls(Arc<Tls>),
+    /// AMQP over WebSocket, in TLS.
+    WebSocket(Arc<Tls>),
 }
 
 /// Accepts plain AMQP connections on `listener` until `shutdown` is cancelled; then closes every
@@ -197,6 +235,17 @@ pub async fn run_with_upgrade(
 /// connections are closed at once.
 pub async fn run_tls(listener: TcpListener, broker: Arc<Broker>, tls: Arc<Tls>, shutdown: CancellationToken) {
     accept(listener, broker, Layer::Tls(tls), shutdown).await;
+}
+
+/// Accepts AMQP connections over WebSocket in TLS on `listener` (the `messaging-wss` endpoint),
+/// like [`run_tls`].
+pub async fn run_websocket(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    tls: Arc<Tls>,
+    shutdown: CancellationToken,
+) {
+    accept(listener, broker, Layer::WebSocket(tls), shutdown).await;
 }
 
 async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdown: CancellationToken) {
@@ -228,6 +277,9 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdo
                             serve_plain_or_upgrade(stream, peer, &tls, broker.clone(), shutdown).await
                         }
                         Layer::Tls(tls) => serve_tls(stream, peer, &tls, broker.clone(), shutdown).await,
+                        Layer::WebSocket(tls) => {
+                            serve_websocket(stream, peer, &tls, broker.clone(), shutdown).await
+                        }
                     }
                     drop(open);
                 });

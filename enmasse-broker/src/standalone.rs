@@ -69,6 +69,9 @@ pub struct Options {
     pub amqp: Option<SocketAddr>,
     /// Where the `amqps` listener really listens (if on), and the certificate it serves.
     pub amqps: Option<(SocketAddr, Arc<crate::server::Tls>)>,
+    /// Where the AMQP over WebSocket listener really listens (if on); it serves the certificate of
+    /// `amqps`.
+    pub wss: Option<SocketAddr>,
     /// Who reviews service-account tokens, if service-account users may log in.
     pub tokens: Option<Arc<dyn TokenReviewer>>,
     /// A directory laid out as a mounted `kubernetes.io/tls` Secret whose certificate `amqps`
@@ -278,8 +281,7 @@ impl Standalone {
     fn configure_tls(&self, space: &AddressSpace, messages: &mut Vec<String>) -> exports::Endpoint {
         let mut endpoint = exports::Endpoint {
             amqp: self.options.amqp,
-            amqps: None,
-            ca_pem: None,
+            ..exports::Endpoint::default()
         };
         let Some((amqps, tls)) = &self.options.amqps else {
             return endpoint;
@@ -296,12 +298,7 @@ impl Standalone {
                 return endpoint;
             }
         };
-        let cert = space
-            .spec
-            .endpoints
-            .iter()
-            .find(|e| e.is_served())
-            .and_then(|e| e.cert.clone());
+        let cert = space.spec.certificate_endpoint().and_then(|e| e.cert.clone());
         let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
             hosts.push(amqps.ip().to_string());
@@ -353,6 +350,7 @@ impl Standalone {
         {
             let _ = current;
             endpoint.amqps = Some(*amqps);
+            endpoint.wss = self.options.wss;
             endpoint.ca_pem = ca.clone();
             return endpoint;
         }
@@ -362,6 +360,7 @@ impl Standalone {
                 info!(space = %name, "amqps serves a new certificate");
                 state.certificate = Some((recipe, identity.ca_pem.clone()));
                 endpoint.amqps = Some(*amqps);
+                endpoint.wss = self.options.wss;
                 endpoint.ca_pem = identity.ca_pem;
             }
             Err(err) => {
@@ -496,17 +495,9 @@ impl Standalone {
     }
 }
 
-/// Where each endpoint of the space really is, for its status.
+/// Where each endpoint of the space really is, for its status: the listeners of its service.
 fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<EndpointStatus> {
-    let ports: Vec<PortStatus> = [("amqp", endpoint.amqp), ("amqps", endpoint.amqps)]
-        .into_iter()
-        .filter_map(|(name, addr)| {
-            addr.map(|a| PortStatus {
-                name: name.to_owned(),
-                port: a.port(),
-            })
-        })
-        .collect();
+    let described = endpoint.described();
     space
         .spec
         .endpoints
@@ -514,8 +505,14 @@ fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<
         .filter(|e| e.is_served())
         .map(|e| EndpointStatus {
             name: e.name.clone(),
-            service_host: Some(endpoint.host()),
-            service_ports: ports.clone(),
+            service_host: Some(described.host.clone()),
+            service_ports: described
+                .ports_of(e)
+                .map(|(name, port)| PortStatus {
+                    name: name.to_owned(),
+                    port,
+                })
+                .collect(),
             ..EndpointStatus::default()
         })
         .collect()

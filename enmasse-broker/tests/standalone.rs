@@ -86,6 +86,7 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
         address_space: None,
         amqp: Some("127.0.0.1:5672".parse().unwrap()),
         amqps: None,
+        wss: None,
         tokens: None,
         tls_dir: None,
     };
@@ -309,6 +310,7 @@ spec:
             "127.0.0.1:5671".parse().unwrap(),
             Arc::new(enmasse_broker::server::Tls::default()),
         )),
+        wss: None,
         tokens: None,
         tls_dir: None,
     };

@@ -2,11 +2,12 @@
 //! `LoadBalancer`, or an OpenShift Route, per served endpoint that asks for one; and where
 //! clients outside then reach it, read back from what the API server says of those objects.
 //!
-//! A load balancer exposes the broker's `amqp` and `amqps` ports (or those `loadBalancerPorts`
-//! names), admitting `loadBalancerSourceRanges`. A route carries TLS to the broker's `amqps` port
-//! (or `routeServicePort`): `passthrough` (the default) hands the TLS connection to the broker,
-//! whose certificate then names the route's host; `reencrypt` ends TLS at the router, which
-//! connects again trusting the space's CA. Annotations go on either.
+//! A load balancer exposes the ports of the endpoint's service (`amqp` and `amqps` for
+//! `messaging`, `https` for `messaging-wss`), or those of them `loadBalancerPorts` names, admitting
+//! `loadBalancerSourceRanges`. A route carries TLS to the service's TLS port (`amqps`, `https`):
+//! `passthrough` (the default) hands the TLS connection to the broker, whose certificate then
+//! names the route's host; `reencrypt` ends TLS at the router, which connects again trusting the
+//! space's CA. Annotations go on either.
 
 use enmasse_types::{
     exports::External,
@@ -19,13 +20,7 @@ use k8s_openapi::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    names::InfraNames,
-    workload::{AMQP_PORT, AMQPS_PORT},
-};
-
-/// The ports a load balancer may expose, by name.
-const EXPOSABLE: [(&str, u16); 2] = [("amqp", AMQP_PORT), ("amqps", AMQPS_PORT)];
+use crate::{names::InfraNames, workload};
 
 /// The port a route's clients connect to.
 const ROUTE_PORT: u16 = 443;
@@ -80,25 +75,29 @@ pub fn exposure(
     };
     match expose.type_ {
         ExposeType::LoadBalancer => {
+            let served = endpoint.port_names();
             let wanted: Vec<&str> = match expose.load_balancer_ports.is_empty() {
-                true => EXPOSABLE.iter().map(|(n, _)| *n).collect(),
+                true => served.to_vec(),
                 false => expose.load_balancer_ports.iter().map(String::as_str).collect(),
             };
+            let numbers = workload::client_ports();
             let mut ports: Vec<ServicePort> = Vec::new();
             for port in wanted {
                 if ports.iter().any(|p| p.name.as_deref() == Some(port)) {
                     continue;
                 }
-                let Some((name, number)) = EXPOSABLE.iter().find(|(n, _)| *n == port) else {
+                let Some(number) = numbers.get(port).filter(|_| served.contains(&port)) else {
                     return Err(format!(
-                        "endpoint {}: loadBalancerPorts names {port:?}; the broker serves amqp and amqps",
-                        endpoint.name
+                        "endpoint {}: loadBalancerPorts names {port:?}; service {} serves {}",
+                        endpoint.name,
+                        endpoint.service,
+                        served.join(" and ")
                     ));
                 };
                 ports.push(ServicePort {
-                    name: Some((*name).to_owned()),
+                    name: Some(port.to_owned()),
                     port: i32::from(*number),
-                    target_port: Some(IntOrString::String((*name).to_owned())),
+                    target_port: Some(IntOrString::String(port.to_owned())),
                     protocol: Some("TCP".to_owned()),
                     ..ServicePort::default()
                 });
@@ -117,12 +116,13 @@ pub fn exposure(
             })))
         }
         ExposeType::Route => {
-            // A route carries TLS: only the broker's TLS port can take it.
-            let target = expose.route_service_port.as_deref().unwrap_or("amqps");
-            if target != "amqps" {
+            // A route carries TLS: only the service's TLS port can take it.
+            let tls_port = endpoint.tls_port_name().unwrap_or("amqps");
+            let target = expose.route_service_port.as_deref().unwrap_or(tls_port);
+            if target != tls_port {
                 return Err(format!(
-                    "endpoint {}: routeServicePort {target:?}; a route carries TLS, which the broker serves on amqps",
-                    endpoint.name
+                    "endpoint {}: routeServicePort {target:?}; a route carries TLS, which service {} serves on {tls_port}",
+                    endpoint.name, endpoint.service
                 ));
             }
             let termination = expose

@@ -17,7 +17,7 @@ use k8s_openapi::{
 
 use crate::{
     names::InfraNames,
-    workload::{AMQP_PORT, AMQPS_PORT, MANAGEMENT_PORT},
+    workload::{AMQP_PORT, AMQPS_PORT, MANAGEMENT_PORT, WSS_PORT},
 };
 
 /// The label of the operator's pods (as its Deployment sets it), which alone may reach the
@@ -87,7 +87,7 @@ pub fn network_policy(names: &InfraNames, namespace: &str, rules: &Rules) -> Net
         protocol: Some("TCP".to_owned()),
         ..NetworkPolicyPort::default()
     };
-    let messaging = || vec![port(AMQP_PORT), port(AMQPS_PORT)];
+    let messaging = || vec![port(AMQP_PORT), port(AMQPS_PORT), port(WSS_PORT)];
     let operator = NetworkPolicyIngressRule {
         from: Some(vec![NetworkPolicyPeer {
             pod_selector: Some(selecting(OPERATOR_POD_LABEL)),

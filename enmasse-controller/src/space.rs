@@ -50,7 +50,7 @@ use crate::{
     network_policy, orphans,
     retention::{self, retention},
     status::{Observed, space_status},
-    workload::{self, AMQP_PORT, AMQPS_PORT},
+    workload,
 };
 
 /// The finalizer that removes a space's infrastructure from the operator's namespace.
@@ -274,7 +274,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         }
         let endpoint = Endpoint {
             host: names.host(infra_namespace),
-            ports: BTreeMap::from([("amqp".to_owned(), AMQP_PORT), ("amqps".to_owned(), AMQPS_PORT)]),
+            ports: workload::client_ports(),
             ca_pem: observed.ca_pem.clone(),
             external: observed.external.clone(),
         };
@@ -510,12 +510,7 @@ async fn certificate(
         Some(secret) => infra.secret(secret).await?,
         None => None,
     };
-    let cert: Option<&CertSpec> = space
-        .spec
-        .endpoints
-        .iter()
-        .find(|e| e.is_served())
-        .and_then(|e| e.cert.as_ref());
+    let cert: Option<&CertSpec> = space.spec.certificate_endpoint().and_then(|e| e.cert.as_ref());
     let existing = Existing {
         ca: ca.as_ref(),
         tls: tls.as_ref(),

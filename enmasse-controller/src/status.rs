@@ -97,16 +97,7 @@ fn endpoint_statuses(
     infra_namespace: &str,
     observed: &Observed,
 ) -> Vec<EndpointStatus> {
-    let ports = vec![
-        PortStatus {
-            name: "amqp".to_owned(),
-            port: workload::AMQP_PORT,
-        },
-        PortStatus {
-            name: "amqps".to_owned(),
-            port: workload::AMQPS_PORT,
-        },
-    ];
+    let ports = workload::client_ports();
     space
         .spec
         .endpoints
@@ -119,7 +110,16 @@ fn endpoint_statuses(
                 // A PEM, which the operator does not keep here (`caCert` holds the CA).
                 cert: None,
                 service_host: Some(names.host(infra_namespace)),
-                service_ports: ports.clone(),
+                service_ports: endpoint
+                    .port_names()
+                    .iter()
+                    .filter_map(|name| {
+                        Some(PortStatus {
+                            name: (*name).to_owned(),
+                            port: *ports.get(*name)?,
+                        })
+                    })
+                    .collect(),
                 external_host: external.and_then(|e| e.host.clone()),
                 external_ports: external
                     .iter()

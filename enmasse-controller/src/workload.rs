@@ -37,8 +37,22 @@ use crate::names::InfraNames;
 pub const AMQP_PORT: u16 = 5672;
 /// The port of AMQP over TLS.
 pub const AMQPS_PORT: u16 = 5671;
+/// The broker's port of AMQP over WebSocket in TLS (`messaging-wss`).
+pub const WSS_PORT: u16 = 8443;
+/// The Service port of AMQP over WebSocket, `https`, as EnMasse numbered it.
+pub const WSS_SERVICE_PORT: u16 = 443;
 /// The port of the broker's management API.
 pub const MANAGEMENT_PORT: u16 = 8080;
+
+/// The broker Service's ports that clients use, by name: `amqp` and `amqps` (the `messaging`
+/// endpoint), `https` (`messaging-wss`).
+pub fn client_ports() -> BTreeMap<String, u16> {
+    BTreeMap::from([
+        ("amqp".to_owned(), AMQP_PORT),
+        ("amqps".to_owned(), AMQPS_PORT),
+        ("https".to_owned(), WSS_SERVICE_PORT),
+    ])
+}
 /// Where the broker keeps its data.
 const DATA_DIR: &str = "/var/lib/enmasse";
 /// Where the TLS Secret is mounted.
@@ -237,6 +251,8 @@ fn container(
         &format!("0.0.0.0:{AMQP_PORT}"),
         "--listen-tls",
         &format!("0.0.0.0:{AMQPS_PORT}"),
+        "--listen-wss",
+        &format!("0.0.0.0:{WSS_PORT}"),
         "--management",
         &format!("0.0.0.0:{MANAGEMENT_PORT}"),
         "--data-dir",
@@ -276,6 +292,7 @@ fn container(
         ports: Some(vec![
             port("amqp", AMQP_PORT),
             port("amqps", AMQPS_PORT),
+            port("https", WSS_PORT),
             port("management", MANAGEMENT_PORT),
         ]),
         resources: Some(resources.unwrap_or_else(|| requirements(&infra.resources))),
@@ -332,7 +349,7 @@ fn requirements(resources: &ComponentResources) -> ResourceRequirements {
     }
 }
 
-/// The broker's Service: `amqp`, `amqps` and `management`. With the `openshift` cert provider it
+/// The broker's Service: `amqp`, `amqps`, `https` (AMQP over WebSocket) and `management`. With the `openshift` cert provider it
 /// asks OpenShift's service CA for the serving certificate.
 pub fn service(names: &InfraNames, settings: &BrokerSettings, openshift_serving_cert: bool) -> Service {
     let mut metadata = metadata(names, settings, names.broker());
@@ -356,6 +373,7 @@ pub fn service(names: &InfraNames, settings: &BrokerSettings, openshift_serving_
             ports: Some(vec![
                 port("amqp", AMQP_PORT),
                 port("amqps", AMQPS_PORT),
+                port("https", WSS_SERVICE_PORT),
                 port("management", MANAGEMENT_PORT),
             ]),
             ..ServiceSpec::default()

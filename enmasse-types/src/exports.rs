@@ -13,19 +13,30 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 
-use crate::resources::address_space::{AddressSpace, ExportKind};
+use crate::resources::address_space::{AddressSpace, EndpointSpec, ExportKind};
 
 /// Where a space's messaging endpoint is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {
     /// The host clients connect to.
     pub host: String,
-    /// The ports by name (`amqp`, `amqps`).
+    /// The ports that listen, by name (`amqp`, `amqps`, `https`), of all served endpoints.
     pub ports: BTreeMap<String, u16>,
     /// The CA certificate (PEM) that `amqps` chains to, when clients need one.
     pub ca_pem: Option<String>,
     /// Where clients outside the cluster reach each exposed endpoint, by endpoint name.
     pub external: BTreeMap<String, External>,
+}
+
+impl Endpoint {
+    /// The ports of `served`'s service (the ones [`EndpointSpec::port_names`] names) that listen.
+    pub fn ports_of<'a>(&'a self, served: &EndpointSpec) -> impl Iterator<Item = (&'a str, u16)> + 'a {
+        let names = served.port_names();
+        self.ports
+            .iter()
+            .filter(move |(name, _)| names.contains(&name.as_str()))
+            .map(|(name, port)| (name.as_str(), *port))
+    }
 }
 
 /// Where clients outside the cluster reach an exposed endpoint.
@@ -70,11 +81,16 @@ impl Export {
     }
 }
 
-/// The keys of a ConfigMap or Secret export: the Service's host and ports, and, once the endpoint
-/// is reachable from outside, `external.host` and `external.port.<name>`.
-pub fn keys(endpoint: &Endpoint, external: Option<&External>) -> BTreeMap<String, String> {
+/// The keys of a ConfigMap or Secret export of `served`: the Service's host and the ports of the
+/// endpoint's service, and, once the endpoint is reachable from outside, `external.host` and
+/// `external.port.<name>`.
+pub fn keys(
+    endpoint: &Endpoint,
+    served: &EndpointSpec,
+    external: Option<&External>,
+) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::from([("service.host".to_owned(), endpoint.host.clone())]);
-    for (name, port) in &endpoint.ports {
+    for (name, port) in endpoint.ports_of(served) {
         keys.insert(format!("service.port.{name}"), port.to_string());
     }
     if let Some(external) = external
@@ -110,7 +126,7 @@ pub fn exports(space: &AddressSpace, endpoint: &Endpoint) -> Vec<Export> {
         .filter(|e| e.is_served())
         .flat_map(|e| e.exports.iter().map(move |spec| (e, spec)))
     {
-        let keys = keys(endpoint, endpoint.external.get(&served.name));
+        let keys = keys(endpoint, served, endpoint.external.get(&served.name));
         exports.push(match spec.kind {
             ExportKind::ConfigMap => Export::ConfigMap(ConfigMap {
                 metadata: metadata(&spec.name),
@@ -227,5 +243,30 @@ spec:
             spec.external_name.as_deref(),
             Some("broker-app.enmasse-infra.svc")
         );
+    }
+
+    #[test]
+    fn an_endpoint_exports_only_the_ports_of_its_own_service() {
+        let mut space = space("    - {kind: ConfigMap, name: amqp-config}");
+        let mut websocket = space.spec.endpoints[0].clone();
+        websocket.name = "websocket".into();
+        websocket.service = "messaging-wss".into();
+        websocket.exports[0].name = "websocket-config".into();
+        space.spec.endpoints.push(websocket);
+        let mut endpoint = endpoint();
+        endpoint.ports.insert("https".into(), 443);
+        let exports = exports(&space, &endpoint);
+        let [Export::ConfigMap(amqp), Export::ConfigMap(websocket)] = exports.as_slice() else {
+            panic!("{exports:?}")
+        };
+        let ports = |map: &ConfigMap| -> Vec<String> {
+            let data = map.data.clone().unwrap();
+            data.keys()
+                .filter(|k| k.starts_with("service.port."))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(ports(amqp), ["service.port.amqp", "service.port.amqps"]);
+        assert_eq!(ports(websocket), ["service.port.https"]);
     }
 }

@@ -30,18 +30,22 @@ function fail(reason) {
   process.exit(1);
 }
 
+const container = rhea.create_container({ id: 'rhea-interop' });
 const options = { host: url.hostname, port: Number(url.port), reconnect: false };
 if (url.protocol === 'amqps:') {
   options.transport = 'tls';
   options.servername = url.hostname;
   if (args.ca) options.ca = [fs.readFileSync(args.ca)];
+} else if (url.protocol === 'wss:') {
+  // AMQP over WebSocket (the `amqp` subprotocol), with the ws package as rhea's README shows.
+  const tls = args.ca ? { ca: [fs.readFileSync(args.ca)] } : {};
+  options.connection_details = container.websocket_connect(require('ws'))(args.url, ['amqp'], tls);
 }
 if (args.user) {
   options.username = args.user;
   options.password = args.password;
 }
 
-const container = rhea.create_container({ id: 'rhea-interop' });
 container.on('error', (context) => fail(`error: ${context.error}`));
 container.on('connection_error', (context) => fail(`connection error: ${context.connection.error}`));
 container.on('disconnected', (context) => {

@@ -22,6 +22,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The amqps listener.
     pub tls_addr: SocketAddr,
+    /// The AMQP over WebSocket listener (TLS, the amqps certificate).
+    pub wss_addr: SocketAddr,
     /// The management API.
     pub management_addr: SocketAddr,
     /// Where the exports are.
@@ -39,7 +41,7 @@ pub struct Running {
 
 /// A broker that was stopped, to be started again on the same ports.
 pub struct Stopped {
-    addrs: [SocketAddr; 3],
+    addrs: [SocketAddr; 4],
     setup: Setup,
 }
 
@@ -74,7 +76,7 @@ impl Running {
         self.tasks.close();
         self.tasks.wait().await;
         Stopped {
-            addrs: [self.addr, self.tls_addr, self.management_addr],
+            addrs: [self.addr, self.tls_addr, self.wss_addr, self.management_addr],
             setup: self.setup.clone(),
         }
     }
@@ -86,7 +88,7 @@ impl Running {
             runtime.shutdown_background();
         }
         Stopped {
-            addrs: [self.addr, self.tls_addr, self.management_addr],
+            addrs: [self.addr, self.tls_addr, self.wss_addr, self.management_addr],
             setup: self.setup.clone(),
         }
     }
@@ -129,7 +131,7 @@ pub async fn standalone(
     tls_dir: Option<PathBuf>,
 ) -> Running {
     let mut listeners = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         listeners.push(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     }
     let setup = Setup {
@@ -141,7 +143,7 @@ pub async fn standalone(
     serve(listeners, setup).await
 }
 
-/// Serves `setup` on the AMQP, amqps and management listeners, in that order.
+/// Serves `setup` on the AMQP, amqps, WebSocket and management listeners, in that order.
 async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -156,10 +158,11 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
             TcpListener::from_std(listener).unwrap()
         })
         .collect();
-    let [listener, tls_listener, management_listener]: [TcpListener; 3] =
-        listeners.try_into().map_err(|_| "three listeners").unwrap();
+    let [listener, tls_listener, wss_listener, management_listener]: [TcpListener; 4] =
+        listeners.try_into().map_err(|_| "four listeners").unwrap();
     let addr = listener.local_addr().unwrap();
     let tls_addr = tls_listener.local_addr().unwrap();
+    let wss_addr = wss_listener.local_addr().unwrap();
     let management_addr = management_listener.local_addr().unwrap();
     let broker = Broker::new(
         Settings::default(),
@@ -174,6 +177,7 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
         address_space: None,
         amqp: Some(addr),
         amqps: Some((tls_addr, tls.clone())),
+        wss: Some(wss_addr),
         tokens: setup
             .token_file
             .clone()
@@ -193,6 +197,12 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
     tasks.spawn(server::run_tls(
         tls_listener,
         broker.clone(),
+        tls.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(server::run_websocket(
+        wss_listener,
+        broker.clone(),
         tls,
         shutdown.clone(),
     ));
@@ -207,6 +217,7 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
     Running {
         addr,
         tls_addr,
+        wss_addr,
         management_addr,
         data_dir,
         standalone,
@@ -224,15 +235,18 @@ pub fn exported_ca(broker: &Running) -> PathBuf {
 }
 
 /// The CA certificate the export `name` of a running broker tells clients to trust, written to a
-/// file.
+/// file. The export must name the port its endpoint really listens on.
 pub fn exported_ca_of(broker: &Running, name: &str) -> PathBuf {
     let export = std::fs::read_to_string(broker.data_dir.join(format!("exports/{name}.yaml"))).unwrap();
     let value: serde_json::Value = serde_saphyr::from_str(&export).unwrap();
-    assert_eq!(
-        value["data"]["service.port.amqps"],
-        broker.tls_addr.port().to_string()
+    let data = &value["data"];
+    let port = |addr: SocketAddr| serde_json::Value::from(addr.port().to_string());
+    assert!(
+        data["service.port.amqps"] == port(broker.tls_addr)
+            || data["service.port.https"] == port(broker.wss_addr),
+        "{name} names neither the amqps nor the WebSocket port: {data}"
     );
     let path = broker.data_dir.join(format!("exported-{name}-ca.crt"));
-    std::fs::write(&path, value["data"]["ca.crt"].as_str().unwrap()).unwrap();
+    std::fs::write(&path, data["ca.crt"].as_str().unwrap()).unwrap();
     path
 }

@@ -153,7 +153,7 @@ fn what_cannot_be_used_is_failed_with_what_to_fix() {
 }
 
 #[test]
-fn a_space_names_the_endpoints_nothing_serves_and_exports_only_what_is_served() {
+fn a_space_names_the_endpoints_nothing_serves_and_a_second_certificate_and_exports_only_what_is_served() {
     let (catalog, mut team) = example();
     let space = &mut team.spaces[0];
     space.spec.endpoints[0].expose = Some(
@@ -162,23 +162,31 @@ fn a_space_names_the_endpoints_nothing_serves_and_exports_only_what_is_served() 
     );
     space.spec.endpoints.push(
         serde_json::from_value(serde_json::json!({
-            "name": "websocket",
-            "service": "messaging-wss",
-            "exports": [{"kind": "ConfigMap", "name": "wss-config"}]
+            "name": "mqtt",
+            "service": "mqtt",
+            "exports": [{"kind": "ConfigMap", "name": "mqtt-config"}]
         }))
         .unwrap(),
     );
+    // The broker serves one certificate, the messaging endpoint's, on the WebSocket port too.
+    space.spec.endpoints[1].cert =
+        Some(serde_json::from_value(serde_json::json!({"provider": "selfsigned"})).unwrap());
     let evaluation =
         enmasse_types::evaluate::evaluate(&team.as_tenant(), &catalog.infra(), &Default::default(), &now());
     assert_eq!(
         evaluation.spaces["app"].status.unsupported_fields,
-        ["endpoints[websocket] (service messaging-wss)"],
+        [
+            "endpoints[websocket].cert (the broker serves endpoints[messaging]'s certificate on every port)",
+            "endpoints[mqtt] (service mqtt)"
+        ],
         "expose is the operator's to act on (the standalone broker names it itself)"
     );
 
     let endpoint = enmasse_types::exports::Endpoint {
         host: "broker.example".into(),
-        ports: [("amqps".to_owned(), 5671)].into_iter().collect(),
+        ports: [("amqps".to_owned(), 5671), ("https".to_owned(), 443)]
+            .into_iter()
+            .collect(),
         ca_pem: None,
         external: Default::default(),
     };
@@ -188,7 +196,7 @@ fn a_space_names_the_endpoints_nothing_serves_and_exports_only_what_is_served() 
         .collect();
     assert_eq!(
         exported,
-        ["messaging-config"],
-        "no AMQP details for an endpoint nothing serves"
+        ["messaging-config", "websocket-config"],
+        "no details for an endpoint nothing serves"
     );
 }

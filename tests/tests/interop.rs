@@ -14,7 +14,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tests::repo_root;
-use tests::standalone::{Running, exported_ca, standalone};
+use tests::standalone::{Running, exported_ca, exported_ca_of, standalone};
 use tokio::process::Command;
 
 /// The standalone broker on the interop fixture, on a free port.
@@ -196,6 +196,15 @@ async fn rhea_connects_over_tls_with_the_exported_ca() {
     let ca = ca.to_str().unwrap();
     let developer = login(&url, ca, "developer", "developer");
     rhea(&[&developer[..], &["--address", "orders", "--count", "10"]].concat()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rhea_logs_in_over_websocket_in_tls_with_the_websocket_export_and_uses_its_queue() {
+    let broker = example_broker().await;
+    let ca = exported_ca_of(&broker, "websocket-config");
+    let url = format!("wss://localhost:{}", broker.wss_addr.port());
+    let developer = login(&url, ca.to_str().unwrap(), "developer", "developer");
+    rhea(&[&developer[..], &["--address", "orders", "--count", "200"]].concat()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

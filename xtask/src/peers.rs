@@ -1,7 +1,7 @@
 //! The AMQP clients the interop tests drive, installed by the project itself so that a fresh
 //! machine needs nothing by hand: Qpid Proton for Python (Debian's `python3-qpid-proton`), Proton's
-//! own example suite (Debian's `libqpid-proton11-dev-examples`) and rhea for Node.js (npm, from
-//! `tests/interop/package-lock.json`); the Lua interpreter that runs the Argo CD health check
+//! own example suite (Debian's `libqpid-proton11-dev-examples`) and rhea for Node.js with the `ws`
+//! package for its WebSocket transport (npm, from `tests/interop/package-lock.json`); the Lua interpreter that runs the Argo CD health check
 //! (Debian's `lua5.4`) and promtool, which checks the alert rules (Debian's `prometheus`). Each
 //! step is skipped when its peer is already there.
 
@@ -42,13 +42,12 @@ pub(crate) fn install(root: &Path) -> anyhow::Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let interop = root.join("tests").join("interop");
-    if !interop
-        .join("node_modules")
-        .join("rhea")
-        .join("package.json")
-        .is_file()
+    let modules = interop.join("node_modules");
+    if !["rhea", "ws"]
+        .iter()
+        .all(|package| modules.join(package).join("package.json").is_file())
     {
-        eprintln!("installing rhea");
+        eprintln!("installing rhea and ws");
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&interop))?;

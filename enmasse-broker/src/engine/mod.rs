@@ -72,6 +72,9 @@ pub async fn run<S>(
     loop {
         engine.pump();
         if engine.is_done() && engine.output.is_empty() && !io.flushing {
+            // Closed on both sides: the layers below close too (TLS's close_notify, WebSocket's
+            // close frame), as far as the peer still reads.
+            let _ = tokio::time::timeout(CLOSE_GRACE, io.stream.shutdown()).await;
             break;
         }
         if engine.is_closing() {

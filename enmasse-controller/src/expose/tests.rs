@@ -10,7 +10,7 @@ fn space(expose: serde_json::Value) -> AddressSpace {
         "metadata": {"name": "app", "namespace": "team1"},
         "spec": {"type": "standard", "plan": "standard-small", "endpoints": [
             {"name": "messaging", "service": "messaging", "expose": expose},
-            {"name": "websocket", "service": "messaging-wss", "expose": {"type": "loadbalancer"}}
+            {"name": "mqtt", "service": "mqtt", "expose": {"type": "loadbalancer"}}
         ]}
     }))
     .unwrap()
@@ -73,7 +73,11 @@ fn a_load_balancer_without_ports_named_exposes_amqp_and_amqps_and_refuses_others
         &space(json!({"type": "loadbalancer", "loadBalancerPorts": ["https"]})),
         None,
     );
-    assert!(refused.unwrap_err().contains("\"https\""));
+    assert!(
+        refused
+            .unwrap_err()
+            .contains("\"https\"; service messaging serves amqp and amqps")
+    );
     let Ok(Exposure::LoadBalancer(once)) = render(
         &space(json!({"type": "loadbalancer", "loadBalancerPorts": ["amqps", "amqps"]})),
         None,
@@ -169,4 +173,47 @@ fn an_endpoint_whose_name_cannot_name_an_object_is_refused() {
 fn a_route_to_the_plain_port_is_refused() {
     let refused = render(&space(json!({"type": "route", "routeServicePort": "amqp"})), None);
     assert!(refused.unwrap_err().contains("amqps"));
+}
+
+#[test]
+fn a_websocket_endpoint_is_exposed_on_https_by_a_load_balancer_or_a_reencrypting_route() {
+    let names = InfraNames::new("team1", "app");
+    let websocket = |expose: serde_json::Value| -> AddressSpace {
+        serde_json::from_value(json!({
+            "metadata": {"name": "app", "namespace": "team1"},
+            "spec": {"type": "standard", "plan": "standard-small", "endpoints": [
+                {"name": "websocket", "service": "messaging-wss", "expose": expose}
+            ]}
+        }))
+        .unwrap()
+    };
+    let render = |space: &AddressSpace| {
+        let (endpoint, expose) = exposed(space).next().expect("the websocket endpoint is exposed");
+        exposure(&names, "enmasse-infra", endpoint, expose, Some("CA"))
+    };
+    let Ok(Exposure::LoadBalancer(service)) = render(&websocket(json!({"type": "loadbalancer"}))) else {
+        panic!("a load balancer");
+    };
+    let ports: Vec<(Option<String>, i32)> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name, p.port))
+        .collect();
+    assert_eq!(ports, [(Some("https".to_owned()), 443)]);
+    let Ok(Exposure::Route(route)) = render(&websocket(
+        json!({"type": "route", "routeTlsTermination": "reencrypt"}),
+    )) else {
+        panic!("a route");
+    };
+    assert_eq!(route.spec.port.as_ref().unwrap().target_port, "https");
+    assert_eq!(route.spec.tls.as_ref().unwrap().termination, "reencrypt");
+    let refused = render(&websocket(json!({"type": "route", "routeServicePort": "amqps"})));
+    assert!(
+        refused
+            .unwrap_err()
+            .contains("service messaging-wss serves on https")
+    );
 }

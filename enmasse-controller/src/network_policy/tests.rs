@@ -51,7 +51,10 @@ fn only_the_operator_reaches_the_management_port_and_anyone_the_messaging_ports(
         labels.get(OPERATOR_POD_LABEL.0).map(String::as_str),
         Some(OPERATOR_POD_LABEL.1)
     );
-    assert_eq!(ports(&ingress[1]), [i32::from(AMQP_PORT), i32::from(AMQPS_PORT)]);
+    assert_eq!(
+        ports(&ingress[1]),
+        [i32::from(AMQP_PORT), i32::from(AMQPS_PORT), i32::from(WSS_PORT)]
+    );
     assert!(ingress[1].from.is_none(), "from anywhere");
     let scrapers = &ingress[2];
     assert_eq!(ports(scrapers), [i32::from(MANAGEMENT_PORT)]);
@@ -90,7 +93,7 @@ fn the_spaces_rules_admit_their_peers_to_the_messaging_ports_only() {
     assert_eq!(ingress[1].from, Some(vec![from_block("10.0.0.0/8")]));
     assert_eq!(
         ports(&ingress[1]),
-        [i32::from(AMQP_PORT), i32::from(AMQPS_PORT)],
+        [i32::from(AMQP_PORT), i32::from(AMQPS_PORT), i32::from(WSS_PORT)],
         "the management port a rule names is not opened"
     );
     assert_eq!(

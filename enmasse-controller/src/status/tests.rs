@@ -151,7 +151,7 @@ fn what_the_manifests_say_stands_when_the_infrastructure_is_fine() {
 }
 
 #[test]
-fn an_endpoint_nothing_serves_gets_no_amqp_ports_in_the_status() {
+fn each_endpoint_reports_the_ports_of_its_service_and_one_nothing_serves_reports_none() {
     let mut space = space(None);
     for service in ["messaging-wss", "mqtt", "console"] {
         space.spec.endpoints.push(EndpointSpec {
@@ -163,6 +163,23 @@ fn an_endpoint_nothing_serves_gets_no_amqp_ports_in_the_status() {
         });
     }
     let status = status(&space, verdict(Phase::Active), &healthy());
-    let named: Vec<&str> = status.endpoint_statuses.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(named, ["messaging"]);
+    let reported: Vec<(&str, Vec<(&str, u16)>)> = status
+        .endpoint_statuses
+        .iter()
+        .map(|e| {
+            let ports = e
+                .service_ports
+                .iter()
+                .map(|p| (p.name.as_str(), p.port))
+                .collect();
+            (e.name.as_str(), ports)
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            ("messaging", vec![("amqp", 5672), ("amqps", 5671)]),
+            ("messaging-wss", vec![("https", 443)]),
+        ]
+    );
 }

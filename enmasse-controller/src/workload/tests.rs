@@ -277,7 +277,7 @@ fn the_service_asks_openshift_for_a_certificate_only_for_the_openshift_provider(
         .iter()
         .map(|p| p.port)
         .collect();
-    assert_eq!(ports, [5672, 5671, 8080]);
+    assert_eq!(ports, [5672, 5671, 443, 8080]);
     let openshift = service(&names, &settings(), true);
     assert_eq!(
         openshift.metadata.annotations.unwrap()[OPENSHIFT_SERVING_CERT],

@@ -12,8 +12,7 @@ use crate::{
     resources::{
         address::Address,
         address_space::{
-            AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, EndpointSpec,
-            SERVED_ENDPOINT_SERVICE,
+            AddressSpace, AddressSpaceStatus, AddressSpaceType, CertProvider, ENDPOINT_SERVICES, EndpointSpec,
         },
         authentication_service::{AuthenticationService, AuthenticationServiceType},
         common::{ComponentResources, Phase, ready_condition, set_condition},
@@ -21,9 +20,6 @@ use crate::{
         plans::AddressSpacePlanSpec,
     },
 };
-
-/// The services an endpoint can expose.
-const ENDPOINT_SERVICES: &[&str] = &[SERVED_ENDPOINT_SERVICE, "messaging-wss", "mqtt", "console"];
 
 /// An address space whose plan, infra config and authentication service were all found.
 pub(super) struct Resolved<'a> {
@@ -489,6 +485,7 @@ fn unsupported_fields(space: &AddressSpace) -> Vec<String> {
     {
         fields.push("authenticationService.type".to_owned());
     }
+    let certificate = space.spec.certificate_endpoint();
     for endpoint in &space.spec.endpoints {
         let at = format!("endpoints[{}]", endpoint.name);
         if !endpoint.is_served() {
@@ -498,6 +495,16 @@ fn unsupported_fields(space: &AddressSpace) -> Vec<String> {
         }
         if endpoint.cert.as_ref().is_some_and(|c| c.secret_name.is_some()) {
             fields.push(format!("{at}.cert.secretName"));
+        }
+        // One broker serves one certificate on all its TLS ports.
+        if let Some(serving) = certificate.filter(|c| c.name != endpoint.name)
+            && endpoint.cert.is_some()
+            && endpoint.cert != serving.cert
+        {
+            fields.push(format!(
+                "{at}.cert (the broker serves endpoints[{}]'s certificate on every port)",
+                serving.name
+            ));
         }
     }
     fields

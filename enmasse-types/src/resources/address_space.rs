@@ -151,14 +151,52 @@ pub struct EndpointSpec {
     pub exports: Vec<ExportSpec>,
 }
 
-/// The one endpoint service this implementation serves: AMQP on the broker.
-pub const SERVED_ENDPOINT_SERVICE: &str = "messaging";
+/// The endpoint service of AMQP on the broker.
+pub const MESSAGING_SERVICE: &str = "messaging";
+
+/// The endpoint service of AMQP over WebSocket, in TLS, on the broker.
+pub const MESSAGING_WSS_SERVICE: &str = "messaging-wss";
+
+/// The endpoint services EnMasse defines, served or not.
+pub const ENDPOINT_SERVICES: &[&str] = &[MESSAGING_SERVICE, MESSAGING_WSS_SERVICE, "mqtt", "console"];
 
 impl EndpointSpec {
-    /// Whether something serves it (`messaging`); `messaging-wss`, `mqtt` and `console` are
+    /// Whether something serves it (`messaging`, `messaging-wss`); `mqtt` and `console` are
     /// accepted and not served.
     pub fn is_served(&self) -> bool {
-        self.service == SERVED_ENDPOINT_SERVICE
+        !self.port_names().is_empty()
+    }
+
+    /// The ports of its service, by the names its status and exports give them: `amqp` and
+    /// `amqps` for `messaging`, `https` for `messaging-wss` (as EnMasse named them); none for a
+    /// service nothing serves.
+    pub fn port_names(&self) -> &'static [&'static str] {
+        match self.service.as_str() {
+            MESSAGING_SERVICE => &["amqp", "amqps"],
+            MESSAGING_WSS_SERVICE => &["https"],
+            _ => &[],
+        }
+    }
+
+    /// The port of its service that serves TLS, which a route carries: `amqps` for `messaging`,
+    /// `https` for `messaging-wss`.
+    pub fn tls_port_name(&self) -> Option<&'static str> {
+        match self.service.as_str() {
+            MESSAGING_SERVICE => Some("amqps"),
+            MESSAGING_WSS_SERVICE => Some("https"),
+            _ => None,
+        }
+    }
+}
+
+impl AddressSpaceSpec {
+    /// The endpoint whose `cert` the broker serves on all its TLS ports: the `messaging` one, else
+    /// the first served.
+    pub fn certificate_endpoint(&self) -> Option<&EndpointSpec> {
+        self.endpoints
+            .iter()
+            .find(|e| e.service == MESSAGING_SERVICE)
+            .or_else(|| self.endpoints.iter().find(|e| e.is_served()))
     }
 }
 
