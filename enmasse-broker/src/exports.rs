@@ -3,6 +3,7 @@
 //! under `<data-dir>/exports/`, as the operator writes them into the namespace in a cluster.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
@@ -43,6 +44,8 @@ pub struct Endpoint {
     pub wss: Option<SocketAddr>,
     /// The CA certificate (PEM) clients trust for `amqps`.
     pub ca_pem: Option<String>,
+    /// Where clients on other machines reach each exposed endpoint, by endpoint name.
+    pub external: BTreeMap<String, exports::External>,
 }
 
 impl Endpoint {
@@ -66,8 +69,7 @@ impl Endpoint {
             host: self.host(),
             ports,
             ca_pem: self.ca_pem.clone(),
-            // The standalone broker makes no load balancer or route.
-            external: Default::default(),
+            external: self.external.clone(),
         }
     }
 }

@@ -39,6 +39,8 @@ use enmasse_auth::{
     tokens::TokenReviewer,
 };
 
+mod expose;
+
 use crate::{
     address::table::Applied,
     broker::Broker,
@@ -107,6 +109,8 @@ pub struct Standalone {
     options: Options,
     broker: Arc<Broker>,
     state: Mutex<State>,
+    /// The listeners the space's `expose` asks for.
+    exposures: Mutex<expose::Exposures>,
 }
 
 #[derive(Default)]
@@ -129,6 +133,7 @@ impl Standalone {
             options,
             broker,
             state: Mutex::new(State::default()),
+            exposures: Mutex::new(expose::Exposures::new(CancellationToken::new())),
         })
     }
 
@@ -169,15 +174,20 @@ impl Standalone {
         true
     }
 
-    /// Watches the directory until shutdown.
+    /// Watches the directory until shutdown; then stops the listeners of exposures and waits
+    /// for their connections.
     pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
             self.refresh();
         }
+        let (stop, tasks) = self.exposures.lock().unwrap_or_else(|p| p.into_inner()).handles();
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
     }
 
     fn reload(&self, files: &[(PathBuf, Result<String, String>)]) {
@@ -229,25 +239,25 @@ impl Standalone {
         let now = Time(Timestamp::now());
         let mut evaluation = self.evaluate_and_apply(&tenant, &catalog, &now);
         let space_name = space.metadata.name.clone().unwrap_or_default();
-        let endpoint = self.configure_tls(space, &mut messages);
+        let mut endpoint = self.configure_tls(space, &mut messages);
+        let exposed = self.exposures.lock().unwrap_or_else(|p| p.into_inner()).apply(
+            space,
+            &endpoint,
+            self.options.amqps.as_ref().map(|(_, tls)| tls),
+            &self.broker,
+        );
+        endpoint.external = exposed.external;
+        for problem in &exposed.problems {
+            warn!("{problem}");
+        }
+        messages.extend(exposed.problems);
         if space.spec.network_policy.is_some() {
             let message = "spec.networkPolicy is not applied: the operator applies it in a cluster; on one machine there is no network policy";
             info!(space = %space.metadata.name.as_deref().unwrap_or_default(), "{message}");
             messages.push(message.to_owned());
         }
         if let Some(verdict) = evaluation.spaces.get_mut(&space_name) {
-            // No load balancer or route is made on one machine: the listeners are what clients reach.
-            for served in space
-                .spec
-                .endpoints
-                .iter()
-                .filter(|e| e.is_served() && e.expose.is_some())
-            {
-                verdict
-                    .status
-                    .unsupported_fields
-                    .push(format!("endpoints[{}].expose", served.name));
-            }
+            verdict.status.unsupported_fields.extend(exposed.unsupported);
             verdict.status.ca_cert = endpoint.ca_pem.clone();
             verdict.status.endpoint_statuses = endpoint_statuses(space, &endpoint);
             for message in &verdict.status.messages {
@@ -302,6 +312,11 @@ impl Standalone {
         let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         if !amqps.ip().is_unspecified() && !amqps.ip().is_loopback() {
             hosts.push(amqps.ip().to_string());
+        }
+        for host in expose::certificate_hosts(space) {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
         }
         let tls_files = self.state().tls_files.clone();
         let (recipe, made) = match (tls_files, cert) {
@@ -511,6 +526,17 @@ fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<
                 .map(|(name, port)| PortStatus {
                     name: name.to_owned(),
                     port,
+                })
+                .collect(),
+            external_host: described.external.get(&e.name).and_then(|x| x.host.clone()),
+            external_ports: described
+                .external
+                .get(&e.name)
+                .iter()
+                .flat_map(|x| &x.ports)
+                .map(|(name, port)| PortStatus {
+                    name: name.clone(),
+                    port: *port,
                 })
                 .collect(),
             ..EndpointStatus::default()

@@ -62,8 +62,13 @@ fn ca_file(dir: &Path, name: &str, identity: &ServerIdentity) -> PathBuf {
 
 /// Whether a client trusting `ca` gets ten messages through `orders` over TLS on `port`.
 async fn connects(port: u16, ca: PathBuf) -> bool {
+    connects_to("localhost", port, ca).await
+}
+
+/// Whether a client trusting `ca` gets ten messages through `orders` over TLS at `host:port`.
+async fn connects_to(host: &str, port: u16, ca: PathBuf) -> bool {
     let options = bench::Options {
-        url: format!("amqps://localhost:{port}"),
+        url: format!("amqps://{host}:{port}"),
         address: "orders".into(),
         count: 10,
         size: 16,
@@ -264,4 +269,67 @@ async fn a_broker_in_a_cluster_follows_its_mounted_certificate_and_keeps_the_las
     }
     assert!(renewed, "the renewed certificate is served");
     shutdown.cancel();
+}
+
+/// The interop space with its messaging endpoint exposed as `expose` (flow YAML).
+fn exposed_space(manifests: &Path, expose: &str) {
+    let space = std::fs::read_to_string(manifests.join("space.yaml")).unwrap();
+    let start = space
+        .find("    cert:")
+        .or_else(|| space.find("    expose:"))
+        .unwrap();
+    let end = space.find("    exports:").unwrap();
+    let exposed = format!("{}    expose: {expose}\n{}", &space[..start], &space[end..]);
+    std::fs::write(manifests.join("space.yaml"), exposed).unwrap();
+}
+
+/// The space's status, as the standalone broker reports it.
+fn space_status(broker: &tests::standalone::Running) -> serde_json::Value {
+    use enmasse_broker::management::Control;
+    broker.standalone.status()["statuses"]["addressSpaces"]["secured"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_on_one_machine_listens_on_its_host_with_a_certificate_that_names_it_until_it_is_removed() {
+    let dir = temp("route");
+    let manifests = space_with_endpoint(&dir, "      provider: selfsigned");
+    // Every 127.x address is this machine's, and none but 127.0.0.1 has a listener of its own.
+    exposed_space(&manifests, "{type: route, routeHost: 127.0.0.2}");
+    let broker = standalone(
+        vec![repo_root().join("examples/gitops/infra"), manifests.clone()],
+        1,
+        None,
+        None,
+    )
+    .await;
+    let port = broker.tls_addr.port();
+    let status = space_status(&broker);
+    let endpoint = &status["endpointStatuses"][0];
+    assert_eq!(endpoint["externalHost"], "127.0.0.2", "{status}");
+    assert_eq!(endpoint["externalPorts"][0]["name"], "amqps", "{status}");
+    assert_eq!(endpoint["externalPorts"][0]["port"], port, "{status}");
+    let export = std::fs::read_to_string(broker.data_dir.join("exports/secured-config.yaml")).unwrap();
+    assert!(export.contains("external.host: \"127.0.0.2\""), "{export}");
+    let ca = exported_ca_of(&broker, "secured-config");
+    assert!(
+        connects_to("127.0.0.2", port, ca.clone()).await,
+        "the route's host is served and named"
+    );
+
+    exposed_space(&manifests, "{type: loadbalancer}");
+    assert!(broker.standalone.refresh());
+    let status = space_status(&broker);
+    assert_eq!(
+        status["unsupportedFields"][0],
+        "endpoints[messaging].expose (type loadbalancer: one machine has no load balancer; use type route with routeHost, the address to listen on)",
+        "{status}"
+    );
+    assert!(
+        status["endpointStatuses"][0].get("externalHost").is_none(),
+        "{status}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.2", port)).await.is_err(),
+        "the route's listener is gone"
+    );
 }
