@@ -4,8 +4,9 @@
 //! included.
 //!
 //! Any path is accepted (EnMasse's router served `/`; browsers and rhea connect to the root). The
-//! client must offer the binding's subprotocol, `amqp`, which the answer names. An `Origin` is not
-//! checked: a connection authenticates with SASL, not with a browser's cookies.
+//! client must offer the binding's subprotocol, `amqp` (or a draft's name, `AMQPWSB10` or
+//! `binary`), which the answer names. An `Origin` is not checked: a connection authenticates with
+//! SASL, not with a browser's cookies (docs/broker.md says what that means for anonymous spaces).
 
 mod stream;
 
@@ -16,7 +17,7 @@ use std::{
 
 use http_body_util::Full;
 use hyper::{
-    HeaderMap, Method, Request, Response, StatusCode,
+    HeaderMap, Method, Request, Response, StatusCode, Version,
     body::{Bytes, Incoming},
     header::{self, HeaderValue},
     server::conn::http1,
@@ -30,6 +31,10 @@ pub use self::stream::{FrameError, WebSocketStream};
 
 /// The subprotocol of the AMQP WebSocket binding.
 pub const SUBPROTOCOL: &str = "amqp";
+
+/// The subprotocols accepted, in the order preferred: the binding's, then the names its drafts
+/// used and that EnMasse's router accepted (its console offered `binary` and `AMQPWSB10`).
+const SUBPROTOCOLS: [&str; 3] = [SUBPROTOCOL, "AMQPWSB10", "binary"];
 
 /// The only WebSocket version there is (RFC 6455).
 const VERSION: &str = "13";
@@ -68,6 +73,9 @@ pub enum Refusal {
     /// A version other than 13.
     #[error("WebSocket version {0:?} is not 13")]
     Version(String),
+    /// HTTP/1.0, which has no upgrade.
+    #[error("the request is {0}; a WebSocket opening is HTTP/1.1")]
+    HttpVersion(String),
     /// A `Sec-WebSocket-Key` that is not 16 bytes in base64.
     #[error("Sec-WebSocket-Key is missing or not 16 bytes in base64")]
     Key,
@@ -92,6 +100,7 @@ impl Refusal {
         );
         if matches!(self, Self::Version(_)) {
             headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static(VERSION));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         response
     }
@@ -113,11 +122,11 @@ where
     let outcome = Arc::new(Mutex::new(Outcome::Pending));
     let handler = outcome.clone();
     let service = service_fn(move |mut request: Request<Incoming>| {
-        let response = match check(request.method(), request.headers()) {
-            Ok(accept_key) => {
+        let response = match check(request.method(), request.version(), request.headers()) {
+            Ok((accept_key, subprotocol)) => {
                 let upgrade = hyper::upgrade::on(&mut request);
                 *handler.lock().unwrap_or_else(|p| p.into_inner()) = Outcome::Upgrade(upgrade);
-                switching_protocols(accept_key)
+                switching_protocols(accept_key, subprotocol)
             }
             Err(refusal) => {
                 let response = refusal.response();
@@ -149,21 +158,24 @@ where
 }
 
 /// Checks an opening request (RFC 6455, 4.2.1, and the binding's subprotocol); returns the
-/// `Sec-WebSocket-Accept` that answers it.
-fn check(method: &Method, headers: &HeaderMap) -> Result<String, Refusal> {
+/// `Sec-WebSocket-Accept` that answers it and the subprotocol chosen.
+fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(String, &'static str), Refusal> {
     if method != Method::GET {
         return Err(Refusal::Method(method.to_string()));
+    }
+    if version < Version::HTTP_11 {
+        return Err(Refusal::HttpVersion(format!("{version:?}")));
     }
     if !has_token(headers, header::UPGRADE, "websocket") || !has_token(headers, header::CONNECTION, "upgrade")
     {
         return Err(Refusal::NotUpgrade);
     }
-    let version = headers
+    let websocket_version = headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if version.trim() != VERSION {
-        return Err(Refusal::Version(version.to_owned()));
+    if websocket_version.trim() != VERSION {
+        return Err(Refusal::Version(websocket_version.to_owned()));
     }
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
@@ -171,16 +183,18 @@ fn check(method: &Method, headers: &HeaderMap) -> Result<String, Refusal> {
         .map(str::trim)
         .filter(|k| enmasse_types::base64::decode(k).is_some_and(|b| b.len() == 16))
         .ok_or(Refusal::Key)?;
-    let offered = headers
+    let offered: Vec<&str> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL);
-    if !offered {
-        return Err(Refusal::Subprotocol);
-    }
-    Ok(accept_key(key))
+        .map(str::trim)
+        .collect();
+    let subprotocol = SUBPROTOCOLS
+        .into_iter()
+        .find(|p| offered.contains(p))
+        .ok_or(Refusal::Subprotocol)?;
+    Ok((accept_key(key), subprotocol))
 }
 
 /// Whether a comma-separated header names `token` (case-insensitively).
@@ -202,7 +216,7 @@ fn accept_key(key: &str) -> String {
     enmasse_types::base64::encode(digest.as_ref())
 }
 
-fn switching_protocols(accept_key: String) -> Response<Full<Bytes>> {
+fn switching_protocols(accept_key: String, subprotocol: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -210,7 +224,7 @@ fn switching_protocols(accept_key: String) -> Response<Full<Bytes>> {
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(SUBPROTOCOL),
+        HeaderValue::from_static(subprotocol),
     );
     if let Ok(value) = HeaderValue::from_str(&accept_key) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);

@@ -406,7 +406,7 @@ async fn a_type_change_of_a_queue_holding_messages_waits_until_they_are_consumed
 }
 
 #[tokio::test]
-async fn an_exposed_endpoint_is_named_among_what_one_machine_does_not_act_on() {
+async fn a_load_balancer_and_a_route_without_host_are_named_among_what_one_machine_does_not_act_on() {
     let dir = Dir::new("expose");
     dir.write(
         "space.yaml",
@@ -420,7 +420,26 @@ async fn an_exposed_endpoint_is_named_among_what_one_machine_does_not_act_on() {
     let space = &standalone.status()["statuses"]["addressSpaces"]["app"];
     assert_eq!(
         space["unsupportedFields"],
-        serde_json::json!(["endpoints[messaging].expose"]),
+        serde_json::json!([
+            "endpoints[messaging].expose (type loadbalancer: one machine has no load balancer; use type route with routeHost, the address to listen on)"
+        ]),
         "{space}"
+    );
+    dir.write(
+        "space.yaml",
+        &SPACE.replace(
+            "    service: messaging\n",
+            "    service: messaging\n    expose: {type: route}\n",
+        ),
+    );
+    standalone.refresh();
+    let status = standalone.status();
+    assert!(
+        status["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "endpoints[messaging].expose: a route on one machine needs routeHost, the address to listen on"),
+        "{status}"
     );
 }

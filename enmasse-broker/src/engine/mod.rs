@@ -98,6 +98,9 @@ pub async fn run<S>(
                 Ok(Polled::Wrote) => {}
                 Ok(Polled::Eof) => {
                     debug!(%peer, "the peer closed the socket");
+                    // What the layers below still hold goes out (a WebSocket's answer to the
+                    // peer's close, TLS's close_notify), as far as the peer still reads.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, io.stream.shutdown()).await;
                     break;
                 }
                 Err(err) => {

@@ -63,13 +63,18 @@ pub enum FrameError {
     /// A close frame whose payload is one byte, or a status code no endpoint may send.
     #[error("the client sent a malformed close frame")]
     BadClose,
+    /// A close frame whose reason is not UTF-8.
+    #[error("the client sent a close reason that is not UTF-8")]
+    CloseReason,
 }
 
 impl FrameError {
-    /// The close status code that answers it: 1003 for data of a type not accepted, 1002 otherwise.
+    /// The close status code that answers it: 1003 for data of a type not accepted, 1007 for text
+    /// that is not UTF-8, 1002 otherwise.
     fn close_code(&self) -> u16 {
         match self {
             Self::Text => 1003,
+            Self::CloseReason => 1007,
             _ => 1002,
         }
     }
@@ -246,8 +251,11 @@ impl<S> WebSocketStream<S> {
                     [_] => return Err(FrameError::BadClose),
                     [high, low, reason @ ..] => {
                         let code = u16::from_be_bytes([*high, *low]);
-                        if !valid_close_code(code) || std::str::from_utf8(reason).is_err() {
+                        if !valid_close_code(code) {
                             return Err(FrameError::BadClose);
+                        }
+                        if std::str::from_utf8(reason).is_err() {
+                            return Err(FrameError::CloseReason);
                         }
                         code
                     }
@@ -268,6 +276,16 @@ fn valid_close_code(code: u16) -> bool {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
+    /// Writes the queued frames and flushes them, for answers the engine does not write itself
+    /// (pongs, the close): a TLS layer holds what it encrypted until flushed.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.output.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
     /// Writes the queued frames; ready once all are written.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.output.len() {
@@ -287,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketStream<S> {
     fn fail(&mut self, cx: &mut Context<'_>, error: FrameError) -> Poll<io::Result<()>> {
         self.queue_close(error.close_code(), &error.to_string());
         self.reading = Reading::Ended;
-        let _ = self.poll_drain(cx);
+        let _ = self.poll_answer(cx);
         Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)))
     }
 
@@ -310,7 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WebSocketStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // Answers to pings and the close go out even while the engine only reads.
-        if let Poll::Ready(Err(err)) = this.poll_drain(cx) {
+        if let Poll::Ready(Err(err)) = this.poll_answer(cx) {
             return Poll::Ready(Err(err));
         }
         loop {
@@ -369,7 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WebSocketStream<S> {
                                 if let Err(err) = this.on_control(header, payload) {
                                     return this.fail(cx, err);
                                 }
-                                let _ = this.poll_drain(cx);
+                                let _ = this.poll_answer(cx);
                                 continue;
                             }
                         } else {

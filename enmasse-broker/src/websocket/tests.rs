@@ -80,16 +80,50 @@ async fn an_opening_without_the_amqp_subprotocol_is_refused_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_client_of_the_bindings_draft_gets_the_draft_name_it_offered_and_bytes_sent_early_are_kept() {
+    let (mut client, server) = duplex(64 * 1024);
+    let accepted = tokio::spawn(accept(server));
+    // The SASL header follows the request at once, before the answer is read.
+    let mut bytes =
+        request("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary, AMQPWSB10\r\n").into_bytes();
+    bytes.extend_from_slice(&[0x82, 0x88, 0, 0, 0, 0]);
+    bytes.extend_from_slice(b"AMQP\x03\x01\x00\x00");
+    client.write_all(&bytes).await.unwrap();
+    let mut server = accepted.await.unwrap().unwrap();
+    let mut header = [0u8; 8];
+    server.read_exact(&mut header).await.unwrap();
+    assert_eq!(&header, b"AMQP\x03\x01\x00\x00");
+    let mut answer = vec![0u8; 512];
+    let n = client.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+    assert!(
+        answer.contains("sec-websocket-protocol: amqpwsb10\r\n"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_http_1_0_opening_is_refused() {
+    let opening = request("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: amqp\r\n")
+        .replace("HTTP/1.1", "HTTP/1.0");
+    let (_, answer, accepted) = open(opening).await;
+    assert!(answer.contains(" 400 "), "{answer}");
+    assert!(matches!(
+        accepted,
+        Err(HandshakeError::Refused(Refusal::HttpVersion(_)))
+    ));
+}
+
+#[tokio::test]
 async fn an_opening_of_another_version_is_told_the_one_served() {
     let (_, answer, accepted) = open(request(
         "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Protocol: amqp\r\n",
     ))
     .await;
     assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("sec-websocket-version: 13"),
-        "{answer}"
-    );
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("sec-websocket-version: 13"), "{answer}");
+    assert!(lower.contains("upgrade: websocket"), "{answer}");
     assert!(matches!(accepted, Err(HandshakeError::Refused(Refusal::Version(v))) if v == "8"));
 }
 

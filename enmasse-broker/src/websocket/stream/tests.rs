@@ -191,6 +191,13 @@ async fn frames_that_break_the_protocol_are_refused_with_the_reason() {
         1002,
     )
     .await;
+    let not_utf8 = [&1000u16.to_be_bytes()[..], &[0xff, 0xfe]].concat();
+    refused(
+        client_frame(true, CLOSE, &not_utf8),
+        FrameError::CloseReason,
+        1007,
+    )
+    .await;
     let mut huge = vec![0x82, 0x80 | 127];
     huge.extend_from_slice(&u64::MAX.to_be_bytes());
     huge.extend_from_slice(&MASK);
