@@ -315,8 +315,13 @@ pub struct RoutePort {
 pub struct RouteTls {
     /// `passthrough` or `reencrypt`.
     pub termination: String,
-    /// For `reencrypt`: the CA the router trusts for the broker's certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// For `reencrypt`: the CA the router trusts for the broker's certificate. OpenShift spells
+    /// it `destinationCACertificate`, which camelCase would not.
+    #[serde(
+        default,
+        rename = "destinationCACertificate",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_ca_certificate: Option<String>,
 }
 
