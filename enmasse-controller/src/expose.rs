@@ -69,7 +69,7 @@ pub fn exposure(
     let metadata = ObjectMeta {
         name: Some(name),
         namespace: Some(namespace.to_owned()),
-        labels: Some(names.labels()),
+        labels: Some(names.exposure_labels()),
         annotations: (!expose.annotations.is_empty()).then(|| expose.annotations.clone()),
         ..ObjectMeta::default()
     };

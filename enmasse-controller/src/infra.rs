@@ -12,7 +12,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource,
-    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -141,37 +141,43 @@ impl<'a> SpaceInfra<'a> {
         self.get(&self.names.pod()).await
     }
 
-    /// Deletes what exposed an endpoint under `name` (a load balancer Service, a Route), if it
-    /// is there: read first, so that a settled space makes no write.
-    pub async fn remove_exposure(&self, name: &str) -> Result<(), InfraError> {
-        self.remove_load_balancer(name).await?;
-        self.remove_route(name).await
-    }
-
-    /// Deletes the load balancer Service `name`, if it is there.
-    pub async fn remove_load_balancer(&self, name: &str) -> Result<(), InfraError> {
-        if self.get::<Service>(name).await?.is_some() {
-            self.delete::<Service>(name).await?;
+    /// Deletes what exposed the space's endpoints (load balancer Services and Routes, found by
+    /// their label) except those named in `load_balancers` and `routes`, which the space still
+    /// asks for. Listed first, so that a settled space makes no write; a cluster without the
+    /// Route API has no Routes.
+    pub async fn prune_exposures(
+        &self,
+        load_balancers: &[String],
+        routes: &[String],
+    ) -> Result<(), InfraError> {
+        let selector = self.names.exposure_selector();
+        for service in self.list::<Service>(&selector).await? {
+            let name = service.metadata.name.unwrap_or_default();
+            if !load_balancers.contains(&name) {
+                self.delete::<Service>(&name).await?;
+            }
+        }
+        let listed = match self.list::<Route>(&selector).await {
+            Err(InfraError::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404 => Vec::new(),
+            listed => listed?,
+        };
+        for route in listed {
+            let name = route.metadata.name.unwrap_or_default();
+            if !routes.contains(&name) {
+                self.delete::<Route>(&name).await?;
+            }
         }
         Ok(())
     }
 
-    /// Deletes the Route `name`, if it is there (a cluster without the Route API has none).
-    pub async fn remove_route(&self, name: &str) -> Result<(), InfraError> {
-        if self.get::<Route>(name).await?.is_some() {
-            self.delete::<Route>(name).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes everything of the space, and what exposed its endpoints (`exposures`, their
-    /// names); what is already gone is fine.
-    pub async fn delete_all(&self, exposures: &[String]) -> Result<(), InfraError> {
+    /// Deletes everything of the space, what exposed its endpoints included; what is already
+    /// gone is fine.
+    pub async fn delete_all(&self) -> Result<(), InfraError> {
         let broker = self.names.broker();
-        for exposure in exposures {
-            self.delete::<Service>(exposure).await?;
-            self.delete::<Route>(exposure).await?;
-        }
+        self.prune_exposures(&[], &[]).await?;
         self.delete::<StatefulSet>(&broker).await?;
         self.delete::<Service>(&broker).await?;
         self.delete::<NetworkPolicy>(&self.names.network_policy()).await?;
@@ -184,6 +190,22 @@ impl<'a> SpaceInfra<'a> {
             self.delete::<Secret>(&secret).await?;
         }
         Ok(())
+    }
+
+    async fn list<K>(&self, selector: &str) -> Result<Vec<K>, InfraError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + k8s_openapi::Resource
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let listed = self
+            .api::<K>()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(self.fail::<K>("list", selector))?;
+        Ok(listed.items)
     }
 
     async fn get<K>(&self, name: &str) -> Result<Option<K>, InfraError>

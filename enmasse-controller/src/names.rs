@@ -15,6 +15,9 @@ pub const SPACE_NAMESPACE_LABEL: &str = "enmasse.io/address-space-namespace";
 pub const SPACE_LABEL: &str = "enmasse.io/address-space";
 /// Who manages the objects, as Kubernetes' recommended labels say.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "enmasse-operator");
+/// The label of what exposes an endpoint outside the cluster (a load balancer Service, a Route),
+/// by which the operator finds those the space no longer asks for.
+pub const EXPOSURE_LABEL: &str = "enmasse.io/exposure";
 
 /// Longest prefix of a space name kept in object names: a StatefulSet's pods add `-0`, and its
 /// controller-revision label a hash, within the 63 characters of a label value.
@@ -104,6 +107,18 @@ impl InfraNames {
     /// A label selector (`key=value`) for everything of this space's infrastructure.
     pub fn label_selector(&self) -> String {
         format!("{INFRA_LABEL}={}", self.id)
+    }
+
+    /// The labels of what exposes one of the space's endpoints.
+    pub fn exposure_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels();
+        labels.insert(EXPOSURE_LABEL.to_owned(), "true".to_owned());
+        labels
+    }
+
+    /// A label selector for what exposes the space's endpoints.
+    pub fn exposure_selector(&self) -> String {
+        format!("{},{EXPOSURE_LABEL}=true", self.label_selector())
     }
 
     /// The host clients in the cluster connect to.

@@ -21,7 +21,7 @@ use enmasse_types::{
     exports::{Endpoint, exports},
     resources::{
         address::Address,
-        address_space::{AddressSpace, CertSpec},
+        address_space::{AddressSpace, CertSpec, ExposeType},
         common::Phase,
         messaging_user::MessagingUser,
     },
@@ -348,7 +348,8 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
 }
 
 /// Exposes each served endpoint that asks for it (a load balancer Service, a Route), noting where
-/// clients outside reach it, and removes what exposed one that no longer asks.
+/// clients outside reach it, and removes whatever exposed an endpoint that no longer asks: one
+/// whose `expose` went or changed type, that was renamed, or that is no longer served.
 async fn expose_endpoints(
     space: &AddressSpace,
     names: &InfraNames,
@@ -356,13 +357,16 @@ async fn expose_endpoints(
     infra: &SpaceInfra<'_>,
     observed: &mut Observed,
 ) {
-    for endpoint in space.spec.endpoints.iter().filter(|e| e.is_served()) {
-        let Some(wanted) = endpoint.expose.as_ref() else {
-            if let Err(err) = infra.remove_exposure(&expose::name(names, endpoint)).await {
-                observed.problems.push(one_line(&err));
-            }
-            continue;
-        };
+    let mut load_balancers = Vec::new();
+    let mut routes = Vec::new();
+    for (endpoint, wanted) in expose::exposed(space) {
+        // Kept while it asks for that kind, even when it cannot be made now: a mistake in a
+        // manifest does not take down what clients use until it is fixed.
+        let name = expose::name(names, endpoint);
+        match wanted.type_ {
+            ExposeType::LoadBalancer => load_balancers.push(name),
+            ExposeType::Route => routes.push(name),
+        }
         let exposure = match expose::exposure(names, namespace, endpoint, wanted, observed.ca_pem.as_deref())
         {
             Ok(exposure) => exposure,
@@ -371,27 +375,16 @@ async fn expose_endpoints(
                 continue;
             }
         };
-        let name = expose::name(names, endpoint);
-        // An endpoint that changed from one kind of exposure to the other loses the first.
-        let (applied, other) = match exposure {
-            expose::Exposure::LoadBalancer(service) => (
-                infra
-                    .apply(&*service)
-                    .await
-                    .map(|s| expose::Exposure::LoadBalancer(Box::new(s))),
-                infra.remove_route(&name).await,
-            ),
-            expose::Exposure::Route(route) => (
-                infra
-                    .apply(&*route)
-                    .await
-                    .map(|r| expose::Exposure::Route(Box::new(r))),
-                infra.remove_load_balancer(&name).await,
-            ),
+        let applied = match exposure {
+            expose::Exposure::LoadBalancer(service) => infra
+                .apply(&*service)
+                .await
+                .map(|s| expose::Exposure::LoadBalancer(Box::new(s))),
+            expose::Exposure::Route(route) => infra
+                .apply(&*route)
+                .await
+                .map(|r| expose::Exposure::Route(Box::new(r))),
         };
-        if let Err(err) = other {
-            observed.problems.push(one_line(&err));
-        }
         match applied {
             Ok(applied) => {
                 observed
@@ -408,6 +401,9 @@ async fn expose_endpoints(
             }
         }
     }
+    if let Err(err) = infra.prune_exposures(&load_balancers, &routes).await {
+        observed.problems.push(one_line(&err));
+    }
 }
 
 /// Removes the space's infrastructure; the exports go with the space (they are owned by it).
@@ -415,15 +411,8 @@ async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, Reconcil
     let namespace = space.namespace().unwrap_or_default();
     let name = space.name_any();
     let names = InfraNames::new(&namespace, &name);
-    let exposures: Vec<String> = space
-        .spec
-        .endpoints
-        .iter()
-        .filter(|e| e.is_served())
-        .map(|e| expose::name(&names, e))
-        .collect();
     SpaceInfra::new(&ctx.client, &ctx.settings.broker.namespace, &names)
-        .delete_all(&exposures)
+        .delete_all()
         .await?;
     // No broker is left to hold messages: retained addresses let go.
     let members = Members::list(ctx, &namespace, &name).await?;

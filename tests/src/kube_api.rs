@@ -206,8 +206,9 @@ impl State {
     /// Keeps a change for watches yet to come, and sends it to the open ones.
     fn record(&mut self, event: &'static str, path: String, object: Value) {
         let line = event_line(event, &object);
-        self.watches
-            .retain(|(collection, events)| !collection.holds(&path) || events.send(line.clone()).is_ok());
+        self.watches.retain(|(collection, events)| {
+            !collection.holds(&path, &object) || events.send(line.clone()).is_ok()
+        });
         self.history.push((self.version, event, path, object));
     }
 
@@ -215,7 +216,7 @@ impl State {
     fn watch(&mut self, collection: Collection, from: u64) -> Response<Answer> {
         let (events, received) = mpsc::unbounded_channel();
         for (_, event, item, object) in self.history.iter().filter(|(version, ..)| *version > from) {
-            if collection.holds(item) {
+            if collection.holds(item, object) {
                 let _ = events.send(event_line(event, object));
             }
         }
@@ -337,7 +338,7 @@ impl State {
         let items: Vec<Value> = self
             .objects
             .iter()
-            .filter(|(item, _)| collection.holds(item))
+            .filter(|(item, object)| collection.holds(item, object))
             .map(|(_, object)| object.clone())
             .collect();
         json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.version.to_string()}, "items": items})
@@ -365,6 +366,8 @@ pub struct Collection {
     pub subresource: Option<String>,
     /// The one name a `fieldSelector=metadata.name=...` keeps, for a list or a watch.
     selected: Option<String>,
+    /// The labels a `labelSelector=k=v,...` requires, for a list or a watch.
+    labels: Vec<(String, String)>,
 }
 
 impl Collection {
@@ -386,6 +389,7 @@ impl Collection {
             name: rest.get(1).map(|name| (*name).to_owned()),
             subresource: rest.get(2).map(|sub| (*sub).to_owned()),
             selected: None,
+            labels: Vec::new(),
         }
     }
 
@@ -398,9 +402,9 @@ impl Collection {
             .unwrap_or_default()
     }
 
-    /// Whether the item at `path` belongs to this collection (in its namespace, or in any if the
-    /// collection names none).
-    fn holds(&self, path: &str) -> bool {
+    /// Whether `object`, at `path`, belongs to this collection (in its namespace, or in any if the
+    /// collection names none, with the labels it selects).
+    fn holds(&self, path: &str, object: &Value) -> bool {
         let item = Self::parse(path);
         item.name.is_some()
             && item.subresource.is_none()
@@ -408,18 +412,48 @@ impl Collection {
             && item.plural == self.plural
             && (self.namespace.is_none() || item.namespace == self.namespace)
             && (self.selected.is_none() || item.name == self.selected)
+            && self
+                .labels
+                .iter()
+                .all(|(key, value)| object["metadata"]["labels"][key] == *value)
     }
 
     /// The collection at `path`, narrowed to one name if `query` selects `metadata.name`, as
     /// kube-runtime's `await_condition` asks.
     fn selecting(path: &str, query: &str) -> Self {
+        let decode = |value: &str| {
+            value
+                .replace("%3D", "=")
+                .replace("%3d", "=")
+                .replace("%2C", ",")
+                .replace("%2c", ",")
+                .replace("%2F", "/")
+                .replace("%2f", "/")
+        };
         let selected = query.split('&').find_map(|pair| {
-            let value = pair.strip_prefix("fieldSelector=")?;
-            let value = value.replace("%3D", "=").replace("%3d", "=");
+            let value = decode(pair.strip_prefix("fieldSelector=")?);
             value.strip_prefix("metadata.name=").map(str::to_owned)
         });
+        let labels = query
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("labelSelector="))
+            .flat_map(|value| {
+                decode(value)
+                    .split(',')
+                    .map(|term| {
+                        let (key, value) = term
+                            .split_once("==")
+                            .or_else(|| term.split_once('='))
+                            .filter(|(key, _)| !key.ends_with('!'))
+                            .unwrap_or_else(|| panic!("the fake API server understands only equality label selectors, not {term:?}"));
+                        (key.to_owned(), value.to_owned())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         Self {
             selected,
+            labels,
             ..Self::parse(path)
         }
     }

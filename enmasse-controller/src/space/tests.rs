@@ -600,3 +600,48 @@ async fn an_exposed_endpoint_gets_a_load_balancer_whose_address_reaches_the_stat
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_renamed_endpoint_loses_its_old_load_balancer_and_the_broker_service_stays() {
+    let s = scenario(DeletePolicy::Delete);
+    s.api.edit(SPACE, |space| {
+        space["spec"]["endpoints"][0]["expose"] = json!({"type": "loadbalancer"});
+    });
+    s.bring_up().await;
+    let service = |endpoint: &str| {
+        format!(
+            "/api/v1/namespaces/{INFRA}/services/{}-{endpoint}",
+            s.names.broker()
+        )
+    };
+    assert!(s.api.get(&service("messaging")).is_some());
+
+    s.api.edit(SPACE, |space| {
+        space["spec"]["endpoints"][0]["name"] = json!("amqp");
+    });
+    s.reconcile().await.unwrap();
+    assert!(
+        s.api.get(&service("amqp")).is_some(),
+        "the renamed endpoint is exposed"
+    );
+    assert!(
+        s.api.get(&service("messaging")).is_none(),
+        "the old name's load balancer is removed"
+    );
+    let broker = format!("/api/v1/namespaces/{INFRA}/services/{}", s.names.broker());
+    assert!(
+        s.api.get(&broker).is_some(),
+        "the broker's own Service is not an exposure"
+    );
+
+    // Settled: the next pass lists what exposes the space and deletes nothing.
+    s.api.take_requests();
+    s.reconcile().await.unwrap();
+    let deletes: Vec<String> = s
+        .api
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE"))
+        .collect();
+    assert!(deletes.is_empty(), "{deletes:?}");
+}
