@@ -175,6 +175,9 @@ struct State {
     paged: u64,
     /// Bytes of the messages in the page.
     paged_bytes: u64,
+    /// The highest message id the page was given: a message queued late (safe in the journal
+    /// only now) with a lower id was sent before messages in the page, and goes to memory.
+    page_last_id: u64,
     /// The page failed to take a message: senders are refused until it is read back empty.
     page_failed: bool,
     /// Messages read back from the page with only copies among them, waiting for the journal to
@@ -479,7 +482,7 @@ impl Queue {
             self.room.notify_waiters();
             return Err(refused);
         }
-        self.take_in(state, message, policy == AddressFullPolicy::Drop);
+        self.take_in(state, message, policy == AddressFullPolicy::Drop, !check_room);
         Ok(())
     }
 
@@ -491,15 +494,19 @@ impl Queue {
         // A recovered message is backlog, not a sender running ahead.
         state.backlog += 1;
         // Nothing recovered is dropped to make room: it was accepted.
-        self.take_in(state, message, false);
+        self.take_in(state, message, false, false);
     }
 
     /// Takes in a message: into the page when the queue pages, otherwise into memory, and then,
-    /// if `shed` (`DROP`), drops the oldest waiting ones while the queue is over its bounds.
-    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message, shed: bool) {
+    /// if `shed` (`DROP`), drops the oldest waiting ones while the queue is over its bounds. A
+    /// message `admitted` before and queued late goes to memory, in its place, if messages sent
+    /// after it are in the page already: memory comes before the page.
+    fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message, shed: bool, admitted: bool) {
         state.messages_in += 1;
         let limits = self.limits();
-        let message = match message.reply.is_none() && self.pages_out(&state, &limits, message.size) {
+        let overtaken = admitted && message.id < state.page_last_id;
+        let pages = !overtaken && message.reply.is_none() && self.pages_out(&state, &limits, message.size);
+        let message = match pages {
             true => match self.page_out(&mut state, message, 0) {
                 Ok(_) => return self.ready_again(state),
                 Err(kept) => kept,

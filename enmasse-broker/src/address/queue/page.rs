@@ -142,6 +142,7 @@ impl Queue {
         };
         match page.append(&message, flags) {
             Ok(append) => {
+                state.page_last_id = state.page_last_id.max(message.id);
                 state.paged += 1;
                 state.paged_bytes += message.size as u64;
                 Ok(append)
@@ -208,6 +209,7 @@ impl Queue {
         state.messages_in += left.messages;
         state.paged += left.messages;
         state.paged_bytes += left.bytes;
+        state.page_last_id = state.page_last_id.max(left.last_id);
         state.page = Some(*left.page);
         self.ready_again(state);
         Ok(())

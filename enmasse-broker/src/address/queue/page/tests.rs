@@ -289,6 +289,68 @@ async fn durable_messages_paged_as_only_copies_are_journaled_before_a_consumer_g
     );
 }
 
+#[tokio::test]
+async fn a_durable_message_made_safe_after_later_ones_were_paged_keeps_its_place() {
+    let dir = scratch("late");
+    let store = Arc::new(Noted::default());
+    let budget = Arc::new(MemoryBudget::default());
+    budget.set_policy(Some(AddressFullPolicy::Page));
+    budget.set_max(Some(1_000_000));
+    budget.set_paging_dir(&dir, Some(store.clone())).unwrap();
+    let queue = Queue::new(AddressLimits {
+        max_depth: 4,
+        max_bytes: 1 << 30,
+        max_message_size: 1 << 20,
+    });
+    queue.set_budget(budget);
+    queue.set_store_key("orders");
+    queue.reserve(100);
+
+    // Three fill memory but for one place; the fourth is journaled, slowly.
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let m = durable("orders", 10);
+        sent.push(m.id);
+        queue.admit(m.size).unwrap();
+        let m = queue.page_durable(m).expect_err("memory has room");
+        queue.push_admitted(m).unwrap();
+    }
+    let slow = durable("orders", 10);
+    sent.push(slow.id);
+    queue.admit(slow.size).unwrap();
+    let slow = queue.page_durable(slow).expect_err("memory has room");
+    // The one after it is journaled at once and fills memory; those after it are paged.
+    let quick = durable("orders", 10);
+    sent.push(quick.id);
+    queue.admit(quick.size).unwrap();
+    let quick = queue.page_durable(quick).expect_err("memory has room");
+    queue.push_admitted(quick).unwrap();
+    for _ in 0..5 {
+        let m = durable("orders", 10);
+        sent.push(m.id);
+        queue.admit(m.size).unwrap();
+        queue
+            .page_durable(m)
+            .expect("memory is full")
+            .safe()
+            .await
+            .unwrap();
+    }
+    // The slow one is safe only now.
+    queue.push_admitted(slow).unwrap();
+
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), queue.pop())
+            .await
+            .expect("every message comes back")
+            .unwrap();
+        queue.settle(m.id, Settlement::Accepted);
+        got.push(m.id);
+    }
+    assert_eq!(got, sent, "in the order they were sent");
+}
+
 /// A page in `dir` holding records flagged `flags` for `orders`, as a crashed run left it.
 fn left_page(dir: &std::path::Path, flags: &[u8]) -> Vec<u64> {
     let mut page = PageFile::create(dir.to_owned(), Some("orders")).unwrap();
