@@ -72,7 +72,7 @@ impl Held {
 
     /// Gives up the copy (its persistence failed), freeing the room reserved for it.
     pub fn give_up(self) {
-        self.queue.unreserve(1);
+        self.queue.give_up_admitted(self.message.id);
     }
 }
 

@@ -178,6 +178,9 @@ struct State {
     /// The highest message id the page was given: a message queued late (safe in the journal
     /// only now) with a lower id was sent before messages in the page, and goes to memory.
     page_last_id: u64,
+    /// Durable messages on their way through the journal, not paged: while any is, those queued
+    /// late go to memory, so that the page never holds a message sent after one not queued yet.
+    journaling: BTreeSet<u64>,
     /// The page failed to take a message: senders are refused until it is read back empty.
     page_failed: bool,
     /// Messages read back from the page with only copies among them, waiting for the journal to
@@ -407,6 +410,13 @@ impl Queue {
         u32::try_from(granted).unwrap_or(want)
     }
 
+    /// Gives up a message admitted before and not to be queued (its journal write failed):
+    /// frees the room reserved for it.
+    pub fn give_up_admitted(&self, id: u64) {
+        self.state().journaling.remove(&id);
+        self.unreserve(1);
+    }
+
     /// Gives back room reserved and not used (a sender detached with credit left).
     pub fn unreserve(&self, count: u32) {
         let mut state = self.state();
@@ -500,11 +510,18 @@ impl Queue {
     /// Takes in a message: into the page when the queue pages, otherwise into memory, and then,
     /// if `shed` (`DROP`), drops the oldest waiting ones while the queue is over its bounds. A
     /// message `admitted` before and queued late goes to memory, in its place, if messages sent
-    /// after it are in the page already: memory comes before the page.
+    /// after it were queued already, in memory or in the page: memory comes before the page.
     fn take_in(&self, mut state: MutexGuard<'_, State>, message: Message, shed: bool, admitted: bool) {
         state.messages_in += 1;
         let limits = self.limits();
-        let overtaken = admitted && message.id < state.page_last_id;
+        // Of messages on their way through the journal, one goes to the page only when none other
+        // is: one that went while an older one was still on its way would come out first.
+        let journaled_late = admitted && state.journaling.remove(&message.id);
+        let others_on_their_way = !state.journaling.is_empty();
+        let overtaken = admitted
+            && (message.id < state.page_last_id
+                || message.id < state.newest
+                || (journaled_late && others_on_their_way));
         let pages = !overtaken && message.reply.is_none() && self.pages_out(&state, &limits, message.size);
         let message = match pages {
             true => match self.page_out(&mut state, message, 0) {

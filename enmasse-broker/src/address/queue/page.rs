@@ -160,7 +160,9 @@ impl Queue {
     /// Takes in a durable message admitted before (by [`Queue::admit`]) as its page's only copy,
     /// if the queue pages it now and the broker keeps messages: the message is not journaled, and
     /// is safe once the returned wait completes. Gives the message back otherwise, to be
-    /// journaled and queued with [`Queue::push_admitted`].
+    /// journaled and queued with [`Queue::push_admitted`] (or given up with
+    /// [`Queue::give_up_admitted`]); until then no message queued late goes to the page ahead of
+    /// it.
     pub fn page_durable(self: &Arc<Self>, message: Message) -> Result<PageWait, Message> {
         if self.store_key.get().is_none() || self.budget.get().and_then(|b| b.store()).is_none() {
             return Err(message);
@@ -168,9 +170,16 @@ impl Queue {
         let limits = self.limits();
         let mut state = self.state();
         if state.closed || state.page_failed || !self.pages_out(&state, &limits, message.size) {
+            state.journaling.insert(message.id);
             return Err(message);
         }
-        let append = self.page_out(&mut state, message, ONLY_COPY)?;
+        let append = match self.page_out(&mut state, message, ONLY_COPY) {
+            Ok(append) => append,
+            Err(message) => {
+                state.journaling.insert(message.id);
+                return Err(message);
+            }
+        };
         let synced = state
             .page
             .as_ref()

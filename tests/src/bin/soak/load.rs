@@ -44,6 +44,8 @@ pub(crate) struct Stream {
     pub(crate) received_count: AtomicU64,
     /// Received after a higher number, in one connection's order.
     pub(crate) out_of_order: AtomicU64,
+    /// The first few of those: the number, and the higher one received before it.
+    pub(crate) out_of_order_seen: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 /// How a producer sends.
@@ -178,8 +180,12 @@ async fn consume_once(how: &Consume, stream: &Stream, stop: &CancellationToken) 
         for delivery in batch {
             let (info, message) = delivery.into_parts();
             if let Some(n) = number(&message.body.0) {
-                if last.is_some_and(|last| n < last) {
+                if let Some(last) = last.filter(|last| n < *last) {
                     stream.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    let mut seen = stream.out_of_order_seen.lock().unwrap_or_else(|p| p.into_inner());
+                    if seen.len() < 10 {
+                        seen.push((n, last));
+                    }
                 }
                 last = Some(n);
                 stream.received.add(n);

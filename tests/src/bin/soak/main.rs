@@ -312,6 +312,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
             "accepted": backlog.accepted_count.load(Ordering::Relaxed),
             "received": backlog.received_count.load(Ordering::Relaxed),
             "out_of_order": backlog.out_of_order.load(Ordering::Relaxed),
+            "out_of_order_seen": *backlog.out_of_order_seen.lock().unwrap_or_else(|p| p.into_inner()),
             "built_seconds": built_in.as_secs_f64(),
             "read_seconds": read_in.as_secs_f64(),
         },

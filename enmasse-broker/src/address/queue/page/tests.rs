@@ -338,9 +338,34 @@ async fn a_durable_message_made_safe_after_later_ones_were_paged_keeps_its_place
     }
     // The slow one is safe only now.
     queue.push_admitted(slow).unwrap();
-
+    // Another is safe only after the next ones filled memory.
     let mut got = Vec::new();
-    while got.len() < sent.len() {
+    take(&queue, &mut got, sent.len()).await;
+    let slower = durable("orders", 10);
+    let next = durable("orders", 10);
+    sent.extend([slower.id, next.id]);
+    queue.admit(slower.size).unwrap();
+    let slower = queue.page_durable(slower).expect_err("memory has room");
+    queue.admit(next.size).unwrap();
+    let next = queue.page_durable(next).expect_err("memory has room");
+    queue.push_admitted(next).unwrap();
+    for _ in 0..3 {
+        let m = durable("orders", 10);
+        sent.push(m.id);
+        queue.admit(m.size).unwrap();
+        let m = queue.page_durable(m).expect_err("memory has room");
+        queue.push_admitted(m).unwrap();
+    }
+    // Memory is full of later messages when the slower one is safe: it still goes first.
+    queue.push_admitted(slower).unwrap();
+
+    take(&queue, &mut got, sent.len()).await;
+    assert_eq!(got, sent, "in the order they were sent");
+}
+
+/// Takes and accepts messages from `queue` into `got` until it holds `n`.
+async fn take(queue: &Queue, got: &mut Vec<u64>, n: usize) {
+    while got.len() < n {
         let m = tokio::time::timeout(std::time::Duration::from_secs(5), queue.pop())
             .await
             .expect("every message comes back")
@@ -348,7 +373,6 @@ async fn a_durable_message_made_safe_after_later_ones_were_paged_keeps_its_place
         queue.settle(m.id, Settlement::Accepted);
         got.push(m.id);
     }
-    assert_eq!(got, sent, "in the order they were sent");
 }
 
 /// A page in `dir` holding records flagged `flags` for `orders`, as a crashed run left it.
@@ -451,4 +475,83 @@ fn a_cursor_write_cut_short_leaves_the_one_before() {
     bytes[0] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     assert_eq!(super::file::read_cursor(&dir).unwrap(), Some((1, at(0, 100))));
+}
+
+mod order {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Sends `sent` durable messages through a paging queue whose memory holds `depth`; each
+    /// one not paged at once waits in the journal, and `finish` says, after each arrival, how
+    /// many of those waiting are safe now (the oldest waiting first when `oldest`, else the
+    /// newest). Returns the order a consumer gets them in.
+    fn run(sent: usize, depth: u64, finish: &[(u8, bool)]) -> (Vec<u64>, Vec<u64>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let dir = scratch(&format!("order-{}", rand_suffix()));
+            let store = Arc::new(Noted::default());
+            let budget = Arc::new(MemoryBudget::default());
+            budget.set_policy(Some(AddressFullPolicy::Page));
+            budget.set_max(Some(1_000_000));
+            budget.set_paging_dir(&dir, Some(store)).unwrap();
+            let queue = Queue::new(AddressLimits {
+                max_depth: depth,
+                max_bytes: 1 << 30,
+                max_message_size: 1 << 20,
+            });
+            queue.set_budget(budget);
+            queue.set_store_key("orders");
+            queue.reserve(u32::MAX);
+            let mut ids = Vec::new();
+            let mut waiting: Vec<crate::message::Message> = Vec::new();
+            for n in 0..sent {
+                let m = durable("orders", 10);
+                ids.push(m.id);
+                queue.admit(m.size).unwrap();
+                match queue.page_durable(m) {
+                    Ok(wait) => wait.safe().await.unwrap(),
+                    Err(m) => waiting.push(m),
+                }
+                let (count, oldest) = finish.get(n).copied().unwrap_or((0, true));
+                for _ in 0..usize::from(count).min(waiting.len()) {
+                    let m = match oldest {
+                        true => waiting.remove(0),
+                        false => waiting.pop().unwrap(),
+                    };
+                    queue.push_admitted(m).unwrap();
+                }
+            }
+            while let Some(m) = waiting.pop() {
+                queue.push_admitted(m).unwrap();
+            }
+            let mut got = Vec::new();
+            take(&queue, &mut got, sent).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            (ids, got)
+        })
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn durable_messages_come_out_in_the_order_sent_however_their_journal_writes_finish(
+            sent in 5usize..80,
+            depth in 1u64..20,
+            finish in prop::collection::vec((0u8..4, any::<bool>()), 0..80),
+        ) {
+            let (ids, got) = run(sent, depth, &finish);
+            prop_assert_eq!(got, ids);
+        }
+    }
 }
