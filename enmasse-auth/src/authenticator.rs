@@ -410,6 +410,23 @@ pub fn for_config(
     reviewer: Option<Arc<dyn TokenReviewer>>,
     mut password_of: impl FnMut(&enmasse_types::broker_config::BrokerUser) -> Option<Vec<u8>>,
 ) -> Arc<dyn Authenticator> {
+    for_config_with(config, reviewer, |user| {
+        let enmasse_types::broker_config::Credential::Password { namespace, .. } = &user.credential else {
+            return None;
+        };
+        let password = password_of(user)?;
+        Some(password_credential(namespace, &user.resource, password))
+    })
+}
+
+/// Like [`for_config`], with the credential of a password user whose config carries no keys
+/// from `credential_of`: derived before and kept ([`crate::credentials::PasswordCredentials`]),
+/// or `None` if it has none.
+pub fn for_config_with(
+    config: &enmasse_types::broker_config::BrokerConfig,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
+    mut credential_of: impl FnMut(&enmasse_types::broker_config::BrokerUser) -> Option<ScramCredential>,
+) -> Arc<dyn Authenticator> {
     use enmasse_types::{
         broker_config::Credential as Wanted, resources::authentication_service::AuthenticationServiceType,
     };
@@ -437,15 +454,10 @@ pub fn for_config(
                 // Refused when the config was pushed; a user whose keys are unusable cannot log in.
                 Err(_) => continue,
             },
-            Wanted::Password {
-                namespace,
-                keys: None,
-            } => {
-                let Some(password) = password_of(user) else {
-                    continue;
-                };
-                Credential::Password(password_credential(namespace, &user.resource, password))
-            }
+            Wanted::Password { keys: None, .. } => match credential_of(user) {
+                Some(credential) => Credential::Password(credential),
+                None => continue,
+            },
         };
         // The config holds only rules that compiled when it was built.
         let Ok(policy) = Policy::compile(&user.authorization, config.space.type_) else {

@@ -7,6 +7,7 @@
 //!   and the `none` and `standard` authentication services;
 //! - [`scram`]: password credentials kept as SCRAM-SHA-256 keys, checked for SASL PLAIN and
 //!   SCRAM-SHA-256 without the password being stored;
+//! - [`credentials`]: those credentials derived once per password, not once per reload;
 //! - [`tls`]: the amqps endpoint's certificate (a self-signed CA per space, or a given bundle);
 //! - [`tokens`]: service-account token review, and a token file for one machine;
 //! - [`kubernetes`]: token review by the Kubernetes API server, for a broker in a cluster.
@@ -15,6 +16,7 @@
 //! `enmasse-types` (`patterns`, `policy`).
 
 pub mod authenticator;
+pub mod credentials;
 pub mod kubernetes;
 pub mod scram;
 pub mod tls;

@@ -45,6 +45,17 @@ struct Args {
     /// team's plans.
     #[arg(long, env = "ENMASSE_MANIFESTS", value_name = "DIR", value_delimiter = ',')]
     manifests: Vec<PathBuf>,
+    /// How edits to the manifests are noticed: `notify`, the file system's notifications (looking
+    /// every 200 ms where there are none); `poll`, every file read every 200 ms, for file systems
+    /// whose notifications and modification times cannot be trusted.
+    #[arg(
+        long,
+        env = "ENMASSE_MANIFESTS_WATCH",
+        value_enum,
+        default_value = "notify",
+        value_name = "HOW"
+    )]
+    manifests_watch: standalone::WatchMode,
     /// Where AMQP clients connect.
     #[arg(
         long,
@@ -231,6 +242,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 wss: Some(wss_addr),
                 tokens: tokens.clone(),
                 tls_dir: args.tls_dir.clone(),
+                watch: args.manifests_watch,
             };
             let standalone = Standalone::new(options, broker.clone());
             standalone.refresh();

@@ -8,7 +8,7 @@
 //! written under the data directory.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     hash::{Hash, Hasher},
     net::SocketAddr,
     path::PathBuf,
@@ -22,7 +22,6 @@ use enmasse_types::{
     catalog::{Catalog, TenantResources},
     error::one_line,
     evaluate::{Evaluation, Reports, evaluate, waits_for_drain},
-    manifests,
     names::FileName,
     resources::{
         address_space::{AddressSpace, CertProvider, EndpointStatus, PortStatus},
@@ -35,11 +34,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use enmasse_auth::{
+    credentials::PasswordCredentials,
     tls::{SecretFiles, ServerIdentity},
     tokens::TokenReviewer,
 };
 
 mod expose;
+mod files;
+mod watch;
+
+use files::{Cached, ManifestFiles};
+use watch::{Notifications, Touched};
+pub use watch::{POLL_INTERVAL, SAFETY_POLL, WatchMode};
 
 use crate::{
     address::table::Applied,
@@ -47,9 +53,6 @@ use crate::{
     exports,
     management::{self, Control},
 };
-
-/// How often the directory is looked at.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often the manifests are evaluated again, unchanged, while a change of an address waits for
 /// its messages to be consumed: what the broker reports decides when the wait ends.
@@ -79,6 +82,8 @@ pub struct Options {
     /// A directory laid out as a mounted `kubernetes.io/tls` Secret whose certificate `amqps`
     /// serves, whatever the endpoint's cert provider; followed like the manifests.
     pub tls_dir: Option<PathBuf>,
+    /// How changes to the manifests are learnt of.
+    pub watch: WatchMode,
 }
 
 /// A manifest that could not be read.
@@ -115,7 +120,13 @@ pub struct Standalone {
 
 #[derive(Default)]
 struct State {
-    fingerprint: Vec<(PathBuf, Result<String, String>)>,
+    /// The manifests as last read.
+    files: ManifestFiles,
+    /// Whether the files changed since they were last applied (a reload that could not list them
+    /// is tried again).
+    unapplied: bool,
+    /// Password users' credentials, derived once per password.
+    credentials: PasswordCredentials,
     /// The certificate files of `tls_dir` as last read.
     tls_files: Option<SecretFiles>,
     previous: Option<Evaluation>,
@@ -141,48 +152,90 @@ impl Standalone {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the directory now and applies it if anything changed, or if a change of an address
-    /// waits for its messages to be consumed; returns whether it did.
+    /// Looks at the manifests now and applies them if anything changed, or if a change of an
+    /// address waits for its messages to be consumed; returns whether it did.
     pub fn refresh(&self) -> bool {
-        let files = match manifests::read_files(&self.options.manifests) {
-            Ok(files) => files,
+        self.refresh_touched(&BTreeSet::new())
+    }
+
+    /// Like [`Standalone::refresh`], reading again the files `touched` names (a notification
+    /// named them) whatever their stamps say. It reads files: call it off the async workers.
+    fn refresh_touched(&self, touched: &BTreeSet<PathBuf>) -> bool {
+        // The files are taken out of the state while they are read, so that the management API
+        // (which reads the state) does not wait on the disk.
+        let mut files = std::mem::take(&mut self.state().files);
+        let updated = match self.options.watch {
+            WatchMode::Notify => files.update(&self.options.manifests, touched),
+            WatchMode::Poll => files.reread_all(&self.options.manifests),
+        };
+        let tls_files = self.options.tls_dir.as_deref().map(SecretFiles::read);
+        let mut state = self.state();
+        state.files = files;
+        match updated {
+            Ok(changed) => state.unapplied |= changed,
             Err(err) => {
                 let message = format!("failed to read the manifests: {err}");
-                let mut state = self.state();
                 if state.verdict.messages != [message.clone()] {
                     warn!("{message}");
                     state.verdict.messages = vec![message];
                 }
                 return false;
             }
-        };
-        let tls_files = self.options.tls_dir.as_deref().map(SecretFiles::read);
-        {
-            let mut state = self.state();
-            let draining = state
-                .previous
-                .as_ref()
-                .is_some_and(|e| e.addresses.values().any(waits_for_drain))
-                && state.evaluated.is_none_or(|at| at.elapsed() >= DRAIN_RECHECK);
-            if state.fingerprint == files && state.tls_files == tls_files && !draining {
-                return false;
-            }
-            state.tls_files = tls_files;
         }
-        self.reload(&files);
-        self.state().fingerprint = files;
+        let draining = state
+            .previous
+            .as_ref()
+            .is_some_and(|e| e.addresses.values().any(waits_for_drain))
+            && state.evaluated.is_none_or(|at| at.elapsed() >= DRAIN_RECHECK);
+        if !state.unapplied && state.tls_files == tls_files && !draining {
+            return false;
+        }
+        state.tls_files = tls_files;
+        state.unapplied = false;
+        let catalog = catalog(state.files.files());
+        drop(state);
+        self.reload(catalog);
         true
     }
 
-    /// Watches the directory until shutdown; then stops the listeners of exposures and waits
-    /// for their connections.
+    /// Watches the manifests until shutdown, as [`Options::watch`] says, applying each change;
+    /// then stops the listeners of exposures and waits for their connections.
     pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut paths = self.options.manifests.clone();
+        paths.extend(self.options.tls_dir.clone());
+        let mut notifications = match self.options.watch {
+            WatchMode::Poll => None,
+            WatchMode::Notify => match Notifications::watch(&paths) {
+                Ok(notifications) => Some(notifications),
+                Err(err) => {
+                    warn!(error = %err, "the file system's notifications are not available: the manifests are looked at every {POLL_INTERVAL:?}");
+                    None
+                }
+            },
+        };
+        // What changed before the notifications began is looked for once.
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.refresh()).await;
         loop {
-            tokio::select! {
+            let look_again = match &notifications {
+                Some(_) => SAFETY_POLL,
+                None => POLL_INTERVAL,
+            };
+            let touched = tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
-            self.refresh();
+                () = tokio::time::sleep(look_again) => BTreeSet::new(),
+                next = next_change(&mut notifications) => match next {
+                    Ok(touched) => touched.paths,
+                    Err(why) => {
+                        warn!("the file system's notifications failed ({why}): the manifests are looked at every {POLL_INTERVAL:?}");
+                        notifications = None;
+                        BTreeSet::new()
+                    }
+                },
+            };
+            let this = self.clone();
+            // Reading files and deriving credentials block: not on the runtime's workers.
+            let _ = tokio::task::spawn_blocking(move || this.refresh_touched(&touched)).await;
         }
         let (stop, tasks) = self.exposures.lock().unwrap_or_else(|p| p.into_inner()).handles();
         stop.cancel();
@@ -190,30 +243,7 @@ impl Standalone {
         tasks.wait().await;
     }
 
-    fn reload(&self, files: &[(PathBuf, Result<String, String>)]) {
-        let mut catalog = Catalog::default();
-        let mut problems = Vec::new();
-        for (path, text) in files {
-            let text = match text {
-                Ok(text) => text,
-                Err(err) => {
-                    problems.push(FileProblem {
-                        file: path.display().to_string(),
-                        problem: err.clone(),
-                    });
-                    continue;
-                }
-            };
-            for document in manifests::parse(text) {
-                match document {
-                    Ok(document) => catalog.add(document.manifest),
-                    Err(err) => problems.push(FileProblem {
-                        file: path.display().to_string(),
-                        problem: one_line(&err),
-                    }),
-                }
-            }
-        }
+    fn reload(&self, (catalog, problems): (Catalog, Vec<FileProblem>)) {
         for problem in &problems {
             warn!(file = %problem.file, "{}", problem.problem);
         }
@@ -497,16 +527,61 @@ impl Standalone {
     }
 
     fn apply_config(&self, config: BrokerConfig, tenant: &TenantResources) -> Applied {
-        // Password users' passwords come from their manifests, decoded only to derive their keys.
+        // Password users' passwords come from their manifests, decoded only to derive their keys,
+        // once per password.
         let tokens = self.options.tokens.clone();
-        let authenticator = enmasse_auth::authenticator::for_config(&config, tokens, |user| {
+        let mut state = self.state();
+        let credentials = &mut state.credentials;
+        credentials.retain(|namespace, resource| {
+            namespace == tenant.namespace
+                && tenant
+                    .users
+                    .iter()
+                    .any(|u| u.metadata.name.as_deref() == Some(resource))
+        });
+        let authenticator = enmasse_auth::authenticator::for_config_with(&config, tokens, |user| {
             let spec = tenant
                 .users
                 .iter()
                 .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))?;
-            base64::decode(spec.spec.authentication.password.as_deref()?)
+            let password = spec.spec.authentication.password.as_deref()?;
+            credentials.get(&tenant.namespace, &user.resource, password)
         });
+        drop(state);
         self.broker.apply(config, authenticator)
+    }
+}
+
+/// The resources of the manifests `files` hold, and the documents that could not be read.
+fn catalog(files: &BTreeMap<PathBuf, Cached>) -> (Catalog, Vec<FileProblem>) {
+    let mut catalog = Catalog::default();
+    let mut problems = Vec::new();
+    for (path, cached) in files {
+        if let Err(err) = &cached.text {
+            problems.push(FileProblem {
+                file: path.display().to_string(),
+                problem: err.clone(),
+            });
+            continue;
+        }
+        for document in cached.documents.iter() {
+            match document {
+                Ok(document) => catalog.add(document.manifest.clone()),
+                Err(err) => problems.push(FileProblem {
+                    file: path.display().to_string(),
+                    problem: one_line(err),
+                }),
+            }
+        }
+    }
+    (catalog, problems)
+}
+
+/// The next change `notifications` tell of; never, without them.
+async fn next_change(notifications: &mut Option<Notifications>) -> Result<Touched, String> {
+    match notifications {
+        Some(notifications) => notifications.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,7 +16,7 @@ use enmasse_auth::authenticator::RefuseAll;
 use enmasse_broker::{
     broker::{Broker, Settings},
     management::Control,
-    standalone::{Options, Standalone},
+    standalone::{Options, Standalone, WatchMode},
 };
 use enmasse_types::resources::address::AddressType;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +71,10 @@ fn infra() -> PathBuf {
 }
 
 fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
+    standalone_watching(dir, WatchMode::Notify)
+}
+
+fn standalone_watching(dir: &Dir, watch: WatchMode) -> (Arc<Broker>, Arc<Standalone>) {
     let broker = Broker::new(
         // The password test logs in with PLAIN over plain TCP on loopback.
         Settings {
@@ -89,6 +93,7 @@ fn standalone(dir: &Dir) -> (Arc<Broker>, Arc<Standalone>) {
         wss: None,
         tokens: None,
         tls_dir: None,
+        watch,
     };
     let standalone = Standalone::new(options, broker.clone());
     (broker, standalone)
@@ -147,6 +152,42 @@ async fn edits_new_files_and_deleted_files_are_applied_within_a_second() {
 
     dir.remove("b.yaml");
     served_within_a_second(&broker, &["c"]).await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_editors_save_by_rename_and_a_new_directory_are_applied_within_a_second() {
+    let dir = Dir::new("rename");
+    dir.write("space.yaml", SPACE);
+    dir.write("a.yaml", &queue("a"));
+    let (broker, standalone) = standalone(&dir);
+    assert!(standalone.refresh());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(standalone.clone().watch(shutdown.clone()));
+
+    // As vim and most editors save: a new file, renamed over the old one.
+    dir.write(".a.yaml.swp", &queue("b"));
+    std::fs::rename(dir.0.join("team/.a.yaml.swp"), dir.0.join("team/a.yaml")).unwrap();
+    served_within_a_second(&broker, &["b"]).await;
+
+    std::fs::create_dir(dir.0.join("team/more")).unwrap();
+    dir.write("more/c.yaml", &queue("c"));
+    served_within_a_second(&broker, &["b", "c"]).await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn polling_every_file_applies_edits_too() {
+    let dir = Dir::new("poll");
+    dir.write("space.yaml", SPACE);
+    dir.write("a.yaml", &queue("a"));
+    let (broker, standalone) = standalone_watching(&dir, WatchMode::Poll);
+    assert!(standalone.refresh());
+    assert!(!standalone.refresh(), "nothing changed");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(standalone.clone().watch(shutdown.clone()));
+    dir.write("a.yaml", &queue("b"));
+    served_within_a_second(&broker, &["b"]).await;
     shutdown.cancel();
 }
 
@@ -313,6 +354,7 @@ spec:
         wss: None,
         tokens: None,
         tls_dir: None,
+        watch: Default::default(),
     };
     let standalone = Standalone::new(options, broker);
     standalone.refresh();

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-pub use files::{ManifestFile, read_files};
+pub use files::{ManifestFile, list_files, read_file, read_files};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;

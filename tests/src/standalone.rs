@@ -183,6 +183,7 @@ async fn serve(listeners: Vec<std::net::TcpListener>, setup: Setup) -> Running {
             .clone()
             .map(|path| Arc::new(TokenFile::new(path)) as Arc<dyn TokenReviewer>),
         tls_dir: setup.tls_dir.clone(),
+        watch: Default::default(),
     };
     let standalone = Standalone::new(options, broker.clone());
     assert!(standalone.refresh(), "the fixture was applied");

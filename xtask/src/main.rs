@@ -8,11 +8,13 @@
 //!   generator on Qpid Proton's C library), and the broker's memory per queued message and per idle
 //!   connection.
 //! - `bench-journal [ROUNDS]`: durable against non-durable messages and RabbitMQ, and recovery.
+//! - `bench-gitops [ADDRESSES]`: a manifest edit served, and a space of 10,000 addresses.
 //! - `dist`: the release bundle (install manifests, defaults, examples, checksums) under `dist/`.
 //! - `soak [FLAGS]`: the release broker under a long mixed load with `kill -9`s, checked at the end.
 
 mod bench;
 mod bench_arrow;
+mod bench_gitops;
 mod bench_journal;
 mod codegen;
 mod dist;
@@ -37,6 +39,10 @@ tasks:
   bench-journal [ROUNDS]
                       durable messages against non-durable ones and RabbitMQ, then recovery
                       (0 rounds: recovery only)
+  bench-gitops [ADDRESSES]
+                      a manifest edit served by the standalone broker (100 edits), and a space
+                      of ADDRESSES queues (default 10000): evaluation, validate, start, an added
+                      address; watching with notifications and, side by side, polling
   dist                build the release bundle dist/enmasse-<version>.tar.gz
   soak [FLAGS]        the release broker under mixed load, kill -9 every few minutes, and a paged
                       backlog; checks nothing accepted is lost and memory stays bounded (flags:
@@ -65,6 +71,16 @@ fn main() -> anyhow::Result<()> {
             _ => bench::run(&project_root()?, rounds(&rest)?),
         },
         Some("bench-journal") => bench_journal::run(&project_root()?, rounds(&rest)?),
+        Some("bench-gitops") => {
+            let addresses = match rest.as_slice() {
+                [] => 10_000,
+                [n] => n
+                    .parse()
+                    .with_context(|| format!("ADDRESSES must be a number, not {n:?}"))?,
+                _ => bail!("{USAGE}"),
+            };
+            bench_gitops::run(&project_root()?, addresses, 100)
+        }
         Some("soak") => soak::run(&project_root()?, &rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");

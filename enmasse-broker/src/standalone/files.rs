@@ -1,0 +1,143 @@
+//! The manifests as last read: each file's text and parsed documents, kept between reloads so
+//! that a change costs the files it touched, not the directory.
+//!
+//! A file is read again when a notification names it, or when its size or modification time
+//! differ from the last look; a directory walk and a `stat` per file tell that. A file read again
+//! with the same text is no change.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use enmasse_types::manifests::{self, Document, DocumentError};
+
+/// What tells, without reading it, whether a file may have changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Self> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        })
+    }
+}
+
+/// One file as last read.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    stamp: Option<Stamp>,
+    /// Its text, or why it could not be read.
+    pub(crate) text: Result<Arc<str>, String>,
+    /// Its documents, parsed.
+    pub(crate) documents: Arc<[Result<Document, DocumentError>]>,
+}
+
+/// Every manifest file below the paths given, as last read.
+#[derive(Debug, Default)]
+pub(crate) struct ManifestFiles {
+    files: BTreeMap<PathBuf, Cached>,
+}
+
+impl ManifestFiles {
+    /// The files, by path.
+    pub(crate) fn files(&self) -> &BTreeMap<PathBuf, Cached> {
+        &self.files
+    }
+
+    /// Brings the files below `paths` up to date: reads again those that are new, that `touched`
+    /// names, or whose stamp changed, and forgets those gone. Returns whether any file's text
+    /// changed, appeared or went. Fails only if a directory cannot be listed; nothing is
+    /// forgotten then.
+    pub(crate) fn update(&mut self, paths: &[PathBuf], touched: &BTreeSet<PathBuf>) -> std::io::Result<bool> {
+        let found = manifests::list_files(paths)?;
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|path, _| found.contains(path));
+        changed |= self.files.len() != before;
+        for path in found {
+            let stamp = Stamp::of(&path);
+            if let Some(cached) = self.files.get(&path)
+                && cached.stamp.is_some()
+                && cached.stamp == stamp
+                && !touched.contains(&path)
+            {
+                continue;
+            }
+            let text = manifests::read_file(&path).map(Arc::<str>::from);
+            if let Some(cached) = self.files.get_mut(&path)
+                && cached.text == text
+            {
+                cached.stamp = stamp;
+                continue;
+            }
+            let documents = match &text {
+                Ok(text) => manifests::parse(text).into(),
+                Err(_) => Arc::from([]),
+            };
+            self.files.insert(
+                path,
+                Cached {
+                    stamp,
+                    text,
+                    documents,
+                },
+            );
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+impl ManifestFiles {
+    /// Reads every file below `paths`, whatever its stamp; if any changed, appeared or went, parses
+    /// them all again. For file systems whose modification times cannot be trusted, and the way
+    /// every reload worked before files were kept. Returns whether any changed.
+    pub(crate) fn reread_all(&mut self, paths: &[PathBuf]) -> std::io::Result<bool> {
+        let found = manifests::list_files(paths)?;
+        let texts: Vec<(PathBuf, Result<Arc<str>, String>)> = found
+            .into_iter()
+            .map(|path| {
+                let text = manifests::read_file(&path).map(Arc::<str>::from);
+                (path, text)
+            })
+            .collect();
+        let same = texts.len() == self.files.len()
+            && texts
+                .iter()
+                .all(|(path, text)| self.files.get(path).is_some_and(|cached| cached.text == *text));
+        if same {
+            return Ok(false);
+        }
+        self.files = texts
+            .into_iter()
+            .map(|(path, text)| {
+                let documents = match &text {
+                    Ok(text) => manifests::parse(text).into(),
+                    Err(_) => Arc::from([]),
+                };
+                let stamp = Stamp::of(&path);
+                (
+                    path,
+                    Cached {
+                        stamp,
+                        text,
+                        documents,
+                    },
+                )
+            })
+            .collect();
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
+
+use super::ManifestFiles;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("enmasse-files-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn address(name: &str) -> String {
+    format!(
+        "apiVersion: enmasse.io/v1beta1\nkind: Address\nmetadata: {{name: app.{name}}}\nspec: {{address: {name}, type: queue, plan: standard-small-queue}}\n"
+    )
+}
+
+fn documents(
+    files: &ManifestFiles,
+    path: &PathBuf,
+) -> Arc<[Result<enmasse_types::manifests::Document, enmasse_types::manifests::DocumentError>]> {
+    files.files()[path].documents.clone()
+}
+
+#[test]
+fn only_a_file_that_changed_is_read_and_parsed_again() {
+    let dir = scratch("changed");
+    let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
+    std::fs::write(&a, address("a")).unwrap();
+    std::fs::write(&b, address("b")).unwrap();
+    let mut files = ManifestFiles::default();
+    assert!(
+        files
+            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .unwrap()
+    );
+    assert_eq!(files.files().len(), 2);
+    let (a_before, b_before) = (documents(&files, &a), documents(&files, &b));
+    assert!(
+        !files
+            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .unwrap(),
+        "nothing changed"
+    );
+
+    std::fs::write(&b, address("bb")).unwrap();
+    assert!(
+        files
+            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .unwrap()
+    );
+    assert!(
+        Arc::ptr_eq(&a_before, &documents(&files, &a)),
+        "a is not parsed again"
+    );
+    assert!(!Arc::ptr_eq(&b_before, &documents(&files, &b)), "b is");
+
+    // Named by a notification and unchanged: read, and no change.
+    let touched = BTreeSet::from([a.clone()]);
+    assert!(!files.update(std::slice::from_ref(&dir), &touched).unwrap());
+}
+
+#[test]
+fn a_file_that_goes_or_comes_in_a_new_directory_is_a_change() {
+    let dir = scratch("gone");
+    let a = dir.join("a.yaml");
+    std::fs::write(&a, address("a")).unwrap();
+    let mut files = ManifestFiles::default();
+    files
+        .update(std::slice::from_ref(&dir), &BTreeSet::new())
+        .unwrap();
+    std::fs::remove_file(&a).unwrap();
+    assert!(
+        files
+            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .unwrap()
+    );
+    assert!(files.files().is_empty());
+
+    std::fs::create_dir_all(dir.join("team")).unwrap();
+    let c = dir.join("team/c.yml");
+    std::fs::write(&c, address("c")).unwrap();
+    std::fs::write(dir.join("team/notes.txt"), "not a manifest").unwrap();
+    assert!(
+        files
+            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .unwrap()
+    );
+    assert_eq!(files.files().keys().collect::<Vec<_>>(), [&c]);
+}
+
+#[test]
+fn a_directory_that_cannot_be_listed_fails_and_forgets_nothing() {
+    let dir = scratch("unlisted");
+    std::fs::write(dir.join("a.yaml"), address("a")).unwrap();
+    let mut files = ManifestFiles::default();
+    files
+        .update(std::slice::from_ref(&dir), &BTreeSet::new())
+        .unwrap();
+    let missing = dir.join("missing");
+    assert!(files.update(&[dir.clone(), missing], &BTreeSet::new()).is_err());
+    assert_eq!(files.files().len(), 1);
+}

@@ -1,0 +1,40 @@
+//! `cargo xtask bench-gitops`: how fast the standalone broker serves a manifest edit, and how a
+//! space of 10,000 addresses fares (the pure functions, `enmasse validate`, the broker's start and
+//! an added address), watching with the file system's notifications and, side by side in the same
+//! run, reading every file every 200 ms as every reload did before. The measuring is done by
+//! `tests/src/bin/gitops_bench.rs`, on the release binaries; its JSON report is printed.
+
+use std::path::Path;
+
+use crate::{bench::build_release, exec};
+
+/// Builds the release binaries and runs the benchmark.
+pub(crate) fn run(root: &Path, addresses: usize, edits: usize) -> anyhow::Result<()> {
+    let release = build_release(root)?;
+    exec::cargo(
+        root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "tests",
+            "--bin",
+            "gitops-bench",
+        ],
+    )?;
+    exec::run(
+        std::process::Command::new(release.join("gitops-bench"))
+            .arg("--broker")
+            .arg(release.join("enmasse-broker"))
+            .arg("--enmasse")
+            .arg(release.join("enmasse"))
+            .args([
+                "--addresses",
+                &addresses.to_string(),
+                "--edits",
+                &edits.to_string(),
+            ])
+            .current_dir(root),
+    )
+}
