@@ -1,6 +1,9 @@
 //! Addresses: their rules, references, quota, and status.
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -99,22 +102,24 @@ pub(super) fn evaluate_addresses(
     let mut addresses = addresses.to_vec();
     addresses.sort_by_key(|a| a.status.as_ref().is_none_or(|s| s.plan_status.is_none()));
     let mut checked: Vec<Checked<'_>> = Vec::new();
+    // The resource that took each address first: one lookup per address, not a scan.
+    let mut taken: HashMap<&str, &Address> = HashMap::with_capacity(addresses.len());
     for address in addresses {
-        let duplicate = checked
-            .iter()
-            .find(|c| c.address.spec.address == address.spec.address)
-            .map(|first| {
-                (
-                    Phase::Failed,
-                    format!(
-                        "Address '{}' already exists with resource name '{}'",
-                        address.spec.address,
-                        name_of(&first.address.metadata)
-                    ),
-                )
-            });
+        let duplicate = taken.get(address.spec.address.as_str()).map(|first| {
+            (
+                Phase::Failed,
+                format!(
+                    "Address '{}' already exists with resource name '{}'",
+                    address.spec.address,
+                    name_of(&first.metadata)
+                ),
+            )
+        });
         match duplicate.map_or_else(|| check(space, address, infra, report), Err) {
-            Ok(c) => checked.push(c),
+            Ok(c) => {
+                taken.insert(address.spec.address.as_str(), address);
+                checked.push(c);
+            }
             Err((phase, message)) => refuse(out, address, phase, message, now),
         }
     }

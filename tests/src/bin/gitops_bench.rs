@@ -212,10 +212,14 @@ impl Broker {
 
 /// An AMQP session on the broker, to see when an address is served.
 struct Probe {
-    _connection: ConnectionHandle<()>,
+    connection: ConnectionHandle<()>,
     session: SessionHandle<()>,
     attached: usize,
 }
+
+/// Attaches tried on one session before the next: each refused one may hold a link handle until
+/// its detach is done, and a session has 1,024.
+const ATTACHES_PER_SESSION: usize = 500;
 
 impl Probe {
     async fn open(broker: &Broker) -> Self {
@@ -230,7 +234,7 @@ impl Probe {
             .unwrap();
         let session = Session::begin(&mut connection).await.unwrap();
         Self {
-            _connection: connection,
+            connection,
             session,
             attached: 0,
         }
@@ -247,6 +251,10 @@ impl Probe {
                 return took;
             }
             assert!(since.elapsed() < Duration::from_secs(30), "{address} was served");
+            if self.attached.is_multiple_of(ATTACHES_PER_SESSION) {
+                let _ = self.session.end().await;
+                self.session = Session::begin(&mut self.connection).await.unwrap();
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
