@@ -24,14 +24,15 @@ use enmasse_types::{
     evaluate::{Evaluation, Reports, evaluate, waits_for_drain},
     names::FileName,
     resources::{
-        address_space::{AddressSpace, CertProvider, EndpointStatus, PortStatus},
-        common::Phase,
+        address::AddressStatus,
+        address_space::{AddressSpace, AddressSpaceStatus, CertProvider, EndpointStatus, PortStatus},
+        common::{Phase, SimpleStatus},
     },
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use enmasse_auth::{
     credentials::PasswordCredentials,
@@ -105,8 +106,19 @@ pub struct Verdict {
     pub messages: Vec<String>,
     /// Files or documents that could not be read.
     pub problems: Vec<FileProblem>,
-    /// The status of the space, its addresses and users, as the operator would write them.
-    pub statuses: serde_json::Value,
+    /// The status of the space, its addresses and users, as the operator would write them: the
+    /// last evaluation's, rendered when asked for rather than at every reload.
+    #[serde(skip)]
+    pub evaluated: bool,
+}
+
+/// The statuses of the last evaluation, as `GET /status` shows them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Statuses<'a> {
+    address_spaces: BTreeMap<&'a str, &'a AddressSpaceStatus>,
+    addresses: &'a BTreeMap<String, AddressStatus>,
+    users: &'a BTreeMap<String, SimpleStatus>,
 }
 
 /// The standalone broker's control: reads the directory and applies what it says.
@@ -192,9 +204,16 @@ impl Standalone {
         }
         state.tls_files = tls_files;
         state.unapplied = false;
+        let started = Instant::now();
         let catalog = catalog(state.files.files());
         drop(state);
+        let read = started.elapsed();
         self.reload(catalog);
+        debug!(
+            read_ms = read.as_millis(),
+            total_ms = started.elapsed().as_millis(),
+            "manifests applied"
+        );
         true
     }
 
@@ -258,7 +277,7 @@ impl Standalone {
                 address_space: None,
                 messages,
                 problems,
-                statuses: serde_json::Value::Null,
+                evaluated: false,
             };
             return;
         };
@@ -300,17 +319,12 @@ impl Standalone {
             }
         }
         log_refusals(&evaluation);
-        let statuses = serde_json::json!({
-            "addressSpaces": evaluation.spaces.iter().map(|(n, v)| (n.clone(), serde_json::to_value(&v.status).unwrap_or_default())).collect::<BTreeMap<_, _>>(),
-            "addresses": evaluation.addresses,
-            "users": evaluation.users,
-        });
         let mut state = self.state();
         state.verdict = Verdict {
             address_space: Some(format!("{}/{space_name}", tenant.namespace)),
             messages,
             problems,
-            statuses,
+            evaluated: true,
         };
         state.previous = Some(evaluation);
         state.evaluated = Some(Instant::now());
@@ -492,12 +506,21 @@ impl Standalone {
     /// Evaluates, applies the config, and evaluates again against what the broker now serves, so
     /// that the statuses say what is really served.
     fn evaluate_and_apply(&self, tenant: &TenantResources, catalog: &Catalog, now: &Time) -> Evaluation {
+        let started = Instant::now();
         let reports = self.reports(tenant);
+        let reported = started.elapsed();
         let first = evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, now);
+        let evaluated = started.elapsed();
         let Some(config) = first.spaces.values().find_map(|v| v.config.clone()) else {
             return first;
         };
         let applied = self.apply_config(config, tenant);
+        debug!(
+            report_ms = reported.as_millis(),
+            evaluate_ms = (evaluated - reported).as_millis(),
+            apply_ms = (started.elapsed() - evaluated).as_millis(),
+            "evaluated and applied"
+        );
         if !applied.added.is_empty() || !applied.removed.is_empty() {
             info!(
                 added = ?applied.added,
@@ -639,6 +662,22 @@ impl Control for Standalone {
     }
 
     fn status(&self) -> serde_json::Value {
-        serde_json::to_value(&self.state().verdict).unwrap_or_default()
+        let state = self.state();
+        let mut status = serde_json::to_value(&state.verdict).unwrap_or_default();
+        let statuses = state
+            .previous
+            .as_ref()
+            .filter(|_| state.verdict.evaluated)
+            .map(|evaluation| Statuses {
+                address_spaces: evaluation
+                    .spaces
+                    .iter()
+                    .map(|(name, verdict)| (name.as_str(), &verdict.status))
+                    .collect(),
+                addresses: &evaluation.addresses,
+                users: &evaluation.users,
+            });
+        status["statuses"] = serde_json::to_value(statuses).unwrap_or_default();
+        status
     }
 }

@@ -267,9 +267,43 @@ pub struct BrokerReport {
 }
 
 impl BrokerReport {
-    /// The report of the address with this `spec.address`.
+    /// The report of the address with this `spec.address` (a scan: to look up many, use
+    /// [`IndexedReport`]).
     pub fn address(&self, address: &str) -> Option<&AddressReport> {
         self.addresses.iter().find(|a| a.address == address)
+    }
+}
+
+/// A broker's report with its addresses indexed by address, for looking up each of a space's
+/// addresses in one pass rather than one scan each.
+#[derive(Debug)]
+pub struct IndexedReport<'a> {
+    report: &'a BrokerReport,
+    by_address: std::collections::HashMap<&'a str, &'a AddressReport>,
+}
+
+impl<'a> IndexedReport<'a> {
+    /// Indexes `report`.
+    pub fn new(report: &'a BrokerReport) -> Self {
+        let mut by_address = std::collections::HashMap::with_capacity(report.addresses.len());
+        for reported in &report.addresses {
+            // The first of a name wins, as a scan would find it.
+            by_address.entry(reported.address.as_str()).or_insert(reported);
+        }
+        Self { report, by_address }
+    }
+
+    /// The report of the address with this `spec.address`.
+    pub fn address(&self, address: &str) -> Option<&'a AddressReport> {
+        self.by_address.get(address).copied()
+    }
+}
+
+impl std::ops::Deref for IndexedReport<'_> {
+    type Target = BrokerReport;
+
+    fn deref(&self) -> &BrokerReport {
+        self.report
     }
 }
 

@@ -16,8 +16,8 @@ use super::{
 use crate::{
     admission::{self, Limits, Request, Verdict},
     broker_config::{
-        AddressLimits, BrokerAddress, BrokerReport, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH,
-        DEFAULT_MAX_MESSAGE_SIZE,
+        AddressLimits, BrokerAddress, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE,
+        IndexedReport,
     },
     error::one_line,
     names,
@@ -94,7 +94,7 @@ pub(super) fn evaluate_addresses(
     space: &Resolved<'_>,
     addresses: &[&Address],
     infra: &Infra<'_>,
-    report: Option<&BrokerReport>,
+    report: Option<&IndexedReport<'_>>,
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
 ) -> (Vec<BrokerAddress>, Vec<String>) {
@@ -260,7 +260,7 @@ fn check<'a>(
     space: &Resolved<'_>,
     address: &'a Address,
     infra: &Infra<'a>,
-    report: Option<&BrokerReport>,
+    report: Option<&IndexedReport<'_>>,
 ) -> Result<Checked<'a>, Refusal> {
     let spec = &address.spec;
     let failed = |message: String| (Phase::Failed, message);

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::{
-    broker_config::{BrokerConfig, BrokerReport},
+    broker_config::{BrokerConfig, BrokerReport, IndexedReport},
     resources::{
         address::{Address, AddressStatus},
         address_space::{AddressSpace, AddressSpaceStatus},
@@ -99,7 +99,7 @@ pub fn evaluate(tenant: &Tenant<'_>, infra: &Infra<'_>, reports: &Reports, now: 
             space,
             &members,
             infra,
-            reports.get(name),
+            reports.get(name).map(IndexedReport::new).as_ref(),
             now,
             &mut evaluation,
         );

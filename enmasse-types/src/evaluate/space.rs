@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::{Evaluation, Infra, Members, SpaceVerdict, address, name_of, user};
 use crate::{
     admission::Limits,
-    broker_config::{Authentication, BrokerConfig, BrokerReport, SpaceConfig},
+    broker_config::{Authentication, BrokerConfig, IndexedReport, SpaceConfig},
     error::one_line,
     names, quantity,
     resources::{
@@ -47,7 +47,7 @@ pub(super) fn evaluate_space(
     space: &AddressSpace,
     members: &Members<'_>,
     infra: &Infra<'_>,
-    report: Option<&BrokerReport>,
+    report: Option<&IndexedReport<'_>>,
     now: &Time,
     out: &mut Evaluation,
 ) {
