@@ -161,4 +161,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Reconcile counts and durations.
     pub metrics: Arc<Metrics>,
+    /// Password users' SCRAM keys, derived once per password rather than at every reconcile.
+    pub credentials: std::sync::Mutex<enmasse_auth::credentials::PasswordCredentials>,
 }

@@ -181,6 +181,7 @@ async fn control(
         infra: stores,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        credentials: Default::default(),
     });
     let infra_changes = futures_util::stream::poll_fn(move |cx| infra_changed.poll_recv(cx));
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);

@@ -12,9 +12,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use enmasse_auth::authenticator::password_credential;
 use enmasse_types::{
-    base64,
     broker_config::{BrokerConfig, BrokerReport, Credential},
     error::one_line,
     evaluate::{Tenant, evaluate, waits_for_drain},
@@ -220,7 +218,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         .and_then(|v| v.config.clone())
         .map(|mut config| {
             let plain = config.revision();
-            fill_password_keys(&mut config, &members.users);
+            fill_password_keys(&mut config, &members.users, ctx);
             (plain, config)
         });
     if let (Some((plain, config)), Some(report)) = (&keyed, reports.get_mut(&name))
@@ -533,7 +531,8 @@ async fn certificate(
 }
 
 /// Gives password users the SCRAM keys of their password, so that the broker never holds it.
-fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser]) {
+fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser], ctx: &Context) {
+    let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
     for user in &mut config.users {
         let Credential::Password { namespace, keys } = &mut user.credential else {
             continue;
@@ -544,10 +543,9 @@ fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser]) {
         let password = users
             .iter()
             .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))
-            .and_then(|u| u.spec.authentication.password.as_deref())
-            .and_then(base64::decode);
-        if let Some(password) = password {
-            *keys = Some(password_credential(namespace, &user.resource, password).to_keys());
+            .and_then(|u| u.spec.authentication.password.as_deref());
+        if let Some(credential) = password.and_then(|p| credentials.get(namespace, &user.resource, p)) {
+            *keys = Some(credential.to_keys());
         }
     }
 }

@@ -2,7 +2,9 @@
 //! space of 10,000 addresses fares (the pure functions, `enmasse validate`, the broker's start and
 //! an added address), watching with the file system's notifications and, side by side in the same
 //! run, reading every file every 200 ms as every reload did before. The measuring is done by
-//! `tests/src/bin/gitops_bench.rs`, on the release binaries; its JSON report is printed.
+//! `tests/src/bin/gitops_bench.rs`, on the release binaries; its JSON report is printed. Then the
+//! operator's side: its reconcile of such a space, settled and with one address added, against the
+//! fake API server (an ignored test of `enmasse-controller`, run in release).
 
 use std::path::Path;
 
@@ -35,6 +37,21 @@ pub(crate) fn run(root: &Path, addresses: usize, edits: usize) -> anyhow::Result
                 "--edits",
                 &edits.to_string(),
             ])
+            .current_dir(root),
+    )?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    exec::run(
+        std::process::Command::new(cargo)
+            .args([
+                "test",
+                "--release",
+                "--locked",
+                "-p",
+                "enmasse-controller",
+                "--lib",
+            ])
+            .args(["space::tests::bench", "--", "--ignored", "--nocapture"])
+            .env("ENMASSE_BENCH_ADDRESSES", addresses.to_string())
             .current_dir(root),
     )
 }

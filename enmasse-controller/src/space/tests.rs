@@ -95,6 +95,7 @@ fn scenario(policy: DeletePolicy) -> Scenario {
         infra: stores,
         recorder: kube::runtime::events::Recorder::new(client, reporter),
         metrics: Arc::new(Metrics::default()),
+        credentials: Default::default(),
     });
     Scenario {
         api,
@@ -157,6 +158,8 @@ impl Scenario {
         });
     }
 }
+
+mod bench;
 
 fn messages(status: &Value) -> String {
     status["messages"].to_string()
@@ -435,7 +438,7 @@ async fn a_new_management_token_restarts_the_broker_through_its_pod_template() {
     let written = secret["data"]["token"]
         .as_str()
         .expect("a new token in the Secret");
-    let token = String::from_utf8(base64::decode(written).unwrap()).unwrap();
+    let token = String::from_utf8(enmasse_types::base64::decode(written).unwrap()).unwrap();
     assert_eq!(
         token_digest(&token),
         after,

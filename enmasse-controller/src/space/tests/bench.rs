@@ -1,0 +1,84 @@
+//! The operator's side of the GitOps bench: its reconcile of a space of many addresses, settled
+//! and with one address added, against the fake API server and the stand-in broker. Ignored by
+//! the test runs; `cargo xtask bench-gitops` runs it on a release build and prints its figures.
+
+use std::time::Instant;
+
+use enmasse_types::resources::plans::AddressSpacePlan;
+use serde_json::json;
+
+use super::*;
+
+fn address(name: &str) -> Value {
+    json!({
+        "apiVersion": "enmasse.io/v1beta1",
+        "kind": "Address",
+        "metadata": {"name": format!("app.{name}"), "namespace": "team1"},
+        "spec": {"address": name, "type": "queue", "plan": "standard-small-queue"}
+    })
+}
+
+/// Milliseconds, to a tenth.
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+#[tokio::test]
+#[ignore = "a benchmark: cargo xtask bench-gitops runs it"]
+async fn reconcile_of_a_large_space_and_of_one_address_added_to_it() {
+    let count: usize = std::env::var("ENMASSE_BENCH_ADDRESSES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let mut s = scenario(DeletePolicy::Delete);
+    let plan: AddressSpacePlan = serde_json::from_value(json!({
+        "apiVersion": "admin.enmasse.io/v1beta2",
+        "kind": "AddressSpacePlan",
+        "metadata": {"name": "bench", "namespace": INFRA},
+        "spec": {
+            "addressSpaceType": "standard",
+            "infraConfigRef": "default-minimal",
+            "resourceLimits": {"router": 100000, "broker": 100000, "aggregate": 200000},
+            "addressPlans": ["standard-small-queue"]
+        }
+    }))
+    .unwrap();
+    s._writers
+        .space_plans
+        .apply_watcher_event(&watcher::Event::Apply(plan));
+    s.api.edit(SPACE, |space| space["spec"]["plan"] = json!("bench"));
+    for n in 0..count {
+        s.api
+            .put(&format!("{ADDRESSES}/app.q{n}"), address(&format!("q{n}")));
+    }
+
+    let started = Instant::now();
+    s.bring_up().await;
+    let brought_up = started.elapsed();
+    let settled = Instant::now();
+    s.reconcile().await.unwrap();
+    let settled = settled.elapsed();
+    s.api.put(&format!("{ADDRESSES}/app.added"), address("added"));
+    let added = Instant::now();
+    s.reconcile().await.unwrap();
+    let added = added.elapsed();
+    assert!(
+        s.broker.served().contains(&"added".to_owned()),
+        "the added address is pushed"
+    );
+    let active = Instant::now();
+    s.reconcile().await.unwrap();
+    let active = active.elapsed();
+    println!(
+        "{}",
+        json!({
+            "operator": {
+                "addresses": count,
+                "brought_up_ms (4 passes)": ms(brought_up),
+                "settled_pass_ms": ms(settled),
+                "added_address_pass_ms": ms(added),
+                "next_pass_ms (the added address Active)": ms(active),
+            }
+        })
+    );
+}
