@@ -8,7 +8,7 @@
 //! written under the data directory.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     hash::{Hash, Hasher},
     net::SocketAddr,
     path::PathBuf,
@@ -128,6 +128,8 @@ pub struct Standalone {
     state: Mutex<State>,
     /// The listeners the space's `expose` asks for.
     exposures: Mutex<expose::Exposures>,
+    /// Held for a whole refresh: two at once would each read the files, and apply in either order.
+    refreshing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -151,12 +153,18 @@ struct State {
 
 impl Standalone {
     /// A standalone control for `broker`.
-    pub fn new(options: Options, broker: Arc<Broker>) -> Arc<Self> {
+    pub fn new(mut options: Options, broker: Arc<Broker>) -> Arc<Self> {
+        // Notifications name absolute paths: the files are known by theirs too.
+        let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        options.manifests = options.manifests.iter().map(absolute).collect();
+        options.tls_dir = options.tls_dir.as_ref().map(absolute);
+        options.data_dir = absolute(&options.data_dir);
         Arc::new(Self {
             options,
             broker,
             state: Mutex::new(State::default()),
             exposures: Mutex::new(expose::Exposures::new(CancellationToken::new())),
+            refreshing: Mutex::new(()),
         })
     }
 
@@ -167,17 +175,18 @@ impl Standalone {
     /// Looks at the manifests now and applies them if anything changed, or if a change of an
     /// address waits for its messages to be consumed; returns whether it did.
     pub fn refresh(&self) -> bool {
-        self.refresh_touched(&BTreeSet::new())
+        self.refresh_touched(&Touched::default())
     }
 
     /// Like [`Standalone::refresh`], reading again the files `touched` names (a notification
     /// named them) whatever their stamps say. It reads files: call it off the async workers.
-    fn refresh_touched(&self, touched: &BTreeSet<PathBuf>) -> bool {
+    fn refresh_touched(&self, touched: &Touched) -> bool {
+        let _refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         // The files are taken out of the state while they are read, so that the management API
         // (which reads the state) does not wait on the disk.
         let mut files = std::mem::take(&mut self.state().files);
         let updated = match self.options.watch {
-            WatchMode::Notify => files.update(&self.options.manifests, touched),
+            WatchMode::Notify => files.update(&self.options.manifests, &touched.paths, touched.rescan),
             WatchMode::Poll => files.reread_all(&self.options.manifests),
         };
         let tls_files = self.options.tls_dir.as_deref().map(SecretFiles::read);
@@ -186,6 +195,8 @@ impl Standalone {
         match updated {
             Ok(changed) => state.unapplied |= changed,
             Err(err) => {
+                // Looked at again, whatever the next look finds.
+                state.unapplied = true;
                 let message = format!("failed to read the manifests: {err}");
                 if state.verdict.messages != [message.clone()] {
                     warn!("{message}");
@@ -224,13 +235,15 @@ impl Standalone {
         paths.extend(self.options.tls_dir.clone());
         let mut notifications = match self.options.watch {
             WatchMode::Poll => None,
-            WatchMode::Notify => match Notifications::watch(&paths) {
-                Ok(notifications) => Some(notifications),
-                Err(err) => {
-                    warn!(error = %err, "the file system's notifications are not available: the manifests are looked at every {POLL_INTERVAL:?}");
-                    None
+            WatchMode::Notify => {
+                match Notifications::watch(&paths, std::slice::from_ref(&self.options.data_dir)) {
+                    Ok(notifications) => Some(notifications),
+                    Err(err) => {
+                        warn!(error = %err, "the file system's notifications are not available: the manifests are looked at every {POLL_INTERVAL:?}");
+                        None
+                    }
                 }
-            },
+            }
         };
         // What changed before the notifications began is looked for once.
         let this = self.clone();
@@ -242,13 +255,13 @@ impl Standalone {
             };
             let touched = tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(look_again) => BTreeSet::new(),
+                () = tokio::time::sleep(look_again) => Touched::default(),
                 next = next_change(&mut notifications) => match next {
-                    Ok(touched) => touched.paths,
+                    Ok(touched) => touched,
                     Err(why) => {
                         warn!("the file system's notifications failed ({why}): the manifests are looked at every {POLL_INTERVAL:?}");
                         notifications = None;
-                        BTreeSet::new()
+                        Touched::default()
                     }
                 },
             };
@@ -553,8 +566,8 @@ impl Standalone {
         // Password users' passwords come from their manifests, decoded only to derive their keys,
         // once per password.
         let tokens = self.options.tokens.clone();
-        let mut state = self.state();
-        let credentials = &mut state.credentials;
+        // Taken out of the state while keys are derived: the management API reads the state.
+        let mut credentials = std::mem::take(&mut self.state().credentials);
         credentials.retain(|namespace, resource| {
             namespace == tenant.namespace
                 && tenant
@@ -570,7 +583,7 @@ impl Standalone {
             let password = spec.spec.authentication.password.as_deref()?;
             credentials.get(&tenant.namespace, &user.resource, password)
         });
-        drop(state);
+        self.state().credentials = credentials;
         self.broker.apply(config, authenticator)
     }
 }

@@ -14,19 +14,30 @@ use std::{
 
 use enmasse_types::manifests::{self, Document, DocumentError};
 
-/// What tells, without reading it, whether a file may have changed.
+/// What tells, without reading it, whether a file may have changed: its size and modification
+/// time, and on Unix its inode and change time, which no tool sets back (`cp -p` and `rsync -a`
+/// keep the modification time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamp {
     len: u64,
     modified: Option<SystemTime>,
+    changed: (u64, i64, i64),
 }
 
 impl Stamp {
     fn of(path: &Path) -> Option<Self> {
         let metadata = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let changed = {
+            use std::os::unix::fs::MetadataExt;
+            (metadata.ino(), metadata.ctime(), metadata.ctime_nsec())
+        };
+        #[cfg(not(unix))]
+        let changed = (0, 0, 0);
         Some(Self {
             len: metadata.len(),
             modified: metadata.modified().ok(),
+            changed,
         })
     }
 }
@@ -54,10 +65,15 @@ impl ManifestFiles {
     }
 
     /// Brings the files below `paths` up to date: reads again those that are new, that `touched`
-    /// names, or whose stamp changed, and forgets those gone. Returns whether any file's text
-    /// changed, appeared or went. Fails only if a directory cannot be listed; nothing is
-    /// forgotten then.
-    pub(crate) fn update(&mut self, paths: &[PathBuf], touched: &BTreeSet<PathBuf>) -> std::io::Result<bool> {
+    /// names (all of them if `everything`), or whose stamp changed, and forgets those gone.
+    /// Returns whether any file's text changed, appeared or went. Fails only if a directory cannot
+    /// be listed; nothing is forgotten then.
+    pub(crate) fn update(
+        &mut self,
+        paths: &[PathBuf],
+        touched: &BTreeSet<PathBuf>,
+        everything: bool,
+    ) -> std::io::Result<bool> {
         let found = manifests::list_files(paths)?;
         let mut changed = false;
         let before = self.files.len();
@@ -68,6 +84,7 @@ impl ManifestFiles {
             if let Some(cached) = self.files.get(&path)
                 && cached.stamp.is_some()
                 && cached.stamp == stamp
+                && !everything
                 && !touched.contains(&path)
             {
                 continue;

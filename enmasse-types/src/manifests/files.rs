@@ -38,6 +38,14 @@ pub fn list_files(paths: &[PathBuf]) -> std::io::Result<BTreeSet<PathBuf>> {
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?
         {
             let path = entry?.path();
+            // A mounted ConfigMap or Secret keeps its files in `..data` and `..<timestamp>`
+            // besides the links to them: each file is read once, by its link.
+            if path
+                .file_name()
+                .is_some_and(|name| name.as_encoded_bytes().starts_with(b".."))
+            {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {

@@ -31,14 +31,14 @@ fn only_a_file_that_changed_is_read_and_parsed_again() {
     let mut files = ManifestFiles::default();
     assert!(
         files
-            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
             .unwrap()
     );
     assert_eq!(files.files().len(), 2);
     let (a_before, b_before) = (documents(&files, &a), documents(&files, &b));
     assert!(
         !files
-            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
             .unwrap(),
         "nothing changed"
     );
@@ -46,7 +46,7 @@ fn only_a_file_that_changed_is_read_and_parsed_again() {
     std::fs::write(&b, address("bb")).unwrap();
     assert!(
         files
-            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
             .unwrap()
     );
     assert!(
@@ -57,7 +57,7 @@ fn only_a_file_that_changed_is_read_and_parsed_again() {
 
     // Named by a notification and unchanged: read, and no change.
     let touched = BTreeSet::from([a.clone()]);
-    assert!(!files.update(std::slice::from_ref(&dir), &touched).unwrap());
+    assert!(!files.update(std::slice::from_ref(&dir), &touched, false).unwrap());
 }
 
 #[test]
@@ -67,12 +67,12 @@ fn a_file_that_goes_or_comes_in_a_new_directory_is_a_change() {
     std::fs::write(&a, address("a")).unwrap();
     let mut files = ManifestFiles::default();
     files
-        .update(std::slice::from_ref(&dir), &BTreeSet::new())
+        .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
         .unwrap();
     std::fs::remove_file(&a).unwrap();
     assert!(
         files
-            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
             .unwrap()
     );
     assert!(files.files().is_empty());
@@ -83,7 +83,7 @@ fn a_file_that_goes_or_comes_in_a_new_directory_is_a_change() {
     std::fs::write(dir.join("team/notes.txt"), "not a manifest").unwrap();
     assert!(
         files
-            .update(std::slice::from_ref(&dir), &BTreeSet::new())
+            .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
             .unwrap()
     );
     assert_eq!(files.files().keys().collect::<Vec<_>>(), [&c]);
@@ -95,9 +95,29 @@ fn a_directory_that_cannot_be_listed_fails_and_forgets_nothing() {
     std::fs::write(dir.join("a.yaml"), address("a")).unwrap();
     let mut files = ManifestFiles::default();
     files
-        .update(std::slice::from_ref(&dir), &BTreeSet::new())
+        .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
         .unwrap();
     let missing = dir.join("missing");
-    assert!(files.update(&[dir.clone(), missing], &BTreeSet::new()).is_err());
+    assert!(
+        files
+            .update(&[dir.clone(), missing], &BTreeSet::new(), false)
+            .is_err()
+    );
     assert_eq!(files.files().len(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_mounted_config_map_is_read_once_by_its_links() {
+    let dir = scratch("mounted");
+    // As the kubelet lays out a ConfigMap volume.
+    std::fs::create_dir_all(dir.join("..2026_12_02_10_00_00.1")).unwrap();
+    std::fs::write(dir.join("..2026_12_02_10_00_00.1/a.yaml"), address("a")).unwrap();
+    std::os::unix::fs::symlink("..2026_12_02_10_00_00.1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/a.yaml", dir.join("a.yaml")).unwrap();
+    let mut files = ManifestFiles::default();
+    files
+        .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
+        .unwrap();
+    assert_eq!(files.files().keys().collect::<Vec<_>>(), [&dir.join("a.yaml")]);
 }

@@ -29,7 +29,7 @@ async fn an_edit_is_one_change_naming_the_file() {
     let dir = scratch("edit");
     let file = dir.join("a.yaml");
     std::fs::write(&file, "a: 1\n").unwrap();
-    let mut notifications = Notifications::watch(std::slice::from_ref(&dir)).unwrap();
+    let mut notifications = Notifications::watch(std::slice::from_ref(&dir), &[]).unwrap();
     std::fs::write(&file, "a: 2\n").unwrap();
     assert!(next(&mut notifications).await.contains(&file));
     quiet(&mut notifications).await;
@@ -43,7 +43,7 @@ async fn an_editors_save_by_rename_is_one_change_naming_the_file() {
     let dir = scratch("rename");
     let file = dir.join("a.yaml");
     std::fs::write(&file, "a: 1\n").unwrap();
-    let mut notifications = Notifications::watch(std::slice::from_ref(&dir)).unwrap();
+    let mut notifications = Notifications::watch(std::slice::from_ref(&dir), &[]).unwrap();
     let temporary = dir.join(".a.yaml.swp");
     std::fs::write(&temporary, "a: 2\n").unwrap();
     std::fs::rename(&temporary, &file).unwrap();
@@ -56,7 +56,7 @@ async fn a_deleted_file_is_named() {
     let dir = scratch("deleted");
     let file = dir.join("a.yaml");
     std::fs::write(&file, "a: 1\n").unwrap();
-    let mut notifications = Notifications::watch(std::slice::from_ref(&dir)).unwrap();
+    let mut notifications = Notifications::watch(std::slice::from_ref(&dir), &[]).unwrap();
     std::fs::remove_file(&file).unwrap();
     assert!(next(&mut notifications).await.contains(&file));
 }
@@ -64,7 +64,7 @@ async fn a_deleted_file_is_named() {
 #[tokio::test]
 async fn a_directory_added_is_watched_too() {
     let dir = scratch("directory");
-    let mut notifications = Notifications::watch(std::slice::from_ref(&dir)).unwrap();
+    let mut notifications = Notifications::watch(std::slice::from_ref(&dir), &[]).unwrap();
     let team = dir.join("team");
     std::fs::create_dir(&team).unwrap();
     assert!(next(&mut notifications).await.contains(&team));
@@ -78,7 +78,7 @@ async fn a_file_given_by_itself_is_watched_through_its_directory() {
     let dir = scratch("file");
     let file = dir.join("a.yaml");
     std::fs::write(&file, "a: 1\n").unwrap();
-    let mut notifications = Notifications::watch(std::slice::from_ref(&file)).unwrap();
+    let mut notifications = Notifications::watch(std::slice::from_ref(&file), &[]).unwrap();
     let temporary = dir.join("a.yaml.new");
     std::fs::write(&temporary, "a: 2\n").unwrap();
     std::fs::rename(&temporary, &file).unwrap();
@@ -88,4 +88,44 @@ async fn a_file_given_by_itself_is_watched_through_its_directory() {
         next(&mut notifications).await.contains(&file),
         "the replaced file is still watched"
     );
+}
+
+#[tokio::test]
+async fn a_file_written_in_place_is_taken_once_it_is_closed_whole() {
+    use std::io::Write;
+    let dir = scratch("in-place");
+    let file = dir.join("a.yaml");
+    std::fs::write(&file, "a: 1\n").unwrap();
+    let mut notifications = Notifications::watch(std::slice::from_ref(&dir), &[]).unwrap();
+    let writer = std::thread::spawn({
+        let file = file.clone();
+        move || {
+            // As `kubectl get -o yaml > a.yaml` does: truncated, then written, slower than a save.
+            let mut out = std::fs::File::create(&file).unwrap();
+            out.write_all(b"first: half\n").unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+            out.write_all(b"second: half\n").unwrap();
+        }
+    });
+    assert!(next(&mut notifications).await.contains(&file));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "first: half\nsecond: half\n",
+        "the change is taken once the file is whole"
+    );
+    writer.join().unwrap();
+}
+
+#[tokio::test]
+async fn changes_below_an_ignored_directory_and_to_other_files_are_passed_over() {
+    let dir = scratch("ignored");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut notifications =
+        Notifications::watch(std::slice::from_ref(&dir), std::slice::from_ref(&data)).unwrap();
+    std::fs::write(data.join("journal.yaml"), "x").unwrap();
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+    quiet(&mut notifications).await;
+    std::fs::write(dir.join("a.yaml"), "a: 1\n").unwrap();
+    assert!(next(&mut notifications).await.contains(&dir.join("a.yaml")));
 }
