@@ -183,13 +183,7 @@ fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(Stri
         .map(str::trim)
         .filter(|k| enmasse_types::base64::decode(k).is_some_and(|b| b.len() == 16))
         .ok_or(Refusal::Key)?;
-    let offered: Vec<&str> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    let offered: Vec<&str> = tokens(headers, header::SEC_WEBSOCKET_PROTOCOL).collect();
     let subprotocol = SUBPROTOCOLS
         .into_iter()
         .find(|p| offered.contains(p))
@@ -199,12 +193,17 @@ fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<(Stri
 
 /// Whether a comma-separated header names `token` (case-insensitively).
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The comma-separated tokens of every `name` header, trimmed.
+fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
 }
 
 /// The `Sec-WebSocket-Accept` for a client's key (RFC 6455, 4.2.2).

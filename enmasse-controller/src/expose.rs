@@ -41,12 +41,7 @@ pub fn name(names: &InfraNames, endpoint: &EndpointSpec) -> String {
 
 /// The served endpoints of `space` that ask to be exposed.
 pub fn exposed(space: &AddressSpace) -> impl Iterator<Item = (&EndpointSpec, &ExposeSpec)> {
-    space
-        .spec
-        .endpoints
-        .iter()
-        .filter(|e| e.is_served())
-        .filter_map(|e| Some((e, e.expose.as_ref()?)))
+    space.spec.exposed_endpoints()
 }
 
 /// What exposes `endpoint` as `expose` asks, in `namespace`; `Err` says why it cannot be.

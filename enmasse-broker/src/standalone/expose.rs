@@ -17,7 +17,7 @@ use std::{
 use enmasse_types::{
     error::one_line,
     exports::External,
-    resources::address_space::{AddressSpace, EndpointSpec, ExposeType, RouteTlsTermination},
+    resources::address_space::{AddressSpace, EndpointSpec, ExposeSpec, ExposeType, RouteTlsTermination},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
@@ -53,20 +53,10 @@ pub(crate) fn certificate_hosts(space: &AddressSpace) -> Vec<String> {
         .collect()
 }
 
-fn routes(
-    space: &AddressSpace,
-) -> impl Iterator<
-    Item = (
-        &EndpointSpec,
-        &enmasse_types::resources::address_space::ExposeSpec,
-    ),
-> {
+fn routes(space: &AddressSpace) -> impl Iterator<Item = (&EndpointSpec, &ExposeSpec)> {
     space
         .spec
-        .endpoints
-        .iter()
-        .filter(|e| e.is_served())
-        .filter_map(|e| Some((e, e.expose.as_ref()?)))
+        .exposed_endpoints()
         .filter(|(_, expose)| expose.type_ == ExposeType::Route)
 }
 
@@ -104,8 +94,7 @@ impl Exposures {
     ) -> Outcome {
         let mut outcome = Outcome::default();
         let mut wanted: Vec<(String, Wanted)> = Vec::new();
-        for served in space.spec.endpoints.iter().filter(|e| e.is_served()) {
-            let Some(expose) = &served.expose else { continue };
+        for (served, expose) in space.spec.exposed_endpoints() {
             let at = format!("endpoints[{}].expose", served.name);
             if expose.type_ == ExposeType::LoadBalancer {
                 outcome.unsupported.push(format!(
@@ -190,7 +179,7 @@ impl Exposures {
 /// address) and where clients outside reach it.
 fn route(
     served: &EndpointSpec,
-    expose: &enmasse_types::resources::address_space::ExposeSpec,
+    expose: &ExposeSpec,
     endpoint: &exports::Endpoint,
 ) -> Result<(Option<Wanted>, External), String> {
     let tls_port = served.tls_port_name().unwrap_or("amqps");

@@ -198,6 +198,15 @@ impl AddressSpaceSpec {
             .find(|e| e.service == MESSAGING_SERVICE)
             .or_else(|| self.endpoints.iter().find(|e| e.is_served()))
     }
+
+    /// The served endpoints that ask to be exposed outside the cluster (or, on one machine,
+    /// beyond loopback), with how.
+    pub fn exposed_endpoints(&self) -> impl Iterator<Item = (&EndpointSpec, &ExposeSpec)> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.is_served())
+            .filter_map(|e| Some((e, e.expose.as_ref()?)))
+    }
 }
 
 /// How an endpoint is exposed outside the cluster.

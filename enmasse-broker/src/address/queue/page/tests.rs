@@ -225,21 +225,28 @@ impl crate::store::MessageStore for Noted {
     }
 }
 
-#[tokio::test]
-async fn durable_messages_paged_as_only_copies_are_journaled_before_a_consumer_gets_them() {
-    let dir = scratch("only-copies");
+/// A queue of `orders` under PAGE paging into `dir`, in memory at most `max_depth` messages, whose
+/// broker keeps durable messages in a store that notes what it was given.
+fn journaled_paging(dir: &std::path::Path, max_depth: u64) -> (Arc<Queue>, Arc<Noted>) {
     let store = Arc::new(Noted::default());
     let budget = Arc::new(MemoryBudget::default());
     budget.set_policy(Some(AddressFullPolicy::Page));
     budget.set_max(Some(1_000_000));
-    budget.set_paging_dir(&dir, Some(store.clone())).unwrap();
+    budget.set_paging_dir(dir, Some(store.clone())).unwrap();
     let queue = Queue::new(AddressLimits {
-        max_depth: 10,
+        max_depth,
         max_bytes: 1 << 30,
         max_message_size: 1 << 20,
     });
     queue.set_budget(budget);
     queue.set_store_key("orders");
+    (queue, store)
+}
+
+#[tokio::test]
+async fn durable_messages_paged_as_only_copies_are_journaled_before_a_consumer_gets_them() {
+    let dir = scratch("only-copies");
+    let (queue, store) = journaled_paging(&dir, 10);
 
     queue.reserve(100);
     let mut sent = Vec::new();
@@ -292,18 +299,7 @@ async fn durable_messages_paged_as_only_copies_are_journaled_before_a_consumer_g
 #[tokio::test]
 async fn a_durable_message_made_safe_after_later_ones_were_paged_keeps_its_place() {
     let dir = scratch("late");
-    let store = Arc::new(Noted::default());
-    let budget = Arc::new(MemoryBudget::default());
-    budget.set_policy(Some(AddressFullPolicy::Page));
-    budget.set_max(Some(1_000_000));
-    budget.set_paging_dir(&dir, Some(store.clone())).unwrap();
-    let queue = Queue::new(AddressLimits {
-        max_depth: 4,
-        max_bytes: 1 << 30,
-        max_message_size: 1 << 20,
-    });
-    queue.set_budget(budget);
-    queue.set_store_key("orders");
+    let (queue, _) = journaled_paging(&dir, 4);
     queue.reserve(100);
 
     // Three fill memory but for one place; the fourth is journaled, slowly.
@@ -493,18 +489,7 @@ mod order {
             .unwrap();
         runtime.block_on(async move {
             let dir = scratch(&format!("order-{}", rand_suffix()));
-            let store = Arc::new(Noted::default());
-            let budget = Arc::new(MemoryBudget::default());
-            budget.set_policy(Some(AddressFullPolicy::Page));
-            budget.set_max(Some(1_000_000));
-            budget.set_paging_dir(&dir, Some(store)).unwrap();
-            let queue = Queue::new(AddressLimits {
-                max_depth: depth,
-                max_bytes: 1 << 30,
-                max_message_size: 1 << 20,
-            });
-            queue.set_budget(budget);
-            queue.set_store_key("orders");
+            let (queue, _) = journaled_paging(&dir, depth);
             queue.reserve(u32::MAX);
             let mut ids = Vec::new();
             let mut waiting: Vec<crate::message::Message> = Vec::new();
