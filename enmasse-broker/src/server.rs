@@ -292,6 +292,8 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, layer: Layer, shutdo
             }
         }
     }
+    // No new connection while the open ones close: the port is free at once.
+    drop(listener);
     connections.close();
     let open = broker.counters().connections_open.load(Ordering::Relaxed);
     info!(open, "closing connections");
