@@ -18,7 +18,7 @@
 //! "Quota exceeded". This implementation serves a space from one broker process: the pod counts are
 //! the quota EnMasse would have enforced, not processes it starts.
 
-use std::collections::BTreeMap;
+use std::{borrow::Borrow, collections::BTreeMap};
 
 use crate::{
     credits::Credits,
@@ -338,7 +338,8 @@ fn plan_status(request: &Request, partitions: u32) -> PlanStatus {
 
 /// Admits a space's addresses against its plan's limits. See the module documentation for the
 /// order and the semantics.
-pub fn admit(limits: &Limits, requests: &[Request]) -> Outcome {
+pub fn admit<R: Borrow<Request>>(limits: &Limits, requests: &[R]) -> Outcome {
+    let requests: Vec<&Request> = requests.iter().map(Borrow::borrow).collect();
     let mut order: Vec<usize> = (0..requests.len()).collect();
     // A subscription keeps its place with its topic: one whose topic moves to a new plan is
     // placed after it, still within the quota it had.
@@ -355,7 +356,7 @@ pub fn admit(limits: &Limits, requests: &[Request]) -> Outcome {
     // Stable: those that keep their place first, then non-subscriptions, then subscriptions.
     order.sort_by_key(|&i| {
         (
-            !keeps_place(&requests[i]),
+            !keeps_place(requests[i]),
             requests[i].type_ == AddressType::Subscription,
         )
     });
@@ -365,7 +366,7 @@ pub fn admit(limits: &Limits, requests: &[Request]) -> Outcome {
     let mut exceeded = None;
     let mut grandfathering = true;
     for i in order {
-        let request = &requests[i];
+        let request = requests[i];
         if grandfathering && !request.previously_admitted {
             grandfathering = false;
             exceeded = first_exceeded(usage.needed(), limits);

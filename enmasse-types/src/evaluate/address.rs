@@ -47,25 +47,25 @@ pub(crate) fn allowed_types(space_type: AddressSpaceType) -> &'static [AddressTy
 }
 
 /// Why an address is not served.
-type Refusal = (Phase, String);
+pub(super) type Refusal = (Phase, String);
 
 /// An address that passed its own rules, with what it is served as: what its spec asks, or what
 /// it was last served as while the spec cannot be served.
-struct Checked<'a> {
-    address: &'a Address,
-    served: Applied<'a>,
-    request: Request,
+pub(super) struct Checked<'a> {
+    pub(super) address: &'a Address,
+    pub(super) served: Applied<'a>,
+    pub(super) request: Request,
     /// Why the spec is not what is served.
-    held: Option<Hold>,
+    pub(super) held: Option<Hold>,
     /// What the address was last served as, when the spec asks for something else: served again
     /// if the spec's plan is not admitted.
-    fallback: Option<Applied<'a>>,
+    pub(super) fallback: Option<Applied<'a>>,
 }
 
 impl<'a> Checked<'a> {
     /// Serves the address as it was last served, because of `why`; false when there is nothing
     /// to fall back to.
-    fn fall_back(&mut self, why: &str) -> bool {
+    pub(super) fn fall_back(&mut self, why: &str) -> bool {
         let Some(applied) = self.fallback.take() else {
             return false;
         };
@@ -88,23 +88,55 @@ pub(super) struct Served {
     limits: AddressLimits,
 }
 
-/// Evaluates a space's addresses: statuses go into `out`; the admitted ones are returned for the
-/// broker config, with notes for the space's status.
-pub(super) fn evaluate_addresses(
+/// What one evaluation found of one address, for [`super::memo`] to remember: what references
+/// to it saw, and what it asked of the quota and was given.
+pub(super) struct Trace<'a> {
+    pub(super) address: &'a Address,
+    /// The type it passed its own rules as, and the type it was served as once it was settled
+    /// (a fallback may change it); `None` if it did not pass its own rules or was a duplicate.
+    pub(super) types: Option<(AddressType, AddressType)>,
+    /// Its last request to the quota and the verdict, when it got that far.
+    pub(super) admission: Option<(Request, Verdict)>,
+    /// Whether admission moved it back to what it was served as.
+    pub(super) fell_back_at_admission: bool,
+}
+
+/// The addresses of a space in the order they are evaluated in: those served before first (a
+/// served address wins over a newer resource of the same address: its messages are there), then
+/// as given (by creation, then name).
+pub(super) fn in_order<'a>(addresses: &[&'a Address]) -> Vec<&'a Address> {
+    let mut addresses = addresses.to_vec();
+    addresses.sort_by_key(|a| a.status.as_ref().is_none_or(|s| s.plan_status.is_none()));
+    addresses
+}
+
+/// Evaluates a space's addresses, given [`in_order`]: statuses go into `out`; the admitted ones
+/// are returned for the broker config, with notes for the space's status. With `trace`, what
+/// became of each address is recorded there.
+pub(super) fn evaluate_addresses<'a>(
     space: &Resolved<'_>,
-    addresses: &[&Address],
-    infra: &Infra<'_>,
+    addresses: &[&'a Address],
+    infra: &Infra<'a>,
     report: Option<&IndexedReport<'_>>,
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
+    mut trace: Option<&mut Vec<Trace<'a>>>,
 ) -> (Vec<BrokerAddress>, Vec<String>) {
-    // A served address wins over a newer resource of the same address: its messages are there.
-    let mut addresses = addresses.to_vec();
-    addresses.sort_by_key(|a| a.status.as_ref().is_none_or(|s| s.plan_status.is_none()));
     let mut checked: Vec<Checked<'_>> = Vec::new();
     // The resource that took each address first: one lookup per address, not a scan.
     let mut taken: HashMap<&str, &Address> = HashMap::with_capacity(addresses.len());
-    for address in addresses {
+    // Where each address's trace is, by resource name.
+    let mut traced: HashMap<&str, usize> = HashMap::new();
+    for &address in addresses {
+        if let Some(trace) = trace.as_deref_mut() {
+            traced.insert(name_of(&address.metadata), trace.len());
+            trace.push(Trace {
+                address,
+                types: None,
+                admission: None,
+                fell_back_at_admission: false,
+            });
+        }
         let duplicate = taken.get(address.spec.address.as_str()).map(|first| {
             (
                 Phase::Failed,
@@ -123,24 +155,32 @@ pub(super) fn evaluate_addresses(
             Err((phase, message)) => refuse(out, address, phase, message, now),
         }
     }
+    let checked_types: Vec<AddressType> = checked.iter().map(|c| c.served.type_).collect();
+    // Each checked address by its address: the first resource took it, so there is one.
+    let index: HashMap<&str, usize> = checked
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.address.spec.address.as_str(), i))
+        .collect();
 
     // References between addresses, then the settings in force; an address that was served
     // before and whose new spec fails here stays as it was.
     let mut settled: Vec<Option<Served>> = Vec::with_capacity(checked.len());
     for i in 0..checked.len() {
-        let mut verdict = references(&checked[i], &checked).and_then(|()| settings(&checked[i]));
-        if let Err((_, why)) = &verdict {
-            let why = why.clone();
-            if checked[i].fall_back(&why) {
-                verdict = references(&checked[i], &checked).map(|()| settings_held(&checked[i]));
-            }
-        }
+        let verdict = settle(&mut checked, i, |checked, target| {
+            index.get(target).map(|&j| checked[j].served.type_)
+        });
         match verdict {
             Ok(served) => settled.push(Some(served)),
             Err((phase, message)) => {
                 refuse(out, checked[i].address, phase, message, now);
                 settled.push(None);
             }
+        }
+    }
+    if let Some(trace) = trace.as_deref_mut() {
+        for (c, first) in checked.iter().zip(checked_types) {
+            trace[traced[name_of(&c.address.metadata)]].types = Some((first, c.served.type_));
         }
     }
     let (mut candidates, served_with): (Vec<Checked<'_>>, Vec<Served>) = checked
@@ -151,8 +191,9 @@ pub(super) fn evaluate_addresses(
 
     // Admission; an address whose new plan does not fit stays on the plan it was admitted on.
     let mut served_with: Vec<Result<Served, Refusal>> = served_with.into_iter().map(Ok).collect();
+    let mut fell_back = vec![false; candidates.len()];
     let outcome = loop {
-        let requests: Vec<Request> = candidates.iter().map(|c| c.request.clone()).collect();
+        let requests: Vec<&Request> = candidates.iter().map(|c| &c.request).collect();
         let outcome = admission::admit(&space.limits, &requests);
         let mut moved = false;
         for (i, verdict) in outcome.verdicts.iter().enumerate() {
@@ -162,6 +203,7 @@ pub(super) fn evaluate_addresses(
             let why = format!("plan {}: {verdict}", candidates[i].address.spec.plan);
             if candidates[i].fall_back(&why) {
                 served_with[i] = Ok(settings_held(&candidates[i]));
+                fell_back[i] = true;
                 moved = true;
             }
         }
@@ -169,78 +211,130 @@ pub(super) fn evaluate_addresses(
             break outcome;
         }
     };
-    let mut notes = Vec::new();
-    if let Some((resource, needed, limit)) = outcome.exceeded {
-        notes.push(format!(
-            "the admitted addresses need {needed} {resource} credit(s) but plan {} allows {limit}: no new address is admitted",
-            space.plan_name
-        ));
+    if let Some(trace) = trace {
+        for ((c, verdict), fell_back) in candidates.iter().zip(&outcome.verdicts).zip(fell_back) {
+            let at = &mut trace[traced[name_of(&c.address.metadata)]];
+            at.admission = Some((c.request.clone(), verdict.clone()));
+            at.fell_back_at_admission = fell_back;
+        }
     }
+    let notes = exceeded_note(space, &outcome);
 
     let mut served = Vec::new();
     for ((c, settings), verdict) in candidates.into_iter().zip(served_with).zip(outcome.verdicts) {
-        let settings = match (settings, verdict) {
-            (Ok(settings), Verdict::Admitted(plan_status)) => Served {
-                plan_status,
-                ..settings
-            },
-            (Err((phase, message)), _) => {
-                refuse(out, c.address, phase, message, now);
-                continue;
-            }
-            (Ok(_), verdict) => {
-                refuse(out, c.address, Phase::Pending, verdict.to_string(), now);
-                continue;
-            }
-        };
-        let spec = &c.address.spec;
-        let reported = report.and_then(|r| r.address(&spec.address));
-        let (phase, mut messages) = match reported {
-            Some(r) if r.ready => (Phase::Active, Vec::new()),
-            Some(r) => (
-                Phase::Configuring,
-                vec![
-                    r.message
-                        .clone()
-                        .unwrap_or_else(|| "the broker reports the address as not ready".into()),
-                ],
-            ),
-            None => (
-                Phase::Configuring,
-                vec!["waiting for the broker to serve the address".to_owned()],
-            ),
-        };
-        messages.extend(c.held.as_ref().map(|h| h.message.clone()));
-        served.push(BrokerAddress {
-            resource: name_of(&c.address.metadata).to_owned(),
-            address: spec.address.clone(),
-            type_: c.served.type_,
-            plan: c.served.plan_name.clone(),
-            topic: c.served.topic.clone(),
-            max_consumers: settings.subscription.as_ref().and_then(|s| s.max_consumers),
-            limits: settings.limits,
-            message_ttl: settings.message_ttl.clone(),
-            message_redelivery: settings.message_redelivery.clone(),
-            deadletter: spec.deadletter.clone(),
-            expiry: spec.expiry.clone(),
-        });
-        let held = c.held.clone();
-        let mut address_status = status(c.address, phase, messages, Some(settings), now);
-        set_condition(
-            &mut address_status.conditions,
-            applied_condition(c.address, held.as_ref(), now),
-        );
-        address_status.depth = reported.map(|r| r.depth);
-        address_status.messages_expired = reported.map(|r| r.messages_expired);
-        address_status.messages_dead_lettered = reported.map(|r| r.messages_dead_lettered);
-        address_status.messages_dropped = reported.map(|r| r.messages_dropped);
-        out.insert(name_of(&c.address.metadata).to_owned(), address_status);
+        if let Some(address) = conclude(&c, settings, verdict, report, now, out) {
+            served.push(address);
+        }
     }
     served.sort_by(|a, b| a.address.cmp(&b.address));
     (served, notes)
 }
 
-fn refuse(
+/// Resolves the references of the `i`th checked address and its settings; one that fails falls
+/// back to what it was served as, when it was. `type_of` says what type an address of the space
+/// is served as, as the `i`th sees it: those before it are settled (a fallback may have changed
+/// their type), those after it are not yet.
+pub(super) fn settle<'a>(
+    checked: &mut [Checked<'a>],
+    i: usize,
+    type_of: impl Fn(&[Checked<'a>], &str) -> Option<AddressType>,
+) -> Result<Served, Refusal> {
+    let mut verdict =
+        references(&checked[i], |target| type_of(checked, target)).and_then(|()| settings(&checked[i]));
+    if let Err((_, why)) = &verdict {
+        let why = why.clone();
+        if checked[i].fall_back(&why) {
+            verdict = references(&checked[i], |target| type_of(checked, target))
+                .map(|()| settings_held(&checked[i]));
+        }
+    }
+    verdict
+}
+
+/// The note for the space's status when the admitted addresses already need more than the plan
+/// allows.
+pub(super) fn exceeded_note(space: &Resolved<'_>, outcome: &admission::Outcome) -> Vec<String> {
+    outcome
+        .exceeded
+        .iter()
+        .map(|(resource, needed, limit)| {
+            format!(
+                "the admitted addresses need {needed} {resource} credit(s) but plan {} allows {limit}: no new address is admitted",
+                space.plan_name
+            )
+        })
+        .collect()
+}
+
+/// Writes the status of a candidate that went through admission, and returns what its broker
+/// serves if it was admitted.
+pub(super) fn conclude(
+    c: &Checked<'_>,
+    settings: Result<Served, Refusal>,
+    verdict: Verdict,
+    report: Option<&IndexedReport<'_>>,
+    now: &Time,
+    out: &mut BTreeMap<String, AddressStatus>,
+) -> Option<BrokerAddress> {
+    let settings = match (settings, verdict) {
+        (Ok(settings), Verdict::Admitted(plan_status)) => Served {
+            plan_status,
+            ..settings
+        },
+        (Err((phase, message)), _) => {
+            refuse(out, c.address, phase, message, now);
+            return None;
+        }
+        (Ok(_), verdict) => {
+            refuse(out, c.address, Phase::Pending, verdict.to_string(), now);
+            return None;
+        }
+    };
+    let spec = &c.address.spec;
+    let reported = report.and_then(|r| r.address(&spec.address));
+    let (phase, mut messages) = match reported {
+        Some(r) if r.ready => (Phase::Active, Vec::new()),
+        Some(r) => (
+            Phase::Configuring,
+            vec![
+                r.message
+                    .clone()
+                    .unwrap_or_else(|| "the broker reports the address as not ready".into()),
+            ],
+        ),
+        None => (
+            Phase::Configuring,
+            vec!["waiting for the broker to serve the address".to_owned()],
+        ),
+    };
+    messages.extend(c.held.as_ref().map(|h| h.message.clone()));
+    let served = BrokerAddress {
+        resource: name_of(&c.address.metadata).to_owned(),
+        address: spec.address.clone(),
+        type_: c.served.type_,
+        plan: c.served.plan_name.clone(),
+        topic: c.served.topic.clone(),
+        max_consumers: settings.subscription.as_ref().and_then(|s| s.max_consumers),
+        limits: settings.limits,
+        message_ttl: settings.message_ttl.clone(),
+        message_redelivery: settings.message_redelivery.clone(),
+        deadletter: spec.deadletter.clone(),
+        expiry: spec.expiry.clone(),
+    };
+    let mut address_status = status(c.address, phase, messages, Some(settings), now);
+    set_condition(
+        &mut address_status.conditions,
+        applied_condition(c.address, c.held.as_ref(), now),
+    );
+    address_status.depth = reported.map(|r| r.depth);
+    address_status.messages_expired = reported.map(|r| r.messages_expired);
+    address_status.messages_dead_lettered = reported.map(|r| r.messages_dead_lettered);
+    address_status.messages_dropped = reported.map(|r| r.messages_dropped);
+    out.insert(name_of(&c.address.metadata).to_owned(), address_status);
+    Some(served)
+}
+
+pub(super) fn refuse(
     out: &mut BTreeMap<String, AddressStatus>,
     address: &Address,
     phase: Phase,
@@ -256,7 +350,7 @@ fn refuse(
 /// The address's own rules, its plan, and what it asks of the quota. An address that was served
 /// before stays as it was served while what its spec now asks cannot be served, so that no edit of
 /// its spec or of a plan removes its messages.
-fn check<'a>(
+pub(super) fn check<'a>(
     space: &Resolved<'_>,
     address: &'a Address,
     infra: &Infra<'a>,
@@ -440,7 +534,7 @@ pub(super) fn find_address_plan<'a>(
 }
 
 /// A subscription's topic and the dead-letter addresses must be addresses of the right type.
-fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
+fn references(c: &Checked<'_>, type_of: impl Fn(&str) -> Option<AddressType>) -> Result<(), Refusal> {
     let spec = &c.address.spec;
     let mut wanted: Vec<(&str, &str, AddressType)> = Vec::new();
     if c.served.type_ == AddressType::Subscription {
@@ -462,17 +556,17 @@ fn references(c: &Checked<'_>, all: &[Checked<'_>]) -> Result<(), Refusal> {
         }
     }
     for (field, target, type_) in wanted {
-        match all.iter().find(|other| other.address.spec.address == target) {
+        match type_of(target) {
             None => {
                 return Err((
                     Phase::Pending,
                     format!("{field}: {type_} address {target:?} not found in the address space"),
                 ));
             }
-            Some(other) if other.served.type_ != type_ => {
+            Some(other) if other != type_ => {
                 return Err((
                     Phase::Failed,
-                    format!("{field}: {target:?} is a {}, not a {type_}", other.served.type_),
+                    format!("{field}: {target:?} is a {other}, not a {type_}"),
                 ));
             }
             Some(_) => {}
@@ -549,7 +643,7 @@ fn settings(c: &Checked<'_>) -> Result<Served, Refusal> {
 
 /// The settings of a held address: as its spec and plan give them, or, when they do not make
 /// sense together, the TTL and redelivery its status recorded as in force.
-fn settings_held(c: &Checked<'_>) -> Served {
+pub(super) fn settings_held(c: &Checked<'_>) -> Served {
     settings(c).unwrap_or_else(|_| {
         let recorded = c.address.status.clone().unwrap_or_default();
         let plan = &c.served.plan;

@@ -9,11 +9,14 @@
 
 mod address;
 mod applied;
+mod incremental;
 mod infra;
+mod memo;
 mod space;
 mod user;
 
 pub use applied::{APPLIED_CONDITION, HoldReason, waits_for_drain};
+pub use incremental::Incremental;
 pub use infra::{InfraStatuses, infra_statuses};
 
 #[cfg(test)]
@@ -102,6 +105,7 @@ pub fn evaluate(tenant: &Tenant<'_>, infra: &Infra<'_>, reports: &Reports, now: 
             reports.get(name).map(IndexedReport::new).as_ref(),
             now,
             &mut evaluation,
+            None,
         );
     }
     evaluation
@@ -166,13 +170,13 @@ fn name_of(metadata: &ObjectMeta) -> &str {
 }
 
 /// Resources in the order they were created (then by name): the first one wins a conflict.
-fn sorted<K: kube::Resource>(resources: &[K]) -> Vec<&K> {
-    let mut sorted: Vec<&K> = resources.iter().collect();
+fn sorted<'a, K: kube::Resource>(resources: &'a [K]) -> Vec<&'a K> {
+    let mut sorted: Vec<&'a K> = resources.iter().collect();
     sorted.sort_by(|a, b| {
-        let key = |r: &K| {
+        let key = |r: &'a K| {
             (
-                r.meta().creation_timestamp.clone().map(|t| t.0),
-                r.meta().name.clone(),
+                r.meta().creation_timestamp.as_ref().map(|t| &t.0),
+                r.meta().name.as_ref(),
             )
         };
         key(a).cmp(&key(b))

@@ -3,7 +3,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Evaluation, Infra, Members, SpaceVerdict, address, name_of, user};
+use super::{
+    Evaluation, Infra, Members, SpaceVerdict, address,
+    memo::{self, AddressMemo},
+    name_of, user,
+};
 use crate::{
     admission::Limits,
     broker_config::{Authentication, BrokerConfig, IndexedReport, SpaceConfig},
@@ -41,20 +45,27 @@ pub(super) struct Resolved<'a> {
 /// Why a space cannot be served: its phase and the causes.
 pub(super) type Unresolved = (Phase, Vec<String>);
 
-/// Evaluates one space with its addresses and users, writing every verdict into `out`.
-pub(super) fn evaluate_space(
+/// Evaluates one space with its addresses and users, writing every verdict into `out`. With a
+/// `memo` of the last evaluation (whose verdicts `out` holds), only the addresses that changed
+/// are evaluated again where that gives the same verdict; the memo is kept up to date.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn evaluate_space<'a>(
     namespace: &str,
     space: &AddressSpace,
-    members: &Members<'_>,
-    infra: &Infra<'_>,
+    members: &Members<'a>,
+    infra: &Infra<'a>,
     report: Option<&IndexedReport<'_>>,
     now: &Time,
     out: &mut Evaluation,
+    mut memo: Option<&mut AddressMemo>,
 ) {
     let name = name_of(&space.metadata);
     let (resolved, mut messages) = match resolve(namespace, space, infra, &members.addresses) {
         Ok(resolved) => resolved,
         Err((phase, messages)) => {
+            if let Some(memo) = memo {
+                memo.clear();
+            }
             let why = format!("address space {name} is not ready: {}", messages.join("; "));
             for address in &members.addresses {
                 let status = address::waiting_for_space(address, &why, now);
@@ -74,14 +85,44 @@ pub(super) fn evaluate_space(
         }
     };
 
-    let (addresses, address_messages) = address::evaluate_addresses(
-        &resolved,
-        &members.addresses,
-        infra,
-        report,
-        now,
-        &mut out.addresses,
-    );
+    let ordered = address::in_order(&members.addresses);
+    let again = memo.as_deref_mut().and_then(|memo| {
+        // What the broker was to serve: the unchanged addresses keep their part.
+        let previous = out
+            .spaces
+            .get_mut(name)
+            .and_then(|v| v.config.as_mut())
+            .map(|c| std::mem::take(&mut c.addresses))?;
+        memo::again(
+            &resolved,
+            &ordered,
+            infra,
+            report,
+            now,
+            &mut out.addresses,
+            memo,
+            previous,
+        )
+    });
+    let (addresses, address_messages) = match again {
+        Some(again) => again,
+        None => {
+            let mut traces = memo.is_some().then(Vec::new);
+            let whole = address::evaluate_addresses(
+                &resolved,
+                &ordered,
+                infra,
+                report,
+                now,
+                &mut out.addresses,
+                traces.as_mut(),
+            );
+            if let (Some(memo), Some(traces)) = (memo, traces) {
+                memo.remember(&traces, report, &out.addresses);
+            }
+            whole
+        }
+    };
     messages.extend(address_messages);
     let users = user::evaluate_users(&resolved, &members.users);
     let config = BrokerConfig {

@@ -634,3 +634,4 @@ fn the_infra_configs_address_full_policy_reaches_the_broker_config() {
 }
 
 mod held;
+mod incremental;

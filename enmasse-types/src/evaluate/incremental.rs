@@ -1,0 +1,228 @@
+//! [`Incremental`]: the verdict kept from one evaluation to the next, and only what a change can
+//! affect evaluated again.
+
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Resource, core::object::HasSpec};
+
+use super::{Evaluation, Infra, Reports, Tenant, group_by_space, memo::AddressMemo, name_of, sorted, space};
+use crate::{
+    broker_config::IndexedReport,
+    resources::{
+        address_space::{AddressSpace, AddressSpaceSpec},
+        authentication_service::AuthenticationServiceSpec,
+        infra_config::{BrokeredInfraConfigSpec, StandardInfraConfigSpec},
+        plans::{AddressPlanSpec, AddressSpacePlanSpec},
+    },
+};
+
+/// Evaluates one namespace again and again, as [`super::evaluate`] does, keeping the verdict
+/// between evaluations: an address is evaluated again only when it, or its broker's report of it,
+/// changed, and nothing it changed reaches other addresses (see the `memo` module). Anything else
+/// (the space, its plan, the infrastructure, an address others depend on) makes its space be
+/// evaluated whole. The verdict is always the one [`super::evaluate`] gives for the same input.
+///
+/// Each address's status is meant to be given back as it was last evaluated, as the API server
+/// (or the standalone broker) does: an address whose status did not come out as it went in is
+/// evaluated again next time.
+#[derive(Debug, Default)]
+pub struct Incremental {
+    namespace: String,
+    infra: OwnedInfra,
+    evaluation: Evaluation,
+    spaces: BTreeMap<String, SpaceMemo>,
+    /// The addresses and users given a status outside any space (a malformed name, an unknown
+    /// space): few, and evaluated every time.
+    outside: (Vec<String>, Vec<String>),
+    evaluated: usize,
+}
+
+/// What is remembered of one space.
+#[derive(Debug, Default)]
+struct SpaceMemo {
+    /// What its addresses were evaluated against: its spec and the plan applied.
+    context: Option<(AddressSpaceSpec, Option<String>)>,
+    addresses: AddressMemo,
+    /// The resource names of its members, whose verdicts `evaluation` holds.
+    members: (HashSet<String>, HashSet<String>),
+}
+
+/// The infrastructure as it was last evaluated against: the names and specs of each kind, in
+/// order (what `evaluate` reads of them; a status or resource version that changed is no change).
+#[derive(Debug, Default, PartialEq)]
+struct OwnedInfra {
+    space_plans: Vec<(Option<String>, AddressSpacePlanSpec)>,
+    address_plans: Vec<(Option<String>, AddressPlanSpec)>,
+    standard_infra_configs: Vec<(Option<String>, StandardInfraConfigSpec)>,
+    brokered_infra_configs: Vec<(Option<String>, BrokeredInfraConfigSpec)>,
+    authentication_services: Vec<(Option<String>, AuthenticationServiceSpec)>,
+}
+
+/// The name and spec of each of `resources`.
+fn named_specs<K: Resource + HasSpec>(resources: &[K]) -> Vec<(Option<String>, K::Spec)>
+where
+    K::Spec: Clone,
+{
+    resources
+        .iter()
+        .map(|r| (r.meta().name.clone(), r.spec().clone()))
+        .collect()
+}
+
+/// Whether `owned` holds the names and specs of `resources`, in order.
+fn same_specs<K: Resource + HasSpec>(owned: &[(Option<String>, K::Spec)], resources: &[K]) -> bool
+where
+    K::Spec: PartialEq,
+{
+    owned.len() == resources.len()
+        && owned
+            .iter()
+            .zip(resources)
+            .all(|((name, spec), r)| *name == r.meta().name && spec == r.spec())
+}
+
+impl OwnedInfra {
+    fn of(infra: &Infra<'_>) -> Self {
+        Self {
+            space_plans: named_specs(infra.space_plans),
+            address_plans: named_specs(infra.address_plans),
+            standard_infra_configs: named_specs(infra.standard_infra_configs),
+            brokered_infra_configs: named_specs(infra.brokered_infra_configs),
+            authentication_services: named_specs(infra.authentication_services),
+        }
+    }
+
+    fn is(&self, infra: &Infra<'_>) -> bool {
+        same_specs(&self.space_plans, infra.space_plans)
+            && same_specs(&self.address_plans, infra.address_plans)
+            && same_specs(&self.standard_infra_configs, infra.standard_infra_configs)
+            && same_specs(&self.brokered_infra_configs, infra.brokered_infra_configs)
+            && same_specs(&self.authentication_services, infra.authentication_services)
+    }
+}
+
+impl Incremental {
+    /// An evaluator that remembers nothing yet: its first evaluation is whole.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The verdict on `tenant`, as [`super::evaluate`] gives it.
+    pub fn evaluate(
+        &mut self,
+        tenant: &Tenant<'_>,
+        infra: &Infra<'_>,
+        reports: &Reports,
+        now: &Time,
+    ) -> &Evaluation {
+        if self.namespace != tenant.namespace || !self.infra.is(infra) {
+            *self = Self {
+                namespace: tenant.namespace.to_owned(),
+                infra: OwnedInfra::of(infra),
+                ..Self::default()
+            };
+        }
+        let out = &mut self.evaluation;
+        for name in self.outside.0.drain(..) {
+            out.addresses.remove(&name);
+        }
+        for name in self.outside.1.drain(..) {
+            out.users.remove(&name);
+        }
+        let mut outside = Evaluation::default();
+        let grouped = group_by_space(tenant, now, &mut outside);
+
+        let spaces: HashSet<&str> = tenant.spaces.iter().map(|s| name_of(&s.metadata)).collect();
+        self.spaces.retain(|name, memo| {
+            let keep = spaces.contains(name.as_str());
+            if !keep {
+                forget(out, name, memo);
+            }
+            keep
+        });
+        self.evaluated = 0;
+        for space in sorted(tenant.spaces) {
+            let name = name_of(&space.metadata);
+            let members = grouped.get(name).cloned().unwrap_or_default();
+            let memo = self.spaces.entry(name.to_owned()).or_default();
+            // Members gone take their verdicts with them.
+            let addresses: HashSet<String> = members
+                .addresses
+                .iter()
+                .map(|a| name_of(&a.metadata).to_owned())
+                .collect();
+            let users: HashSet<String> = members
+                .users
+                .iter()
+                .map(|u| name_of(&u.metadata).to_owned())
+                .collect();
+            for gone in memo.members.0.difference(&addresses) {
+                out.addresses.remove(gone);
+            }
+            for gone in memo.members.1.difference(&users) {
+                out.users.remove(gone);
+            }
+            memo.members = (addresses, users);
+            let context = context(space);
+            // A plan change reads every address to see whether they fit: the space is whole.
+            if memo.context.as_ref() != Some(&context)
+                || context.1.as_ref().is_some_and(|a| *a != context.0.plan)
+            {
+                memo.addresses.clear();
+            }
+            memo.context = Some(context);
+            space::evaluate_space(
+                tenant.namespace,
+                space,
+                &members,
+                infra,
+                reports.get(name).map(IndexedReport::new).as_ref(),
+                now,
+                out,
+                Some(&mut memo.addresses),
+            );
+            self.evaluated += memo.addresses.evaluated;
+        }
+        self.outside = (
+            outside.addresses.keys().cloned().collect(),
+            outside.users.keys().cloned().collect(),
+        );
+        out.addresses.append(&mut outside.addresses);
+        out.users.append(&mut outside.users);
+        &self.evaluation
+    }
+
+    /// The last verdict.
+    pub fn evaluation(&self) -> &Evaluation {
+        &self.evaluation
+    }
+
+    /// The last verdict, for a caller that adds what it knows to the spaces' statuses.
+    pub fn evaluation_mut(&mut self) -> &mut Evaluation {
+        &mut self.evaluation
+    }
+
+    /// How many of the spaces' addresses the last evaluation looked at: all of a space evaluated
+    /// whole, only those that changed otherwise.
+    pub fn evaluated(&self) -> usize {
+        self.evaluated
+    }
+}
+
+/// What a space's addresses are evaluated against, besides each other and the infrastructure.
+fn context(space: &AddressSpace) -> (AddressSpaceSpec, Option<String>) {
+    let applied = space.status.as_ref().and_then(|s| s.applied_plan.clone());
+    (space.spec.clone(), applied)
+}
+
+/// Removes a space that is gone, with its members' verdicts.
+fn forget(out: &mut Evaluation, name: &str, memo: &SpaceMemo) {
+    out.spaces.remove(name);
+    for address in &memo.members.0 {
+        out.addresses.remove(address);
+    }
+    for user in &memo.members.1 {
+        out.users.remove(user);
+    }
+}

@@ -1,0 +1,370 @@
+//! What the last evaluation of a space's addresses found of each, and evaluating again only the
+//! addresses that changed.
+//!
+//! An address is evaluated again when its resource (spec or status) or its broker's report of it
+//! changed, or when its status did not come out as it went in (evaluating it again could then
+//! give another status, or stamp another time). The others keep their status and what their broker
+//! serves. Addresses depend on each other in three ways, and each is checked before anything is
+//! kept:
+//!
+//! - Two resources of one address: the first takes it. An address whose spec.address is shared
+//!   with another resource, now or before the change, makes the whole space be evaluated.
+//! - References (a subscription's topic, dead-letter and expiry addresses): an address that any
+//!   other names makes the whole space be evaluated when it changes. The changed addresses look
+//!   up the others' types; while some address serves another type than its spec asks because its
+//!   spec failed (what the others saw of it then depends on their place), the space is whole.
+//! - The quota, which admits in order: the changed addresses' requests join the others', and
+//!   admission runs over all of them (it is arithmetic, no allocation per address). If any
+//!   unchanged address gets another verdict than it had, or admission would move an address back
+//!   to what it was served as (now, or last time), the whole space is evaluated.
+//!
+//! Anything else that could tie addresses together (the space, its plan, the infrastructure)
+//! is compared by the caller, which forgets the memo when it changed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{
+    Infra,
+    address::{self, Checked, Served, Trace},
+    name_of,
+    space::Resolved,
+};
+use crate::{
+    admission::{self, Request, Verdict},
+    broker_config::{AddressReport, BrokerAddress, IndexedReport},
+    resources::address::{Address, AddressStatus, AddressType},
+};
+
+/// A space with more changed addresses than one in this many is evaluated whole: the bookkeeping
+/// would cost more than it saves.
+const WHOLE_BEYOND: usize = 8;
+
+/// What the last evaluation found of one address.
+#[derive(Debug)]
+struct Record {
+    /// The resource as it was evaluated.
+    input: Address,
+    /// What its broker reported of it then.
+    reported: Option<AddressReport>,
+    /// Its status came out as it went in: evaluating it again gives the same, at any time.
+    settled: bool,
+    /// The type it passed its own rules as, and the type it was served as once settled.
+    types: Option<(AddressType, AddressType)>,
+    /// Its last request to the quota and the verdict.
+    admission: Option<(Request, Verdict)>,
+}
+
+impl Record {
+    /// The addresses this one may name: as topic, dead-letter or expiry address, in its spec or
+    /// as its broker serves it.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        let spec = &self.input.spec;
+        [
+            spec.topic.as_deref(),
+            spec.deadletter.as_deref(),
+            spec.expiry.as_deref(),
+            self.reported.as_ref().and_then(|r| r.topic.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// What the last evaluation of one space's addresses found, by resource name.
+#[derive(Debug, Default)]
+pub(super) struct AddressMemo {
+    records: HashMap<String, Record>,
+    /// The resource that passed its own rules with each address.
+    checked: HashMap<String, String>,
+    /// How many addresses name each address (see [`Record::names`]).
+    named: HashMap<String, usize>,
+    /// Admission moved some address back to what it was served as: it runs whole next time.
+    admission_fell_back: bool,
+    /// Some address fell back to another type while settling: the addresses that name it saw one
+    /// type or the other by their place in the order, which is left to a whole evaluation.
+    retyped: bool,
+    /// How many addresses the last evaluation looked at.
+    pub(super) evaluated: usize,
+}
+
+impl AddressMemo {
+    /// Forgets everything: the next evaluation is whole.
+    pub(super) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Remembers a whole evaluation.
+    pub(super) fn remember(
+        &mut self,
+        traces: &[Trace<'_>],
+        report: Option<&IndexedReport<'_>>,
+        out: &BTreeMap<String, AddressStatus>,
+    ) {
+        self.clear();
+        for trace in traces {
+            // Two resources of one name (a manifests directory can hold them; an API server
+            // cannot): records are by name, so there is nothing sound to remember.
+            if self.records.contains_key(name_of(&trace.address.metadata)) {
+                self.clear();
+                return;
+            }
+            self.admission_fell_back |= trace.fell_back_at_admission;
+            self.retyped |= trace.types.is_some_and(|(first, settled)| first != settled);
+            self.insert(record(trace, report, out));
+        }
+        self.evaluated = traces.len();
+    }
+
+    fn insert(&mut self, (name, record): (String, Record)) {
+        self.remove(&name);
+        for named in record.names() {
+            *self.named.entry(named.to_owned()).or_default() += 1;
+        }
+        if record.types.is_some() {
+            self.checked
+                .insert(record.input.spec.address.clone(), name.clone());
+        }
+        self.records.insert(name, record);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Record> {
+        let record = self.records.remove(name)?;
+        for named in record.names() {
+            if let Some(count) = self.named.get_mut(named) {
+                *count -= 1;
+                if *count == 0 {
+                    self.named.remove(named);
+                }
+            }
+        }
+        if self
+            .checked
+            .get(&record.input.spec.address)
+            .is_some_and(|n| n == name)
+        {
+            self.checked.remove(&record.input.spec.address);
+        }
+        Some(record)
+    }
+}
+
+/// The record of a traced address, with its resource name.
+fn record(
+    trace: &Trace<'_>,
+    report: Option<&IndexedReport<'_>>,
+    out: &BTreeMap<String, AddressStatus>,
+) -> (String, Record) {
+    let name = name_of(&trace.address.metadata).to_owned();
+    let settled = out.get(&name) == trace.address.status.as_ref();
+    let record = Record {
+        input: trace.address.clone(),
+        reported: report
+            .and_then(|r| r.address(&trace.address.spec.address))
+            .cloned(),
+        settled,
+        types: trace.types,
+        admission: trace.admission.clone(),
+    };
+    (name, record)
+}
+
+/// An address evaluated again, and what became of it so far.
+struct Changed<'a> {
+    address: &'a Address,
+    /// Its index among the checked, when it passed its own rules.
+    checked: Option<usize>,
+    /// Its settings, once settled.
+    settled: Option<Result<Served, address::Refusal>>,
+}
+
+/// Evaluates again the addresses of a space (in [`address::in_order`]) that changed since `memo`
+/// was taken, keeping the others' statuses in `out` and their part of `previous`, what the
+/// broker was to serve. `None` when the change reaches further than the changed addresses: the
+/// caller evaluates the space whole.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn again<'a>(
+    space: &Resolved<'_>,
+    addresses: &[&'a Address],
+    infra: &Infra<'a>,
+    report: Option<&IndexedReport<'_>>,
+    now: &Time,
+    out: &mut BTreeMap<String, AddressStatus>,
+    memo: &mut AddressMemo,
+    previous: Vec<BrokerAddress>,
+) -> Option<(Vec<BrokerAddress>, Vec<String>)> {
+    if memo.records.is_empty() || memo.admission_fell_back || memo.retyped {
+        return None;
+    }
+    let mut present: HashSet<&str> = HashSet::with_capacity(addresses.len());
+    let mut taken: HashMap<&str, usize> = HashMap::with_capacity(addresses.len());
+    let mut changed: Vec<Changed<'a>> = Vec::new();
+    for &address in addresses {
+        let name = name_of(&address.metadata);
+        if !present.insert(name) {
+            return None;
+        }
+        *taken.entry(address.spec.address.as_str()).or_default() += 1;
+        let reported = report.and_then(|r| r.address(&address.spec.address));
+        let same = memo
+            .records
+            .get(name)
+            .is_some_and(|r| r.settled && r.reported.as_ref() == reported && r.input == *address);
+        if !same {
+            changed.push(Changed {
+                address,
+                checked: None,
+                settled: None,
+            });
+        }
+    }
+    let removed: Vec<String> = memo
+        .records
+        .keys()
+        .filter(|name| !present.contains(name.as_str()))
+        .cloned()
+        .collect();
+    if (changed.len() + removed.len()) * WHOLE_BEYOND > addresses.len().max(WHOLE_BEYOND) {
+        return None;
+    }
+
+    // What a changed address was and is must be its own: no other resource of the same address,
+    // and no other address naming it.
+    let alone = |now_: Option<&str>, before: Option<&str>| {
+        now_.is_none_or(|a| taken.get(a) == Some(&1) && !memo.named.contains_key(a))
+            && before
+                .is_none_or(|a| now_ == Some(a) || (!taken.contains_key(a) && !memo.named.contains_key(a)))
+    };
+    for c in &changed {
+        let before = memo.records.get(name_of(&c.address.metadata));
+        if !alone(
+            Some(&c.address.spec.address),
+            before.map(|r| r.input.spec.address.as_str()),
+        ) {
+            return None;
+        }
+    }
+    for name in &removed {
+        if !alone(None, Some(&memo.records[name].input.spec.address)) {
+            return None;
+        }
+    }
+    let changed_names: HashSet<&str> = changed.iter().map(|c| name_of(&c.address.metadata)).collect();
+    let unchanged = |name: &str| present.contains(name) && !changed_names.contains(name);
+
+    // Their own rules, then references and settings, as a whole evaluation would see them.
+    let mut checked: Vec<Checked<'a>> = Vec::new();
+    for c in &mut changed {
+        match address::check(space, c.address, infra, report) {
+            Ok(ok) => {
+                c.checked = Some(checked.len());
+                checked.push(ok);
+            }
+            Err((phase, message)) => address::refuse(out, c.address, phase, message, now),
+        }
+    }
+    let first_types: Vec<AddressType> = checked.iter().map(|c| c.served.type_).collect();
+    let index: HashMap<&str, usize> = checked
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.address.spec.address.as_str(), i))
+        .collect();
+    for c in &mut changed {
+        let Some(i) = c.checked else { continue };
+        let records = &memo.records;
+        let by_address = &memo.checked;
+        c.settled = Some(address::settle(&mut checked, i, |checked, target| {
+            if let Some(&j) = index.get(target) {
+                return Some(checked[j].served.type_);
+            }
+            let name = by_address.get(target).filter(|n| unchanged(n))?;
+            // The same before and after it settled (see `retyped`).
+            records[name].types.map(|(first, _)| first)
+        }));
+    }
+
+    // The quota, over every address in order; the unchanged must keep their verdicts.
+    let mut requests: Vec<&Request> = Vec::with_capacity(addresses.len());
+    let mut owners: Vec<Result<&Verdict, usize>> = Vec::with_capacity(addresses.len());
+    let mut next = changed.iter().enumerate().peekable();
+    for &address in addresses {
+        let name = name_of(&address.metadata);
+        if next.peek().is_some_and(|(_, c)| std::ptr::eq(c.address, address)) {
+            let Some((k, c)) = next.next() else { break };
+            if let (Some(i), Some(Ok(_))) = (c.checked, &c.settled) {
+                requests.push(&checked[i].request);
+                owners.push(Err(k));
+            }
+        } else if let Some((request, verdict)) = &memo.records[name].admission {
+            requests.push(request);
+            owners.push(Ok(verdict));
+        }
+    }
+    let outcome = admission::admit(&space.limits, &requests);
+    let mut verdicts: HashMap<usize, Verdict> = HashMap::new();
+    for (owner, verdict) in owners.into_iter().zip(outcome.verdicts.iter()) {
+        match owner {
+            Ok(before) if before != verdict => return None,
+            Ok(_) => {}
+            Err(k) => {
+                let admitted = matches!(verdict, Verdict::Admitted(_));
+                let i = changed[k].checked?;
+                if !admitted && checked[i].fallback.is_some() {
+                    return None;
+                }
+                verdicts.insert(k, verdict.clone());
+            }
+        }
+    }
+    let notes = address::exceeded_note(space, &outcome);
+
+    // Nothing reaches further: conclude the changed ones, and remember them.
+    let mut served = previous;
+    let gone: HashSet<&str> = changed
+        .iter()
+        .map(|c| name_of(&c.address.metadata))
+        .chain(removed.iter().map(String::as_str))
+        .collect();
+    served.retain(|b| !gone.contains(b.resource.as_str()));
+    let mut traces = Vec::with_capacity(changed.len());
+    for (k, c) in changed.iter_mut().enumerate() {
+        let mut trace = Trace {
+            address: c.address,
+            types: None,
+            admission: None,
+            fell_back_at_admission: false,
+        };
+        if let Some(i) = c.checked {
+            trace.types = Some((first_types[i], checked[i].served.type_));
+            match c.settled.take() {
+                Some(Ok(settings)) => {
+                    let verdict = verdicts.remove(&k)?;
+                    trace.admission = Some((checked[i].request.clone(), verdict.clone()));
+                    served.extend(address::conclude(
+                        &checked[i],
+                        Ok(settings),
+                        verdict,
+                        report,
+                        now,
+                        out,
+                    ));
+                }
+                Some(Err((phase, message))) => address::refuse(out, c.address, phase, message, now),
+                None => {}
+            }
+        }
+        traces.push(trace);
+    }
+    served.sort_by(|a, b| a.address.cmp(&b.address));
+    for name in &removed {
+        out.remove(name);
+        memo.remove(name);
+    }
+    for trace in &traces {
+        memo.retyped |= trace.types.is_some_and(|(first, settled)| first != settled);
+        memo.insert(record(trace, report, out));
+    }
+    memo.evaluated = changed.len();
+    Some((served, notes))
+}

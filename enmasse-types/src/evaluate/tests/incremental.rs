@@ -1,0 +1,509 @@
+//! The incremental evaluator gives the whole evaluation's verdict, over random edits, and evaluates
+//! again only what changed when that is all a change reaches.
+
+use proptest::{
+    prelude::*,
+    test_runner::{Config, TestRunner},
+};
+
+use super::*;
+use crate::resources::address::Address;
+
+/// A space plan with room for two brokers: two large queues fill it.
+const TIGHT: &str = "apiVersion: admin.enmasse.io/v1beta2
+kind: AddressSpacePlan
+metadata: {name: tight}
+spec:
+  addressSpaceType: standard
+  infraConfigRef: default
+  resourceLimits: {router: 1.0, broker: 2.0, aggregate: 3.0}
+  addressPlans: [standard-small-anycast, standard-small-queue, standard-large-queue, standard-small-topic, standard-small-subscription]
+";
+
+/// A namespace as the API server holds it, edited step by step.
+struct World {
+    catalog: Catalog,
+    reports: Reports,
+    now: i64,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut catalog = catalog(&[SPACE, TIGHT]);
+        catalog.spaces[0].spec.plan = "tight".into();
+        Self {
+            catalog,
+            reports: Reports::new(),
+            now: 100,
+        }
+    }
+
+    /// A world whose space has room for a hundred small queues.
+    fn roomy() -> Self {
+        let mut world = Self::new();
+        world.catalog.spaces[0].spec.plan = "standard-small".into();
+        world
+    }
+
+    fn tenant(&self) -> Tenant<'_> {
+        Tenant {
+            namespace: "team1",
+            spaces: &self.catalog.spaces,
+            addresses: &self.catalog.addresses,
+            users: &self.catalog.users,
+        }
+    }
+
+    fn whole(&self) -> Evaluation {
+        evaluate(
+            &self.tenant(),
+            &self.catalog.infra(),
+            &self.reports,
+            &at(self.now),
+        )
+    }
+
+    fn again<'a>(&self, incremental: &'a mut Incremental) -> &'a Evaluation {
+        incremental.evaluate(
+            &self.tenant(),
+            &self.catalog.infra(),
+            &self.reports,
+            &at(self.now),
+        )
+    }
+
+    /// Creates `address`, or replaces the spec of the resource of its name (its status stays, as
+    /// the API server keeps it).
+    fn put(&mut self, address: Address) {
+        match self
+            .catalog
+            .addresses
+            .iter_mut()
+            .find(|a| a.metadata.name == address.metadata.name)
+        {
+            Some(existing) => existing.spec = address.spec,
+            None => self.catalog.addresses.push(address),
+        }
+    }
+
+    /// The statuses of `verdict` written back, as the operator (or the standalone broker) does.
+    fn carry(&mut self, verdict: &Evaluation) {
+        for a in &mut self.catalog.addresses {
+            a.status = verdict
+                .addresses
+                .get(a.metadata.name.as_deref().unwrap())
+                .cloned();
+        }
+        for u in &mut self.catalog.users {
+            u.status = verdict.users.get(u.metadata.name.as_deref().unwrap()).cloned();
+        }
+        for s in &mut self.catalog.spaces {
+            s.status = verdict
+                .spaces
+                .get(s.metadata.name.as_deref().unwrap())
+                .map(|v| v.status.clone());
+        }
+    }
+
+    /// The broker reports `verdict`'s config served, with `depth` messages on `deep`.
+    fn serve(&mut self, verdict: &Evaluation, deep: &str, depth: u64) {
+        self.reports.clear();
+        let Some(config) = verdict.spaces.get("app").and_then(|v| v.config.as_ref()) else {
+            return;
+        };
+        let report = BrokerReport {
+            revision: config.revision(),
+            addresses: config
+                .addresses
+                .iter()
+                .map(|a| AddressReport {
+                    type_: Some(a.type_),
+                    topic: a.topic.clone(),
+                    ..AddressReport::serving(a.address.clone(), if a.address == deep { depth } else { 0 })
+                })
+                .collect(),
+            problems: vec![],
+        };
+        self.reports.insert("app".into(), report);
+    }
+}
+
+const TYPES: &[&str] = &[
+    "queue",
+    "topic",
+    "subscription",
+    "anycast",
+    "deadletter",
+    "multicast",
+];
+const PLANS: &[&str] = &[
+    "standard-small-queue",
+    "standard-large-queue",
+    "standard-small-topic",
+    "standard-small-subscription",
+    "standard-small-anycast",
+    "standard-xlarge-queue",
+    "no-such-plan",
+];
+
+/// One edit of the namespace, or of what its broker reports.
+#[derive(Clone, Debug)]
+enum Edit {
+    /// An address created or its spec replaced: resource, address, type, plan, and the address it
+    /// names (a subscription's topic, or else a dead-letter address on one draw in four).
+    Put(u8, u8, u8, u8, u8),
+    /// The first resource of a name deleted.
+    Delete(u8),
+    /// A second resource of a name (a manifests directory can hold one): resource, address.
+    Twin(u8, u8),
+    /// The statuses of the last verdict written back.
+    Carry,
+    /// The broker reports the last verdict's config served, with messages on one address.
+    Serve(u8, u8),
+    SpacePlan(bool),
+    User(bool),
+    Tick,
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // Mostly queues on the two queue plans, so that the quota fills and empties.
+    let type_ = prop_oneof![4 => Just(0u8), 3 => 1..6u8];
+    let plan = prop_oneof![2 => Just(0u8), 3 => Just(1u8), 2 => 2..7u8];
+    prop_oneof![
+        4 => (0..10u8, 0..12u8, type_, plan, 0..12u8).prop_map(|(r, a, t, p, n)| Edit::Put(r, a, t, p, n)),
+        2 => (0..10u8).prop_map(Edit::Delete),
+        1 => (0..10u8, 0..12u8).prop_map(|(r, a)| Edit::Twin(r, a)),
+        4 => Just(Edit::Carry),
+        2 => (0..12u8, 0..3u8).prop_map(|(a, d)| Edit::Serve(a, d)),
+        1 => any::<bool>().prop_map(Edit::SpacePlan),
+        1 => any::<bool>().prop_map(Edit::User),
+        1 => Just(Edit::Tick),
+    ]
+}
+
+fn apply(world: &mut World, edit: &Edit, last: &Evaluation) {
+    match *edit {
+        Edit::Put(r, a, t, p, n) => {
+            let type_ = TYPES[usize::from(t)];
+            let named = format!("a{n}");
+            let (topic, deadletter) = match type_ {
+                "subscription" => (Some(named.as_str()), None),
+                _ if n % 4 == 1 => (None, Some(named.as_str())),
+                _ => (None, None),
+            };
+            world.put(resource(
+                &format!("app.r{r}"),
+                &format!("a{a}"),
+                type_,
+                PLANS[usize::from(p)],
+                topic,
+                deadletter,
+            ));
+        }
+        Edit::Delete(r) => {
+            let name = format!("app.r{r}");
+            let first = world
+                .catalog
+                .addresses
+                .iter()
+                .position(|a| a.metadata.name.as_deref() == Some(&name));
+            if let Some(i) = first {
+                world.catalog.addresses.remove(i);
+            }
+        }
+        Edit::Twin(r, a) => {
+            let name = format!("app.r{r}");
+            let twin = resource(
+                &name,
+                &format!("a{a}"),
+                "queue",
+                "standard-small-queue",
+                None,
+                None,
+            );
+            world.catalog.addresses.push(twin);
+        }
+        Edit::Carry => world.carry(last),
+        Edit::Serve(a, depth) => world.serve(last, &format!("a{a}"), u64::from(depth)),
+        Edit::SpacePlan(medium) => {
+            let plan = if medium { "standard-medium" } else { "tight" };
+            world.catalog.spaces[0].spec.plan = plan.to_owned();
+        }
+        Edit::User(true) if world.catalog.users.is_empty() => {
+            let yaml = user("app.u1", "u1", "{type: password, password: cGFzc3dvcmQ=}", "[]");
+            let mut users = catalog(&[&yaml]).users;
+            world.catalog.users.append(&mut users);
+        }
+        Edit::User(true) => {}
+        Edit::User(false) => world.catalog.users.clear(),
+        Edit::Tick => world.now += 1,
+    }
+}
+
+/// An Address resource.
+fn resource(
+    name: &str,
+    address: &str,
+    type_: &str,
+    plan: &str,
+    topic: Option<&str>,
+    deadletter: Option<&str>,
+) -> Address {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "enmasse.io/v1beta1",
+        "kind": "Address",
+        "metadata": {"name": name, "namespace": "team1"},
+        "spec": {"address": address, "type": type_, "plan": plan, "topic": topic, "deadletter": deadletter}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_incremental_verdict_is_the_whole_verdict_over_random_edits() {
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let partial = std::cell::Cell::new(0usize);
+    let strategy = proptest::collection::vec(edit(), 1..40);
+    runner
+        .run(&strategy, |edits| {
+            let mut world = World::new();
+            let mut incremental = Incremental::new();
+            let mut last = world.whole();
+            for edit in &edits {
+                apply(&mut world, edit, &last);
+                let whole = world.whole();
+                let again = world.again(&mut incremental);
+                prop_assert_eq!(again, &whole, "after {:?}", edit);
+                if incremental.evaluated() < world.catalog.addresses.len() {
+                    partial.set(partial.get() + 1);
+                }
+                last = whole;
+            }
+            Ok(())
+        })
+        .unwrap();
+    // The property is about the partial evaluations: they must have happened.
+    let partial = partial.get();
+    eprintln!("{partial} partial evaluations");
+    assert!(partial > 100, "only {partial} evaluations were partial");
+}
+
+fn queue_named(name: &str) -> Address {
+    resource(
+        &format!("app.{name}"),
+        name,
+        "queue",
+        "standard-small-queue",
+        None,
+        None,
+    )
+}
+
+fn queues(n: usize) -> Vec<Address> {
+    (0..n).map(|i| queue_named(&format!("q{i}"))).collect()
+}
+
+#[test]
+fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(50);
+    let mut incremental = Incremental::new();
+    // Settled: the statuses written back and the broker serving the config.
+    for _ in 0..3 {
+        let verdict = world.again(&mut incremental).clone();
+        world.carry(&verdict);
+        world.serve(&verdict, "", 0);
+    }
+    world.again(&mut incremental);
+    assert_eq!(
+        incremental.evaluated(),
+        0,
+        "nothing changed, nothing is evaluated"
+    );
+
+    world.put(queue_named("added"));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(verdict, world.whole());
+    assert!(
+        verdict.spaces["app"]
+            .config
+            .as_ref()
+            .unwrap()
+            .address("added")
+            .is_some()
+    );
+
+    // The broker serves it, and its status is written back: it alone is looked at each time.
+    world.serve(&verdict, "", 0);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 1);
+    world.carry(&verdict);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(verdict, world.whole());
+    assert_eq!(verdict.addresses["app.added"].phase, Some(Phase::Active));
+}
+
+#[test]
+fn a_change_an_address_others_name_reaches_is_evaluated_whole() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(20);
+    world.put(resource(
+        "app.events",
+        "events",
+        "topic",
+        "standard-small-topic",
+        None,
+        None,
+    ));
+    let mut incremental = Incremental::new();
+    for _ in 0..2 {
+        let verdict = world.again(&mut incremental).clone();
+        world.carry(&verdict);
+        world.serve(&verdict, "", 0);
+    }
+    world.again(&mut incremental);
+    world.put(resource(
+        "app.sub",
+        "sub",
+        "subscription",
+        "standard-small-subscription",
+        Some("events"),
+        None,
+    ));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(
+        incremental.evaluated(),
+        1,
+        "a new subscription of a served topic is alone"
+    );
+    assert_eq!(verdict, world.whole());
+
+    // The topic it names changes type: the subscription must see it, so all is evaluated.
+    world.put(resource(
+        "app.events",
+        "events",
+        "queue",
+        "standard-small-queue",
+        None,
+        None,
+    ));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), world.catalog.addresses.len());
+    assert_eq!(verdict, world.whole());
+}
+
+#[test]
+fn an_address_removed_frees_quota_for_one_that_waited() {
+    let mut world = World::new();
+    world.catalog.addresses = (0..3)
+        .map(|i| {
+            resource(
+                &format!("app.q{i}"),
+                &format!("q{i}"),
+                "queue",
+                "standard-large-queue",
+                None,
+                None,
+            )
+        })
+        .collect();
+    let mut incremental = Incremental::new();
+    for _ in 0..2 {
+        let verdict = world.again(&mut incremental).clone();
+        world.carry(&verdict);
+        world.serve(&verdict, "", 0);
+    }
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(
+        verdict.addresses["app.q2"].phase,
+        Some(Phase::Pending),
+        "no room for a third"
+    );
+
+    world.catalog.addresses.remove(0);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    assert_eq!(verdict.addresses["app.q2"].phase, Some(Phase::Configuring));
+}
+
+#[test]
+fn an_address_moved_to_a_plan_that_does_not_fit_stays_on_its_plan() {
+    let mut world = World::new();
+    let large = |i: usize| {
+        resource(
+            &format!("app.q{i}"),
+            &format!("q{i}"),
+            "queue",
+            "standard-large-queue",
+            None,
+            None,
+        )
+    };
+    world.catalog.addresses = vec![large(0), queue_named("q1"), queue_named("q2")];
+    let mut incremental = Incremental::new();
+    for _ in 0..2 {
+        let verdict = world.again(&mut incremental).clone();
+        world.carry(&verdict);
+        world.serve(&verdict, "", 0);
+    }
+    world.again(&mut incremental);
+
+    world.put(large(1));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    let q1 = &verdict.spaces["app"]
+        .config
+        .as_ref()
+        .unwrap()
+        .address("q1")
+        .unwrap()
+        .plan;
+    assert_eq!(q1, "standard-small-queue", "held on the plan it was admitted on");
+
+    // Room is made: the move it asked for is made.
+    for _ in 0..2 {
+        let verdict = world.again(&mut incremental).clone();
+        world.carry(&verdict);
+        world.serve(&verdict, "", 0);
+    }
+    world.catalog.addresses.remove(0);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    let q1 = &verdict.spaces["app"]
+        .config
+        .as_ref()
+        .unwrap()
+        .address("q1")
+        .unwrap()
+        .plan;
+    assert_eq!(q1, "standard-large-queue");
+}
+
+#[test]
+fn two_resources_of_one_name_and_one_deleted_leave_nothing_of_it_served() {
+    let mut world = World::roomy();
+    world.catalog.addresses = vec![queue_named("x1"), queue_named("x2")];
+    world.catalog.addresses[1].metadata.name = Some("app.x1".into());
+    let mut incremental = Incremental::new();
+    for _ in 0..3 {
+        let verdict = world.again(&mut incremental).clone();
+        world.carry(&verdict);
+        world.serve(&verdict, "", 0);
+    }
+    world.catalog.addresses.remove(0);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    assert!(
+        verdict.spaces["app"]
+            .config
+            .as_ref()
+            .unwrap()
+            .address("x1")
+            .is_none()
+    );
+}
