@@ -21,7 +21,7 @@ use enmasse_types::{
     broker_config::BrokerConfig,
     catalog::{Catalog, TenantResources},
     error::one_line,
-    evaluate::{Evaluation, Reports, evaluate, waits_for_drain},
+    evaluate::{Evaluation, Incremental, Reports, waits_for_drain},
     names::FileName,
     resources::{
         address::AddressStatus,
@@ -130,6 +130,9 @@ pub struct Standalone {
     exposures: Mutex<expose::Exposures>,
     /// Held for a whole refresh: two at once would each read the files, and apply in either order.
     refreshing: Mutex<()>,
+    /// The verdict, kept between reloads so that only what changed is evaluated again. Locked
+    /// before `state` when both are.
+    evaluator: Mutex<Incremental>,
 }
 
 #[derive(Default)]
@@ -143,7 +146,6 @@ struct State {
     credentials: PasswordCredentials,
     /// The certificate files of `tls_dir` as last read.
     tls_files: Option<SecretFiles>,
-    previous: Option<Evaluation>,
     /// When the manifests were last evaluated.
     evaluated: Option<Instant>,
     verdict: Verdict,
@@ -165,11 +167,16 @@ impl Standalone {
             state: Mutex::new(State::default()),
             exposures: Mutex::new(expose::Exposures::new(CancellationToken::new())),
             refreshing: Mutex::new(()),
+            evaluator: Mutex::new(Incremental::new()),
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn evaluator(&self) -> std::sync::MutexGuard<'_, Incremental> {
+        self.evaluator.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Looks at the manifests now and applies them if anything changed, or if a change of an
@@ -190,6 +197,7 @@ impl Standalone {
             WatchMode::Poll => files.reread_all(&self.options.manifests),
         };
         let tls_files = self.options.tls_dir.as_deref().map(SecretFiles::read);
+        let mut evaluator = self.evaluator();
         let mut state = self.state();
         state.files = files;
         match updated {
@@ -205,10 +213,8 @@ impl Standalone {
                 return false;
             }
         }
-        let draining = state
-            .previous
-            .as_ref()
-            .is_some_and(|e| e.addresses.values().any(waits_for_drain))
+        let draining = state.verdict.evaluated
+            && evaluator.evaluation().addresses.values().any(waits_for_drain)
             && state.evaluated.is_none_or(|at| at.elapsed() >= DRAIN_RECHECK);
         if !state.unapplied && state.tls_files == tls_files && !draining {
             return false;
@@ -219,7 +225,7 @@ impl Standalone {
         let catalog = catalog(state.files.files());
         drop(state);
         let read = started.elapsed();
-        self.reload(catalog);
+        self.reload(catalog, &mut evaluator);
         debug!(
             read_ms = read.as_millis(),
             total_ms = started.elapsed().as_millis(),
@@ -275,7 +281,7 @@ impl Standalone {
         tasks.wait().await;
     }
 
-    fn reload(&self, (catalog, problems): (Catalog, Vec<FileProblem>)) {
+    fn reload(&self, (catalog, problems): (Catalog, Vec<FileProblem>), evaluator: &mut Incremental) {
         for problem in &problems {
             warn!(file = %problem.file, "{}", problem.problem);
         }
@@ -296,10 +302,23 @@ impl Standalone {
         };
         let mut tenant = tenant.clone();
         tenant.spaces.retain(|s| s.metadata.name == space.metadata.name);
-        self.carry_statuses(&mut tenant);
+        carry_statuses(&mut tenant, evaluator.evaluation());
 
         let now = Time(Timestamp::now());
-        let mut evaluation = self.evaluate_and_apply(&tenant, &catalog, &now);
+        self.evaluate_and_apply(&tenant, &catalog, &now, evaluator);
+        // The statuses are written back, as an API server keeps them, and evaluated once more:
+        // what was just evaluated settles now (the broker already serves it), so the next change
+        // finds only itself to evaluate.
+        if evaluator.evaluated() > 0 {
+            carry_statuses(&mut tenant, evaluator.evaluation());
+            evaluator.evaluate(
+                &tenant.as_tenant(),
+                &catalog.infra(),
+                &self.reports(&tenant),
+                &now,
+            );
+        }
+        let evaluation = evaluator.evaluation_mut();
         let space_name = space.metadata.name.clone().unwrap_or_default();
         let mut endpoint = self.configure_tls(space, &mut messages);
         let exposed = self.exposures.lock().unwrap_or_else(|p| p.into_inner()).apply(
@@ -331,7 +350,7 @@ impl Standalone {
                 messages.push(message);
             }
         }
-        log_refusals(&evaluation);
+        log_refusals(evaluation);
         let mut state = self.state();
         state.verdict = Verdict {
             address_space: Some(format!("{}/{space_name}", tenant.namespace)),
@@ -339,7 +358,6 @@ impl Standalone {
             problems,
             evaluated: true,
         };
-        state.previous = Some(evaluation);
         state.evaluated = Some(Instant::now());
     }
 
@@ -490,47 +508,31 @@ impl Standalone {
         paths.join(", ")
     }
 
-    /// Gives every resource the status it got last time, as the API server would return it.
-    fn carry_statuses(&self, tenant: &mut TenantResources) {
-        let state = self.state();
-        let Some(previous) = &state.previous else { return };
-        for space in &mut tenant.spaces {
-            let name = space.metadata.name.clone().unwrap_or_default();
-            space.status = previous.spaces.get(&name).map(|v| v.status.clone());
-        }
-        for address in &mut tenant.addresses {
-            address.status = address
-                .metadata
-                .name
-                .as_ref()
-                .and_then(|n| previous.addresses.get(n))
-                .cloned();
-        }
-        for user in &mut tenant.users {
-            user.status = user
-                .metadata
-                .name
-                .as_ref()
-                .and_then(|n| previous.users.get(n))
-                .cloned();
-        }
-    }
-
     /// Evaluates, applies the config, and evaluates again against what the broker now serves, so
     /// that the statuses say what is really served.
-    fn evaluate_and_apply(&self, tenant: &TenantResources, catalog: &Catalog, now: &Time) -> Evaluation {
+    fn evaluate_and_apply(
+        &self,
+        tenant: &TenantResources,
+        catalog: &Catalog,
+        now: &Time,
+        evaluator: &mut Incremental,
+    ) {
         let started = Instant::now();
         let reports = self.reports(tenant);
         let reported = started.elapsed();
-        let first = evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, now);
+        let config = evaluator
+            .evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, now)
+            .spaces
+            .values()
+            .find_map(|v| v.config.clone());
         let evaluated = started.elapsed();
-        let Some(config) = first.spaces.values().find_map(|v| v.config.clone()) else {
-            return first;
-        };
+        let once = evaluator.evaluated();
+        let Some(config) = config else { return };
         let applied = self.apply_config(config, tenant);
         debug!(
             report_ms = reported.as_millis(),
             evaluate_ms = (evaluated - reported).as_millis(),
+            evaluated_addresses = once,
             apply_ms = (started.elapsed() - evaluated).as_millis(),
             "evaluated and applied"
         );
@@ -545,7 +547,7 @@ impl Standalone {
         for (address, held) in &applied.waiting {
             info!(%address, held, "a change of type or topic waits until the address's messages are consumed");
         }
-        evaluate(&tenant.as_tenant(), &catalog.infra(), &self.reports(tenant), now)
+        evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &self.reports(tenant), now);
     }
 
     fn reports(&self, tenant: &TenantResources) -> Reports {
@@ -655,6 +657,30 @@ fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<
         .collect()
 }
 
+/// Gives every resource the status it got last time, as the API server would return it.
+fn carry_statuses(tenant: &mut TenantResources, previous: &Evaluation) {
+    for space in &mut tenant.spaces {
+        let name = space.metadata.name.clone().unwrap_or_default();
+        space.status = previous.spaces.get(&name).map(|v| v.status.clone());
+    }
+    for address in &mut tenant.addresses {
+        address.status = address
+            .metadata
+            .name
+            .as_ref()
+            .and_then(|n| previous.addresses.get(n))
+            .cloned();
+    }
+    for user in &mut tenant.users {
+        user.status = user
+            .metadata
+            .name
+            .as_ref()
+            .and_then(|n| previous.users.get(n))
+            .cloned();
+    }
+}
+
 /// Logs every address and user that is not served, with the reason.
 fn log_refusals(evaluation: &Evaluation) {
     let refused = |phase: Option<Phase>| matches!(phase, Some(Phase::Failed | Phase::Pending));
@@ -675,11 +701,10 @@ impl Control for Standalone {
     }
 
     fn status(&self) -> serde_json::Value {
+        let evaluator = self.evaluator();
         let state = self.state();
         let mut status = serde_json::to_value(&state.verdict).unwrap_or_default();
-        let statuses = state
-            .previous
-            .as_ref()
+        let statuses = Some(evaluator.evaluation())
             .filter(|_| state.verdict.evaluated)
             .map(|evaluation| Statuses {
                 address_spaces: evaluation
