@@ -2,13 +2,15 @@
 //! API, the infrastructure the operations team provides (kept current by watches), events and
 //! metrics.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use enmasse_types::{
-    evaluate::Infra,
+    evaluate::{Incremental, Infra},
     resources::{
+        address::Address,
         authentication_service::AuthenticationService,
         infra_config::{BrokeredInfraConfig, StandardInfraConfig},
+        messaging_user::MessagingUser,
         plans::{AddressPlan, AddressSpacePlan},
     },
 };
@@ -163,4 +165,81 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Password users' SCRAM keys, derived once per password rather than at every reconcile.
     pub credentials: std::sync::Mutex<enmasse_auth::credentials::PasswordCredentials>,
+    /// Every Address and MessagingUser, as the space controller's watches last saw them.
+    pub members: MemberStores,
+    /// Each space's last verdict, by namespace and name: a pass evaluates only what changed.
+    pub evaluators: std::sync::Mutex<HashMap<(String, String), Incremental>>,
+}
+
+/// The Addresses and MessagingUsers of every namespace, kept current by the space controller's
+/// watches: a pass reads its space's members here rather than listing them from the API server.
+#[derive(Clone)]
+pub struct MemberStores {
+    addresses: Store<Address>,
+    users: Store<MessagingUser>,
+}
+
+/// The writing side of [`MemberStores`], fed by the watches (or by a test).
+pub struct MemberWriters {
+    /// Addresses.
+    pub addresses: Writer<Address>,
+    /// Messaging users.
+    pub users: Writer<MessagingUser>,
+}
+
+/// The Addresses and MessagingUsers of one space (named `<space>.<name>`).
+pub struct Members {
+    /// Its addresses.
+    pub addresses: Vec<Address>,
+    /// Its users.
+    pub users: Vec<MessagingUser>,
+}
+
+impl MemberStores {
+    /// Empty stores and their writers.
+    pub fn new() -> (Self, MemberWriters) {
+        let (addresses, addresses_writer) = reflector::store();
+        let (users, users_writer) = reflector::store();
+        (
+            Self { addresses, users },
+            MemberWriters {
+                addresses: addresses_writer,
+                users: users_writer,
+            },
+        )
+    }
+
+    /// Waits until both watches have listed their kind once: a space judged against a partial
+    /// list would have addresses it does not know of removed from its broker.
+    pub async fn synced(&self) -> bool {
+        self.addresses.wait_until_ready().await.is_ok() && self.users.wait_until_ready().await.is_ok()
+    }
+
+    /// The members of space `space` of `namespace`, as the watches last saw them.
+    pub fn of(&self, namespace: &str, space: &str) -> Members {
+        // A member belongs to the space named before the first dot, as `evaluate` reads it.
+        fn ours<K: kube::Resource<DynamicType = ()> + Clone>(
+            store: &Store<K>,
+            namespace: &str,
+            space: &str,
+        ) -> Vec<K> {
+            store
+                .state()
+                .iter()
+                .filter(|k| k.meta().namespace.as_deref() == Some(namespace))
+                .filter(|k| {
+                    k.meta()
+                        .name
+                        .as_deref()
+                        .and_then(|n| n.split_once('.'))
+                        .is_some_and(|(owner, _)| owner == space)
+                })
+                .map(|k| K::clone(k))
+                .collect()
+        }
+        Members {
+            addresses: ours(&self.addresses, namespace, space),
+            users: ours(&self.users, namespace, space),
+        }
+    }
 }

@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 use crate::{
     brokers::Brokers,
-    context::{Context, InfraStores, Settings},
+    context::{Context, InfraStores, MemberStores, Settings},
     infra_status,
     lease::Elector,
     metrics::Metrics,
@@ -170,6 +170,23 @@ async fn control(
             return;
         }
     }
+    // The members' watches are the space controller's own: each change reaches the store before
+    // it triggers the reconcile of its space.
+    let (members, member_writers) = MemberStores::new();
+    let addresses = reflector::reflector(
+        member_writers.addresses,
+        watcher(Api::<Address>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let users = reflector::reflector(
+        member_writers.users,
+        watcher(
+            Api::<MessagingUser>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+    )
+    .touched_objects();
     let reporter = Reporter {
         controller: "enmasse-operator".to_owned(),
         instance: Some(options.identity.clone()),
@@ -182,6 +199,8 @@ async fn control(
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         credentials: Default::default(),
+        members,
+        evaluators: Default::default(),
     });
     let infra_changes = futures_util::stream::poll_fn(move |cx| infra_changed.poll_recv(cx));
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
@@ -200,16 +219,8 @@ async fn control(
         watcher::Config::default().labels(&managed),
         |service| space_of_infra(&service.metadata),
     )
-    .watches(
-        Api::<Address>::all(client.clone()),
-        watcher::Config::default(),
-        |address| space_of_member(&address.metadata),
-    )
-    .watches(
-        Api::<MessagingUser>::all(client.clone()),
-        watcher::Config::default(),
-        |user| space_of_member(&user.metadata),
-    )
+    .watches_stream(addresses, |address| space_of_member(&address.metadata))
+    .watches_stream(users, |user| space_of_member(&user.metadata))
     .reconcile_all_on(infra_changes)
     .graceful_shutdown_on(stop.clone().cancelled_owned())
     .run(space::reconcile, retry, ctx.clone())

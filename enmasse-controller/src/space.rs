@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use enmasse_types::{
     broker_config::{BrokerConfig, BrokerReport, Credential},
     error::one_line,
-    evaluate::{Tenant, evaluate, waits_for_drain},
+    evaluate::{Tenant, waits_for_drain},
     exports::{Endpoint, exports},
     resources::{
         address::Address,
@@ -27,7 +27,7 @@ use enmasse_types::{
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType},
@@ -139,7 +139,8 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     let infra_namespace = ctx.settings.broker.namespace.as_str();
     let infra = SpaceInfra::new(&ctx.client, infra_namespace, &names);
     let now = Time(Timestamp::now());
-    let members = Members::list(ctx, &namespace, &name).await?;
+    ctx.members.synced().await;
+    let members = ctx.members.of(&namespace, &name);
     let mut observed = Observed::default();
 
     // What the broker serves now, if there is one to ask.
@@ -209,140 +210,165 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     };
     let mut reports: BTreeMap<String, BrokerReport> =
         report.iter().map(|r| (name.clone(), r.clone())).collect();
-    let mut evaluation = evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    // The space's last verdict: only what changed since is evaluated again. Taken out of the map
+    // for the pass (the controller never reconciles one space twice at once).
+    let key = (namespace.clone(), name.clone());
+    let mut evaluator = ctx
+        .evaluators
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key)
+        .unwrap_or_default();
     // The broker is pushed the config with password keys filled in; when it serves exactly that,
     // it serves the latest config, which `evaluate` knows by the revision without the keys.
-    let keyed = evaluation
+    let keyed = evaluator
+        .evaluate(&tenant, &snapshot.infra(), &reports, &now)
         .spaces
         .get(&name)
         .and_then(|v| v.config.clone())
         .map(|mut config| {
             let plain = config.revision();
             fill_password_keys(&mut config, &members.users, ctx);
-            (plain, config)
+            let revision = config.revision();
+            (plain, config, revision)
         });
-    if let (Some((plain, config)), Some(report)) = (&keyed, reports.get_mut(&name))
-        && report.revision == config.revision()
+    if let (Some((plain, _, revision)), Some(report)) = (&keyed, reports.get_mut(&name))
+        && report.revision == *revision
         && report.revision != *plain
     {
         report.revision.clone_from(plain);
-        evaluation = evaluate(&tenant, &snapshot.infra(), &reports, &now);
+        evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
     }
-    let Some(verdict) = evaluation.spaces.remove(&name) else {
-        return Ok(Action::requeue(SOON));
-    };
-
-    let mut pushed = false;
-    if let Some((_, config)) = keyed {
-        let openshift = certificate(space, &names, ctx, &infra, &mut observed).await?;
-        let token = infra.management_token(existing_token).await?;
-        // The plan in force: a plan change that does not fit is refused, and the old one stays.
-        if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
-            let mut set = workload::stateful_set(&names, &ctx.settings.broker, &wanted);
-            // The broker reads its token at start: a new token restarts it.
-            if let Some(template) = set.spec.template.metadata.as_mut() {
-                template
-                    .annotations
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(TOKEN_ANNOTATION.to_owned(), token_digest(&token));
-            }
-            // An apply the API server refuses (a volume claim template cannot change, say) is a
-            // status message: the space says what is wrong, and the rest goes on.
-            match infra.apply(&set).await {
-                Ok(set) => {
-                    observed.broker_ready = set
-                        .status
-                        .and_then(|s| s.ready_replicas)
-                        .is_some_and(|ready| ready >= 1);
-                }
-                Err(err) => observed.problems.push(one_line(&err)),
-            }
-            if let Err(err) = infra
-                .apply(&workload::service(&names, &ctx.settings.broker, openshift))
-                .await
-            {
-                observed.problems.push(one_line(&err));
-            }
-            let rules = network_policy::rules(space, &snapshot.infra(), &config.space.plan);
-            let policy = network_policy::network_policy(&names, infra_namespace, &rules);
-            if let Err(err) = infra.apply(&policy).await {
-                observed.problems.push(one_line(&err));
-            }
-            expose_endpoints(space, &names, infra_namespace, &infra, &mut observed).await;
-        }
-        let endpoint = Endpoint {
-            host: names.host(infra_namespace),
-            ports: workload::client_ports(),
-            ca_pem: observed.ca_pem.clone(),
-            external: observed.external.clone(),
+    debug!(namespace, name, evaluated = evaluator.evaluated(), "evaluated");
+    let evaluation = evaluator.evaluation();
+    let outcome = async {
+        let Some(verdict) = evaluation.spaces.get(&name) else {
+            return Ok(Action::requeue(SOON));
         };
-        for export in exports(space, &endpoint) {
-            if let Err(err) = write(&ctx.client, &export).await {
-                observed.problems.push(one_line(&err));
-            }
-        }
-        let serves_latest = report.as_ref().is_some_and(|r| r.revision == config.revision());
-        if let Some(broker) = broker.filter(|_| !serves_latest) {
-            match ctx.brokers.push(&broker, &config).await {
-                Ok(()) => {
-                    pushed = true;
-                    let note = format!(
-                        "pushed configuration revision {} to {}",
-                        config.revision(),
-                        names.pod()
-                    );
-                    publish(ctx, space, EventType::Normal, "Configured", note).await;
+        let mut pushed = false;
+        if let Some((_, config, revision)) = keyed {
+            let openshift = certificate(space, &names, ctx, &infra, &mut observed).await?;
+            let token = infra.management_token(existing_token).await?;
+            // The plan in force: a plan change that does not fit is refused, and the old one stays.
+            if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
+                let mut set = workload::stateful_set(&names, &ctx.settings.broker, &wanted);
+                // The broker reads its token at start: a new token restarts it.
+                if let Some(template) = set.spec.template.metadata.as_mut() {
+                    template
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(TOKEN_ANNOTATION.to_owned(), token_digest(&token));
                 }
-                Err(err) => observed.problems.push(one_line(&err)),
+                // An apply the API server refuses (a volume claim template cannot change, say) is a
+                // status message: the space says what is wrong, and the rest goes on.
+                match infra.apply(&set).await {
+                    Ok(set) => {
+                        observed.broker_ready = set
+                            .status
+                            .and_then(|s| s.ready_replicas)
+                            .is_some_and(|ready| ready >= 1);
+                    }
+                    Err(err) => observed.problems.push(one_line(&err)),
+                }
+                if let Err(err) = infra
+                    .apply(&workload::service(&names, &ctx.settings.broker, openshift))
+                    .await
+                {
+                    observed.problems.push(one_line(&err));
+                }
+                let rules = network_policy::rules(space, &snapshot.infra(), &config.space.plan);
+                let policy = network_policy::network_policy(&names, infra_namespace, &rules);
+                if let Err(err) = infra.apply(&policy).await {
+                    observed.problems.push(one_line(&err));
+                }
+                expose_endpoints(space, &names, infra_namespace, &infra, &mut observed).await;
             }
-        }
-    }
-
-    let status = space_status(space, verdict.status, &observed, &names, infra_namespace, &now);
-    // Pending and Failed wait for someone to change something (a watch brings the change);
-    // Configuring is on its way and looked at again soon, and so is a change of an address that
-    // waits for its broker to report it drained.
-    let draining = evaluation.addresses.values().any(waits_for_drain);
-    let next = match status.phase {
-        _ if pushed || draining => SOON,
-        Some(Phase::Configuring) => SOON,
-        Some(Phase::Failed) => AFTER_FAILURE,
-        _ => ctx.settings.resync,
-    };
-    if space.status.as_ref() != Some(&status) {
-        if status.phase != space.status.as_ref().and_then(|s| s.phase) {
-            let (type_, reason) = match status.phase {
-                Some(Phase::Failed) => (EventType::Warning, "Failed"),
-                _ => (EventType::Normal, "PhaseChanged"),
+            let endpoint = Endpoint {
+                host: names.host(infra_namespace),
+                ports: workload::client_ports(),
+                ca_pem: observed.ca_pem.clone(),
+                external: observed.external.clone(),
             };
-            let phase = status.phase.map_or("Pending", |p| p.as_str());
-            let note = format!("{phase}: {}", status.messages.join("; "));
-            publish(ctx, space, type_, reason, note).await;
+            for export in exports(space, &endpoint) {
+                if let Err(err) = write(&ctx.client, &export).await {
+                    observed.problems.push(one_line(&err));
+                }
+            }
+            let serves_latest = report.as_ref().is_some_and(|r| r.revision == revision);
+            if let Some(broker) = broker.filter(|_| !serves_latest) {
+                match ctx.brokers.push(&broker, &config).await {
+                    Ok(()) => {
+                        pushed = true;
+                        let note = format!("pushed configuration revision {revision} to {}", names.pod());
+                        publish(ctx, space, EventType::Normal, "Configured", note).await;
+                    }
+                    Err(err) => observed.problems.push(one_line(&err)),
+                }
+            }
         }
-        write_status(ctx, space, &status).await?;
-    }
-    for address in &retention.served {
-        let resource = address.name_any();
-        let Some(mut status) = evaluation.addresses.remove(&resource) else {
-            continue;
+
+        let status = space_status(
+            space,
+            verdict.status.clone(),
+            &observed,
+            &names,
+            infra_namespace,
+            &now,
+        );
+        // Pending and Failed wait for someone to change something (a watch brings the change);
+        // Configuring is on its way and looked at again soon, and so is a change of an address that
+        // waits for its broker to report it drained.
+        let draining = evaluation.addresses.values().any(waits_for_drain);
+        let next = match status.phase {
+            _ if pushed || draining => SOON,
+            Some(Phase::Configuring) => SOON,
+            Some(Phase::Failed) => AFTER_FAILURE,
+            _ => ctx.settings.resync,
         };
-        if let Some((_, depth)) = retention.retained.iter().find(|(n, _)| *n == resource) {
-            status.phase = Some(Phase::Terminating);
-            status.messages = vec![retention::retained_message(*depth)];
+        if space.status.as_ref() != Some(&status) {
+            if status.phase != space.status.as_ref().and_then(|s| s.phase) {
+                let (type_, reason) = match status.phase {
+                    Some(Phase::Failed) => (EventType::Warning, "Failed"),
+                    _ => (EventType::Normal, "PhaseChanged"),
+                };
+                let phase = status.phase.map_or("Pending", |p| p.as_str());
+                let note = format!("{phase}: {}", status.messages.join("; "));
+                publish(ctx, space, type_, reason, note).await;
+            }
+            write_status(ctx, space, &status).await?;
         }
-        if address.status.as_ref() != Some(&status) {
-            write_status(ctx, address, &status).await?;
+        for address in &retention.served {
+            let resource = address.name_any();
+            let Some(status) = evaluation.addresses.get(&resource) else {
+                continue;
+            };
+            if let Some((_, depth)) = retention.retained.iter().find(|(n, _)| *n == resource) {
+                let mut status = status.clone();
+                status.phase = Some(Phase::Terminating);
+                status.messages = vec![retention::retained_message(*depth)];
+                if address.status.as_ref() != Some(&status) {
+                    write_status(ctx, address, &status).await?;
+                }
+            } else if address.status.as_ref() != Some(status) {
+                write_status(ctx, address, status).await?;
+            }
         }
+        for user in &members.users {
+            if let Some(status) = evaluation.users.get(&user.name_any())
+                && user.status.as_ref() != Some(status)
+            {
+                write_status(ctx, user, status).await?;
+            }
+        }
+        debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
+        Ok(Action::requeue(next))
     }
-    for user in &members.users {
-        if let Some(status) = evaluation.users.remove(&user.name_any())
-            && user.status.as_ref() != Some(&status)
-        {
-            write_status(ctx, user, &status).await?;
-        }
-    }
-    debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
-    Ok(Action::requeue(next))
+    .await;
+    ctx.evaluators
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, evaluator);
+    outcome
 }
 
 /// Exposes each served endpoint that asks for it (a load balancer Service, a Route), noting where
@@ -412,8 +438,13 @@ async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, Reconcil
     SpaceInfra::new(&ctx.client, &ctx.settings.broker.namespace, &names)
         .delete_all()
         .await?;
+    ctx.evaluators
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(namespace.clone(), name.clone()));
     // No broker is left to hold messages: retained addresses let go.
-    let members = Members::list(ctx, &namespace, &name).await?;
+    ctx.members.synced().await;
+    let members = ctx.members.of(&namespace, &name);
     let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
     for address in members.addresses.iter().filter(|a| retention::has_finalizer(a)) {
         set_finalizer(&addresses, &namespace, &address.name_any(), false).await?;
@@ -425,42 +456,6 @@ async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, Reconcil
     };
     info!(namespace, name, "address space deleted{kept}");
     Ok(Action::await_change())
-}
-
-/// The space's Addresses and MessagingUsers (named `<space>.<name>`).
-struct Members {
-    addresses: Vec<Address>,
-    users: Vec<MessagingUser>,
-}
-
-impl Members {
-    async fn list(ctx: &Context, namespace: &str, space: &str) -> Result<Self, ReconcileError> {
-        // A member belongs to the space named before the first dot, as `evaluate` reads it.
-        let ours = |name: Option<&String>| {
-            name.and_then(|n| n.split_once('.'))
-                .is_some_and(|(owner, _)| owner == space)
-        };
-        let addresses = Api::<Address>::namespaced(ctx.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(tenant_error("list", "Address", namespace, "*"))?;
-        let users = Api::<MessagingUser>::namespaced(ctx.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(tenant_error("list", "MessagingUser", namespace, "*"))?;
-        Ok(Self {
-            addresses: addresses
-                .items
-                .into_iter()
-                .filter(|a| ours(a.metadata.name.as_ref()))
-                .collect(),
-            users: users
-                .items
-                .into_iter()
-                .filter(|u| ours(u.metadata.name.as_ref()))
-                .collect(),
-        })
-    }
 }
 
 /// Provides the certificate `amqps` serves; a problem goes into `observed`. Returns whether

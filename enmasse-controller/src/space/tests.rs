@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    context::{InfraStores, InfraWriters},
+    context::{InfraStores, InfraWriters, MemberStores, MemberWriters},
     metrics::Metrics,
     testing::{FakeApi, FakeBroker, example, settings},
 };
@@ -29,6 +29,7 @@ struct Scenario {
     ctx: Arc<Context>,
     names: InfraNames,
     _writers: InfraWriters,
+    members: std::sync::Mutex<MemberWriters>,
 }
 
 fn scenario(policy: DeletePolicy) -> Scenario {
@@ -88,6 +89,7 @@ fn scenario(policy: DeletePolicy) -> Scenario {
         controller: "enmasse-operator".into(),
         instance: None,
     };
+    let (members, member_writers) = MemberStores::new();
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: settings(policy, Duration::from_secs(60)),
@@ -96,6 +98,8 @@ fn scenario(policy: DeletePolicy) -> Scenario {
         recorder: kube::runtime::events::Recorder::new(client, reporter),
         metrics: Arc::new(Metrics::default()),
         credentials: Default::default(),
+        members,
+        evaluators: Default::default(),
     });
     Scenario {
         api,
@@ -103,13 +107,49 @@ fn scenario(policy: DeletePolicy) -> Scenario {
         ctx,
         names: InfraNames::new("team1", "app"),
         _writers: writers,
+        members: std::sync::Mutex::new(member_writers),
     }
 }
 
+/// Makes `writer` hold `objects`, as a watch's relist does.
+fn relist<K>(writer: &mut kube::runtime::reflector::store::Writer<K>, objects: Vec<K>)
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+}
+
 impl Scenario {
+    /// One pass, once the watches have brought every Address and MessagingUser.
     async fn reconcile(&self) -> Result<Action, ReconcileError> {
+        self.sync_members().await;
+        self.pass().await
+    }
+
+    /// One pass, with the members as the watches last brought them.
+    async fn pass(&self) -> Result<Action, ReconcileError> {
         let space: AddressSpace = serde_json::from_value(self.api.get(SPACE).unwrap()).unwrap();
         reconcile(Arc::new(space), self.ctx.clone()).await
+    }
+
+    /// What the operator's watches do: the member stores hold what the API server holds.
+    async fn sync_members(&self) {
+        let client = self.api.client();
+        let addresses = Api::<Address>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let users = Api::<MessagingUser>::all(client)
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let mut writers = self.members.lock().unwrap();
+        relist(&mut writers.addresses, addresses.items);
+        relist(&mut writers.users, users.items);
     }
 
     fn infra_path(&self, kind: &str) -> String {
