@@ -76,7 +76,8 @@ pub struct Broker {
     settings: Settings,
     table: AddressTable,
     authenticator: RwLock<Arc<dyn Authenticator>>,
-    config: RwLock<Option<Arc<BrokerConfig>>>,
+    /// The config in force, with its revision.
+    config: RwLock<Option<(Arc<BrokerConfig>, String)>>,
     next_message_id: AtomicU64,
     next_connection_id: AtomicU64,
     counters: Counters,
@@ -215,7 +216,9 @@ impl Broker {
         }
         self.recovered.place(&self.table, self.store.as_ref());
         *self.authenticator.write().unwrap_or_else(|p| p.into_inner()) = authenticator.clone();
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(config));
+        // Reported at every look the operator (or the standalone) takes: hashed once, here.
+        let revision = config.revision();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Some((Arc::new(config), revision));
         // Links whose user lost the right they were attached with are detached now.
         for grant in self.grants.lock().unwrap_or_else(|p| p.into_inner()).values() {
             let allowed = authenticator
@@ -271,7 +274,17 @@ impl Broker {
 
     /// The config in force, if any was applied.
     pub fn config(&self) -> Option<Arc<BrokerConfig>> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        config.as_ref().map(|(config, _)| config.clone())
+    }
+
+    /// The revision of the config in force ([`BrokerConfig::revision`]); empty before the first.
+    pub fn revision(&self) -> String {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        config
+            .as_ref()
+            .map(|(_, revision)| revision.clone())
+            .unwrap_or_default()
     }
 
     /// The authenticator in force.

@@ -336,7 +336,7 @@ async fn put_config(request: Request<Incoming>, control: &dyn Control) -> Answer
 /// The report of the contract: what the broker really serves.
 pub fn report(broker: &Broker) -> BrokerReport {
     BrokerReport {
-        revision: broker.config().map(|c| c.revision()).unwrap_or_default(),
+        revision: broker.revision(),
         addresses: broker
             .table()
             .entries()
