@@ -147,23 +147,10 @@ impl Incremental {
             let members = grouped.get(name).cloned().unwrap_or_default();
             let memo = self.spaces.entry(name.to_owned()).or_default();
             // Members gone take their verdicts with them.
-            let addresses: HashSet<String> = members
-                .addresses
-                .iter()
-                .map(|a| name_of(&a.metadata).to_owned())
-                .collect();
-            let users: HashSet<String> = members
-                .users
-                .iter()
-                .map(|u| name_of(&u.metadata).to_owned())
-                .collect();
-            for gone in memo.members.0.difference(&addresses) {
-                out.addresses.remove(gone);
-            }
-            for gone in memo.members.1.difference(&users) {
-                out.users.remove(gone);
-            }
-            memo.members = (addresses, users);
+            let addresses = members.addresses.iter().map(|a| name_of(&a.metadata));
+            track(&mut memo.members.0, addresses, &mut out.addresses);
+            let users = members.users.iter().map(|u| name_of(&u.metadata));
+            track(&mut memo.members.1, users, &mut out.users);
             let context = context(space);
             // A plan change reads every address to see whether they fit: the space is whole.
             if memo.context.as_ref() != Some(&context)
@@ -214,6 +201,28 @@ impl Incremental {
 fn context(space: &AddressSpace) -> (AddressSpaceSpec, Option<String>) {
     let applied = space.status.as_ref().and_then(|s| s.applied_plan.clone());
     (space.spec.clone(), applied)
+}
+
+/// Makes `known` the names of `current`, removing the verdicts in `out` of those that are gone;
+/// only names not known before are copied.
+fn track<'a, V>(
+    known: &mut HashSet<String>,
+    current: impl Iterator<Item = &'a str>,
+    out: &mut BTreeMap<String, V>,
+) {
+    let current: HashSet<&str> = current.collect();
+    known.retain(|name| {
+        let keep = current.contains(name.as_str());
+        if !keep {
+            out.remove(name);
+        }
+        keep
+    });
+    for name in current {
+        if !known.contains(name) {
+            known.insert(name.to_owned());
+        }
+    }
 }
 
 /// Removes a space that is gone, with its members' verdicts.

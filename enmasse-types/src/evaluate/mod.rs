@@ -88,6 +88,8 @@ pub struct SpaceVerdict {
     pub status: AddressSpaceStatus,
     /// What its broker should serve; `None` while the space cannot be served.
     pub config: Option<BrokerConfig>,
+    /// The revision of `config` ([`BrokerConfig::revision`]), hashed once; empty without one.
+    pub revision: String,
 }
 
 /// Evaluates one namespace's manifests against the infrastructure and what the brokers report.

@@ -79,8 +79,14 @@ pub(super) fn evaluate_space<'a>(
                 );
             }
             let status = space_status(space, phase, messages, None, now);
-            out.spaces
-                .insert(name.to_owned(), SpaceVerdict { status, config: None });
+            out.spaces.insert(
+                name.to_owned(),
+                SpaceVerdict {
+                    status,
+                    config: None,
+                    revision: String::new(),
+                },
+            );
             return;
         }
     };
@@ -189,6 +195,7 @@ pub(super) fn evaluate_space<'a>(
         SpaceVerdict {
             status,
             config: Some(config),
+            revision,
         },
     );
 }
