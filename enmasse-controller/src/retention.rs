@@ -29,9 +29,10 @@ pub struct Retention {
 }
 
 /// Sorts `addresses` by `policy`, from what the broker reports (`report`) and whether it still
-/// exists (`broker_exists`: a pod that may answer again).
+/// exists (`broker_exists`: a pod that may answer again). The served ones are moved, not copied:
+/// a space may have thousands.
 pub fn retention(
-    addresses: &[Address],
+    addresses: Vec<Address>,
     report: Option<&BrokerReport>,
     broker_exists: bool,
     policy: DeletePolicy,
@@ -39,12 +40,12 @@ pub fn retention(
     let mut out = Retention::default();
     for address in addresses {
         let name = address.metadata.name.clone().unwrap_or_default();
-        let guarded = has_finalizer(address);
+        let guarded = has_finalizer(&address);
         if address.metadata.deletion_timestamp.is_none() {
             if policy == DeletePolicy::Retain && !guarded {
                 out.guard.push(name);
             }
-            out.served.push(address.clone());
+            out.served.push(address);
             continue;
         }
         if !guarded {
@@ -54,12 +55,12 @@ pub fn retention(
         match (policy, held) {
             (DeletePolicy::Retain, Some(depth)) if depth > 0 => {
                 out.retained.push((name, Some(depth)));
-                out.served.push(address.clone());
+                out.served.push(address);
             }
             // The broker is there but did not answer: hold on until it can say.
             (DeletePolicy::Retain, None) if broker_exists => {
                 out.retained.push((name, None));
-                out.served.push(address.clone());
+                out.served.push(address);
             }
             _ => out.release.push(name),
         }

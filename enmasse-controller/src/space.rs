@@ -188,7 +188,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     let broker = broker.filter(|_| report.is_some());
 
     let retention = retention(
-        &members.addresses,
+        members.addresses,
         report.as_ref(),
         broker_exists,
         ctx.settings.delete_policy,
@@ -225,11 +225,13 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         .evaluate(&tenant, &snapshot.infra(), &reports, &now)
         .spaces
         .get(&name)
-        .and_then(|v| v.config.clone())
-        .map(|mut config| {
-            let plain = config.revision();
-            fill_password_keys(&mut config, &members.users, ctx);
-            let revision = config.revision();
+        .and_then(|v| Some((v.config.clone()?, v.revision.clone())))
+        .map(|(mut config, plain)| {
+            let revision = if fill_password_keys(&mut config, &members.users, ctx) {
+                config.revision()
+            } else {
+                plain.clone()
+            };
             (plain, config, revision)
         });
     if let (Some((plain, _, revision)), Some(report)) = (&keyed, reports.get_mut(&name))
@@ -525,9 +527,11 @@ async fn certificate(
     }
 }
 
-/// Gives password users the SCRAM keys of their password, so that the broker never holds it.
-fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser], ctx: &Context) {
+/// Gives password users the SCRAM keys of their password, so that the broker never holds it;
+/// returns whether it gave any (the config then has another revision).
+fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser], ctx: &Context) -> bool {
     let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
+    let mut filled = false;
     for user in &mut config.users {
         let Credential::Password { namespace, keys } = &mut user.credential else {
             continue;
@@ -541,8 +545,10 @@ fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser], ctx: &
             .and_then(|u| u.spec.authentication.password.as_deref());
         if let Some(credential) = password.and_then(|p| credentials.get(namespace, &user.resource, p)) {
             *keys = Some(credential.to_keys());
+            filled = true;
         }
     }
+    filled
 }
 
 /// Adds or removes [`retention::FINALIZER`] on Address `name`, guarded by its resource version.
