@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enmasse_types::evaluate::{Reports, evaluate};
+use enmasse_types::evaluate::{Evaluation, Incremental, Reports, evaluate};
 use fe2o3_amqp::{Connection, Sender, Session, connection::ConnectionHandle, session::SessionHandle};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde_json::json;
@@ -127,6 +127,64 @@ fn evaluation(manifests: &[PathBuf]) -> serde_json::Value {
         .collect();
     times.sort();
     json!({"fastest_ms": ms(times[0]), "median_ms": ms(times[2])})
+}
+
+/// The evaluation of one address added to the settled space, by an [`Incremental`] evaluator that
+/// evaluated it before (its statuses written back, as the broker and the API server do), against
+/// a whole evaluation of the same input, in this process: the fastest and the median of 5 each.
+fn incremental(manifests: &[PathBuf]) -> serde_json::Value {
+    let dirs: Vec<&Path> = manifests.iter().map(PathBuf::as_path).collect();
+    let catalog = tests::catalog(&dirs).unwrap();
+    let tenant = catalog.tenants("default").remove(0);
+    let now = Time(Timestamp::now());
+    let carry = |tenant: &mut enmasse_types::catalog::TenantResources, verdict: &Evaluation| {
+        for a in &mut tenant.addresses {
+            a.status = verdict
+                .addresses
+                .get(a.metadata.name.as_deref().unwrap())
+                .cloned();
+        }
+        for s in &mut tenant.spaces {
+            s.status = verdict
+                .spaces
+                .get(s.metadata.name.as_deref().unwrap())
+                .map(|v| v.status.clone());
+        }
+    };
+    let (mut added, mut whole) = (Vec::new(), Vec::new());
+    for n in 0..5 {
+        let mut evaluator = Incremental::new();
+        let mut settled = tenant.clone();
+        for _ in 0..2 {
+            let verdict = evaluator
+                .evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now)
+                .clone();
+            carry(&mut settled, &verdict);
+        }
+        evaluator.evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now);
+        let text = queue(&format!("added-{n}"));
+        let document = enmasse_types::manifests::parse(&text).pop().unwrap().unwrap();
+        let mut one = enmasse_types::catalog::Catalog::default();
+        one.add(document.manifest);
+        settled.addresses.push(one.addresses.remove(0));
+
+        let start = Instant::now();
+        evaluator.evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now);
+        added.push(start.elapsed());
+        assert_eq!(evaluator.evaluated(), 1, "only the added address is evaluated");
+        let start = Instant::now();
+        let again = evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now);
+        whole.push(start.elapsed());
+        assert_eq!(evaluator.evaluation(), &again, "the same verdict");
+    }
+    added.sort();
+    whole.sort();
+    json!({
+        "one_added_incremental_fastest_ms": ms(added[0]),
+        "one_added_incremental_median_ms": ms(added[2]),
+        "one_added_whole_fastest_ms": ms(whole[0]),
+        "one_added_whole_median_ms": ms(whole[2]),
+    })
 }
 
 /// `enmasse validate` on `manifests`: the fastest and the median of 5 runs of the process.
@@ -333,6 +391,7 @@ async fn main() {
     let mut report = json!({
         "addresses": args.addresses,
         "evaluation": evaluation(&large_manifests),
+        "incremental": incremental(&large_manifests),
         "validate": validate(&args.enmasse, &large_manifests),
     });
     for watch in ["notify", "poll"] {
