@@ -36,4 +36,9 @@ pub mod space;
 pub mod status;
 #[cfg(test)]
 mod testing;
+
+// The unit tests (the reconcile benchmark among them) run with the allocator the operator runs with.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod workload;
