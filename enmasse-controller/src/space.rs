@@ -40,7 +40,7 @@ use tracing::{debug, info};
 use crate::{
     brokers::BrokerEndpoint,
     certificates::{self, Existing, TlsPlan},
-    context::{Context, DeletePolicy},
+    context::{Context, DeletePolicy, Members},
     exports::write,
     expose,
     infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
@@ -57,6 +57,8 @@ pub const FINALIZER: &str = "enmasse.io/address-space";
 const SOON: Duration = Duration::from_secs(5);
 /// How soon a `Failed` space is looked at again, when no change brings it back sooner.
 const AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// How long a pass waits for the watches to list the Addresses and MessagingUsers once.
+const LISTED_WITHIN: Duration = Duration::from_secs(30);
 /// The pod template annotation that carries a digest of the management token.
 const TOKEN_ANNOTATION: &str = "enmasse.io/management-token-digest";
 
@@ -82,6 +84,12 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    /// The watches of Addresses and MessagingUsers have not listed them yet: a space judged now
+    /// would lose the members not seen.
+    #[error(
+        "the Addresses and MessagingUsers are not listed yet: the operator's watches of them did not complete a list within {0:?}"
+    )]
+    NotListed(Duration),
     /// Adding or removing the space's finalizer failed.
     #[error("failed to keep the finalizer of address space {namespace}/{name}")]
     Finalizer {
@@ -101,6 +109,7 @@ impl ReconcileError {
         match self {
             Self::Infra(_) => "infrastructure",
             Self::Tenant { .. } => "tenant",
+            Self::NotListed(_) => "not_listed",
             Self::Finalizer { .. } => "finalizer",
         }
     }
@@ -139,8 +148,7 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     let infra_namespace = ctx.settings.broker.namespace.as_str();
     let infra = SpaceInfra::new(&ctx.client, infra_namespace, &names);
     let now = Time(Timestamp::now());
-    ctx.members.synced().await;
-    let members = ctx.members.of(&namespace, &name);
+    let members = members(ctx, &namespace, &name).await?;
     let mut observed = Observed::default();
 
     // What the broker serves now, if there is one to ask.
@@ -373,6 +381,14 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     outcome
 }
 
+/// The members of space `name`, once the watches have listed them.
+async fn members(ctx: &Context, namespace: &str, name: &str) -> Result<Members, ReconcileError> {
+    match tokio::time::timeout(LISTED_WITHIN, ctx.members.synced()).await {
+        Ok(true) => Ok(ctx.members.of(namespace, name)),
+        _ => Err(ReconcileError::NotListed(LISTED_WITHIN)),
+    }
+}
+
 /// Exposes each served endpoint that asks for it (a load balancer Service, a Route), noting where
 /// clients outside reach it, and removes whatever exposed an endpoint that no longer asks: one
 /// whose `expose` went or changed type, that was renamed, or that is no longer served.
@@ -445,8 +461,7 @@ async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, Reconcil
         .unwrap_or_else(|p| p.into_inner())
         .remove(&(namespace.clone(), name.clone()));
     // No broker is left to hold messages: retained addresses let go.
-    ctx.members.synced().await;
-    let members = ctx.members.of(&namespace, &name);
+    let members = members(ctx, &namespace, &name).await?;
     let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
     for address in members.addresses.iter().filter(|a| retention::has_finalizer(a)) {
         set_finalizer(&addresses, &namespace, &address.name_any(), false).await?;

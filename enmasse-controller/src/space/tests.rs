@@ -688,3 +688,24 @@ async fn a_renamed_endpoint_loses_its_old_load_balancer_and_the_broker_service_s
         .collect();
     assert!(deletes.is_empty(), "{deletes:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_before_the_members_are_listed_fails_naming_the_watches_and_is_retried() {
+    let s = scenario(DeletePolicy::Delete);
+    // The first pass only adds the finalizer; the second would judge the space.
+    s.pass().await.unwrap();
+    let err = s.pass().await.unwrap_err();
+    let chain = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    assert!(chain.contains("not listed yet"), "{chain}");
+    assert!(
+        s.broker.served().is_empty(),
+        "nothing is pushed from a partial view"
+    );
+    // Once listed, the pass goes on.
+    s.reconcile().await.unwrap();
+}
