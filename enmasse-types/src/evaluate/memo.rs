@@ -14,7 +14,7 @@
 //!   up the others' types; while some address serves another type than its spec asks because its
 //!   spec failed (what the others saw of it then depends on their place), the space is whole.
 //! - The quota, which admits in order: the changed addresses' requests join the others', and
-//!   admission runs over all of them (it is arithmetic, no allocation per address). If any
+//!   admission runs over all of them (arithmetic, far cheaper than evaluating). If any
 //!   unchanged address gets another verdict than it had, or admission would move an address back
 //!   to what it was served as (now, or last time), the whole space is evaluated.
 //!
@@ -231,10 +231,10 @@ pub(super) fn again<'a>(
 
     // What a changed address was and is must be its own: no other resource of the same address,
     // and no other address naming it.
-    let alone = |now_: Option<&str>, before: Option<&str>| {
-        now_.is_none_or(|a| taken.get(a) == Some(&1) && !memo.named.contains_key(a))
+    let alone = |current: Option<&str>, before: Option<&str>| {
+        current.is_none_or(|a| taken.get(a) == Some(&1) && !memo.named.contains_key(a))
             && before
-                .is_none_or(|a| now_ == Some(a) || (!taken.contains_key(a) && !memo.named.contains_key(a)))
+                .is_none_or(|a| current == Some(a) || (!taken.contains_key(a) && !memo.named.contains_key(a)))
     };
     for c in &changed {
         let before = memo.records.get(name_of(&c.address.metadata));
