@@ -7,7 +7,7 @@ use proptest::{
 };
 
 use super::*;
-use crate::resources::address::Address;
+use crate::resources::address::{Address, AddressType};
 
 /// A space plan with room for two brokers: two large queues fill it.
 const TIGHT: &str = "apiVersion: admin.enmasse.io/v1beta2
@@ -505,5 +505,60 @@ fn two_resources_of_one_name_and_one_deleted_leave_nothing_of_it_served() {
             .unwrap()
             .address("x1")
             .is_none()
+    );
+}
+
+#[test]
+fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
+    let mut world = World::roomy();
+    world.put(resource(
+        "app.events",
+        "events",
+        "topic",
+        "standard-small-topic",
+        None,
+        None,
+    ));
+    let mut incremental = Incremental::new();
+    let settle = |world: &mut World, incremental: &mut Incremental| {
+        for _ in 0..2 {
+            let verdict = world.again(incremental).clone();
+            world.carry(&verdict);
+            world.serve(&verdict, "", 0);
+        }
+        world.again(incremental);
+    };
+    settle(&mut world, &mut incremental);
+    // The topic's spec now asks for a queue whose dead-letter address does not exist: it stays a
+    // topic, as served.
+    world.put(resource(
+        "app.events",
+        "events",
+        "queue",
+        "standard-small-queue",
+        None,
+        Some("missing"),
+    ));
+    settle(&mut world, &mut incremental);
+    let config = world.whole().spaces["app"].config.clone().unwrap();
+    assert_eq!(config.address("events").unwrap().type_, AddressType::Topic);
+
+    world.put(resource(
+        "app.sub",
+        "sub",
+        "subscription",
+        "standard-small-subscription",
+        Some("events"),
+        None,
+    ));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    assert!(
+        verdict.spaces["app"]
+            .config
+            .as_ref()
+            .unwrap()
+            .address("sub")
+            .is_some()
     );
 }
