@@ -302,21 +302,16 @@ impl Standalone {
         };
         let mut tenant = tenant.clone();
         tenant.spaces.retain(|s| s.metadata.name == space.metadata.name);
-        carry_statuses(&mut tenant, evaluator.evaluation());
+        tenant.carry_statuses(evaluator.evaluation());
 
         let now = Time(Timestamp::now());
-        self.evaluate_and_apply(&tenant, &catalog, &now, evaluator);
-        // The statuses are written back, as an API server keeps them, and evaluated once more:
-        // what was just evaluated settles now (the broker already serves it), so the next change
-        // finds only itself to evaluate.
+        let reports = self.evaluate_and_apply(&tenant, &catalog, &now, evaluator);
+        // The statuses are written back, as an API server keeps them, and evaluated once more
+        // against the same report: what was just evaluated settles now (the broker already
+        // serves it), so the next change finds only itself to evaluate.
         if evaluator.evaluated() > 0 {
-            carry_statuses(&mut tenant, evaluator.evaluation());
-            evaluator.evaluate(
-                &tenant.as_tenant(),
-                &catalog.infra(),
-                &self.reports(&tenant),
-                &now,
-            );
+            tenant.carry_statuses(evaluator.evaluation());
+            evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, &now);
         }
         let evaluation = evaluator.evaluation_mut();
         let space_name = space.metadata.name.clone().unwrap_or_default();
@@ -509,14 +504,14 @@ impl Standalone {
     }
 
     /// Evaluates, applies the config, and evaluates again against what the broker now serves, so
-    /// that the statuses say what is really served.
+    /// that the statuses say what is really served; returns that last report.
     fn evaluate_and_apply(
         &self,
         tenant: &TenantResources,
         catalog: &Catalog,
         now: &Time,
         evaluator: &mut Incremental,
-    ) {
+    ) -> Reports {
         let started = Instant::now();
         let reports = self.reports(tenant);
         let reported = started.elapsed();
@@ -527,7 +522,7 @@ impl Standalone {
             .find_map(|v| v.config.clone());
         let evaluated = started.elapsed();
         let once = evaluator.evaluated();
-        let Some(config) = config else { return };
+        let Some(config) = config else { return reports };
         let applied = self.apply_config(config, tenant);
         debug!(
             report_ms = reported.as_millis(),
@@ -547,7 +542,9 @@ impl Standalone {
         for (address, held) in &applied.waiting {
             info!(%address, held, "a change of type or topic waits until the address's messages are consumed");
         }
-        evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &self.reports(tenant), now);
+        let reports = self.reports(tenant);
+        evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, now);
+        reports
     }
 
     fn reports(&self, tenant: &TenantResources) -> Reports {
@@ -655,30 +652,6 @@ fn endpoint_statuses(space: &AddressSpace, endpoint: &exports::Endpoint) -> Vec<
             ..EndpointStatus::default()
         })
         .collect()
-}
-
-/// Gives every resource the status it got last time, as the API server would return it.
-fn carry_statuses(tenant: &mut TenantResources, previous: &Evaluation) {
-    for space in &mut tenant.spaces {
-        let name = space.metadata.name.clone().unwrap_or_default();
-        space.status = previous.spaces.get(&name).map(|v| v.status.clone());
-    }
-    for address in &mut tenant.addresses {
-        address.status = address
-            .metadata
-            .name
-            .as_ref()
-            .and_then(|n| previous.addresses.get(n))
-            .cloned();
-    }
-    for user in &mut tenant.users {
-        user.status = user
-            .metadata
-            .name
-            .as_ref()
-            .and_then(|n| previous.users.get(n))
-            .cloned();
-    }
 }
 
 /// Logs every address and user that is not served, with the reason.

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::{
-    evaluate::{Infra, Tenant},
+    evaluate::{Evaluation, Infra, Tenant},
     manifests::Manifest,
     resources::{
         address::Address,
@@ -63,6 +63,23 @@ impl TenantResources {
             spaces: &self.spaces,
             addresses: &self.addresses,
             users: &self.users,
+        }
+    }
+
+    /// Gives every resource the status `evaluation` gave it (or none), as an API server returns
+    /// a resource once its status is written.
+    pub fn carry_statuses(&mut self, evaluation: &Evaluation) {
+        for space in &mut self.spaces {
+            let name = space.metadata.name.as_deref().unwrap_or_default();
+            space.status = evaluation.spaces.get(name).map(|v| v.status.clone());
+        }
+        for address in &mut self.addresses {
+            let name = address.metadata.name.as_deref();
+            address.status = name.and_then(|n| evaluation.addresses.get(n)).cloned();
+        }
+        for user in &mut self.users {
+            let name = user.metadata.name.as_deref();
+            user.status = name.and_then(|n| evaluation.users.get(n)).cloned();
         }
     }
 }

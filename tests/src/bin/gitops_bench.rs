@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use enmasse_types::evaluate::{Evaluation, Incremental, Reports, evaluate};
+use enmasse_types::evaluate::{Incremental, Reports, evaluate};
 use fe2o3_amqp::{Connection, Sender, Session, connection::ConnectionHandle, session::SessionHandle};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde_json::json;
@@ -137,29 +137,13 @@ fn incremental(manifests: &[PathBuf]) -> serde_json::Value {
     let catalog = tests::catalog(&dirs).unwrap();
     let tenant = catalog.tenants("default").remove(0);
     let now = Time(Timestamp::now());
-    let carry = |tenant: &mut enmasse_types::catalog::TenantResources, verdict: &Evaluation| {
-        for a in &mut tenant.addresses {
-            a.status = verdict
-                .addresses
-                .get(a.metadata.name.as_deref().unwrap())
-                .cloned();
-        }
-        for s in &mut tenant.spaces {
-            s.status = verdict
-                .spaces
-                .get(s.metadata.name.as_deref().unwrap())
-                .map(|v| v.status.clone());
-        }
-    };
     let (mut added, mut whole) = (Vec::new(), Vec::new());
     for n in 0..5 {
         let mut evaluator = Incremental::new();
         let mut settled = tenant.clone();
         for _ in 0..2 {
-            let verdict = evaluator
-                .evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now)
-                .clone();
-            carry(&mut settled, &verdict);
+            evaluator.evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now);
+            settled.carry_statuses(evaluator.evaluation());
         }
         evaluator.evaluate(&settled.as_tenant(), &catalog.infra(), &Reports::new(), &now);
         let text = queue(&format!("added-{n}"));
