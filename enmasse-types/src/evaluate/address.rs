@@ -101,6 +101,28 @@ pub(super) struct Trace<'a> {
     pub(super) fell_back_at_admission: bool,
 }
 
+impl<'a> Trace<'a> {
+    /// Nothing found yet of `address`.
+    pub(super) fn new(address: &'a Address) -> Self {
+        Self {
+            address,
+            types: None,
+            admission: None,
+            fell_back_at_admission: false,
+        }
+    }
+}
+
+/// Where each checked address is among `checked`, by its address: the first resource took it, so
+/// there is one.
+pub(super) fn by_address<'a>(checked: &[Checked<'a>]) -> HashMap<&'a str, usize> {
+    checked
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.address.spec.address.as_str(), i))
+        .collect()
+}
+
 /// The addresses of a space in the order they are evaluated in: those served before first (a
 /// served address wins over a newer resource of the same address: its messages are there), then
 /// as given (by creation, then name).
@@ -130,12 +152,7 @@ pub(super) fn evaluate_addresses<'a>(
     for &address in addresses {
         if let Some(trace) = trace.as_deref_mut() {
             traced.insert(name_of(&address.metadata), trace.len());
-            trace.push(Trace {
-                address,
-                types: None,
-                admission: None,
-                fell_back_at_admission: false,
-            });
+            trace.push(Trace::new(address));
         }
         let duplicate = taken.get(address.spec.address.as_str()).map(|first| {
             (
@@ -156,12 +173,7 @@ pub(super) fn evaluate_addresses<'a>(
         }
     }
     let checked_types: Vec<AddressType> = checked.iter().map(|c| c.served.type_).collect();
-    // Each checked address by its address: the first resource took it, so there is one.
-    let index: HashMap<&str, usize> = checked
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.address.spec.address.as_str(), i))
-        .collect();
+    let index = by_address(&checked);
 
     // References between addresses, then the settings in force; an address that was served
     // before and whose new spec fails here stays as it was.

@@ -265,11 +265,7 @@ pub(super) fn again<'a>(
         }
     }
     let first_types: Vec<AddressType> = checked.iter().map(|c| c.served.type_).collect();
-    let index: HashMap<&str, usize> = checked
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.address.spec.address.as_str(), i))
-        .collect();
+    let index = address::by_address(&checked);
     for c in &mut changed {
         let Some(i) = c.checked else { continue };
         let records = &memo.records;
@@ -329,12 +325,7 @@ pub(super) fn again<'a>(
     served.retain(|b| !gone.contains(b.resource.as_str()));
     let mut traces = Vec::with_capacity(changed.len());
     for (k, c) in changed.iter_mut().enumerate() {
-        let mut trace = Trace {
-            address: c.address,
-            types: None,
-            admission: None,
-            fell_back_at_admission: false,
-        };
+        let mut trace = Trace::new(c.address);
         if let Some(i) = c.checked {
             trace.types = Some((first_types[i], checked[i].served.type_));
             match c.settled.take() {
