@@ -86,6 +86,15 @@ impl World {
         }
     }
 
+    /// `rounds` of: evaluated, the statuses written back, the config served.
+    fn settle(&mut self, incremental: &mut Incremental, rounds: usize) {
+        for _ in 0..rounds {
+            let verdict = self.again(incremental).clone();
+            self.carry(&verdict);
+            self.serve(&verdict, "", 0);
+        }
+    }
+
     /// The statuses of `verdict` written back, as the operator (or the standalone broker) does.
     fn carry(&mut self, verdict: &Evaluation) {
         for a in &mut self.catalog.addresses {
@@ -312,11 +321,7 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
     world.catalog.addresses = queues(50);
     let mut incremental = Incremental::new();
     // Settled: the statuses written back and the broker serving the config.
-    for _ in 0..3 {
-        let verdict = world.again(&mut incremental).clone();
-        world.carry(&verdict);
-        world.serve(&verdict, "", 0);
-    }
+    world.settle(&mut incremental, 3);
     world.again(&mut incremental);
     assert_eq!(
         incremental.evaluated(),
@@ -361,11 +366,7 @@ fn a_change_an_address_others_name_reaches_is_evaluated_whole() {
         None,
     ));
     let mut incremental = Incremental::new();
-    for _ in 0..2 {
-        let verdict = world.again(&mut incremental).clone();
-        world.carry(&verdict);
-        world.serve(&verdict, "", 0);
-    }
+    world.settle(&mut incremental, 2);
     world.again(&mut incremental);
     world.put(resource(
         "app.sub",
@@ -413,11 +414,7 @@ fn an_address_removed_frees_quota_for_one_that_waited() {
         })
         .collect();
     let mut incremental = Incremental::new();
-    for _ in 0..2 {
-        let verdict = world.again(&mut incremental).clone();
-        world.carry(&verdict);
-        world.serve(&verdict, "", 0);
-    }
+    world.settle(&mut incremental, 2);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(
         verdict.addresses["app.q2"].phase,
@@ -446,11 +443,7 @@ fn an_address_moved_to_a_plan_that_does_not_fit_stays_on_its_plan() {
     };
     world.catalog.addresses = vec![large(0), queue_named("q1"), queue_named("q2")];
     let mut incremental = Incremental::new();
-    for _ in 0..2 {
-        let verdict = world.again(&mut incremental).clone();
-        world.carry(&verdict);
-        world.serve(&verdict, "", 0);
-    }
+    world.settle(&mut incremental, 2);
     world.again(&mut incremental);
 
     world.put(large(1));
@@ -466,11 +459,7 @@ fn an_address_moved_to_a_plan_that_does_not_fit_stays_on_its_plan() {
     assert_eq!(q1, "standard-small-queue", "held on the plan it was admitted on");
 
     // Room is made: the move it asked for is made.
-    for _ in 0..2 {
-        let verdict = world.again(&mut incremental).clone();
-        world.carry(&verdict);
-        world.serve(&verdict, "", 0);
-    }
+    world.settle(&mut incremental, 2);
     world.catalog.addresses.remove(0);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(verdict, world.whole());
@@ -490,11 +479,7 @@ fn two_resources_of_one_name_and_one_deleted_leave_nothing_of_it_served() {
     world.catalog.addresses = vec![queue_named("x1"), queue_named("x2")];
     world.catalog.addresses[1].metadata.name = Some("app.x1".into());
     let mut incremental = Incremental::new();
-    for _ in 0..3 {
-        let verdict = world.again(&mut incremental).clone();
-        world.carry(&verdict);
-        world.serve(&verdict, "", 0);
-    }
+    world.settle(&mut incremental, 3);
     world.catalog.addresses.remove(0);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(verdict, world.whole());
@@ -520,15 +505,8 @@ fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
         None,
     ));
     let mut incremental = Incremental::new();
-    let settle = |world: &mut World, incremental: &mut Incremental| {
-        for _ in 0..2 {
-            let verdict = world.again(incremental).clone();
-            world.carry(&verdict);
-            world.serve(&verdict, "", 0);
-        }
-        world.again(incremental);
-    };
-    settle(&mut world, &mut incremental);
+    world.settle(&mut incremental, 2);
+    world.again(&mut incremental);
     // The topic's spec now asks for a queue whose dead-letter address does not exist: it stays a
     // topic, as served.
     world.put(resource(
@@ -539,7 +517,8 @@ fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
         None,
         Some("missing"),
     ));
-    settle(&mut world, &mut incremental);
+    world.settle(&mut incremental, 2);
+    world.again(&mut incremental);
     let config = world.whole().spaces["app"].config.clone().unwrap();
     assert_eq!(config.address("events").unwrap().type_, AddressType::Topic);
 
