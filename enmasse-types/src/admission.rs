@@ -241,14 +241,16 @@ struct Usage {
     sharded: Vec<u64>,
     topics: BTreeMap<String, Slot>,
     subscriptions: BTreeMap<Slot, Credits>,
+    /// The brokers `pooled` and `sharded` need, kept as they grow: `needed` is asked at every
+    /// address, and a space may have thousands.
+    brokers: u64,
 }
 
 impl Usage {
     fn needed(&self) -> Needed {
-        let pooled: u64 = self.pooled.iter().map(|c| c.ceil_units()).sum();
         Needed {
             router: self.router.ceil_units(),
-            broker: pooled + self.sharded.iter().sum::<u64>(),
+            broker: self.brokers,
         }
     }
 
@@ -281,6 +283,7 @@ impl Usage {
             }
             AddressType::Topic if request.broker >= Credits::ONE => {
                 self.sharded.push(request.broker.ceil_units());
+                self.brokers += request.broker.ceil_units();
                 self.topics
                     .insert(request.address.clone(), Slot::Sharded(self.sharded.len() - 1));
                 Ok(1)
@@ -302,7 +305,9 @@ impl Usage {
                         self.pooled.push(Credits::ZERO);
                         self.pooled.len() - 1
                     });
+                    let before = self.pooled[index].ceil_units();
                     self.pooled[index] += share;
+                    self.brokers = self.brokers - before + self.pooled[index].ceil_units();
                     taken.push(index);
                 }
                 if request.type_ == AddressType::Topic {
@@ -371,16 +376,30 @@ pub fn admit<R: Borrow<Request>>(limits: &Limits, requests: &[R]) -> Outcome {
             grandfathering = false;
             exceeded = first_exceeded(usage.needed(), limits);
         }
+        if request.previously_admitted {
+            // Kept whatever the limits, so placed at once; a placement refused changed nothing
+            // but the router credit it added.
+            let router = usage.router;
+            let verdict = match usage.place(request) {
+                Err(refusal) => {
+                    usage.router = router;
+                    refusal
+                }
+                Ok(partitions) => Verdict::Admitted(plan_status(request, partitions)),
+            };
+            verdicts.push((i, verdict));
+            continue;
+        }
         let mut attempt = usage.clone();
         let verdict = match attempt.place(request) {
             Err(refusal) => refusal,
             Ok(partitions) => match first_exceeded(attempt.needed(), limits) {
-                Some((resource, needed, limit)) if !request.previously_admitted => Verdict::QuotaExceeded {
+                Some((resource, needed, limit)) => Verdict::QuotaExceeded {
                     resource,
                     needed,
                     limit,
                 },
-                _ => {
+                None => {
                     usage = attempt;
                     Verdict::Admitted(plan_status(request, partitions))
                 }
