@@ -1,11 +1,12 @@
 //! What the last evaluation of a space's addresses found of each, and evaluating again only the
 //! addresses that changed.
 //!
-//! An address is evaluated again when its resource (spec or status) or its broker's report of it
-//! changed, or when its status did not come out as it went in (evaluating it again could then
-//! give another status, or stamp another time). The others keep their status and what their broker
-//! serves. Addresses depend on each other in three ways, and each is checked before anything is
-//! kept:
+//! An address is evaluated again when its resource (spec or status; told by uid and resource
+//! version where an API server gave them) or its broker's report of it changed, or when its status
+//! did not come out as it went in (evaluating it again could then give another status, or stamp
+//! another time). The others keep their status and what their broker serves, and the digest of
+//! that ([`AddressesDigest`]) is kept as addresses come and go. Addresses depend on each other in
+//! three ways, and each is checked before anything is kept:
 //!
 //! - Two resources of one address: the first takes it. An address whose spec.address is shared
 //!   with another resource, now or before the change, makes the whole space be evaluated.
@@ -33,7 +34,7 @@ use super::{
 };
 use crate::{
     admission::{self, Request, Verdict},
-    broker_config::{AddressReport, BrokerAddress, IndexedReport},
+    broker_config::{AddressReport, AddressesDigest, BrokerAddress, IndexedReport},
     resources::address::{Address, AddressStatus, AddressType},
 };
 
@@ -87,6 +88,8 @@ pub(super) struct AddressMemo {
     retyped: bool,
     /// How many addresses the last evaluation looked at.
     pub(super) evaluated: usize,
+    /// The digest of what the broker was to serve after the last evaluation.
+    pub(super) digest: AddressesDigest,
 }
 
 impl AddressMemo {
@@ -170,6 +173,19 @@ fn record(
     (name, record)
 }
 
+/// Whether `now` is `before` unchanged: by uid and resource version where an API server gave
+/// them (it gives every change a new version), field by field otherwise (as for manifests read
+/// from files, which have neither).
+fn unchanged(before: &Address, now: &Address) -> bool {
+    let (b, n) = (&before.metadata, &now.metadata);
+    match (&b.uid, &b.resource_version, &n.uid, &n.resource_version) {
+        (Some(b_uid), Some(b_version), Some(n_uid), Some(n_version)) => {
+            b_uid == n_uid && b_version == n_version
+        }
+        _ => before == now,
+    }
+}
+
 /// An address evaluated again, and what became of it so far.
 struct Changed<'a> {
     address: &'a Address,
@@ -193,13 +209,15 @@ pub(super) fn again<'a>(
     out: &mut BTreeMap<String, AddressStatus>,
     memo: &mut AddressMemo,
     previous: Vec<BrokerAddress>,
-) -> Option<(Vec<BrokerAddress>, Vec<String>)> {
+) -> Option<(Vec<BrokerAddress>, Vec<String>, AddressesDigest)> {
     if memo.records.is_empty() || memo.admission_fell_back || memo.retyped {
         return None;
     }
     let mut present: HashSet<&str> = HashSet::with_capacity(addresses.len());
     let mut taken: HashMap<&str, usize> = HashMap::with_capacity(addresses.len());
     let mut changed: Vec<Changed<'a>> = Vec::new();
+    // How many of the addresses have a record.
+    let mut known = 0;
     for &address in addresses {
         let name = name_of(&address.metadata);
         if !present.insert(name) {
@@ -207,10 +225,10 @@ pub(super) fn again<'a>(
         }
         *taken.entry(address.spec.address.as_str()).or_default() += 1;
         let reported = report.and_then(|r| r.address(&address.spec.address));
-        let same = memo
-            .records
-            .get(name)
-            .is_some_and(|r| r.settled && r.reported.as_ref() == reported && r.input == *address);
+        let record = memo.records.get(name);
+        known += usize::from(record.is_some());
+        let same = record
+            .is_some_and(|r| r.settled && r.reported.as_ref() == reported && unchanged(&r.input, address));
         if !same {
             changed.push(Changed {
                 address,
@@ -219,12 +237,16 @@ pub(super) fn again<'a>(
             });
         }
     }
-    let removed: Vec<String> = memo
-        .records
-        .keys()
-        .filter(|name| !present.contains(name.as_str()))
-        .cloned()
-        .collect();
+    // Every record is of a present address unless there are more records than were found.
+    let removed: Vec<String> = if known < memo.records.len() {
+        memo.records
+            .keys()
+            .filter(|name| !present.contains(name.as_str()))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
     if (changed.len() + removed.len()) * WHOLE_BEYOND > addresses.len().max(WHOLE_BEYOND) {
         return None;
     }
@@ -322,7 +344,14 @@ pub(super) fn again<'a>(
         .map(|c| name_of(&c.address.metadata))
         .chain(removed.iter().map(String::as_str))
         .collect();
-    served.retain(|b| !gone.contains(b.resource.as_str()));
+    let mut digest = memo.digest;
+    served.retain(|b| {
+        let keep = !gone.contains(b.resource.as_str());
+        if !keep {
+            digest.remove(b);
+        }
+        keep
+    });
     let mut traces = Vec::with_capacity(changed.len());
     for (k, c) in changed.iter_mut().enumerate() {
         let mut trace = Trace::new(c.address);
@@ -332,14 +361,11 @@ pub(super) fn again<'a>(
                 Some(Ok(settings)) => {
                     let verdict = verdicts.remove(&k)?;
                     trace.admission = Some((checked[i].request.clone(), verdict.clone()));
-                    served.extend(address::conclude(
-                        &checked[i],
-                        Ok(settings),
-                        verdict,
-                        report,
-                        now,
-                        out,
-                    ));
+                    let concluded = address::conclude(&checked[i], Ok(settings), verdict, report, now, out);
+                    if let Some(b) = concluded {
+                        digest.add(&b);
+                        served.push(b);
+                    }
                 }
                 Some(Err((phase, message))) => address::refuse(out, c.address, phase, message, now),
                 None => {}
@@ -357,5 +383,6 @@ pub(super) fn again<'a>(
         memo.insert(record(trace, report, out));
     }
     memo.evaluated = changed.len();
-    Some((served, notes))
+    memo.digest = digest;
+    Some((served, notes, digest))
 }

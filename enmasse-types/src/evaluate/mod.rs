@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::{
-    broker_config::{BrokerConfig, BrokerReport, IndexedReport},
+    broker_config::{AddressesDigest, BrokerConfig, BrokerReport, IndexedReport},
     resources::{
         address::{Address, AddressStatus},
         address_space::{AddressSpace, AddressSpaceStatus},
@@ -90,6 +90,9 @@ pub struct SpaceVerdict {
     pub config: Option<BrokerConfig>,
     /// The revision of `config` ([`BrokerConfig::revision`]), hashed once; empty without one.
     pub revision: String,
+    /// The digest of `config`'s addresses: the revision of the config with other users (password
+    /// keys given, say) is [`BrokerConfig::revision_with`] it, without hashing them again.
+    pub digest: AddressesDigest,
 }
 
 /// Evaluates one namespace's manifests against the infrastructure and what the brokers report.

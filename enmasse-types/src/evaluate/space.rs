@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     admission::Limits,
-    broker_config::{Authentication, BrokerConfig, IndexedReport, SpaceConfig},
+    broker_config::{AddressesDigest, Authentication, BrokerConfig, IndexedReport, SpaceConfig},
     error::one_line,
     names, quantity,
     resources::{
@@ -85,6 +85,7 @@ pub(super) fn evaluate_space<'a>(
                     status,
                     config: None,
                     revision: String::new(),
+                    digest: AddressesDigest::default(),
                 },
             );
             return;
@@ -110,7 +111,7 @@ pub(super) fn evaluate_space<'a>(
             previous,
         )
     });
-    let (addresses, address_messages) = match again {
+    let (addresses, address_messages, digest) = match again {
         Some(again) => again,
         None => {
             let mut traces = memo.is_some().then(Vec::new);
@@ -123,10 +124,12 @@ pub(super) fn evaluate_space<'a>(
                 &mut out.addresses,
                 traces.as_mut(),
             );
+            let digest = AddressesDigest::of(&whole.0);
             if let (Some(memo), Some(traces)) = (memo, traces) {
                 memo.remember(&traces, report, &out.addresses);
+                memo.digest = digest;
             }
-            whole
+            (whole.0, whole.1, digest)
         }
     };
     messages.extend(address_messages);
@@ -150,7 +153,7 @@ pub(super) fn evaluate_space<'a>(
             .filter_map(|(_, verdict)| verdict.as_ref().ok().cloned())
             .collect(),
     };
-    let revision = config.revision();
+    let revision = config.revision_with(digest);
     let applied = report.is_some_and(|r| r.revision == revision && r.problems.is_empty());
     for (u, verdict) in &users {
         let status = match verdict {
@@ -196,6 +199,7 @@ pub(super) fn evaluate_space<'a>(
             status,
             config: Some(config),
             revision,
+            digest,
         },
     );
 }

@@ -541,3 +541,34 @@ fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
             .is_some()
     );
 }
+
+#[test]
+fn an_api_servers_resource_version_tells_a_changed_address_from_an_unchanged_one() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(20);
+    for (n, address) in world.catalog.addresses.iter_mut().enumerate() {
+        address.metadata.uid = Some(format!("uid-{n}"));
+        address.metadata.resource_version = Some("1".into());
+    }
+    let mut incremental = Incremental::new();
+    world.settle(&mut incremental, 3);
+    world.again(&mut incremental);
+    assert_eq!(incremental.evaluated(), 0);
+
+    // A new version is evaluated again, and found changed.
+    let q3 = &mut world.catalog.addresses[3];
+    q3.spec.plan = "standard-large-queue".into();
+    q3.metadata.resource_version = Some("2".into());
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(verdict, world.whole());
+
+    // The same uid and version are the same object: what the API server gave is not compared
+    // field by field.
+    world.carry(&verdict);
+    world.catalog.addresses[3].metadata.resource_version = Some("3".into());
+    world.again(&mut incremental);
+    world.catalog.addresses[5].metadata.labels = Some([("seen".to_owned(), "here".to_owned())].into());
+    world.again(&mut incremental);
+    assert_eq!(incremental.evaluated(), 0);
+}
