@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use enmasse_types::{
-    evaluate::{Incremental, Infra},
+    evaluate::Infra,
     resources::{
         address::Address,
         authentication_service::AuthenticationService,
@@ -14,6 +14,7 @@ use enmasse_types::{
         plans::{AddressPlan, AddressSpacePlan},
     },
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Client,
     runtime::{
@@ -22,7 +23,7 @@ use kube::{
     },
 };
 
-use crate::{brokers::Brokers, metrics::Metrics, workload::BrokerSettings};
+use crate::{brokers::Brokers, metrics::Metrics, space::SpaceMemory, workload::BrokerSettings};
 
 /// What happens to messages when what holds them is deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -167,8 +168,8 @@ pub struct Context {
     pub credentials: std::sync::Mutex<enmasse_auth::credentials::PasswordCredentials>,
     /// Every Address and MessagingUser, as the space controller's watches last saw them.
     pub members: MemberStores,
-    /// Each space's last verdict, by namespace and name: a pass evaluates only what changed.
-    pub evaluators: std::sync::Mutex<HashMap<(String, String), Incremental>>,
+    /// What the passes over each space keep for the next, by namespace and name.
+    pub spaces: std::sync::Mutex<HashMap<(String, String), SpaceMemory>>,
 }
 
 /// The Addresses and MessagingUsers of every namespace, kept current by the space controller's
@@ -187,7 +188,8 @@ pub struct MemberWriters {
     pub users: Writer<MessagingUser>,
 }
 
-/// The Addresses and MessagingUsers of one space (named `<space>.<name>`).
+/// The Addresses and MessagingUsers of one space (named `<space>.<name>`), each sorted by name.
+#[derive(Debug, Default)]
 pub struct Members {
     /// Its addresses.
     pub addresses: Vec<Address>,
@@ -215,31 +217,52 @@ impl MemberStores {
         self.addresses.wait_until_ready().await.is_ok() && self.users.wait_until_ready().await.is_ok()
     }
 
-    /// The members of space `space` of `namespace`, as the watches last saw them.
-    pub fn of(&self, namespace: &str, space: &str) -> Members {
-        // A member belongs to the space named before the first dot, as `evaluate` reads it.
-        fn ours<K: kube::Resource<DynamicType = ()> + Clone>(
-            store: &Store<K>,
-            namespace: &str,
-            space: &str,
-        ) -> Vec<K> {
-            store
-                .state()
-                .iter()
-                .filter(|k| k.meta().namespace.as_deref() == Some(namespace))
-                .filter(|k| {
-                    k.meta()
-                        .name
-                        .as_deref()
-                        .and_then(|n| n.split_once('.'))
-                        .is_some_and(|(owner, _)| owner == space)
-                })
-                .map(|k| K::clone(k))
-                .collect()
-        }
-        Members {
-            addresses: ours(&self.addresses, namespace, space),
-            users: ours(&self.users, namespace, space),
+    /// Brings `members` of space `space` of `namespace` up to what the watches last saw, copying
+    /// out of the stores only the members that are new or changed since: a space may have
+    /// thousands, and one change should not copy them all.
+    pub fn refresh(&self, namespace: &str, space: &str, members: &mut Members) {
+        refresh(&self.addresses, namespace, space, &mut members.addresses);
+        refresh(&self.users, namespace, space, &mut members.users);
+    }
+}
+
+/// Brings `kept` (sorted by name) up to the members of `space` of `namespace` in `store`.
+fn refresh<K>(store: &Store<K>, namespace: &str, space: &str, kept: &mut Vec<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
+    // A member belongs to the space named before the first dot, as `evaluate` reads it.
+    let ours = |k: &Arc<K>| {
+        k.meta().namespace.as_deref() == Some(namespace)
+            && k.meta()
+                .name
+                .as_deref()
+                .and_then(|n| n.split_once('.'))
+                .is_some_and(|(owner, _)| owner == space)
+    };
+    let mut current: Vec<Arc<K>> = store.state().into_iter().filter(ours).collect();
+    current.sort_unstable_by(|a, b| a.meta().name.cmp(&b.meta().name));
+    // Both are sorted by name: one walk over the two.
+    let mut before = std::mem::take(kept).into_iter().peekable();
+    kept.reserve(current.len());
+    for object in current {
+        let name = object.meta().name.as_deref();
+        while before.next_if(|k| k.meta().name.as_deref() < name).is_some() {}
+        match before.next_if(|k| k.meta().name.as_deref() == name) {
+            Some(k) if same_version(k.meta(), object.meta()) => kept.push(k),
+            _ => kept.push(K::clone(&object)),
         }
     }
 }
+
+/// Whether `a` and `b` are the same version of one object: the API server gives every change a
+/// new resource version, and an object deleted and made again a new uid.
+fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    a.uid.is_some()
+        && a.uid == b.uid
+        && a.resource_version.is_some()
+        && a.resource_version == b.resource_version
+}
+
+#[cfg(test)]
+mod tests;

@@ -200,7 +200,7 @@ async fn control(
         metrics,
         credentials: Default::default(),
         members,
-        evaluators: Default::default(),
+        spaces: Default::default(),
     });
     let infra_changes = futures_util::stream::poll_fn(move |cx| infra_changed.poll_recv(cx));
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);

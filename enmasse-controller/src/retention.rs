@@ -7,6 +7,8 @@
 //! or there is no broker left to hold anything: it never wedges a namespace on a broker that is
 //! gone.
 
+use std::borrow::Cow;
+
 use enmasse_types::{broker_config::BrokerReport, resources::address::Address};
 
 use crate::context::DeletePolicy;
@@ -16,9 +18,10 @@ pub const FINALIZER: &str = "enmasse.io/retain-messages";
 
 /// What to do with a space's Addresses.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Retention {
-    /// The Addresses the broker serves: the live ones and those retained.
-    pub served: Vec<Address>,
+pub struct Retention<'a> {
+    /// The Addresses the broker serves: the live ones and those retained. Borrowed when that is
+    /// all of them, as it is but while some are being deleted: a space may have thousands.
+    pub served: Cow<'a, [Address]>,
     /// Deleted Addresses kept for their messages: the name and what the broker last reported it
     /// holds (`None` when the broker cannot be asked just now).
     pub retained: Vec<(String, Option<u64>)>,
@@ -29,23 +32,23 @@ pub struct Retention {
 }
 
 /// Sorts `addresses` by `policy`, from what the broker reports (`report`) and whether it still
-/// exists (`broker_exists`: a pod that may answer again). The served ones are moved, not copied:
-/// a space may have thousands.
-pub fn retention(
-    addresses: Vec<Address>,
+/// exists (`broker_exists`: a pod that may answer again).
+pub fn retention<'a>(
+    addresses: &'a [Address],
     report: Option<&BrokerReport>,
     broker_exists: bool,
     policy: DeletePolicy,
-) -> Retention {
+) -> Retention<'a> {
     let mut out = Retention::default();
+    let mut served: Vec<&Address> = Vec::with_capacity(addresses.len());
     for address in addresses {
         let name = address.metadata.name.clone().unwrap_or_default();
-        let guarded = has_finalizer(&address);
+        let guarded = has_finalizer(address);
         if address.metadata.deletion_timestamp.is_none() {
             if policy == DeletePolicy::Retain && !guarded {
                 out.guard.push(name);
             }
-            out.served.push(address);
+            served.push(address);
             continue;
         }
         if !guarded {
@@ -55,16 +58,21 @@ pub fn retention(
         match (policy, held) {
             (DeletePolicy::Retain, Some(depth)) if depth > 0 => {
                 out.retained.push((name, Some(depth)));
-                out.served.push(address);
+                served.push(address);
             }
             // The broker is there but did not answer: hold on until it can say.
             (DeletePolicy::Retain, None) if broker_exists => {
                 out.retained.push((name, None));
-                out.served.push(address);
+                served.push(address);
             }
             _ => out.release.push(name),
         }
     }
+    out.served = if served.len() == addresses.len() {
+        Cow::Borrowed(addresses)
+    } else {
+        Cow::Owned(served.into_iter().cloned().collect())
+    };
     out
 }
 

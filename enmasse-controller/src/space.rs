@@ -13,9 +13,9 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use enmasse_types::{
-    broker_config::{BrokerConfig, BrokerReport, Credential},
+    broker_config::BrokerReport,
     error::one_line,
-    evaluate::{Tenant, waits_for_drain},
+    evaluate::{Evaluation, Tenant, waits_for_drain},
     exports::{Endpoint, exports},
     resources::{
         address::Address,
@@ -37,6 +37,8 @@ use kube::{
 use serde::Serialize;
 use tracing::{debug, info};
 
+use self::memory::Keyed;
+pub use self::memory::SpaceMemory;
 use crate::{
     brokers::BrokerEndpoint,
     certificates::{self, Existing, TlsPlan},
@@ -142,13 +144,41 @@ pub async fn reconcile(space: Arc<AddressSpace>, ctx: Arc<Context>) -> Result<Ac
 
 /// Makes the cluster match the space's manifests, and writes what came of it.
 async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileError> {
+    let key = (space.namespace().unwrap_or_default(), space.name_any());
+    // Taken out of the map for the pass: the controller never reconciles one space twice at once.
+    let mut memory = ctx
+        .spaces
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key)
+        .unwrap_or_default();
+    let result = pass(space, ctx, &mut memory).await;
+    ctx.spaces
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, memory);
+    result
+}
+
+/// One pass of [`apply`], with what the last one kept.
+async fn pass(
+    space: &AddressSpace,
+    ctx: &Context,
+    memory: &mut SpaceMemory,
+) -> Result<Action, ReconcileError> {
     let namespace = space.namespace().unwrap_or_default();
     let name = space.name_any();
     let names = InfraNames::new(&namespace, &name);
     let infra_namespace = ctx.settings.broker.namespace.as_str();
     let infra = SpaceInfra::new(&ctx.client, infra_namespace, &names);
     let now = Time(Timestamp::now());
-    let members = members(ctx, &namespace, &name).await?;
+    let SpaceMemory {
+        members,
+        evaluator,
+        keyed,
+    } = memory;
+    listed(ctx).await?;
+    ctx.members.refresh(&namespace, &name, members);
     let mut observed = Observed::default();
 
     // What the broker serves now, if there is one to ask.
@@ -194,9 +224,10 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
     };
     // A broker that cannot report cannot be configured either: no push is tried.
     let broker = broker.filter(|_| report.is_some());
+    let served_revision = report.as_ref().map(|r| r.revision.clone());
 
     let retention = retention(
-        members.addresses,
+        &members.addresses,
         report.as_ref(),
         broker_exists,
         ctx.settings.delete_policy,
@@ -216,177 +247,186 @@ async fn apply(space: &AddressSpace, ctx: &Context) -> Result<Action, ReconcileE
         addresses: &retention.served,
         users: &members.users,
     };
-    let mut reports: BTreeMap<String, BrokerReport> =
-        report.iter().map(|r| (name.clone(), r.clone())).collect();
-    // The space's last verdict: only what changed since is evaluated again. Taken out of the map
-    // for the pass (the controller never reconciles one space twice at once).
-    let key = (namespace.clone(), name.clone());
-    let mut evaluator = ctx
-        .evaluators
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key)
-        .unwrap_or_default();
-    // The broker is pushed the config with password keys filled in; when it serves exactly that,
-    // it serves the latest config, which `evaluate` knows by the revision without the keys.
-    let keyed = evaluator
-        .evaluate(&tenant, &snapshot.infra(), &reports, &now)
-        .spaces
-        .get(&name)
-        .and_then(|v| Some((v.config.clone()?, v.revision.clone())))
-        .map(|(mut config, plain)| {
-            let revision = if fill_password_keys(&mut config, &members.users, ctx) {
-                config.revision()
-            } else {
-                plain.clone()
-            };
-            (plain, config, revision)
-        });
-    if let (Some((plain, _, revision)), Some(report)) = (&keyed, reports.get_mut(&name))
-        && report.revision == *revision
-        && report.revision != *plain
-    {
-        report.revision.clone_from(plain);
-        evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    // The broker serves the config with password keys, and reports its revision with them;
+    // `evaluate` knows a config by its revision without them. A broker that serves what the last
+    // pass made of its config is told by that config's revision without keys.
+    let mut reports: BTreeMap<String, BrokerReport> = BTreeMap::new();
+    let mut unkeyed = false;
+    if let Some(mut report) = report {
+        if let Some(k) = keyed
+            .as_ref()
+            .filter(|k| k.revision == report.revision && k.revision != k.plain)
+        {
+            report.revision.clone_from(&k.plain);
+            unkeyed = true;
+        }
+        reports.insert(name.clone(), report);
     }
+    evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    let mut current = keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
+    // Only a password changed since: the broker serves the config with the old keys, which is
+    // not the latest. (When the config changed, it is not the latest by either revision.)
+    let rekeyed = |after: &Keyed, before: &Keyed| after.plain == before.plain && after.keys != before.keys;
+    if unkeyed && matches!((&current, &*keyed), (Some(after), Some(before)) if rekeyed(after, before)) {
+        if let (Some(report), Some(served)) = (reports.get_mut(&name), &served_revision) {
+            report.revision.clone_from(served);
+        }
+        evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+        current = keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
+    }
+    keyed.clone_from(&current);
     debug!(namespace, name, evaluated = evaluator.evaluated(), "evaluated");
     let evaluation = evaluator.evaluation();
-    let outcome = async {
-        let Some(verdict) = evaluation.spaces.get(&name) else {
-            return Ok(Action::requeue(SOON));
-        };
-        let mut pushed = false;
-        if let Some((_, config, revision)) = keyed {
-            let openshift = certificate(space, &names, ctx, &infra, &mut observed).await?;
-            let token = infra.management_token(existing_token).await?;
-            // The plan in force: a plan change that does not fit is refused, and the old one stays.
-            if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
-                let mut set = workload::stateful_set(&names, &ctx.settings.broker, &wanted);
-                // The broker reads its token at start: a new token restarts it.
-                if let Some(template) = set.spec.template.metadata.as_mut() {
-                    template
-                        .annotations
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(TOKEN_ANNOTATION.to_owned(), token_digest(&token));
-                }
-                // An apply the API server refuses (a volume claim template cannot change, say) is a
-                // status message: the space says what is wrong, and the rest goes on.
-                match infra.apply(&set).await {
-                    Ok(set) => {
-                        observed.broker_ready = set
-                            .status
-                            .and_then(|s| s.ready_replicas)
-                            .is_some_and(|ready| ready >= 1);
-                    }
-                    Err(err) => observed.problems.push(one_line(&err)),
-                }
-                if let Err(err) = infra
-                    .apply(&workload::service(&names, &ctx.settings.broker, openshift))
-                    .await
-                {
-                    observed.problems.push(one_line(&err));
-                }
-                let rules = network_policy::rules(space, &snapshot.infra(), &config.space.plan);
-                let policy = network_policy::network_policy(&names, infra_namespace, &rules);
-                if let Err(err) = infra.apply(&policy).await {
-                    observed.problems.push(one_line(&err));
-                }
-                expose_endpoints(space, &names, infra_namespace, &infra, &mut observed).await;
+    let Some(verdict) = evaluation.spaces.get(&name) else {
+        return Ok(Action::requeue(SOON));
+    };
+    let mut pushed = false;
+    if let (Some(config), Some(current)) = (&verdict.config, &current) {
+        let openshift = certificate(space, &names, ctx, &infra, &mut observed).await?;
+        let token = infra.management_token(existing_token).await?;
+        // The plan in force: a plan change that does not fit is refused, and the old one stays.
+        if let Some(wanted) = workload::broker_infra(&snapshot.infra(), &config.space.plan) {
+            let mut set = workload::stateful_set(&names, &ctx.settings.broker, &wanted);
+            // The broker reads its token at start: a new token restarts it.
+            if let Some(template) = set.spec.template.metadata.as_mut() {
+                template
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(TOKEN_ANNOTATION.to_owned(), token_digest(&token));
             }
-            let endpoint = Endpoint {
-                host: names.host(infra_namespace),
-                ports: workload::client_ports(),
-                ca_pem: observed.ca_pem.clone(),
-                external: observed.external.clone(),
-            };
-            for export in exports(space, &endpoint) {
-                if let Err(err) = write(&ctx.client, &export).await {
-                    observed.problems.push(one_line(&err));
+            // An apply the API server refuses (a volume claim template cannot change, say) is a
+            // status message: the space says what is wrong, and the rest goes on.
+            match infra.apply(&set).await {
+                Ok(set) => {
+                    observed.broker_ready = set
+                        .status
+                        .and_then(|s| s.ready_replicas)
+                        .is_some_and(|ready| ready >= 1);
                 }
+                Err(err) => observed.problems.push(one_line(&err)),
             }
-            let serves_latest = report.as_ref().is_some_and(|r| r.revision == revision);
-            if let Some(broker) = broker.filter(|_| !serves_latest) {
-                match ctx.brokers.push(&broker, &config).await {
-                    Ok(()) => {
-                        pushed = true;
-                        let note = format!("pushed configuration revision {revision} to {}", names.pod());
-                        publish(ctx, space, EventType::Normal, "Configured", note).await;
-                    }
-                    Err(err) => observed.problems.push(one_line(&err)),
-                }
-            }
-        }
-
-        let status = space_status(
-            space,
-            verdict.status.clone(),
-            &observed,
-            &names,
-            infra_namespace,
-            &now,
-        );
-        // Pending and Failed wait for someone to change something (a watch brings the change);
-        // Configuring is on its way and looked at again soon, and so is a change of an address that
-        // waits for its broker to report it drained.
-        let draining = evaluation.addresses.values().any(waits_for_drain);
-        let next = match status.phase {
-            _ if pushed || draining => SOON,
-            Some(Phase::Configuring) => SOON,
-            Some(Phase::Failed) => AFTER_FAILURE,
-            _ => ctx.settings.resync,
-        };
-        if space.status.as_ref() != Some(&status) {
-            if status.phase != space.status.as_ref().and_then(|s| s.phase) {
-                let (type_, reason) = match status.phase {
-                    Some(Phase::Failed) => (EventType::Warning, "Failed"),
-                    _ => (EventType::Normal, "PhaseChanged"),
-                };
-                let phase = status.phase.map_or("Pending", |p| p.as_str());
-                let note = format!("{phase}: {}", status.messages.join("; "));
-                publish(ctx, space, type_, reason, note).await;
-            }
-            write_status(ctx, space, &status).await?;
-        }
-        for address in &retention.served {
-            let resource = address.name_any();
-            let Some(status) = evaluation.addresses.get(&resource) else {
-                continue;
-            };
-            if let Some((_, depth)) = retention.retained.iter().find(|(n, _)| *n == resource) {
-                let mut status = status.clone();
-                status.phase = Some(Phase::Terminating);
-                status.messages = vec![retention::retained_message(*depth)];
-                if address.status.as_ref() != Some(&status) {
-                    write_status(ctx, address, &status).await?;
-                }
-            } else if address.status.as_ref() != Some(status) {
-                write_status(ctx, address, status).await?;
-            }
-        }
-        for user in &members.users {
-            if let Some(status) = evaluation.users.get(&user.name_any())
-                && user.status.as_ref() != Some(status)
+            if let Err(err) = infra
+                .apply(&workload::service(&names, &ctx.settings.broker, openshift))
+                .await
             {
-                write_status(ctx, user, status).await?;
+                observed.problems.push(one_line(&err));
+            }
+            let rules = network_policy::rules(space, &snapshot.infra(), &config.space.plan);
+            let policy = network_policy::network_policy(&names, infra_namespace, &rules);
+            if let Err(err) = infra.apply(&policy).await {
+                observed.problems.push(one_line(&err));
+            }
+            expose_endpoints(space, &names, infra_namespace, &infra, &mut observed).await;
+        }
+        let endpoint = Endpoint {
+            host: names.host(infra_namespace),
+            ports: workload::client_ports(),
+            ca_pem: observed.ca_pem.clone(),
+            external: observed.external.clone(),
+        };
+        for export in exports(space, &endpoint) {
+            if let Err(err) = write(&ctx.client, &export).await {
+                observed.problems.push(one_line(&err));
             }
         }
-        debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
-        Ok(Action::requeue(next))
+        let serves_latest = served_revision.as_ref() == Some(&current.revision);
+        if let Some(broker) = broker.filter(|_| !serves_latest) {
+            match ctx
+                .brokers
+                .push(&broker, &memory::with_keys(config, &current.keys))
+                .await
+            {
+                Ok(()) => {
+                    pushed = true;
+                    let note = format!(
+                        "pushed configuration revision {} to {}",
+                        current.revision,
+                        names.pod()
+                    );
+                    publish(ctx, space, EventType::Normal, "Configured", note).await;
+                }
+                Err(err) => observed.problems.push(one_line(&err)),
+            }
+        }
     }
-    .await;
-    ctx.evaluators
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, evaluator);
-    outcome
+
+    let status = space_status(
+        space,
+        verdict.status.clone(),
+        &observed,
+        &names,
+        infra_namespace,
+        &now,
+    );
+    // Pending and Failed wait for someone to change something (a watch brings the change);
+    // Configuring is on its way and looked at again soon, and so is a change of an address that
+    // waits for its broker to report it drained.
+    let draining = evaluation.addresses.values().any(waits_for_drain);
+    let next = match status.phase {
+        _ if pushed || draining => SOON,
+        Some(Phase::Configuring) => SOON,
+        Some(Phase::Failed) => AFTER_FAILURE,
+        _ => ctx.settings.resync,
+    };
+    if space.status.as_ref() != Some(&status) {
+        if status.phase != space.status.as_ref().and_then(|s| s.phase) {
+            let (type_, reason) = match status.phase {
+                Some(Phase::Failed) => (EventType::Warning, "Failed"),
+                _ => (EventType::Normal, "PhaseChanged"),
+            };
+            let phase = status.phase.map_or("Pending", |p| p.as_str());
+            let note = format!("{phase}: {}", status.messages.join("; "));
+            publish(ctx, space, type_, reason, note).await;
+        }
+        write_status(ctx, space, &status).await?;
+    }
+    for address in retention.served.iter() {
+        let resource = address.name_any();
+        let Some(status) = evaluation.addresses.get(&resource) else {
+            continue;
+        };
+        if let Some((_, depth)) = retention.retained.iter().find(|(n, _)| *n == resource) {
+            let mut status = status.clone();
+            status.phase = Some(Phase::Terminating);
+            status.messages = vec![retention::retained_message(*depth)];
+            if address.status.as_ref() != Some(&status) {
+                write_status(ctx, address, &status).await?;
+            }
+        } else if address.status.as_ref() != Some(status) {
+            write_status(ctx, address, status).await?;
+        }
+    }
+    for user in &members.users {
+        if let Some(status) = evaluation.users.get(&user.name_any())
+            && user.status.as_ref() != Some(status)
+        {
+            write_status(ctx, user, status).await?;
+        }
+    }
+    debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
+    Ok(Action::requeue(next))
 }
 
-/// The members of space `name`, once the watches have listed them.
-async fn members(ctx: &Context, namespace: &str, name: &str) -> Result<Members, ReconcileError> {
+/// Waits until the watches have listed the Addresses and MessagingUsers once.
+async fn listed(ctx: &Context) -> Result<(), ReconcileError> {
     match tokio::time::timeout(LISTED_WITHIN, ctx.members.synced()).await {
-        Ok(true) => Ok(ctx.members.of(namespace, name)),
+        Ok(true) => Ok(()),
         _ => Err(ReconcileError::NotListed(LISTED_WITHIN)),
     }
+}
+
+/// The revision of the configuration `evaluation` gives space `name`, as it is pushed: with the
+/// password keys of `users`.
+fn keyed_revision(
+    evaluation: &Evaluation,
+    name: &str,
+    users: &[MessagingUser],
+    ctx: &Context,
+    remembered: Option<&Keyed>,
+) -> Option<Keyed> {
+    let verdict = evaluation.spaces.get(name)?;
+    let keys = memory::password_keys(verdict.config.as_ref()?, users, ctx);
+    Keyed::of(remembered, verdict, keys)
 }
 
 /// Exposes each served endpoint that asks for it (a load balancer Service, a Route), noting where
@@ -456,12 +496,14 @@ async fn cleanup(space: &AddressSpace, ctx: &Context) -> Result<Action, Reconcil
     SpaceInfra::new(&ctx.client, &ctx.settings.broker.namespace, &names)
         .delete_all()
         .await?;
-    ctx.evaluators
+    ctx.spaces
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&(namespace.clone(), name.clone()));
     // No broker is left to hold messages: retained addresses let go.
-    let members = members(ctx, &namespace, &name).await?;
+    listed(ctx).await?;
+    let mut members = Members::default();
+    ctx.members.refresh(&namespace, &name, &mut members);
     let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
     for address in members.addresses.iter().filter(|a| retention::has_finalizer(a)) {
         set_finalizer(&addresses, &namespace, &address.name_any(), false).await?;
@@ -540,30 +582,6 @@ async fn certificate(
             Ok(false)
         }
     }
-}
-
-/// Gives password users the SCRAM keys of their password, so that the broker never holds it;
-/// returns whether it gave any (the config then has another revision).
-fn fill_password_keys(config: &mut BrokerConfig, users: &[MessagingUser], ctx: &Context) -> bool {
-    let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
-    let mut filled = false;
-    for user in &mut config.users {
-        let Credential::Password { namespace, keys } = &mut user.credential else {
-            continue;
-        };
-        if keys.is_some() {
-            continue;
-        }
-        let password = users
-            .iter()
-            .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))
-            .and_then(|u| u.spec.authentication.password.as_deref());
-        if let Some(credential) = password.and_then(|p| credentials.get(namespace, &user.resource, p)) {
-            *keys = Some(credential.to_keys());
-            filled = true;
-        }
-    }
-    filled
 }
 
 /// Adds or removes [`retention::FINALIZER`] on Address `name`, guarded by its resource version.
@@ -671,5 +689,6 @@ pub(crate) fn tenant_error(
     }
 }
 
+mod memory;
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,7 @@ fn names(addresses: &[Address]) -> Vec<String> {
 fn under_delete_a_deleted_address_leaves_the_broker_whatever_it_holds() {
     let addresses = [address("orders", false, false), address("audit", true, false)];
     let out = retention(
-        addresses.to_vec(),
+        &addresses,
         Some(&report(&[("audit", 9)])),
         true,
         DeletePolicy::Delete,
@@ -58,7 +58,7 @@ fn under_delete_a_deleted_address_leaves_the_broker_whatever_it_holds() {
 fn under_delete_a_finalizer_left_from_retain_is_released() {
     let addresses = [address("audit", true, true)];
     let out = retention(
-        addresses.to_vec(),
+        &addresses,
         Some(&report(&[("audit", 9)])),
         true,
         DeletePolicy::Delete,
@@ -70,7 +70,7 @@ fn under_delete_a_finalizer_left_from_retain_is_released() {
 #[test]
 fn under_retain_every_live_address_is_guarded_once() {
     let addresses = [address("orders", false, false), address("audit", false, true)];
-    let out = retention(addresses.to_vec(), None, false, DeletePolicy::Retain);
+    let out = retention(&addresses, None, false, DeletePolicy::Retain);
     assert_eq!(out.guard, ["app.orders"]);
     assert_eq!(names(&out.served), ["app.orders", "app.audit"]);
 }
@@ -79,7 +79,7 @@ fn under_retain_every_live_address_is_guarded_once() {
 fn under_retain_a_deleted_address_with_messages_stays_served_until_drained() {
     let addresses = [address("audit", true, true)];
     let out = retention(
-        addresses.to_vec(),
+        &addresses,
         Some(&report(&[("audit", 9)])),
         true,
         DeletePolicy::Retain,
@@ -89,7 +89,7 @@ fn under_retain_a_deleted_address_with_messages_stays_served_until_drained() {
     assert!(retained_message(Some(9)).contains("holds 9 messages"));
 
     let drained = retention(
-        addresses.to_vec(),
+        &addresses,
         Some(&report(&[("audit", 0)])),
         true,
         DeletePolicy::Retain,
@@ -101,22 +101,33 @@ fn under_retain_a_deleted_address_with_messages_stays_served_until_drained() {
 #[test]
 fn under_retain_an_address_the_broker_no_longer_serves_is_released() {
     let addresses = [address("audit", true, true)];
-    let out = retention(addresses.to_vec(), Some(&report(&[])), true, DeletePolicy::Retain);
+    let out = retention(&addresses, Some(&report(&[])), true, DeletePolicy::Retain);
     assert_eq!(out.release, ["app.audit"]);
 }
 
 #[test]
 fn under_retain_a_silent_broker_holds_the_address_but_a_missing_one_lets_go() {
     let addresses = [address("audit", true, true)];
-    let silent = retention(addresses.to_vec(), None, true, DeletePolicy::Retain);
+    let silent = retention(&addresses, None, true, DeletePolicy::Retain);
     assert_eq!(silent.retained, [("app.audit".to_owned(), None)]);
     assert!(silent.release.is_empty());
 
-    let gone = retention(addresses.to_vec(), None, false, DeletePolicy::Retain);
+    let gone = retention(&addresses, None, false, DeletePolicy::Retain);
     assert_eq!(
         gone.release,
         ["app.audit"],
         "a broker that is gone holds nothing: never wedge"
     );
     assert!(gone.served.is_empty());
+}
+
+#[test]
+fn while_nothing_is_being_deleted_the_served_addresses_are_borrowed_not_copied() {
+    let addresses = [address("orders", false, false), address("audit", false, true)];
+    let out = retention(&addresses, None, true, DeletePolicy::Delete);
+    assert!(matches!(out.served, std::borrow::Cow::Borrowed(_)));
+    let deleting = [address("orders", false, false), address("audit", true, false)];
+    let out = retention(&deleting, None, true, DeletePolicy::Delete);
+    assert!(matches!(out.served, std::borrow::Cow::Owned(_)));
+    assert_eq!(names(&out.served), ["app.orders"]);
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use enmasse_auth::scram::ScramCredential;
-use enmasse_types::manifests::Manifest;
+use enmasse_types::{broker_config::Credential, manifests::Manifest};
 use http::Method;
 use kube::runtime::{events::Reporter, watcher};
 use serde_json::{Value, json};
@@ -99,7 +99,7 @@ fn scenario(policy: DeletePolicy) -> Scenario {
         metrics: Arc::new(Metrics::default()),
         credentials: Default::default(),
         members,
-        evaluators: Default::default(),
+        spaces: Default::default(),
     });
     Scenario {
         api,
@@ -312,6 +312,37 @@ async fn a_password_user_reaches_the_broker_as_scram_keys_and_never_as_a_passwor
         !pushed.contains("ZGV2ZWxvcGVy"),
         "the password itself is never pushed"
     );
+}
+
+#[tokio::test]
+async fn a_changed_password_is_pushed_as_new_keys_and_the_space_is_configuring_until_the_broker_serves_them()
+{
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    let pushes = s.broker.pushes.load(Ordering::Relaxed);
+    // "changed", base64.
+    s.api.edit(&format!("{USERS}/app.developer"), |user| {
+        user["spec"]["authentication"]["password"] = json!("Y2hhbmdlZA==");
+    });
+
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), pushes + 1);
+    let config = s.broker.config.lock().unwrap().clone().unwrap();
+    let developer = config.users.iter().find(|u| u.username == "developer").unwrap();
+    let Credential::Password { keys: Some(keys), .. } = &developer.credential else {
+        panic!("keys expected: {developer:?}");
+    };
+    assert!(
+        ScramCredential::from_keys(keys)
+            .unwrap()
+            .verify_password(b"changed")
+    );
+    // The broker reported the old keys when the pass began: the space waits for the new ones.
+    assert_eq!(s.status(SPACE)["phase"], "Configuring", "{}", s.status(SPACE));
+
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(SPACE)["phase"], "Active", "{}", s.status(SPACE));
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), pushes + 1);
 }
 
 #[tokio::test]

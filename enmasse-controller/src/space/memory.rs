@@ -1,0 +1,116 @@
+//! What the passes over one space keep from one to the next, so that a change costs work in
+//! proportion to itself: the members as last copied out of the stores, the last verdict, and the
+//! revision the configuration has once password users are given their keys.
+
+use std::borrow::Cow;
+
+use enmasse_types::{
+    broker_config::{BrokerConfig, Credential, PasswordKeys},
+    evaluate::{Incremental, SpaceVerdict},
+    resources::messaging_user::MessagingUser,
+};
+
+use crate::context::{Context, Members};
+
+/// What the passes over one space keep for the next.
+#[derive(Debug, Default)]
+pub struct SpaceMemory {
+    /// The members, refreshed from the stores at each pass.
+    pub(super) members: Members,
+    /// The last verdict: only what changed since is evaluated again.
+    pub(super) evaluator: Incremental,
+    /// The revision the last pass gave the configuration with its password keys: a broker that
+    /// reports it serves that configuration.
+    pub(super) keyed: Option<Keyed>,
+}
+
+/// A configuration's revision as `evaluate` gives it (without password keys), and as the broker
+/// reports it once it serves the configuration with them.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Keyed {
+    /// The revision without keys.
+    pub(super) plain: String,
+    /// The keys given, by user resource, in the order of the configuration's users.
+    pub(super) keys: Vec<(String, PasswordKeys)>,
+    /// The revision with them.
+    pub(super) revision: String,
+}
+
+impl Keyed {
+    /// The revision of `verdict`'s config with `keys`: the one remembered when the config and the
+    /// keys are the same; `None` without a config.
+    pub(super) fn of(
+        remembered: Option<&Keyed>,
+        verdict: &SpaceVerdict,
+        keys: Vec<(String, PasswordKeys)>,
+    ) -> Option<Keyed> {
+        let config = verdict.config.as_ref()?;
+        let plain = verdict.revision.as_str();
+        if let Some(known) = remembered.filter(|k| k.plain == plain && k.keys == keys) {
+            return Some(known.clone());
+        }
+        let revision = if keys.is_empty() {
+            plain.to_owned()
+        } else {
+            // The addresses are the same with keys or without: only the space and users are hashed.
+            let users = BrokerConfig {
+                space: config.space.clone(),
+                addresses: Vec::new(),
+                users: config.users.clone(),
+            };
+            with_keys(&users, &keys).revision_with(verdict.digest)
+        };
+        Some(Keyed {
+            plain: plain.to_owned(),
+            keys,
+            revision,
+        })
+    }
+}
+
+/// The SCRAM keys of each password user of `config` whose password can be read, so that the broker
+/// never holds a password. Derived once per password (see `Context::credentials`).
+pub(super) fn password_keys(
+    config: &BrokerConfig,
+    users: &[MessagingUser],
+    ctx: &Context,
+) -> Vec<(String, PasswordKeys)> {
+    let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
+    let mut keys = Vec::new();
+    for user in &config.users {
+        let Credential::Password {
+            namespace,
+            keys: None,
+        } = &user.credential
+        else {
+            continue;
+        };
+        let password = users
+            .iter()
+            .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))
+            .and_then(|u| u.spec.authentication.password.as_deref());
+        if let Some(credential) = password.and_then(|p| credentials.get(namespace, &user.resource, p)) {
+            keys.push((user.resource.clone(), credential.to_keys()));
+        }
+    }
+    keys
+}
+
+/// `config` as it is pushed: with `keys` given to their users. Borrowed when there are none.
+pub(super) fn with_keys<'a>(
+    config: &'a BrokerConfig,
+    keys: &[(String, PasswordKeys)],
+) -> Cow<'a, BrokerConfig> {
+    if keys.is_empty() {
+        return Cow::Borrowed(config);
+    }
+    let mut config = config.clone();
+    for user in &mut config.users {
+        if let Credential::Password { keys: slot, .. } = &mut user.credential
+            && let Some((_, given)) = keys.iter().find(|(resource, _)| *resource == user.resource)
+        {
+            *slot = Some(given.clone());
+        }
+    }
+    Cow::Owned(config)
+}
