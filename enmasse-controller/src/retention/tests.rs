@@ -125,9 +125,9 @@ fn under_retain_a_silent_broker_holds_the_address_but_a_missing_one_lets_go() {
 fn while_nothing_is_being_deleted_the_served_addresses_are_borrowed_not_copied() {
     let addresses = [address("orders", false, false), address("audit", false, true)];
     let out = retention(&addresses, None, true, DeletePolicy::Delete);
-    assert!(matches!(out.served, std::borrow::Cow::Borrowed(_)));
+    assert!(matches!(out.served, Cow::Borrowed(_)));
     let deleting = [address("orders", false, false), address("audit", true, false)];
     let out = retention(&deleting, None, true, DeletePolicy::Delete);
-    assert!(matches!(out.served, std::borrow::Cow::Owned(_)));
+    assert!(matches!(out.served, Cow::Owned(_)));
     assert_eq!(names(&out.served), ["app.orders"]);
 }
