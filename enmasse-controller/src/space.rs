@@ -264,13 +264,22 @@ async fn pass(
     }
     evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
     let mut current = keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
-    // Only a password changed since: the broker serves the config with the old keys, which is
-    // not the latest. (When the config changed, it is not the latest by either revision.)
+    // The report's revision was taken for another than it is, and the verdict is evaluated again
+    // with the right one: when only a password changed since the last pass (the broker serves the
+    // config with the old keys, which is not the latest), and when nothing was remembered (a new
+    // operator) of a broker that serves the latest with its keys. When the config changed, the
+    // broker does not serve it by either revision.
     let rekeyed = |after: &Keyed, before: &Keyed| after.plain == before.plain && after.keys != before.keys;
-    if unkeyed && matches!((&current, &*keyed), (Some(after), Some(before)) if rekeyed(after, before)) {
-        if let (Some(report), Some(served)) = (reports.get_mut(&name), &served_revision) {
-            report.revision.clone_from(served);
-        }
+    let again = match (&current, &*keyed) {
+        (Some(after), Some(before)) if unkeyed && rekeyed(after, before) => served_revision.clone(),
+        (Some(after), _) if !unkeyed && after.revision != after.plain => served_revision
+            .as_ref()
+            .filter(|served| **served == after.revision)
+            .map(|_| after.plain.clone()),
+        _ => None,
+    };
+    if let (Some(revision), Some(report)) = (again, reports.get_mut(&name)) {
+        report.revision = revision;
         evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
         current = keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     }

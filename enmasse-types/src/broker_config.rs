@@ -101,8 +101,10 @@ impl BrokerConfig {
     /// [`Self::revision`], given the digest of [`Self::addresses`] that the caller kept as they
     /// changed: only the space and the users are hashed.
     pub fn revision_with(&self, addresses: AddressesDigest) -> String {
-        // FNV-1a over the canonical JSON: stable across processes and versions of this crate. The
-        // JSON is hashed as it is written, never held.
+        // FNV-1a over the canonical JSON: stable across processes, and the same for a broker and
+        // an operator of one release (a broker of another release reports revisions this one
+        // never gives, and is pushed until it runs this one). The JSON is hashed as it is
+        // written, never held.
         let mut hash = Fnv1a::new();
         // Writing into a hash cannot fail, and the config's types always serialize.
         let _ = serde_json::to_writer(&mut hash, &self.space);

@@ -13,7 +13,7 @@ use enmasse_types::{
 use crate::context::{Context, Members};
 
 /// What the passes over one space keep for the next.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SpaceMemory {
     /// The members, refreshed from the stores at each pass.
     pub(super) members: Members,
@@ -22,6 +22,17 @@ pub struct SpaceMemory {
     /// The revision the last pass gave the configuration with its password keys: a broker that
     /// reports it serves that configuration.
     pub(super) keyed: Option<Keyed>,
+}
+
+impl Default for SpaceMemory {
+    fn default() -> Self {
+        Self {
+            members: Members::default(),
+            // The members come from the API server, which versions every change.
+            evaluator: Incremental::trusting_versions(),
+            keyed: None,
+        }
+    }
 }
 
 /// A configuration's revision as `evaluate` gives it (without password keys), and as the broker

@@ -294,6 +294,26 @@ async fn a_settled_space_writes_nothing_in_the_teams_namespace_and_pushes_nothin
 }
 
 #[tokio::test]
+async fn a_new_operator_finds_a_settled_space_with_password_users_settled_and_writes_nothing() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    s.reconcile().await.unwrap();
+    // What the passes kept is gone, as in a new operator after a restart or a failover.
+    s.ctx.spaces.lock().unwrap().clear();
+    s.api.take_requests();
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(SPACE)["phase"], "Active", "{}", s.status(SPACE));
+    let writes: Vec<String> = s
+        .api
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.contains("/namespaces/team1/") && !r.starts_with("GET "))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
 async fn a_password_user_reaches_the_broker_as_scram_keys_and_never_as_a_password() {
     let s = scenario(DeletePolicy::Delete);
     s.bring_up().await;

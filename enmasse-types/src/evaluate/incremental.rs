@@ -36,6 +36,8 @@ pub struct Incremental {
     /// space): few, and evaluated every time.
     outside: (Vec<String>, Vec<String>),
     evaluated: usize,
+    /// Whether a uid and resource version tell an unchanged resource (see [`Self::trusting_versions`]).
+    versions: bool,
 }
 
 /// What is remembered of one space.
@@ -108,6 +110,17 @@ impl Incremental {
         Self::default()
     }
 
+    /// An evaluator for resources an API server gives, which gives every change a new resource
+    /// version: an address whose uid and resource version are the same is taken as unchanged
+    /// without comparing it field by field. Not for manifests read from files, whose versions (if
+    /// any were left in them) say nothing of their edits.
+    pub fn trusting_versions() -> Self {
+        Self {
+            versions: true,
+            ..Self::default()
+        }
+    }
+
     /// The verdict on `tenant`, as [`super::evaluate`] gives it.
     pub fn evaluate(
         &mut self,
@@ -120,6 +133,7 @@ impl Incremental {
             *self = Self {
                 namespace: tenant.namespace.to_owned(),
                 infra: OwnedInfra::of(infra),
+                versions: self.versions,
                 ..Self::default()
             };
         }
@@ -159,6 +173,7 @@ impl Incremental {
                 memo.addresses.clear();
             }
             memo.context = Some(context);
+            memo.addresses.versions = self.versions;
             space::evaluate_space(
                 tenant.namespace,
                 space,

@@ -2,7 +2,7 @@
 //! addresses that changed.
 //!
 //! An address is evaluated again when its resource (spec or status; told by uid and resource
-//! version where an API server gave them) or its broker's report of it changed, or when its status
+//! version where the caller says an API server gave them) or its broker's report of it changed, or when its status
 //! did not come out as it went in (evaluating it again could then give another status, or stamp
 //! another time). The others keep their status and what their broker serves, and the digest of
 //! that ([`AddressesDigest`]) is kept as addresses come and go. Addresses depend on each other in
@@ -90,12 +90,17 @@ pub(super) struct AddressMemo {
     pub(super) evaluated: usize,
     /// The digest of what the broker was to serve after the last evaluation.
     pub(super) digest: AddressesDigest,
+    /// Whether a uid and resource version tell an unchanged address (an API server's resources).
+    pub(super) versions: bool,
 }
 
 impl AddressMemo {
     /// Forgets everything: the next evaluation is whole.
     pub(super) fn clear(&mut self) {
-        *self = Self::default();
+        *self = Self {
+            versions: self.versions,
+            ..Self::default()
+        };
     }
 
     /// Remembers a whole evaluation.
@@ -173,13 +178,13 @@ fn record(
     (name, record)
 }
 
-/// Whether `now` is `before` unchanged: by uid and resource version where an API server gave
-/// them (it gives every change a new version), field by field otherwise (as for manifests read
-/// from files, which have neither).
-fn unchanged(before: &Address, now: &Address) -> bool {
+/// Whether `now` is `before` unchanged: with `versions` (resources an API server gave, which
+/// gives every change a new version), by uid and resource version where both have them; field by
+/// field otherwise (as for manifests read from files).
+fn unchanged(before: &Address, now: &Address, versions: bool) -> bool {
     let (b, n) = (&before.metadata, &now.metadata);
     match (&b.uid, &b.resource_version, &n.uid, &n.resource_version) {
-        (Some(b_uid), Some(b_version), Some(n_uid), Some(n_version)) => {
+        (Some(b_uid), Some(b_version), Some(n_uid), Some(n_version)) if versions => {
             b_uid == n_uid && b_version == n_version
         }
         _ => before == now,
@@ -227,8 +232,9 @@ pub(super) fn again<'a>(
         let reported = report.and_then(|r| r.address(&address.spec.address));
         let record = memo.records.get(name);
         known += usize::from(record.is_some());
-        let same = record
-            .is_some_and(|r| r.settled && r.reported.as_ref() == reported && unchanged(&r.input, address));
+        let same = record.is_some_and(|r| {
+            r.settled && r.reported.as_ref() == reported && unchanged(&r.input, address, memo.versions)
+        });
         if !same {
             changed.push(Changed {
                 address,

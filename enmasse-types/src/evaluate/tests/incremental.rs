@@ -543,14 +543,14 @@ fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
 }
 
 #[test]
-fn an_api_servers_resource_version_tells_a_changed_address_from_an_unchanged_one() {
+fn with_versions_trusted_an_api_servers_resource_version_tells_a_changed_address_from_an_unchanged_one() {
     let mut world = World::roomy();
     world.catalog.addresses = queues(20);
     for (n, address) in world.catalog.addresses.iter_mut().enumerate() {
         address.metadata.uid = Some(format!("uid-{n}"));
         address.metadata.resource_version = Some("1".into());
     }
-    let mut incremental = Incremental::new();
+    let mut incremental = Incremental::trusting_versions();
     world.settle(&mut incremental, 3);
     world.again(&mut incremental);
     assert_eq!(incremental.evaluated(), 0);
@@ -571,4 +571,21 @@ fn an_api_servers_resource_version_tells_a_changed_address_from_an_unchanged_one
     world.catalog.addresses[5].metadata.labels = Some([("seen".to_owned(), "here".to_owned())].into());
     world.again(&mut incremental);
     assert_eq!(incremental.evaluated(), 0);
+}
+
+#[test]
+fn a_manifest_from_a_file_is_compared_field_by_field_whatever_versions_it_carries() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(20);
+    for address in &mut world.catalog.addresses {
+        address.metadata.uid = Some("exported".into());
+        address.metadata.resource_version = Some("1".into());
+    }
+    let mut incremental = Incremental::new();
+    world.settle(&mut incremental, 3);
+    // Edited in the file: the version left in it says nothing of the edit.
+    world.catalog.addresses[3].spec.plan = "standard-large-queue".into();
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(verdict, world.whole());
 }
