@@ -15,13 +15,12 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use enmasse_types::{
     broker_config::BrokerReport,
     error::one_line,
-    evaluate::{Evaluation, Tenant, waits_for_drain},
+    evaluate::{Tenant, waits_for_drain},
     exports::{Endpoint, exports},
     resources::{
         address::Address,
         address_space::{AddressSpace, CertSpec, ExposeType},
         common::Phase,
-        messaging_user::MessagingUser,
     },
 };
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
@@ -263,7 +262,8 @@ async fn pass(
         reports.insert(name.clone(), report);
     }
     evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
-    let mut current = keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
+    let mut current =
+        memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     // The report's revision was taken for another than it is, and the verdict is evaluated again
     // with the right one: when only a password changed since the last pass (the broker serves the
     // config with the old keys, which is not the latest), and when nothing was remembered (a new
@@ -281,7 +281,7 @@ async fn pass(
     if let (Some(revision), Some(report)) = (again, reports.get_mut(&name)) {
         report.revision = revision;
         evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
-        current = keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
+        current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     }
     keyed.clone_from(&current);
     debug!(namespace, name, evaluated = evaluator.evaluated(), "evaluated");
@@ -422,20 +422,6 @@ async fn listed(ctx: &Context) -> Result<(), ReconcileError> {
         Ok(true) => Ok(()),
         _ => Err(ReconcileError::NotListed(LISTED_WITHIN)),
     }
-}
-
-/// The revision of the configuration `evaluation` gives space `name`, as it is pushed: with the
-/// password keys of `users`.
-fn keyed_revision(
-    evaluation: &Evaluation,
-    name: &str,
-    users: &[MessagingUser],
-    ctx: &Context,
-    remembered: Option<&Keyed>,
-) -> Option<Keyed> {
-    let verdict = evaluation.spaces.get(name)?;
-    let keys = memory::password_keys(verdict.config.as_ref()?, users, ctx);
-    Keyed::of(remembered, verdict, keys)
 }
 
 /// Exposes each served endpoint that asks for it (a load balancer Service, a Route), noting where

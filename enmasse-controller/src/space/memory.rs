@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use enmasse_types::{
     broker_config::{BrokerConfig, Credential, PasswordKeys},
-    evaluate::{Incremental, SpaceVerdict},
+    evaluate::{Evaluation, Incremental, SpaceVerdict},
     resources::messaging_user::MessagingUser,
 };
 
@@ -77,6 +77,20 @@ impl Keyed {
             revision,
         })
     }
+}
+
+/// The revision of the configuration `evaluation` gives space `name`, as it is pushed: with the
+/// password keys of `users`.
+pub(super) fn keyed_revision(
+    evaluation: &Evaluation,
+    name: &str,
+    users: &[MessagingUser],
+    ctx: &Context,
+    remembered: Option<&Keyed>,
+) -> Option<Keyed> {
+    let verdict = evaluation.spaces.get(name)?;
+    let keys = password_keys(verdict.config.as_ref()?, users, ctx);
+    Keyed::of(remembered, verdict, keys)
 }
 
 /// The SCRAM keys of each password user of `config` whose password can be read, so that the broker

@@ -5,7 +5,9 @@
 use std::sync::atomic::Ordering;
 
 use enmasse_auth::scram::ScramCredential;
-use enmasse_types::{broker_config::Credential, manifests::Manifest};
+use enmasse_types::{
+    broker_config::Credential, manifests::Manifest, resources::messaging_user::MessagingUser,
+};
 use http::Method;
 use kube::runtime::{events::Reporter, watcher};
 use serde_json::{Value, json};
