@@ -9,12 +9,12 @@ use enmasse_types::{
     resources::{
         address::Address,
         authentication_service::AuthenticationService,
+        common::same_version,
         infra_config::{BrokeredInfraConfig, StandardInfraConfig},
         messaging_user::MessagingUser,
         plans::{AddressPlan, AddressSpacePlan},
     },
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{
     Client,
     runtime::{
@@ -249,19 +249,10 @@ where
         let name = object.meta().name.as_deref();
         while before.next_if(|k| k.meta().name.as_deref() < name).is_some() {}
         match before.next_if(|k| k.meta().name.as_deref() == name) {
-            Some(k) if same_version(k.meta(), object.meta()) => kept.push(k),
+            Some(k) if same_version(k.meta(), object.meta()) == Some(true) => kept.push(k),
             _ => kept.push(K::clone(&object)),
         }
     }
-}
-
-/// Whether `a` and `b` are the same version of one object: the API server gives every change a
-/// new resource version, and an object deleted and made again a new uid.
-fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
-    a.uid.is_some()
-        && a.uid == b.uid
-        && a.resource_version.is_some()
-        && a.resource_version == b.resource_version
 }
 
 #[cfg(test)]

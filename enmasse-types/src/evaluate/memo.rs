@@ -35,7 +35,10 @@ use super::{
 use crate::{
     admission::{self, Request, Verdict},
     broker_config::{AddressReport, AddressesDigest, BrokerAddress, IndexedReport},
-    resources::address::{Address, AddressStatus, AddressType},
+    resources::{
+        address::{Address, AddressStatus, AddressType},
+        common::same_version,
+    },
 };
 
 /// A space with more changed addresses than one in this many is evaluated whole: the bookkeeping
@@ -182,11 +185,8 @@ fn record(
 /// gives every change a new version), by uid and resource version where both have them; field by
 /// field otherwise (as for manifests read from files).
 fn unchanged(before: &Address, now: &Address, versions: bool) -> bool {
-    let (b, n) = (&before.metadata, &now.metadata);
-    match (&b.uid, &b.resource_version, &n.uid, &n.resource_version) {
-        (Some(b_uid), Some(b_version), Some(n_uid), Some(n_version)) if versions => {
-            b_uid == n_uid && b_version == n_version
-        }
+    match same_version(&before.metadata, &now.metadata) {
+        Some(same) if versions => same,
         _ => before == now,
     }
 }

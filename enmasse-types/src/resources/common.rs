@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{Affinity, PodSecurityContext, ResourceRequirements, Toleration},
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,18 @@ pub fn ready_condition(
         message: message.to_owned(),
         observed_generation,
         last_transition_time,
+    }
+}
+
+/// Whether `a` and `b` are the same version of one object, as an API server tells it: every change
+/// gets a new resource version, and an object deleted and made again a new uid. `None` when either
+/// lacks a uid or a resource version (a manifest that no API server gave).
+pub fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
+    match (&a.uid, &a.resource_version, &b.uid, &b.resource_version) {
+        (Some(a_uid), Some(a_version), Some(b_uid), Some(b_version)) => {
+            Some(a_uid == b_uid && a_version == b_version)
+        }
+        _ => None,
     }
 }
 
