@@ -64,12 +64,13 @@ impl Keyed {
             plain.to_owned()
         } else {
             // The addresses are the same with keys or without: only the space and users are hashed.
-            let users = BrokerConfig {
+            let mut users = BrokerConfig {
                 space: config.space.clone(),
                 addresses: Vec::new(),
                 users: config.users.clone(),
             };
-            with_keys(&users, &keys).revision_with(verdict.digest)
+            give_keys(&mut users, &keys);
+            users.revision_with(verdict.digest)
         };
         Some(Keyed {
             plain: plain.to_owned(),
@@ -130,6 +131,12 @@ pub(super) fn with_keys<'a>(
         return Cow::Borrowed(config);
     }
     let mut config = config.clone();
+    give_keys(&mut config, keys);
+    Cow::Owned(config)
+}
+
+/// Gives `keys` to their password users in `config`.
+fn give_keys(config: &mut BrokerConfig, keys: &[(String, PasswordKeys)]) {
     for user in &mut config.users {
         if let Credential::Password { keys: slot, .. } = &mut user.credential
             && let Some((_, given)) = keys.iter().find(|(resource, _)| *resource == user.resource)
@@ -137,5 +144,4 @@ pub(super) fn with_keys<'a>(
             *slot = Some(given.clone());
         }
     }
-    Cow::Owned(config)
 }
