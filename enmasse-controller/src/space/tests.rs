@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 
 use enmasse_auth::scram::ScramCredential;
 use enmasse_types::{
-    broker_config::Credential, manifests::Manifest, resources::messaging_user::MessagingUser,
+    broker_config::{BrokerConfig, Credential},
+    manifests::Manifest,
+    resources::messaging_user::MessagingUser,
 };
 use http::Method;
 use kube::runtime::{events::Reporter, watcher};
@@ -194,6 +196,15 @@ impl Scenario {
         assert_eq!(self.status(SPACE)["phase"], "Active", "{}", self.status(SPACE));
     }
 
+    /// The writes in the team's namespace since the requests were last taken.
+    fn team_writes(&self) -> Vec<String> {
+        self.api
+            .take_requests()
+            .into_iter()
+            .filter(|r| r.contains("/namespaces/team1/") && !r.starts_with("GET "))
+            .collect()
+    }
+
     fn use_selfsigned_certificate(&self) {
         self.api.edit(SPACE, |space| {
             space["spec"]["endpoints"][0]["cert"] = json!({"provider": "selfsigned"});
@@ -202,6 +213,15 @@ impl Scenario {
 }
 
 mod bench;
+
+/// The SCRAM credential `config` gives the user `developer`.
+fn developer_keys(config: &BrokerConfig) -> ScramCredential {
+    let developer = config.users.iter().find(|u| u.username == "developer").unwrap();
+    let Credential::Password { keys: Some(keys), .. } = &developer.credential else {
+        panic!("keys expected: {developer:?}");
+    };
+    ScramCredential::from_keys(keys).unwrap()
+}
 
 fn messages(status: &Value) -> String {
     status["messages"].to_string()
@@ -285,12 +305,7 @@ async fn a_settled_space_writes_nothing_in_the_teams_namespace_and_pushes_nothin
     s.bring_up().await;
     let _ = s.api.take_requests();
     s.reconcile().await.unwrap();
-    let writes: Vec<String> = s
-        .api
-        .take_requests()
-        .into_iter()
-        .filter(|r| r.contains("/namespaces/team1/") && !r.starts_with("GET "))
-        .collect();
+    let writes = s.team_writes();
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 1);
 }
@@ -305,12 +320,7 @@ async fn a_new_operator_finds_a_settled_space_with_password_users_settled_and_wr
     s.api.take_requests();
     s.reconcile().await.unwrap();
     assert_eq!(s.status(SPACE)["phase"], "Active", "{}", s.status(SPACE));
-    let writes: Vec<String> = s
-        .api
-        .take_requests()
-        .into_iter()
-        .filter(|r| r.contains("/namespaces/team1/") && !r.starts_with("GET "))
-        .collect();
+    let writes = s.team_writes();
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 1);
 }
@@ -320,15 +330,7 @@ async fn a_password_user_reaches_the_broker_as_scram_keys_and_never_as_a_passwor
     let s = scenario(DeletePolicy::Delete);
     s.bring_up().await;
     let config = s.broker.config.lock().unwrap().clone().unwrap();
-    let developer = config.users.iter().find(|u| u.username == "developer").unwrap();
-    let Credential::Password { keys: Some(keys), .. } = &developer.credential else {
-        panic!("keys expected: {developer:?}");
-    };
-    assert!(
-        ScramCredential::from_keys(keys)
-            .unwrap()
-            .verify_password(b"developer")
-    );
+    assert!(developer_keys(&config).verify_password(b"developer"));
     let pushed = serde_json::to_string(&config).unwrap();
     assert!(
         !pushed.contains("ZGV2ZWxvcGVy"),
@@ -350,15 +352,7 @@ async fn a_changed_password_is_pushed_as_new_keys_and_the_space_is_configuring_u
     s.reconcile().await.unwrap();
     assert_eq!(s.broker.pushes.load(Ordering::Relaxed), pushes + 1);
     let config = s.broker.config.lock().unwrap().clone().unwrap();
-    let developer = config.users.iter().find(|u| u.username == "developer").unwrap();
-    let Credential::Password { keys: Some(keys), .. } = &developer.credential else {
-        panic!("keys expected: {developer:?}");
-    };
-    assert!(
-        ScramCredential::from_keys(keys)
-            .unwrap()
-            .verify_password(b"changed")
-    );
+    assert!(developer_keys(&config).verify_password(b"changed"));
     // The broker reported the old keys when the pass began: the space waits for the new ones.
     assert_eq!(s.status(SPACE)["phase"], "Configuring", "{}", s.status(SPACE));
 
