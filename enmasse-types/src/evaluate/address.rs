@@ -144,11 +144,14 @@ pub(super) fn evaluate_addresses<'a>(
     out: &mut BTreeMap<String, AddressStatus>,
     mut trace: Option<&mut Vec<Trace<'a>>>,
 ) -> (Vec<BrokerAddress>, Vec<String>) {
-    let mut checked: Vec<Checked<'_>> = Vec::new();
+    // Sized up front: a `Checked` is large, and growing a vector of 10,000 of them copies and
+    // faults in its pages again at each doubling.
+    let mut checked: Vec<Checked<'_>> = Vec::with_capacity(addresses.len());
     // The resource that took each address first: one lookup per address, not a scan.
     let mut taken: HashMap<&str, &Address> = HashMap::with_capacity(addresses.len());
     // Where each address's trace is, by resource name.
-    let mut traced: HashMap<&str, usize> = HashMap::new();
+    let mut traced: HashMap<&str, usize> =
+        HashMap::with_capacity(if trace.is_some() { addresses.len() } else { 0 });
     for &address in addresses {
         if let Some(trace) = trace.as_deref_mut() {
             traced.insert(name_of(&address.metadata), trace.len());
@@ -195,14 +198,16 @@ pub(super) fn evaluate_addresses<'a>(
             trace[traced[name_of(&c.address.metadata)]].types = Some((first, c.served.type_));
         }
     }
-    let (mut candidates, served_with): (Vec<Checked<'_>>, Vec<Served>) = checked
-        .into_iter()
-        .zip(settled)
-        .filter_map(|(c, served)| served.map(|s| (c, s)))
-        .unzip();
+    let mut candidates: Vec<Checked<'_>> = Vec::with_capacity(checked.len());
+    let mut served_with: Vec<Result<Served, Refusal>> = Vec::with_capacity(checked.len());
+    for (c, served) in checked.into_iter().zip(settled) {
+        if let Some(served) = served {
+            candidates.push(c);
+            served_with.push(Ok(served));
+        }
+    }
 
     // Admission; an address whose new plan does not fit stays on the plan it was admitted on.
-    let mut served_with: Vec<Result<Served, Refusal>> = served_with.into_iter().map(Ok).collect();
     let mut fell_back = vec![false; candidates.len()];
     let outcome = loop {
         let requests: Vec<&Request> = candidates.iter().map(|c| &c.request).collect();
@@ -232,7 +237,7 @@ pub(super) fn evaluate_addresses<'a>(
     }
     let notes = exceeded_note(space, &outcome);
 
-    let mut served = Vec::new();
+    let mut served = Vec::with_capacity(candidates.len());
     for ((c, settings), verdict) in candidates.into_iter().zip(served_with).zip(outcome.verdicts) {
         if let Some(address) = conclude(&c, settings, verdict, report, now, out) {
             served.push(address);

@@ -114,6 +114,8 @@ impl AddressMemo {
         out: &BTreeMap<String, AddressStatus>,
     ) {
         self.clear();
+        self.records.reserve(traces.len());
+        self.checked.reserve(traces.len());
         for trace in traces {
             // Two resources of one name (a manifests directory can hold them; an API server
             // cannot): records are by name, so there is nothing sound to remember.
