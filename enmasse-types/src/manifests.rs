@@ -143,12 +143,52 @@ pub const SERVED_KINDS: &[(&str, &str)] = &[
     ("AuthenticationService", "admin.enmasse.io/v1beta1"),
 ];
 
+/// Fewer documents than this are read on the calling thread: a thread costs more than they do.
+const DOCUMENTS_PER_THREAD: usize = 256;
+
 /// Reads every document of a multi-document YAML text. Empty documents are skipped; each other
-/// document yields a resource or the reason it is not one.
+/// document yields a resource or the reason it is not one, in the order of the text. A text of
+/// thousands of documents (a space's addresses in one file) is read on every core.
 pub fn parse(text: &str) -> Vec<Result<Document, DocumentError>> {
-    split_documents(text)
-        .into_iter()
-        .filter_map(|(line, body)| parse_document(line, &body).transpose())
+    let documents = split_documents(text);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(documents.len() / DOCUMENTS_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return parse_all(&documents);
+    }
+    let size = documents.len().div_ceil(threads);
+    let (first, rest) = documents.split_at(size);
+    std::thread::scope(|scope| {
+        let spawned: Vec<_> = rest
+            .chunks(size)
+            .map(|chunk| {
+                let thread = std::thread::Builder::new()
+                    .name("manifests".into())
+                    .spawn_scoped(scope, move || parse_all(chunk));
+                (chunk, thread.ok())
+            })
+            .collect();
+        let mut parsed = parse_all(first);
+        for (chunk, thread) in spawned {
+            // A chunk whose thread could not be started is read here.
+            let more = match thread {
+                Some(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => parse_all(chunk),
+            };
+            parsed.extend(more);
+        }
+        parsed
+    })
+}
+
+fn parse_all(documents: &[(usize, String)]) -> Vec<Result<Document, DocumentError>> {
+    documents
+        .iter()
+        .filter_map(|(line, body)| parse_document(*line, body).transpose())
         .collect()
 }
 

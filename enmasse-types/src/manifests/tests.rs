@@ -124,3 +124,29 @@ fn a_document_may_start_on_its_marker_line() {
     let text = format!("--- {ADDRESS}");
     assert!(parse(&text)[0].is_ok());
 }
+
+#[test]
+fn thousands_of_documents_read_on_every_core_come_back_in_order_with_their_lines() {
+    let mut text = String::new();
+    for n in 0..3 * DOCUMENTS_PER_THREAD + 7 {
+        match n % 97 {
+            0 => text.push_str("---\nkind: [unclosed\n"),
+            1 => text.push_str("---\n# nothing but a comment\n"),
+            _ => text.push_str(&format!(
+                "---\napiVersion: enmasse.io/v1beta1\nkind: Address\nmetadata: {{name: app.q{n}}}\nspec: {{address: q{n}, type: queue, plan: p}}\n"
+            )),
+        }
+    }
+    let parsed = parse(&text);
+    let one_thread = parse_all(&split_documents(&text));
+    assert_eq!(parsed, one_thread);
+    assert!(
+        parsed.iter().filter(|r| r.is_err()).count() >= 8,
+        "the broken documents are reported"
+    );
+    let lines: Vec<usize> = parsed
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.line, |d| d.line))
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "in the order of the text");
+}
