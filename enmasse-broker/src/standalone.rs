@@ -59,6 +59,9 @@ use crate::{
 /// its messages to be consumed: what the broker reports decides when the wait ends.
 pub const DRAIN_RECHECK: Duration = Duration::from_secs(2);
 
+/// At most this many addresses evaluated after a change are left to settle at the next one.
+const SETTLED_LATER: usize = 64;
+
 /// Where the standalone broker finds its manifests and writes its exports.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -167,7 +170,8 @@ impl Standalone {
             state: Mutex::new(State::default()),
             exposures: Mutex::new(expose::Exposures::new(CancellationToken::new())),
             refreshing: Mutex::new(()),
-            evaluator: Mutex::new(Incremental::new()),
+            // The manifest files version each address they read (see `files`).
+            evaluator: Mutex::new(Incremental::trusting_versions()),
         })
     }
 
@@ -305,13 +309,19 @@ impl Standalone {
         tenant.carry_statuses(evaluator.evaluation());
 
         let now = Time(Timestamp::now());
-        let reports = self.evaluate_and_apply(&tenant, &catalog, &now, evaluator);
+        let applied = self.evaluate_and_apply(&tenant, &catalog, &now, evaluator);
         // The statuses are written back, as an API server keeps them, and evaluated once more
-        // against the same report: what was just evaluated settles now (the broker already
-        // serves it), so the next change finds only itself to evaluate.
-        if evaluator.evaluated() > 0 {
+        // against what the broker now reports, for statuses that say what it serves. A few
+        // addresses just evaluated settle at the next change, which evaluates them with itself;
+        // many (the first load) are settled now, or the next change would evaluate them all.
+        if applied || evaluator.evaluated() > 0 {
             tenant.carry_statuses(evaluator.evaluation());
+            let reports = self.reports(&tenant);
             evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, &now);
+            if evaluator.evaluated() > SETTLED_LATER {
+                tenant.carry_statuses(evaluator.evaluation());
+                evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, &now);
+            }
         }
         let evaluation = evaluator.evaluation_mut();
         let space_name = space.metadata.name.clone().unwrap_or_default();
@@ -503,15 +513,14 @@ impl Standalone {
         paths.join(", ")
     }
 
-    /// Evaluates, applies the config, and evaluates again against what the broker now serves, so
-    /// that the statuses say what is really served; returns that last report.
+    /// Evaluates and applies the config; returns whether there was one to apply.
     fn evaluate_and_apply(
         &self,
         tenant: &TenantResources,
         catalog: &Catalog,
         now: &Time,
         evaluator: &mut Incremental,
-    ) -> Reports {
+    ) -> bool {
         let started = Instant::now();
         let reports = self.reports(tenant);
         let reported = started.elapsed();
@@ -522,7 +531,7 @@ impl Standalone {
             .find_map(|v| v.config.clone());
         let evaluated = started.elapsed();
         let once = evaluator.evaluated();
-        let Some(config) = config else { return reports };
+        let Some(config) = config else { return false };
         let applied = self.apply_config(config, tenant);
         debug!(
             report_ms = reported.as_millis(),
@@ -542,9 +551,7 @@ impl Standalone {
         for (address, held) in &applied.waiting {
             info!(%address, held, "a change of type or topic waits until the address's messages are consumed");
         }
-        let reports = self.reports(tenant);
-        evaluator.evaluate(&tenant.as_tenant(), &catalog.infra(), &reports, now);
-        reports
+        true
     }
 
     fn reports(&self, tenant: &TenantResources) -> Reports {

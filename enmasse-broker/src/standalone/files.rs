@@ -12,7 +12,7 @@ use std::{
     time::SystemTime,
 };
 
-use enmasse_types::manifests::{self, Document, DocumentError};
+use enmasse_types::manifests::{self, Document, DocumentError, Manifest};
 
 /// What tells, without reading it, whether a file may have changed: its size and modification
 /// time, and on Unix its inode and change time, which no tool sets back (`cp -p` and `rsync -a`
@@ -56,6 +56,8 @@ pub(crate) struct Cached {
 #[derive(Debug, Default)]
 pub(crate) struct ManifestFiles {
     files: BTreeMap<PathBuf, Cached>,
+    /// How many times a file was parsed: the resource version of the addresses it gave.
+    reads: u64,
 }
 
 impl ManifestFiles {
@@ -96,10 +98,7 @@ impl ManifestFiles {
                 cached.stamp = stamp;
                 continue;
             }
-            let documents = match &text {
-                Ok(text) => manifests::parse(text).into(),
-                Err(_) => Arc::from([]),
-            };
+            let documents = self.parse(&path, &text);
             self.files.insert(
                 path,
                 Cached {
@@ -137,10 +136,7 @@ impl ManifestFiles {
         self.files = texts
             .into_iter()
             .map(|(path, text)| {
-                let documents = match &text {
-                    Ok(text) => manifests::parse(text).into(),
-                    Err(_) => Arc::from([]),
-                };
+                let documents = self.parse(&path, &text);
                 let stamp = Stamp::of(&path);
                 (
                     path,
@@ -153,6 +149,33 @@ impl ManifestFiles {
             })
             .collect();
         Ok(true)
+    }
+}
+
+impl ManifestFiles {
+    /// The documents of `text`, each address given a version as an API server gives one: its uid
+    /// names its file and place in it, its resource version this read of the file. An address of
+    /// a file not read again keeps its version, so the evaluator knows it unchanged without
+    /// comparing it field by field; whatever versions the file itself holds are replaced.
+    fn parse(
+        &mut self,
+        path: &Path,
+        text: &Result<Arc<str>, String>,
+    ) -> Arc<[Result<Document, DocumentError>]> {
+        let Ok(text) = text else { return Arc::from([]) };
+        self.reads += 1;
+        let mut documents = manifests::parse(text);
+        for (index, document) in documents.iter_mut().enumerate() {
+            if let Ok(Document {
+                manifest: Manifest::Address(address),
+                ..
+            }) = document
+            {
+                address.metadata.uid = Some(format!("{}#{index}", path.display()));
+                address.metadata.resource_version = Some(self.reads.to_string());
+            }
+        }
+        documents.into()
     }
 }
 

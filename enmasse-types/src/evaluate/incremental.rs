@@ -112,8 +112,9 @@ impl Incremental {
 
     /// An evaluator for resources an API server gives, which gives every change a new resource
     /// version: an address whose uid and resource version are the same is taken as unchanged
-    /// without comparing it field by field. Not for manifests read from files, whose versions (if
-    /// any were left in them) say nothing of their edits.
+    /// without comparing it field by field. Not for manifests as read from files, whose versions
+    /// (if any were left in them) say nothing of their edits, unless their reader gives each a
+    /// version of its own, as the standalone broker does.
     pub fn trusting_versions() -> Self {
         Self {
             versions: true,

@@ -121,3 +121,63 @@ fn a_mounted_config_map_is_read_once_by_its_links() {
         .unwrap();
     assert_eq!(files.files().keys().collect::<Vec<_>>(), [&dir.join("a.yaml")]);
 }
+
+/// The uid and resource version of each address of `path`.
+fn versions(files: &ManifestFiles, path: &PathBuf) -> Vec<(Option<String>, Option<String>)> {
+    documents(files, path)
+        .iter()
+        .map(|document| match document {
+            Ok(enmasse_types::manifests::Document {
+                manifest: enmasse_types::manifests::Manifest::Address(address),
+                ..
+            }) => (
+                address.metadata.uid.clone(),
+                address.metadata.resource_version.clone(),
+            ),
+            other => panic!("an address: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn each_address_is_versioned_by_its_read_and_keeps_its_version_until_its_file_changes() {
+    let dir = scratch("versions");
+    let (a, b) = (dir.join("a.yaml"), dir.join("b.yaml"));
+    // A version left in a file (from `kubectl get -o yaml`) says nothing of its edits: replaced.
+    let stale = "apiVersion: enmasse.io/v1beta1\nkind: Address\nmetadata: {name: app.s, uid: u, resourceVersion: '7'}\nspec: {address: s, type: queue, plan: standard-small-queue}\n";
+    std::fs::write(&a, format!("{}---\n{stale}", address("a"))).unwrap();
+    std::fs::write(&b, address("b")).unwrap();
+    let mut files = ManifestFiles::default();
+    files
+        .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
+        .unwrap();
+    let (a_before, b_before) = (versions(&files, &a), versions(&files, &b));
+    let uids: Vec<_> = a_before
+        .iter()
+        .chain(&b_before)
+        .map(|(uid, _)| uid.clone())
+        .collect();
+    assert!(uids.iter().all(Option::is_some), "{uids:?}");
+    assert_eq!(
+        uids.iter().collect::<BTreeSet<_>>().len(),
+        3,
+        "one uid per document"
+    );
+    assert_ne!(a_before[1].1.as_deref(), Some("7"));
+
+    std::fs::write(&b, address("bb")).unwrap();
+    files
+        .update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
+        .unwrap();
+    assert_eq!(versions(&files, &a), a_before, "a was not read again");
+    let b_after = versions(&files, &b);
+    assert_eq!(b_after[0].0, b_before[0].0, "the same document of the same file");
+    assert_ne!(b_after[0].1, b_before[0].1, "read again: a new version");
+
+    files.reread_all(std::slice::from_ref(&dir)).unwrap();
+    assert_eq!(
+        versions(&files, &a),
+        a_before,
+        "nothing changed: nothing read again"
+    );
+}
