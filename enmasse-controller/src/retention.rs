@@ -42,11 +42,12 @@ pub fn retention<'a>(
     let mut out = Retention::default();
     let mut served: Vec<&Address> = Vec::with_capacity(addresses.len());
     for address in addresses {
-        let name = address.metadata.name.clone().unwrap_or_default();
+        // Copied only for the few lists that take it: a space may have thousands of addresses.
+        let name = || address.metadata.name.clone().unwrap_or_default();
         let guarded = has_finalizer(address);
         if address.metadata.deletion_timestamp.is_none() {
             if policy == DeletePolicy::Retain && !guarded {
-                out.guard.push(name);
+                out.guard.push(name());
             }
             served.push(address);
             continue;
@@ -57,15 +58,15 @@ pub fn retention<'a>(
         let held = report.map(|r| r.address(&address.spec.address).map_or(0, |a| a.depth));
         match (policy, held) {
             (DeletePolicy::Retain, Some(depth)) if depth > 0 => {
-                out.retained.push((name, Some(depth)));
+                out.retained.push((name(), Some(depth)));
                 served.push(address);
             }
             // The broker is there but did not answer: hold on until it can say.
             (DeletePolicy::Retain, None) if broker_exists => {
-                out.retained.push((name, None));
+                out.retained.push((name(), None));
                 served.push(address);
             }
-            _ => out.release.push(name),
+            _ => out.release.push(name()),
         }
     }
     out.served = if served.len() == addresses.len() {

@@ -47,7 +47,7 @@ use crate::{
     infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
     names::InfraNames,
     network_policy, orphans,
-    retention::{self, retention},
+    retention::{self, Retention, retention},
     status::{Observed, space_status},
     workload,
 };
@@ -389,7 +389,7 @@ async fn pass(
         }
         write_status(ctx, space, &status).await?;
     }
-    for address in retention.served.iter() {
+    for address in to_write_back(&retention, evaluator.evaluated_again(&name)) {
         let resource = address.name_any();
         let Some(status) = evaluation.addresses.get(&resource) else {
             continue;
@@ -414,6 +414,31 @@ async fn pass(
     }
     debug!(namespace, name, phase = ?status.phase, pushed, "reconciled");
     Ok(Action::requeue(next))
+}
+
+/// The Addresses whose status the pass may have to write: those evaluated again (`evaluated`;
+/// `None` when the space was evaluated whole: all of them) and the retained ones, whose status is
+/// the verdict's made `Terminating`. The others came out of the evaluation with the status they
+/// have, and a space may have thousands.
+fn to_write_back<'r>(retention: &'r Retention<'_>, evaluated: Option<&[String]>) -> Vec<&'r Address> {
+    let served = &retention.served;
+    let Some(evaluated) = evaluated else {
+        return served.iter().collect();
+    };
+    let retained = retention.retained.iter().map(|(name, _)| name);
+    let mut names: Vec<&String> = evaluated.iter().chain(retained).collect();
+    names.sort_unstable();
+    names.dedup();
+    // The members, and so what is served of them, are sorted by name.
+    names
+        .into_iter()
+        .filter_map(|name| {
+            served
+                .binary_search_by(|a| a.metadata.name.as_deref().unwrap_or_default().cmp(name))
+                .ok()
+                .map(|i| &served[i])
+        })
+        .collect()
 }
 
 /// Waits until the watches have listed the Addresses and MessagingUsers once.

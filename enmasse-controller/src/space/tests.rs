@@ -756,3 +756,33 @@ async fn a_pass_before_the_members_are_listed_fails_naming_the_watches_and_is_re
     // Once listed, the pass goes on.
     s.reconcile().await.unwrap();
 }
+
+#[test]
+fn only_the_addresses_evaluated_again_and_the_retained_ones_are_looked_at_for_a_status_to_write() {
+    let named = |name: &str| -> Address {
+        serde_json::from_value(json!({
+            "apiVersion": "enmasse.io/v1beta1", "kind": "Address",
+            "metadata": {"name": name, "namespace": "team1"},
+            "spec": {"address": name, "type": "queue", "plan": "standard-small-queue"}
+        }))
+        .unwrap()
+    };
+    let members: Vec<Address> = ["app.a", "app.b", "app.c", "app.d"].map(named).into();
+    let retention = Retention {
+        served: std::borrow::Cow::Borrowed(&members),
+        retained: vec![("app.a".into(), Some(3))],
+        ..Retention::default()
+    };
+    let names =
+        |addresses: Vec<&Address>| -> Vec<String> { addresses.iter().map(|a| a.name_any()).collect() };
+    let evaluated = ["app.d".to_owned(), "app.b".to_owned(), "app.gone".to_owned()];
+    assert_eq!(
+        names(to_write_back(&retention, Some(&evaluated))),
+        ["app.a", "app.b", "app.d"]
+    );
+    assert_eq!(
+        names(to_write_back(&retention, None)),
+        ["app.a", "app.b", "app.c", "app.d"],
+        "a space evaluated whole: every address"
+    );
+}

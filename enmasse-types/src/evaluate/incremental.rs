@@ -211,6 +211,14 @@ impl Incremental {
     pub fn evaluated(&self) -> usize {
         self.evaluated
     }
+
+    /// The addresses of `space` the last evaluation evaluated again, by resource name, when it did
+    /// not evaluate the space whole (`None`: any address may have a new status). Every other
+    /// address of the space came out with the status it went in with, so a caller writing the
+    /// statuses back need look only at these.
+    pub fn evaluated_again(&self, space: &str) -> Option<&[String]> {
+        self.spaces.get(space)?.addresses.again.as_deref()
+    }
 }
 
 /// What a space's addresses are evaluated against, besides each other and the infrastructure.

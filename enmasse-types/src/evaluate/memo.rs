@@ -91,6 +91,9 @@ pub(super) struct AddressMemo {
     retyped: bool,
     /// How many addresses the last evaluation looked at.
     pub(super) evaluated: usize,
+    /// The resource names of the addresses the last evaluation evaluated again, when it did not
+    /// evaluate the space whole: every other address came out with the status it went in with.
+    pub(super) again: Option<Vec<String>>,
     /// The digest of what the broker was to serve after the last evaluation.
     pub(super) digest: AddressesDigest,
     /// Whether a uid and resource version tell an unchanged address (an API server's resources).
@@ -391,6 +394,12 @@ pub(super) fn again<'a>(
         memo.insert(record(trace, report, out));
     }
     memo.evaluated = changed.len();
+    memo.again = Some(
+        traces
+            .iter()
+            .map(|t| name_of(&t.address.metadata).to_owned())
+            .collect(),
+    );
     memo.digest = digest;
     Some((served, notes, digest))
 }
