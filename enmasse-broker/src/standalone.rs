@@ -179,8 +179,15 @@ impl Standalone {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The evaluator; what one left half-way by a panic remembers is not trusted: its next
+    /// evaluation is whole.
     fn evaluator(&self) -> std::sync::MutexGuard<'_, Incremental> {
-        self.evaluator.lock().unwrap_or_else(|p| p.into_inner())
+        self.evaluator.lock().unwrap_or_else(|poisoned| {
+            self.evaluator.clear_poison();
+            let mut evaluator = poisoned.into_inner();
+            evaluator.forget();
+            evaluator
+        })
     }
 
     /// Looks at the manifests now and applies them if anything changed, or if a change of an

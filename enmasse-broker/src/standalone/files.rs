@@ -8,7 +8,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -56,8 +59,6 @@ pub(crate) struct Cached {
 #[derive(Debug, Default)]
 pub(crate) struct ManifestFiles {
     files: BTreeMap<PathBuf, Cached>,
-    /// How many times a file was parsed: the resource version of the addresses it gave.
-    reads: u64,
 }
 
 impl ManifestFiles {
@@ -98,7 +99,8 @@ impl ManifestFiles {
                 cached.stamp = stamp;
                 continue;
             }
-            let documents = self.parse(&path, &text);
+            // Parsed only when its text changed: every address gets a new version.
+            let documents = parse(&path, &text, None);
             self.files.insert(
                 path,
                 Cached {
@@ -133,10 +135,12 @@ impl ManifestFiles {
         if same {
             return Ok(false);
         }
+        let before = std::mem::take(&mut self.files);
         self.files = texts
             .into_iter()
             .map(|(path, text)| {
-                let documents = self.parse(&path, &text);
+                // Parsed again whatever its text; the same text keeps its addresses' versions.
+                let documents = parse(&path, &text, before.get(&path));
                 let stamp = Stamp::of(&path);
                 (
                     path,
@@ -152,31 +156,42 @@ impl ManifestFiles {
     }
 }
 
-impl ManifestFiles {
-    /// The documents of `text`, each address given a version as an API server gives one: its uid
-    /// names its file and place in it, its resource version this read of the file. An address of
-    /// a file not read again keeps its version, so the evaluator knows it unchanged without
-    /// comparing it field by field; whatever versions the file itself holds are replaced.
-    fn parse(
-        &mut self,
-        path: &Path,
-        text: &Result<Arc<str>, String>,
-    ) -> Arc<[Result<Document, DocumentError>]> {
-        let Ok(text) = text else { return Arc::from([]) };
-        self.reads += 1;
-        let mut documents = manifests::parse(text);
-        for (index, document) in documents.iter_mut().enumerate() {
-            if let Ok(Document {
-                manifest: Manifest::Address(address),
-                ..
-            }) = document
-            {
-                address.metadata.uid = Some(format!("{}#{index}", path.display()));
-                address.metadata.resource_version = Some(self.reads.to_string());
-            }
+/// The resource version of the addresses of the last file read, process-wide: a version is never
+/// given twice, even by a files cache built anew (the evaluator outlives it).
+static READS: AtomicU64 = AtomicU64::new(0);
+
+/// The documents of `text` at `path`, each address given a version as an API server gives one: its
+/// uid names its file and its place in it, its resource version this read of the file, or the
+/// version it had when `before` is the same text. An address of a file not read again keeps its
+/// version, so the evaluator knows it unchanged without comparing it field by field; whatever
+/// versions the file itself holds are replaced.
+fn parse(
+    path: &Path,
+    text: &Result<Arc<str>, String>,
+    before: Option<&Cached>,
+) -> Arc<[Result<Document, DocumentError>]> {
+    let Ok(text) = text else { return Arc::from([]) };
+    let before = before.filter(|cached| cached.text.as_ref().ok() == Some(text));
+    let read = READS.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut documents = manifests::parse(text);
+    for (index, document) in documents.iter_mut().enumerate() {
+        if let Ok(Document {
+            manifest: Manifest::Address(address),
+            ..
+        }) = document
+        {
+            let kept = match before.and_then(|cached| cached.documents.get(index)) {
+                Some(Ok(Document {
+                    manifest: Manifest::Address(was),
+                    ..
+                })) => was.metadata.resource_version.clone(),
+                _ => None,
+            };
+            address.metadata.uid = Some(format!("{}#{index}", path.display()));
+            address.metadata.resource_version = kept.or_else(|| Some(read.to_string()));
         }
-        documents.into()
     }
+    documents.into()
 }
 
 #[cfg(test)]

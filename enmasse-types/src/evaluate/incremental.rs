@@ -122,6 +122,16 @@ impl Incremental {
         }
     }
 
+    /// Forgets what it remembers of each space's addresses, keeping the last verdict (and so the
+    /// statuses a caller carries back): the next evaluation of each space is whole. For a caller
+    /// that cannot trust what it remembers (an evaluation a panic left half-way).
+    pub fn forget(&mut self) {
+        for memo in self.spaces.values_mut() {
+            memo.addresses.clear();
+            memo.context = None;
+        }
+    }
+
     /// The verdict on `tenant`, as [`super::evaluate`] gives it.
     pub fn evaluate(
         &mut self,

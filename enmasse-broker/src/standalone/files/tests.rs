@@ -180,4 +180,18 @@ fn each_address_is_versioned_by_its_read_and_keeps_its_version_until_its_file_ch
         a_before,
         "nothing changed: nothing read again"
     );
+
+    // Polling parses every file again when one changed; the same text keeps its versions.
+    std::fs::write(&b, address("bbb")).unwrap();
+    assert!(files.reread_all(std::slice::from_ref(&dir)).unwrap());
+    assert_eq!(versions(&files, &a), a_before);
+    assert_ne!(versions(&files, &b)[0].1, b_after[0].1);
+
+    // A cache built anew (the evaluator outlives it) never gives a version twice.
+    let mut anew = ManifestFiles::default();
+    anew.update(std::slice::from_ref(&dir), &BTreeSet::new(), false)
+        .unwrap();
+    let again = versions(&anew, &a);
+    assert_eq!(again[0].0, a_before[0].0);
+    assert_ne!(again[0].1, a_before[0].1);
 }

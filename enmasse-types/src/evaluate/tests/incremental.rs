@@ -604,3 +604,24 @@ fn a_manifest_from_a_file_is_compared_field_by_field_whatever_versions_it_carrie
     assert_eq!(incremental.evaluated(), 1);
     assert_eq!(verdict, world.whole());
 }
+
+#[test]
+fn an_evaluator_told_to_forget_evaluates_whole_and_keeps_its_verdict_until_then() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(20);
+    let mut incremental = Incremental::new();
+    world.settle(&mut incremental, 3);
+    let settled = incremental.evaluation().clone();
+
+    incremental.forget();
+    assert_eq!(
+        incremental.evaluation(),
+        &settled,
+        "the statuses to carry back are kept"
+    );
+    world.put(queue_named("added"));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 21, "whole");
+    assert_eq!(incremental.evaluated_again("app"), None);
+    assert_eq!(verdict, world.whole());
+}
