@@ -298,8 +298,14 @@ impl Standalone {
         }
 
         let mut messages = Vec::new();
-        let tenants = catalog.tenants(&self.options.namespace);
-        let Some((tenant, space)) = self.choose(&tenants, &mut messages) else {
+        let mut tenants = catalog.tenants(&self.options.namespace);
+        let chosen = self.choose(&tenants, &mut messages).map(|(tenant, space)| {
+            (
+                tenants.iter().position(|t| std::ptr::eq(t, tenant)),
+                space.clone(),
+            )
+        });
+        let Some((Some(index), space)) = chosen else {
             for message in &messages {
                 warn!("{message}");
             }
@@ -311,7 +317,9 @@ impl Standalone {
             };
             return;
         };
-        let mut tenant = tenant.clone();
+        // Taken, not copied: a tenant may have thousands of addresses.
+        let mut tenant = tenants.swap_remove(index);
+        let space = &space;
         tenant.spaces.retain(|s| s.metadata.name == space.metadata.name);
         tenant.carry_statuses(evaluator.evaluation());
 

@@ -75,7 +75,11 @@ impl TenantResources {
         }
         for address in &mut self.addresses {
             let name = address.metadata.name.as_deref();
-            address.status = name.and_then(|n| evaluation.addresses.get(n)).cloned();
+            let carried = name.and_then(|n| evaluation.addresses.get(n));
+            // Copied only when it differs: carried back after each evaluation, most are the same.
+            if address.status.as_ref() != carried {
+                address.status = carried.cloned();
+            }
         }
         for user in &mut self.users {
             let name = user.metadata.name.as_deref();
