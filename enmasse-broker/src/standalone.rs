@@ -299,13 +299,10 @@ impl Standalone {
 
         let mut messages = Vec::new();
         let mut tenants = catalog.tenants(&self.options.namespace);
-        let chosen = self.choose(&tenants, &mut messages).map(|(tenant, space)| {
-            (
-                tenants.iter().position(|t| std::ptr::eq(t, tenant)),
-                space.clone(),
-            )
-        });
-        let Some((Some(index), space)) = chosen else {
+        let chosen = self
+            .choose(&tenants, &mut messages)
+            .map(|(index, space)| (index, space.clone()));
+        let Some((index, space)) = chosen else {
             for message in &messages {
                 warn!("{message}");
             }
@@ -485,15 +482,18 @@ impl Standalone {
         endpoint
     }
 
-    /// The space to serve: the one named on the command line, else the only one (else the first).
+    /// The space to serve: the one named on the command line, else the only one (else the first),
+    /// with the index of its tenant among `tenants`; what is wrong with the choice goes into
+    /// `messages`.
     fn choose<'a>(
         &self,
         tenants: &'a [TenantResources],
         messages: &mut Vec<String>,
-    ) -> Option<(&'a TenantResources, &'a AddressSpace)> {
-        let all: Vec<(&TenantResources, &AddressSpace)> = tenants
+    ) -> Option<(usize, &'a AddressSpace)> {
+        let all: Vec<(usize, &AddressSpace)> = tenants
             .iter()
-            .flat_map(|t| t.spaces.iter().map(move |s| (t, s)))
+            .enumerate()
+            .flat_map(|(i, t)| t.spaces.iter().map(move |s| (i, s)))
             .collect();
         let chosen = match &self.options.address_space {
             Some(name) => all
