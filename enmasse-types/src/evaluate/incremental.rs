@@ -128,7 +128,6 @@ impl Incremental {
     pub fn forget(&mut self) {
         for memo in self.spaces.values_mut() {
             memo.addresses.clear();
-            memo.context = None;
         }
     }
 
