@@ -7,11 +7,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use enmasse_types::{
     evaluate::Infra,
     resources::{
-        address::Address,
         authentication_service::AuthenticationService,
-        common::same_version,
         infra_config::{BrokeredInfraConfig, StandardInfraConfig},
-        messaging_user::MessagingUser,
         plans::{AddressPlan, AddressSpacePlan},
     },
 };
@@ -23,7 +20,9 @@ use kube::{
     },
 };
 
-use crate::{brokers::Brokers, metrics::Metrics, space::SpaceMemory, workload::BrokerSettings};
+use crate::{
+    brokers::Brokers, members::MemberStores, metrics::Metrics, space::SpaceMemory, workload::BrokerSettings,
+};
 
 /// What happens to messages when what holds them is deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -171,89 +170,3 @@ pub struct Context {
     /// What the passes over each space keep for the next, by namespace and name.
     pub spaces: std::sync::Mutex<HashMap<(String, String), SpaceMemory>>,
 }
-
-/// The Addresses and MessagingUsers of every namespace, kept current by the space controller's
-/// watches: a pass reads its space's members here rather than listing them from the API server.
-#[derive(Clone)]
-pub struct MemberStores {
-    addresses: Store<Address>,
-    users: Store<MessagingUser>,
-}
-
-/// The writing side of [`MemberStores`], fed by the watches (or by a test).
-pub struct MemberWriters {
-    /// Addresses.
-    pub addresses: Writer<Address>,
-    /// Messaging users.
-    pub users: Writer<MessagingUser>,
-}
-
-/// The Addresses and MessagingUsers of one space (named `<space>.<name>`), each sorted by name.
-#[derive(Debug, Default)]
-pub struct Members {
-    /// Its addresses.
-    pub addresses: Vec<Address>,
-    /// Its users.
-    pub users: Vec<MessagingUser>,
-}
-
-impl MemberStores {
-    /// Empty stores and their writers.
-    pub fn new() -> (Self, MemberWriters) {
-        let (addresses, addresses_writer) = reflector::store();
-        let (users, users_writer) = reflector::store();
-        (
-            Self { addresses, users },
-            MemberWriters {
-                addresses: addresses_writer,
-                users: users_writer,
-            },
-        )
-    }
-
-    /// Waits until both watches have listed their kind once: a space judged against a partial
-    /// list would have addresses it does not know of removed from its broker.
-    pub async fn synced(&self) -> bool {
-        self.addresses.wait_until_ready().await.is_ok() && self.users.wait_until_ready().await.is_ok()
-    }
-
-    /// Brings `members` of space `space` of `namespace` up to what the watches last saw, copying
-    /// out of the stores only the members that are new or changed since: a space may have
-    /// thousands, and one change should not copy them all.
-    pub fn refresh(&self, namespace: &str, space: &str, members: &mut Members) {
-        refresh(&self.addresses, namespace, space, &mut members.addresses);
-        refresh(&self.users, namespace, space, &mut members.users);
-    }
-}
-
-/// Brings `kept` (sorted by name) up to the members of `space` of `namespace` in `store`.
-fn refresh<K>(store: &Store<K>, namespace: &str, space: &str, kept: &mut Vec<K>)
-where
-    K: kube::Resource<DynamicType = ()> + Clone,
-{
-    // A member belongs to the space named before the first dot, as `evaluate` reads it.
-    let ours = |k: &Arc<K>| {
-        k.meta().namespace.as_deref() == Some(namespace)
-            && k.meta()
-                .name
-                .as_deref()
-                .and_then(|n| n.split_once('.'))
-                .is_some_and(|(owner, _)| owner == space)
-    };
-    let mut current: Vec<Arc<K>> = store.state().into_iter().filter(ours).collect();
-    current.sort_unstable_by(|a, b| a.meta().name.cmp(&b.meta().name));
-    // Both are sorted by name: one walk over the two.
-    let mut before = std::mem::take(kept).into_iter().peekable();
-    kept.reserve(current.len());
-    for object in current {
-        let name = object.meta().name.as_deref();
-        while before.next_if(|k| k.meta().name.as_deref() < name).is_some() {}
-        match before.next_if(|k| k.meta().name.as_deref() == name) {
-            Some(k) if same_version(k.meta(), object.meta()) == Some(true) => kept.push(k),
-            _ => kept.push(K::clone(&object)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

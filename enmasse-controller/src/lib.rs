@@ -12,6 +12,7 @@
 //! - [`status`]: a space's status, held to what the operator saw of its infrastructure;
 //! - [`exports`]: writing the exports into the team's namespace within the post's Role;
 //! - [`expose`]: load balancers and routes for endpoints exposed outside the cluster;
+//! - [`members`]: the Addresses and MessagingUsers the watches bring, and what changed of each space;
 //! - [`space`]: one pass over an address space, its members and its broker;
 //! - [`orphans`]: the status of Addresses and users whose space does not exist;
 //! - [`infra_status`]: the status of plans, infra configs and authentication services;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod infra;
 pub mod infra_status;
 pub mod lease;
+pub mod members;
 pub mod metrics;
 pub mod names;
 pub mod network_policy;

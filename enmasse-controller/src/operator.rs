@@ -14,7 +14,7 @@ use enmasse_types::{
     error::one_line,
     resources::{address::Address, address_space::AddressSpace, messaging_user::MessagingUser},
 };
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Service};
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -34,9 +34,10 @@ use tracing::{info, warn};
 
 use crate::{
     brokers::Brokers,
-    context::{Context, InfraStores, MemberStores, Settings},
+    context::{Context, InfraStores, Settings},
     infra_status,
     lease::Elector,
+    members::{MemberStores, MemberWriter},
     metrics::Metrics,
     names::{MANAGED_BY, SPACE_LABEL, SPACE_NAMESPACE_LABEL},
     orphans,
@@ -173,20 +174,8 @@ async fn control(
     // The members' watches are the space controller's own: each change reaches the store before
     // it triggers the reconcile of its space.
     let (members, member_writers) = MemberStores::new();
-    let addresses = reflector::reflector(
-        member_writers.addresses,
-        watcher(Api::<Address>::all(client.clone()), watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
-    let users = reflector::reflector(
-        member_writers.users,
-        watcher(
-            Api::<MessagingUser>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .touched_objects();
+    let addresses = members_watched(Api::<Address>::all(client.clone()), member_writers.addresses);
+    let users = members_watched(Api::<MessagingUser>::all(client.clone()), member_writers.users);
     let reporter = Reporter {
         controller: "enmasse-operator".to_owned(),
         instance: Some(options.identity.clone()),
@@ -295,6 +284,21 @@ where
             Some(Err(err)) => warn!(kind = %K::kind(&()), error = %one_line(&err), "watch failed; retrying"),
         }
     }
+}
+
+/// The members of kind `K` that `api` watches, each once it is in the store and recorded in the
+/// journal of what changed (see [`crate::members`]).
+fn members_watched<K>(
+    api: Api<K>,
+    mut writer: MemberWriter<K>,
+) -> impl futures_util::Stream<Item = watcher::Result<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(move |event| writer.apply(event))
+        .touched_objects()
 }
 
 /// The space an Address or MessagingUser (`<space>.<name>`) belongs to.

@@ -41,10 +41,11 @@ pub use self::memory::SpaceMemory;
 use crate::{
     brokers::BrokerEndpoint,
     certificates::{self, Existing, TlsPlan},
-    context::{Context, DeletePolicy, Members},
+    context::{Context, DeletePolicy},
     exports::write,
     expose,
     infra::{FIELD_MANAGER, InfraError, SpaceInfra, token_digest},
+    members::Members,
     names::InfraNames,
     network_policy, orphans,
     retention::{self, Retention, retention},

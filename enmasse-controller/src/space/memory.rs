@@ -10,7 +10,7 @@ use enmasse_types::{
     resources::messaging_user::MessagingUser,
 };
 
-use crate::context::{Context, Members};
+use crate::{context::Context, members::Members};
 
 /// What the passes over one space keep for the next.
 #[derive(Debug)]

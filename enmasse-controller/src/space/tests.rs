@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    context::{InfraStores, InfraWriters, MemberStores, MemberWriters},
+    context::{InfraStores, InfraWriters},
+    members::{MemberStores, MemberWriters},
     metrics::Metrics,
     testing::{FakeApi, FakeBroker, example, settings},
 };
@@ -115,18 +116,6 @@ fn scenario(policy: DeletePolicy) -> Scenario {
     }
 }
 
-/// Makes `writer` hold `objects`, as a watch's relist does.
-fn relist<K>(writer: &mut kube::runtime::reflector::store::Writer<K>, objects: Vec<K>)
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for object in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(object));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-}
-
 impl Scenario {
     /// One pass, once the watches have brought every Address and MessagingUser.
     async fn reconcile(&self) -> Result<Action, ReconcileError> {
@@ -140,7 +129,8 @@ impl Scenario {
         reconcile(Arc::new(space), self.ctx.clone()).await
     }
 
-    /// What the operator's watches do: the member stores hold what the API server holds.
+    /// What the operator's watches do: the member stores hold what the API server holds, brought
+    /// by a list the first time and by one event per change after.
     async fn sync_members(&self) {
         let client = self.api.client();
         let addresses = Api::<Address>::all(client.clone())
@@ -152,8 +142,8 @@ impl Scenario {
             .await
             .unwrap();
         let mut writers = self.members.lock().unwrap();
-        relist(&mut writers.addresses, addresses.items);
-        relist(&mut writers.users, users.items);
+        writers.addresses.watch(addresses.items);
+        writers.users.watch(users.items);
     }
 
     fn infra_path(&self, kind: &str) -> String {
