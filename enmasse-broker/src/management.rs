@@ -6,6 +6,7 @@
 //! | `PUT /config` | applies a broker config (JSON); idempotent; answers what changed and the revision |
 //! | `GET /status` | per address: ready, depth, senders, receivers, messages in, out, expired and dead-lettered; plus the space's state |
 //! | `GET /report` | the broker report of the contract: the revision applied and the addresses served |
+//! | `GET /report?since=<point>` | what changed in it since the point an earlier answer gave (`since=` empty: all, with a point); see `enmasse_types::report_changes` |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once a config is applied, 503 before |
 //! | `GET /metrics` | OpenMetrics text ([`crate::metrics`]); no token needed |
@@ -14,10 +15,17 @@
 //! carry `Authorization: Bearer <token>`: in a cluster, any pod can reach the port, and a config
 //! names the users who may log in. Probes and metrics stay open.
 
-use std::{convert::Infallible, path::PathBuf, sync::Arc, sync::atomic::Ordering};
+use std::{
+    convert::Infallible,
+    path::PathBuf,
+    sync::{Arc, Mutex, atomic::Ordering},
+};
 
 use enmasse_auth::{scram::ScramCredential, tokens::TokenReviewer};
-use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport, Credential};
+use enmasse_types::{
+    broker_config::{AddressReport, BrokerConfig, BrokerReport, Credential},
+    report_changes::ReportLog,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
@@ -184,6 +192,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    let reports = Arc::new(Mutex::new(ReportLog::new(epoch())));
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -200,6 +209,7 @@ pub async fn run(
             broker: broker.clone(),
             control: control.clone(),
             guard: guard.clone(),
+            reports: reports.clone(),
         };
         let shutdown = shutdown.clone();
         let tls = tls.clone();
@@ -229,6 +239,21 @@ struct Service {
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
     guard: Guard,
+    /// What the report said of each address, for answering what changed since.
+    reports: Arc<Mutex<ReportLog>>,
+}
+
+/// A number drawn for this process, so that a report point another broker process gave is never
+/// taken for one of this; the clock and the process id when the system gives no randomness.
+fn epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 impl Service {
@@ -241,9 +266,17 @@ impl Service {
             broker,
             control,
             guard,
+            reports,
         } = self;
-        let service =
-            service_fn(move |request| handle(request, broker.clone(), control.clone(), guard.clone()));
+        let service = service_fn(move |request| {
+            handle(
+                request,
+                broker.clone(),
+                control.clone(),
+                guard.clone(),
+                reports.clone(),
+            )
+        });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         tokio::select! {
@@ -264,6 +297,7 @@ async fn handle(
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
     guard: Guard,
+    reports: Arc<Mutex<ReportLog>>,
 ) -> Result<Answer, Infallible> {
     let guarded = matches!(request.uri().path(), "/config" | "/report" | "/status");
     if guarded && !guard.admits(&request) {
@@ -286,7 +320,16 @@ async fn handle(
             );
             answer
         }
-        (&Method::GET, "/report") => json(StatusCode::OK, &report(&broker)),
+        (&Method::GET, "/report") => match since(request.uri().query()) {
+            None => json(StatusCode::OK, &report(&broker)),
+            Some(point) => {
+                let mut log = reports.lock().unwrap_or_else(|p| p.into_inner());
+                match log.changes(report(&broker), point) {
+                    Ok(changes) => json(StatusCode::OK, &changes),
+                    Err(err) => text(StatusCode::BAD_REQUEST, &format!("{err}\n")),
+                }
+            }
+        },
         (&Method::GET, "/status") => json(StatusCode::OK, &status(&broker, control.as_ref())),
         (&Method::PUT, "/config") => put_config(request, control.as_ref()).await,
         (_, "/healthz" | "/readyz" | "/metrics" | "/report" | "/status" | "/config") => {
@@ -295,6 +338,13 @@ async fn handle(
         (_, path) => text(StatusCode::NOT_FOUND, &format!("no such resource: {path}\n")),
     };
     Ok(answer)
+}
+
+/// The `since` parameter of a query: `None` without one, `Some(None)` when empty (all, with a
+/// point to ask from next).
+fn since(query: Option<&str>) -> Option<Option<&str>> {
+    let value = query?.split('&').find_map(|pair| pair.strip_prefix("since="))?;
+    Some(Some(value).filter(|v| !v.is_empty()))
 }
 
 async fn put_config(request: Request<Incoming>, control: &dyn Control) -> Answer {

@@ -202,6 +202,40 @@ async fn status_and_metrics_report_each_address() {
 }
 
 #[tokio::test]
+async fn the_report_asked_since_a_point_answers_only_what_changed_and_refuses_a_garbage_point() {
+    use enmasse_types::report_changes::ReportChanges;
+    let (addr, broker, _shutdown) = management().await;
+    let config = serde_json::to_string(&config(vec![
+        address("orders", AddressType::Queue),
+        address("invoices", AddressType::Queue),
+    ]))
+    .unwrap();
+    http(addr, "PUT", "/config", &config).await;
+    let (status, first) = http(addr, "GET", "/report?since=", "").await;
+    assert_eq!(status, 200, "{first}");
+    let first: ReportChanges = serde_json::from_str(&first).unwrap();
+    assert!(first.whole);
+    assert_eq!(first.addresses.len(), 2);
+
+    broker
+        .table()
+        .get("orders")
+        .unwrap()
+        .messages_expired
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (_, second) = http(addr, "GET", &format!("/report?since={}", first.since), "").await;
+    let second: ReportChanges = serde_json::from_str(&second).unwrap();
+    assert!(!second.whole);
+    let changed: Vec<&str> = second.addresses.iter().map(|a| a.address.as_str()).collect();
+    assert_eq!(changed, ["orders"], "the unchanged address is not sent again");
+    assert_eq!(second.revision, first.revision);
+
+    let (status, refused) = http(addr, "GET", "/report?since=not-a-point", "").await;
+    assert_eq!(status, 400);
+    assert!(refused.contains("invalid report point"), "{refused}");
+}
+
+#[tokio::test]
 async fn the_binary_stops_gracefully_on_sigterm() {
     let data = std::env::temp_dir().join(format!("enmasse-sigterm-{}", std::process::id()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_enmasse-broker"))

@@ -9,7 +9,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use enmasse_client::management::{Management, ManagementError, ManagementTls};
-use enmasse_types::broker_config::{BrokerConfig, BrokerReport};
+use enmasse_types::{broker_config::BrokerConfig, report_changes::ReportChanges};
 use futures_util::future::BoxFuture;
 use hyper::{Method, body::Bytes};
 
@@ -147,8 +147,13 @@ pub trait Brokers: Send + Sync + 'static {
         config: &'a BrokerConfig,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
-    /// What the broker really serves.
-    fn report<'a>(&'a self, broker: &'a BrokerEndpoint) -> BoxFuture<'a, Result<BrokerReport, BrokerError>>;
+    /// What the broker really serves, as changes since the point `since` an earlier answer gave
+    /// (`None`: all of it, with a point to ask from).
+    fn report<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        since: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ReportChanges, BrokerError>>;
 }
 
 /// The management API over HTTP/1.1, one connection per request.
@@ -166,13 +171,18 @@ impl Brokers for HttpBrokers {
                 pod: broker.pod.clone(),
                 source,
             })?;
-            request(broker, Method::PUT, "/config", body).await.map(drop)
+            request(broker, Method::PUT, "/config", "", body).await.map(drop)
         })
     }
 
-    fn report<'a>(&'a self, broker: &'a BrokerEndpoint) -> BoxFuture<'a, Result<BrokerReport, BrokerError>> {
+    fn report<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        since: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ReportChanges, BrokerError>> {
         Box::pin(async move {
-            let body = request(broker, Method::GET, "/report", Vec::new()).await?;
+            let query = format!("?since={}", since.unwrap_or_default());
+            let body = request(broker, Method::GET, "/report", &query, Vec::new()).await?;
             serde_json::from_slice(&body).map_err(|source| BrokerError::InvalidReport {
                 pod: broker.pod.clone(),
                 source,
@@ -186,6 +196,7 @@ async fn request(
     broker: &BrokerEndpoint,
     method: Method,
     path: &'static str,
+    query: &str,
     body: Vec<u8>,
 ) -> Result<Bytes, BrokerError> {
     let pod = broker.pod.clone();
@@ -201,7 +212,7 @@ async fn request(
         tls: Some(tls),
     };
     management
-        .request(method, path, body)
+        .request(method, &format!("{path}{query}"), body)
         .await
         .map_err(|err| match err {
             ManagementError::Unreachable(_, source) => BrokerError::Unreachable {

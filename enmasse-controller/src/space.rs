@@ -176,6 +176,7 @@ async fn pass(
         members,
         evaluator,
         keyed,
+        report: last_report,
     } = memory;
     listed(ctx).await?;
     ctx.members.refresh(&namespace, &name, members);
@@ -212,14 +213,26 @@ async fn pass(
         }
         _ => None,
     };
+    // Only what changed since the last pass is asked for; the report is held for the next.
+    // Without an answer nothing is held, and the next pass asks for all of it.
+    let held = last_report.take();
+    let mut point = None;
     let report = match &broker {
-        Some(endpoint) => match ctx.brokers.report(endpoint).await {
-            Ok(report) => Some(report),
-            Err(err) => {
-                observed.problems.push(one_line(&err));
-                None
+        Some(endpoint) => {
+            let since = held.as_ref().map(|(point, _)| point.as_str());
+            match ctx.brokers.report(endpoint, since).await {
+                Ok(changes) => {
+                    point = Some(changes.since.clone());
+                    let mut report = held.map(|(_, report)| report).unwrap_or_default();
+                    report.apply(changes);
+                    Some(report)
+                }
+                Err(err) => {
+                    observed.problems.push(one_line(&err));
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     // A broker that cannot report cannot be configured either: no push is tried.
@@ -285,6 +298,8 @@ async fn pass(
         current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     }
     keyed.clone_from(&current);
+    // The report's revision may have been set to the one without keys: the next answer sets it.
+    *last_report = point.zip(reports.remove(&name));
     debug!(namespace, name, evaluated = evaluator.evaluated(), "evaluated");
     let evaluation = evaluator.evaluation();
     let Some(verdict) = evaluation.spaces.get(&name) else {

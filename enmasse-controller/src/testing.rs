@@ -9,7 +9,10 @@ use std::{
     },
 };
 
-use enmasse_types::broker_config::{AddressReport, BrokerConfig, BrokerReport};
+use enmasse_types::{
+    broker_config::{AddressReport, BrokerConfig, BrokerReport},
+    report_changes::{ReportChanges, ReportLog},
+};
 use futures_util::future::BoxFuture;
 
 use crate::{
@@ -47,6 +50,10 @@ pub(crate) struct FakeBroker {
     pub(crate) down: AtomicBool,
     /// Pushes so far.
     pub(crate) pushes: AtomicUsize,
+    /// What it reported, for answering what changed since.
+    reports: Mutex<Option<ReportLog>>,
+    /// Each report asked for: how many addresses were answered, and whether it was whole.
+    pub(crate) answered: Mutex<Vec<(usize, bool)>>,
 }
 
 impl FakeBroker {
@@ -90,14 +97,18 @@ impl Brokers for FakeBroker {
         })
     }
 
-    fn report<'a>(&'a self, broker: &'a BrokerEndpoint) -> BoxFuture<'a, Result<BrokerReport, BrokerError>> {
+    fn report<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        since: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ReportChanges, BrokerError>> {
         Box::pin(async move {
             if self.down.load(Ordering::Relaxed) {
                 return Err(self.unreachable(broker));
             }
-            let config = self.config.lock().unwrap().clone();
+            let config = self.config.lock().unwrap();
             let depths = self.depths.lock().unwrap();
-            Ok(BrokerReport {
+            let report = BrokerReport {
                 revision: config.as_ref().map(BrokerConfig::revision).unwrap_or_default(),
                 addresses: config
                     .iter()
@@ -110,7 +121,13 @@ impl Brokers for FakeBroker {
                     })
                     .collect(),
                 problems: vec![],
-            })
+            };
+            let mut reports = self.reports.lock().unwrap();
+            let log = reports.get_or_insert_with(|| ReportLog::new(1));
+            let changes = log.changes(report, since).unwrap();
+            let answer = (changes.addresses.len(), changes.whole);
+            self.answered.lock().unwrap().push(answer);
+            Ok(changes)
         })
     }
 }

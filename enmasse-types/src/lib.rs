@@ -20,4 +20,5 @@ pub mod names;
 pub mod patterns;
 pub mod policy;
 pub mod quantity;
+pub mod report_changes;
 pub mod resources;

@@ -7,7 +7,7 @@ use enmasse_broker::{
     server::Tls,
 };
 use enmasse_types::{
-    broker_config::{Authentication, BrokerAddress, BrokerConfig, SpaceConfig},
+    broker_config::{Authentication, BrokerAddress, BrokerConfig, BrokerReport, SpaceConfig},
     resources::{
         address::AddressType, address_space::AddressSpaceType,
         authentication_service::AuthenticationServiceType,
@@ -97,14 +97,19 @@ fn config() -> BrokerConfig {
 async fn a_pushed_config_comes_back_in_the_brokers_report() {
     let (port, _shutdown, ca) = broker("t0ken").await;
     let broker = endpoint(port, "t0ken", &ca);
-    let before = HttpBrokers.report(&broker).await.unwrap();
+    let before = HttpBrokers.report(&broker, None).await.unwrap();
     assert_eq!(before.revision, "");
     HttpBrokers.push(&broker, &config()).await.unwrap();
-    let after = HttpBrokers.report(&broker).await.unwrap();
+    let changes = HttpBrokers.report(&broker, Some(&before.since)).await.unwrap();
+    assert!(!changes.whole, "asked since a point of the same broker");
+    let mut after = BrokerReport::default();
+    after.apply(changes.clone());
     assert_eq!(after.revision, config().revision());
     let orders = after.address("orders").unwrap();
     assert!(orders.ready);
     assert_eq!(orders.depth, 0);
+    let unchanged = HttpBrokers.report(&broker, Some(&changes.since)).await.unwrap();
+    assert!(unchanged.addresses.is_empty(), "nothing changed since");
 }
 
 #[tokio::test]
@@ -125,7 +130,7 @@ async fn a_broker_that_is_not_there_is_unreachable_and_named() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let err = HttpBrokers
-        .report(&endpoint(port, "t0ken", &ca().cert_pem))
+        .report(&endpoint(port, "t0ken", &ca().cert_pem), None)
         .await
         .unwrap_err();
     assert!(matches!(err, BrokerError::Unreachable { .. }), "{err:?}");
@@ -149,7 +154,7 @@ async fn a_certificate_for_another_name_is_not_trusted() {
     let (port, _shutdown, ca) = broker("t0ken").await;
     let mut elsewhere = endpoint(port, "t0ken", &ca);
     elsewhere.server_name = "broker-other-0.broker-other.enmasse-infra.svc".into();
-    let err = HttpBrokers.report(&elsewhere).await.unwrap_err();
+    let err = HttpBrokers.report(&elsewhere, None).await.unwrap_err();
     assert!(matches!(err, BrokerError::Untrusted { .. }), "{err:?}");
 }
 

@@ -1,11 +1,12 @@
 //! What the passes over one space keep from one to the next, so that a change costs work in
-//! proportion to itself: the members as last copied out of the stores, the last verdict, and the
-//! revision the configuration has once password users are given their keys.
+//! proportion to itself: the members as last copied out of the stores, the last verdict, the
+//! revision the configuration has once password users are given their keys, and the broker's
+//! report.
 
 use std::borrow::Cow;
 
 use enmasse_types::{
-    broker_config::{BrokerConfig, Credential, PasswordKeys},
+    broker_config::{BrokerConfig, BrokerReport, Credential, PasswordKeys},
     evaluate::{Evaluation, Incremental, SpaceVerdict},
     resources::messaging_user::MessagingUser,
 };
@@ -22,6 +23,9 @@ pub struct SpaceMemory {
     /// The revision the last pass gave the configuration with its password keys: a broker that
     /// reports it serves that configuration.
     pub(super) keyed: Option<Keyed>,
+    /// The broker's report as the last pass had it, and the point it was given to ask for what
+    /// changed since: a pass is sent the addresses whose report changed, not all of them.
+    pub(super) report: Option<(String, BrokerReport)>,
 }
 
 impl Default for SpaceMemory {
@@ -31,6 +35,7 @@ impl Default for SpaceMemory {
             // The members come from the API server, which versions every change.
             evaluator: Incremental::trusting_versions(),
             keyed: None,
+            report: None,
         }
     }
 }

@@ -465,6 +465,29 @@ async fn a_broker_that_restarted_without_its_config_is_pushed_again_and_the_spac
 }
 
 #[tokio::test]
+async fn a_pass_is_sent_only_the_addresses_whose_report_changed_and_all_again_after_a_failure() {
+    let s = scenario(DeletePolicy::Delete);
+    s.bring_up().await;
+    let last = |s: &Scenario| *s.broker.answered.lock().unwrap().last().unwrap();
+    s.reconcile().await.unwrap();
+    assert_eq!(last(&s), (0, false), "nothing changed since the last pass");
+    s.broker.depths.lock().unwrap().insert("orders".into(), 3);
+    s.reconcile().await.unwrap();
+    assert_eq!(last(&s), (1, false), "the address whose depth moved");
+    s.broker.down.store(true, Ordering::Relaxed);
+    s.reconcile().await.unwrap();
+    s.broker.down.store(false, Ordering::Relaxed);
+    s.reconcile().await.unwrap();
+    let served = s.broker.served().len();
+    assert_eq!(
+        last(&s),
+        (served, true),
+        "what was held is not trusted after a failure"
+    );
+    assert_eq!(s.status(SPACE)["phase"], "Active");
+}
+
+#[tokio::test]
 async fn an_unreachable_broker_is_a_status_message_not_a_reconcile_error() {
     let s = scenario(DeletePolicy::Delete);
     s.bring_up().await;
