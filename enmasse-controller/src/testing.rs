@@ -44,6 +44,8 @@ pub(crate) fn settings(policy: DeletePolicy, resync: std::time::Duration) -> Set
 pub(crate) struct FakeBroker {
     /// The config last pushed.
     pub(crate) config: Mutex<Option<BrokerConfig>>,
+    /// Its revision, hashed once when it was pushed, as the broker does.
+    revision: Mutex<String>,
     /// Messages held, by address.
     pub(crate) depths: Mutex<BTreeMap<String, u64>>,
     /// Unreachable while set.
@@ -92,6 +94,7 @@ impl Brokers for FakeBroker {
                 "the management token goes with every push"
             );
             self.pushes.fetch_add(1, Ordering::Relaxed);
+            *self.revision.lock().unwrap() = config.revision();
             *self.config.lock().unwrap() = Some(config.clone());
             Ok(())
         })
@@ -109,7 +112,10 @@ impl Brokers for FakeBroker {
             let config = self.config.lock().unwrap();
             let depths = self.depths.lock().unwrap();
             let report = BrokerReport {
-                revision: config.as_ref().map(BrokerConfig::revision).unwrap_or_default(),
+                revision: match config.as_ref() {
+                    Some(_) => self.revision.lock().unwrap().clone(),
+                    None => String::new(),
+                },
                 addresses: config
                     .iter()
                     .flat_map(|c| &c.addresses)
