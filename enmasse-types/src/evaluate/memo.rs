@@ -349,20 +349,26 @@ pub(super) fn again<'a>(
     let notes = address::exceeded_note(space, &outcome);
 
     // Nothing reaches further: conclude the changed ones, and remember them.
+    // What the broker was to serve is sorted by address, one resource each: a changed or removed
+    // resource is found by the address it was last evaluated with, not by a walk over all.
     let mut served = previous;
-    let gone: HashSet<&str> = changed
+    let mut digest = memo.digest;
+    let gone = changed
         .iter()
         .map(|c| name_of(&c.address.metadata))
-        .chain(removed.iter().map(String::as_str))
-        .collect();
-    let mut digest = memo.digest;
-    served.retain(|b| {
-        let keep = !gone.contains(b.resource.as_str());
-        if !keep {
-            digest.remove(b);
+        .chain(removed.iter().map(String::as_str));
+    for name in gone {
+        let Some(record) = memo.records.get(name) else {
+            continue;
+        };
+        let address = record.input.spec.address.as_str();
+        if let Ok(i) = served.binary_search_by(|b| b.address.as_str().cmp(address))
+            && served[i].resource == name
+        {
+            digest.remove(&served[i]);
+            served.remove(i);
         }
-        keep
-    });
+    }
     let mut traces = Vec::with_capacity(changed.len());
     for (k, c) in changed.iter_mut().enumerate() {
         let mut trace = Trace::new(c.address);
@@ -374,8 +380,13 @@ pub(super) fn again<'a>(
                     trace.admission = Some((checked[i].request.clone(), verdict.clone()));
                     let concluded = address::conclude(&checked[i], Ok(settings), verdict, report, now, out);
                     if let Some(b) = concluded {
+                        // Another resource of the address is still served: left to a whole
+                        // evaluation (the checks above leave none).
+                        let Err(at) = served.binary_search_by(|s| s.address.cmp(&b.address)) else {
+                            return None;
+                        };
                         digest.add(&b);
-                        served.push(b);
+                        served.insert(at, b);
                     }
                 }
                 Some(Err((phase, message))) => address::refuse(out, c.address, phase, message, now),
@@ -384,7 +395,6 @@ pub(super) fn again<'a>(
         }
         traces.push(trace);
     }
-    served.sort_by(|a, b| a.address.cmp(&b.address));
     for name in &removed {
         out.remove(name);
         memo.remove(name);
