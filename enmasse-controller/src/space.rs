@@ -300,7 +300,13 @@ async fn pass(
     keyed.clone_from(&current);
     // The report's revision may have been set to the one without keys: the next answer sets it.
     *last_report = point.zip(reports.remove(&name));
-    debug!(namespace, name, evaluated = evaluator.evaluated(), "evaluated");
+    debug!(
+        namespace,
+        name,
+        evaluated = evaluator.evaluated(),
+        placed = evaluator.placed(&name),
+        "evaluated"
+    );
     let evaluation = evaluator.evaluation();
     let Some(verdict) = evaluation.spaces.get(&name) else {
         return Ok(Action::requeue(SOON));

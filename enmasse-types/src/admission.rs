@@ -344,7 +344,59 @@ fn plan_status(request: &Request, partitions: u32) -> PlanStatus {
 /// Admits a space's addresses against its plan's limits. See the module documentation for the
 /// order and the semantics.
 pub fn admit<R: Borrow<Request>>(limits: &Limits, requests: &[R]) -> Outcome {
+    admit_keeping(limits, requests, 0).0
+}
+
+/// [`admit`], keeping what a caller needs to place more addresses later without placing these
+/// again: the admission after every address, and the admission before each of the last `keep`
+/// addresses placed (with the index of its request), in the order they were placed.
+pub fn admit_keeping<R: Borrow<Request>>(limits: &Limits, requests: &[R], keep: usize) -> (Outcome, Kept) {
     let requests: Vec<&Request> = requests.iter().map(Borrow::borrow).collect();
+    let order = order(&requests);
+    let mut admitter = Admitter::new(*limits);
+    let mut before = Vec::with_capacity(keep.min(order.len()));
+    let mut verdicts: Vec<(usize, Verdict)> = Vec::with_capacity(requests.len());
+    let kept_from = order.len().saturating_sub(keep);
+    let preceding = kept_from.checked_sub(1).map(|at| order[at]);
+    let placed = order.len();
+    for (placed, i) in order.into_iter().enumerate() {
+        if placed >= kept_from {
+            before.push((i, admitter.clone()));
+        }
+        verdicts.push((i, admitter.place(requests[i])));
+    }
+    verdicts.sort_by_key(|(i, _)| *i);
+    let outcome = Outcome {
+        verdicts: verdicts.into_iter().map(|(_, verdict)| verdict).collect(),
+        needed: admitter.needed(),
+        exceeded: admitter.exceeded(),
+    };
+    let kept = Kept {
+        after: admitter,
+        before,
+        preceding,
+        placed,
+    };
+    (outcome, kept)
+}
+
+/// What [`admit_keeping`] keeps.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    /// The admission after every address.
+    pub after: Admitter,
+    /// The admission before each of the last addresses placed, with the index of its request, in
+    /// the order they were placed.
+    pub before: Vec<(usize, Admitter)>,
+    /// The index of the request placed just before those, if there was one.
+    pub preceding: Option<usize>,
+    /// How many were placed.
+    pub placed: usize,
+}
+
+/// The order addresses are placed in, by index into `requests`: stable, those that keep their
+/// place first, then the other non-subscriptions, then the other subscriptions.
+pub fn order(requests: &[&Request]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..requests.len()).collect();
     // A subscription keeps its place with its topic: one whose topic moves to a new plan is
     // placed after it, still within the quota it had.
@@ -358,63 +410,87 @@ pub fn admit<R: Borrow<Request>>(limits: &Limits, requests: &[R]) -> Outcome {
             && (r.type_ != AddressType::Subscription
                 || r.topic.as_deref().is_some_and(|t| kept_topics.contains(t)))
     };
-    // Stable: those that keep their place first, then non-subscriptions, then subscriptions.
     order.sort_by_key(|&i| {
         (
             !keeps_place(requests[i]),
             requests[i].type_ == AddressType::Subscription,
         )
     });
+    order
+}
 
-    let mut usage = Usage::default();
-    let mut verdicts: Vec<(usize, Verdict)> = Vec::with_capacity(requests.len());
-    let mut exceeded = None;
-    let mut grandfathering = true;
-    for i in order {
-        let request = requests[i];
-        if grandfathering && !request.previously_admitted {
-            grandfathering = false;
-            exceeded = first_exceeded(usage.needed(), limits);
+/// Admission under way: the addresses placed so far, in [`order`]. Placing an address never
+/// changes the verdict of one placed before it, so one kept after placing every address places
+/// those that come after all of them with the verdicts [`admit`] gives.
+#[derive(Clone, Debug)]
+pub struct Admitter {
+    limits: Limits,
+    usage: Usage,
+    /// Only previously admitted addresses were placed so far.
+    grandfathering: bool,
+    /// The limit those already exceeded, found when the first other address came.
+    exceeded: Option<(Resource, u64, Credits)>,
+}
+
+impl Admitter {
+    /// Nothing placed yet, against `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            usage: Usage::default(),
+            grandfathering: true,
+            exceeded: None,
+        }
+    }
+
+    /// Places `request` after all those placed so far.
+    pub fn place(&mut self, request: &Request) -> Verdict {
+        if self.grandfathering && !request.previously_admitted {
+            self.grandfathering = false;
+            self.exceeded = first_exceeded(self.usage.needed(), &self.limits);
         }
         if request.previously_admitted {
             // Kept whatever the limits, so placed at once; a placement refused changed nothing
             // but the router credit it added.
-            let router = usage.router;
-            let verdict = match usage.place(request) {
+            let router = self.usage.router;
+            return match self.usage.place(request) {
                 Err(refusal) => {
-                    usage.router = router;
+                    self.usage.router = router;
                     refusal
                 }
                 Ok(partitions) => Verdict::Admitted(plan_status(request, partitions)),
             };
-            verdicts.push((i, verdict));
-            continue;
         }
-        let mut attempt = usage.clone();
-        let verdict = match attempt.place(request) {
+        let mut attempt = self.usage.clone();
+        match attempt.place(request) {
             Err(refusal) => refusal,
-            Ok(partitions) => match first_exceeded(attempt.needed(), limits) {
+            Ok(partitions) => match first_exceeded(attempt.needed(), &self.limits) {
                 Some((resource, needed, limit)) => Verdict::QuotaExceeded {
                     resource,
                     needed,
                     limit,
                 },
                 None => {
-                    usage = attempt;
+                    self.usage = attempt;
                     Verdict::Admitted(plan_status(request, partitions))
                 }
             },
-        };
-        verdicts.push((i, verdict));
+        }
     }
-    if grandfathering {
-        exceeded = first_exceeded(usage.needed(), limits);
+
+    /// Pods the addresses admitted so far need.
+    pub fn needed(&self) -> Needed {
+        self.usage.needed()
     }
-    verdicts.sort_by_key(|(i, _)| *i);
-    Outcome {
-        verdicts: verdicts.into_iter().map(|(_, verdict)| verdict).collect(),
-        needed: usage.needed(),
-        exceeded,
+
+    /// A limit the previously admitted addresses exceed ([`Outcome::exceeded`]), once every
+    /// address is placed.
+    pub fn exceeded(&self) -> Option<(Resource, u64, Credits)> {
+        if self.grandfathering {
+            first_exceeded(self.usage.needed(), &self.limits)
+        } else {
+            self.exceeded
+        }
     }
 }
 

@@ -177,6 +177,7 @@ impl State {
             // tells no watch.
             object["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
             object["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            object["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
             if *current == object {
                 return;
             }
@@ -185,6 +186,13 @@ impl State {
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
         if object["metadata"]["uid"].is_null() {
             object["metadata"]["uid"] = json!(format!("uid-{}", self.version));
+        }
+        // Stamped when it is made, to the second, as the real server does.
+        if object["metadata"]["creationTimestamp"].is_null() {
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            if let Ok(now) = k8s_openapi::jiff::Timestamp::from_second(now) {
+                object["metadata"]["creationTimestamp"] = json!(now.to_string());
+            }
         }
         let event = if self.objects.contains_key(&path) {
             "MODIFIED"

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::{
     Infra,
     applied::{Applied, Hold, HoldReason, applied, applied_condition},
+    memo::{Checkpoint, KEEP},
     name_of,
     space::Resolved,
 };
@@ -143,7 +144,7 @@ pub(super) fn evaluate_addresses<'a>(
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
     mut trace: Option<&mut Vec<Trace<'a>>>,
-) -> (Vec<BrokerAddress>, Vec<String>) {
+) -> (Vec<BrokerAddress>, Vec<String>, Option<Checkpoint>) {
     // Sized up front: a `Checked` is large, and growing a vector of 10,000 of them copies and
     // faults in its pages again at each doubling.
     let mut checked: Vec<Checked<'_>> = Vec::with_capacity(addresses.len());
@@ -209,9 +210,11 @@ pub(super) fn evaluate_addresses<'a>(
 
     // Admission; an address whose new plan does not fit stays on the plan it was admitted on.
     let mut fell_back = vec![false; candidates.len()];
-    let outcome = loop {
+    // What a later evaluation of the changed addresses resumes from, when traced for one.
+    let keep = if trace.is_some() { KEEP } else { 0 };
+    let (outcome, kept) = loop {
         let requests: Vec<&Request> = candidates.iter().map(|c| &c.request).collect();
-        let outcome = admission::admit(&space.limits, &requests);
+        let (outcome, kept) = admission::admit_keeping(&space.limits, &requests, keep);
         let mut moved = false;
         for (i, verdict) in outcome.verdicts.iter().enumerate() {
             if matches!(verdict, Verdict::Admitted(_)) || candidates[i].fallback.is_none() {
@@ -225,9 +228,12 @@ pub(super) fn evaluate_addresses<'a>(
             }
         }
         if !moved {
-            break outcome;
+            break (outcome, kept);
         }
     };
+    let checkpoint = trace
+        .is_some()
+        .then(|| Checkpoint::of(kept, |i| name_of(&candidates[i].address.metadata).to_owned()));
     if let Some(trace) = trace {
         for ((c, verdict), fell_back) in candidates.iter().zip(&outcome.verdicts).zip(fell_back) {
             let at = &mut trace[traced[name_of(&c.address.metadata)]];
@@ -235,7 +241,7 @@ pub(super) fn evaluate_addresses<'a>(
             at.fell_back_at_admission = fell_back;
         }
     }
-    let notes = exceeded_note(space, &outcome);
+    let notes = exceeded_note(space, outcome.exceeded);
 
     let mut served = Vec::with_capacity(candidates.len());
     for ((c, settings), verdict) in candidates.into_iter().zip(served_with).zip(outcome.verdicts) {
@@ -244,7 +250,7 @@ pub(super) fn evaluate_addresses<'a>(
         }
     }
     served.sort_by(|a, b| a.address.cmp(&b.address));
-    (served, notes)
+    (served, notes, checkpoint)
 }
 
 /// Resolves the references of the `i`th checked address and its settings; one that fails falls
@@ -270,9 +276,11 @@ pub(super) fn settle<'a>(
 
 /// The note for the space's status when the admitted addresses already need more than the plan
 /// allows.
-pub(super) fn exceeded_note(space: &Resolved<'_>, outcome: &admission::Outcome) -> Vec<String> {
-    outcome
-        .exceeded
+pub(super) fn exceeded_note(
+    space: &Resolved<'_>,
+    exceeded: Option<(admission::Resource, u64, crate::credits::Credits)>,
+) -> Vec<String> {
+    exceeded
         .iter()
         .map(|(resource, needed, limit)| {
             format!(

@@ -221,6 +221,12 @@ impl Incremental {
         self.evaluated
     }
 
+    /// How many addresses of `space` the last evaluation's admission placed: all of them, unless it
+    /// resumed from what the one before kept (`None`: it kept nothing).
+    pub fn placed(&self, space: &str) -> Option<usize> {
+        Some(self.spaces.get(space)?.addresses.admitted.as_ref()?.placed)
+    }
+
     /// The addresses of `space` the last evaluation evaluated again, by resource name, when it did
     /// not evaluate the space whole (`None`: any address may have a new status). Every other
     /// address of the space came out with the status it went in with, so a caller writing the

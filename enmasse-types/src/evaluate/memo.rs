@@ -33,13 +33,17 @@ use super::{
     space::Resolved,
 };
 use crate::{
-    admission::{self, Request, Verdict},
+    admission::{Request, Verdict},
     broker_config::{AddressReport, AddressesDigest, BrokerAddress, IndexedReport},
     resources::{
         address::{Address, AddressStatus, AddressType},
         common::same_version,
     },
 };
+
+pub(super) use quota::{Checkpoint, KEEP};
+
+mod quota;
 
 /// A space with more changed addresses than one in this many is evaluated whole: the bookkeeping
 /// would cost more than it saves.
@@ -98,6 +102,8 @@ pub(super) struct AddressMemo {
     pub(super) digest: AddressesDigest,
     /// Whether a uid and resource version tell an unchanged address (an API server's resources).
     pub(super) versions: bool,
+    /// Admission as the last evaluation left it.
+    pub(super) admitted: Option<Checkpoint>,
 }
 
 impl AddressMemo {
@@ -313,40 +319,10 @@ pub(super) fn again<'a>(
         }));
     }
 
-    // The quota, over every address in order; the unchanged must keep their verdicts.
-    let mut requests: Vec<&Request> = Vec::with_capacity(addresses.len());
-    let mut owners: Vec<Result<&Verdict, usize>> = Vec::with_capacity(addresses.len());
-    let mut next = changed.iter().enumerate().peekable();
-    for &address in addresses {
-        let name = name_of(&address.metadata);
-        if next.peek().is_some_and(|(_, c)| std::ptr::eq(c.address, address)) {
-            let Some((k, c)) = next.next() else { break };
-            if let (Some(i), Some(Ok(_))) = (c.checked, &c.settled) {
-                requests.push(&checked[i].request);
-                owners.push(Err(k));
-            }
-        } else if let Some((request, verdict)) = &memo.records[name].admission {
-            requests.push(request);
-            owners.push(Ok(verdict));
-        }
-    }
-    let outcome = admission::admit(&space.limits, &requests);
-    let mut verdicts: HashMap<usize, Verdict> = HashMap::new();
-    for (owner, verdict) in owners.into_iter().zip(outcome.verdicts.iter()) {
-        match owner {
-            Ok(before) if before != verdict => return None,
-            Ok(_) => {}
-            Err(k) => {
-                let admitted = matches!(verdict, Verdict::Admitted(_));
-                let i = changed[k].checked?;
-                if !admitted && checked[i].fallback.is_some() {
-                    return None;
-                }
-                verdicts.insert(k, verdict.clone());
-            }
-        }
-    }
-    let notes = address::exceeded_note(space, &outcome);
+    // The quota: from what the last evaluation kept when the changed come last, else over all.
+    let admitted = quota::admit(&space.limits, addresses, &changed, &checked, &removed, memo)?;
+    let mut verdicts = admitted.verdicts;
+    let notes = address::exceeded_note(space, admitted.exceeded);
 
     // Nothing reaches further: conclude the changed ones, and remember them.
     // What the broker was to serve is sorted by address, one resource each: a changed or removed
@@ -411,5 +387,6 @@ pub(super) fn again<'a>(
             .collect(),
     );
     memo.digest = digest;
+    memo.admitted = Some(admitted.checkpoint);
     Some((served, notes, digest))
 }

@@ -128,6 +128,7 @@ pub(super) fn evaluate_space<'a>(
             if let (Some(memo), Some(traces)) = (memo, traces) {
                 memo.remember(&traces, report, &out.addresses);
                 memo.digest = digest;
+                memo.admitted = whole.2;
             }
             (whole.0, whole.1, digest)
         }

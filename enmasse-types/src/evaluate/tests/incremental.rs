@@ -344,9 +344,17 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
         "nothing changed, nothing is evaluated"
     );
 
-    world.put(queue_named("added"));
+    // Made after the others, as an API server stamps it: it comes last in admission's order.
+    let mut added = queue_named("added");
+    added.metadata.creation_timestamp = Some(at(200));
+    world.put(added);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(
+        incremental.placed("app"),
+        Some(1),
+        "admission resumed after the others"
+    );
     assert_eq!(verdict, world.whole());
     assert!(
         verdict.spaces["app"]
@@ -361,11 +369,59 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
     world.serve(&verdict, "", 0);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(incremental.placed("app"), Some(1));
     world.carry(&verdict);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(
+        incremental.placed("app"),
+        Some(1),
+        "admitted now, it is still placed last"
+    );
     assert_eq!(verdict, world.whole());
     assert_eq!(verdict.addresses["app.added"].phase, Some(Phase::Active));
+}
+
+/// A space plan with room for two brokers, and a plan that takes both.
+const TWO: &str = "apiVersion: admin.enmasse.io/v1beta2
+kind: AddressSpacePlan
+metadata: {name: two}
+spec:
+  addressSpaceType: standard
+  infraConfigRef: default
+  resourceLimits: {router: 100.0, broker: 2.0, aggregate: 102.0}
+  addressPlans: [standard-small-queue, standard-large-queue, standard-xlarge-queue]
+";
+
+#[test]
+fn an_address_added_before_a_waiting_one_in_admissions_order_is_not_placed_after_it() {
+    let mut catalog = catalog(&[SPACE, TWO]);
+    catalog.spaces[0].spec.plan = "two".into();
+    let mut world = World {
+        catalog,
+        reports: Reports::new(),
+        now: 100,
+    };
+    let mut incremental = Incremental::new();
+    let queue = |name: &str, plan: &str| resource(&format!("app.{name}"), name, "queue", plan, None, None);
+    world.put(queue("r1", "standard-large-queue"));
+    world.settle(&mut incremental, 3);
+    // It needs both brokers while one is taken: it waits, and its status says how many it needs.
+    world.put(queue("r9", "standard-xlarge-queue"));
+    world.settle(&mut incremental, 3);
+    assert_eq!(world.whole().addresses["app.r9"].phase, Some(Phase::Pending));
+
+    // Before the waiting one in admission's order (both new, by name): it takes the second broker,
+    // and the waiting one now needs four. Placed after it, the waiting one would keep its status.
+    world.put(queue("r5", "standard-small-queue"));
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    assert_eq!(verdict.addresses["app.r5"].phase, Some(Phase::Configuring));
+    assert_ne!(
+        verdict.addresses["app.r9"].messages,
+        world.catalog.addresses[1].status.as_ref().unwrap().messages,
+        "the waiting one needs more now"
+    );
 }
 
 #[test]
