@@ -4,6 +4,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `PUT /config` | applies a broker config (JSON); idempotent; answers what changed and the revision |
+//! | `PATCH /config` | applies a [`ConfigPatch`] to the config in force, when that is the one its `base` names (409 otherwise) |
 //! | `GET /status` | per address: ready, depth, senders, receivers, messages in, out, expired and dead-lettered; plus the space's state |
 //! | `GET /report` | the broker report of the contract: the revision applied and the addresses served |
 //! | `GET /report?since=<point>` | what changed in it since the point an earlier answer gave (`since=` empty: all, with a point); see `enmasse_types::report_changes` |
@@ -24,6 +25,7 @@ use std::{
 use enmasse_auth::{scram::ScramCredential, tokens::TokenReviewer};
 use enmasse_types::{
     broker_config::{AddressReport, BrokerConfig, BrokerReport, Credential},
+    config_patch::ConfigPatch,
     report_changes::ReportLog,
 };
 use http_body_util::{BodyExt, Full, Limited};
@@ -192,7 +194,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
-    let reports = Arc::new(Mutex::new(ReportLog::new(epoch())));
+    let shared = Arc::new(Shared {
+        reports: Mutex::new(ReportLog::new(epoch())),
+        writes: Mutex::new(()),
+    });
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -209,7 +214,7 @@ pub async fn run(
             broker: broker.clone(),
             control: control.clone(),
             guard: guard.clone(),
-            reports: reports.clone(),
+            shared: shared.clone(),
         };
         let shutdown = shutdown.clone();
         let tls = tls.clone();
@@ -239,8 +244,16 @@ struct Service {
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
     guard: Guard,
+    shared: Arc<Shared>,
+}
+
+/// What every management connection shares.
+struct Shared {
     /// What the report said of each address, for answering what changed since.
-    reports: Arc<Mutex<ReportLog>>,
+    reports: Mutex<ReportLog>,
+    /// Held while a config is applied: a patch checked against the config in force is applied
+    /// before another write changes it.
+    writes: Mutex<()>,
 }
 
 /// A number drawn for this process, so that a report point another broker process gave is never
@@ -266,7 +279,7 @@ impl Service {
             broker,
             control,
             guard,
-            reports,
+            shared,
         } = self;
         let service = service_fn(move |request| {
             handle(
@@ -274,7 +287,7 @@ impl Service {
                 broker.clone(),
                 control.clone(),
                 guard.clone(),
-                reports.clone(),
+                shared.clone(),
             )
         });
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -297,7 +310,7 @@ async fn handle(
     broker: Arc<Broker>,
     control: Arc<dyn Control>,
     guard: Guard,
-    reports: Arc<Mutex<ReportLog>>,
+    shared: Arc<Shared>,
 ) -> Result<Answer, Infallible> {
     let guarded = matches!(request.uri().path(), "/config" | "/report" | "/status");
     if guarded && !guard.admits(&request) {
@@ -323,7 +336,7 @@ async fn handle(
         (&Method::GET, "/report") => match since(request.uri().query()) {
             None => json(StatusCode::OK, &report(&broker)),
             Some(point) => {
-                let mut log = reports.lock().unwrap_or_else(|p| p.into_inner());
+                let mut log = shared.reports.lock().unwrap_or_else(|p| p.into_inner());
                 match log.changes(report(&broker), point) {
                     Ok(changes) => json(StatusCode::OK, &changes),
                     Err(err) => text(StatusCode::BAD_REQUEST, &format!("{err}\n")),
@@ -331,7 +344,8 @@ async fn handle(
             }
         },
         (&Method::GET, "/status") => json(StatusCode::OK, &status(&broker, control.as_ref())),
-        (&Method::PUT, "/config") => put_config(request, control.as_ref()).await,
+        (&Method::PUT, "/config") => put_config(request, control.as_ref(), &shared.writes).await,
+        (&Method::PATCH, "/config") => patch_config(request, &broker, control.as_ref(), &shared.writes).await,
         (_, "/healthz" | "/readyz" | "/metrics" | "/report" | "/status" | "/config") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
@@ -347,25 +361,75 @@ fn since(query: Option<&str>) -> Option<Option<&str>> {
     Some(Some(value).filter(|v| !v.is_empty()))
 }
 
-async fn put_config(request: Request<Incoming>, control: &dyn Control) -> Answer {
+async fn put_config(request: Request<Incoming>, control: &dyn Control, writes: &Mutex<()>) -> Answer {
+    let config: BrokerConfig = match read_json(request, "config").await {
+        Ok(config) => config,
+        Err(answer) => return answer,
+    };
+    let _writing = writes.lock().unwrap_or_else(|p| p.into_inner());
+    apply_config(config, control)
+}
+
+/// Applies a patch to the config in force, when it is the one the patch was made from: a patch
+/// applied to another config would serve what nobody meant.
+async fn patch_config(
+    request: Request<Incoming>,
+    broker: &Broker,
+    control: &dyn Control,
+    writes: &Mutex<()>,
+) -> Answer {
+    let patch: ConfigPatch = match read_json(request, "config patch").await {
+        Ok(patch) => patch,
+        Err(answer) => return answer,
+    };
+    let _writing = writes.lock().unwrap_or_else(|p| p.into_inner());
+    let (config, revision) = match broker.config() {
+        Some(config) => (config, broker.revision()),
+        None => {
+            return text(
+                StatusCode::CONFLICT,
+                "no config is in force to patch: PUT the whole config\n",
+            );
+        }
+    };
+    if patch.base != revision {
+        return text(
+            StatusCode::CONFLICT,
+            &format!(
+                "the patch is of config {}, but {revision} is in force: PUT the whole config\n",
+                patch.base
+            ),
+        );
+    }
+    let mut config = BrokerConfig::clone(&config);
+    config.apply(patch);
+    apply_config(config, control)
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes, or the answer that says why it cannot.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+    what: &str,
+) -> Result<T, Answer> {
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(err) => {
-            return text(
+            return Err(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("failed to read the config: {err}\n"),
-            );
+                &format!("failed to read the {what}: {err}\n"),
+            ));
         }
     };
-    let config: BrokerConfig = match serde_json::from_slice(&body) {
-        Ok(config) => config,
-        Err(err) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid broker config: {err}\n"),
-            );
-        }
-    };
+    serde_json::from_slice(&body).map_err(|err| {
+        text(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid broker {what}: {err}\n"),
+        )
+    })
+}
+
+/// Applies `config`, answering what changed and its revision.
+fn apply_config(config: BrokerConfig, control: &dyn Control) -> Answer {
     let revision = config.revision();
     match control.apply(config) {
         Ok(applied) => json(

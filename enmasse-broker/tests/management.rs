@@ -236,6 +236,47 @@ async fn the_report_asked_since_a_point_answers_only_what_changed_and_refuses_a_
 }
 
 #[tokio::test]
+async fn a_patch_of_the_config_in_force_is_applied_and_a_patch_of_another_is_refused() {
+    use enmasse_types::config_patch::ConfigPatch;
+    let (addr, broker, _shutdown) = management().await;
+    let first = config(vec![address("orders", AddressType::Queue)]);
+    let patch = |base: &str| ConfigPatch {
+        base: base.to_owned(),
+        space: first.space.clone(),
+        users: vec![],
+        removed: vec!["orders".into()],
+        addresses: vec![address("invoices", AddressType::Queue)],
+    };
+    let body = serde_json::to_string(&patch("")).unwrap();
+    let (status, answer) = http(addr, "PATCH", "/config", &body).await;
+    assert_eq!(status, 409, "nothing in force to patch: {answer}");
+
+    http(addr, "PUT", "/config", &serde_json::to_string(&first).unwrap()).await;
+    let (status, answer) = http(
+        addr,
+        "PATCH",
+        "/config",
+        &serde_json::to_string(&patch("elsewhere")).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(answer.contains(&first.revision()), "{answer}");
+    assert!(broker.table().get("orders").is_some(), "nothing changed");
+
+    let (status, answer) = http(
+        addr,
+        "PATCH",
+        "/config",
+        &serde_json::to_string(&patch(&first.revision())).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let expected = config(vec![address("invoices", AddressType::Queue)]);
+    assert_eq!(broker.revision(), expected.revision());
+    assert!(broker.table().get("orders").is_none() && broker.table().get("invoices").is_some());
+}
+
+#[tokio::test]
 async fn the_binary_stops_gracefully_on_sigterm() {
     let data = std::env::temp_dir().join(format!("enmasse-sigterm-{}", std::process::id()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_enmasse-broker"))

@@ -9,7 +9,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use enmasse_client::management::{Management, ManagementError, ManagementTls};
-use enmasse_types::{broker_config::BrokerConfig, report_changes::ReportChanges};
+use enmasse_types::{broker_config::BrokerConfig, config_patch::ConfigPatch, report_changes::ReportChanges};
 use futures_util::future::BoxFuture;
 use hyper::{Method, body::Bytes};
 
@@ -147,6 +147,14 @@ pub trait Brokers: Send + Sync + 'static {
         config: &'a BrokerConfig,
     ) -> BoxFuture<'a, Result<(), BrokerError>>;
 
+    /// Changes the config the broker serves by `patch`; refused (409) unless it serves the
+    /// patch's base.
+    fn patch<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        patch: &'a ConfigPatch,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
     /// What the broker really serves, as changes since the point `since` an earlier answer gave
     /// (`None`: all of it, with a point to ask from).
     fn report<'a>(
@@ -172,6 +180,22 @@ impl Brokers for HttpBrokers {
                 source,
             })?;
             request(broker, Method::PUT, "/config", "", body).await.map(drop)
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        patch: &'a ConfigPatch,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let body = serde_json::to_vec(patch).map_err(|source| BrokerError::Encode {
+                pod: broker.pod.clone(),
+                source,
+            })?;
+            request(broker, Method::PATCH, "/config", "", body)
+                .await
+                .map(drop)
         })
     }
 

@@ -39,7 +39,7 @@ use tracing::{debug, info};
 use self::memory::Keyed;
 pub use self::memory::SpaceMemory;
 use crate::{
-    brokers::BrokerEndpoint,
+    brokers::{BrokerEndpoint, BrokerError},
     certificates::{self, Existing, TlsPlan},
     context::{Context, DeletePolicy},
     exports::write,
@@ -275,7 +275,10 @@ async fn pass(
         }
         reports.insert(name.clone(), report);
     }
+    // The config the last pass made, with keys: a broker that serves it is sent what changed.
+    let before = keyed.clone();
     evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    let mut evaluations = 1;
     let mut current =
         memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     // The report's revision was taken for another than it is, and the verdict is evaluated again
@@ -295,6 +298,7 @@ async fn pass(
     if let (Some(revision), Some(report)) = (again, reports.get_mut(&name)) {
         report.revision = revision;
         evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+        evaluations += 1;
         current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     }
     keyed.clone_from(&current);
@@ -362,11 +366,31 @@ async fn pass(
         }
         let serves_latest = served_revision.as_ref() == Some(&current.revision);
         if let Some(broker) = broker.filter(|_| !serves_latest) {
-            match ctx
-                .brokers
-                .push(&broker, &memory::with_keys(config, &current.keys))
-                .await
-            {
+            // What changed, when the broker serves what the last pass made and this pass changed
+            // it once; the whole config when the broker serves another.
+            let base = before
+                .as_ref()
+                .map(|b| &b.revision)
+                .filter(|base| evaluations == 1 && served_revision.as_ref() == Some(*base));
+            let patch = base.and_then(|base| {
+                memory::patch(config, &current.keys, base, evaluator.served_changes(&name)?)
+            });
+            let patched = match &patch {
+                Some(patch) => match ctx.brokers.patch(&broker, patch).await {
+                    Err(BrokerError::Refused { status: 409, .. }) => None,
+                    result => Some(result),
+                },
+                None => None,
+            };
+            let result = match patched {
+                Some(result) => result,
+                None => {
+                    ctx.brokers
+                        .push(&broker, &memory::with_keys(config, &current.keys))
+                        .await
+                }
+            };
+            match result {
                 Ok(()) => {
                     pushed = true;
                     let note = format!(

@@ -11,6 +11,7 @@ use std::{
 
 use enmasse_types::{
     broker_config::{AddressReport, BrokerConfig, BrokerReport},
+    config_patch::ConfigPatch,
     report_changes::{ReportChanges, ReportLog},
 };
 use futures_util::future::BoxFuture;
@@ -50,8 +51,12 @@ pub(crate) struct FakeBroker {
     pub(crate) depths: Mutex<BTreeMap<String, u64>>,
     /// Unreachable while set.
     pub(crate) down: AtomicBool,
-    /// Pushes so far.
+    /// Pushes so far, whole or patched.
     pub(crate) pushes: AtomicUsize,
+    /// Of those, the patches.
+    pub(crate) patches: AtomicUsize,
+    /// Refuses every patch as of another config, as a broker changed meanwhile would.
+    pub(crate) refuse_patches: AtomicBool,
     /// What it reported, for answering what changed since.
     reports: Mutex<Option<ReportLog>>,
     /// Each report asked for: how many addresses were answered, and whether it was whole.
@@ -96,6 +101,34 @@ impl Brokers for FakeBroker {
             self.pushes.fetch_add(1, Ordering::Relaxed);
             *self.revision.lock().unwrap() = config.revision();
             *self.config.lock().unwrap() = Some(config.clone());
+            Ok(())
+        })
+    }
+
+    fn patch<'a>(
+        &'a self,
+        broker: &'a BrokerEndpoint,
+        patch: &'a ConfigPatch,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(self.unreachable(broker));
+            }
+            let mut config = self.config.lock().unwrap();
+            let mut revision = self.revision.lock().unwrap();
+            let refuse = self.refuse_patches.load(Ordering::Relaxed);
+            let Some(served) = config.as_mut().filter(|_| *revision == patch.base && !refuse) else {
+                return Err(BrokerError::Refused {
+                    pod: broker.pod.clone(),
+                    path: "/config",
+                    status: 409,
+                    answer: format!("the patch is of config {}, not the one in force", patch.base),
+                });
+            };
+            served.apply(patch.clone());
+            *revision = served.revision();
+            self.pushes.fetch_add(1, Ordering::Relaxed);
+            self.patches.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
     }

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod base64;
 pub mod broker_config;
 pub mod catalog;
+pub mod config_patch;
 pub mod crd;
 pub mod credits;
 pub mod error;

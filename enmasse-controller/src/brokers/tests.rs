@@ -113,6 +113,38 @@ async fn a_pushed_config_comes_back_in_the_brokers_report() {
 }
 
 #[tokio::test]
+async fn a_patch_of_the_served_config_is_applied_and_one_of_another_is_refused_with_409() {
+    let (port, _shutdown, ca) = broker("t0ken").await;
+    let broker = endpoint(port, "t0ken", &ca);
+    HttpBrokers.push(&broker, &config()).await.unwrap();
+    let mut wanted = config();
+    wanted.addresses.push(BrokerAddress::new(
+        "app.audit",
+        "audit",
+        AddressType::Queue,
+        "standard-small-queue",
+    ));
+    let patch = |base: String| ConfigPatch {
+        base,
+        space: wanted.space.clone(),
+        users: vec![],
+        removed: vec![],
+        addresses: vec![wanted.addresses[1].clone()],
+    };
+    let err = HttpBrokers
+        .patch(&broker, &patch("other".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::Refused { status: 409, .. }), "{err:?}");
+    HttpBrokers
+        .patch(&broker, &patch(config().revision()))
+        .await
+        .unwrap();
+    let changes = HttpBrokers.report(&broker, None).await.unwrap();
+    assert_eq!(changes.revision, wanted.revision());
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_refused_with_the_brokers_reason() {
     let (port, _shutdown, ca) = broker("t0ken").await;
     let err = HttpBrokers

@@ -6,8 +6,9 @@
 use std::borrow::Cow;
 
 use enmasse_types::{
-    broker_config::{BrokerConfig, BrokerReport, Credential, PasswordKeys},
-    evaluate::{Evaluation, Incremental, SpaceVerdict},
+    broker_config::{BrokerConfig, BrokerReport, BrokerUser, Credential, PasswordKeys},
+    config_patch::ConfigPatch,
+    evaluate::{Evaluation, Incremental, ServedChanges, SpaceVerdict},
     resources::messaging_user::MessagingUser,
 };
 
@@ -74,7 +75,7 @@ impl Keyed {
                 addresses: Vec::new(),
                 users: config.users.clone(),
             };
-            give_keys(&mut users, &keys);
+            give_keys(&mut users.users, &keys);
             users.revision_with(verdict.digest)
         };
         Some(Keyed {
@@ -136,13 +137,51 @@ pub(super) fn with_keys<'a>(
         return Cow::Borrowed(config);
     }
     let mut config = config.clone();
-    give_keys(&mut config, keys);
+    give_keys(&mut config.users, keys);
     Cow::Owned(config)
 }
 
-/// Gives `keys` to their password users in `config`.
-fn give_keys(config: &mut BrokerConfig, keys: &[(String, PasswordKeys)]) {
-    for user in &mut config.users {
+/// The patch that makes the config of revision `base` into `config` with `keys`, given what the
+/// evaluation changed of it (`changes`); `None` when an address it names is not in `config`.
+pub(super) fn patch(
+    config: &BrokerConfig,
+    keys: &[(String, PasswordKeys)],
+    base: &str,
+    changes: &ServedChanges,
+) -> Option<ConfigPatch> {
+    // The evaluation gives the addresses sorted by address.
+    let find = |address: &str| {
+        config
+            .addresses
+            .binary_search_by(|a| a.address.as_str().cmp(address))
+            .ok()
+            .map(|i| config.addresses[i].clone())
+    };
+    let addresses = changes
+        .upserted
+        .iter()
+        .map(|address| find(address))
+        .collect::<Option<Vec<_>>>()?;
+    let mut users = config.users.clone();
+    give_keys(&mut users, keys);
+    Some(ConfigPatch {
+        base: base.to_owned(),
+        space: config.space.clone(),
+        users,
+        // One taken out and put in again is changed: it goes in whole.
+        removed: changes
+            .removed
+            .iter()
+            .filter(|address| !changes.upserted.contains(address))
+            .cloned()
+            .collect(),
+        addresses,
+    })
+}
+
+/// Gives `keys` to their password users in `users`.
+fn give_keys(users: &mut [BrokerUser], keys: &[(String, PasswordKeys)]) {
+    for user in users {
         if let Credential::Password { keys: slot, .. } = &mut user.credential
             && let Some((_, given)) = keys.iter().find(|(resource, _)| *resource == user.resource)
         {

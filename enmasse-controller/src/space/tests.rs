@@ -389,6 +389,79 @@ async fn an_added_address_is_pushed_and_active_once_the_broker_reports_it() {
     );
     s.reconcile().await.unwrap();
     assert_eq!(s.status(&format!("{ADDRESSES}/app.audit"))["phase"], "Active");
+    assert_eq!(
+        s.status(SPACE)["phase"],
+        "Active",
+        "it serves the config as evaluated"
+    );
+}
+
+/// A settled space of the example's addresses and twenty queues more: large enough that one
+/// added address is evaluated alone.
+async fn settled_with_queues() -> Scenario {
+    let s = scenario(DeletePolicy::Delete);
+    for n in 0..20 {
+        s.api.put(
+            &format!("{ADDRESSES}/app.q{n}"),
+            json!({"apiVersion": "enmasse.io/v1beta1", "kind": "Address",
+                   "metadata": {"name": format!("app.q{n}"), "namespace": "team1"},
+                   "spec": {"address": format!("q{n}"), "type": "queue", "plan": "standard-small-queue"}}),
+        );
+    }
+    s.bring_up().await;
+    s.reconcile().await.unwrap();
+    s
+}
+
+fn add_audit(s: &Scenario) {
+    s.api.put(
+        &format!("{ADDRESSES}/app.audit"),
+        json!({"apiVersion": "enmasse.io/v1beta1", "kind": "Address",
+               "metadata": {"name": "app.audit", "namespace": "team1"},
+               "spec": {"address": "audit", "type": "queue", "plan": "standard-small-queue"}}),
+    );
+}
+
+#[tokio::test]
+async fn an_address_added_to_a_broker_serving_the_last_config_is_sent_as_a_patch() {
+    let s = settled_with_queues().await;
+    let pushes = s.broker.pushes.load(Ordering::Relaxed);
+    add_audit(&s);
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.pushes.load(Ordering::Relaxed), pushes + 1);
+    assert_eq!(
+        s.broker.patches.load(Ordering::Relaxed),
+        1,
+        "only the change is sent"
+    );
+    assert!(s.broker.served().contains(&"audit".to_owned()));
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(&format!("{ADDRESSES}/app.audit"))["phase"], "Active");
+    assert_eq!(
+        s.status(SPACE)["phase"],
+        "Active",
+        "the patched config is the one evaluated, to its revision"
+    );
+}
+
+#[tokio::test]
+async fn a_patch_the_broker_refuses_is_followed_by_the_whole_config() {
+    let s = settled_with_queues().await;
+    let pushes = s.broker.pushes.load(Ordering::Relaxed);
+    s.broker.refuse_patches.store(true, Ordering::Relaxed);
+    add_audit(&s);
+    s.reconcile().await.unwrap();
+    assert_eq!(s.broker.patches.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        s.broker.pushes.load(Ordering::Relaxed),
+        pushes + 1,
+        "pushed whole"
+    );
+    assert!(s.broker.served().contains(&"audit".to_owned()));
+    let text = messages(&s.status(SPACE));
+    assert!(!text.contains("refused"), "a refused patch is no problem: {text}");
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(SPACE)["phase"], "Active");
 }
 
 #[tokio::test]

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Resource, core::object::HasSpec};
 
-use super::{Evaluation, Infra, Reports, Tenant, group_by_space, memo::AddressMemo, name_of, sorted, space};
+use super::{
+    Evaluation, Infra, Reports, ServedChanges, Tenant, group_by_space, memo::AddressMemo, name_of, sorted,
+    space,
+};
 use crate::{
     broker_config::IndexedReport,
     resources::{
@@ -225,6 +228,13 @@ impl Incremental {
     /// resumed from what the one before kept (`None`: it kept nothing).
     pub fn placed(&self, space: &str) -> Option<usize> {
         Some(self.spaces.get(space)?.addresses.admitted.as_ref()?.placed)
+    }
+
+    /// What the last evaluation of `space` changed of the config its broker is to serve, when it
+    /// evaluated only some addresses (`None`: the config may differ from the one before in any
+    /// address). The space's settings and users are not covered: a caller sends them whole.
+    pub fn served_changes(&self, space: &str) -> Option<&ServedChanges> {
+        self.spaces.get(space)?.addresses.served_changes.as_ref()
     }
 
     /// The addresses of `space` the last evaluation evaluated again, by resource name, when it did

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    Infra,
+    Infra, ServedChanges,
     address::{self, Checked, Served, Trace},
     name_of,
     space::Resolved,
@@ -104,6 +104,8 @@ pub(super) struct AddressMemo {
     pub(super) versions: bool,
     /// Admission as the last evaluation left it.
     pub(super) admitted: Option<Checkpoint>,
+    /// What the last evaluation changed of what the broker serves, when it was not whole.
+    pub(super) served_changes: Option<ServedChanges>,
 }
 
 impl AddressMemo {
@@ -329,6 +331,7 @@ pub(super) fn again<'a>(
     // resource is found by the address it was last evaluated with, not by a walk over all.
     let mut served = previous;
     let mut digest = memo.digest;
+    let mut served_changes = ServedChanges::default();
     let gone = changed
         .iter()
         .map(|c| name_of(&c.address.metadata))
@@ -342,7 +345,7 @@ pub(super) fn again<'a>(
             && served[i].resource == name
         {
             digest.remove(&served[i]);
-            served.remove(i);
+            served_changes.removed.push(served.remove(i).address);
         }
     }
     let mut traces = Vec::with_capacity(changed.len());
@@ -362,6 +365,7 @@ pub(super) fn again<'a>(
                             return None;
                         };
                         digest.add(&b);
+                        served_changes.upserted.push(b.address.clone());
                         served.insert(at, b);
                     }
                 }
@@ -388,5 +392,6 @@ pub(super) fn again<'a>(
     );
     memo.digest = digest;
     memo.admitted = Some(admitted.checkpoint);
+    memo.served_changes = Some(served_changes);
     Some((served, notes, digest))
 }

@@ -95,6 +95,16 @@ pub struct SpaceVerdict {
     pub digest: AddressesDigest,
 }
 
+/// What an evaluation of some of a space's addresses changed of the config its broker is to serve:
+/// the config is the one before with `removed` taken out and `upserted` put in (or replaced).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServedChanges {
+    /// The addresses taken out, by address (one changed is taken out and put in again).
+    pub removed: Vec<String>,
+    /// The addresses put in, by address.
+    pub upserted: Vec<String>,
+}
+
 /// Evaluates one namespace's manifests against the infrastructure and what the brokers report.
 pub fn evaluate(tenant: &Tenant<'_>, infra: &Infra<'_>, reports: &Reports, now: &Time) -> Evaluation {
     let mut evaluation = Evaluation::default();

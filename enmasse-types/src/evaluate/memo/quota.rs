@@ -88,10 +88,7 @@ fn request<'c>(c: &Changed<'_>, checked: &'c [Checked<'_>]) -> Option<&'c Reques
 fn key<'a>(address: &'a Address, request: &Request) -> impl Ord + 'a {
     (
         !request.previously_admitted,
-        address
-            .status
-            .as_ref()
-            .is_none_or(|s| s.plan_status.is_none()),
+        address.status.as_ref().is_none_or(|s| s.plan_status.is_none()),
         address.metadata.creation_timestamp.as_ref().map(|t| &t.0),
         address.metadata.name.as_deref(),
     )

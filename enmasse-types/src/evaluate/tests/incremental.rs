@@ -281,11 +281,23 @@ fn the_incremental_verdict_is_the_whole_verdict_over_random_edits() {
             let mut world = World::new();
             let mut incremental = Incremental::new();
             let mut last = world.whole();
+            let mut before: Option<Evaluation> = None;
             for edit in &edits {
                 apply(&mut world, edit, &last);
                 let whole = world.whole();
                 let again = world.again(&mut incremental).clone();
                 prop_assert_eq!(&again, &whole, "after {:?}", edit);
+                // What it says it changed of the config, applied to the config before, is the config.
+                let config = |e: &Evaluation| e.spaces.get("app").and_then(|v| v.config.clone());
+                if let (Some(changes), Some(mut patched), Some(now)) = (
+                    incremental.served_changes("app"),
+                    before.as_ref().and_then(config),
+                    config(&again),
+                ) {
+                    patched.apply(patch(&now, changes));
+                    prop_assert_eq!(&patched, &now, "changes {:?} after {:?}", changes, edit);
+                }
+                before = Some(again.clone());
                 // What a caller writing statuses back skips came out as it went in.
                 if let Some(evaluated) = incremental.evaluated_again("app") {
                     for address in &world.catalog.addresses {
@@ -313,6 +325,24 @@ fn the_incremental_verdict_is_the_whole_verdict_over_random_edits() {
     let partial = partial.get();
     eprintln!("{partial} partial evaluations");
     assert!(partial > 100, "only {partial} evaluations were partial");
+}
+
+/// The patch that `changes` make of a config into `now`.
+fn patch(
+    now: &BrokerConfig,
+    changes: &ServedChanges,
+) -> crate::config_patch::ConfigPatch {
+    crate::config_patch::ConfigPatch {
+        base: String::new(),
+        space: now.space.clone(),
+        users: now.users.clone(),
+        removed: changes.removed.clone(),
+        addresses: changes
+            .upserted
+            .iter()
+            .map(|a| now.address(a).unwrap().clone())
+            .collect(),
+    }
 }
 
 fn queue_named(name: &str) -> Address {
