@@ -25,6 +25,11 @@ use kube::runtime::{
 /// journal grow without bound.
 const JOURNAL_PER_SPACE: usize = 4096;
 
+/// How many spaces a journal keeps changes for: names of a space that never has a pass (an Address
+/// named for a space that does not exist) stay until the next relist, and must not pile up. Beyond
+/// this, every space reads its members whole once, as after a relist.
+const JOURNAL_SPACES: usize = 16_384;
+
 /// The Addresses and MessagingUsers of every namespace, kept current by the space controller's
 /// watches, with what changed of each space.
 #[derive(Clone)]
@@ -77,7 +82,8 @@ pub struct Members {
 /// What a watch changed of each space since the space last read its members.
 #[derive(Debug, Default)]
 struct Journal {
-    /// How many relists the watch completed: members read before the last one are read whole.
+    /// How many relists the watch completed (and times the journal was let go for its size):
+    /// members read before the last one are read whole.
     relists: u64,
     /// The names of the members changed, by namespace and space.
     changed: HashMap<(String, String), Pending>,
@@ -106,6 +112,10 @@ impl Journal {
                     return;
                 };
                 let Some(name) = meta.name.as_deref() else { return };
+                if self.changed.len() >= JOURNAL_SPACES {
+                    self.relists += 1;
+                    self.changed.clear();
+                }
                 let pending = self
                     .changed
                     .entry((namespace.to_owned(), space.to_owned()))

@@ -21,7 +21,9 @@ pub const REMOVALS_KEPT: usize = 4096;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportChanges {
-    /// The point to ask from next time.
+    /// The point to ask from next time; empty from a broker that answers every address each time
+    /// (one that predates points answers `GET /report` whatever it is asked).
+    #[serde(default)]
     pub since: String,
     /// This is the whole report: the caller replaces what it holds rather than updating it.
     #[serde(default)]
@@ -45,7 +47,7 @@ impl BrokerReport {
     pub fn apply(&mut self, changes: ReportChanges) {
         self.revision = changes.revision;
         self.problems = changes.problems;
-        if changes.whole {
+        if changes.whole || changes.since.is_empty() {
             self.addresses = changes.addresses;
             self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
             return;

@@ -140,6 +140,27 @@ fn a_space_whose_journal_overflows_reads_its_members_whole() {
     assert_eq!(members.addresses.len(), JOURNAL_PER_SPACE + 1);
 }
 
+#[test]
+fn a_journal_of_too_many_spaces_lets_go_and_every_space_reads_whole() {
+    let (stores, mut writers) = MemberStores::new();
+    relist(&mut writers, vec![]);
+    let mut members = Members::default();
+    stores.refresh("team1", "app", &mut members);
+    apply(&mut writers, address("team1", "app.a", "u0", "1", "small"));
+    for n in 0..JOURNAL_SPACES {
+        apply(
+            &mut writers,
+            address("team2", &format!("s{n}.a"), &format!("u{n}"), "1", "small"),
+        );
+    }
+    assert!(
+        stores.addresses.journal.lock().unwrap().changed.len() <= JOURNAL_SPACES,
+        "the journal is bounded"
+    );
+    stores.refresh("team1", "app", &mut members);
+    assert_eq!(plans(&members), [("app.a".into(), "small".into())], "read whole");
+}
+
 /// One step of what a watch brings, or a pass.
 #[derive(Clone, Debug)]
 enum Step {

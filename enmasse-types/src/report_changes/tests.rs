@@ -79,6 +79,19 @@ fn a_caller_behind_more_removals_than_are_kept_is_answered_whole() {
     assert!(!current.whole);
 }
 
+#[test]
+fn a_plain_report_of_a_broker_that_predates_points_is_taken_whole() {
+    let mut held = report(&state(&[("a", 0), ("b", 0)]));
+    let plain = serde_json::to_string(&report(&state(&[("b", 1)]))).unwrap();
+    let answer: ReportChanges = serde_json::from_str(&plain).unwrap();
+    held.apply(answer);
+    assert_eq!(
+        held,
+        report(&state(&[("b", 1)])),
+        "what it no longer reports is gone"
+    );
+}
+
 /// One step: an address set to a depth, an address removed, or the caller asking.
 #[derive(Clone, Debug)]
 enum Step {

@@ -328,10 +328,7 @@ fn the_incremental_verdict_is_the_whole_verdict_over_random_edits() {
 }
 
 /// The patch that `changes` make of a config into `now`.
-fn patch(
-    now: &BrokerConfig,
-    changes: &ServedChanges,
-) -> crate::config_patch::ConfigPatch {
+fn patch(now: &BrokerConfig, changes: &ServedChanges) -> crate::config_patch::ConfigPatch {
     crate::config_patch::ConfigPatch {
         base: String::new(),
         space: now.space.clone(),
