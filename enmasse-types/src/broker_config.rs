@@ -63,6 +63,26 @@ impl AddressesDigest {
 }
 
 /// The FNV-1a hash of one address's canonical JSON.
+/// Takes the items keyed `removed` out of `items`, then puts each of `upserted` in its place,
+/// replacing the one of the same key: `items` is kept sorted by `key` (sorted first if it is not),
+/// so each change is a binary search, not a walk over thousands.
+pub(crate) fn merge_by_key<T>(items: &mut Vec<T>, removed: &[String], upserted: Vec<T>, key: fn(&T) -> &str) {
+    if !items.is_sorted_by(|a, b| key(a) <= key(b)) {
+        items.sort_by(|a, b| key(a).cmp(key(b)));
+    }
+    for gone in removed {
+        if let Ok(i) = items.binary_search_by(|item| key(item).cmp(gone)) {
+            items.remove(i);
+        }
+    }
+    for item in upserted {
+        match items.binary_search_by(|other| key(other).cmp(key(&item))) {
+            Ok(i) => items[i] = item,
+            Err(i) => items.insert(i, item),
+        }
+    }
+}
+
 fn address_hash(address: &BrokerAddress) -> u64 {
     let mut hash = Fnv1a::new();
     let _ = serde_json::to_writer(&mut hash, address);

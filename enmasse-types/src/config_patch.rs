@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker_config::{BrokerAddress, BrokerConfig, BrokerUser, SpaceConfig};
+use crate::broker_config::{BrokerAddress, BrokerConfig, BrokerUser, SpaceConfig, merge_by_key};
 
 /// A change to a broker's config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,23 +33,9 @@ impl BrokerConfig {
     pub fn apply(&mut self, patch: ConfigPatch) {
         self.space = patch.space;
         self.users = patch.users;
-        if !self.addresses.is_sorted_by(|a, b| a.address <= b.address) {
-            self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
-        }
-        let find = |addresses: &[BrokerAddress], address: &str| {
-            addresses.binary_search_by(|a| a.address.as_str().cmp(address))
-        };
-        for address in &patch.removed {
-            if let Ok(i) = find(&self.addresses, address) {
-                self.addresses.remove(i);
-            }
-        }
-        for address in patch.addresses {
-            match find(&self.addresses, &address.address) {
-                Ok(i) => self.addresses[i] = address,
-                Err(i) => self.addresses.insert(i, address),
-            }
-        }
+        merge_by_key(&mut self.addresses, &patch.removed, patch.addresses, |a| {
+            &a.address
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker_config::{AddressReport, BrokerReport};
+use crate::broker_config::{AddressReport, BrokerReport, merge_by_key};
 
 /// How many removed addresses the log remembers; a caller further behind is answered whole.
 pub const REMOVALS_KEPT: usize = 4096;
@@ -52,23 +52,9 @@ impl BrokerReport {
             self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
             return;
         }
-        if !self.addresses.is_sorted_by(|a, b| a.address <= b.address) {
-            self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
-        }
-        let find = |addresses: &[AddressReport], address: &str| {
-            addresses.binary_search_by(|a| a.address.as_str().cmp(address))
-        };
-        for address in &changes.removed {
-            if let Ok(i) = find(&self.addresses, address) {
-                self.addresses.remove(i);
-            }
-        }
-        for report in changes.addresses {
-            match find(&self.addresses, &report.address) {
-                Ok(i) => self.addresses[i] = report,
-                Err(i) => self.addresses.insert(i, report),
-            }
-        }
+        merge_by_key(&mut self.addresses, &changes.removed, changes.addresses, |a| {
+            &a.address
+        });
     }
 }
 
