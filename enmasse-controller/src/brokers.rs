@@ -174,13 +174,7 @@ impl Brokers for HttpBrokers {
         broker: &'a BrokerEndpoint,
         config: &'a BrokerConfig,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(async move {
-            let body = serde_json::to_vec(config).map_err(|source| BrokerError::Encode {
-                pod: broker.pod.clone(),
-                source,
-            })?;
-            request(broker, Method::PUT, "/config", "", body).await.map(drop)
-        })
+        Box::pin(send_config(broker, Method::PUT, config))
     }
 
     fn patch<'a>(
@@ -188,15 +182,7 @@ impl Brokers for HttpBrokers {
         broker: &'a BrokerEndpoint,
         patch: &'a ConfigPatch,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(async move {
-            let body = serde_json::to_vec(patch).map_err(|source| BrokerError::Encode {
-                pod: broker.pod.clone(),
-                source,
-            })?;
-            request(broker, Method::PATCH, "/config", "", body)
-                .await
-                .map(drop)
-        })
+        Box::pin(send_config(broker, Method::PATCH, patch))
     }
 
     fn report<'a>(
@@ -216,6 +202,19 @@ impl Brokers for HttpBrokers {
 }
 
 /// One request through the management client; its errors are told with the broker's pod.
+/// Sends `body` as JSON to `/config` with `method`: a whole config or a patch.
+async fn send_config(
+    broker: &BrokerEndpoint,
+    method: Method,
+    body: &impl serde::Serialize,
+) -> Result<(), BrokerError> {
+    let body = serde_json::to_vec(body).map_err(|source| BrokerError::Encode {
+        pod: broker.pod.clone(),
+        source,
+    })?;
+    request(broker, method, "/config", "", body).await.map(drop)
+}
+
 async fn request(
     broker: &BrokerEndpoint,
     method: Method,
