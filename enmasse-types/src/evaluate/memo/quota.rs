@@ -15,8 +15,9 @@ use crate::{
     resources::address::{Address, AddressType},
 };
 
-/// How many of the last addresses placed the kept admission can resume before.
-const RESUMABLE: usize = 8;
+/// How many of the last addresses placed the kept admission can resume before: what
+/// [`admission::admit_keeping`] is asked to keep for a checkpoint.
+pub(in crate::evaluate) const KEEP: usize = 8;
 
 /// Admission as the last evaluation left it.
 #[derive(Clone, Debug)]
@@ -42,9 +43,6 @@ impl Checkpoint {
         }
     }
 }
-
-/// How many addresses [`admission::admit_keeping`] keeps the admission before, for a checkpoint.
-pub(in crate::evaluate) const KEEP: usize = RESUMABLE;
 
 /// What admission made of the changed addresses.
 pub(super) struct Admitted {
@@ -187,7 +185,7 @@ fn resume(
         }
         verdicts.insert(k, verdict);
     }
-    if let Some(over) = tail.len().checked_sub(RESUMABLE).filter(|&over| over > 0) {
+    if let Some(over) = tail.len().checked_sub(KEEP).filter(|&over| over > 0) {
         preceding = Some(tail[over - 1].0.clone());
         tail.drain(..over);
     }
