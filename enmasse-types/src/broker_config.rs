@@ -365,7 +365,8 @@ impl BrokerReport {
 #[derive(Debug)]
 pub struct IndexedReport<'a> {
     report: &'a BrokerReport,
-    by_address: std::collections::HashMap<&'a str, &'a AddressReport>,
+    /// `None` when the addresses are sorted by address: they are searched in place.
+    by_address: Option<std::collections::HashMap<&'a str, &'a AddressReport>>,
 }
 
 impl<'a> IndexedReport<'a> {
@@ -376,12 +377,33 @@ impl<'a> IndexedReport<'a> {
             // The first of a name wins, as a scan would find it.
             by_address.entry(reported.address.as_str()).or_insert(reported);
         }
-        Self { report, by_address }
+        Self {
+            report,
+            by_address: Some(by_address),
+        }
+    }
+
+    /// `report`, whose addresses its holder keeps sorted by address (as [`BrokerReport::apply`]
+    /// leaves them): looked up by binary search, with nothing built for it.
+    pub fn sorted(report: &'a BrokerReport) -> Self {
+        debug_assert!(report.addresses.is_sorted_by(|a, b| a.address <= b.address));
+        Self {
+            report,
+            by_address: None,
+        }
     }
 
     /// The report of the address with this `spec.address`.
     pub fn address(&self, address: &str) -> Option<&'a AddressReport> {
-        self.by_address.get(address).copied()
+        match &self.by_address {
+            Some(by_address) => by_address.get(address).copied(),
+            None => {
+                let addresses = &self.report.addresses;
+                // The first of a name, as a scan would find it.
+                let at = addresses.partition_point(|a| a.address.as_str() < address);
+                addresses.get(at).filter(|a| a.address == address)
+            }
+        }
     }
 }
 

@@ -133,6 +133,15 @@ pub(super) fn in_order<'a>(addresses: &[&'a Address]) -> Vec<&'a Address> {
     addresses
 }
 
+/// Where `address` comes in [`in_order`] of addresses given by creation, then name.
+pub(super) fn order_key(address: &Address) -> impl Ord + '_ {
+    (
+        address.status.as_ref().is_none_or(|s| s.plan_status.is_none()),
+        address.metadata.creation_timestamp.as_ref().map(|t| &t.0),
+        address.metadata.name.as_deref(),
+    )
+}
+
 /// Evaluates a space's addresses, given [`in_order`]: statuses go into `out`; the admitted ones
 /// are returned for the broker config, with notes for the space's status. With `trace`, what
 /// became of each address is recorded there.

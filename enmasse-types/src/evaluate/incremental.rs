@@ -1,14 +1,15 @@
 //! [`Incremental`]: the verdict kept from one evaluation to the next, and only what a change can
 //! affect evaluated again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Resource, core::object::HasSpec};
 
 use super::{
-    Evaluation, Infra, Reports, ServedChanges, Tenant, group_by_space, memo::AddressMemo, name_of, sorted,
-    space,
+    Evaluation, Infra, Members, Reports, ServedChanges, Tenant, address, addresses_of, group_by_space,
+    memo::{AddressMemo, Told},
+    name_of, sorted, space, space_names, space_of, users_by_space,
 };
 use crate::{
     broker_config::IndexedReport,
@@ -41,6 +42,19 @@ pub struct Incremental {
     evaluated: usize,
     /// Whether a uid and resource version tell an unchanged resource (see [`Self::trusting_versions`]).
     versions: bool,
+}
+
+/// What changed of a namespace since an [`Incremental`] evaluator's last evaluation, as its caller
+/// knows it (from a watch's events, and a broker's report of what changed since it last asked):
+/// given these, the evaluator looks at the addresses named here, not at every address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The resource names of the addresses created, changed or deleted since.
+    pub addresses: BTreeSet<String>,
+    /// Each space whose broker's report is the one the last evaluation was given but for some
+    /// addresses, with those addresses (`spec.address`). A space missing here is evaluated as if
+    /// any address's report changed.
+    pub reported: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What is remembered of one space.
@@ -206,6 +220,144 @@ impl Incremental {
         out.addresses.append(&mut outside.addresses);
         out.users.append(&mut outside.users);
         &self.evaluation
+    }
+
+    /// The verdict on `tenant`, as [`Self::evaluate`] gives it, from what `changes` says changed
+    /// since the last evaluation: only those addresses are looked at, and those whose status did
+    /// not come out as it went in. Anything `changes` cannot tell (a space, its plan or the
+    /// infrastructure changed, a report given whole, an address outside any space) is evaluated
+    /// as [`Self::evaluate`] does.
+    ///
+    /// The caller vouches for `changes`: every address not named in it is the resource the last
+    /// evaluation was given, and so is its report. It gives `tenant.addresses` sorted by resource
+    /// name, one resource each, and the reports of the spaces in `changes.reported` with their
+    /// addresses sorted by address (as [`crate::broker_config::BrokerReport::apply`] leaves them).
+    pub fn evaluate_changes(
+        &mut self,
+        tenant: &Tenant<'_>,
+        infra: &Infra<'_>,
+        reports: &Reports,
+        now: &Time,
+        changes: &Changes,
+    ) -> &Evaluation {
+        let spaces = space_names(tenant);
+        if !self.follows(tenant, &spaces, infra, changes) {
+            return self.evaluate(tenant, infra, reports, now);
+        }
+        debug_assert!(
+            tenant
+                .addresses
+                .is_sorted_by(|a, b| name_of(&a.metadata) < name_of(&b.metadata))
+        );
+        let out = &mut self.evaluation;
+        for name in self.outside.1.drain(..) {
+            out.users.remove(&name);
+        }
+        let mut outside = Evaluation::default();
+        let mut users = users_by_space(tenant, &spaces, now, &mut outside);
+        let mut changed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for name in &changes.addresses {
+            if let Ok(space) = space_of(name, &spaces) {
+                changed.entry(space).or_default().push(name);
+            }
+        }
+        let find = |name: &str| {
+            let at = tenant
+                .addresses
+                .binary_search_by(|a| name_of(&a.metadata).cmp(name));
+            at.ok().map(|i| &tenant.addresses[i])
+        };
+        self.evaluated = 0;
+        for space in sorted(tenant.spaces) {
+            let name = name_of(&space.metadata);
+            let Some(memo) = self.spaces.get_mut(name) else {
+                continue;
+            };
+            let names = changed.remove(name).unwrap_or_default();
+            // Members gone take their verdicts with them.
+            for &address in &names {
+                if find(address).is_some() {
+                    memo.members.0.insert(address.to_owned());
+                } else if memo.members.0.remove(address) {
+                    out.addresses.remove(address);
+                }
+            }
+            let users = users.remove(name).unwrap_or_default();
+            let names_of = users.iter().map(|u| name_of(&u.metadata));
+            track(&mut memo.members.1, names_of, &mut out.users);
+            let reported: Vec<&str> = changes
+                .reported
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            let ordered = || address::in_order(&addresses_of(tenant, name, &spaces));
+            let told = Told {
+                names: &names,
+                reported: &reported,
+                find: &find,
+                ordered: &ordered,
+            };
+            let report = reports.get(name).map(IndexedReport::sorted);
+            memo.addresses.versions = self.versions;
+            let evaluated = space::evaluate_told(
+                tenant.namespace,
+                space,
+                &told,
+                &users,
+                infra,
+                report.as_ref(),
+                now,
+                out,
+                &mut memo.addresses,
+            );
+            if !evaluated {
+                memo.addresses.clear();
+                let members = Members {
+                    addresses: addresses_of(tenant, name, &spaces),
+                    users,
+                };
+                space::evaluate_space(
+                    tenant.namespace,
+                    space,
+                    &members,
+                    infra,
+                    report.as_ref(),
+                    now,
+                    out,
+                    Some(&mut memo.addresses),
+                );
+            }
+            self.evaluated += memo.addresses.evaluated;
+        }
+        self.outside.1 = outside.users.keys().cloned().collect();
+        out.users.append(&mut outside.users);
+        &self.evaluation
+    }
+
+    /// Whether `changes` can tell what changed since the last evaluation: the same namespace,
+    /// infrastructure and spaces (each with the plan it asks for applied), every report given as
+    /// changes, and every address named of a known space, as every address was last time.
+    fn follows(&self, tenant: &Tenant<'_>, spaces: &[&str], infra: &Infra<'_>, changes: &Changes) -> bool {
+        self.namespace == tenant.namespace
+            && self.outside.0.is_empty()
+            && tenant.spaces.len() == self.spaces.len()
+            && tenant.spaces.iter().all(|space| {
+                let name = name_of(&space.metadata);
+                let context = context(space);
+                changes.reported.contains_key(name)
+                    && context.1.as_ref().is_none_or(|a| *a == context.0.plan)
+                    && self
+                        .spaces
+                        .get(name)
+                        .is_some_and(|memo| memo.context.as_ref() == Some(&context))
+            })
+            && changes
+                .addresses
+                .iter()
+                .all(|name| space_of(name, spaces).is_ok())
+            && self.infra.is(infra)
     }
 
     /// The last verdict.

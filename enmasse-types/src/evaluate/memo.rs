@@ -22,7 +22,10 @@
 //! Anything else that could tie addresses together (the space, its plan, the infrastructure)
 //! is compared by the caller, which forgets the memo when it changed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -88,6 +91,10 @@ pub(super) struct AddressMemo {
     checked: HashMap<String, String>,
     /// How many addresses name each address (see [`Record::names`]).
     named: HashMap<String, usize>,
+    /// The resources of each address (`spec.address`), by resource name.
+    owners: HashMap<String, Vec<String>>,
+    /// The addresses whose status did not come out as it went in: evaluated again every time.
+    unsettled: HashSet<String>,
     /// Admission moved some address back to what it was served as: it runs whole next time.
     admission_fell_back: bool,
     /// Some address fell back to another type while settling: the addresses that name it saw one
@@ -127,6 +134,7 @@ impl AddressMemo {
         self.clear();
         self.records.reserve(traces.len());
         self.checked.reserve(traces.len());
+        self.owners.reserve(traces.len());
         for trace in traces {
             // Two resources of one name (a manifests directory can hold them; an API server
             // cannot): records are by name, so there is nothing sound to remember.
@@ -150,6 +158,13 @@ impl AddressMemo {
             self.checked
                 .insert(record.input.spec.address.clone(), name.clone());
         }
+        self.owners
+            .entry(record.input.spec.address.clone())
+            .or_default()
+            .push(name.clone());
+        if !record.settled {
+            self.unsettled.insert(name.clone());
+        }
         self.records.insert(name, record);
     }
 
@@ -170,6 +185,13 @@ impl AddressMemo {
         {
             self.checked.remove(&record.input.spec.address);
         }
+        if let Some(owners) = self.owners.get_mut(&record.input.spec.address) {
+            owners.retain(|n| n != name);
+            if owners.is_empty() {
+                self.owners.remove(&record.input.spec.address);
+            }
+        }
+        self.unsettled.remove(name);
         Some(record)
     }
 }
@@ -213,24 +235,77 @@ struct Changed<'a> {
     settled: Option<Result<Served, address::Refusal>>,
 }
 
-/// Evaluates again the addresses of a space (in [`address::in_order`]) that changed since `memo`
-/// was taken, keeping the others' statuses in `out` and their part of `previous`, what the
-/// broker was to serve. `None` when the change reaches further than the changed addresses: the
-/// caller evaluates the space whole.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn again<'a>(
-    space: &Resolved<'_>,
-    addresses: &[&'a Address],
-    infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
-    now: &Time,
-    out: &mut BTreeMap<String, AddressStatus>,
-    memo: &mut AddressMemo,
-    previous: Vec<BrokerAddress>,
-) -> Option<(Vec<BrokerAddress>, Vec<String>, AddressesDigest)> {
-    if memo.records.is_empty() || memo.admission_fell_back || memo.retyped {
-        return None;
+impl<'a> Changed<'a> {
+    fn new(address: &'a Address) -> Self {
+        Self {
+            address,
+            checked: None,
+            settled: None,
+        }
     }
+}
+
+/// Where the addresses that changed since the memo was taken are found.
+pub(super) enum Candidates<'a, 'c> {
+    /// Every address of the space, in [`address::in_order`]: each is compared with its record.
+    All(&'c [&'a Address]),
+    /// What the caller says changed: every other address is as its record has it.
+    Told(&'c Told<'a, 'c>),
+}
+
+/// What changed of a space's addresses since the last evaluation, as its caller knows it.
+pub(super) struct Told<'a, 'c> {
+    /// The resource names of the addresses created, changed or deleted since.
+    pub(super) names: &'c [&'c str],
+    /// The addresses (`spec.address`) whose broker report changed since.
+    pub(super) reported: &'c [&'c str],
+    /// The address of a resource name, as it is now.
+    pub(super) find: &'c dyn Fn(&str) -> Option<&'a Address>,
+    /// Every address of the space, in [`address::in_order`]: for an admission over all of them.
+    pub(super) ordered: &'c dyn Fn() -> Vec<&'a Address>,
+}
+
+impl<'a> Candidates<'a, '_> {
+    /// Every address of the space, in [`address::in_order`].
+    fn ordered(&self) -> Cow<'_, [&'a Address]> {
+        match self {
+            Self::All(addresses) => Cow::Borrowed(addresses),
+            Self::Told(told) => Cow::Owned((told.ordered)()),
+        }
+    }
+}
+
+/// The addresses changed and removed since the memo was taken, each of them alone in what it was
+/// and is; `None` when they are too many or not alone: the space is evaluated whole.
+type Found<'a> = Option<(Vec<Changed<'a>>, Vec<String>)>;
+
+/// Whether a changed address is alone in what it is (`current`) and was (`before`): no other
+/// resource of the same address (`taken`: how many resources have an address now), and no other
+/// address naming it.
+fn alone(
+    memo: &AddressMemo,
+    current: Option<&str>,
+    before: Option<&str>,
+    taken: impl Fn(&str) -> usize,
+) -> bool {
+    current.is_none_or(|a| taken(a) == 1 && !memo.named.contains_key(a))
+        && before.is_none_or(|a| current == Some(a) || (taken(a) == 0 && !memo.named.contains_key(a)))
+}
+
+/// Whether a space of `total` addresses with these changes is better evaluated whole.
+fn too_many(changed: usize, removed: usize, total: usize) -> bool {
+    (changed + removed) * WHOLE_BEYOND > total.max(WHOLE_BEYOND)
+}
+
+/// Whether `address`, reported as `reported`, is what its record has, settled.
+fn same(memo: &AddressMemo, address: &Address, reported: Option<&AddressReport>) -> bool {
+    memo.records.get(name_of(&address.metadata)).is_some_and(|r| {
+        r.settled && r.reported.as_ref() == reported && unchanged(&r.input, address, memo.versions)
+    })
+}
+
+/// Compares every address of the space with its record.
+fn scan<'a>(addresses: &[&'a Address], report: Option<&IndexedReport<'_>>, memo: &AddressMemo) -> Found<'a> {
     let mut present: HashSet<&str> = HashSet::with_capacity(addresses.len());
     let mut taken: HashMap<&str, usize> = HashMap::with_capacity(addresses.len());
     let mut changed: Vec<Changed<'a>> = Vec::new();
@@ -242,18 +317,13 @@ pub(super) fn again<'a>(
             return None;
         }
         *taken.entry(address.spec.address.as_str()).or_default() += 1;
-        let reported = report.and_then(|r| r.address(&address.spec.address));
-        let record = memo.records.get(name);
-        known += usize::from(record.is_some());
-        let same = record.is_some_and(|r| {
-            r.settled && r.reported.as_ref() == reported && unchanged(&r.input, address, memo.versions)
-        });
-        if !same {
-            changed.push(Changed {
-                address,
-                checked: None,
-                settled: None,
-            });
+        known += usize::from(memo.records.contains_key(name));
+        if !same(
+            memo,
+            address,
+            report.and_then(|r| r.address(&address.spec.address)),
+        ) {
+            changed.push(Changed::new(address));
         }
     }
     // Every record is of a present address unless there are more records than were found.
@@ -266,33 +336,124 @@ pub(super) fn again<'a>(
     } else {
         Vec::new()
     };
-    if (changed.len() + removed.len()) * WHOLE_BEYOND > addresses.len().max(WHOLE_BEYOND) {
+    if too_many(changed.len(), removed.len(), addresses.len()) {
         return None;
     }
+    let taken = |a: &str| taken.get(a).copied().unwrap_or(0);
+    alone_all(memo, &changed, &removed, taken).then_some((changed, removed))
+}
 
-    // What a changed address was and is must be its own: no other resource of the same address,
-    // and no other address naming it.
-    let alone = |current: Option<&str>, before: Option<&str>| {
-        current.is_none_or(|a| taken.get(a) == Some(&1) && !memo.named.contains_key(a))
-            && before
-                .is_none_or(|a| current == Some(a) || (!taken.contains_key(a) && !memo.named.contains_key(a)))
+/// Looks only at what the caller says changed, and at what the memo says is not settled.
+fn told<'a>(told: &Told<'a, '_>, report: Option<&IndexedReport<'_>>, memo: &AddressMemo) -> Found<'a> {
+    let owners = told
+        .reported
+        .iter()
+        .filter_map(|a| memo.owners.get(*a))
+        .flatten()
+        .map(String::as_str);
+    let unsettled = memo.unsettled.iter().map(String::as_str);
+    let names: BTreeSet<&str> = told
+        .names
+        .iter()
+        .copied()
+        .chain(owners)
+        .chain(unsettled)
+        .collect();
+    let mut changed: Vec<Changed<'a>> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    let mut new = 0;
+    for name in names {
+        match ((told.find)(name), memo.records.contains_key(name)) {
+            (None, true) => removed.push(name.to_owned()),
+            (None, false) => {}
+            (Some(address), known) => {
+                new += usize::from(!known);
+                if !same(
+                    memo,
+                    address,
+                    report.and_then(|r| r.address(&address.spec.address)),
+                ) {
+                    changed.push(Changed::new(address));
+                }
+            }
+        }
+    }
+    if too_many(
+        changed.len(),
+        removed.len(),
+        memo.records.len() + new - removed.len(),
+    ) {
+        return None;
+    }
+    // How many resources take an address now: those the memo has, less those changed or gone, and
+    // the changed that take it now.
+    let leaving: HashSet<&str> = changed
+        .iter()
+        .map(|c| name_of(&c.address.metadata))
+        .chain(removed.iter().map(String::as_str))
+        .collect();
+    let taken = |a: &str| {
+        let kept = memo.owners.get(a).map_or(0, |names| {
+            names.iter().filter(|n| !leaving.contains(n.as_str())).count()
+        });
+        kept + changed.iter().filter(|c| c.address.spec.address == a).count()
     };
-    for c in &changed {
+    if !alone_all(memo, &changed, &removed, taken) {
+        return None;
+    }
+    // In evaluation order, as a scan finds them.
+    changed.sort_by(|a, b| address::order_key(a.address).cmp(&address::order_key(b.address)));
+    Some((changed, removed))
+}
+
+/// Whether every changed and removed address is [`alone`].
+fn alone_all(
+    memo: &AddressMemo,
+    changed: &[Changed<'_>],
+    removed: &[String],
+    taken: impl Fn(&str) -> usize,
+) -> bool {
+    changed.iter().all(|c| {
         let before = memo.records.get(name_of(&c.address.metadata));
-        if !alone(
+        alone(
+            memo,
             Some(&c.address.spec.address),
             before.map(|r| r.input.spec.address.as_str()),
-        ) {
-            return None;
-        }
+            &taken,
+        )
+    }) && removed
+        .iter()
+        .all(|name| alone(memo, None, Some(&memo.records[name].input.spec.address), &taken))
+}
+
+/// Evaluates again the addresses of a space that changed since `memo` was taken (found among
+/// `candidates`), keeping the others' statuses in `out` and their part of `previous`, what the
+/// broker was to serve. `None` when the change reaches further than the changed addresses: the
+/// caller evaluates the space whole.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn again<'a>(
+    space: &Resolved<'_>,
+    candidates: Candidates<'a, '_>,
+    infra: &Infra<'a>,
+    report: Option<&IndexedReport<'_>>,
+    now: &Time,
+    out: &mut BTreeMap<String, AddressStatus>,
+    memo: &mut AddressMemo,
+    previous: Vec<BrokerAddress>,
+) -> Option<(Vec<BrokerAddress>, Vec<String>, AddressesDigest)> {
+    if memo.records.is_empty() || memo.admission_fell_back || memo.retyped {
+        return None;
     }
-    for name in &removed {
-        if !alone(None, Some(&memo.records[name].input.spec.address)) {
-            return None;
-        }
-    }
-    let changed_names: HashSet<&str> = changed.iter().map(|c| name_of(&c.address.metadata)).collect();
-    let unchanged = |name: &str| present.contains(name) && !changed_names.contains(name);
+    let (mut changed, removed) = match &candidates {
+        Candidates::All(addresses) => scan(addresses, report, memo)?,
+        Candidates::Told(t) => told(t, report, memo)?,
+    };
+    let leaving: HashSet<&str> = changed
+        .iter()
+        .map(|c| name_of(&c.address.metadata))
+        .chain(removed.iter().map(String::as_str))
+        .collect();
+    let unchanged = |name: &str| !leaving.contains(name);
 
     // Their own rules, then references and settings, as a whole evaluation would see them.
     let mut checked: Vec<Checked<'a>> = Vec::new();
@@ -322,7 +483,8 @@ pub(super) fn again<'a>(
     }
 
     // The quota: from what the last evaluation kept when the changed come last, else over all.
-    let admitted = quota::admit(&space.limits, addresses, &changed, &checked, &removed, memo)?;
+    let ordered = || candidates.ordered();
+    let admitted = quota::admit(&space.limits, ordered, &changed, &checked, &removed, memo)?;
     let mut verdicts = admitted.verdicts;
     let notes = address::exceeded_note(space, admitted.exceeded);
 

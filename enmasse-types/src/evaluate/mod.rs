@@ -16,7 +16,7 @@ mod space;
 mod user;
 
 pub use applied::{APPLIED_CONDITION, HoldReason, waits_for_drain};
-pub use incremental::Incremental;
+pub use incremental::{Changes, Incremental};
 pub use infra::{InfraStatuses, infra_statuses};
 
 #[cfg(test)]
@@ -140,7 +140,7 @@ fn group_by_space<'a>(
     now: &Time,
     evaluation: &mut Evaluation,
 ) -> BTreeMap<&'a str, Members<'a>> {
-    let spaces: Vec<&str> = tenant.spaces.iter().map(|s| name_of(&s.metadata)).collect();
+    let spaces = space_names(tenant);
     let mut grouped: BTreeMap<&str, Members<'_>> = BTreeMap::new();
     for address in sorted(tenant.addresses) {
         let name = name_of(&address.metadata);
@@ -152,10 +152,25 @@ fn group_by_space<'a>(
             }
         }
     }
+    for (space, users) in users_by_space(tenant, &spaces, now, evaluation) {
+        grouped.entry(space).or_default().users = users;
+    }
+    grouped
+}
+
+/// Sorts users into their spaces; those with a malformed name or an unknown space get their status
+/// here.
+fn users_by_space<'a>(
+    tenant: &Tenant<'a>,
+    spaces: &[&str],
+    now: &Time,
+    evaluation: &mut Evaluation,
+) -> BTreeMap<&'a str, Vec<&'a MessagingUser>> {
+    let mut grouped: BTreeMap<&str, Vec<&MessagingUser>> = BTreeMap::new();
     for user in sorted(tenant.users) {
         let name = name_of(&user.metadata);
-        match space_of(name, &spaces) {
-            Ok(space) => grouped.entry(space).or_default().users.push(user),
+        match space_of(name, spaces) {
+            Ok(space) => grouped.entry(space).or_default().push(user),
             Err((phase, message)) => {
                 evaluation
                     .users
@@ -164,6 +179,23 @@ fn group_by_space<'a>(
         }
     }
     grouped
+}
+
+/// The names of the tenant's spaces.
+fn space_names<'a>(tenant: &Tenant<'a>) -> Vec<&'a str> {
+    tenant.spaces.iter().map(|s| name_of(&s.metadata)).collect()
+}
+
+/// The addresses of space `space` among the tenant's, by creation, then name (as
+/// [`group_by_space`] gives them).
+fn addresses_of<'a>(tenant: &Tenant<'a>, space: &str, spaces: &[&str]) -> Vec<&'a Address> {
+    let mut addresses: Vec<&Address> = tenant
+        .addresses
+        .iter()
+        .filter(|a| space_of(name_of(&a.metadata), spaces).is_ok_and(|s| s == space))
+        .collect();
+    addresses.sort_by(|a, b| creation_order(*a).cmp(&creation_order(*b)));
+    addresses
 }
 
 /// The space a resource named `<space>.<name>` belongs to.
@@ -187,14 +219,14 @@ fn name_of(metadata: &ObjectMeta) -> &str {
 /// Resources in the order they were created (then by name): the first one wins a conflict.
 fn sorted<'a, K: kube::Resource>(resources: &'a [K]) -> Vec<&'a K> {
     let mut sorted: Vec<&'a K> = resources.iter().collect();
-    sorted.sort_by(|a, b| {
-        let key = |r: &'a K| {
-            (
-                r.meta().creation_timestamp.as_ref().map(|t| &t.0),
-                r.meta().name.as_ref(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
+    sorted.sort_by(|a, b| creation_order(*a).cmp(&creation_order(*b)));
     sorted
+}
+
+/// Where a resource comes in [`sorted`].
+fn creation_order<K: kube::Resource>(resource: &K) -> impl Ord + '_ {
+    (
+        resource.meta().creation_timestamp.as_ref().map(|t| &t.0),
+        resource.meta().name.as_ref(),
+    )
 }

@@ -5,12 +5,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
     Evaluation, Infra, Members, SpaceVerdict, address,
-    memo::{self, AddressMemo},
+    memo::{self, AddressMemo, Candidates, Told},
     name_of, user,
 };
 use crate::{
     admission::Limits,
-    broker_config::{AddressesDigest, Authentication, BrokerConfig, IndexedReport, SpaceConfig},
+    broker_config::{
+        AddressesDigest, Authentication, BrokerAddress, BrokerConfig, IndexedReport, SpaceConfig,
+    },
     error::one_line,
     names, quantity,
     resources::{
@@ -21,6 +23,7 @@ use crate::{
         authentication_service::{AuthenticationService, AuthenticationServiceType},
         common::{ComponentResources, Phase, ready_condition, set_condition},
         infra_config::{AddressFullPolicy, RouterPolicy},
+        messaging_user::MessagingUser,
         plans::AddressSpacePlanSpec,
     },
 };
@@ -94,15 +97,10 @@ pub(super) fn evaluate_space<'a>(
 
     let ordered = address::in_order(&members.addresses);
     let again = memo.as_deref_mut().and_then(|memo| {
-        // What the broker was to serve: the unchanged addresses keep their part.
-        let previous = out
-            .spaces
-            .get_mut(name)
-            .and_then(|v| v.config.as_mut())
-            .map(|c| std::mem::take(&mut c.addresses))?;
+        let previous = take_served(out, name)?;
         memo::again(
             &resolved,
-            &ordered,
+            Candidates::All(&ordered),
             infra,
             report,
             now,
@@ -134,7 +132,93 @@ pub(super) fn evaluate_space<'a>(
         }
     };
     messages.extend(address_messages);
-    let users = user::evaluate_users(&resolved, &members.users);
+    finish(
+        space,
+        &resolved,
+        messages,
+        (addresses, digest),
+        &members.users,
+        report,
+        now,
+        out,
+    );
+}
+
+/// Evaluates again only the addresses of a space that `told` says changed, with the memo of the
+/// last evaluation (whose verdicts `out` holds), as [`evaluate_space`] does. False when that is not
+/// enough (the space cannot be served, or a change reaches further): the caller forgets the memo
+/// and evaluates the space whole, and `out` holds what it overwrites then.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn evaluate_told<'a>(
+    namespace: &str,
+    space: &AddressSpace,
+    told: &Told<'a, '_>,
+    users: &[&'a MessagingUser],
+    infra: &Infra<'a>,
+    report: Option<&IndexedReport<'_>>,
+    now: &Time,
+    out: &mut Evaluation,
+    memo: &mut AddressMemo,
+) -> bool {
+    let name = name_of(&space.metadata);
+    // The addresses are read only for a plan change, which the caller evaluates whole.
+    let Ok((resolved, mut messages)) = resolve(namespace, space, infra, &[]) else {
+        return false;
+    };
+    let Some(previous) = take_served(out, name) else {
+        return false;
+    };
+    let Some((addresses, address_messages, digest)) = memo::again(
+        &resolved,
+        Candidates::Told(told),
+        infra,
+        report,
+        now,
+        &mut out.addresses,
+        memo,
+        previous,
+    ) else {
+        return false;
+    };
+    messages.extend(address_messages);
+    finish(
+        space,
+        &resolved,
+        messages,
+        (addresses, digest),
+        users,
+        report,
+        now,
+        out,
+    );
+    true
+}
+
+/// What the broker of space `name` was to serve after the last evaluation, taken out of `out`:
+/// the unchanged addresses keep their part.
+fn take_served(out: &mut Evaluation, name: &str) -> Option<Vec<BrokerAddress>> {
+    out.spaces
+        .get_mut(name)
+        .and_then(|v| v.config.as_mut())
+        .map(|c| std::mem::take(&mut c.addresses))
+}
+
+/// The space's users, config and status, once its addresses are evaluated: `served` is what its
+/// broker is to serve of them, with its digest.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    space: &AddressSpace,
+    resolved: &Resolved<'_>,
+    mut messages: Vec<String>,
+    served: (Vec<BrokerAddress>, AddressesDigest),
+    users: &[&MessagingUser],
+    report: Option<&IndexedReport<'_>>,
+    now: &Time,
+    out: &mut Evaluation,
+) {
+    let (addresses, digest) = served;
+    let (namespace, name) = (resolved.namespace, resolved.name);
+    let users = user::evaluate_users(resolved, users);
     let config = BrokerConfig {
         space: SpaceConfig {
             connection_policy: resolved.policy.clone(),

@@ -5,7 +5,10 @@
 //! thousands is one placement. Otherwise admission runs over every address, and the unchanged
 //! ones must keep their verdicts.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+};
 
 use super::{AddressMemo, Changed};
 use crate::{
@@ -54,12 +57,13 @@ pub(super) struct Admitted {
     pub(super) checkpoint: Checkpoint,
 }
 
-/// Admits the changed addresses among `addresses` (in evaluation order); `None` when that reaches
-/// further than they do (an unchanged address would get another verdict, or a changed one falls
-/// back to its old plan): the space is evaluated whole.
-pub(super) fn admit(
+/// Admits the changed addresses (in evaluation order) among the space's (`ordered`, asked for only
+/// when admission runs over all of them); `None` when that reaches further than they do (an
+/// unchanged address would get another verdict, or a changed one falls back to its old plan): the
+/// space is evaluated whole.
+pub(super) fn admit<'o, 'a: 'o>(
     limits: &Limits,
-    addresses: &[&Address],
+    ordered: impl FnOnce() -> Cow<'o, [&'a Address]>,
     changed: &[Changed<'_>],
     checked: &[Checked<'_>],
     removed: &[String],
@@ -67,7 +71,7 @@ pub(super) fn admit(
 ) -> Option<Admitted> {
     match resume(changed, checked, removed, memo) {
         Some(resumed) => resumed,
-        None => again(limits, addresses, changed, checked, memo),
+        None => again(limits, &ordered(), changed, checked, memo),
     }
 }
 
@@ -215,7 +219,10 @@ fn again(
     let mut next = changed.iter().enumerate().peekable();
     for &address in addresses {
         let name = name_of(&address.metadata);
-        if next.peek().is_some_and(|(_, c)| std::ptr::eq(c.address, address)) {
+        if next
+            .peek()
+            .is_some_and(|(_, c)| name_of(&c.address.metadata) == name)
+        {
             let Some((k, c)) = next.next() else { break };
             if let Some(request) = request(c, checked) {
                 requests.push(request);

@@ -708,3 +708,5 @@ fn an_evaluator_told_to_forget_evaluates_whole_and_keeps_its_verdict_until_then(
     assert_eq!(incremental.evaluated_again("app"), None);
     assert_eq!(verdict, world.whole());
 }
+
+mod told;
