@@ -79,6 +79,16 @@ pub struct Members {
     read: (Option<u64>, Option<u64>),
 }
 
+impl Members {
+    /// The address of resource name `name`.
+    pub fn address(&self, name: &str) -> Option<&Address> {
+        let at = self
+            .addresses
+            .binary_search_by(|a| a.metadata.name.as_deref().unwrap_or_default().cmp(name));
+        at.ok().map(|i| &self.addresses[i])
+    }
+}
+
 /// What a watch changed of each space since the space last read its members.
 #[derive(Debug, Default)]
 struct Journal {
@@ -235,11 +245,12 @@ impl MemberStores {
 
     /// Brings `members` of space `space` of `namespace` up to what the watches last saw: only the
     /// members the journal names are looked up and copied, unless they are to be read whole.
-    pub fn refresh(&self, namespace: &str, space: &str, members: &mut Members) {
-        self.addresses
-            .refresh(namespace, space, &mut members.addresses, &mut members.read.0);
+    /// Returns the names of the addresses that may have changed; `None` when they were read whole.
+    pub fn refresh(&self, namespace: &str, space: &str, members: &mut Members) -> Option<HashSet<String>> {
         self.users
             .refresh(namespace, space, &mut members.users, &mut members.read.1);
+        self.addresses
+            .refresh(namespace, space, &mut members.addresses, &mut members.read.0)
     }
 }
 
@@ -248,22 +259,29 @@ where
     K: 'static + kube::Resource<DynamicType = ()> + Clone,
 {
     /// Brings `kept` (sorted by name), last read whole after relist `read`, up to the members of
-    /// `space` of `namespace` in the store.
-    fn refresh(&self, namespace: &str, space: &str, kept: &mut Vec<K>, read: &mut Option<u64>) {
+    /// `space` of `namespace` in the store. Returns the names looked up; `None` when read whole.
+    fn refresh(
+        &self,
+        namespace: &str,
+        space: &str,
+        kept: &mut Vec<K>,
+        read: &mut Option<u64>,
+    ) -> Option<HashSet<String>> {
         let (relists, changed) = {
             let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
             (journal.relists, journal.take(namespace, space, *read))
         };
-        match changed {
+        match &changed {
             Some(names) => {
                 for name in names {
-                    let current = self.store.get(&ObjectRef::new(&name).within(namespace));
-                    update(kept, &name, current);
+                    let current = self.store.get(&ObjectRef::new(name).within(namespace));
+                    update(kept, name, current);
                 }
             }
             None => read_whole(&self.store, namespace, space, kept),
         }
         *read = Some(relists);
+        changed
     }
 }
 

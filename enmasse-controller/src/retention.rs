@@ -7,7 +7,10 @@
 //! or there is no broker left to hold anything: it never wedges a namespace on a broker that is
 //! gone.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    collections::{BTreeSet, HashSet},
+};
 
 use enmasse_types::{broker_config::BrokerReport, resources::address::Address};
 
@@ -32,16 +35,18 @@ pub struct Retention<'a> {
 }
 
 /// Sorts `addresses` by `policy`, from what the broker reports (`report`) and whether it still
-/// exists (`broker_exists`: a pod that may answer again).
+/// exists (`broker_exists`: a pod that may answer again). Only the addresses in `looked_at` are
+/// looked at: every other one must not be [`notable`] (it is served, and needs nothing).
 pub fn retention<'a>(
     addresses: &'a [Address],
+    looked_at: impl IntoIterator<Item = &'a Address>,
     report: Option<&BrokerReport>,
     broker_exists: bool,
     policy: DeletePolicy,
 ) -> Retention<'a> {
     let mut out = Retention::default();
-    let mut served: Vec<&Address> = Vec::with_capacity(addresses.len());
-    for address in addresses {
+    let mut left: HashSet<&str> = HashSet::new();
+    for address in looked_at {
         // Copied only for the few lists that take it: a space may have thousands of addresses.
         let name = || address.metadata.name.clone().unwrap_or_default();
         let guarded = has_finalizer(address);
@@ -49,32 +54,65 @@ pub fn retention<'a>(
             if policy == DeletePolicy::Retain && !guarded {
                 out.guard.push(name());
             }
-            served.push(address);
-            continue;
-        }
-        if !guarded {
             continue;
         }
         let held = report.map(|r| r.address(&address.spec.address).map_or(0, |a| a.depth));
         match (policy, held) {
+            _ if !guarded => {}
             (DeletePolicy::Retain, Some(depth)) if depth > 0 => {
                 out.retained.push((name(), Some(depth)));
-                served.push(address);
+                continue;
             }
             // The broker is there but did not answer: hold on until it can say.
             (DeletePolicy::Retain, None) if broker_exists => {
                 out.retained.push((name(), None));
-                served.push(address);
+                continue;
             }
             _ => out.release.push(name()),
         }
+        left.insert(address.metadata.name.as_deref().unwrap_or_default());
     }
-    out.served = if served.len() == addresses.len() {
+    out.served = if left.is_empty() {
         Cow::Borrowed(addresses)
     } else {
-        Cow::Owned(served.into_iter().cloned().collect())
+        let served = addresses
+            .iter()
+            .filter(|a| !left.contains(a.metadata.name.as_deref().unwrap_or_default()));
+        Cow::Owned(served.cloned().collect())
     };
     out
+}
+
+/// Whether [`retention`] has anything to do with `address` under `policy`: it is being deleted,
+/// or lacks the finalizer `retain` puts on every address.
+pub fn notable(address: &Address, policy: DeletePolicy) -> bool {
+    address.metadata.deletion_timestamp.is_some()
+        || (policy == DeletePolicy::Retain && !has_finalizer(address))
+}
+
+/// Brings `names`, those of the [`notable`] among `addresses` (sorted by name), up to date after
+/// the addresses named `changed` changed; `None`: any may have.
+pub fn track_notable(
+    names: &mut BTreeSet<String>,
+    addresses: &[Address],
+    changed: Option<&HashSet<String>>,
+    policy: DeletePolicy,
+) {
+    let Some(changed) = changed else {
+        *names = addresses
+            .iter()
+            .filter(|a| notable(a, policy))
+            .map(|a| a.metadata.name.clone().unwrap_or_default())
+            .collect();
+        return;
+    };
+    for name in changed {
+        let at = addresses.binary_search_by(|a| a.metadata.name.as_deref().unwrap_or_default().cmp(name));
+        match at.ok().map(|i| &addresses[i]) {
+            Some(address) if notable(address, policy) => names.insert(name.clone()),
+            _ => names.remove(name),
+        };
+    }
 }
 
 /// Whether `address` carries [`FINALIZER`].

@@ -10,12 +10,16 @@
 //! Deleting the space runs [`cleanup`] under the finalizer [`FINALIZER`]. It deletes the
 //! infrastructure by name and never waits on the broker, so it cannot wedge a namespace.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use enmasse_types::{
     broker_config::BrokerReport,
     error::one_line,
-    evaluate::{Tenant, waits_for_drain},
+    evaluate::{Changes, Tenant},
     exports::{Endpoint, exports},
     resources::{
         address::Address,
@@ -177,9 +181,15 @@ async fn pass(
         evaluator,
         keyed,
         report: last_report,
+        changed,
+        notable,
+        draining,
     } = memory;
     listed(ctx).await?;
-    ctx.members.refresh(&namespace, &name, members);
+    let refreshed = ctx.members.refresh(&namespace, &name, members);
+    memory::note_changed(changed, refreshed.as_ref());
+    let policy = ctx.settings.delete_policy;
+    retention::track_notable(notable, &members.addresses, refreshed.as_ref(), policy);
     let mut observed = Observed::default();
 
     // What the broker serves now, if there is one to ask.
@@ -217,12 +227,18 @@ async fn pass(
     // Without an answer nothing is held, and the next pass asks for all of it.
     let held = last_report.take();
     let mut point = None;
+    // The addresses whose report changed since the one held, when the answer says.
+    let mut reported: Option<BTreeSet<String>> = None;
     let report = match &broker {
         Some(endpoint) => {
             let since = held.as_ref().map(|(point, _)| point.as_str());
             match ctx.brokers.report(endpoint, since).await {
                 Ok(changes) => {
                     point = Some(changes.since.clone());
+                    if since.is_some() && !changes.whole && !changes.since.is_empty() {
+                        let addresses = changes.addresses.iter().map(|a| &a.address);
+                        reported = Some(addresses.chain(&changes.removed).cloned().collect());
+                    }
                     let mut report = held.map(|(_, report)| report).unwrap_or_default();
                     report.apply(changes);
                     Some(report)
@@ -239,11 +255,13 @@ async fn pass(
     let broker = broker.filter(|_| report.is_some());
     let served_revision = report.as_ref().map(|r| r.revision.clone());
 
+    let looked_at = notable.iter().filter_map(|name| members.address(name));
     let retention = retention(
         &members.addresses,
+        looked_at,
         report.as_ref(),
         broker_exists,
-        ctx.settings.delete_policy,
+        policy,
     );
     let addresses = Api::<Address>::namespaced(ctx.client.clone(), &namespace);
     for address in &retention.guard {
@@ -277,7 +295,24 @@ async fn pass(
     }
     // The config the last pass made, with keys: a broker that serves it is sent what changed.
     let before = keyed.clone();
-    evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+    // What changed since the last evaluation, when both the watches and the broker can say: the
+    // evaluation then looks at those addresses alone.
+    let pending = changed.replace(BTreeSet::new());
+    let told = pending.zip(reported).map(|(addresses, reported)| Changes {
+        addresses,
+        reported: BTreeMap::from([(name.clone(), reported)]),
+    });
+    match &told {
+        Some(changes) => evaluator.evaluate_changes(&tenant, &snapshot.infra(), &reports, &now, changes),
+        None => evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now),
+    };
+    // The addresses whose status may differ from the last pass's; `None`: any may.
+    let mut looked_at: Option<Vec<String>> = told.map(|c| c.addresses.into_iter().collect());
+    let mut look_at = |again: Option<&[String]>| match (looked_at.as_mut(), again) {
+        (Some(looked_at), Some(again)) => looked_at.extend_from_slice(again),
+        _ => looked_at = None,
+    };
+    look_at(evaluator.evaluated_again(&name));
     let mut evaluations = 1;
     let mut current =
         memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
@@ -297,7 +332,13 @@ async fn pass(
     };
     if let (Some(revision), Some(report)) = (again, reports.get_mut(&name)) {
         report.revision = revision;
-        evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now);
+        // Nothing but the revision changed since the evaluation just made.
+        let nothing = Changes {
+            addresses: BTreeSet::new(),
+            reported: BTreeMap::from([(name.clone(), BTreeSet::new())]),
+        };
+        evaluator.evaluate_changes(&tenant, &snapshot.infra(), &reports, &now, &nothing);
+        look_at(evaluator.evaluated_again(&name));
         evaluations += 1;
         current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     }
@@ -312,6 +353,7 @@ async fn pass(
         "evaluated"
     );
     let evaluation = evaluator.evaluation();
+    memory::track_draining(draining, evaluation, looked_at.as_ref().map(|n| n.iter()));
     let Some(verdict) = evaluation.spaces.get(&name) else {
         return Ok(Action::requeue(SOON));
     };
@@ -416,9 +458,8 @@ async fn pass(
     // Pending and Failed wait for someone to change something (a watch brings the change);
     // Configuring is on its way and looked at again soon, and so is a change of an address that
     // waits for its broker to report it drained.
-    let draining = evaluation.addresses.values().any(waits_for_drain);
     let next = match status.phase {
-        _ if pushed || draining => SOON,
+        _ if pushed || !draining.is_empty() => SOON,
         Some(Phase::Configuring) => SOON,
         Some(Phase::Failed) => AFTER_FAILURE,
         _ => ctx.settings.resync,

@@ -155,6 +155,11 @@ impl FakeApi {
         state.refusals.push((method, path.to_owned(), status));
     }
 
+    /// Answers every request again, refused before or not.
+    pub fn accept_all(&self) {
+        self.state.lock().unwrap().refusals.clear();
+    }
+
     /// Every request since the server started, as `METHOD path` (`GET path?watch` for a watch).
     pub fn all_requests(&self) -> Vec<String> {
         self.state.lock().unwrap().all_requests.clone()

@@ -46,6 +46,7 @@ fn under_delete_a_deleted_address_leaves_the_broker_whatever_it_holds() {
     let addresses = [address("orders", false, false), address("audit", true, false)];
     let out = retention(
         &addresses,
+        &addresses,
         Some(&report(&[("audit", 9)])),
         true,
         DeletePolicy::Delete,
@@ -59,6 +60,7 @@ fn under_delete_a_finalizer_left_from_retain_is_released() {
     let addresses = [address("audit", true, true)];
     let out = retention(
         &addresses,
+        &addresses,
         Some(&report(&[("audit", 9)])),
         true,
         DeletePolicy::Delete,
@@ -70,7 +72,7 @@ fn under_delete_a_finalizer_left_from_retain_is_released() {
 #[test]
 fn under_retain_every_live_address_is_guarded_once() {
     let addresses = [address("orders", false, false), address("audit", false, true)];
-    let out = retention(&addresses, None, false, DeletePolicy::Retain);
+    let out = retention(&addresses, &addresses, None, false, DeletePolicy::Retain);
     assert_eq!(out.guard, ["app.orders"]);
     assert_eq!(names(&out.served), ["app.orders", "app.audit"]);
 }
@@ -79,6 +81,7 @@ fn under_retain_every_live_address_is_guarded_once() {
 fn under_retain_a_deleted_address_with_messages_stays_served_until_drained() {
     let addresses = [address("audit", true, true)];
     let out = retention(
+        &addresses,
         &addresses,
         Some(&report(&[("audit", 9)])),
         true,
@@ -89,6 +92,7 @@ fn under_retain_a_deleted_address_with_messages_stays_served_until_drained() {
     assert!(retained_message(Some(9)).contains("holds 9 messages"));
 
     let drained = retention(
+        &addresses,
         &addresses,
         Some(&report(&[("audit", 0)])),
         true,
@@ -101,18 +105,24 @@ fn under_retain_a_deleted_address_with_messages_stays_served_until_drained() {
 #[test]
 fn under_retain_an_address_the_broker_no_longer_serves_is_released() {
     let addresses = [address("audit", true, true)];
-    let out = retention(&addresses, Some(&report(&[])), true, DeletePolicy::Retain);
+    let out = retention(
+        &addresses,
+        &addresses,
+        Some(&report(&[])),
+        true,
+        DeletePolicy::Retain,
+    );
     assert_eq!(out.release, ["app.audit"]);
 }
 
 #[test]
 fn under_retain_a_silent_broker_holds_the_address_but_a_missing_one_lets_go() {
     let addresses = [address("audit", true, true)];
-    let silent = retention(&addresses, None, true, DeletePolicy::Retain);
+    let silent = retention(&addresses, &addresses, None, true, DeletePolicy::Retain);
     assert_eq!(silent.retained, [("app.audit".to_owned(), None)]);
     assert!(silent.release.is_empty());
 
-    let gone = retention(&addresses, None, false, DeletePolicy::Retain);
+    let gone = retention(&addresses, &addresses, None, false, DeletePolicy::Retain);
     assert_eq!(
         gone.release,
         ["app.audit"],
@@ -124,10 +134,51 @@ fn under_retain_a_silent_broker_holds_the_address_but_a_missing_one_lets_go() {
 #[test]
 fn while_nothing_is_being_deleted_the_served_addresses_are_borrowed_not_copied() {
     let addresses = [address("orders", false, false), address("audit", false, true)];
-    let out = retention(&addresses, None, true, DeletePolicy::Delete);
+    let out = retention(&addresses, &addresses, None, true, DeletePolicy::Delete);
     assert!(matches!(out.served, Cow::Borrowed(_)));
     let deleting = [address("orders", false, false), address("audit", true, false)];
-    let out = retention(&deleting, None, true, DeletePolicy::Delete);
+    let out = retention(&deleting, &deleting, None, true, DeletePolicy::Delete);
     assert!(matches!(out.served, Cow::Owned(_)));
     assert_eq!(names(&out.served), ["app.orders"]);
+}
+
+#[test]
+fn looking_only_at_the_notable_addresses_gives_what_looking_at_all_gives() {
+    let addresses = [
+        address("audit", true, true),
+        address("billing", false, true),
+        address("orders", false, false),
+        address("returns", true, false),
+    ];
+    let report = report(&[("audit", 3)]);
+    for policy in [DeletePolicy::Delete, DeletePolicy::Retain] {
+        let mut notable = BTreeSet::new();
+        track_notable(&mut notable, &addresses, None, policy);
+        let looked_at = addresses
+            .iter()
+            .filter(|a| notable.contains(a.metadata.name.as_deref().unwrap()));
+        let some = retention(&addresses, looked_at, Some(&report), true, policy);
+        let all = retention(&addresses, &addresses, Some(&report), true, policy);
+        assert_eq!(some, all, "under {policy:?}");
+    }
+}
+
+#[test]
+fn the_notable_addresses_follow_the_members_that_changed() {
+    let mut addresses = vec![address("audit", false, true), address("orders", false, true)];
+    let mut notable = BTreeSet::new();
+    track_notable(&mut notable, &addresses, None, DeletePolicy::Retain);
+    assert!(notable.is_empty());
+    addresses[1] = address("orders", true, true);
+    addresses.push(address("returns", false, false));
+    let changed: HashSet<String> = ["app.orders".to_owned(), "app.returns".to_owned()].into();
+    track_notable(&mut notable, &addresses, Some(&changed), DeletePolicy::Retain);
+    assert_eq!(
+        notable,
+        BTreeSet::from(["app.orders".to_owned(), "app.returns".to_owned()])
+    );
+    addresses.remove(1);
+    let changed: HashSet<String> = ["app.orders".to_owned()].into();
+    track_notable(&mut notable, &addresses, Some(&changed), DeletePolicy::Retain);
+    assert_eq!(notable, BTreeSet::from(["app.returns".to_owned()]));
 }

@@ -3,12 +3,15 @@
 //! revision the configuration has once password users are given their keys, and the broker's
 //! report.
 
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    collections::{BTreeSet, HashSet},
+};
 
 use enmasse_types::{
     broker_config::{BrokerConfig, BrokerReport, BrokerUser, Credential, PasswordKeys},
     config_patch::ConfigPatch,
-    evaluate::{Evaluation, Incremental, ServedChanges, SpaceVerdict},
+    evaluate::{Evaluation, Incremental, ServedChanges, SpaceVerdict, waits_for_drain},
     resources::messaging_user::MessagingUser,
 };
 
@@ -27,6 +30,13 @@ pub struct SpaceMemory {
     /// The broker's report as the last pass had it, and the point it was given to ask for what
     /// changed since: a pass is sent the addresses whose report changed, not all of them.
     pub(super) report: Option<(String, BrokerReport)>,
+    /// The addresses changed since the last evaluation, by name; `None` when they were read whole
+    /// since (any may have). Kept until a pass evaluates them: a pass that fails before loses none.
+    pub(super) changed: Option<BTreeSet<String>>,
+    /// The addresses the delete policy has something to do with (`retention::notable`).
+    pub(super) notable: BTreeSet<String>,
+    /// The addresses whose status waits for the broker to report them drained.
+    pub(super) draining: BTreeSet<String>,
 }
 
 impl Default for SpaceMemory {
@@ -37,6 +47,9 @@ impl Default for SpaceMemory {
             evaluator: Incremental::trusting_versions(),
             keyed: None,
             report: None,
+            changed: None,
+            notable: BTreeSet::new(),
+            draining: BTreeSet::new(),
         }
     }
 }
@@ -83,6 +96,41 @@ impl Keyed {
             keys,
             revision,
         })
+    }
+}
+
+/// Notes in `changed` the addresses a refresh of the members found changed (`refreshed`; `None`:
+/// read whole, so any may have).
+pub(super) fn note_changed(changed: &mut Option<BTreeSet<String>>, refreshed: Option<&HashSet<String>>) {
+    match (changed.as_mut(), refreshed) {
+        (Some(changed), Some(names)) => changed.extend(names.iter().cloned()),
+        _ => *changed = None,
+    }
+}
+
+/// Brings `draining`, the names of the addresses of `evaluation` that wait for their broker to
+/// drain them, up to date after an evaluation whose statuses differ from the last only for the
+/// addresses in `looked_at` (`None`: any may).
+pub(super) fn track_draining<'a>(
+    draining: &mut BTreeSet<String>,
+    evaluation: &Evaluation,
+    looked_at: Option<impl Iterator<Item = &'a String>>,
+) {
+    let Some(looked_at) = looked_at else {
+        *draining = evaluation
+            .addresses
+            .iter()
+            .filter(|(_, status)| waits_for_drain(status))
+            .map(|(name, _)| name.clone())
+            .collect();
+        return;
+    };
+    let mut names: Vec<String> = looked_at.cloned().collect();
+    names.extend(std::mem::take(draining));
+    for name in names {
+        if evaluation.addresses.get(&name).is_some_and(waits_for_drain) {
+            draining.insert(name);
+        }
     }
 }
 

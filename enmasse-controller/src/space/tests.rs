@@ -445,6 +445,38 @@ async fn an_address_added_to_a_broker_serving_the_last_config_is_sent_as_a_patch
 }
 
 #[tokio::test]
+async fn an_address_added_is_the_only_one_the_evaluation_looks_at_told_by_the_watch_and_the_broker() {
+    let s = settled_with_queues().await;
+    let looked_at = |s: &Scenario| {
+        let spaces = s.ctx.spaces.lock().unwrap();
+        let memory = &spaces[&("team1".to_owned(), "app".to_owned())];
+        (memory.evaluator.looked_at(), memory.evaluator.evaluated())
+    };
+    add_audit(&s);
+    s.reconcile().await.unwrap();
+    assert_eq!(looked_at(&s), (1, 1), "only the added address");
+    // The next pass hears from the broker that it serves the address: that one is looked at again.
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status(&format!("{ADDRESSES}/app.audit"))["phase"], "Active");
+    let (looked, evaluated) = looked_at(&s);
+    assert!(
+        looked <= 2 && evaluated <= 2,
+        "looked at {looked}, evaluated {evaluated}"
+    );
+    // A pass that fails after the watch's word loses none of it: the next is told.
+    s.api.edit(&format!("{ADDRESSES}/app.q3"), |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z")
+    });
+    s.api.refuse(Method::GET, &s.infra_path("pod"), 500);
+    assert!(s.reconcile().await.is_err());
+    s.api.accept_all();
+    s.reconcile().await.unwrap();
+    assert!(!s.broker.served().contains(&"q3".to_owned()));
+    // Told of the deleted address, and of the one whose status the pass before wrote.
+    assert_eq!(looked_at(&s).0, 2);
+}
+
+#[tokio::test]
 async fn a_patch_the_broker_refuses_is_followed_by_the_whole_config() {
     let s = settled_with_queues().await;
     let pushes = s.broker.pushes.load(Ordering::Relaxed);

@@ -40,6 +40,7 @@ pub struct Incremental {
     /// space): few, and evaluated every time.
     outside: (Vec<String>, Vec<String>),
     evaluated: usize,
+    looked_at: usize,
     /// Whether a uid and resource version tell an unchanged resource (see [`Self::trusting_versions`]).
     versions: bool,
 }
@@ -183,6 +184,7 @@ impl Incremental {
             keep
         });
         self.evaluated = 0;
+        self.looked_at = 0;
         for space in sorted(tenant.spaces) {
             let name = name_of(&space.metadata);
             let members = grouped.get(name).cloned().unwrap_or_default();
@@ -212,6 +214,7 @@ impl Incremental {
                 Some(&mut memo.addresses),
             );
             self.evaluated += memo.addresses.evaluated;
+            self.looked_at += memo.addresses.looked_at;
         }
         self.outside = (
             outside.addresses.keys().cloned().collect(),
@@ -268,6 +271,7 @@ impl Incremental {
             at.ok().map(|i| &tenant.addresses[i])
         };
         self.evaluated = 0;
+        self.looked_at = 0;
         for space in sorted(tenant.spaces) {
             let name = name_of(&space.metadata);
             let Some(memo) = self.spaces.get_mut(name) else {
@@ -330,6 +334,7 @@ impl Incremental {
                 );
             }
             self.evaluated += memo.addresses.evaluated;
+            self.looked_at += memo.addresses.looked_at;
         }
         self.outside.1 = outside.users.keys().cloned().collect();
         out.users.append(&mut outside.users);
@@ -374,6 +379,13 @@ impl Incremental {
     /// whole, only those that changed otherwise.
     pub fn evaluated(&self) -> usize {
         self.evaluated
+    }
+
+    /// How many of the spaces' addresses the last evaluation looked at to find those that changed:
+    /// all of them when it compared each with what it remembers, only those it was told of (and
+    /// those not settled) when it was told what changed.
+    pub fn looked_at(&self) -> usize {
+        self.looked_at
     }
 
     /// How many addresses of `space` the last evaluation's admission placed: all of them, unless it

@@ -100,8 +100,10 @@ pub(super) struct AddressMemo {
     /// Some address fell back to another type while settling: the addresses that name it saw one
     /// type or the other by their place in the order, which is left to a whole evaluation.
     retyped: bool,
-    /// How many addresses the last evaluation looked at.
+    /// How many addresses the last evaluation evaluated.
     pub(super) evaluated: usize,
+    /// How many addresses the last evaluation looked at to find those that changed.
+    pub(super) looked_at: usize,
     /// The resource names of the addresses the last evaluation evaluated again, when it did not
     /// evaluate the space whole: every other address came out with the status it went in with.
     pub(super) again: Option<Vec<String>>,
@@ -147,6 +149,7 @@ impl AddressMemo {
             self.insert(record(trace, report, out));
         }
         self.evaluated = traces.len();
+        self.looked_at = traces.len();
     }
 
     fn insert(&mut self, (name, record): (String, Record)) {
@@ -276,8 +279,9 @@ impl<'a> Candidates<'a, '_> {
 }
 
 /// The addresses changed and removed since the memo was taken, each of them alone in what it was
-/// and is; `None` when they are too many or not alone: the space is evaluated whole.
-type Found<'a> = Option<(Vec<Changed<'a>>, Vec<String>)>;
+/// and is, and how many addresses were looked at to find them; `None` when they are too many or
+/// not alone: the space is evaluated whole.
+type Found<'a> = Option<(Vec<Changed<'a>>, Vec<String>, usize)>;
 
 /// Whether a changed address is alone in what it is (`current`) and was (`before`): no other
 /// resource of the same address (`taken`: how many resources have an address now), and no other
@@ -340,7 +344,7 @@ fn scan<'a>(addresses: &[&'a Address], report: Option<&IndexedReport<'_>>, memo:
         return None;
     }
     let taken = |a: &str| taken.get(a).copied().unwrap_or(0);
-    alone_all(memo, &changed, &removed, taken).then_some((changed, removed))
+    alone_all(memo, &changed, &removed, taken).then_some((changed, removed, addresses.len()))
 }
 
 /// Looks only at what the caller says changed, and at what the memo says is not settled.
@@ -362,6 +366,7 @@ fn told<'a>(told: &Told<'a, '_>, report: Option<&IndexedReport<'_>>, memo: &Addr
     let mut changed: Vec<Changed<'a>> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let mut new = 0;
+    let looked_at = names.len();
     for name in names {
         match ((told.find)(name), memo.records.contains_key(name)) {
             (None, true) => removed.push(name.to_owned()),
@@ -403,7 +408,7 @@ fn told<'a>(told: &Told<'a, '_>, report: Option<&IndexedReport<'_>>, memo: &Addr
     }
     // In evaluation order, as a scan finds them.
     changed.sort_by(|a, b| address::order_key(a.address).cmp(&address::order_key(b.address)));
-    Some((changed, removed))
+    Some((changed, removed, looked_at))
 }
 
 /// Whether every changed and removed address is [`alone`].
@@ -444,7 +449,7 @@ pub(super) fn again<'a>(
     if memo.records.is_empty() || memo.admission_fell_back || memo.retyped {
         return None;
     }
-    let (mut changed, removed) = match &candidates {
+    let (mut changed, removed, looked_at) = match &candidates {
         Candidates::All(addresses) => scan(addresses, report, memo)?,
         Candidates::Told(t) => told(t, report, memo)?,
     };
@@ -546,6 +551,7 @@ pub(super) fn again<'a>(
         memo.insert(record(trace, report, out));
     }
     memo.evaluated = changed.len();
+    memo.looked_at = looked_at;
     memo.again = Some(
         traces
             .iter()
