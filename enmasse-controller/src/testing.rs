@@ -2,15 +2,16 @@
 //! API server of the `tests` crate.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{
         Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use enmasse_types::{
-    broker_config::{AddressReport, BrokerConfig, BrokerReport},
+    broker_config::{AddressReport, AddressesDigest, BrokerConfig, BrokerReport},
     config_patch::ConfigPatch,
     report_changes::{ReportChanges, ReportLog},
 };
@@ -25,7 +26,7 @@ use crate::{
 pub(crate) use tests::kube_api::{Collection, FakeApi, example};
 
 /// The settings of an operator for `enmasse-infra` under `policy`, resyncing every `resync`.
-pub(crate) fn settings(policy: DeletePolicy, resync: std::time::Duration) -> Settings {
+pub(crate) fn settings(policy: DeletePolicy, resync: Duration) -> Settings {
     Settings {
         broker: BrokerSettings {
             namespace: "enmasse-infra".into(),
@@ -40,13 +41,21 @@ pub(crate) fn settings(policy: DeletePolicy, resync: std::time::Duration) -> Set
     }
 }
 
-/// A broker as the management API shows it: what was pushed, and what it holds.
+/// A broker as the management API shows it: what was pushed, and what it holds. It does only the
+/// work a change calls for, so that a bench of the operator times the operator: a patch is applied
+/// by address and its revision kept by digest, and its log of reports is told what changed.
 #[derive(Default)]
 pub(crate) struct FakeBroker {
     /// The config last pushed.
     pub(crate) config: Mutex<Option<BrokerConfig>>,
-    /// Its revision, hashed once when it was pushed, as the broker does.
-    revision: Mutex<String>,
+    /// Its revision, hashed once when it was pushed, and the digest of its addresses.
+    revision: Mutex<(String, AddressesDigest)>,
+    /// The addresses whose report changed since the log last had one; `None`: any may have.
+    unreported: Mutex<Option<BTreeSet<String>>>,
+    /// The depths the log last had.
+    depths_reported: Mutex<BTreeMap<String, u64>>,
+    /// The time spent answering, in nanoseconds: what a bench takes off the operator's.
+    pub(crate) busy: AtomicU64,
     /// Messages held, by address.
     pub(crate) depths: Mutex<BTreeMap<String, u64>>,
     /// Unreachable while set.
@@ -71,6 +80,17 @@ impl FakeBroker {
             port: broker.port,
             source: std::io::ErrorKind::ConnectionRefused.into(),
         }
+    }
+
+    /// Counts the time since `started` as spent answering.
+    fn spent(&self, started: Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The time spent answering so far.
+    pub(crate) fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy.load(Ordering::Relaxed))
     }
 
     /// The addresses of the config last pushed.
@@ -98,9 +118,13 @@ impl Brokers for FakeBroker {
                 64,
                 "the management token goes with every push"
             );
+            let started = Instant::now();
             self.pushes.fetch_add(1, Ordering::Relaxed);
-            *self.revision.lock().unwrap() = config.revision();
+            let digest = AddressesDigest::of(&config.addresses);
+            *self.revision.lock().unwrap() = (config.revision_with(digest), digest);
             *self.config.lock().unwrap() = Some(config.clone());
+            *self.unreported.lock().unwrap() = None;
+            self.spent(started);
             Ok(())
         })
     }
@@ -114,10 +138,11 @@ impl Brokers for FakeBroker {
             if self.down.load(Ordering::Relaxed) {
                 return Err(self.unreachable(broker));
             }
+            let started = Instant::now();
             let mut config = self.config.lock().unwrap();
             let mut revision = self.revision.lock().unwrap();
             let refuse = self.refuse_patches.load(Ordering::Relaxed);
-            let Some(served) = config.as_mut().filter(|_| *revision == patch.base && !refuse) else {
+            let Some(served) = config.as_mut().filter(|_| revision.0 == patch.base && !refuse) else {
                 return Err(BrokerError::Refused {
                     pod: broker.pod.clone(),
                     path: "/config",
@@ -125,10 +150,36 @@ impl Brokers for FakeBroker {
                     answer: format!("the patch is of config {}, not the one in force", patch.base),
                 });
             };
+            // The digest follows each address taken out and put in.
+            let (_, digest) = &mut *revision;
+            let find = |served: &BrokerConfig, address: &str| {
+                served
+                    .addresses
+                    .binary_search_by(|a| a.address.as_str().cmp(address))
+                    .ok()
+            };
+            let touched = patch
+                .removed
+                .iter()
+                .chain(patch.addresses.iter().map(|a| &a.address));
+            for address in touched.clone() {
+                if let Some(i) = find(served, address) {
+                    digest.remove(&served.addresses[i]);
+                }
+            }
             served.apply(patch.clone());
-            *revision = served.revision();
+            for address in patch.addresses.iter().map(|a| &a.address) {
+                if let Some(i) = find(served, address) {
+                    digest.add(&served.addresses[i]);
+                }
+            }
+            revision.0 = served.revision_with(revision.1);
+            if let Some(unreported) = self.unreported.lock().unwrap().as_mut() {
+                unreported.extend(touched.cloned());
+            }
             self.pushes.fetch_add(1, Ordering::Relaxed);
             self.patches.fetch_add(1, Ordering::Relaxed);
+            self.spent(started);
             Ok(())
         })
     }
@@ -142,28 +193,57 @@ impl Brokers for FakeBroker {
             if self.down.load(Ordering::Relaxed) {
                 return Err(self.unreachable(broker));
             }
+            let started = Instant::now();
             let config = self.config.lock().unwrap();
             let depths = self.depths.lock().unwrap();
-            let report = BrokerReport {
-                revision: match config.as_ref() {
-                    Some(_) => self.revision.lock().unwrap().clone(),
-                    None => String::new(),
-                },
-                addresses: config
-                    .iter()
-                    .flat_map(|c| &c.addresses)
-                    .map(|a| {
-                        AddressReport::serving(
-                            a.address.clone(),
-                            depths.get(&a.address).copied().unwrap_or(0),
-                        )
-                    })
-                    .collect(),
-                problems: vec![],
+            let revision = match config.as_ref() {
+                Some(_) => self.revision.lock().unwrap().0.clone(),
+                None => String::new(),
             };
+            let report =
+                |address: &str| AddressReport::serving(address, depths.get(address).copied().unwrap_or(0));
             let mut reports = self.reports.lock().unwrap();
-            let log = reports.get_or_insert_with(|| ReportLog::new(1));
-            let changes = log.changes(report, since).unwrap();
+            let mut unreported = self.unreported.lock().unwrap();
+            let mut depths_reported = self.depths_reported.lock().unwrap();
+            let changes = match (reports.as_mut(), unreported.as_mut()) {
+                (Some(log), Some(unreported)) => {
+                    // What a patch touched, and the depths set since.
+                    let moved = depths
+                        .iter()
+                        .filter(|(a, d)| depths_reported.get(*a) != Some(d))
+                        .map(|(a, _)| a)
+                        .chain(depths_reported.keys().filter(|a| !depths.contains_key(*a)))
+                        .cloned();
+                    unreported.extend(moved.collect::<Vec<_>>());
+                    let (served, removed): (Vec<String>, Vec<String>) =
+                        std::mem::take(unreported).into_iter().partition(|address| {
+                            config.iter().any(|c| {
+                                c.addresses
+                                    .binary_search_by(|a| a.address.as_str().cmp(address))
+                                    .is_ok()
+                            })
+                        });
+                    let changed = served.iter().map(|a| report(a)).collect();
+                    log.changes_told(revision, vec![], changed, removed, since)
+                        .unwrap()
+                }
+                _ => {
+                    let whole = BrokerReport {
+                        revision,
+                        addresses: config
+                            .iter()
+                            .flat_map(|c| &c.addresses)
+                            .map(|a| report(&a.address))
+                            .collect(),
+                        problems: vec![],
+                    };
+                    let log = reports.get_or_insert_with(|| ReportLog::new(1));
+                    *unreported = Some(BTreeSet::new());
+                    log.changes(whole, since).unwrap()
+                }
+            };
+            depths_reported.clone_from(&depths);
+            self.spent(started);
             let answer = (changes.addresses.len(), changes.whole);
             self.answered.lock().unwrap().push(answer);
             Ok(changes)

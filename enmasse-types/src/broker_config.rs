@@ -63,13 +63,11 @@ impl AddressesDigest {
 }
 
 /// The FNV-1a hash of one address's canonical JSON.
-/// Takes the items keyed `removed` out of `items`, then puts each of `upserted` in its place,
-/// replacing the one of the same key: `items` is kept sorted by `key` (sorted first if it is not),
-/// so each change is a binary search, not a walk over thousands.
+/// Takes the items keyed `removed` out of `items`, sorted by `key`, then puts each of `upserted` in
+/// its place, replacing the one of the same key: each change is a binary search, not a walk over
+/// thousands, and `items` stays sorted.
 pub(crate) fn merge_by_key<T>(items: &mut Vec<T>, removed: &[String], upserted: Vec<T>, key: fn(&T) -> &str) {
-    if !items.is_sorted_by(|a, b| key(a) <= key(b)) {
-        items.sort_by(|a, b| key(a).cmp(key(b)));
-    }
+    debug_assert!(items.is_sorted_by(|a, b| key(a) <= key(b)));
     for gone in removed {
         if let Ok(i) = items.binary_search_by(|item| key(item).cmp(gone)) {
             items.remove(i);

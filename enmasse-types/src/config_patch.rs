@@ -29,10 +29,14 @@ pub struct ConfigPatch {
 }
 
 impl BrokerConfig {
-    /// Applies `patch` (whose base the caller checked): its addresses stay sorted by address.
+    /// Applies `patch` (whose base the caller checked): its addresses come out sorted by address.
     pub fn apply(&mut self, patch: ConfigPatch) {
         self.space = patch.space;
         self.users = patch.users;
+        // A config pushed whole by another than the operator may come in any order.
+        if !self.addresses.is_sorted_by(|a, b| a.address <= b.address) {
+            self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
+        }
         merge_by_key(&mut self.addresses, &patch.removed, patch.addresses, |a| {
             &a.address
         });

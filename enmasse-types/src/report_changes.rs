@@ -8,7 +8,7 @@
 //! future, or from before the removals the log still remembers, is answered with the whole report
 //! (`whole: true`), which the caller takes in place of what it holds.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,8 @@ pub struct ReportChanges {
 
 impl BrokerReport {
     /// Applies `changes` to this report, which holds what the broker reported up to the point
-    /// they were asked from; the addresses come out sorted by address.
+    /// they were asked from, its addresses sorted by address as the last `apply` left them (or
+    /// none); they come out sorted by address.
     pub fn apply(&mut self, changes: ReportChanges) {
         self.revision = changes.revision;
         self.problems = changes.problems;
@@ -64,7 +65,9 @@ impl BrokerReport {
 pub struct InvalidPoint(pub String);
 
 /// What a broker reported of each address and when it last changed, for answering
-/// [`ReportChanges`].
+/// [`ReportChanges`]. It is given the whole report ([`Self::changes`]), or, by a broker that knows
+/// what changed, only that ([`Self::changes_told`]); either way a caller asking since a point is
+/// answered from an index of changes by generation, not a walk over every address.
 #[derive(Debug)]
 pub struct ReportLog {
     epoch: u64,
@@ -72,6 +75,8 @@ pub struct ReportLog {
     /// How many reports were taken: an address not seen in the last was removed.
     scans: u64,
     last: HashMap<String, Seen>,
+    /// Each address, by the generation it last changed at.
+    by_change: BTreeSet<(u64, String)>,
     /// The addresses removed, with the generation of their removal, oldest first.
     removed: VecDeque<(String, u64)>,
     /// Removals up to this generation were forgotten: a caller before it is answered whole.
@@ -97,6 +102,7 @@ impl ReportLog {
             generation: 0,
             scans: 0,
             last: HashMap::new(),
+            by_change: BTreeSet::new(),
             removed: VecDeque::new(),
             forgotten: 0,
         }
@@ -111,36 +117,111 @@ impl ReportLog {
     ) -> Result<ReportChanges, InvalidPoint> {
         let from = since.map(|point| self.parse(point)).transpose()?;
         self.take(report.addresses);
+        Ok(self.answer(from.flatten(), report.revision, report.problems))
+    }
+
+    /// As [`Self::changes`], from a broker that knows what changed in its report since it last
+    /// gave one to this log: the reports of the addresses that changed or are new (`changed`),
+    /// and the addresses no longer served (`removed`). Nothing else is looked at.
+    pub fn changes_told(
+        &mut self,
+        revision: String,
+        problems: Vec<String>,
+        changed: Vec<AddressReport>,
+        removed: Vec<String>,
+        since: Option<&str>,
+    ) -> Result<ReportChanges, InvalidPoint> {
+        let from = since.map(|point| self.parse(point)).transpose()?;
+        let generation = self.generation + 1;
+        let mut moved = false;
+        for address in removed {
+            if let Some(last) = self.last.remove(&address) {
+                self.by_change.remove(&(last.changed, address.clone()));
+                self.removed.push_back((address, generation));
+                moved = true;
+            }
+        }
+        for report in changed {
+            moved |= self.note(report, generation, self.scans);
+        }
+        self.forget_removals();
+        if moved {
+            self.generation = generation;
+        }
+        Ok(self.answer(from.flatten(), revision, problems))
+    }
+
+    /// What changed since generation `from` of this process (`None`: the whole report).
+    fn answer(&self, from: Option<u64>, revision: String, problems: Vec<String>) -> ReportChanges {
         // Answered whole when the caller's point is of another process, not given yet, or from
         // before removals forgotten since.
-        let from = from
-            .flatten()
-            .filter(|&generation| generation <= self.generation && generation >= self.forgotten);
-        let changed = |seen: &&Seen| from.is_none_or(|from| seen.changed > from);
-        let mut addresses: Vec<AddressReport> = self
-            .last
-            .values()
-            .filter(changed)
-            .map(|seen| seen.report.clone())
-            .collect();
+        let from = from.filter(|&generation| generation <= self.generation && generation >= self.forgotten);
+        let mut addresses: Vec<AddressReport> = match from {
+            Some(from) => self
+                .by_change
+                .range((from + 1, String::new())..)
+                .filter_map(|(_, address)| self.last.get(address))
+                .map(|seen| seen.report.clone())
+                .collect(),
+            None => self.last.values().map(|seen| seen.report.clone()).collect(),
+        };
         addresses.sort_by(|a, b| a.address.cmp(&b.address));
-        let removed = match from {
+        // Removals are kept oldest first: those since `from` are at the back.
+        let mut removed: Vec<String> = match from {
             Some(from) => self
                 .removed
                 .iter()
-                .filter(|(_, generation)| *generation > from)
+                .rev()
+                .take_while(|(_, generation)| *generation > from)
                 .map(|(address, _)| address.clone())
                 .collect(),
             None => Vec::new(),
         };
-        Ok(ReportChanges {
+        removed.reverse();
+        ReportChanges {
             since: format!("{:x}-{}", self.epoch, self.generation),
             whole: from.is_none(),
-            revision: report.revision,
+            revision,
             addresses,
             removed,
-            problems: report.problems,
-        })
+            problems,
+        }
+    }
+
+    /// Records `report` of one address as seen in scan `scan`: a new generation when it differs
+    /// from the last. Returns whether it did.
+    fn note(&mut self, report: AddressReport, generation: u64, scan: u64) -> bool {
+        match self.last.get_mut(&report.address) {
+            Some(last) => {
+                last.scan = scan;
+                if last.report == report {
+                    return false;
+                }
+                self.by_change.remove(&(last.changed, report.address.clone()));
+                self.by_change.insert((generation, report.address.clone()));
+                last.report = report;
+                last.changed = generation;
+            }
+            None => {
+                self.by_change.insert((generation, report.address.clone()));
+                let seen = Seen {
+                    report,
+                    changed: generation,
+                    scan,
+                };
+                self.last.insert(seen.report.address.clone(), seen);
+            }
+        }
+        true
+    }
+
+    /// Lets go of the oldest removals past [`REMOVALS_KEPT`].
+    fn forget_removals(&mut self) {
+        while self.removed.len() > REMOVALS_KEPT {
+            if let Some((_, generation)) = self.removed.pop_front() {
+                self.forgotten = generation;
+            }
+        }
     }
 
     /// The generation `point` names, if it is of this process.
@@ -159,44 +240,27 @@ impl ReportLog {
         let mut changed = false;
         let mut seen = 0;
         for report in addresses {
-            match self.last.get_mut(&report.address) {
-                Some(last) => {
-                    seen += usize::from(last.scan != scan);
-                    last.scan = scan;
-                    if last.report != report {
-                        last.report = report;
-                        last.changed = generation;
-                        changed = true;
-                    }
-                }
-                None => {
-                    seen += 1;
-                    let seen = Seen {
-                        report,
-                        changed: generation,
-                        scan,
-                    };
-                    self.last.insert(seen.report.address.clone(), seen);
-                    changed = true;
-                }
-            }
+            // An address listed twice is counted once.
+            seen += usize::from(
+                self.last
+                    .get(&report.address)
+                    .is_none_or(|last| last.scan != scan),
+            );
+            changed |= self.note(report, generation, scan);
         }
         if seen < self.last.len() {
-            let removed = &mut self.removed;
+            let (removed, by_change) = (&mut self.removed, &mut self.by_change);
             self.last.retain(|address, last| {
                 let keep = last.scan == scan;
                 if !keep {
+                    by_change.remove(&(last.changed, address.clone()));
                     removed.push_back((address.clone(), generation));
                 }
                 keep
             });
             changed = true;
         }
-        while self.removed.len() > REMOVALS_KEPT {
-            if let Some((_, generation)) = self.removed.pop_front() {
-                self.forgotten = generation;
-            }
-        }
+        self.forget_removals();
         if changed {
             self.generation = generation;
         }
