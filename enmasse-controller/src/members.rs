@@ -67,25 +67,81 @@ pub struct MemberWriter<K: 'static + kube::Resource<DynamicType = ()> + Clone> {
     journal: Arc<Mutex<Journal>>,
 }
 
-/// The Addresses and MessagingUsers of one space (named `<space>.<name>`), each sorted by name.
+/// The Addresses and MessagingUsers of one space (named `<space>.<name>`).
 #[derive(Debug, Default)]
 pub struct Members {
     /// Its addresses.
-    pub addresses: Vec<Address>,
+    pub addresses: Kept<Address>,
     /// Its users.
-    pub users: Vec<MessagingUser>,
+    pub users: Kept<MessagingUser>,
     /// The relist of each kind they were last read whole after (see [`Journal::relists`]); `None`
     /// before the first read.
     read: (Option<u64>, Option<u64>),
 }
 
-impl Members {
-    /// The address of resource name `name`.
-    pub fn address(&self, name: &str) -> Option<&Address> {
-        let at = self
-            .addresses
-            .binary_search_by(|a| a.metadata.name.as_deref().unwrap_or_default().cmp(name));
-        at.ok().map(|i| &self.addresses[i])
+/// Members of one kind, in no particular order, found by name: one added or removed is put in or
+/// taken out where it is, and nothing else moves (a sorted list would shift thousands).
+#[derive(Debug)]
+pub struct Kept<K> {
+    items: Vec<K>,
+    /// Where each is among `items`, by name.
+    index: HashMap<String, usize>,
+}
+
+impl<K> Default for Kept<K> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<K> std::ops::Deref for Kept<K> {
+    type Target = [K];
+
+    fn deref(&self) -> &[K] {
+        &self.items
+    }
+}
+
+impl<K: kube::Resource> FromIterator<K> for Kept<K> {
+    fn from_iter<I: IntoIterator<Item = K>>(objects: I) -> Self {
+        let mut kept = Self::default();
+        for object in objects {
+            kept.put(object);
+        }
+        kept
+    }
+}
+
+impl<K: kube::Resource> Kept<K> {
+    /// The member named `name`.
+    pub fn get(&self, name: &str) -> Option<&K> {
+        self.index.get(name).map(|&i| &self.items[i])
+    }
+
+    /// Puts in `object`, or replaces the member of its name.
+    fn put(&mut self, object: K) {
+        let name = object.meta().name.clone().unwrap_or_default();
+        match self.index.get(&name) {
+            Some(&i) => self.items[i] = object,
+            None => {
+                self.index.insert(name, self.items.len());
+                self.items.push(object);
+            }
+        }
+    }
+
+    /// Takes out the member named `name`: the last takes its place.
+    fn take(&mut self, name: &str) -> Option<K> {
+        let i = self.index.remove(name)?;
+        let taken = self.items.swap_remove(i);
+        if let Some(moved) = self.items.get(i) {
+            self.index
+                .insert(moved.meta().name.clone().unwrap_or_default(), i);
+        }
+        Some(taken)
     }
 }
 
@@ -258,13 +314,13 @@ impl<K> MemberStore<K>
 where
     K: 'static + kube::Resource<DynamicType = ()> + Clone,
 {
-    /// Brings `kept` (sorted by name), last read whole after relist `read`, up to the members of
-    /// `space` of `namespace` in the store. Returns the names looked up; `None` when read whole.
+    /// Brings `kept`, last read whole after relist `read`, up to the members of `space` of
+    /// `namespace` in the store. Returns the names looked up; `None` when read whole.
     fn refresh(
         &self,
         namespace: &str,
         space: &str,
-        kept: &mut Vec<K>,
+        kept: &mut Kept<K>,
         read: &mut Option<u64>,
     ) -> Option<HashSet<String>> {
         let (relists, changed) = {
@@ -285,27 +341,21 @@ where
     }
 }
 
-/// Puts `current`, the member named `name` as the store holds it (`None`: gone), in its place in
-/// `kept`, sorted by name; a member of the same version is kept as it is.
-fn update<K: kube::Resource + Clone>(kept: &mut Vec<K>, name: &str, current: Option<Arc<K>>) {
-    let at = kept.binary_search_by(|k| k.meta().name.as_deref().cmp(&Some(name)));
-    match (at, current) {
-        (Ok(i), Some(object)) => {
-            if same_version(kept[i].meta(), object.meta()) != Some(true) {
-                kept[i] = K::clone(&object);
-            }
+/// Puts `current`, the member named `name` as the store holds it (`None`: gone), in `kept`; a
+/// member of the same version is kept as it is.
+fn update<K: kube::Resource + Clone>(kept: &mut Kept<K>, name: &str, current: Option<Arc<K>>) {
+    match (kept.get(name), current) {
+        (Some(k), Some(object)) if same_version(k.meta(), object.meta()) == Some(true) => {}
+        (_, Some(object)) => kept.put(K::clone(&object)),
+        (_, None) => {
+            kept.take(name);
         }
-        (Err(i), Some(object)) => kept.insert(i, K::clone(&object)),
-        (Ok(i), None) => {
-            kept.remove(i);
-        }
-        (Err(_), None) => {}
     }
 }
 
-/// Makes `kept` (sorted by name) the members of `space` of `namespace` in `store`, walking every
-/// object of the store; only the members new or changed since are copied.
-fn read_whole<K>(store: &Store<K>, namespace: &str, space: &str, kept: &mut Vec<K>)
+/// Makes `kept` the members of `space` of `namespace` in `store`, walking every object of the
+/// store; only the members new or changed since are copied.
+fn read_whole<K>(store: &Store<K>, namespace: &str, space: &str, kept: &mut Kept<K>)
 where
     K: 'static + kube::Resource<DynamicType = ()> + Clone,
 {
@@ -317,17 +367,12 @@ where
                 .and_then(|n| n.split_once('.'))
                 .is_some_and(|(owner, _)| owner == space)
     };
-    let mut current: Vec<Arc<K>> = store.state().into_iter().filter(ours).collect();
-    current.sort_unstable_by(|a, b| a.meta().name.cmp(&b.meta().name));
-    // Both are sorted by name: one walk over the two.
-    let mut before = std::mem::take(kept).into_iter().peekable();
-    kept.reserve(current.len());
-    for object in current {
-        let name = object.meta().name.as_deref();
-        while before.next_if(|k| k.meta().name.as_deref() < name).is_some() {}
-        match before.next_if(|k| k.meta().name.as_deref() == name) {
-            Some(k) if same_version(k.meta(), object.meta()) == Some(true) => kept.push(k),
-            _ => kept.push(K::clone(&object)),
+    let mut before = std::mem::take(kept);
+    for object in store.state().into_iter().filter(ours) {
+        let name = object.meta().name.as_deref().unwrap_or_default();
+        match before.take(name) {
+            Some(k) if same_version(k.meta(), object.meta()) == Some(true) => kept.put(k),
+            _ => kept.put(K::clone(&object)),
         }
     }
 }

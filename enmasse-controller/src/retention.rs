@@ -14,7 +14,7 @@ use std::{
 
 use enmasse_types::{broker_config::BrokerReport, resources::address::Address};
 
-use crate::context::DeletePolicy;
+use crate::{context::DeletePolicy, members::Kept};
 
 /// The finalizer that keeps a deleted Address on its broker while it holds messages.
 pub const FINALIZER: &str = "enmasse.io/retain-messages";
@@ -32,6 +32,15 @@ pub struct Retention<'a> {
     pub guard: Vec<String>,
     /// Addresses whose finalizer must go.
     pub release: Vec<String>,
+    /// The Addresses left out of `served`, by name.
+    pub left_out: HashSet<String>,
+}
+
+impl Retention<'_> {
+    /// Whether the Address named `name`, one of those given, is served.
+    pub fn serves(&self, name: &str) -> bool {
+        !self.left_out.contains(name)
+    }
 }
 
 /// Sorts `addresses` by `policy`, from what the broker reports (`report`) and whether it still
@@ -45,7 +54,6 @@ pub fn retention<'a>(
     policy: DeletePolicy,
 ) -> Retention<'a> {
     let mut out = Retention::default();
-    let mut left: HashSet<&str> = HashSet::new();
     for address in looked_at {
         // Copied only for the few lists that take it: a space may have thousands of addresses.
         let name = || address.metadata.name.clone().unwrap_or_default();
@@ -70,14 +78,14 @@ pub fn retention<'a>(
             }
             _ => out.release.push(name()),
         }
-        left.insert(address.metadata.name.as_deref().unwrap_or_default());
+        out.left_out.insert(name());
     }
-    out.served = if left.is_empty() {
+    out.served = if out.left_out.is_empty() {
         Cow::Borrowed(addresses)
     } else {
         let served = addresses
             .iter()
-            .filter(|a| !left.contains(a.metadata.name.as_deref().unwrap_or_default()));
+            .filter(|a| out.serves(a.metadata.name.as_deref().unwrap_or_default()));
         Cow::Owned(served.cloned().collect())
     };
     out
@@ -90,11 +98,11 @@ pub fn notable(address: &Address, policy: DeletePolicy) -> bool {
         || (policy == DeletePolicy::Retain && !has_finalizer(address))
 }
 
-/// Brings `names`, those of the [`notable`] among `addresses` (sorted by name), up to date after
-/// the addresses named `changed` changed; `None`: any may have.
+/// Brings `names`, those of the [`notable`] among `addresses`, up to date after the addresses
+/// named `changed` changed; `None`: any may have.
 pub fn track_notable(
     names: &mut BTreeSet<String>,
-    addresses: &[Address],
+    addresses: &Kept<Address>,
     changed: Option<&HashSet<String>>,
     policy: DeletePolicy,
 ) {
@@ -107,8 +115,7 @@ pub fn track_notable(
         return;
     };
     for name in changed {
-        let at = addresses.binary_search_by(|a| a.metadata.name.as_deref().unwrap_or_default().cmp(name));
-        match at.ok().map(|i| &addresses[i]) {
+        match addresses.get(name) {
             Some(address) if notable(address, policy) => names.insert(name.clone()),
             _ => names.remove(name),
         };

@@ -255,7 +255,7 @@ async fn pass(
     let broker = broker.filter(|_| report.is_some());
     let served_revision = report.as_ref().map(|r| r.revision.clone());
 
-    let looked_at = notable.iter().filter_map(|name| members.address(name));
+    let looked_at = notable.iter().filter_map(|name| members.addresses.get(name));
     let retention = retention(
         &members.addresses,
         looked_at,
@@ -272,6 +272,8 @@ async fn pass(
     }
 
     let snapshot = ctx.infra.snapshot();
+    // A served address, by name.
+    let served = |name: &str| members.addresses.get(name).filter(|_| retention.serves(name));
     let tenant = Tenant {
         namespace: &namespace,
         spaces: std::slice::from_ref(space),
@@ -303,7 +305,9 @@ async fn pass(
         reported: BTreeMap::from([(name.clone(), reported)]),
     });
     match &told {
-        Some(changes) => evaluator.evaluate_changes(&tenant, &snapshot.infra(), &reports, &now, changes),
+        Some(changes) => {
+            evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, changes)
+        }
         None => evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now),
     };
     // The addresses whose status may differ from the last pass's; `None`: any may.
@@ -337,7 +341,7 @@ async fn pass(
             addresses: BTreeSet::new(),
             reported: BTreeMap::from([(name.clone(), BTreeSet::new())]),
         };
-        evaluator.evaluate_changes(&tenant, &snapshot.infra(), &reports, &now, &nothing);
+        evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, &nothing);
         look_at(evaluator.evaluated_again(&name));
         evaluations += 1;
         current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
@@ -476,7 +480,7 @@ async fn pass(
         }
         write_status(ctx, space, &status).await?;
     }
-    for address in to_write_back(&retention, evaluator.evaluated_again(&name)) {
+    for address in to_write_back(&retention, evaluator.evaluated_again(&name), served) {
         let resource = address.name_any();
         let Some(status) = evaluation.addresses.get(&resource) else {
             continue;
@@ -492,7 +496,7 @@ async fn pass(
             write_status(ctx, address, status).await?;
         }
     }
-    for user in &members.users {
+    for user in members.users.iter() {
         if let Some(status) = evaluation.users.get(&user.name_any())
             && user.status.as_ref() != Some(status)
         {
@@ -505,27 +509,21 @@ async fn pass(
 
 /// The Addresses whose status the pass may have to write: those evaluated again (`evaluated`;
 /// `None` when the space was evaluated whole: all of them) and the retained ones, whose status is
-/// the verdict's made `Terminating`. The others came out of the evaluation with the status they
-/// have, and a space may have thousands.
-fn to_write_back<'r>(retention: &'r Retention<'_>, evaluated: Option<&[String]>) -> Vec<&'r Address> {
-    let served = &retention.served;
+/// the verdict's made `Terminating`; `served` finds one by name. The others came out of the
+/// evaluation with the status they have, and a space may have thousands.
+fn to_write_back<'r>(
+    retention: &'r Retention<'_>,
+    evaluated: Option<&[String]>,
+    served: impl Fn(&str) -> Option<&'r Address>,
+) -> Vec<&'r Address> {
     let Some(evaluated) = evaluated else {
-        return served.iter().collect();
+        return retention.served.iter().collect();
     };
     let retained = retention.retained.iter().map(|(name, _)| name);
     let mut names: Vec<&String> = evaluated.iter().chain(retained).collect();
     names.sort_unstable();
     names.dedup();
-    // The members, and so what is served of them, are sorted by name.
-    names
-        .into_iter()
-        .filter_map(|name| {
-            served
-                .binary_search_by(|a| a.metadata.name.as_deref().unwrap_or_default().cmp(name))
-                .ok()
-                .map(|i| &served[i])
-        })
-        .collect()
+    names.into_iter().filter_map(|name| served(name)).collect()
 }
 
 /// Waits until the watches have listed the Addresses and MessagingUsers once.

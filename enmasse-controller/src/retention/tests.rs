@@ -153,7 +153,7 @@ fn looking_only_at_the_notable_addresses_gives_what_looking_at_all_gives() {
     let report = report(&[("audit", 3)]);
     for policy in [DeletePolicy::Delete, DeletePolicy::Retain] {
         let mut notable = BTreeSet::new();
-        track_notable(&mut notable, &addresses, None, policy);
+        track_notable(&mut notable, &addresses.iter().cloned().collect(), None, policy);
         let looked_at = addresses
             .iter()
             .filter(|a| notable.contains(a.metadata.name.as_deref().unwrap()));
@@ -167,18 +167,33 @@ fn looking_only_at_the_notable_addresses_gives_what_looking_at_all_gives() {
 fn the_notable_addresses_follow_the_members_that_changed() {
     let mut addresses = vec![address("audit", false, true), address("orders", false, true)];
     let mut notable = BTreeSet::new();
-    track_notable(&mut notable, &addresses, None, DeletePolicy::Retain);
+    track_notable(
+        &mut notable,
+        &addresses.iter().cloned().collect(),
+        None,
+        DeletePolicy::Retain,
+    );
     assert!(notable.is_empty());
     addresses[1] = address("orders", true, true);
     addresses.push(address("returns", false, false));
     let changed: HashSet<String> = ["app.orders".to_owned(), "app.returns".to_owned()].into();
-    track_notable(&mut notable, &addresses, Some(&changed), DeletePolicy::Retain);
+    track_notable(
+        &mut notable,
+        &addresses.iter().cloned().collect(),
+        Some(&changed),
+        DeletePolicy::Retain,
+    );
     assert_eq!(
         notable,
         BTreeSet::from(["app.orders".to_owned(), "app.returns".to_owned()])
     );
     addresses.remove(1);
     let changed: HashSet<String> = ["app.orders".to_owned()].into();
-    track_notable(&mut notable, &addresses, Some(&changed), DeletePolicy::Retain);
+    track_notable(
+        &mut notable,
+        &addresses.iter().cloned().collect(),
+        Some(&changed),
+        DeletePolicy::Retain,
+    );
     assert_eq!(notable, BTreeSet::from(["app.returns".to_owned()]));
 }

@@ -894,12 +894,13 @@ fn only_the_addresses_evaluated_again_and_the_retained_ones_are_looked_at_for_a_
     let names =
         |addresses: Vec<&Address>| -> Vec<String> { addresses.iter().map(|a| a.name_any()).collect() };
     let evaluated = ["app.d".to_owned(), "app.b".to_owned(), "app.gone".to_owned()];
+    let served = |name: &str| members.iter().find(|a| a.name_any() == name);
     assert_eq!(
-        names(to_write_back(&retention, Some(&evaluated))),
+        names(to_write_back(&retention, Some(&evaluated), served)),
         ["app.a", "app.b", "app.d"]
     );
     assert_eq!(
-        names(to_write_back(&retention, None)),
+        names(to_write_back(&retention, None, served)),
         ["app.a", "app.b", "app.c", "app.d"],
         "a space evaluated whole: every address"
     );

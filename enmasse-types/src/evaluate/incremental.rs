@@ -14,6 +14,7 @@ use super::{
 use crate::{
     broker_config::IndexedReport,
     resources::{
+        address::Address,
         address_space::{AddressSpace, AddressSpaceSpec},
         authentication_service::AuthenticationServiceSpec,
         infra_config::{BrokeredInfraConfigSpec, StandardInfraConfigSpec},
@@ -232,13 +233,15 @@ impl Incremental {
     /// as [`Self::evaluate`] does.
     ///
     /// The caller vouches for `changes`: every address not named in it is the resource the last
-    /// evaluation was given, and so is its report. It gives `tenant.addresses` sorted by resource
-    /// name, one resource each, and the reports of the spaces in `changes.reported` with their
-    /// addresses sorted by address (as [`crate::broker_config::BrokerReport::apply`] leaves them).
-    pub fn evaluate_changes(
+    /// evaluation was given, and so is its report. It gives `tenant.addresses` one resource to a
+    /// name, `find` to look one up by name among them, and the reports of the spaces in
+    /// `changes.reported` with their addresses sorted by address (as
+    /// [`crate::broker_config::BrokerReport::apply`] leaves them).
+    pub fn evaluate_changes<'t>(
         &mut self,
-        tenant: &Tenant<'_>,
-        infra: &Infra<'_>,
+        tenant: &Tenant<'t>,
+        find: &dyn Fn(&str) -> Option<&'t Address>,
+        infra: &Infra<'t>,
         reports: &Reports,
         now: &Time,
         changes: &Changes,
@@ -247,11 +250,6 @@ impl Incremental {
         if !self.follows(tenant, &spaces, infra, changes) {
             return self.evaluate(tenant, infra, reports, now);
         }
-        debug_assert!(
-            tenant
-                .addresses
-                .is_sorted_by(|a, b| name_of(&a.metadata) < name_of(&b.metadata))
-        );
         let out = &mut self.evaluation;
         for name in self.outside.1.drain(..) {
             out.users.remove(&name);
@@ -264,12 +262,6 @@ impl Incremental {
                 changed.entry(space).or_default().push(name);
             }
         }
-        let find = |name: &str| {
-            let at = tenant
-                .addresses
-                .binary_search_by(|a| name_of(&a.metadata).cmp(name));
-            at.ok().map(|i| &tenant.addresses[i])
-        };
         self.evaluated = 0;
         self.looked_at = 0;
         for space in sorted(tenant.spaces) {
@@ -300,7 +292,7 @@ impl Incremental {
             let told = Told {
                 names: &names,
                 reported: &reported,
-                find: &find,
+                find,
                 ordered: &ordered,
             };
             let report = reports.get(name).map(IndexedReport::sorted);

@@ -496,9 +496,11 @@ pub(super) fn again<'a>(
     // Nothing reaches further: conclude the changed ones, and remember them.
     // What the broker was to serve is sorted by address, one resource each: a changed or removed
     // resource is found by the address it was last evaluated with, not by a walk over all.
+    // One served again under its address takes its old place; the others leave at the end.
     let mut served = previous;
     let mut digest = memo.digest;
     let mut served_changes = ServedChanges::default();
+    let mut vacated: HashSet<String> = HashSet::new();
     let gone = changed
         .iter()
         .map(|c| name_of(&c.address.metadata))
@@ -512,7 +514,8 @@ pub(super) fn again<'a>(
             && served[i].resource == name
         {
             digest.remove(&served[i]);
-            served_changes.removed.push(served.remove(i).address);
+            served_changes.removed.push(served[i].address.clone());
+            vacated.insert(served[i].address.clone());
         }
     }
     let mut traces = Vec::with_capacity(changed.len());
@@ -526,14 +529,15 @@ pub(super) fn again<'a>(
                     trace.admission = Some((checked[i].request.clone(), verdict.clone()));
                     let concluded = address::conclude(&checked[i], Ok(settings), verdict, report, now, out);
                     if let Some(b) = concluded {
-                        // Another resource of the address is still served: left to a whole
-                        // evaluation (the checks above leave none).
-                        let Err(at) = served.binary_search_by(|s| s.address.cmp(&b.address)) else {
-                            return None;
-                        };
                         digest.add(&b);
                         served_changes.upserted.push(b.address.clone());
-                        served.insert(at, b);
+                        match served.binary_search_by(|s| s.address.cmp(&b.address)) {
+                            Ok(i) if vacated.remove(&b.address) => served[i] = b,
+                            // Another resource of the address is still served: left to a whole
+                            // evaluation (the checks above leave none).
+                            Ok(_) => return None,
+                            Err(at) => served.insert(at, b),
+                        }
                     }
                 }
                 Some(Err((phase, message))) => address::refuse(out, c.address, phase, message, now),
@@ -541,6 +545,11 @@ pub(super) fn again<'a>(
             }
         }
         traces.push(trace);
+    }
+    for address in vacated {
+        if let Ok(i) = served.binary_search_by(|s| s.address.cmp(&address)) {
+            served.remove(i);
+        }
     }
     for name in &removed {
         out.remove(name);

@@ -62,7 +62,7 @@ fn snapshot(world: &World) -> World {
     }
 }
 
-/// The addresses of `world` sorted by name, as the operator keeps its members.
+/// The addresses of `world`, sorted by name (twins side by side).
 fn by_name(world: &World) -> Vec<Address> {
     let mut addresses = world.catalog.addresses.clone();
     addresses.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -75,14 +75,22 @@ fn told<'a>(
     changes: &Changes,
     incremental: &'a mut Incremental,
 ) -> &'a Evaluation {
+    // In no order by name, as the operator keeps its members: found by name.
+    let addresses: Vec<Address> = addresses.iter().rev().cloned().collect();
     let tenant = Tenant {
         namespace: "team1",
         spaces: &world.catalog.spaces,
-        addresses,
+        addresses: &addresses,
         users: &world.catalog.users,
+    };
+    let find = |name: &str| {
+        addresses
+            .iter()
+            .find(|a| a.metadata.name.as_deref() == Some(name))
     };
     incremental.evaluate_changes(
         &tenant,
+        &find,
         &world.catalog.infra(),
         &world.reports,
         &at(world.now),
