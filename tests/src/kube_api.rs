@@ -265,7 +265,7 @@ impl State {
             Method::GET => match self.objects.get(&path) {
                 Some(object) => (200, object.clone()),
                 None if Collection::parse(&path).name.is_none() => {
-                    (200, self.list(Collection::selecting(&path, query)))
+                    (200, self.list(&path, Collection::selecting(&path, query)))
                 }
                 None => (404, failure(404, "not found")),
             },
@@ -347,10 +347,19 @@ impl State {
         (200, self.objects[&path].clone())
     }
 
-    fn list(&self, collection: Collection) -> Value {
-        let items: Vec<Value> = self
-            .objects
-            .iter()
+    fn list(&self, path: &str, collection: Collection) -> Value {
+        // The items of a namespaced collection are the paths under its own, as etcd keeps them: a
+        // list of services does not walk every Address.
+        let under = format!("{}/", path.trim_end_matches('/'));
+        let objects: Box<dyn Iterator<Item = (&String, &Value)>> = match collection.namespace {
+            Some(_) => Box::new(
+                self.objects
+                    .range(under.clone()..)
+                    .take_while(|(item, _)| item.starts_with(&under)),
+            ),
+            None => Box::new(self.objects.iter()),
+        };
+        let items: Vec<Value> = objects
             .filter(|(item, object)| collection.holds(item, object))
             .map(|(_, object)| object.clone())
             .collect();
