@@ -300,9 +300,15 @@ async fn pass(
     // What changed since the last evaluation, when both the watches and the broker can say: the
     // evaluation then looks at those addresses alone.
     let pending = changed.replace(BTreeSet::new());
-    let told = pending.zip(reported).map(|(addresses, reported)| Changes {
-        addresses,
-        reported: BTreeMap::from([(name.clone(), reported)]),
+    let told = pending.zip(reported).map(|(mut addresses, reported)| {
+        // Whether the delete policy serves these depends on what the broker reports as much as
+        // on them (a retained address drained, or holding messages again): few, and told every
+        // time.
+        addresses.extend(notable.iter().cloned());
+        Changes {
+            addresses,
+            reported: BTreeMap::from([(name.clone(), reported)]),
+        }
     });
     match &told {
         Some(changes) => {

@@ -66,6 +66,8 @@ pub(crate) struct FakeBroker {
     pub(crate) patches: AtomicUsize,
     /// Refuses every patch as of another config, as a broker changed meanwhile would.
     pub(crate) refuse_patches: AtomicBool,
+    /// Fails every push and patch while set (it still reports).
+    pub(crate) fail_pushes: AtomicBool,
     /// What it reported, for answering what changed since.
     reports: Mutex<Option<ReportLog>>,
     /// Each report asked for: how many addresses were answered, and whether it was whole.
@@ -80,6 +82,24 @@ impl FakeBroker {
             port: broker.port,
             source: std::io::ErrorKind::ConnectionRefused.into(),
         }
+    }
+
+    /// The answer to a push or patch while [`Self::fail_pushes`] is set.
+    fn failing(&self, broker: &BrokerEndpoint) -> Option<BrokerError> {
+        self.fail_pushes
+            .load(Ordering::Relaxed)
+            .then(|| BrokerError::Refused {
+                pod: broker.pod.clone(),
+                path: "/config",
+                status: 500,
+                answer: "the config could not be saved".into(),
+            })
+    }
+
+    /// Loses the config, as a broker restarted without its data volume does.
+    pub(crate) fn lose_config(&self) {
+        *self.config.lock().unwrap() = None;
+        *self.unreported.lock().unwrap() = None;
     }
 
     /// Counts the time since `started` as spent answering.
@@ -118,6 +138,9 @@ impl Brokers for FakeBroker {
                 64,
                 "the management token goes with every push"
             );
+            if let Some(err) = self.failing(broker) {
+                return Err(err);
+            }
             let started = Instant::now();
             self.pushes.fetch_add(1, Ordering::Relaxed);
             let digest = AddressesDigest::of(&config.addresses);
@@ -137,6 +160,9 @@ impl Brokers for FakeBroker {
         Box::pin(async move {
             if self.down.load(Ordering::Relaxed) {
                 return Err(self.unreachable(broker));
+            }
+            if let Some(err) = self.failing(broker) {
+                return Err(err);
             }
             let started = Instant::now();
             let mut config = self.config.lock().unwrap();

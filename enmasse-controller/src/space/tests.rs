@@ -556,7 +556,7 @@ async fn a_missing_export_grant_keeps_the_space_from_active_and_names_the_role_t
 async fn a_broker_that_restarted_without_its_config_is_pushed_again_and_the_space_recovers() {
     let s = scenario(DeletePolicy::Delete);
     s.bring_up().await;
-    *s.broker.config.lock().unwrap() = None;
+    s.broker.lose_config();
     s.reconcile().await.unwrap();
     assert_eq!(s.broker.pushes.load(Ordering::Relaxed), 2, "re-pushed");
     let status = s.status(SPACE);
@@ -740,6 +740,34 @@ async fn under_retain_a_broker_that_does_not_answer_keeps_the_deleted_address() 
         "a restarting broker may still hold the messages"
     );
     assert_eq!(s.status(&orders)["phase"], "Terminating");
+}
+
+#[tokio::test]
+async fn under_retain_an_address_holding_messages_again_before_its_release_is_seen_is_kept() {
+    let s = scenario(DeletePolicy::Retain);
+    s.bring_up().await;
+    let orders = format!("{ADDRESSES}/app.orders");
+    s.broker.depths.lock().unwrap().insert("orders".into(), 3);
+    s.reconcile().await.unwrap();
+    s.api.edit(&orders, |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z")
+    });
+    s.reconcile().await.unwrap();
+    assert!(s.broker.served().contains(&"orders".to_owned()), "retained");
+    // Drained: the finalizer is let go, and the config without the address cannot be pushed.
+    s.broker.fail_pushes.store(true, Ordering::Relaxed);
+    s.broker.depths.lock().unwrap().insert("orders".into(), 0);
+    s.reconcile().await.unwrap();
+    // Messages again, before the watch brings the release: the address is kept, as a pass that
+    // evaluated everything would keep it, though no member changed.
+    s.broker.fail_pushes.store(false, Ordering::Relaxed);
+    s.broker.depths.lock().unwrap().insert("orders".into(), 2);
+    s.pass().await.unwrap();
+    assert!(
+        s.broker.served().contains(&"orders".to_owned()),
+        "{:?}",
+        s.broker.served()
+    );
 }
 
 #[tokio::test]

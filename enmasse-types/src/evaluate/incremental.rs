@@ -314,6 +314,9 @@ impl Incremental {
                     addresses: addresses_of(tenant, name, &spaces),
                     users,
                 };
+                // Whole, as `evaluate` does it: members gone without a word take their verdicts.
+                let names = members.addresses.iter().map(|a| name_of(&a.metadata));
+                track(&mut memo.members.0, names, &mut out.addresses);
                 space::evaluate_space(
                     tenant.namespace,
                     space,
