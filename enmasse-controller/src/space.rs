@@ -19,7 +19,7 @@ use std::{
 use enmasse_types::{
     broker_config::BrokerReport,
     error::one_line,
-    evaluate::{Changes, Tenant},
+    evaluate::Tenant,
     exports::{Endpoint, exports},
     resources::{
         address::Address,
@@ -299,17 +299,7 @@ async fn pass(
     let before = keyed.clone();
     // What changed since the last evaluation, when both the watches and the broker can say: the
     // evaluation then looks at those addresses alone.
-    let pending = changed.replace(BTreeSet::new());
-    let told = pending.zip(reported).map(|(mut addresses, reported)| {
-        // Whether the delete policy serves these depends on what the broker reports as much as
-        // on them (a retained address drained, or holding messages again): few, and told every
-        // time.
-        addresses.extend(notable.iter().cloned());
-        Changes {
-            addresses,
-            reported: BTreeMap::from([(name.clone(), reported)]),
-        }
-    });
+    let told = memory::changes(&name, changed.replace(BTreeSet::new()), reported, notable);
     match &told {
         Some(changes) => {
             evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, changes)
@@ -343,11 +333,13 @@ async fn pass(
     if let (Some(revision), Some(report)) = (again, reports.get_mut(&name)) {
         report.revision = revision;
         // Nothing but the revision changed since the evaluation just made.
-        let nothing = Changes {
-            addresses: BTreeSet::new(),
-            reported: BTreeMap::from([(name.clone(), BTreeSet::new())]),
+        let nothing = memory::changes(&name, Some(BTreeSet::new()), Some(BTreeSet::new()), notable);
+        match &nothing {
+            Some(nothing) => {
+                evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, nothing)
+            }
+            None => evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now),
         };
-        evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, &nothing);
         look_at(evaluator.evaluated_again(&name));
         evaluations += 1;
         current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
@@ -359,6 +351,7 @@ async fn pass(
         namespace,
         name,
         evaluated = evaluator.evaluated(),
+        looked_at = evaluator.looked_at(),
         placed = evaluator.placed(&name),
         "evaluated"
     );

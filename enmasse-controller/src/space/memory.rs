@@ -11,7 +11,7 @@ use std::{
 use enmasse_types::{
     broker_config::{BrokerConfig, BrokerReport, BrokerUser, Credential, PasswordKeys},
     config_patch::ConfigPatch,
-    evaluate::{Evaluation, Incremental, ServedChanges, SpaceVerdict, waits_for_drain},
+    evaluate::{Changes, Evaluation, Incremental, ServedChanges, SpaceVerdict, waits_for_drain},
     resources::messaging_user::MessagingUser,
 };
 
@@ -106,6 +106,24 @@ pub(super) fn note_changed(changed: &mut Option<BTreeSet<String>>, refreshed: Op
         (Some(changed), Some(names)) => changed.extend(names.iter().cloned()),
         _ => *changed = None,
     }
+}
+
+/// What changed since the last evaluation of space `space`, when both the members' journal
+/// (`pending`) and the broker's answer (`reported`) can say. The addresses the delete policy holds
+/// (`notable`) are told every time: whether they are served depends on what the broker reports as
+/// much as on them (a retained address drained, or holding messages again), and they are few.
+pub(super) fn changes(
+    space: &str,
+    pending: Option<BTreeSet<String>>,
+    reported: Option<BTreeSet<String>>,
+    notable: &BTreeSet<String>,
+) -> Option<Changes> {
+    let (mut addresses, reported) = pending.zip(reported)?;
+    addresses.extend(notable.iter().cloned());
+    Some(Changes {
+        addresses,
+        reported: [(space.to_owned(), reported)].into(),
+    })
 }
 
 /// Brings `draining`, the names of the addresses of `evaluation` that wait for their broker to
