@@ -392,11 +392,7 @@ fn told<'a>(told: &Told<'a, '_>, report: Option<&IndexedReport<'_>>, memo: &Addr
     }
     // How many resources take an address now: those the memo has, less those changed or gone, and
     // the changed that take it now.
-    let leaving: HashSet<&str> = changed
-        .iter()
-        .map(|c| name_of(&c.address.metadata))
-        .chain(removed.iter().map(String::as_str))
-        .collect();
+    let leaving = leaving(&changed, &removed);
     let taken = |a: &str| {
         let kept = memo.owners.get(a).map_or(0, |names| {
             names.iter().filter(|n| !leaving.contains(n.as_str())).count()
@@ -409,6 +405,15 @@ fn told<'a>(told: &Told<'a, '_>, report: Option<&IndexedReport<'_>>, memo: &Addr
     // In evaluation order, as a scan finds them.
     changed.sort_by(|a, b| address::order_key(a.address).cmp(&address::order_key(b.address)));
     Some((changed, removed, looked_at))
+}
+
+/// The resource names of the changed and removed addresses: what they were is no longer so.
+fn leaving<'n>(changed: &[Changed<'n>], removed: &'n [String]) -> HashSet<&'n str> {
+    changed
+        .iter()
+        .map(|c| name_of(&c.address.metadata))
+        .chain(removed.iter().map(String::as_str))
+        .collect()
 }
 
 /// Whether every changed and removed address is [`alone`].
@@ -453,11 +458,7 @@ pub(super) fn again<'a>(
         Candidates::All(addresses) => scan(addresses, report, memo)?,
         Candidates::Told(t) => told(t, report, memo)?,
     };
-    let leaving: HashSet<&str> = changed
-        .iter()
-        .map(|c| name_of(&c.address.metadata))
-        .chain(removed.iter().map(String::as_str))
-        .collect();
+    let leaving = leaving(&changed, &removed);
     let unchanged = |name: &str| !leaving.contains(name);
 
     // Their own rules, then references and settings, as a whole evaluation would see them.
