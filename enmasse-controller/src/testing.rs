@@ -84,16 +84,21 @@ impl FakeBroker {
         }
     }
 
-    /// The answer to a push or patch while [`Self::fail_pushes`] is set.
-    fn failing(&self, broker: &BrokerEndpoint) -> Option<BrokerError> {
-        self.fail_pushes
-            .load(Ordering::Relaxed)
-            .then(|| BrokerError::Refused {
+    /// Whether a push or patch can be taken: not while down, nor while [`Self::fail_pushes`] is
+    /// set.
+    fn writable(&self, broker: &BrokerEndpoint) -> Result<(), BrokerError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(self.unreachable(broker));
+        }
+        if self.fail_pushes.load(Ordering::Relaxed) {
+            return Err(BrokerError::Refused {
                 pod: broker.pod.clone(),
                 path: "/config",
                 status: 500,
                 answer: "the config could not be saved".into(),
-            })
+            });
+        }
+        Ok(())
     }
 
     /// Loses the config, as a broker restarted without its data volume does.
@@ -123,6 +128,14 @@ impl FakeBroker {
     }
 }
 
+/// Where `address` is among the addresses of `config`, which the operator gives sorted by address.
+fn position(config: &BrokerConfig, address: &str) -> Option<usize> {
+    config
+        .addresses
+        .binary_search_by(|a| a.address.as_str().cmp(address))
+        .ok()
+}
+
 impl Brokers for FakeBroker {
     fn push<'a>(
         &'a self,
@@ -130,17 +143,12 @@ impl Brokers for FakeBroker {
         config: &'a BrokerConfig,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            if self.down.load(Ordering::Relaxed) {
-                return Err(self.unreachable(broker));
-            }
+            self.writable(broker)?;
             assert_eq!(
                 broker.token.len(),
                 64,
                 "the management token goes with every push"
             );
-            if let Some(err) = self.failing(broker) {
-                return Err(err);
-            }
             let started = Instant::now();
             self.pushes.fetch_add(1, Ordering::Relaxed);
             let digest = AddressesDigest::of(&config.addresses);
@@ -158,12 +166,7 @@ impl Brokers for FakeBroker {
         patch: &'a ConfigPatch,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            if self.down.load(Ordering::Relaxed) {
-                return Err(self.unreachable(broker));
-            }
-            if let Some(err) = self.failing(broker) {
-                return Err(err);
-            }
+            self.writable(broker)?;
             let started = Instant::now();
             let mut config = self.config.lock().unwrap();
             let mut revision = self.revision.lock().unwrap();
@@ -178,24 +181,18 @@ impl Brokers for FakeBroker {
             };
             // The digest follows each address taken out and put in.
             let (_, digest) = &mut *revision;
-            let find = |served: &BrokerConfig, address: &str| {
-                served
-                    .addresses
-                    .binary_search_by(|a| a.address.as_str().cmp(address))
-                    .ok()
-            };
             let touched = patch
                 .removed
                 .iter()
                 .chain(patch.addresses.iter().map(|a| &a.address));
             for address in touched.clone() {
-                if let Some(i) = find(served, address) {
+                if let Some(i) = position(served, address) {
                     digest.remove(&served.addresses[i]);
                 }
             }
             served.apply(patch.clone());
             for address in patch.addresses.iter().map(|a| &a.address) {
-                if let Some(i) = find(served, address) {
+                if let Some(i) = position(served, address) {
                     digest.add(&served.addresses[i]);
                 }
             }
@@ -241,14 +238,9 @@ impl Brokers for FakeBroker {
                         .chain(depths_reported.keys().filter(|a| !depths.contains_key(*a)))
                         .cloned();
                     unreported.extend(moved.collect::<Vec<_>>());
-                    let (served, removed): (Vec<String>, Vec<String>) =
-                        std::mem::take(unreported).into_iter().partition(|address| {
-                            config.iter().any(|c| {
-                                c.addresses
-                                    .binary_search_by(|a| a.address.as_str().cmp(address))
-                                    .is_ok()
-                            })
-                        });
+                    let (served, removed): (Vec<String>, Vec<String>) = std::mem::take(unreported)
+                        .into_iter()
+                        .partition(|address| config.iter().any(|c| position(c, address).is_some()));
                     let changed = served.iter().map(|a| report(a)).collect();
                     log.changes_told(revision, vec![], changed, removed, since)
                         .unwrap()
