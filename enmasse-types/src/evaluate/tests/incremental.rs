@@ -1,6 +1,8 @@
 //! The incremental evaluator gives the whole evaluation's verdict, over random edits, and evaluates
 //! again only what changed when that is all a change reaches.
 
+use std::cell::Cell;
+
 use proptest::{
     prelude::*,
     test_runner::{Config, TestRunner},
@@ -21,6 +23,7 @@ spec:
 ";
 
 /// A namespace as the API server holds it, edited step by step.
+#[derive(Clone)]
 struct World {
     catalog: Catalog,
     reports: Reports,
@@ -269,59 +272,62 @@ fn resource(
 
 #[test]
 fn the_incremental_verdict_is_the_whole_verdict_over_random_edits() {
+    over_random_edits(|edits, partial| {
+        let mut world = World::new();
+        let mut incremental = Incremental::new();
+        let mut last = world.whole();
+        let mut before: Option<Evaluation> = None;
+        for edit in edits {
+            apply(&mut world, edit, &last);
+            let whole = world.whole();
+            let again = world.again(&mut incremental).clone();
+            prop_assert_eq!(&again, &whole, "after {:?}", edit);
+            // What it says it changed of the config, applied to the config before, is the config.
+            let config = |e: &Evaluation| e.spaces.get("app").and_then(|v| v.config.clone());
+            if let (Some(changes), Some(mut patched), Some(now)) = (
+                incremental.served_changes("app"),
+                before.as_ref().and_then(config),
+                config(&again),
+            ) {
+                patched.apply(patch(&now, changes));
+                prop_assert_eq!(&patched, &now, "changes {:?} after {:?}", changes, edit);
+            }
+            before = Some(again.clone());
+            // What a caller writing statuses back skips came out as it went in.
+            if let Some(evaluated) = incremental.evaluated_again("app") {
+                for address in &world.catalog.addresses {
+                    let name = address.metadata.name.as_deref().unwrap_or_default();
+                    if name.starts_with("app.") && !evaluated.iter().any(|n| n == name) {
+                        prop_assert_eq!(
+                            again.addresses.get(name),
+                            address.status.as_ref(),
+                            "{} was not evaluated again, after {:?}",
+                            name,
+                            edit
+                        );
+                    }
+                }
+            }
+            if incremental.evaluated() < world.catalog.addresses.len() {
+                partial.set(partial.get() + 1);
+            }
+            last = whole;
+        }
+        Ok(())
+    });
+}
+
+/// Runs `check` over random sequences of edits; it counts in `partial` the evaluations that were
+/// not whole. The property is about those: enough of them must have happened.
+fn over_random_edits(check: impl Fn(&[Edit], &Cell<usize>) -> Result<(), TestCaseError>) {
     let mut runner = TestRunner::new(Config {
         cases: 256,
         failure_persistence: None,
         ..Config::default()
     });
-    let partial = std::cell::Cell::new(0usize);
+    let partial = Cell::new(0usize);
     let strategy = proptest::collection::vec(edit(), 1..40);
-    runner
-        .run(&strategy, |edits| {
-            let mut world = World::new();
-            let mut incremental = Incremental::new();
-            let mut last = world.whole();
-            let mut before: Option<Evaluation> = None;
-            for edit in &edits {
-                apply(&mut world, edit, &last);
-                let whole = world.whole();
-                let again = world.again(&mut incremental).clone();
-                prop_assert_eq!(&again, &whole, "after {:?}", edit);
-                // What it says it changed of the config, applied to the config before, is the config.
-                let config = |e: &Evaluation| e.spaces.get("app").and_then(|v| v.config.clone());
-                if let (Some(changes), Some(mut patched), Some(now)) = (
-                    incremental.served_changes("app"),
-                    before.as_ref().and_then(config),
-                    config(&again),
-                ) {
-                    patched.apply(patch(&now, changes));
-                    prop_assert_eq!(&patched, &now, "changes {:?} after {:?}", changes, edit);
-                }
-                before = Some(again.clone());
-                // What a caller writing statuses back skips came out as it went in.
-                if let Some(evaluated) = incremental.evaluated_again("app") {
-                    for address in &world.catalog.addresses {
-                        let name = address.metadata.name.as_deref().unwrap_or_default();
-                        if name.starts_with("app.") && !evaluated.iter().any(|n| n == name) {
-                            prop_assert_eq!(
-                                again.addresses.get(name),
-                                address.status.as_ref(),
-                                "{} was not evaluated again, after {:?}",
-                                name,
-                                edit
-                            );
-                        }
-                    }
-                }
-                if incremental.evaluated() < world.catalog.addresses.len() {
-                    partial.set(partial.get() + 1);
-                }
-                last = whole;
-            }
-            Ok(())
-        })
-        .unwrap();
-    // The property is about the partial evaluations: they must have happened.
+    runner.run(&strategy, |edits| check(&edits, &partial)).unwrap();
     let partial = partial.get();
     eprintln!("{partial} partial evaluations");
     assert!(partial > 100, "only {partial} evaluations were partial");

@@ -3,8 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proptest::test_runner::{Config, TestRunner};
-
 use super::*;
 use crate::evaluate::Changes;
 
@@ -53,15 +51,6 @@ fn changes(before: &World, now: &World, touched: &BTreeSet<String>) -> Changes {
     Changes { addresses, reported }
 }
 
-/// A copy of what the evaluator is given, to compare the next edit with.
-fn snapshot(world: &World) -> World {
-    World {
-        catalog: world.catalog.clone(),
-        reports: world.reports.clone(),
-        now: world.now,
-    }
-}
-
 /// The addresses of `world`, sorted by name (twins side by side).
 fn by_name(world: &World) -> Vec<Address> {
     let mut addresses = world.catalog.addresses.clone();
@@ -100,52 +89,40 @@ fn told<'a>(
 
 #[test]
 fn the_verdict_from_what_changed_is_the_whole_verdict_over_random_edits() {
-    let mut runner = TestRunner::new(Config {
-        cases: 256,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let partial = std::cell::Cell::new(0usize);
-    let strategy = proptest::collection::vec(edit(), 1..40);
-    runner
-        .run(&strategy, |edits| {
-            let mut world = World::new();
-            let mut incremental = Incremental::new();
-            let mut last = world.whole();
-            let mut given = snapshot(&world);
-            let mut touched = BTreeSet::new();
-            for edit in &edits {
-                apply(&mut world, edit, &last);
-                if let Edit::Put(r, ..) | Edit::Delete(r) = *edit {
-                    touched.insert(format!("app.r{r}"));
-                }
-                let whole = world.whole();
-                let addresses = by_name(&world);
-                let twins = addresses
-                    .windows(2)
-                    .any(|w| w[0].metadata.name == w[1].metadata.name);
-                // Two resources of one name (a manifests directory) cannot be told by name.
-                let again = if twins {
-                    world.again(&mut incremental).clone()
-                } else {
-                    let changes = changes(&given, &world, &touched);
-                    let again = told(&world, &addresses, &changes, &mut incremental).clone();
-                    if incremental.evaluated() < addresses.len() {
-                        partial.set(partial.get() + 1);
-                    }
-                    again
-                };
-                prop_assert_eq!(&again, &whole, "after {:?}", edit);
-                given = snapshot(&world);
-                touched.clear();
-                last = whole;
+    over_random_edits(|edits, partial| {
+        let mut world = World::new();
+        let mut incremental = Incremental::new();
+        let mut last = world.whole();
+        let mut given = world.clone();
+        let mut touched = BTreeSet::new();
+        for edit in edits {
+            apply(&mut world, edit, &last);
+            if let Edit::Put(r, ..) | Edit::Delete(r) = *edit {
+                touched.insert(format!("app.r{r}"));
             }
-            Ok(())
-        })
-        .unwrap();
-    let partial = partial.get();
-    eprintln!("{partial} partial evaluations");
-    assert!(partial > 100, "only {partial} evaluations were partial");
+            let whole = world.whole();
+            let addresses = by_name(&world);
+            let twins = addresses
+                .windows(2)
+                .any(|w| w[0].metadata.name == w[1].metadata.name);
+            // Two resources of one name (a manifests directory) cannot be told by name.
+            let again = if twins {
+                world.again(&mut incremental).clone()
+            } else {
+                let changes = changes(&given, &world, &touched);
+                let again = told(&world, &addresses, &changes, &mut incremental).clone();
+                if incremental.evaluated() < addresses.len() {
+                    partial.set(partial.get() + 1);
+                }
+                again
+            };
+            prop_assert_eq!(&again, &whole, "after {:?}", edit);
+            given = world.clone();
+            touched.clear();
+            last = whole;
+        }
+        Ok(())
+    });
 }
 
 #[test]
@@ -154,7 +131,7 @@ fn an_address_added_to_a_settled_space_told_is_the_only_one_looked_at() {
     world.catalog.addresses = queues(40);
     let mut incremental = Incremental::new();
     world.settle(&mut incremental, 3);
-    let given = snapshot(&world);
+    let given = world.clone();
     world.put(queue_named("q-new"));
     let changes = changes(&given, &world, &BTreeSet::new());
     assert_eq!(changes.addresses.len(), 1);
