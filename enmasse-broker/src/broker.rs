@@ -208,10 +208,10 @@ impl Broker {
         let mut config = config;
         for (name, _) in &applied.waiting {
             let served = self.table.get(name).map(|entry| entry.config());
-            if let (Some(served), Some(slot)) =
-                (served, config.addresses.iter_mut().find(|a| &a.address == name))
+            if let Some(served) = served
+                && config.addresses.contains(name)
             {
-                *slot = served;
+                config.addresses.insert(served);
             }
         }
         self.recovered.place(&self.table, self.store.as_ref());

@@ -16,7 +16,7 @@ pub(crate) fn address(name: &str, type_: AddressType, topic: Option<&str>) -> Br
 }
 
 /// The space `team1/app` serving `addresses`, everyone let in.
-pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
+pub(crate) fn config(addresses: impl IntoIterator<Item = BrokerAddress>) -> BrokerConfig {
     BrokerConfig {
         space: SpaceConfig::new(
             "team1",
@@ -28,7 +28,7 @@ pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
                 type_: AuthenticationServiceType::None,
             },
         ),
-        addresses,
+        addresses: addresses.into_iter().collect(),
         users: vec![],
     }
 }

@@ -129,6 +129,44 @@ async fn a_malformed_config_is_refused_with_the_reason_and_nothing_changes() {
     assert!(broker.config().is_none());
 }
 
+#[tokio::test]
+async fn a_config_that_lists_one_address_twice_is_refused_naming_it_and_nothing_changes() {
+    let (addr, broker, _shutdown) = management().await;
+    let once = serde_json::to_value(config(vec![address("orders", AddressType::Queue)])).unwrap();
+    let orders = once["addresses"][0].clone();
+    let orders_with = |plan: &str| {
+        let mut orders = orders.clone();
+        orders["plan"] = plan.into();
+        orders
+    };
+    let mut twice = once.clone();
+    twice["addresses"] = serde_json::json!([orders, orders]);
+    let (status, body) = http(addr, "PUT", "/config", &twice.to_string()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("the address \"orders\" is listed more than once"),
+        "{body}"
+    );
+    assert!(broker.config().is_none());
+
+    // A patch likewise.
+    http(addr, "PUT", "/config", &once.to_string()).await;
+    let revision = broker.revision();
+    let patch = serde_json::json!({
+        "base": revision,
+        "space": once["space"],
+        "users": [],
+        "addresses": [orders_with("large"), orders_with("small")],
+    });
+    let (status, body) = http(addr, "PATCH", "/config", &patch.to_string()).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("the address \"orders\" is listed more than once"),
+        "{body}"
+    );
+    assert_eq!(broker.revision(), revision, "nothing changed");
+}
+
 #[test]
 fn a_pushed_config_is_kept_for_the_next_start_and_a_broken_one_is_reported_by_path() {
     let dir = std::env::temp_dir().join(format!("enmasse-saved-config-{}", std::process::id()));
@@ -245,7 +283,7 @@ async fn a_patch_of_the_config_in_force_is_applied_and_a_patch_of_another_is_ref
         space: first.space.clone(),
         users: vec![],
         removed: vec!["orders".into()],
-        addresses: vec![address("invoices", AddressType::Queue)],
+        addresses: [address("invoices", AddressType::Queue)].into(),
     };
     let body = serde_json::to_string(&patch("")).unwrap();
     let (status, answer) = http(addr, "PATCH", "/config", &body).await;

@@ -128,14 +128,6 @@ impl FakeBroker {
     }
 }
 
-/// Where `address` is among the addresses of `config`, which the operator gives sorted by address.
-fn position(config: &BrokerConfig, address: &str) -> Option<usize> {
-    config
-        .addresses
-        .binary_search_by(|a| a.address.as_str().cmp(address))
-        .ok()
-}
-
 impl Brokers for FakeBroker {
     fn push<'a>(
         &'a self,
@@ -186,14 +178,14 @@ impl Brokers for FakeBroker {
                 .iter()
                 .chain(patch.addresses.iter().map(|a| &a.address));
             for address in touched.clone() {
-                if let Some(i) = position(served, address) {
-                    digest.remove(&served.addresses[i]);
+                if let Some(was) = served.address(address) {
+                    digest.remove(was);
                 }
             }
             served.apply(patch.clone());
             for address in patch.addresses.iter().map(|a| &a.address) {
-                if let Some(i) = position(served, address) {
-                    digest.add(&served.addresses[i]);
+                if let Some(now) = served.address(address) {
+                    digest.add(now);
                 }
             }
             revision.0 = served.revision_with(revision.1);
@@ -240,7 +232,7 @@ impl Brokers for FakeBroker {
                     unreported.extend(moved.collect::<Vec<_>>());
                     let (served, removed): (Vec<String>, Vec<String>) = std::mem::take(unreported)
                         .into_iter()
-                        .partition(|address| config.iter().any(|c| position(c, address).is_some()));
+                        .partition(|address| config.iter().any(|c| c.addresses.contains(address)));
                     let changed = served.iter().map(|a| report(a)).collect();
                     log.changes_told(revision, vec![], changed, removed, since)
                         .unwrap()

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::by_address::{Addressed, ByAddress};
 use crate::resources::{
     address::{AddressType, MessageRedelivery, MessageTtl},
     address_space::AddressSpaceType,
@@ -29,8 +30,8 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 8 * 1024 * 1024;
 pub struct BrokerConfig {
     /// The address space the broker serves.
     pub space: SpaceConfig,
-    /// The addresses, sorted by address.
-    pub addresses: Vec<BrokerAddress>,
+    /// The addresses (a list sorted by address on the wire).
+    pub addresses: ByAddress<BrokerAddress>,
     /// The users, sorted by username.
     pub users: Vec<BrokerUser>,
 }
@@ -43,7 +44,7 @@ pub struct AddressesDigest(u64);
 
 impl AddressesDigest {
     /// The digest of `addresses`.
-    pub fn of(addresses: &[BrokerAddress]) -> Self {
+    pub fn of<'a>(addresses: impl IntoIterator<Item = &'a BrokerAddress>) -> Self {
         let mut digest = Self::default();
         for address in addresses {
             digest.add(address);
@@ -63,24 +64,6 @@ impl AddressesDigest {
 }
 
 /// The FNV-1a hash of one address's canonical JSON.
-/// Takes the items keyed `removed` out of `items`, sorted by `key`, then puts each of `upserted` in
-/// its place, replacing the one of the same key: each change is a binary search, not a walk over
-/// thousands, and `items` stays sorted.
-pub(crate) fn merge_by_key<T>(items: &mut Vec<T>, removed: &[String], upserted: Vec<T>, key: fn(&T) -> &str) {
-    debug_assert!(items.is_sorted_by(|a, b| key(a) <= key(b)));
-    for gone in removed {
-        if let Ok(i) = items.binary_search_by(|item| key(item).cmp(gone)) {
-            items.remove(i);
-        }
-    }
-    for item in upserted {
-        match items.binary_search_by(|other| key(other).cmp(key(&item))) {
-            Ok(i) => items[i] = item,
-            Err(i) => items.insert(i, item),
-        }
-    }
-}
-
 fn address_hash(address: &BrokerAddress) -> u64 {
     let mut hash = Fnv1a::new();
     let _ = serde_json::to_writer(&mut hash, address);
@@ -133,7 +116,7 @@ impl BrokerConfig {
 
     /// The address with this `spec.address`.
     pub fn address(&self, address: &str) -> Option<&BrokerAddress> {
-        self.addresses.iter().find(|a| a.address == address)
+        self.addresses.get(address)
     }
 }
 
@@ -231,6 +214,12 @@ pub struct BrokerAddress {
     /// The dead-letter address for expired messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry: Option<String>,
+}
+
+impl Addressed for BrokerAddress {
+    fn address(&self) -> &str {
+        &self.address
+    }
 }
 
 impl BrokerAddress {
@@ -342,8 +331,8 @@ impl std::fmt::Debug for PasswordKeys {
 pub struct BrokerReport {
     /// The revision of the config the broker has applied.
     pub revision: String,
-    /// The addresses it serves, by address.
-    pub addresses: Vec<AddressReport>,
+    /// The addresses it serves (a list sorted by address on the wire).
+    pub addresses: ByAddress<AddressReport>,
     /// What keeps the broker from serving the config fully (for example an authentication
     /// service it cannot run); empty when nothing does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -351,65 +340,9 @@ pub struct BrokerReport {
 }
 
 impl BrokerReport {
-    /// The report of the address with this `spec.address` (a scan: to look up many, use
-    /// [`IndexedReport`]).
-    pub fn address(&self, address: &str) -> Option<&AddressReport> {
-        self.addresses.iter().find(|a| a.address == address)
-    }
-}
-
-/// A broker's report with its addresses indexed by address, for looking up each of a space's
-/// addresses in one pass rather than one scan each.
-#[derive(Debug)]
-pub struct IndexedReport<'a> {
-    report: &'a BrokerReport,
-    /// `None` when the addresses are sorted by address: they are searched in place.
-    by_address: Option<std::collections::HashMap<&'a str, &'a AddressReport>>,
-}
-
-impl<'a> IndexedReport<'a> {
-    /// Indexes `report`.
-    pub fn new(report: &'a BrokerReport) -> Self {
-        let mut by_address = std::collections::HashMap::with_capacity(report.addresses.len());
-        for reported in &report.addresses {
-            // The first of a name wins, as a scan would find it.
-            by_address.entry(reported.address.as_str()).or_insert(reported);
-        }
-        Self {
-            report,
-            by_address: Some(by_address),
-        }
-    }
-
-    /// `report`, whose addresses its holder keeps sorted by address (as [`BrokerReport::apply`]
-    /// leaves them): looked up by binary search, with nothing built for it.
-    pub fn sorted(report: &'a BrokerReport) -> Self {
-        debug_assert!(report.addresses.is_sorted_by(|a, b| a.address <= b.address));
-        Self {
-            report,
-            by_address: None,
-        }
-    }
-
     /// The report of the address with this `spec.address`.
-    pub fn address(&self, address: &str) -> Option<&'a AddressReport> {
-        match &self.by_address {
-            Some(by_address) => by_address.get(address).copied(),
-            None => {
-                let addresses = &self.report.addresses;
-                // The first of a name, as a scan would find it.
-                let at = addresses.partition_point(|a| a.address.as_str() < address);
-                addresses.get(at).filter(|a| a.address == address)
-            }
-        }
-    }
-}
-
-impl std::ops::Deref for IndexedReport<'_> {
-    type Target = BrokerReport;
-
-    fn deref(&self) -> &BrokerReport {
-        self.report
+    pub fn address(&self, address: &str) -> Option<&AddressReport> {
+        self.addresses.get(address)
     }
 }
 
@@ -446,6 +379,12 @@ pub struct AddressReport {
     pub messages_dropped: u64,
 }
 
+impl Addressed for AddressReport {
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
 impl AddressReport {
     /// An address served and ready, holding `depth` messages, nothing expired or given up.
     pub fn serving(address: impl Into<String>, depth: u64) -> Self {
@@ -479,7 +418,7 @@ mod tests {
                     type_: AuthenticationServiceType::Standard,
                 },
             ),
-            addresses: vec![],
+            addresses: ByAddress::new(),
             users: vec![BrokerUser {
                 resource: "app.user".into(),
                 username: "system:serviceaccount:team1:default".into(),
@@ -507,14 +446,17 @@ mod tests {
         let queue =
             |name: &str| BrokerAddress::new(&format!("app.{name}"), name, AddressType::Queue, "small");
         let mut config = config();
-        config.addresses = vec![queue("a"), queue("b")];
+        config.addresses = ByAddress::from([queue("a"), queue("b")]);
         let mut digest = AddressesDigest::of(&config.addresses);
         assert_eq!(config.revision_with(digest), config.revision());
 
         let before = config.revision();
-        digest.remove(&config.addresses[0]);
-        config.addresses[0].plan = "large".into();
-        digest.add(&config.addresses[0]);
+        let larger = BrokerAddress {
+            plan: "large".into(),
+            ..queue("a")
+        };
+        digest.add(&larger);
+        digest.remove(&config.addresses.insert(larger).unwrap());
         assert_eq!(config.revision_with(digest), config.revision());
         assert_ne!(
             config.revision(),
@@ -522,8 +464,7 @@ mod tests {
             "one address changed is another revision"
         );
 
-        digest.remove(&config.addresses[1]);
-        config.addresses.pop();
+        digest.remove(&config.addresses.remove("b").unwrap());
         assert_eq!(config.revision_with(digest), config.revision());
     }
 

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker_config::{BrokerAddress, BrokerConfig, BrokerUser, SpaceConfig, merge_by_key};
+use crate::broker_config::{BrokerAddress, BrokerConfig, BrokerUser, ByAddress, SpaceConfig};
 
 /// A change to a broker's config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,22 +24,16 @@ pub struct ConfigPatch {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
     /// The addresses added or changed, whole (applied after `removed`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub addresses: Vec<BrokerAddress>,
+    #[serde(default, skip_serializing_if = "ByAddress::is_empty")]
+    pub addresses: ByAddress<BrokerAddress>,
 }
 
 impl BrokerConfig {
-    /// Applies `patch` (whose base the caller checked): its addresses come out sorted by address.
+    /// Applies `patch` (whose base the caller checked).
     pub fn apply(&mut self, patch: ConfigPatch) {
         self.space = patch.space;
         self.users = patch.users;
-        // A config pushed whole by another than the operator may come in any order.
-        if !self.addresses.is_sorted_by(|a, b| a.address <= b.address) {
-            self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
-        }
-        merge_by_key(&mut self.addresses, &patch.removed, patch.addresses, |a| {
-            &a.address
-        });
+        self.addresses.change(&patch.removed, patch.addresses);
     }
 }
 
@@ -58,7 +52,7 @@ mod tests {
         BrokerAddress::new(name, name, AddressType::Queue, plan)
     }
 
-    fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
+    fn config<const N: usize>(addresses: [BrokerAddress; N]) -> BrokerConfig {
         BrokerConfig {
             space: SpaceConfig::new(
                 "team1",
@@ -70,19 +64,19 @@ mod tests {
                     type_: AuthenticationServiceType::None,
                 },
             ),
-            addresses,
+            addresses: addresses.into(),
             users: vec![],
         }
     }
 
     #[test]
     fn a_patch_adds_changes_and_removes_addresses_and_gives_the_config_it_was_made_for() {
-        let mut before = config(vec![
+        let mut before = config([
             address("a", "small"),
             address("b", "small"),
             address("c", "small"),
         ]);
-        let after = config(vec![
+        let after = config([
             address("a", "large"),
             address("c", "small"),
             address("d", "small"),
@@ -92,7 +86,7 @@ mod tests {
             space: after.space.clone(),
             users: vec![],
             removed: vec!["b".into(), "a".into()],
-            addresses: vec![address("d", "small"), address("a", "large")],
+            addresses: ByAddress::from([address("d", "small"), address("a", "large")]),
         });
         assert_eq!(before, after);
         assert_eq!(before.revision(), after.revision());

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod base64;
 pub mod broker_config;
+pub mod by_address;
 pub mod catalog;
 pub mod config_patch;
 pub mod crd;

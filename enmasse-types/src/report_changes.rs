@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker_config::{AddressReport, BrokerReport, merge_by_key};
+use crate::broker_config::{AddressReport, BrokerReport, ByAddress};
 
 /// How many removed addresses the log remembers; a caller further behind is answered whole.
 pub const REMOVALS_KEPT: usize = 4096;
@@ -30,8 +30,8 @@ pub struct ReportChanges {
     pub whole: bool,
     /// The revision of the config the broker has applied.
     pub revision: String,
-    /// The addresses whose report changed, or that are new, by address (all of them when whole).
-    pub addresses: Vec<AddressReport>,
+    /// The addresses whose report changed, or that are new (all of them when whole).
+    pub addresses: ByAddress<AddressReport>,
     /// The addresses no longer served (applied before `addresses`: an address removed and added
     /// again is in both).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -43,19 +43,15 @@ pub struct ReportChanges {
 
 impl BrokerReport {
     /// Applies `changes` to this report, which holds what the broker reported up to the point
-    /// they were asked from, its addresses sorted by address as the last `apply` left them (or
-    /// none); they come out sorted by address.
+    /// they were asked from (or nothing).
     pub fn apply(&mut self, changes: ReportChanges) {
         self.revision = changes.revision;
         self.problems = changes.problems;
         if changes.whole || changes.since.is_empty() {
             self.addresses = changes.addresses;
-            self.addresses.sort_by(|a, b| a.address.cmp(&b.address));
             return;
         }
-        merge_by_key(&mut self.addresses, &changes.removed, changes.addresses, |a| {
-            &a.address
-        });
+        self.addresses.change(&changes.removed, changes.addresses);
     }
 }
 
@@ -156,7 +152,7 @@ impl ReportLog {
         // Answered whole when the caller's point is of another process, not given yet, or from
         // before removals forgotten since.
         let from = from.filter(|&generation| generation <= self.generation && generation >= self.forgotten);
-        let mut addresses: Vec<AddressReport> = match from {
+        let addresses: ByAddress<AddressReport> = match from {
             Some(from) => self
                 .by_change
                 .range((from + 1, String::new())..)
@@ -165,7 +161,6 @@ impl ReportLog {
                 .collect(),
             None => self.last.values().map(|seen| seen.report.clone()).collect(),
         };
-        addresses.sort_by(|a, b| a.address.cmp(&b.address));
         // Removals are kept oldest first: those since `from` are at the back.
         let mut removed: Vec<String> = match from {
             Some(from) => self
@@ -234,18 +229,12 @@ impl ReportLog {
     }
 
     /// Compares `addresses` with what was last reported, giving what changed a new generation.
-    fn take(&mut self, addresses: Vec<AddressReport>) {
+    fn take(&mut self, addresses: ByAddress<AddressReport>) {
         self.scans += 1;
         let (scan, generation) = (self.scans, self.generation + 1);
         let mut changed = false;
-        let mut seen = 0;
+        let seen = addresses.len();
         for report in addresses {
-            // An address listed twice is counted once.
-            seen += usize::from(
-                self.last
-                    .get(&report.address)
-                    .is_none_or(|last| last.scan != scan),
-            );
             changed |= self.note(report, generation, scan);
         }
         if seen < self.last.len() {

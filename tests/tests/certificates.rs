@@ -219,12 +219,13 @@ async fn a_broker_in_a_cluster_follows_its_mounted_certificate_and_keeps_the_las
                 type_: AuthenticationServiceType::None,
             },
         ),
-        addresses: vec![BrokerAddress::new(
+        addresses: [BrokerAddress::new(
             "secured.orders",
             "orders",
             AddressType::Queue,
             "plan",
-        )],
+        )]
+        .into(),
         users: vec![],
     };
     broker.apply(config, Arc::new(AcceptAll));

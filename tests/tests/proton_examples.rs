@@ -56,12 +56,13 @@ fn config() -> BrokerConfig {
                 type_: AuthenticationServiceType::None,
             },
         ),
-        addresses: vec![BrokerAddress::new(
+        addresses: [BrokerAddress::new(
             "examples.examples",
             "examples",
             AddressType::Queue,
             "plan",
-        )],
+        )]
+        .into(),
         users: vec![],
     }
 }

@@ -22,7 +22,7 @@ fn config(type_: AuthenticationServiceType) -> BrokerConfig {
                 type_,
             },
         ),
-        addresses: vec![],
+        addresses: Default::default(),
         users: vec![
             BrokerUser {
                 resource: "app.developer".into(),
@@ -33,7 +33,7 @@ fn config(type_: AuthenticationServiceType) -> BrokerConfig {
                 },
                 authorization: vec![AuthorizationRule {
                     operations: vec![Operation::Send, Operation::Recv],
-                    addresses: vec!["orders".into()],
+                    addresses: ["orders".into()].into(),
                 }],
             },
             BrokerUser {

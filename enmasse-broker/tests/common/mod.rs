@@ -55,7 +55,7 @@ pub(crate) fn address(name: &str, type_: AddressType) -> BrokerAddress {
     BrokerAddress::new(&format!("app.{name}"), name, type_, "plan")
 }
 
-pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
+pub(crate) fn config(addresses: impl IntoIterator<Item = BrokerAddress>) -> BrokerConfig {
     BrokerConfig {
         space: SpaceConfig::new(
             "team1",
@@ -67,7 +67,7 @@ pub(crate) fn config(addresses: Vec<BrokerAddress>) -> BrokerConfig {
                 type_: AuthenticationServiceType::None,
             },
         ),
-        addresses,
+        addresses: addresses.into_iter().collect(),
         users: vec![],
     }
 }

@@ -83,12 +83,13 @@ fn config() -> BrokerConfig {
                 type_: AuthenticationServiceType::None,
             },
         ),
-        addresses: vec![BrokerAddress::new(
+        addresses: [BrokerAddress::new(
             "app.orders",
             "orders",
             AddressType::Queue,
             "standard-small-queue",
-        )],
+        )]
+        .into(),
         users: vec![],
     }
 }
@@ -118,7 +119,7 @@ async fn a_patch_of_the_served_config_is_applied_and_one_of_another_is_refused_w
     let broker = endpoint(port, "t0ken", &ca);
     HttpBrokers.push(&broker, &config()).await.unwrap();
     let mut wanted = config();
-    wanted.addresses.push(BrokerAddress::new(
+    wanted.addresses.insert(BrokerAddress::new(
         "app.audit",
         "audit",
         AddressType::Queue,
@@ -129,7 +130,7 @@ async fn a_patch_of_the_served_config_is_applied_and_one_of_another_is_refused_w
         space: wanted.space.clone(),
         users: vec![],
         removed: vec![],
-        addresses: vec![wanted.addresses[1].clone()],
+        addresses: [wanted.addresses.get("audit").unwrap().clone()].into(),
     };
     let err = HttpBrokers
         .patch(&broker, &patch("other".into()))

@@ -9,7 +9,7 @@ use std::{
 };
 
 use enmasse_types::{
-    broker_config::{BrokerConfig, BrokerReport, BrokerUser, Credential, PasswordKeys},
+    broker_config::{BrokerConfig, BrokerReport, BrokerUser, ByAddress, Credential, PasswordKeys},
     config_patch::ConfigPatch,
     evaluate::{Changes, Evaluation, Incremental, ServedChanges, SpaceVerdict, waits_for_drain},
     resources::messaging_user::MessagingUser,
@@ -85,7 +85,7 @@ impl Keyed {
             // The addresses are the same with keys or without: only the space and users are hashed.
             let mut users = BrokerConfig {
                 space: config.space.clone(),
-                addresses: Vec::new(),
+                addresses: ByAddress::new(),
                 users: config.users.clone(),
             };
             give_keys(&mut users.users, &keys);
@@ -215,19 +215,11 @@ pub(super) fn patch(
     base: &str,
     changes: &ServedChanges,
 ) -> Option<ConfigPatch> {
-    // The evaluation gives the addresses sorted by address.
-    let find = |address: &str| {
-        config
-            .addresses
-            .binary_search_by(|a| a.address.as_str().cmp(address))
-            .ok()
-            .map(|i| config.addresses[i].clone())
-    };
     let addresses = changes
         .upserted
         .iter()
-        .map(|address| find(address))
-        .collect::<Option<Vec<_>>>()?;
+        .map(|address| config.addresses.get(address).cloned())
+        .collect::<Option<ByAddress<_>>>()?;
     let mut users = config.users.clone();
     give_keys(&mut users, keys);
     Some(ConfigPatch {

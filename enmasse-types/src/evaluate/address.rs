@@ -17,8 +17,8 @@ use super::{
 use crate::{
     admission::{self, Limits, Request, Verdict},
     broker_config::{
-        AddressLimits, BrokerAddress, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_MESSAGE_SIZE,
-        IndexedReport,
+        AddressLimits, BrokerAddress, BrokerReport, ByAddress, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH,
+        DEFAULT_MAX_MESSAGE_SIZE,
     },
     error::one_line,
     names,
@@ -149,11 +149,11 @@ pub(super) fn evaluate_addresses<'a>(
     space: &Resolved<'_>,
     addresses: &[&'a Address],
     infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
     mut trace: Option<&mut Vec<Trace<'a>>>,
-) -> (Vec<BrokerAddress>, Vec<String>, Option<Checkpoint>) {
+) -> (ByAddress<BrokerAddress>, Vec<String>, Option<Checkpoint>) {
     // Sized up front: a `Checked` is large, and growing a vector of 10,000 of them copies and
     // faults in its pages again at each doubling.
     let mut checked: Vec<Checked<'_>> = Vec::with_capacity(addresses.len());
@@ -252,13 +252,12 @@ pub(super) fn evaluate_addresses<'a>(
     }
     let notes = exceeded_note(space, outcome.exceeded);
 
-    let mut served = Vec::with_capacity(candidates.len());
+    let mut served = ByAddress::new();
     for ((c, settings), verdict) in candidates.into_iter().zip(served_with).zip(outcome.verdicts) {
         if let Some(address) = conclude(&c, settings, verdict, report, now, out) {
-            served.push(address);
+            served.insert(address);
         }
     }
-    served.sort_by(|a, b| a.address.cmp(&b.address));
     (served, notes, checkpoint)
 }
 
@@ -306,7 +305,7 @@ pub(super) fn conclude(
     c: &Checked<'_>,
     settings: Result<Served, Refusal>,
     verdict: Verdict,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
 ) -> Option<BrokerAddress> {
@@ -388,7 +387,7 @@ pub(super) fn check<'a>(
     space: &Resolved<'_>,
     address: &'a Address,
     infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
 ) -> Result<Checked<'a>, Refusal> {
     let spec = &address.spec;
     let failed = |message: String| (Phase::Failed, message);

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::{Infra, address::find_address_plan};
 use crate::{
-    broker_config::IndexedReport,
+    broker_config::BrokerReport,
     resources::{
         address::{Address, AddressStatus, AddressType, PlanStatus},
         plans::{AddressPlanSpec, PlanResources},
@@ -72,7 +72,7 @@ pub(super) struct Hold {
 pub(super) fn applied<'a>(
     address: &Address,
     infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
 ) -> Option<Applied<'a>> {
     let status = address.status.as_ref()?;
     let plan_status = status.plan_status.as_ref()?;

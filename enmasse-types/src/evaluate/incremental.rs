@@ -11,15 +11,12 @@ use super::{
     memo::{AddressMemo, Told},
     name_of, sorted, space, space_names, space_of, users_by_space,
 };
-use crate::{
-    broker_config::IndexedReport,
-    resources::{
-        address::Address,
-        address_space::{AddressSpace, AddressSpaceSpec},
-        authentication_service::AuthenticationServiceSpec,
-        infra_config::{BrokeredInfraConfigSpec, StandardInfraConfigSpec},
-        plans::{AddressPlanSpec, AddressSpacePlanSpec},
-    },
+use crate::resources::{
+    address::Address,
+    address_space::{AddressSpace, AddressSpaceSpec},
+    authentication_service::AuthenticationServiceSpec,
+    infra_config::{BrokeredInfraConfigSpec, StandardInfraConfigSpec},
+    plans::{AddressPlanSpec, AddressSpacePlanSpec},
 };
 
 /// Evaluates one namespace again and again, as [`super::evaluate`] does, keeping the verdict
@@ -209,7 +206,7 @@ impl Incremental {
                 space,
                 &members,
                 infra,
-                reports.get(name).map(IndexedReport::new).as_ref(),
+                reports.get(name),
                 now,
                 out,
                 Some(&mut memo.addresses),
@@ -235,8 +232,7 @@ impl Incremental {
     /// The caller vouches for `changes`: every address not named in it is the resource the last
     /// evaluation was given, and so is its report. It gives `tenant.addresses` one resource to a
     /// name, `find` to look one up by name among them, and the reports of the spaces in
-    /// `changes.reported` with their addresses sorted by address (as
-    /// [`crate::broker_config::BrokerReport::apply`] leaves them).
+    /// `changes.reported`.
     pub fn evaluate_changes<'t>(
         &mut self,
         tenant: &Tenant<'t>,
@@ -295,7 +291,7 @@ impl Incremental {
                 find,
                 ordered: &ordered,
             };
-            let report = reports.get(name).map(IndexedReport::sorted);
+            let report = reports.get(name);
             memo.addresses.versions = self.versions;
             let evaluated = space::evaluate_told(
                 tenant.namespace,
@@ -303,7 +299,7 @@ impl Incremental {
                 &told,
                 &users,
                 infra,
-                report.as_ref(),
+                report,
                 now,
                 out,
                 &mut memo.addresses,
@@ -322,7 +318,7 @@ impl Incremental {
                     space,
                     &members,
                     infra,
-                    report.as_ref(),
+                    report,
                     now,
                     out,
                     Some(&mut memo.addresses),

@@ -37,7 +37,7 @@ use super::{
 };
 use crate::{
     admission::{Request, Verdict},
-    broker_config::{AddressReport, AddressesDigest, BrokerAddress, IndexedReport},
+    broker_config::{AddressReport, AddressesDigest, BrokerAddress, BrokerReport, ByAddress},
     resources::{
         address::{Address, AddressStatus, AddressType},
         common::same_version,
@@ -130,7 +130,7 @@ impl AddressMemo {
     pub(super) fn remember(
         &mut self,
         traces: &[Trace<'_>],
-        report: Option<&IndexedReport<'_>>,
+        report: Option<&BrokerReport>,
         out: &BTreeMap<String, AddressStatus>,
     ) {
         self.clear();
@@ -202,7 +202,7 @@ impl AddressMemo {
 /// The record of a traced address, with its resource name.
 fn record(
     trace: &Trace<'_>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     out: &BTreeMap<String, AddressStatus>,
 ) -> (String, Record) {
     let name = name_of(&trace.address.metadata).to_owned();
@@ -309,7 +309,7 @@ fn same(memo: &AddressMemo, address: &Address, reported: Option<&AddressReport>)
 }
 
 /// Compares every address of the space with its record.
-fn scan<'a>(addresses: &[&'a Address], report: Option<&IndexedReport<'_>>, memo: &AddressMemo) -> Found<'a> {
+fn scan<'a>(addresses: &[&'a Address], report: Option<&BrokerReport>, memo: &AddressMemo) -> Found<'a> {
     let mut present: HashSet<&str> = HashSet::with_capacity(addresses.len());
     let mut taken: HashMap<&str, usize> = HashMap::with_capacity(addresses.len());
     let mut changed: Vec<Changed<'a>> = Vec::new();
@@ -348,7 +348,7 @@ fn scan<'a>(addresses: &[&'a Address], report: Option<&IndexedReport<'_>>, memo:
 }
 
 /// Looks only at what the caller says changed, and at what the memo says is not settled.
-fn told<'a>(told: &Told<'a, '_>, report: Option<&IndexedReport<'_>>, memo: &AddressMemo) -> Found<'a> {
+fn told<'a>(told: &Told<'a, '_>, report: Option<&BrokerReport>, memo: &AddressMemo) -> Found<'a> {
     let owners = told
         .reported
         .iter()
@@ -445,12 +445,12 @@ pub(super) fn again<'a>(
     space: &Resolved<'_>,
     candidates: Candidates<'a, '_>,
     infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     now: &Time,
     out: &mut BTreeMap<String, AddressStatus>,
     memo: &mut AddressMemo,
-    previous: Vec<BrokerAddress>,
-) -> Option<(Vec<BrokerAddress>, Vec<String>, AddressesDigest)> {
+    previous: ByAddress<BrokerAddress>,
+) -> Option<(ByAddress<BrokerAddress>, Vec<String>, AddressesDigest)> {
     if memo.records.is_empty() || memo.admission_fell_back || memo.retyped {
         return None;
     }
@@ -495,9 +495,9 @@ pub(super) fn again<'a>(
     let notes = address::exceeded_note(space, admitted.exceeded);
 
     // Nothing reaches further: conclude the changed ones, and remember them.
-    // What the broker was to serve is sorted by address, one resource each: a changed or removed
-    // resource is found by the address it was last evaluated with, not by a walk over all.
-    // One served again under its address takes its old place; the others leave at the end.
+    // What the broker was to serve is kept by address, one resource each: a changed or removed
+    // resource is found by the address it was last evaluated with, not by a walk over all. An
+    // address served again replaces what it was; the others vacated leave at the end.
     let mut served = previous;
     let mut digest = memo.digest;
     let mut served_changes = ServedChanges::default();
@@ -511,12 +511,12 @@ pub(super) fn again<'a>(
             continue;
         };
         let address = record.input.spec.address.as_str();
-        if let Ok(i) = served.binary_search_by(|b| b.address.as_str().cmp(address))
-            && served[i].resource == name
+        if let Some(was) = served.get(address)
+            && was.resource == name
         {
-            digest.remove(&served[i]);
-            served_changes.removed.push(served[i].address.clone());
-            vacated.insert(served[i].address.clone());
+            digest.remove(was);
+            served_changes.removed.push(address.to_owned());
+            vacated.insert(address.to_owned());
         }
     }
     let mut traces = Vec::with_capacity(changed.len());
@@ -532,13 +532,12 @@ pub(super) fn again<'a>(
                     if let Some(b) = concluded {
                         digest.add(&b);
                         served_changes.upserted.push(b.address.clone());
-                        match served.binary_search_by(|s| s.address.cmp(&b.address)) {
-                            Ok(i) if vacated.remove(&b.address) => served[i] = b,
+                        if served.contains(&b.address) && !vacated.remove(&b.address) {
                             // Another resource of the address is still served: left to a whole
                             // evaluation (the checks above leave none).
-                            Ok(_) => return None,
-                            Err(at) => served.insert(at, b),
+                            return None;
                         }
+                        served.insert(b);
                     }
                 }
                 Some(Err((phase, message))) => address::refuse(out, c.address, phase, message, now),
@@ -548,9 +547,7 @@ pub(super) fn again<'a>(
         traces.push(trace);
     }
     for address in vacated {
-        if let Ok(i) = served.binary_search_by(|s| s.address.cmp(&address)) {
-            served.remove(i);
-        }
+        served.remove(&address);
     }
     for name in &removed {
         out.remove(name);

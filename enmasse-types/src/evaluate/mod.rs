@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use crate::{
-    broker_config::{AddressesDigest, BrokerConfig, BrokerReport, IndexedReport},
+    broker_config::{AddressesDigest, BrokerConfig, BrokerReport},
     resources::{
         address::{Address, AddressStatus},
         address_space::{AddressSpace, AddressSpaceStatus},
@@ -117,7 +117,7 @@ pub fn evaluate(tenant: &Tenant<'_>, infra: &Infra<'_>, reports: &Reports, now: 
             space,
             &members,
             infra,
-            reports.get(name).map(IndexedReport::new).as_ref(),
+            reports.get(name),
             now,
             &mut evaluation,
             None,

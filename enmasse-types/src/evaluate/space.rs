@@ -11,7 +11,7 @@ use super::{
 use crate::{
     admission::Limits,
     broker_config::{
-        AddressesDigest, Authentication, BrokerAddress, BrokerConfig, IndexedReport, SpaceConfig,
+        AddressesDigest, Authentication, BrokerAddress, BrokerConfig, BrokerReport, ByAddress, SpaceConfig,
     },
     error::one_line,
     names, quantity,
@@ -57,7 +57,7 @@ pub(super) fn evaluate_space<'a>(
     space: &AddressSpace,
     members: &Members<'a>,
     infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     now: &Time,
     out: &mut Evaluation,
     mut memo: Option<&mut AddressMemo>,
@@ -155,7 +155,7 @@ pub(super) fn evaluate_told<'a>(
     told: &Told<'a, '_>,
     users: &[&'a MessagingUser],
     infra: &Infra<'a>,
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     now: &Time,
     out: &mut Evaluation,
     memo: &mut AddressMemo,
@@ -196,7 +196,7 @@ pub(super) fn evaluate_told<'a>(
 
 /// What the broker of space `name` was to serve after the last evaluation, taken out of `out`:
 /// the unchanged addresses keep their part.
-fn take_served(out: &mut Evaluation, name: &str) -> Option<Vec<BrokerAddress>> {
+fn take_served(out: &mut Evaluation, name: &str) -> Option<ByAddress<BrokerAddress>> {
     out.spaces
         .get_mut(name)
         .and_then(|v| v.config.as_mut())
@@ -210,9 +210,9 @@ fn finish(
     space: &AddressSpace,
     resolved: &Resolved<'_>,
     mut messages: Vec<String>,
-    served: (Vec<BrokerAddress>, AddressesDigest),
+    served: (ByAddress<BrokerAddress>, AddressesDigest),
     users: &[&MessagingUser],
-    report: Option<&IndexedReport<'_>>,
+    report: Option<&BrokerReport>,
     now: &Time,
     out: &mut Evaluation,
 ) {

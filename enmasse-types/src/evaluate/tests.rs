@@ -6,7 +6,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::*;
 use crate::{
-    broker_config::{AddressReport, SpaceConfig},
+    broker_config::{AddressReport, ByAddress, SpaceConfig},
     catalog::Catalog,
     manifests,
     resources::{common::Phase, infra_config::AddressFullPolicy},
@@ -432,7 +432,7 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
     let config = run(&c).spaces["app"].config.clone().unwrap();
     let report = BrokerReport {
         revision: config.revision(),
-        addresses: vec![
+        addresses: ByAddress::from([
             AddressReport {
                 address: "orders".into(),
                 type_: None,
@@ -455,7 +455,7 @@ fn readiness_comes_from_the_broker_report_address_by_address() {
                 messages_dead_lettered: 0,
                 messages_dropped: 0,
             },
-        ],
+        ]),
         problems: vec![],
     };
     let evaluation = run_with(&c, &BTreeMap::from([("app".into(), report.clone())]));
