@@ -201,7 +201,6 @@ impl Brokers for HttpBrokers {
     }
 }
 
-/// One request through the management client; its errors are told with the broker's pod.
 /// Sends `body` as JSON to `/config` with `method`: a whole config or a patch.
 async fn send_config(
     broker: &BrokerEndpoint,
@@ -215,6 +214,7 @@ async fn send_config(
     request(broker, method, "/config", "", body).await.map(drop)
 }
 
+/// One request through the management client; its errors are told with the broker's pod.
 async fn request(
     broker: &BrokerEndpoint,
     method: Method,

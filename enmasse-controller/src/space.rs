@@ -19,7 +19,7 @@ use std::{
 use enmasse_types::{
     broker_config::BrokerReport,
     error::one_line,
-    evaluate::Tenant,
+    evaluate::{Changes, Incremental, Reports, Tenant},
     exports::{Endpoint, exports},
     resources::{
         address::Address,
@@ -300,12 +300,16 @@ async fn pass(
     // What changed since the last evaluation, when both the watches and the broker can say: the
     // evaluation then looks at those addresses alone.
     let told = memory::changes(&name, changed.replace(BTreeSet::new()), reported, notable);
-    match &told {
+    // Evaluates what was told changed, or everything when nothing could be told.
+    let evaluate = |evaluator: &mut Incremental, reports: &Reports, told: Option<&Changes>| match told {
         Some(changes) => {
-            evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, changes)
+            evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), reports, &now, changes);
         }
-        None => evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now),
+        None => {
+            evaluator.evaluate(&tenant, &snapshot.infra(), reports, &now);
+        }
     };
+    evaluate(evaluator, &reports, told.as_ref());
     // The addresses whose status may differ from the last pass's; `None`: any may.
     let mut looked_at: Option<Vec<String>> = told.map(|c| c.addresses.into_iter().collect());
     let mut look_at = |again: Option<&[String]>| match (looked_at.as_mut(), again) {
@@ -334,12 +338,7 @@ async fn pass(
         report.revision = revision;
         // Nothing but the revision changed since the evaluation just made.
         let nothing = memory::changes(&name, Some(BTreeSet::new()), Some(BTreeSet::new()), notable);
-        match &nothing {
-            Some(nothing) => {
-                evaluator.evaluate_changes(&tenant, &served, &snapshot.infra(), &reports, &now, nothing)
-            }
-            None => evaluator.evaluate(&tenant, &snapshot.infra(), &reports, &now),
-        };
+        evaluate(evaluator, &reports, nothing.as_ref());
         look_at(evaluator.evaluated_again(&name));
         evaluations += 1;
         current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());

@@ -129,17 +129,18 @@ pub(super) fn by_address<'a>(checked: &[Checked<'a>]) -> HashMap<&'a str, usize>
 /// as given (by creation, then name).
 pub(super) fn in_order<'a>(addresses: &[&'a Address]) -> Vec<&'a Address> {
     let mut addresses = addresses.to_vec();
-    addresses.sort_by_key(|a| a.status.as_ref().is_none_or(|s| s.plan_status.is_none()));
+    addresses.sort_by_key(|a| not_served_before(a));
     addresses
 }
 
 /// Where `address` comes in [`in_order`] of addresses given by creation, then name.
 pub(super) fn order_key(address: &Address) -> impl Ord + '_ {
-    (
-        address.status.as_ref().is_none_or(|s| s.plan_status.is_none()),
-        address.metadata.creation_timestamp.as_ref().map(|t| &t.0),
-        address.metadata.name.as_deref(),
-    )
+    (not_served_before(address), super::creation_order(address))
+}
+
+/// Whether no earlier evaluation gave `address` a plan: it comes after those that have one.
+fn not_served_before(address: &Address) -> bool {
+    address.status.as_ref().is_none_or(|s| s.plan_status.is_none())
 }
 
 /// Evaluates a space's addresses, given [`in_order`]: statuses go into `out`; the admitted ones
