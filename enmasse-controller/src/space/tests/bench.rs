@@ -29,19 +29,17 @@ fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-#[tokio::test]
-#[ignore = "a benchmark: cargo xtask bench-gitops runs it"]
-async fn reconcile_of_a_large_space_and_of_one_address_added_to_it() {
-    let count: usize = std::env::var("ENMASSE_BENCH_ADDRESSES")
+/// A number from the environment variable `name`, or `default`.
+fn from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(10_000);
-    let adds: usize = std::env::var("ENMASSE_BENCH_ADDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5)
-        .max(1);
-    let mut s = scenario(DeletePolicy::Delete);
+        .unwrap_or(default)
+}
+
+/// The scenario's space on a plan that takes `count` queues more, and those queues.
+fn large_space(policy: DeletePolicy, count: usize) -> Scenario {
+    let mut s = scenario(policy);
     let plan: AddressSpacePlan = serde_json::from_value(json!({
         "apiVersion": "admin.enmasse.io/v1beta2",
         "kind": "AddressSpacePlan",
@@ -62,7 +60,15 @@ async fn reconcile_of_a_large_space_and_of_one_address_added_to_it() {
         s.api
             .put(&format!("{ADDRESSES}/app.q{n}"), address(&format!("q{n}")));
     }
+    s
+}
 
+#[tokio::test]
+#[ignore = "a benchmark: cargo xtask bench-gitops runs it"]
+async fn reconcile_of_a_large_space_and_of_one_address_added_to_it() {
+    let count = from_env("ENMASSE_BENCH_ADDRESSES", 10_000);
+    let adds = from_env("ENMASSE_BENCH_ADDS", 5).max(1);
+    let s = large_space(DeletePolicy::Delete, count);
     let started = Instant::now();
     s.bring_up().await;
     let brought_up = started.elapsed();
@@ -105,6 +111,59 @@ async fn reconcile_of_a_large_space_and_of_one_address_added_to_it() {
                 "added_address_pass_ms (median)": ms(added),
                 "of_which_the_operators_own_ms (median)": ms(own),
                 "next_pass_ms (the added address Active, median)": ms(active),
+            }
+        })
+    );
+}
+
+#[tokio::test]
+#[ignore = "a benchmark: cargo xtask bench-gitops runs it"]
+async fn reconcile_of_a_large_space_holding_a_deleted_address_for_its_messages() {
+    let count = from_env("ENMASSE_BENCH_ADDRESSES", 10_000);
+    let s = large_space(DeletePolicy::Retain, count);
+    s.bring_up().await;
+    s.reconcile().await.unwrap();
+    // One address deleted while it holds messages: under `retain` it stays on the broker.
+    let deleted = format!("{ADDRESSES}/app.q0");
+    s.broker.depths.lock().unwrap().insert("q0".into(), 3);
+    s.api.edit(&deleted, |a| {
+        a["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z")
+    });
+    s.sync_members().await;
+    let started = Instant::now();
+    s.pass().await.unwrap();
+    let retained = started.elapsed();
+    assert!(s.broker.served().contains(&"q0".to_owned()), "retained");
+    // Passes while it is held: a settled one, and one adding an address.
+    s.sync_members().await;
+    let started = Instant::now();
+    s.pass().await.unwrap();
+    let settled = started.elapsed();
+    s.api.put(&format!("{ADDRESSES}/app.added"), address("added"));
+    s.sync_members().await;
+    let started = Instant::now();
+    s.pass().await.unwrap();
+    let added = started.elapsed();
+    assert!(
+        s.broker.served().contains(&"added".to_owned()),
+        "the added address is pushed"
+    );
+    // Drained: it is let go, and the next pass leaves it off the broker.
+    s.broker.depths.lock().unwrap().insert("q0".into(), 0);
+    s.sync_members().await;
+    let started = Instant::now();
+    s.pass().await.unwrap();
+    let released = started.elapsed();
+    assert_eq!(s.api.get(&deleted).unwrap()["metadata"]["finalizers"], json!([]));
+    println!(
+        "{}",
+        json!({
+            "operator, one deleted address retained": {
+                "addresses": count,
+                "retaining_pass_ms": ms(retained),
+                "settled_pass_while_retained_ms": ms(settled),
+                "added_address_pass_while_retained_ms": ms(added),
+                "releasing_pass_ms": ms(released),
             }
         })
     );
