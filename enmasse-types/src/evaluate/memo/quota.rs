@@ -2,7 +2,8 @@
 //! in its order, and placing one never changes the verdict of one placed before it. So the
 //! admission the last evaluation kept, before each of the last few addresses it placed, lets
 //! addresses that come after every unchanged one be placed alone: an address added to a space of
-//! thousands is one placement. Otherwise admission runs over every address, and the unchanged
+//! thousands is one placement. A changed address that asks for what it asked, from where it
+//! stood, is not placed again. Otherwise admission runs over every address, and the unchanged
 //! ones must keep their verdicts.
 
 use std::{
@@ -14,7 +15,10 @@ use super::{AddressMemo, Changed};
 use crate::{
     admission::{self, Admitter, Kept, Limits, Request, Resource, Verdict},
     credits::Credits,
-    evaluate::{address::Checked, name_of},
+    evaluate::{
+        address::{self, Checked},
+        name_of,
+    },
     resources::address::{Address, AddressType},
 };
 
@@ -88,12 +92,17 @@ fn request<'c>(c: &Changed<'_>, checked: &'c [Checked<'_>]) -> Option<&'c Reques
 /// name). A topic or subscription ties places together (a subscription keeps its place with its
 /// topic), and is never resumed.
 fn key<'a>(address: &'a Address, request: &Request) -> impl Ord + 'a {
-    (
-        !request.previously_admitted,
-        address.status.as_ref().is_none_or(|s| s.plan_status.is_none()),
-        address.metadata.creation_timestamp.as_ref().map(|t| &t.0),
-        address.metadata.name.as_deref(),
-    )
+    (!request.previously_admitted, address::order_key(address))
+}
+
+/// The verdict a changed address had, when it asks the quota for what it asked then, from the
+/// same place in admission's order (a label edited, a status written back, an address deleted
+/// and held for its messages): placed after the same requests, it gets the same verdict.
+fn as_before<'m>(c: &Changed<'_>, checked: &[Checked<'_>], memo: &'m AddressMemo) -> Option<&'m Verdict> {
+    let record = memo.records.get(name_of(&c.address.metadata))?;
+    let (was, verdict) = record.admission.as_ref()?;
+    let request = request(c, checked)?;
+    (request == was && key(c.address, request) == key(&record.input, was)).then_some(verdict)
 }
 
 fn ties(request: &Request) -> bool {
@@ -102,8 +111,8 @@ fn ties(request: &Request) -> bool {
 
 /// Places the changed addresses from the admission kept before those of them that were placed
 /// last time, when all of those were among the last placed and every changed one comes after
-/// every unchanged one. `None` when it cannot; `Some(None)` when the space must be evaluated
-/// whole.
+/// every unchanged one. Those [`as_before`] placed before that point keep their verdicts and
+/// their places. `None` when it cannot; `Some(None)` when the space must be evaluated whole.
 fn resume(
     changed: &[Changed<'_>],
     checked: &[Checked<'_>],
@@ -112,11 +121,27 @@ fn resume(
 ) -> Option<Option<Admitted>> {
     let checkpoint = memo.admitted.as_ref()?;
     let placed = |name: &str| memo.records.get(name).and_then(|r| r.admission.as_ref());
-    // What leaves the last order: the changed and removed addresses that were placed in it.
+    let mut verdicts = HashMap::new();
+    for (k, c) in changed.iter().enumerate() {
+        if let Some(verdict) = as_before(c, checked, memo) {
+            // As when it is placed: one that falls back to its old plan and is not admitted
+            // leaves the space to a whole evaluation.
+            let fallback = c.checked.is_some_and(|i| checked[i].fallback.is_some());
+            if fallback && !matches!(verdict, Verdict::Admitted(_)) {
+                return Some(None);
+            }
+            verdicts.insert(k, verdict.clone());
+        }
+    }
+    let moved = |k: &usize| !verdicts.contains_key(k);
+    // What leaves the last order: the changed and removed addresses that were placed in it, but
+    // those as before; if one of those is among the last placed, the check below fails.
     let mut leaving: HashSet<&str> = HashSet::new();
     let names = changed
         .iter()
-        .map(|c| name_of(&c.address.metadata))
+        .enumerate()
+        .filter(|(k, _)| moved(k))
+        .map(|(_, c)| name_of(&c.address.metadata))
         .chain(removed.iter().map(String::as_str));
     for name in names {
         if let Some((request, _)) = placed(name) {
@@ -127,7 +152,7 @@ fn resume(
         }
     }
     let mut entering: Vec<(usize, &Request)> = Vec::new();
-    for (k, c) in changed.iter().enumerate() {
+    for (k, c) in changed.iter().enumerate().filter(|(k, _)| moved(k)) {
         if let Some(request) = request(c, checked) {
             if ties(request) {
                 return None;
@@ -179,7 +204,6 @@ fn resume(
     let mut tail = checkpoint.tail[..start].to_vec();
     let mut preceding = checkpoint.preceding.clone();
     let placed = entering.len();
-    let mut verdicts = HashMap::with_capacity(placed);
     for (k, request) in entering {
         tail.push((name_of(&changed[k].address.metadata).to_owned(), admitter.clone()));
         let verdict = admitter.place(request);

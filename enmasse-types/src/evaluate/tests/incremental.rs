@@ -166,6 +166,8 @@ enum Edit {
     Put(u8, u8, u8, u8, u8),
     /// The first resource of a name deleted.
     Delete(u8),
+    /// The first resource of a name labelled anew, its spec and status as they are.
+    Label(u8, u8),
     /// A second resource of a name (a manifests directory can hold one): resource, address.
     Twin(u8, u8),
     /// The statuses of the last verdict written back.
@@ -184,6 +186,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         4 => (0..10u8, 0..12u8, type_, plan, 0..12u8).prop_map(|(r, a, t, p, n)| Edit::Put(r, a, t, p, n)),
         2 => (0..10u8).prop_map(Edit::Delete),
+        2 => (0..10u8, 0..3u8).prop_map(|(r, l)| Edit::Label(r, l)),
         1 => (0..10u8, 0..12u8).prop_map(|(r, a)| Edit::Twin(r, a)),
         4 => Just(Edit::Carry),
         2 => (0..12u8, 0..3u8).prop_map(|(a, d)| Edit::Serve(a, d)),
@@ -213,14 +216,14 @@ fn apply(world: &mut World, edit: &Edit, last: &Evaluation) {
             ));
         }
         Edit::Delete(r) => {
-            let name = format!("app.r{r}");
-            let first = world
-                .catalog
-                .addresses
-                .iter()
-                .position(|a| a.metadata.name.as_deref() == Some(&name));
-            if let Some(i) = first {
+            if let Some(i) = first_of(world, r) {
                 world.catalog.addresses.remove(i);
+            }
+        }
+        Edit::Label(r, label) => {
+            if let Some(i) = first_of(world, r) {
+                let labels = [("label".to_owned(), label.to_string())].into();
+                world.catalog.addresses[i].metadata.labels = Some(labels);
             }
         }
         Edit::Twin(r, a) => {
@@ -250,6 +253,16 @@ fn apply(world: &mut World, edit: &Edit, last: &Evaluation) {
         Edit::User(false) => world.catalog.users.clear(),
         Edit::Tick => world.now += 1,
     }
+}
+
+/// Where the first resource named for `r` is among the world's addresses.
+fn first_of(world: &World, r: u8) -> Option<usize> {
+    let name = format!("app.r{r}");
+    world
+        .catalog
+        .addresses
+        .iter()
+        .position(|a| a.metadata.name.as_deref() == Some(&name))
 }
 
 /// An Address resource.
@@ -402,7 +415,11 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
     world.serve(&verdict, "", 0);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 1);
-    assert_eq!(incremental.placed("app"), Some(1));
+    assert_eq!(
+        incremental.placed("app"),
+        Some(0),
+        "it asks the quota for what it asked: nothing is placed"
+    );
     world.carry(&verdict);
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 1);
@@ -413,6 +430,38 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
     );
     assert_eq!(verdict, world.whole());
     assert_eq!(verdict.addresses["app.added"].phase, Some(Phase::Active));
+}
+
+#[test]
+fn an_early_address_edited_without_a_new_request_to_the_quota_is_not_placed_again() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(50);
+    let mut incremental = Incremental::new();
+    world.settle(&mut incremental, 3);
+    world.again(&mut incremental);
+
+    // The first in admission's order, labelled: what it asks of the quota is what it asked.
+    world.catalog.addresses[0].metadata.labels = Some([("team".to_owned(), "orders".to_owned())].into());
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 1);
+    assert_eq!(incremental.placed("app"), Some(0));
+    assert_eq!(verdict, world.whole());
+
+    // Labelled again while an address is added: the added one alone is placed.
+    world.catalog.addresses[0].metadata.labels = Some([("team".to_owned(), "billing".to_owned())].into());
+    let mut added = queue_named("added");
+    added.metadata.creation_timestamp = Some(at(200));
+    world.put(added);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.evaluated(), 2);
+    assert_eq!(incremental.placed("app"), Some(1));
+    assert_eq!(verdict, world.whole());
+
+    // Deleted, it frees its place: every address after it is placed again.
+    world.catalog.addresses.remove(0);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(incremental.placed("app"), Some(50));
+    assert_eq!(verdict, world.whole());
 }
 
 /// A space plan with room for two brokers, and a plan that takes both.
