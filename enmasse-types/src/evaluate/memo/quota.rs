@@ -90,7 +90,7 @@ fn request<'c>(c: &Changed<'_>, checked: &'c [Checked<'_>]) -> Option<&'c Reques
 /// Where an address that is not a topic or subscription comes in admission's order: those that
 /// keep their place first, then as evaluated (those served before first, then by creation and
 /// name). A topic or subscription ties places together (a subscription keeps its place with its
-/// topic), and is never resumed.
+/// topic), and is never placed alone from a checkpoint; one [`as_before`] keeps its place.
 fn key<'a>(address: &'a Address, request: &Request) -> impl Ord + 'a {
     (!request.previously_admitted, address::order_key(address))
 }

@@ -552,6 +552,47 @@ fn a_change_an_address_others_name_reaches_is_evaluated_whole() {
 }
 
 #[test]
+fn a_subscription_relabelled_while_a_queue_is_added_keeps_the_whole_verdict() {
+    let mut world = World::roomy();
+    world.catalog.addresses = queues(20);
+    world.put(resource(
+        "app.events",
+        "events",
+        "topic",
+        "standard-small-topic",
+        None,
+        None,
+    ));
+    world.put(resource(
+        "app.sub",
+        "sub",
+        "subscription",
+        "standard-small-subscription",
+        Some("events"),
+        None,
+    ));
+    let mut incremental = Incremental::new();
+    world.settle(&mut incremental, 3);
+    world.again(&mut incremental);
+
+    let sub = world.catalog.addresses.len() - 1;
+    world.catalog.addresses[sub].metadata.labels = Some([("team".to_owned(), "orders".to_owned())].into());
+    let mut added = queue_named("added");
+    added.metadata.creation_timestamp = Some(at(200));
+    world.put(added);
+    let verdict = world.again(&mut incremental).clone();
+    assert_eq!(verdict, world.whole());
+    assert!(
+        verdict.spaces["app"]
+            .config
+            .as_ref()
+            .unwrap()
+            .address("added")
+            .is_some()
+    );
+}
+
+#[test]
 fn an_address_removed_frees_quota_for_one_that_waited() {
     let mut world = World::new();
     world.catalog.addresses = (0..3)
