@@ -376,6 +376,43 @@ fn queues(n: usize) -> Vec<Address> {
     (0..n).map(|i| queue_named(&format!("q{i}"))).collect()
 }
 
+/// A queue made after the others, as an API server stamps it: it comes last in admission's order.
+fn made_last(name: &str) -> Address {
+    let mut queue = queue_named(name);
+    queue.metadata.creation_timestamp = Some(at(200));
+    queue
+}
+
+fn events_topic() -> Address {
+    resource(
+        "app.events",
+        "events",
+        "topic",
+        "standard-small-topic",
+        None,
+        None,
+    )
+}
+
+fn events_subscription() -> Address {
+    resource(
+        "app.sub",
+        "sub",
+        "subscription",
+        "standard-small-subscription",
+        Some("events"),
+        None,
+    )
+}
+
+/// Whether `verdict`'s config of the space serves `address`.
+fn serves(verdict: &Evaluation, address: &str) -> bool {
+    verdict.spaces["app"]
+        .config
+        .as_ref()
+        .is_some_and(|config| config.address(address).is_some())
+}
+
 #[test]
 fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
     let mut world = World::roomy();
@@ -390,10 +427,7 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
         "nothing changed, nothing is evaluated"
     );
 
-    // Made after the others, as an API server stamps it: it comes last in admission's order.
-    let mut added = queue_named("added");
-    added.metadata.creation_timestamp = Some(at(200));
-    world.put(added);
+    world.put(made_last("added"));
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 1);
     assert_eq!(
@@ -402,14 +436,7 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
         "admission resumed after the others"
     );
     assert_eq!(verdict, world.whole());
-    assert!(
-        verdict.spaces["app"]
-            .config
-            .as_ref()
-            .unwrap()
-            .address("added")
-            .is_some()
-    );
+    assert!(serves(&verdict, "added"));
 
     // The broker serves it, and its status is written back: it alone is looked at each time.
     world.serve(&verdict, "", 0);
@@ -449,9 +476,7 @@ fn an_early_address_edited_without_a_new_request_to_the_quota_is_not_placed_agai
 
     // Labelled again while an address is added: the added one alone is placed.
     world.catalog.addresses[0].metadata.labels = Some([("team".to_owned(), "billing".to_owned())].into());
-    let mut added = queue_named("added");
-    added.metadata.creation_timestamp = Some(at(200));
-    world.put(added);
+    world.put(made_last("added"));
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(incremental.evaluated(), 2);
     assert_eq!(incremental.placed("app"), Some(1));
@@ -510,25 +535,11 @@ fn an_address_added_before_a_waiting_one_in_admissions_order_is_not_placed_after
 fn a_change_an_address_others_name_reaches_is_evaluated_whole() {
     let mut world = World::roomy();
     world.catalog.addresses = queues(20);
-    world.put(resource(
-        "app.events",
-        "events",
-        "topic",
-        "standard-small-topic",
-        None,
-        None,
-    ));
+    world.put(events_topic());
     let mut incremental = Incremental::new();
     world.settle(&mut incremental, 2);
     world.again(&mut incremental);
-    world.put(resource(
-        "app.sub",
-        "sub",
-        "subscription",
-        "standard-small-subscription",
-        Some("events"),
-        None,
-    ));
+    world.put(events_subscription());
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(
         incremental.evaluated(),
@@ -555,41 +566,18 @@ fn a_change_an_address_others_name_reaches_is_evaluated_whole() {
 fn a_subscription_relabelled_while_a_queue_is_added_keeps_the_whole_verdict() {
     let mut world = World::roomy();
     world.catalog.addresses = queues(20);
-    world.put(resource(
-        "app.events",
-        "events",
-        "topic",
-        "standard-small-topic",
-        None,
-        None,
-    ));
-    world.put(resource(
-        "app.sub",
-        "sub",
-        "subscription",
-        "standard-small-subscription",
-        Some("events"),
-        None,
-    ));
+    world.put(events_topic());
+    world.put(events_subscription());
     let mut incremental = Incremental::new();
     world.settle(&mut incremental, 3);
     world.again(&mut incremental);
 
     let sub = world.catalog.addresses.len() - 1;
     world.catalog.addresses[sub].metadata.labels = Some([("team".to_owned(), "orders".to_owned())].into());
-    let mut added = queue_named("added");
-    added.metadata.creation_timestamp = Some(at(200));
-    world.put(added);
+    world.put(made_last("added"));
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(verdict, world.whole());
-    assert!(
-        verdict.spaces["app"]
-            .config
-            .as_ref()
-            .unwrap()
-            .address("added")
-            .is_some()
-    );
+    assert!(serves(&verdict, "added"));
 }
 
 #[test]
@@ -690,14 +678,7 @@ fn two_resources_of_one_name_and_one_deleted_leave_nothing_of_it_served() {
 #[test]
 fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
     let mut world = World::roomy();
-    world.put(resource(
-        "app.events",
-        "events",
-        "topic",
-        "standard-small-topic",
-        None,
-        None,
-    ));
+    world.put(events_topic());
     let mut incremental = Incremental::new();
     world.settle(&mut incremental, 2);
     world.again(&mut incremental);
@@ -716,24 +697,10 @@ fn a_subscription_added_sees_its_topic_as_served_while_the_topic_is_held() {
     let config = world.whole().spaces["app"].config.clone().unwrap();
     assert_eq!(config.address("events").unwrap().type_, AddressType::Topic);
 
-    world.put(resource(
-        "app.sub",
-        "sub",
-        "subscription",
-        "standard-small-subscription",
-        Some("events"),
-        None,
-    ));
+    world.put(events_subscription());
     let verdict = world.again(&mut incremental).clone();
     assert_eq!(verdict, world.whole());
-    assert!(
-        verdict.spaces["app"]
-            .config
-            .as_ref()
-            .unwrap()
-            .address("sub")
-            .is_some()
-    );
+    assert!(serves(&verdict, "sub"));
 }
 
 #[test]
