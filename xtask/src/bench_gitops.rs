@@ -50,7 +50,14 @@ pub(crate) fn run(root: &Path, addresses: usize, edits: usize) -> anyhow::Result
                 "enmasse-controller",
                 "--lib",
             ])
-            .args(["space::tests::bench", "--", "--ignored", "--nocapture"])
+            // One at a time: on two cores one's bring-up would slow the other's timed passes.
+            .args([
+                "space::tests::bench",
+                "--",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("ENMASSE_BENCH_ADDRESSES", addresses.to_string())
             .current_dir(root),
     )
