@@ -89,6 +89,16 @@ impl World {
         }
     }
 
+    /// A roomy world of `n` queues, settled: the statuses written back and the broker serving
+    /// the config.
+    fn settled_queues(n: usize) -> (Self, Incremental) {
+        let mut world = Self::roomy();
+        world.catalog.addresses = queues(n);
+        let mut incremental = Incremental::new();
+        world.settle(&mut incremental, 3);
+        (world, incremental)
+    }
+
     /// `rounds` of: evaluated, the statuses written back, the config served.
     fn settle(&mut self, incremental: &mut Incremental, rounds: usize) {
         for _ in 0..rounds {
@@ -415,11 +425,7 @@ fn serves(verdict: &Evaluation, address: &str) -> bool {
 
 #[test]
 fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
-    let mut world = World::roomy();
-    world.catalog.addresses = queues(50);
-    let mut incremental = Incremental::new();
-    // Settled: the statuses written back and the broker serving the config.
-    world.settle(&mut incremental, 3);
+    let (mut world, mut incremental) = World::settled_queues(50);
     world.again(&mut incremental);
     assert_eq!(
         incremental.evaluated(),
@@ -461,10 +467,7 @@ fn an_address_added_to_a_settled_space_is_the_only_one_evaluated_again() {
 
 #[test]
 fn an_early_address_edited_without_a_new_request_to_the_quota_is_not_placed_again() {
-    let mut world = World::roomy();
-    world.catalog.addresses = queues(50);
-    let mut incremental = Incremental::new();
-    world.settle(&mut incremental, 3);
+    let (mut world, mut incremental) = World::settled_queues(50);
     world.again(&mut incremental);
 
     // The first in admission's order, labelled: what it asks of the quota is what it asked.

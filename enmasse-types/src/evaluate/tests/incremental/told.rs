@@ -127,10 +127,7 @@ fn the_verdict_from_what_changed_is_the_whole_verdict_over_random_edits() {
 
 #[test]
 fn an_address_added_to_a_settled_space_told_is_the_only_one_looked_at() {
-    let mut world = World::roomy();
-    world.catalog.addresses = queues(40);
-    let mut incremental = Incremental::new();
-    world.settle(&mut incremental, 3);
+    let (mut world, mut incremental) = World::settled_queues(40);
     let given = world.clone();
     world.put(queue_named("q-new"));
     let changes = changes(&given, &world, &BTreeSet::new());
