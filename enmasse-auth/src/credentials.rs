@@ -26,23 +26,60 @@ impl PasswordCredentials {
     /// (base64): the one derived before if the password is the same, else derived now. `None` if
     /// the password is not base64.
     pub fn get(&mut self, namespace: &str, resource: &str, password: &str) -> Option<ScramCredential> {
-        let key = (namespace.to_owned(), resource.to_owned());
-        if let Some((known, credential)) = self.derived.get(&key)
-            && known == password
-        {
+        if let Some(credential) = self.known(namespace, resource, password) {
             return Some(credential.clone());
         }
-        let decoded = enmasse_types::base64::decode(password)?;
-        let credential = password_credential(namespace, resource, decoded);
-        self.derived
-            .insert(key, (password.to_owned(), credential.clone()));
+        let derived = Derived::of(namespace, resource, password)?;
+        let credential = derived.credential.clone();
+        self.keep(derived);
         Some(credential)
+    }
+
+    /// The credential derived before for `namespace/resource` from `password`, if it was.
+    pub fn known(&self, namespace: &str, resource: &str, password: &str) -> Option<&ScramCredential> {
+        let key = (namespace.to_owned(), resource.to_owned());
+        let (known, credential) = self.derived.get(&key)?;
+        (known == password).then_some(credential)
+    }
+
+    /// Keeps a credential derived elsewhere (off an async runtime's workers), for [`Self::get`].
+    pub fn keep(&mut self, derived: Derived) {
+        let Derived {
+            namespace,
+            resource,
+            password,
+            credential,
+        } = derived;
+        self.derived.insert((namespace, resource), (password, credential));
     }
 
     /// Forgets the users `keep` does not name (removed from the manifests).
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         self.derived
             .retain(|(namespace, resource), _| keep(namespace, resource));
+    }
+}
+
+/// A credential derived from a password, not kept yet: see [`PasswordCredentials::keep`].
+#[derive(Debug)]
+pub struct Derived {
+    namespace: String,
+    resource: String,
+    password: String,
+    credential: ScramCredential,
+}
+
+impl Derived {
+    /// Derives the credential of `MessagingUser` `namespace/resource` from `password` (base64,
+    /// as the manifest holds it): 4,096 PBKDF2 rounds. `None` if the password is not base64.
+    pub fn of(namespace: &str, resource: &str, password: &str) -> Option<Self> {
+        let decoded = enmasse_types::base64::decode(password)?;
+        Some(Self {
+            namespace: namespace.to_owned(),
+            resource: resource.to_owned(),
+            password: password.to_owned(),
+            credential: password_credential(namespace, resource, decoded),
+        })
     }
 }
 
@@ -66,5 +103,33 @@ mod tests {
         assert!(credentials.get("team1", "app.developer", "not base64!").is_none());
         credentials.retain(|_, resource| resource != "app.developer");
         assert!(credentials.derived.is_empty());
+    }
+
+    #[test]
+    fn a_credential_derived_elsewhere_and_kept_is_the_one_given_after() {
+        let mut credentials = PasswordCredentials::default();
+        assert!(
+            credentials
+                .known("team1", "app.developer", "ZGV2ZWxvcGVy")
+                .is_none()
+        );
+        let derived = Derived::of("team1", "app.developer", "ZGV2ZWxvcGVy").unwrap();
+        credentials.keep(derived);
+        let known = credentials
+            .known("team1", "app.developer", "ZGV2ZWxvcGVy")
+            .cloned();
+        assert_eq!(
+            known,
+            Some(password_credential(
+                "team1",
+                "app.developer",
+                b"developer".to_vec()
+            ))
+        );
+        assert!(
+            credentials.known("team1", "app.developer", "c2VjcmV0").is_none(),
+            "another password is not known"
+        );
+        assert!(Derived::of("team1", "app.developer", "not base64!").is_none());
     }
 }

@@ -318,6 +318,7 @@ async fn pass(
     };
     look_at(evaluator.evaluated_again(&name));
     let mut evaluations = 1;
+    memory::derive_passwords(evaluator.evaluation(), &name, &members.users, ctx).await;
     let mut current =
         memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
     // The report's revision was taken for another than it is, and the verdict is evaluated again

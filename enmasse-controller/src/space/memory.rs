@@ -8,6 +8,7 @@ use std::{
     collections::{BTreeSet, HashSet},
 };
 
+use enmasse_auth::credentials::Derived;
 use enmasse_types::{
     broker_config::{BrokerConfig, BrokerReport, BrokerUser, ByAddress, Credential, PasswordKeys},
     config_patch::ConfigPatch,
@@ -175,23 +176,77 @@ pub(super) fn password_keys(
 ) -> Vec<(String, PasswordKeys)> {
     let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
     let mut keys = Vec::new();
-    for user in &config.users {
+    for (namespace, resource, password) in passwords(config, users) {
+        if let Some(credential) = credentials.get(namespace, resource, password) {
+            keys.push((resource.to_owned(), credential.to_keys()));
+        }
+    }
+    keys
+}
+
+/// Derives, on a blocking thread, the credentials [`password_keys`] will need for the config
+/// `evaluation` gives space `name` and has not derived yet: 4,096 PBKDF2 rounds each are not for
+/// the runtime's workers. A derivation that fails to finish leaves its users to `password_keys`.
+pub(super) async fn derive_passwords(
+    evaluation: &Evaluation,
+    name: &str,
+    users: &[MessagingUser],
+    ctx: &Context,
+) {
+    let Some(config) = evaluation.spaces.get(name).and_then(|v| v.config.as_ref()) else {
+        return;
+    };
+    let missing: Vec<(String, String, String)> = {
+        let credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        passwords(config, users)
+            .filter(|(namespace, resource, password)| {
+                credentials.known(namespace, resource, password).is_none()
+            })
+            .map(|(namespace, resource, password)| {
+                (namespace.to_owned(), resource.to_owned(), password.to_owned())
+            })
+            .collect()
+    };
+    if missing.is_empty() {
+        return;
+    }
+    let derive = move || {
+        let derived = missing
+            .iter()
+            .map(|(namespace, resource, password)| Derived::of(namespace, resource, password));
+        derived.flatten().collect::<Vec<_>>()
+    };
+    if let Ok(derived) = tokio::task::spawn_blocking(derive).await {
+        let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
+        for derived in derived {
+            credentials.keep(derived);
+        }
+    }
+}
+
+/// The password users of `config` still without keys, with their passwords (base64) as `users`
+/// hold them: namespace, resource name and password.
+fn passwords<'a>(
+    config: &'a BrokerConfig,
+    users: &'a [MessagingUser],
+) -> impl Iterator<Item = (&'a str, &'a str, &'a str)> {
+    config.users.iter().filter_map(|user| {
         let Credential::Password {
             namespace,
             keys: None,
         } = &user.credential
         else {
-            continue;
+            return None;
         };
         let password = users
             .iter()
-            .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))
-            .and_then(|u| u.spec.authentication.password.as_deref());
-        if let Some(credential) = password.and_then(|p| credentials.get(namespace, &user.resource, p)) {
-            keys.push((user.resource.clone(), credential.to_keys()));
-        }
-    }
-    keys
+            .find(|u| u.metadata.name.as_deref() == Some(user.resource.as_str()))?
+            .spec
+            .authentication
+            .password
+            .as_deref()?;
+        Some((namespace.as_str(), user.resource.as_str(), password))
+    })
 }
 
 /// `config` as it is pushed: with `keys` given to their users. Borrowed when there are none.
