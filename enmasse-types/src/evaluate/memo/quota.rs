@@ -105,6 +105,13 @@ fn as_before<'m>(c: &Changed<'_>, checked: &[Checked<'_>], memo: &'m AddressMemo
     (request == was && key(c.address, request) == key(&record.input, was)).then_some(verdict)
 }
 
+/// Whether changed address `c`, given `verdict`, is not admitted and falls back to the plan it
+/// was admitted on: that leaves the space to a whole evaluation.
+fn falls_back(c: &Changed<'_>, checked: &[Checked<'_>], verdict: &Verdict) -> bool {
+    let fallback = c.checked.is_some_and(|i| checked[i].fallback.is_some());
+    fallback && !matches!(verdict, Verdict::Admitted(_))
+}
+
 fn ties(request: &Request) -> bool {
     matches!(request.type_, AddressType::Topic | AddressType::Subscription)
 }
@@ -124,10 +131,7 @@ fn resume(
     let mut verdicts = HashMap::new();
     for (k, c) in changed.iter().enumerate() {
         if let Some(verdict) = as_before(c, checked, memo) {
-            // As when it is placed: one that falls back to its old plan and is not admitted
-            // leaves the space to a whole evaluation.
-            let fallback = c.checked.is_some_and(|i| checked[i].fallback.is_some());
-            if fallback && !matches!(verdict, Verdict::Admitted(_)) {
+            if falls_back(c, checked, verdict) {
                 return Some(None);
             }
             verdicts.insert(k, verdict.clone());
@@ -207,8 +211,7 @@ fn resume(
     for (k, request) in entering {
         tail.push((name_of(&changed[k].address.metadata).to_owned(), admitter.clone()));
         let verdict = admitter.place(request);
-        let fallback = changed[k].checked.is_some_and(|i| checked[i].fallback.is_some());
-        if !matches!(verdict, Verdict::Admitted(_)) && fallback {
+        if falls_back(&changed[k], checked, &verdict) {
             return Some(None);
         }
         verdicts.insert(k, verdict);
