@@ -318,9 +318,8 @@ async fn pass(
     };
     look_at(evaluator.evaluated_again(&name));
     let mut evaluations = 1;
-    memory::derive_passwords(evaluator.evaluation(), &name, &members.users, ctx).await;
     let mut current =
-        memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
+        memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref()).await;
     // The report's revision was taken for another than it is, and the verdict is evaluated again
     // with the right one: when only a password changed since the last pass (the broker serves the
     // config with the old keys, which is not the latest), and when nothing was remembered (a new
@@ -342,7 +341,8 @@ async fn pass(
         evaluate(evaluator, &reports, nothing.as_ref());
         look_at(evaluator.evaluated_again(&name));
         evaluations += 1;
-        current = memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref());
+        current =
+            memory::keyed_revision(evaluator.evaluation(), &name, &members.users, ctx, keyed.as_ref()).await;
     }
     keyed.clone_from(&current);
     // The report's revision may have been set to the one without keys: the next answer sets it.

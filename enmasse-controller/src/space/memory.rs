@@ -155,7 +155,7 @@ pub(super) fn track_draining<'a>(
 
 /// The revision of the configuration `evaluation` gives space `name`, as it is pushed: with the
 /// password keys of `users`.
-pub(super) fn keyed_revision(
+pub(super) async fn keyed_revision(
     evaluation: &Evaluation,
     name: &str,
     users: &[MessagingUser],
@@ -163,20 +163,23 @@ pub(super) fn keyed_revision(
     remembered: Option<&Keyed>,
 ) -> Option<Keyed> {
     let verdict = evaluation.spaces.get(name)?;
-    let keys = password_keys(verdict.config.as_ref()?, users, ctx);
+    let keys = password_keys(verdict.config.as_ref()?, users, ctx).await;
     Keyed::of(remembered, verdict, keys)
 }
 
 /// The SCRAM keys of each password user of `config` whose password can be read, so that the broker
-/// never holds a password. Derived once per password (see `Context::credentials`).
-pub(super) fn password_keys(
+/// never holds a password. Derived once per password (see `Context::credentials`), on a blocking
+/// thread.
+async fn password_keys(
     config: &BrokerConfig,
     users: &[MessagingUser],
     ctx: &Context,
 ) -> Vec<(String, PasswordKeys)> {
+    let wanted: Vec<_> = passwords(config, users).collect();
+    derive_passwords(&wanted, ctx).await;
     let mut credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
     let mut keys = Vec::new();
-    for (namespace, resource, password) in passwords(config, users) {
+    for (namespace, resource, password) in wanted {
         if let Some(credential) = credentials.get(namespace, resource, password) {
             keys.push((resource.to_owned(), credential.to_keys()));
         }
@@ -184,26 +187,23 @@ pub(super) fn password_keys(
     keys
 }
 
-/// Derives, on a blocking thread, the credentials [`password_keys`] will need for the config
-/// `evaluation` gives space `name` and has not derived yet: 4,096 PBKDF2 rounds each are not for
-/// the runtime's workers. A derivation that fails to finish leaves its users to `password_keys`.
-pub(super) async fn derive_passwords(
-    evaluation: &Evaluation,
-    name: &str,
-    users: &[MessagingUser],
-    ctx: &Context,
-) {
-    let Some(config) = evaluation.spaces.get(name).and_then(|v| v.config.as_ref()) else {
-        return;
-    };
+/// Derives, on a blocking thread, the credentials of the users in `wanted` (namespace, resource
+/// name, password) not derived yet: 4,096 PBKDF2 rounds each are not for the runtime's workers. A
+/// derivation that fails to finish leaves its users to be derived when their keys are asked for.
+pub(super) async fn derive_passwords(wanted: &[(&str, &str, &str)], ctx: &Context) {
     let missing: Vec<(String, String, String)> = {
         let credentials = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner());
-        passwords(config, users)
+        wanted
+            .iter()
             .filter(|(namespace, resource, password)| {
                 credentials.known(namespace, resource, password).is_none()
             })
             .map(|(namespace, resource, password)| {
-                (namespace.to_owned(), resource.to_owned(), password.to_owned())
+                (
+                    (*namespace).to_owned(),
+                    (*resource).to_owned(),
+                    (*password).to_owned(),
+                )
             })
             .collect()
     };
